@@ -1,0 +1,248 @@
+// Package topics is pirack's MQTT contract (v1): topic names, payload types and their
+// validation. It does no I/O. Every other package builds and parses topics here, so no topic
+// string is spelled anywhere else; docs/topics.md is the same contract written for MQTT users.
+package topics
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+)
+
+// Root is the first level of every pirack topic.
+const Root = "rack"
+
+// Topic leaf names.
+const (
+	leafStatus  = "status"
+	leafMetrics = "metrics"
+	leafButton  = "button"
+	leafLED     = "led"
+	leafPower   = "power"
+)
+
+// Sentinel errors returned (wrapped) by the parsers and validators in this package.
+var (
+	// ErrInvalidMAC is returned by NormalizeMAC for anything that is not 6 hex octets.
+	ErrInvalidMAC = errors.New("invalid MAC address")
+	// ErrInvalidRow is returned by ValidateRow for a row name outside [a-z0-9_-]{1,32}.
+	ErrInvalidRow = errors.New("invalid row name")
+	// ErrUnknownTopic is returned by Parse for a topic outside the contract.
+	ErrUnknownTopic = errors.New("not a pirack topic")
+	// ErrInvalidPayload is returned by the decoders and Validate methods.
+	ErrInvalidPayload = errors.New("invalid payload")
+)
+
+// Kind says which topic of the contract a topic name is.
+type Kind int
+
+// The topics of the v1 contract.
+const (
+	KindUnknown Kind = iota
+	KindStatus       // rack/<row>/<mac>/status
+	KindMetrics      // rack/<row>/<mac>/metrics
+	KindButton       // rack/<row>/<mac>/button
+	KindLED          // rack/<mac>/led
+	KindPower        // rack/<row>/power
+)
+
+func (k Kind) String() string {
+	switch k {
+	case KindStatus:
+		return leafStatus
+	case KindMetrics:
+		return leafMetrics
+	case KindButton:
+		return leafButton
+	case KindLED:
+		return leafLED
+	case KindPower:
+		return leafPower
+	}
+	return "unknown"
+}
+
+// NormalizeMAC accepts a MAC address written with colons, dashes, dots or no separators, in
+// either case, and returns it as 12 lowercase hex digits, the form used in topics.
+func NormalizeMAC(s string) (string, error) {
+	var b strings.Builder
+	b.Grow(12)
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c >= '0' && c <= '9', c >= 'a' && c <= 'f':
+			b.WriteByte(c)
+		case c >= 'A' && c <= 'F':
+			b.WriteByte(c + 'a' - 'A')
+		case c == ':' || c == '-' || c == '.':
+			// separators are dropped; their positions are checked below by the length
+		default:
+			return "", fmt.Errorf("%w %q: unexpected character %q", ErrInvalidMAC, clip(s), c)
+		}
+		if b.Len() > 12 {
+			break
+		}
+	}
+	if b.Len() != 12 {
+		return "", fmt.Errorf("%w %q: want 12 hex digits such as b8:27:eb:3f:1a:2c", ErrInvalidMAC, clip(s))
+	}
+	if !separatorsWellPlaced(s) {
+		return "", fmt.Errorf("%w %q: separators must split it into octets (b8:27:eb:...) or quads (b827.eb3f.1a2c)", ErrInvalidMAC, clip(s))
+	}
+	return b.String(), nil
+}
+
+// separatorsWellPlaced accepts no separators, or one kind of separator between every 2 or every
+// 4 hex digits, so that typos such as "b8:27e:b3..." are caught instead of silently accepted.
+func separatorsWellPlaced(s string) bool {
+	if len(s) == 12 {
+		return true
+	}
+	var sep byte
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c == ':' || c == '-' || c == '.' {
+			sep = c
+			break
+		}
+	}
+	parts := strings.Split(s, string(sep))
+	width := len(parts[0])
+	if (width != 2 || len(parts) != 6) && (width != 4 || len(parts) != 3) {
+		return false
+	}
+	for _, p := range parts {
+		if len(p) != width {
+			return false
+		}
+	}
+	return true
+}
+
+// IsMAC reports whether s is already a normalised MAC (12 lowercase hex digits).
+func IsMAC(s string) bool {
+	if len(s) != 12 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+// MaxRowLen is the longest row name allowed.
+const MaxRowLen = 32
+
+// ValidateRow checks a row name: 1-32 characters of [a-z0-9_-].
+func ValidateRow(row string) error {
+	if row == "" || len(row) > MaxRowLen {
+		return fmt.Errorf("%w %q: want 1-%d characters of a-z, 0-9, _ or -", ErrInvalidRow, clip(row), MaxRowLen)
+	}
+	for i := 0; i < len(row); i++ {
+		c := row[i]
+		if (c < 'a' || c > 'z') && (c < '0' || c > '9') && c != '_' && c != '-' {
+			return fmt.Errorf("%w %q: character %q not allowed; use a-z, 0-9, _ or -", ErrInvalidRow, clip(row), c)
+		}
+	}
+	return nil
+}
+
+// Topic is a parsed pirack topic. Row is empty for KindLED; MAC is empty for KindPower.
+type Topic struct {
+	Kind Kind
+	Row  string
+	MAC  string
+}
+
+// String builds the topic name. It is the inverse of Parse.
+func (t Topic) String() string {
+	switch t.Kind {
+	case KindStatus, KindMetrics, KindButton:
+		return Root + "/" + t.Row + "/" + t.MAC + "/" + t.Kind.String()
+	case KindLED:
+		return Root + "/" + t.MAC + "/" + leafLED
+	case KindPower:
+		return Root + "/" + t.Row + "/" + leafPower
+	}
+	return ""
+}
+
+// StatusTopic is the retained presence topic of one Pi: rack/<row>/<mac>/status.
+func StatusTopic(row, mac string) string { return Topic{KindStatus, row, mac}.String() }
+
+// MetricsTopic is the retained telemetry topic of one Pi: rack/<row>/<mac>/metrics.
+func MetricsTopic(row, mac string) string { return Topic{KindMetrics, row, mac}.String() }
+
+// ButtonTopic is the button event topic of one Pi: rack/<row>/<mac>/button.
+func ButtonTopic(row, mac string) string { return Topic{KindButton, row, mac}.String() }
+
+// LEDTopic is the command topic a Pi's agent subscribes to: rack/<mac>/led.
+func LEDTopic(mac string) string { return Topic{Kind: KindLED, MAC: mac}.String() }
+
+// PowerTopic is the retained power reading of a row: rack/<row>/power.
+func PowerTopic(row string) string { return Topic{Kind: KindPower, Row: row}.String() }
+
+// AllFilter matches every pirack topic.
+const AllFilter = Root + "/#"
+
+// AgentFilter matches every topic an agent publishes: rack/<row>/<mac>/#.
+func AgentFilter(row, mac string) string { return Root + "/" + row + "/" + mac + "/#" }
+
+// MaxTopicLen bounds what Parse will look at; real pirack topics are far shorter.
+const MaxTopicLen = 128
+
+// Parse recognises a topic of the v1 contract and returns its kind, row and MAC. Row names and
+// MACs must already be in normalised form; anything else returns an error wrapping
+// ErrUnknownTopic, ErrInvalidRow or ErrInvalidMAC.
+func Parse(topic string) (Topic, error) {
+	if len(topic) > MaxTopicLen {
+		return Topic{}, fmt.Errorf("%w: topic is %d bytes, longer than %d", ErrUnknownTopic, len(topic), MaxTopicLen)
+	}
+	parts := strings.Split(topic, "/")
+	if len(parts) < 3 || parts[0] != Root {
+		return Topic{}, fmt.Errorf("%w: %q", ErrUnknownTopic, clip(topic))
+	}
+	switch {
+	case len(parts) == 3 && parts[2] == leafLED:
+		if !IsMAC(parts[1]) {
+			return Topic{}, fmt.Errorf("%w in %q: want 12 lowercase hex digits", ErrInvalidMAC, clip(topic))
+		}
+		return Topic{Kind: KindLED, MAC: parts[1]}, nil
+	case len(parts) == 3 && parts[2] == leafPower:
+		if err := ValidateRow(parts[1]); err != nil {
+			return Topic{}, fmt.Errorf("topic %q: %w", clip(topic), err)
+		}
+		return Topic{Kind: KindPower, Row: parts[1]}, nil
+	case len(parts) == 4:
+		var k Kind
+		switch parts[3] {
+		case leafStatus:
+			k = KindStatus
+		case leafMetrics:
+			k = KindMetrics
+		case leafButton:
+			k = KindButton
+		default:
+			return Topic{}, fmt.Errorf("%w: %q", ErrUnknownTopic, clip(topic))
+		}
+		if err := ValidateRow(parts[1]); err != nil {
+			return Topic{}, fmt.Errorf("topic %q: %w", clip(topic), err)
+		}
+		if !IsMAC(parts[2]) {
+			return Topic{}, fmt.Errorf("%w in %q: want 12 lowercase hex digits", ErrInvalidMAC, clip(topic))
+		}
+		return Topic{Kind: k, Row: parts[1], MAC: parts[2]}, nil
+	}
+	return Topic{}, fmt.Errorf("%w: %q", ErrUnknownTopic, clip(topic))
+}
+
+// clip keeps hostile input out of error messages and logs at a bounded length.
+func clip(s string) string {
+	const max = 64
+	if len(s) > max {
+		return s[:max] + "..."
+	}
+	return s
+}
