@@ -128,6 +128,8 @@ func parseLEDWords(w string) (LEDCommand, error) {
 	fields := strings.Fields(w)
 	c := LEDCommand{Action: fields[0]}
 	switch {
+	case c.Action != LEDBlink && c.Action != LEDOn && c.Action != LEDOff && c.Action != LEDIdentify:
+		return c, invalid("led command %q: want blink [count], on, off or identify [seconds]", clip(w))
 	case len(fields) == 1:
 	case len(fields) == 2 && (c.Action == LEDBlink || c.Action == LEDIdentify):
 		n, err := strconv.Atoi(fields[1])

@@ -1,0 +1,160 @@
+package topics
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"flag"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
+
+func ptr[T any](v T) *T { return &v }
+
+var ts = time.Date(2026, 11, 24, 7, 30, 0, 0, time.UTC)
+
+// goldenPayloads are the canonical examples of every payload; docs/topics.md shows the same.
+var goldenPayloads = []struct {
+	file    string
+	value   Validator
+	decoder func([]byte) (any, error)
+}{
+	{"status_online.json", Status{
+		V: 1, State: StateOnline, TS: ts, Session: "5f2c9a1e", Hostname: "pi-r1-03", IP: "10.0.1.13",
+		Model: "Raspberry Pi 4 Model B Rev 1.4", AgentVersion: "0.1.0", BootTime: ts.Add(-72 * time.Hour),
+	}, func(b []byte) (any, error) { return DecodeStatus(b) }},
+	{"status_offline.json", Status{V: 1, State: StateOffline, TS: ts, Session: "5f2c9a1e"},
+		func(b []byte) (any, error) { return DecodeStatus(b) }},
+	{"metrics.json", Metrics{
+		V: 1, Seq: 1042, TS: ts,
+		Load1: ptr(0.42), Load5: ptr(0.35), Load15: ptr(0.3), CPUCount: ptr(4), CPUPercent: ptr(11.5), CPUTempC: ptr(48.7),
+		MemTotalBytes: ptr(uint64(4133834752)), MemAvailableBytes: ptr(uint64(3289120768)),
+		DiskTotalBytes: ptr(uint64(31254904832)), DiskFreeBytes: ptr(uint64(24016633856)),
+		UptimeS: ptr(uint64(259200)), NetRxBytes: ptr(uint64(182736451)), NetTxBytes: ptr(uint64(93847562)),
+	}, func(b []byte) (any, error) { return DecodeMetrics(b) }},
+	{"metrics_partial.json", Metrics{V: 1, Seq: 7, TS: ts, Load1: ptr(1.5)},
+		func(b []byte) (any, error) { return DecodeMetrics(b) }},
+	{"button.json", ButtonEvent{V: 1, Press: PressShort, Seq: 12, TS: ts},
+		func(b []byte) (any, error) { return DecodeButton(b) }},
+	{"led_blink.json", LEDCommand{
+		V: 1, Action: LEDBlink, Count: 5, PeriodMS: 500, IssuedAt: ts, ExpiresAt: ts.Add(2 * time.Minute), By: "admin",
+	}, func(b []byte) (any, error) { return ParseLEDCommand(b) }},
+	{"power.json", Power{V: 1, TS: ts, Volts: ptr(5.08), Amps: ptr(2.95), Watts: ptr(14.99), Source: "ina219"},
+		func(b []byte) (any, error) { return DecodePower(b) }},
+}
+
+func TestGoldenPayloads(t *testing.T) {
+	for _, g := range goldenPayloads {
+		t.Run(g.file, func(t *testing.T) {
+			got, err := Encode(g.value)
+			if err != nil {
+				t.Fatalf("Encode: %v", err)
+			}
+			var pretty bytes.Buffer
+			if err := json.Indent(&pretty, got, "", "  "); err != nil {
+				t.Fatal(err)
+			}
+			pretty.WriteByte('\n')
+			path := filepath.Join("testdata", g.file)
+			if *update {
+				if err := os.WriteFile(path, pretty.Bytes(), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			want, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatalf("%v (run go test ./topics -update to create it)", err)
+			}
+			if !bytes.Equal(pretty.Bytes(), want) {
+				t.Fatalf("encoding changed; the contract is public, so review it and run with -update.\ngot:\n%s\nwant:\n%s", pretty.Bytes(), want)
+			}
+			decoded, err := g.decoder(want)
+			if err != nil {
+				t.Fatalf("decode golden: %v", err)
+			}
+			if !reflect.DeepEqual(decoded, g.value) {
+				t.Fatalf("decode(golden) = %+v\nwant %+v", decoded, g.value)
+			}
+		})
+	}
+}
+
+func TestDecodersReject(t *testing.T) {
+	tests := []struct {
+		name    string
+		decode  func([]byte) (any, error)
+		payload string
+		mention string // the error must say what is wrong
+	}{
+		{"status not json", dStatus, `{"v":1,`, "not valid JSON"},
+		{"status bad state", dStatus, `{"v":1,"state":"sleeping"}`, "state"},
+		{"status wrong version", dStatus, `{"v":2,"state":"online"}`, "v 2"},
+		{"status control char hostname", dStatus, `{"v":1,"state":"online","hostname":"pi\u001b[31m"}`, "control character"},
+		{"status long hostname", dStatus, `{"v":1,"state":"online","hostname":"` + strings.Repeat("a", 300) + `"}`, "hostname"},
+		{"metrics wrong type", dMetrics, `{"v":1,"seq":1,"ts":"2026-11-24T07:30:00Z","load_1":"high"}`, "not valid JSON"},
+		{"metrics missing ts", dMetrics, `{"v":1,"seq":1}`, "ts is missing"},
+		{"metrics negative load", dMetrics, `{"v":1,"seq":1,"ts":"2026-11-24T07:30:00Z","load_1":-1}`, "load_1"},
+		{"metrics cpu over 100", dMetrics, `{"v":1,"seq":1,"ts":"2026-11-24T07:30:00Z","cpu_percent":250}`, "cpu_percent"},
+		{"metrics available over total", dMetrics, `{"v":1,"seq":1,"ts":"2026-11-24T07:30:00Z","mem_total_bytes":10,"mem_available_bytes":11}`, "mem_available_bytes"},
+		{"metrics free over total", dMetrics, `{"v":1,"seq":1,"ts":"2026-11-24T07:30:00Z","disk_total_bytes":10,"disk_free_bytes":11}`, "disk_free_bytes"},
+		{"metrics absurd temp", dMetrics, `{"v":1,"seq":1,"ts":"2026-11-24T07:30:00Z","cpu_temp_c":900}`, "cpu_temp_c"},
+		{"metrics oversized", dMetrics, `{"v":1,"pad":"` + strings.Repeat("x", MaxPayload) + `"}`, "limit"},
+		{"button bad press", dButton, `{"v":1,"press":"mash","seq":1,"ts":"2026-11-24T07:30:00Z"}`, "press"},
+		{"button missing ts", dButton, `{"v":1,"press":"short","seq":1}`, "ts is missing"},
+		{"power empty", dPower, `{"v":1,"ts":"2026-11-24T07:30:00Z"}`, "no volts"},
+		{"power negative", dPower, `{"v":1,"ts":"2026-11-24T07:30:00Z","watts":-3}`, "watts"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := tt.decode([]byte(tt.payload))
+			if !errors.Is(err, ErrInvalidPayload) {
+				t.Fatalf("got %v, want ErrInvalidPayload", err)
+			}
+			if !strings.Contains(err.Error(), tt.mention) {
+				t.Fatalf("error %q does not mention %q", err, tt.mention)
+			}
+		})
+	}
+}
+
+func dStatus(b []byte) (any, error)  { return DecodeStatus(b) }
+func dMetrics(b []byte) (any, error) { return DecodeMetrics(b) }
+func dButton(b []byte) (any, error)  { return DecodeButton(b) }
+func dPower(b []byte) (any, error)   { return DecodePower(b) }
+
+func TestDecodeStatusPlainWords(t *testing.T) {
+	for _, in := range []string{"online", "offline", " Offline\n"} {
+		s, err := DecodeStatus([]byte(in))
+		if err != nil {
+			t.Fatalf("DecodeStatus(%q): %v", in, err)
+		}
+		if want := strings.ToLower(strings.TrimSpace(in)); s.State != want || s.V != Version {
+			t.Fatalf("DecodeStatus(%q) = %+v, want state %q", in, s, want)
+		}
+	}
+}
+
+func TestUnknownFieldsTolerated(t *testing.T) {
+	m, err := DecodeMetrics([]byte(`{"v":1,"seq":3,"ts":"2026-11-24T07:30:00Z","load_1":0.5,"fan_rpm":1200}`))
+	if err != nil {
+		t.Fatalf("a newer publisher's extra field must not break an older reader: %v", err)
+	}
+	if m.Load1 == nil || *m.Load1 != 0.5 {
+		t.Fatalf("load_1 = %v, want 0.5", m.Load1)
+	}
+	if m.CPUTempC != nil {
+		t.Fatalf("absent cpu_temp_c decoded as %v; absent must stay absent", *m.CPUTempC)
+	}
+}
+
+func TestEncodeRefusesInvalid(t *testing.T) {
+	if _, err := Encode(ButtonEvent{V: 1, Press: "short"}); !errors.Is(err, ErrInvalidPayload) {
+		t.Fatalf("Encode of a press without ts = %v, want ErrInvalidPayload", err)
+	}
+}
