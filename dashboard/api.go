@@ -1,0 +1,293 @@
+package dashboard
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/pirack/pirack/auth"
+	"github.com/pirack/pirack/topics"
+)
+
+// principal is the authenticated user of a request.
+type principal struct {
+	name string
+	role auth.Role
+}
+
+func (p principal) canCommand() bool { return p.role == auth.RoleAdmin }
+
+// mayUseDashboard: agents and automations are MQTT identities; only people log in here.
+func mayUseDashboard(r auth.Role) bool { return r == auth.RoleAdmin || r == auth.RoleViewer }
+
+type principalKey struct{}
+
+func principalFrom(ctx context.Context) principal {
+	p, _ := ctx.Value(principalKey{}).(principal)
+	return p
+}
+
+const sessionCookie = "pirack_session"
+
+// authFailure says why a request is not authenticated, as an HTTP status and a message.
+type authFailure struct {
+	status int
+	msg    string
+}
+
+// authenticate identifies the user by session cookie or, for scripts, HTTP Basic auth. Failed
+// Basic attempts count against the same per-IP limit as the login form.
+func (s *Server) authenticate(r *http.Request) (principal, *authFailure) {
+	if name, pw, ok := r.BasicAuth(); ok {
+		ip := remoteIP(r)
+		if s.limiter.blocked(ip) {
+			return principal{}, &authFailure{http.StatusTooManyRequests, "too many failed logins; wait a minute"}
+		}
+		u, err := s.cfg.Auth.Authenticate(name, pw)
+		if err != nil && !errors.Is(err, auth.ErrBadCredentials) {
+			s.log.Error("check credentials", "user", clipLog(name), "err", err)
+			return principal{}, &authFailure{http.StatusServiceUnavailable, "could not check credentials; see the server log"}
+		}
+		if err != nil {
+			s.limiter.fail(ip)
+			s.log.Info("basic auth refused", "user", clipLog(name), "remote", ip, "err", err)
+			return principal{}, &authFailure{http.StatusUnauthorized, "wrong user name or password"}
+		}
+		if !mayUseDashboard(u.Role) {
+			return principal{}, &authFailure{http.StatusForbidden, fmt.Sprintf("role %q may not use the Control Center; use an admin or viewer account", u.Role)}
+		}
+		return principal{name: u.Name, role: u.Role}, nil
+	}
+	if c, err := r.Cookie(sessionCookie); err == nil {
+		if sess, ok := s.sessions.get(c.Value); ok {
+			return principal{name: sess.user, role: sess.role}, nil
+		}
+	}
+	return principal{}, &authFailure{http.StatusUnauthorized, "login required: sign in at /login, or use HTTP Basic auth"}
+}
+
+// requireAPI admits authenticated users, and only admins when admin is set, answering JSON
+// errors otherwise.
+func (s *Server) requireAPI(admin bool, h http.HandlerFunc) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "no-store")
+		p, fail := s.authenticate(r)
+		if fail != nil {
+			writeError(w, fail.status, fail.msg)
+			return
+		}
+		if admin && !p.canCommand() {
+			writeError(w, http.StatusForbidden, "this needs an admin account; viewers can look but not command")
+			return
+		}
+		h(w, r.WithContext(context.WithValue(r.Context(), principalKey{}, p)))
+	})
+}
+
+// handleNodes serves GET /api/nodes: every node, sorted by row, then MAC.
+func (s *Server) handleNodes(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, s.rack.list())
+}
+
+// handleNode serves GET /api/nodes/{mac}.
+func (s *Server) handleNode(w http.ResponseWriter, r *http.Request) {
+	n, ok := s.lookup(w, r)
+	if !ok {
+		return
+	}
+	writeJSON(w, http.StatusOK, n)
+}
+
+// lookup resolves the {mac} path value, in any form topics.NormalizeMAC accepts, to a known
+// node, writing a 400 or 404 when it cannot.
+func (s *Server) lookup(w http.ResponseWriter, r *http.Request) (Node, bool) {
+	mac, err := topics.NormalizeMAC(r.PathValue("mac"))
+	if err != nil {
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("%v; expected a MAC address such as b827eb3f1a2c or b8:27:eb:3f:1a:2c", err))
+		return Node{}, false
+	}
+	n, ok := s.rack.node(mac)
+	if !ok {
+		writeError(w, http.StatusNotFound, fmt.Sprintf("no Pi with MAC %s has reported to this Control Center", mac))
+		return Node{}, false
+	}
+	return n, true
+}
+
+// blinkRequest is the optional body of POST /api/nodes/{mac}/blink; zero fields take the
+// defaults of topics.LEDCommand.WithDefaults.
+type blinkRequest struct {
+	Count    int `json:"count"`
+	PeriodMS int `json:"period_ms"`
+}
+
+const maxBodyBytes = 4 << 10
+
+// handleBlink serves POST /api/nodes/{mac}/blink: it publishes a blink command, with an expiry,
+// on the Pi's LED topic, and answers 202 with the command: accepted, since nothing confirms the
+// agent received it.
+func (s *Server) handleBlink(w http.ResponseWriter, r *http.Request) {
+	n, ok := s.lookup(w, r)
+	if !ok {
+		return
+	}
+	var req blinkRequest
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBodyBytes))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil && !errors.Is(err, io.EOF) {
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("body must be empty or JSON like {\"count\": 5, \"period_ms\": 500}: %v", err))
+		return
+	}
+	p := principalFrom(r.Context())
+	now := s.cfg.Now()
+	cmd := topics.LEDCommand{
+		Action:    topics.LEDBlink,
+		Count:     req.Count,
+		PeriodMS:  req.PeriodMS,
+		By:        p.name,
+		IssuedAt:  now,
+		ExpiresAt: now.Add(s.cfg.CommandTTL),
+	}.WithDefaults()
+	payload, err := topics.Encode(cmd)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	if err := s.cfg.Bus.Publish(topics.LEDTopic(n.MAC), payload, false, 1); err != nil {
+		s.log.Error("publish LED command", "mac", n.MAC, "err", err)
+		writeError(w, http.StatusBadGateway, "could not publish the LED command to the broker; try again")
+		return
+	}
+	s.log.Info("LED command sent", "mac", n.MAC, "action", cmd.Action, "count", cmd.Count, "by", p.name)
+	writeJSON(w, http.StatusAccepted, cmd)
+}
+
+// handleClear serves POST /api/nodes/{mac}/clear: the operator has dealt with the selected Pi.
+func (s *Server) handleClear(w http.ResponseWriter, r *http.Request) {
+	n, ok := s.lookup(w, r)
+	if !ok {
+		return
+	}
+	n, _ = s.rack.clearSelection(n.MAC)
+	s.hub.notify(n.MAC)
+	s.log.Info("selection cleared", "mac", n.MAC, "by", principalFrom(r.Context()).name)
+	writeJSON(w, http.StatusOK, n)
+}
+
+// handleStats serves GET /api/stats.
+func (s *Server) handleStats(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, s.Stats())
+}
+
+// handleEvents serves GET /api/events, a Server-Sent Events stream: a "snapshot" event with
+// every node, then a "node" event per changed node, and a comment line every heartbeat so
+// proxies keep the connection open. A client that falls behind is dropped; its EventSource
+// reconnects and gets a fresh snapshot.
+func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
+	rc := http.NewResponseController(w)
+	c, err := s.hub.subscribe()
+	if err != nil {
+		writeError(w, http.StatusServiceUnavailable, err.Error())
+		return
+	}
+	defer s.hub.unsubscribe(c)
+
+	h := w.Header()
+	h.Set("Content-Type", "text/event-stream")
+	h.Set("X-Accel-Buffering", "no") // nginx: do not buffer the stream
+	w.WriteHeader(http.StatusOK)
+
+	// send writes one batch under a deadline, so a client that stopped reading cannot hold the
+	// handler for ever. ErrNotSupported (for example a recorder in tests) is fine.
+	send := func(write func() error) bool {
+		if err := rc.SetWriteDeadline(time.Now().Add(sseWriteTimeout)); err != nil && !errors.Is(err, http.ErrNotSupported) {
+			return false
+		}
+		if err := write(); err != nil {
+			s.log.Debug("live client gone", "remote", r.RemoteAddr, "err", err)
+			return false
+		}
+		return rc.Flush() == nil
+	}
+
+	if !send(func() error {
+		if _, err := io.WriteString(w, "retry: 3000\n"); err != nil {
+			return err
+		}
+		return writeEvent(w, "snapshot", s.rack.list())
+	}) {
+		return
+	}
+
+	tick := time.NewTicker(s.heartbeat)
+	defer tick.Stop()
+	for {
+		select {
+		case <-r.Context().Done():
+			return
+		case <-c.done:
+			return
+		case <-c.wake:
+			ok := send(func() error {
+				for _, mac := range c.take() {
+					n, ok := s.rack.node(mac)
+					if !ok {
+						continue
+					}
+					if err := writeEvent(w, "node", n); err != nil {
+						return err
+					}
+				}
+				return nil
+			})
+			if !ok {
+				return
+			}
+		case <-tick.C:
+			if !send(func() error { _, err := io.WriteString(w, ": ping\n\n"); return err }) {
+				return
+			}
+		}
+	}
+}
+
+// writeEvent writes one SSE event. JSON never contains a raw newline, so one data line suffices.
+func writeEvent(w io.Writer, event string, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprintf(w, "event: %s\ndata: %s\n\n", event, b)
+	return err
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	_ = enc.Encode(v) // the client may be gone; nothing useful to do about it
+}
+
+// apiError is the body of every JSON error.
+type apiError struct {
+	Error string `json:"error"`
+}
+
+func writeError(w http.ResponseWriter, status int, msg string) {
+	writeJSON(w, status, apiError{Error: msg})
+}
+
+// remoteIP is the client address the login limit is kept by. X-Forwarded-For is not trusted:
+// anyone could send it to dodge the limit.
+func remoteIP(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}

@@ -1,0 +1,33 @@
+package dashboard_test
+
+import (
+	"fmt"
+	"log"
+
+	"github.com/pirack/pirack/auth"
+	"github.com/pirack/pirack/dashboard"
+	"github.com/pirack/pirack/dashboard/dashboardtest"
+	"github.com/pirack/pirack/topics"
+)
+
+// The Control Center subscribes as soon as it is created, so telemetry published afterwards,
+// by agents through the broker, shows up in Nodes, the API and the live stream.
+func ExampleNew() {
+	bus := &dashboardtest.Bus{} // pirack serve passes the embedded broker here
+	srv, err := dashboard.New(dashboard.Config{
+		Bus:  bus,
+		Auth: dashboardtest.Users{"ops": {Password: "s3cret-pw", Role: auth.RoleAdmin}},
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+
+	birth, _ := topics.Encode(topics.Status{V: topics.Version, State: topics.StateOnline, Session: "1", Hostname: "pi-a"})
+	bus.Publish(topics.StatusTopic("r1", "b827eb3f1a2c"), birth, true, 1)
+
+	for _, n := range srv.Nodes() {
+		fmt.Println(n.Row, n.MAC, n.Hostname, n.State)
+	}
+	// Serve it with srv.Run(ctx) or srv.Serve(ctx, listener).
+	// Output: r1 b827eb3f1a2c pi-a online
+}

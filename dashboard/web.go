@@ -1,0 +1,275 @@
+package dashboard
+
+import (
+	"embed"
+	"errors"
+	"fmt"
+	"html/template"
+	"io/fs"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/pirack/pirack/auth"
+	"github.com/pirack/pirack/topics"
+)
+
+// web holds the page templates and the static assets; the binary serves them from memory.
+//
+//go:embed web/templates/*.html web/static
+var web embed.FS
+
+func parseTemplates() (*template.Template, error) {
+	return template.New("").Funcs(template.FuncMap{
+		"displayMAC": displayMAC,
+		"fmtLoad":    fmtLoad,
+		"fmtMem":     fmtMem,
+		"fmtDisk":    fmtDisk,
+		"fmtTemp":    fmtTemp,
+		"fmtTime":    fmtTime,
+		"isoTime":    isoTime,
+		"tile":       func(n Node, canCommand bool) tileView { return tileView{n, canCommand} },
+	}).ParseFS(web, "web/templates/*.html")
+}
+
+func staticHandler() http.Handler {
+	sub, err := fs.Sub(web, "web")
+	if err != nil {
+		panic(err) // the embed pattern above guarantees the directory
+	}
+	fsh := http.FileServerFS(sub)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// Revalidate, so a new binary's assets are picked up at once.
+		w.Header().Set("Cache-Control", "no-cache")
+		fsh.ServeHTTP(w, r)
+	})
+}
+
+// requirePage admits users with a session (or Basic auth) and sends the others to /login.
+func (s *Server) requirePage(h func(http.ResponseWriter, *http.Request, principal)) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "no-store")
+		p, fail := s.authenticate(r)
+		if fail != nil {
+			if fail.status == http.StatusUnauthorized {
+				http.Redirect(w, r, "/login", http.StatusSeeOther)
+				return
+			}
+			http.Error(w, fail.msg, fail.status)
+			return
+		}
+		h(w, r, p)
+	})
+}
+
+// rowView is one row of the rack page.
+type rowView struct {
+	Name  string
+	Nodes []Node
+}
+
+// tileView is what the "tile" template renders: one Pi, and whether to offer commands.
+type tileView struct {
+	Node
+	CanCommand bool
+}
+
+type rackPage struct {
+	User       string
+	Role       string
+	CanCommand bool
+	Rows       []rowView
+	Online     int
+	Total      int
+	Blank      Node // rendered into a <template> the script clones for Pis that appear later
+}
+
+// handleRack serves GET /: the rack, one tile per Pi, grouped by row. The script then keeps it
+// live from /api/events; the page is complete without it.
+func (s *Server) handleRack(w http.ResponseWriter, r *http.Request, p principal) {
+	page := rackPage{User: p.name, Role: string(p.role), CanCommand: p.canCommand()}
+	for _, n := range s.rack.list() {
+		if len(page.Rows) == 0 || page.Rows[len(page.Rows)-1].Name != n.Row {
+			page.Rows = append(page.Rows, rowView{Name: n.Row})
+		}
+		row := &page.Rows[len(page.Rows)-1]
+		row.Nodes = append(row.Nodes, n)
+		page.Total++
+		if n.Online() {
+			page.Online++
+		}
+	}
+	page.Blank = Node{State: StateUnknown}
+	s.render(w, http.StatusOK, "rack.html", page)
+}
+
+type loginPage struct {
+	Error string
+}
+
+func (s *Server) handleLoginPage(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Cache-Control", "no-store")
+	if _, fail := s.authenticate(r); fail == nil {
+		http.Redirect(w, r, "/", http.StatusSeeOther)
+		return
+	}
+	s.render(w, http.StatusOK, "login.html", loginPage{})
+}
+
+// handleLogin serves POST /login. Failures are counted per remote IP; past the limit every
+// attempt, right or wrong, gets 429 until the window passes.
+func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Cache-Control", "no-store")
+	ip := remoteIP(r)
+	if s.limiter.blocked(ip) {
+		w.Header().Set("Retry-After", fmt.Sprint(int(loginWindow/time.Second)))
+		s.render(w, http.StatusTooManyRequests, "login.html", loginPage{Error: "Too many failed logins. Wait a minute and try again."})
+		return
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, maxBodyBytes)
+	if err := r.ParseForm(); err != nil {
+		s.render(w, http.StatusBadRequest, "login.html", loginPage{Error: "The form could not be read; reload the page and try again."})
+		return
+	}
+	name, pw := r.PostForm.Get("user"), r.PostForm.Get("password")
+	u, err := s.cfg.Auth.Authenticate(name, pw)
+	if err != nil && !errors.Is(err, auth.ErrBadCredentials) {
+		s.log.Error("check credentials", "user", clipLog(name), "err", err)
+		s.render(w, http.StatusServiceUnavailable, "login.html", loginPage{Error: "Credentials could not be checked; see the server log."})
+		return
+	}
+	if err != nil {
+		s.limiter.fail(ip)
+		s.log.Info("login refused", "user", clipLog(name), "remote", ip, "err", err)
+		s.render(w, http.StatusUnauthorized, "login.html", loginPage{Error: "Wrong user name or password."})
+		return
+	}
+	if !mayUseDashboard(u.Role) {
+		s.log.Info("login refused for role", "user", u.Name, "role", u.Role, "remote", ip)
+		s.render(w, http.StatusForbidden, "login.html", loginPage{Error: "This account is for MQTT clients; sign in with an admin or viewer account."})
+		return
+	}
+	// A fresh id on every login, so a session id planted before login is worthless.
+	id, exp := s.sessions.create(u)
+	http.SetCookie(w, &http.Cookie{
+		Name:     sessionCookie,
+		Value:    id,
+		Path:     "/",
+		Expires:  exp,
+		HttpOnly: true,
+		Secure:   s.cfg.SecureCookies,
+		SameSite: http.SameSiteLaxMode,
+	})
+	s.log.Info("login", "user", u.Name, "role", u.Role, "remote", ip)
+	http.Redirect(w, r, "/", http.StatusSeeOther)
+}
+
+// handleLogout serves POST /logout: a POST, so another site cannot log the user out with an
+// image tag.
+func (s *Server) handleLogout(w http.ResponseWriter, r *http.Request) {
+	if c, err := r.Cookie(sessionCookie); err == nil {
+		s.sessions.delete(c.Value)
+	}
+	http.SetCookie(w, &http.Cookie{
+		Name: sessionCookie, Value: "", Path: "/", MaxAge: -1,
+		HttpOnly: true, Secure: s.cfg.SecureCookies, SameSite: http.SameSiteLaxMode,
+	})
+	http.Redirect(w, r, "/login", http.StatusSeeOther)
+}
+
+// render executes a page into memory first, so a template error becomes a clean 500 rather
+// than half a page.
+func (s *Server) render(w http.ResponseWriter, status int, name string, data any) {
+	var b strings.Builder
+	if err := s.pages.ExecuteTemplate(&b, name, data); err != nil {
+		s.log.Error("render page", "page", name, "err", err)
+		http.Error(w, "internal error rendering the page", http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.WriteHeader(status)
+	_, _ = w.Write([]byte(b.String()))
+}
+
+// The formatters below have twins in web/static/app.js, which re-renders tiles live; keep
+// them in step.
+
+// displayMAC writes a normalised MAC with colons, the way it is printed on boards and routers.
+func displayMAC(mac string) string {
+	if len(mac) != 12 {
+		return mac
+	}
+	var b strings.Builder
+	for i := 0; i < 12; i += 2 {
+		if i > 0 {
+			b.WriteByte(':')
+		}
+		b.WriteString(mac[i : i+2])
+	}
+	return b.String()
+}
+
+const dash = "–"
+
+func fmtLoad(m *topics.Metrics) string {
+	if m == nil || m.Load1 == nil {
+		return dash
+	}
+	if m.CPUCount == nil {
+		return fmt.Sprintf("%.2f", *m.Load1)
+	}
+	return fmt.Sprintf("%.2f / %d cores", *m.Load1, *m.CPUCount)
+}
+
+func fmtMem(m *topics.Metrics) string {
+	if m == nil || m.MemAvailableBytes == nil {
+		return dash
+	}
+	if m.MemTotalBytes == nil {
+		return bytesIEC(*m.MemAvailableBytes) + " free"
+	}
+	return bytesIEC(*m.MemAvailableBytes) + " free of " + bytesIEC(*m.MemTotalBytes)
+}
+
+func fmtDisk(m *topics.Metrics) string {
+	if m == nil || m.DiskTotalBytes == nil || m.DiskFreeBytes == nil || *m.DiskTotalBytes == 0 {
+		return dash
+	}
+	used := float64(*m.DiskTotalBytes-*m.DiskFreeBytes) / float64(*m.DiskTotalBytes) * 100
+	return fmt.Sprintf("%.0f%% used of %s", used, bytesIEC(*m.DiskTotalBytes))
+}
+
+func fmtTemp(m *topics.Metrics) string {
+	if m == nil || m.CPUTempC == nil {
+		return dash
+	}
+	return fmt.Sprintf("%.1f °C", *m.CPUTempC)
+}
+
+func fmtTime(t time.Time) string {
+	if t.IsZero() {
+		return "never"
+	}
+	return t.Format("2006-01-02 15:04:05")
+}
+
+func isoTime(t time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	return t.UTC().Format(time.RFC3339)
+}
+
+// bytesIEC formats a byte count with binary units, one decimal.
+func bytesIEC(n uint64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := uint64(unit), 0
+	for m := n / unit; m >= unit && exp < 4; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTP"[exp])
+}
