@@ -1,0 +1,164 @@
+// Package auth keeps pirack's users: who may connect to the MQTT broker or log in to the
+// dashboard, and with which role. Users live in one JSON file (conventionally
+// <data-dir>/users.json) holding bcrypt hashes, never passwords.
+//
+// The broker binds each agent user to one Pi: its name is the Pi's MAC, and the broker only lets
+// it publish under that Pi's topics. The other roles are people and programs: viewers read,
+// automations read and send LED commands, admins do anything.
+package auth
+
+import (
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/pirack/pirack/topics"
+)
+
+// Sentinel errors. They are returned wrapped, with the detail the user needs.
+var (
+	// ErrInvalidRole is returned by ParseRole, Add and Set for a role that is not one of the four.
+	ErrInvalidRole = errors.New("invalid role")
+	// ErrInvalidUser is returned by Add and Set for a bad name, or a MAC or row that is missing
+	// (agents) or present (other roles) or malformed.
+	ErrInvalidUser = errors.New("invalid user")
+	// ErrInvalidPassword is returned by Add and Set for a password shorter than MinPasswordLen or
+	// longer than MaxPasswordLen bytes.
+	ErrInvalidPassword = errors.New("invalid password")
+	// ErrUserExists is returned by Add when a user of that name already exists; Set replaces it.
+	ErrUserExists = errors.New("user already exists")
+	// ErrNoSuchUser is returned by Remove for an unknown name.
+	ErrNoSuchUser = errors.New("no such user")
+	// ErrBadCredentials is returned by Authenticate for an unknown user and for a wrong password
+	// alike, so that a caller cannot tell which one it was.
+	ErrBadCredentials = errors.New("bad username or password")
+	// ErrInsecureFile is returned by Open (and by Authenticate when the file changes) when the
+	// users file can be read or written by anyone but its owner.
+	ErrInsecureFile = errors.New("users file permissions too open")
+)
+
+// Role says what a user may do.
+type Role string
+
+// The roles.
+const (
+	// RoleAgent is a Pi's agent: it publishes its own topics and reads its own LED commands.
+	RoleAgent Role = "agent"
+	// RoleAutomation reads every pirack topic and may send LED commands.
+	RoleAutomation Role = "automation"
+	// RoleViewer reads every pirack topic.
+	RoleViewer Role = "viewer"
+	// RoleAdmin may do anything, including reading $SYS.
+	RoleAdmin Role = "admin"
+)
+
+// Roles lists every role, in order of increasing power.
+var Roles = []Role{RoleAgent, RoleViewer, RoleAutomation, RoleAdmin}
+
+// ParseRole parses a role name such as "viewer".
+func ParseRole(s string) (Role, error) {
+	r := Role(strings.ToLower(strings.TrimSpace(s)))
+	if r.Valid() {
+		return r, nil
+	}
+	return "", fmt.Errorf("%w %q: want one of agent, viewer, automation, admin", ErrInvalidRole, clip(s))
+}
+
+// Valid reports whether r is one of the four roles.
+func (r Role) Valid() bool {
+	switch r {
+	case RoleAgent, RoleAutomation, RoleViewer, RoleAdmin:
+		return true
+	}
+	return false
+}
+
+// User is one account. Hash is a bcrypt hash; MAC and Row are set for agents only.
+type User struct {
+	Name    string    `json:"name"`
+	Role    Role      `json:"role"`
+	MAC     string    `json:"mac,omitempty"` // normalised, as in topics (b827eb3f1a2c)
+	Row     string    `json:"row,omitempty"`
+	Hash    string    `json:"hash"`
+	Created time.Time `json:"created"`
+}
+
+// Password length limits. bcrypt ignores (x/crypto refuses) bytes past 72.
+const (
+	MinPasswordLen = 8
+	MaxPasswordLen = 72
+)
+
+// MaxNameLen is the longest user name allowed.
+const MaxNameLen = 64
+
+// normalize checks u and returns it with its MAC normalised and, for an agent, its name
+// defaulted to that MAC.
+func (u User) normalize() (User, error) {
+	if !u.Role.Valid() {
+		return u, fmt.Errorf("user %q: %w %q: want one of agent, viewer, automation, admin", clip(u.Name), ErrInvalidRole, clip(string(u.Role)))
+	}
+	if u.Role == RoleAgent {
+		mac, err := topics.NormalizeMAC(u.MAC)
+		if err != nil {
+			return u, fmt.Errorf("%w: an agent needs its Pi's MAC: %w", ErrInvalidUser, err)
+		}
+		if err := topics.ValidateRow(u.Row); err != nil {
+			return u, fmt.Errorf("%w: an agent needs its row: %w", ErrInvalidUser, err)
+		}
+		// The broker binds an agent to its MAC through its user name, so the two must agree.
+		if u.Name != "" && u.Name != mac {
+			if m, err := topics.NormalizeMAC(u.Name); err != nil || m != mac {
+				return u, fmt.Errorf("%w %q: an agent's name must be its MAC %s (leave the name empty)", ErrInvalidUser, clip(u.Name), mac)
+			}
+		}
+		u.Name, u.MAC = mac, mac
+	} else if u.MAC != "" || u.Row != "" {
+		return u, fmt.Errorf("%w %q: only agents have a MAC and a row, not role %s", ErrInvalidUser, clip(u.Name), u.Role)
+	}
+	if err := validateName(u.Name); err != nil {
+		return u, err
+	}
+	return u, nil
+}
+
+// validateName allows 1-64 characters of [A-Za-z0-9._-]: safe in logs, file names and MQTT
+// client ids, and unambiguous on a command line.
+func validateName(name string) error {
+	if name == "" || len(name) > MaxNameLen {
+		return fmt.Errorf("%w: name %q must be 1-%d characters of A-Z, a-z, 0-9, '.', '_' or '-'", ErrInvalidUser, clip(name), MaxNameLen)
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if (c < 'a' || c > 'z') && (c < 'A' || c > 'Z') && (c < '0' || c > '9') && c != '.' && c != '_' && c != '-' {
+			return fmt.Errorf("%w: name %q: character %q not allowed; use A-Z, a-z, 0-9, '.', '_' or '-'", ErrInvalidUser, clip(name), c)
+		}
+	}
+	return nil
+}
+
+func validatePassword(p string) error {
+	if len(p) < MinPasswordLen || len(p) > MaxPasswordLen {
+		return fmt.Errorf("%w: want %d-%d bytes, got %d (or leave it out to have one generated)", ErrInvalidPassword, MinPasswordLen, MaxPasswordLen, len(p))
+	}
+	return nil
+}
+
+// GeneratePassword returns a random 20-character URL-safe password (120 bits of entropy).
+func GeneratePassword() string {
+	b := make([]byte, 15)
+	_, _ = rand.Read(b) // crypto/rand.Read never fails (Go 1.24+): it crashes the program instead
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+// clip keeps hostile input out of error messages at a bounded length.
+func clip(s string) string {
+	const max = 64
+	if len(s) > max {
+		return s[:max] + "..."
+	}
+	return s
+}

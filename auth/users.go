@@ -1,0 +1,336 @@
+package auth
+
+import (
+	"cmp"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"maps"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"time"
+
+	"golang.org/x/crypto/bcrypt"
+)
+
+// fileVersion is the "v" of the users file; Open refuses a file written by a newer pirack.
+const fileVersion = 1
+
+type usersFile struct {
+	V     int    `json:"v"`
+	Users []User `json:"users"`
+}
+
+// Users is the user store, backed by one JSON file. It is safe for concurrent use.
+//
+// Another process (the `pirack user` command) may change the file while a server runs: Get,
+// List and Authenticate notice the change and reload it, so a new agent can connect without a
+// restart. Removing a user refuses its next connection, not a connection already open.
+type Users struct {
+	// Cost is the bcrypt cost of new hashes; zero means bcrypt.DefaultCost. Tests and simulated
+	// agents set bcrypt.MinCost. Set it before the first Add or Set.
+	Cost int
+
+	path string
+	// macKey keys the cache of verified passwords, so the cache holds no plain hash of a password.
+	macKey []byte
+
+	mu     sync.RWMutex
+	users  map[string]User
+	loaded fs.FileInfo // the file as last read or written; nil when there was none
+
+	cacheMu  sync.Mutex
+	verified map[string]verifiedEntry // user name -> last password verified against its hash
+
+	dummyOnce sync.Once
+	dummy     []byte // hash checked for unknown users, so they cost as much as known ones
+}
+
+type verifiedEntry struct {
+	hash string
+	mac  [sha256.Size]byte
+}
+
+// Open loads the users file at path. A missing file is an empty store (the file is created by
+// the first Add or Set). A file that others may read or write is refused: it holds password
+// hashes, and a file others may write would let them add an admin.
+func Open(path string) (*Users, error) {
+	key := make([]byte, 32)
+	_, _ = rand.Read(key)
+	s := &Users{path: path, macKey: key, users: map[string]User{}, verified: map[string]verifiedEntry{}}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.reloadLocked(); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// Path is the file the store reads and writes.
+func (s *Users) Path() string { return s.path }
+
+// reloadLocked reads the file if it changed since it was last read or written. s.mu is held.
+func (s *Users) reloadLocked() error {
+	fi, err := os.Stat(s.path)
+	if errors.Is(err, fs.ErrNotExist) {
+		s.users, s.loaded = map[string]User{}, nil
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("users file: %w", err)
+	}
+	if s.loaded != nil && os.SameFile(fi, s.loaded) && fi.ModTime().Equal(s.loaded.ModTime()) && fi.Size() == s.loaded.Size() {
+		return nil
+	}
+	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
+		return fmt.Errorf("%w: %s has mode %04o and holds password hashes; run: chmod 600 %s", ErrInsecureFile, s.path, perm, s.path)
+	}
+	b, err := os.ReadFile(s.path)
+	if err != nil {
+		return fmt.Errorf("read users file: %w", err)
+	}
+	var f usersFile
+	if err := json.Unmarshal(b, &f); err != nil {
+		return fmt.Errorf("users file %s is damaged: %w", s.path, err)
+	}
+	if f.V != fileVersion {
+		return fmt.Errorf("users file %s has version %d; this pirack reads version %d", s.path, f.V, fileVersion)
+	}
+	users := make(map[string]User, len(f.Users))
+	for _, u := range f.Users {
+		users[u.Name] = u
+	}
+	s.users, s.loaded = users, fi
+	return nil
+}
+
+// refresh reloads the file if another process changed it. A failed reload keeps the users
+// already loaded and returns the error.
+func (s *Users) refresh() error {
+	fi, err := os.Stat(s.path)
+	s.mu.RLock()
+	same := s.loaded != nil && err == nil && os.SameFile(fi, s.loaded) &&
+		fi.ModTime().Equal(s.loaded.ModTime()) && fi.Size() == s.loaded.Size()
+	absent := s.loaded == nil && errors.Is(err, fs.ErrNotExist)
+	s.mu.RUnlock()
+	if same || absent {
+		return nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.reloadLocked()
+}
+
+// Add creates a user with the given password. For an agent, leave u.Name empty: it becomes the
+// MAC. Created defaults to now. An existing name is an error wrapping ErrUserExists.
+func (s *Users) Add(u User, password string) error {
+	return s.put(u, password, false, s.cost())
+}
+
+// Set creates or replaces a user, keeping the original creation time of a replaced one. The
+// demo uses it to give its simulated agents fresh passwords at each start.
+func (s *Users) Set(u User, password string) error {
+	return s.put(u, password, true, s.cost())
+}
+
+// SetWithCost is Set with its own bcrypt cost, for accounts that live as briefly as the demo's
+// simulated agents (bcrypt.MinCost) in a store whose real users keep Cost.
+func (s *Users) SetWithCost(u User, password string, cost int) error {
+	return s.put(u, password, true, cost)
+}
+
+func (s *Users) put(u User, password string, replace bool, cost int) error {
+	u, err := u.normalize()
+	if err != nil {
+		return err
+	}
+	if err := validatePassword(password); err != nil {
+		return err
+	}
+	// Hash before taking the lock: bcrypt is slow on purpose.
+	h, err := bcrypt.GenerateFromPassword([]byte(password), cost)
+	if err != nil {
+		return fmt.Errorf("hash password: %w", err)
+	}
+	u.Hash = string(h)
+
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.reloadLocked(); err != nil { // don't overwrite another process's change
+		return err
+	}
+	old, exists := s.users[u.Name]
+	if exists && !replace {
+		return fmt.Errorf("%w: %q (remove it first, or pick another name)", ErrUserExists, u.Name)
+	}
+	if u.Created.IsZero() {
+		u.Created = time.Now().UTC().Truncate(time.Second)
+		if exists {
+			u.Created = old.Created
+		}
+	}
+	next := maps.Clone(s.users)
+	next[u.Name] = u
+	if err := s.saveLocked(next); err != nil {
+		return err
+	}
+	s.forget(u.Name)
+	return nil
+}
+
+// Remove deletes a user. An unknown name is an error wrapping ErrNoSuchUser.
+func (s *Users) Remove(name string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.reloadLocked(); err != nil {
+		return err
+	}
+	if _, ok := s.users[name]; !ok {
+		return fmt.Errorf("%w: %q", ErrNoSuchUser, clip(name))
+	}
+	next := maps.Clone(s.users)
+	delete(next, name)
+	if err := s.saveLocked(next); err != nil {
+		return err
+	}
+	s.forget(name)
+	return nil
+}
+
+// Get returns the user of that name.
+func (s *Users) Get(name string) (User, bool) {
+	_ = s.refresh() // on error, answer from the users already loaded
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	u, ok := s.users[name]
+	return u, ok
+}
+
+// List returns every user, sorted by name.
+func (s *Users) List() []User {
+	_ = s.refresh()
+	s.mu.RLock()
+	out := make([]User, 0, len(s.users))
+	for _, u := range s.users {
+		out = append(out, u)
+	}
+	s.mu.RUnlock()
+	slices.SortFunc(out, func(a, b User) int { return cmp.Compare(a.Name, b.Name) })
+	return out
+}
+
+// Authenticate checks a name and password and returns the user. An unknown user and a wrong
+// password both return ErrBadCredentials, after the same bcrypt work. Any other error means the
+// users file could not be read; callers should refuse and log it.
+//
+// Successful checks are remembered until the user is changed, so a fleet of agents
+// reconnecting after a network blip costs one bcrypt run per agent per server lifetime, not
+// one per reconnect.
+func (s *Users) Authenticate(name, password string) (User, error) {
+	if err := s.refresh(); err != nil {
+		return User{}, err
+	}
+	s.mu.RLock()
+	u, ok := s.users[name]
+	s.mu.RUnlock()
+	if !ok {
+		_ = bcrypt.CompareHashAndPassword(s.dummyHash(), []byte(password))
+		return User{}, ErrBadCredentials
+	}
+	sum := s.sum(name, password)
+	s.cacheMu.Lock()
+	e, hit := s.verified[name]
+	s.cacheMu.Unlock()
+	if hit && e.hash == u.Hash && hmac.Equal(e.mac[:], sum[:]) {
+		return u, nil
+	}
+	if err := bcrypt.CompareHashAndPassword([]byte(u.Hash), []byte(password)); err != nil {
+		return User{}, ErrBadCredentials
+	}
+	s.cacheMu.Lock()
+	s.verified[name] = verifiedEntry{hash: u.Hash, mac: sum}
+	s.cacheMu.Unlock()
+	return u, nil
+}
+
+func (s *Users) sum(name, password string) [sha256.Size]byte {
+	m := hmac.New(sha256.New, s.macKey)
+	m.Write([]byte(name))
+	m.Write([]byte{0})
+	m.Write([]byte(password))
+	var out [sha256.Size]byte
+	m.Sum(out[:0])
+	return out
+}
+
+func (s *Users) forget(name string) {
+	s.cacheMu.Lock()
+	delete(s.verified, name)
+	s.cacheMu.Unlock()
+}
+
+func (s *Users) cost() int {
+	if s.Cost == 0 {
+		return bcrypt.DefaultCost
+	}
+	return s.Cost
+}
+
+func (s *Users) dummyHash() []byte {
+	s.dummyOnce.Do(func() {
+		s.dummy, _ = bcrypt.GenerateFromPassword([]byte("pirack-no-such-user"), s.cost())
+	})
+	return s.dummy
+}
+
+// saveLocked writes users atomically: a temporary file in the same directory, fsync, rename,
+// fsync of the directory. A full disk or a crash leaves the old file whole. s.mu is held.
+func (s *Users) saveLocked(users map[string]User) error {
+	f := usersFile{V: fileVersion, Users: make([]User, 0, len(users))}
+	for _, u := range users {
+		f.Users = append(f.Users, u)
+	}
+	slices.SortFunc(f.Users, func(a, b User) int { return cmp.Compare(a.Name, b.Name) })
+	b, err := json.MarshalIndent(f, "", "  ")
+	if err != nil {
+		return fmt.Errorf("encode users: %w", err)
+	}
+	b = append(b, '\n')
+
+	dir := filepath.Dir(s.path)
+	tmp, err := os.CreateTemp(dir, "."+filepath.Base(s.path)+".tmp*") // created 0600
+	if err != nil {
+		return fmt.Errorf("save users: create temporary file in %s: %w", dir, err)
+	}
+	defer os.Remove(tmp.Name()) // no-op after the rename
+	if _, err := tmp.Write(b); err != nil {
+		tmp.Close()
+		return fmt.Errorf("save users: write %s (disk full?): %w; %s is unchanged", tmp.Name(), err, s.path)
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return fmt.Errorf("save users: sync %s: %w; %s is unchanged", tmp.Name(), err, s.path)
+	}
+	if err := tmp.Close(); err != nil {
+		return fmt.Errorf("save users: close %s: %w; %s is unchanged", tmp.Name(), err, s.path)
+	}
+	if err := os.Rename(tmp.Name(), s.path); err != nil {
+		return fmt.Errorf("save users: replace %s: %w", s.path, err)
+	}
+	if d, err := os.Open(dir); err == nil { // make the rename itself durable
+		_ = d.Sync()
+		d.Close()
+	}
+	fi, err := os.Stat(s.path)
+	if err != nil {
+		return fmt.Errorf("save users: %w", err)
+	}
+	s.users, s.loaded = users, fi
+	return nil
+}

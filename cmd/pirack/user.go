@@ -1,0 +1,212 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/pirack/pirack/auth"
+	"github.com/pirack/pirack/topics"
+)
+
+// usersFileName is the users file inside --data-dir; `pirack serve` opens the same file.
+const usersFileName = "users.json"
+
+// agentSecretPath is where `pirack user add --role agent` tells the operator to put the
+// agent's password on the Pi.
+const agentSecretPath = "/etc/pirack/agent.secret"
+
+const userUsage = `usage:
+  pirack user add NAME --role admin|viewer|automation [--password P] [--data-dir DIR]
+  pirack user add --role agent --mac MAC --row ROW [--password P] [--data-dir DIR] [--broker URL]
+  pirack user list [--data-dir DIR]
+  pirack user remove NAME [--data-dir DIR]
+
+A running 'pirack serve' on the same data directory picks up changes at the next connection.`
+
+// runUser manages the users file: add, list, remove.
+func runUser(_ context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		fmt.Fprintln(stderr, userUsage)
+		if len(args) == 0 {
+			return errors.New("user: no subcommand given (add, list or remove)")
+		}
+		return flag.ErrHelp
+	}
+	switch args[0] {
+	case "add":
+		return runUserAdd(args[1:], stdout, stderr)
+	case "list", "ls":
+		return runUserList(args[1:], stdout, stderr)
+	case "remove", "rm":
+		return runUserRemove(args[1:], stdout, stderr)
+	}
+	fmt.Fprintln(stderr, userUsage)
+	return fmt.Errorf("user: unknown subcommand %q (want add, list or remove)", args[0])
+}
+
+// parseInterspersed parses flags that may come before or after the positional arguments
+// (`user add alice --role viewer`), which flag.FlagSet alone stops at.
+func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
+	var positional []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		if fs.NArg() == 0 {
+			return positional, nil
+		}
+		positional = append(positional, fs.Arg(0))
+		args = fs.Args()[1:]
+	}
+}
+
+func newUserFlagSet(name string, stderr io.Writer) (*flag.FlagSet, *string) {
+	fs := flag.NewFlagSet("user "+name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	dataDir := fs.String("data-dir", "./pirack-data", "data directory; users are kept in <data-dir>/"+usersFileName)
+	return fs, dataDir
+}
+
+func runUserAdd(args []string, stdout, stderr io.Writer) error {
+	fs, dataDir := newUserFlagSet("add", stderr)
+	role := fs.String("role", "", "admin, viewer, automation or agent (required)")
+	mac := fs.String("mac", "", "agent only: the Pi's MAC address, e.g. b8:27:eb:3f:1a:2c")
+	row := fs.String("row", "", "agent only: the Pi's row, e.g. r1")
+	password := fs.String("password", "", "password (8-72 bytes); default: a generated one. A password given here stays in the shell history")
+	brokerURL := fs.String("broker", "", "agent only: broker URL to print for the agent; default tcp://<this host>:1883")
+	pos, err := parseInterspersed(fs, args)
+	if err != nil {
+		return err
+	}
+	if *role == "" {
+		return errors.New("user add: --role is required (admin, viewer, automation or agent)")
+	}
+	r, err := auth.ParseRole(*role)
+	if err != nil {
+		return fmt.Errorf("user add: %w", err)
+	}
+	u := auth.User{Role: r, MAC: *mac, Row: *row}
+	switch {
+	case len(pos) > 1:
+		return fmt.Errorf("user add: one name expected, got %q", pos)
+	case len(pos) == 1:
+		u.Name = pos[0]
+	case r != auth.RoleAgent:
+		return errors.New("user add: give the user's name, e.g. pirack user add alice --role viewer")
+	}
+
+	generated := *password == ""
+	secret := *password
+	if generated {
+		secret = auth.GeneratePassword()
+	}
+	if err := os.MkdirAll(*dataDir, 0o700); err != nil {
+		return fmt.Errorf("user add: create data directory: %w", err)
+	}
+	users, err := auth.Open(filepath.Join(*dataDir, usersFileName))
+	if err != nil {
+		return fmt.Errorf("user add: %w", err)
+	}
+	if err := users.Add(u, secret); err != nil {
+		return fmt.Errorf("user add: %w", err)
+	}
+	// Add normalised the name (an agent's is its MAC, in topic form): report what was stored.
+	name := u.Name
+	if r == auth.RoleAgent {
+		name, _ = topics.NormalizeMAC(*mac) // Add succeeded, so the MAC is valid
+	}
+	if stored, ok := users.Get(name); ok {
+		u = stored
+	}
+
+	if r != auth.RoleAgent {
+		fmt.Fprintf(stdout, "Added user %s with role %s.\n", name, r)
+		if generated {
+			fmt.Fprintf(stdout, "Password (shown only now; pirack keeps only a hash):\n\n  %s\n", secret)
+		}
+		return nil
+	}
+	broker := *brokerURL
+	if broker == "" {
+		host, err := os.Hostname()
+		if err != nil || host == "" {
+			host = "<this-host>"
+		}
+		broker = "tcp://" + host + ":1883"
+	}
+	fmt.Fprintf(stdout, `Added agent %s for row %s. Its password is shown only now (pirack keeps only a hash).
+
+On that Pi, store the password and start the agent:
+
+  sudo install -d -m 700 %s
+  printf '%%s\n' %s | sudo install -m 600 /dev/stdin %s
+  sudo pirack-agent --broker %s --mac %s --row %s --username %s --password-file %s
+`, name, u.Row, filepath.Dir(agentSecretPath), shellQuote(secret), agentSecretPath,
+		broker, u.MAC, u.Row, name, agentSecretPath)
+	return nil
+}
+
+func runUserList(args []string, stdout, stderr io.Writer) error {
+	fs, dataDir := newUserFlagSet("list", stderr)
+	pos, err := parseInterspersed(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) > 0 {
+		return fmt.Errorf("user list takes no arguments, got %q", pos)
+	}
+	users, err := auth.Open(filepath.Join(*dataDir, usersFileName))
+	if err != nil {
+		return fmt.Errorf("user list: %w", err)
+	}
+	list := users.List()
+	if len(list) == 0 {
+		fmt.Fprintf(stdout, "No users in %s.\n", users.Path())
+		return nil
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "NAME\tROLE\tMAC\tROW\tCREATED")
+	for _, u := range list {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", u.Name, u.Role, dash(u.MAC), dash(u.Row), u.Created.Local().Format("2006-01-02 15:04"))
+	}
+	return tw.Flush()
+}
+
+func runUserRemove(args []string, stdout, stderr io.Writer) error {
+	fs, dataDir := newUserFlagSet("remove", stderr)
+	pos, err := parseInterspersed(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 {
+		return errors.New("user remove: give exactly one user name (see pirack user list)")
+	}
+	users, err := auth.Open(filepath.Join(*dataDir, usersFileName))
+	if err != nil {
+		return fmt.Errorf("user remove: %w", err)
+	}
+	if err := users.Remove(pos[0]); err != nil {
+		return fmt.Errorf("user remove: %w", err)
+	}
+	fmt.Fprintf(stdout, "Removed user %s. A connection it already has stays open until it reconnects; restart pirack serve to end it now.\n", pos[0])
+	return nil
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+// shellQuote quotes s for a POSIX shell.
+func shellQuote(s string) string {
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}

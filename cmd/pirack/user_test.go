@@ -1,0 +1,135 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/pirack/pirack/auth"
+)
+
+// user runs `pirack user args...` against dataDir and returns its output.
+func user(t *testing.T, dataDir string, args ...string) (string, error) {
+	t.Helper()
+	var stdout, stderr bytes.Buffer
+	err := runUser(t.Context(), append(args, "--data-dir", dataDir), &stdout, &stderr)
+	return stdout.String() + stderr.String(), err
+}
+
+func TestUserAddListRemove(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "data") // created by add
+
+	out, err := user(t, dir, "add", "alice", "--role", "viewer")
+	if err != nil {
+		t.Fatalf("add viewer: %v\n%s", err, out)
+	}
+	password := regexp.MustCompile(`(?m)^  (\S{20})$`).FindStringSubmatch(out)
+	if password == nil {
+		t.Fatalf("add viewer did not print a generated password:\n%s", out)
+	}
+	if fi, err := os.Stat(dir); err != nil || fi.Mode().Perm() != 0o700 {
+		t.Fatalf("data dir: %v, mode %v; want 0700", err, fi.Mode().Perm())
+	}
+
+	out, err = user(t, dir, "add", "--role", "agent", "--mac", "B8:27:EB:3F:1A:2C", "--row", "r1", "--broker", "tcp://control:1883")
+	if err != nil {
+		t.Fatalf("add agent: %v\n%s", err, out)
+	}
+	for _, want := range []string{
+		"--broker tcp://control:1883 --mac b827eb3f1a2c --row r1 --username b827eb3f1a2c --password-file /etc/pirack/agent.secret",
+		"install -m 600 /dev/stdin /etc/pirack/agent.secret",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("add agent output lacks %q:\n%s", want, out)
+		}
+	}
+	secret := regexp.MustCompile(`printf '%s\\n' '([^']+)'`).FindStringSubmatch(out)
+	if secret == nil {
+		t.Fatalf("add agent did not print the secret:\n%s", out)
+	}
+
+	// What was printed is what authenticates.
+	users, err := auth.Open(filepath.Join(dir, "users.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := users.Authenticate("alice", password[1]); err != nil {
+		t.Errorf("printed viewer password does not authenticate: %v", err)
+	}
+	if u, err := users.Authenticate("b827eb3f1a2c", secret[1]); err != nil || u.Row != "r1" {
+		t.Errorf("printed agent secret does not authenticate: %+v, %v", u, err)
+	}
+
+	out, err = user(t, dir, "add", "alice", "--role", "admin", "--password", "chosen-password")
+	if !errors.Is(err, auth.ErrUserExists) {
+		t.Errorf("adding alice twice: %v, want ErrUserExists", err)
+	}
+
+	out, err = user(t, dir, "list")
+	if err != nil {
+		t.Fatalf("list: %v", err)
+	}
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if len(lines) != 3 || !strings.HasPrefix(lines[0], "NAME") ||
+		!strings.HasPrefix(lines[1], "alice") || !strings.Contains(lines[1], "viewer") ||
+		!strings.HasPrefix(lines[2], "b827eb3f1a2c") || !strings.Contains(lines[2], "agent") {
+		t.Errorf("list:\n%s", out)
+	}
+	if strings.Contains(out, "$2a$") {
+		t.Errorf("list shows a hash:\n%s", out)
+	}
+
+	if out, err := user(t, dir, "remove", "alice"); err != nil {
+		t.Fatalf("remove: %v\n%s", err, out)
+	}
+	if _, err := user(t, dir, "remove", "alice"); !errors.Is(err, auth.ErrNoSuchUser) {
+		t.Errorf("removing alice twice: %v, want ErrNoSuchUser", err)
+	}
+	if out, _ := user(t, dir, "list"); strings.Contains(out, "alice") {
+		t.Errorf("alice still listed:\n%s", out)
+	}
+}
+
+func TestUserAddErrors(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"no role", []string{"add", "bob"}, "--role is required"},
+		{"bad role", []string{"add", "bob", "--role", "root"}, "invalid role"},
+		{"no name", []string{"add", "--role", "viewer"}, "give the user's name"},
+		{"agent without MAC", []string{"add", "--role", "agent", "--row", "r1"}, "MAC"},
+		{"agent without row", []string{"add", "--role", "agent", "--mac", "b827eb000001"}, "row"},
+		{"viewer with MAC", []string{"add", "bob", "--role", "viewer", "--mac", "b827eb000001"}, "only agents"},
+		{"short password", []string{"add", "bob", "--role", "viewer", "--password", "short"}, "invalid password"},
+		{"two names", []string{"add", "bob", "carol", "--role", "viewer"}, "one name"},
+		{"no subcommand", []string{}, "no subcommand"},
+		{"unknown subcommand", []string{"rename"}, "unknown subcommand"},
+		{"remove without name", []string{"remove"}, "exactly one"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			args := tc.args
+			if len(args) > 0 {
+				args = append(args, "--data-dir", t.TempDir())
+			}
+			err := runUser(t.Context(), args, &stdout, &stderr)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("error %v, want one saying %q", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestUserListEmpty(t *testing.T) {
+	dir := t.TempDir()
+	out, err := user(t, dir, "list")
+	if err != nil || !strings.Contains(out, "No users") {
+		t.Fatalf("list of an empty data dir: %q, %v", out, err)
+	}
+}
