@@ -28,8 +28,8 @@ const (
 // birth only.
 type Status struct {
 	V     int       `json:"v"`
-	State string    `json:"state"` // StateOnline or StateOffline
-	TS    time.Time `json:"ts"`
+	State string    `json:"state"`       // StateOnline or StateOffline
+	TS    time.Time `json:"ts,omitzero"` // when the agent made it; a Will carries none
 	// Session identifies one connection of the agent; the birth and its Will carry the same
 	// value, so a late Will can be told from the current session's.
 	Session      string    `json:"session,omitempty"`

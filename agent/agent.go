@@ -1,0 +1,287 @@
+// Package agent is the program that runs on each Pi: it connects to the broker under the Pi's
+// MAC address, announces itself with a retained birth message (and leaves a Will saying
+// offline), publishes telemetry every interval, reports button presses and executes LED
+// commands. Topics and payloads come from package topics; the LED and button come from package
+// hardware, so the same agent drives real GPIO, the simulator of `pirack demo`, or nothing.
+package agent
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	mqtt "github.com/eclipse/paho.mqtt.golang"
+
+	"github.com/pirack/pirack/hardware"
+	"github.com/pirack/pirack/internal/buildinfo"
+	"github.com/pirack/pirack/topics"
+)
+
+// Defaults applied by Run to zero Config fields.
+const (
+	DefaultInterval  = 5 * time.Second
+	DefaultKeepAlive = 10 * time.Second
+)
+
+// Config configures Run. Only Broker and Row are required; every other zero value has a
+// working default, documented on the field.
+type Config struct {
+	// Broker is the broker's URL, such as "tcp://rack-host:1883" or "ssl://rack-host:8883".
+	// Required.
+	Broker string
+	// MAC identifies the Pi, in any form topics.NormalizeMAC accepts. "" means the MAC of the
+	// primary interface: the first interface that is up, not loopback and has a 6-byte
+	// hardware address. Run logs which one it picked.
+	MAC string
+	// Row is the rack row the Pi sits in; see topics.ValidateRow. Required.
+	Row string
+	// Username and Password authenticate to the broker. Username "" means the normalised MAC,
+	// which is what pirack's broker expects of agents.
+	Username, Password string
+	// Interval is the telemetry period. 0 means DefaultInterval.
+	Interval time.Duration
+	// KeepAlive is the MQTT keepalive; the broker publishes the Will after about 1.5 times this
+	// without traffic. 0 means DefaultKeepAlive.
+	KeepAlive time.Duration
+	// Collector reads the telemetry. nil means a HostCollector reading this machine.
+	Collector Collector
+	// LED is the Pi's indicator LED. nil means none: LED commands are only logged.
+	LED hardware.LED
+	// Button is the Pi's push button. nil means none.
+	Button hardware.Button
+	// Hostname goes into the birth message. "" means os.Hostname().
+	Hostname string
+	// IP is the address reported in the birth message. "" means the first IPv4 (else global
+	// IPv6) address of the interface carrying MAC, else of the primary interface, looked up at
+	// each connection. The demo sets one per simulated Pi.
+	IP string
+	// Model is the board model for the birth message. "" means the Collector's Model() if it
+	// has one (HostCollector reads the device tree), else none.
+	Model string
+	// StoreDir keeps the MQTT session's QoS1 messages and the button press counter, so that
+	// presses made while the broker was unreachable survive an agent restart and press
+	// sequence numbers keep growing. "" means memory only. Created (0700) if missing.
+	StoreDir string
+	// Logger receives the agent's logs. nil means slog.Default().
+	Logger *slog.Logger
+	// Now is the clock for timestamps and command expiry. nil means time.Now.
+	Now func() time.Time
+}
+
+// Collector reads one telemetry sample. It fills the readings it can and leaves the others nil;
+// the agent sets V, Seq and TS. A non-nil error reports the readings that failed (the agent
+// logs it, rate-limited) and does not discard the readings that succeeded.
+type Collector interface {
+	Collect(ctx context.Context) (topics.Metrics, error)
+}
+
+// modeler is implemented by collectors that know the board model (HostCollector, SimCollector).
+type modeler interface{ Model() string }
+
+// Run runs the agent until ctx is done. It connects in the background and keeps reconnecting,
+// so an unreachable broker is not an error. When ctx is done it publishes a retained offline
+// status, disconnects cleanly (so the Will does not fire) and returns nil once every goroutine
+// it started has ended. It returns an error only for an invalid Config or an unusable StoreDir.
+func Run(ctx context.Context, cfg Config) error {
+	a, err := newAgent(cfg)
+	if err != nil {
+		return err
+	}
+	return a.run(ctx)
+}
+
+// agent is one run of the agent: the resolved config plus the state shared by its goroutines.
+type agent struct {
+	cfg       Config
+	mac, row  string
+	ip        func() string // IP of the primary interface, looked up at each birth
+	session   string
+	log       *slog.Logger
+	limit     *limiter
+	leds      *mailbox // nil when there is no LED
+	presses   *pressCounter
+	connected chan struct{} // OnConnect → main loop, buffered 1
+	stop      chan struct{} // closed when Run is stopping; releases connect attempts
+
+	mu         sync.Mutex
+	lastIssued time.Time // IssuedAt of the newest LED command accepted
+}
+
+// newAgent validates cfg and applies its defaults, in this one place.
+func newAgent(cfg Config) (*agent, error) {
+	if cfg.Broker == "" {
+		return nil, errors.New("agent: no broker URL; set one such as tcp://rack-host:1883")
+	}
+	if u, err := url.Parse(cfg.Broker); err != nil || u.Scheme == "" || u.Host == "" {
+		return nil, fmt.Errorf("agent: broker %q is not a URL such as tcp://rack-host:1883", cfg.Broker)
+	}
+	if err := topics.ValidateRow(cfg.Row); err != nil {
+		return nil, fmt.Errorf("agent: %w", err)
+	}
+	if cfg.Interval < 0 || cfg.KeepAlive < 0 {
+		return nil, errors.New("agent: interval and keepalive must not be negative")
+	}
+	if cfg.Interval == 0 {
+		cfg.Interval = DefaultInterval
+	}
+	if cfg.KeepAlive == 0 {
+		cfg.KeepAlive = DefaultKeepAlive
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Collector == nil {
+		cfg.Collector = new(HostCollector)
+	}
+	if cfg.Hostname == "" {
+		h, err := os.Hostname()
+		if err != nil {
+			cfg.Logger.Warn("no hostname for the birth message", "err", err)
+		}
+		cfg.Hostname = h
+	}
+	if m, ok := cfg.Collector.(modeler); ok && cfg.Model == "" {
+		cfg.Model = m.Model()
+	}
+
+	ifaces, err := systemInterfaces()
+	if err != nil {
+		cfg.Logger.Warn("cannot list network interfaces", "err", err)
+	}
+	primary, hasPrimary := pickPrimary(ifaces)
+	mac := cfg.MAC
+	if mac == "" {
+		if !hasPrimary {
+			return nil, errors.New("agent: no MAC given and no network interface that is up with a hardware address; pass the MAC explicitly")
+		}
+		mac = primary.mac
+		cfg.Logger.Info("using the MAC of the primary interface", "interface", primary.name, "mac", mac)
+	}
+	mac, err = topics.NormalizeMAC(mac)
+	if err != nil {
+		return nil, fmt.Errorf("agent: %w", err)
+	}
+	if cfg.Username == "" {
+		cfg.Username = mac
+	}
+
+	session := make([]byte, 8)
+	rand.Read(session) // never fails (crypto/rand documents so since Go 1.24)
+
+	log := cfg.Logger.With("mac", mac, "row", cfg.Row)
+	a := &agent{
+		cfg:       cfg,
+		mac:       mac,
+		row:       cfg.Row,
+		ip:        func() string { return interfaceIP(mac) },
+		session:   hex.EncodeToString(session),
+		log:       log,
+		limit:     newLimiter(logEvery),
+		connected: make(chan struct{}, 1),
+		stop:      make(chan struct{}),
+	}
+	if cfg.IP != "" {
+		a.ip = func() string { return cfg.IP }
+	}
+	if cfg.LED != nil {
+		a.leds = newMailbox()
+	}
+	a.presses = &pressCounter{}
+	if cfg.StoreDir != "" {
+		if err := os.MkdirAll(cfg.StoreDir, 0o700); err != nil {
+			return nil, fmt.Errorf("agent: create store directory: %w", err)
+		}
+		a.presses.path = filepath.Join(cfg.StoreDir, pressSeqFile)
+		if err := a.presses.load(); err != nil {
+			return nil, fmt.Errorf("agent: %w", err)
+		}
+	}
+	return a, nil
+}
+
+func (a *agent) run(ctx context.Context) error {
+	client := mqtt.NewClient(a.clientOptions())
+	a.log.Info("agent starting", "broker", a.cfg.Broker, "session", a.session, "version", buildinfo.Version())
+	// With ConnectRetry the token only completes once connected, so it is not waited on:
+	// OnConnect tells the main loop instead.
+	connected := client.Connect()
+
+	var wg sync.WaitGroup
+	wg.Go(func() { a.mainLoop(ctx, client, connected) })
+	if a.leds != nil {
+		wg.Go(func() { runLED(ctx, a.cfg.LED, a.leds.ch, a.log) })
+	}
+	if a.cfg.Button != nil {
+		wg.Go(func() { a.buttonLoop(ctx, client) })
+	}
+	<-ctx.Done()
+	close(a.stop)
+	wg.Wait()
+	a.shutdown(client)
+	return nil
+}
+
+// mainLoop announces the agent on every (re)connection and publishes telemetry. Doing this
+// here rather than in OnConnect keeps paho's handlers non-blocking.
+//
+// The first connection's token completes only after paho has re-sent what its store held, so
+// the first birth waits for it rather than race that resend (see copyingStore).
+func (a *agent) mainLoop(ctx context.Context, client mqtt.Client, firstConnect mqtt.Token) {
+	tick := time.NewTicker(a.cfg.Interval)
+	defer tick.Stop()
+	var seq uint64
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-a.connected:
+			select {
+			case <-firstConnect.Done():
+			case <-ctx.Done():
+				return
+			}
+			a.announce(client)
+			// Fresh metrics at once, so a dashboard does not wait an interval after a reconnect.
+			seq++
+			a.publishMetrics(ctx, client, seq)
+		case <-tick.C:
+			if !client.IsConnectionOpen() {
+				continue // QoS0 would be dropped anyway; the next connect publishes at once
+			}
+			seq++
+			a.publishMetrics(ctx, client, seq)
+		}
+	}
+}
+
+// shutdown publishes the retained offline status and disconnects. A graceful DISCONNECT
+// discards the Will, so the offline status has to be published by hand.
+func (a *agent) shutdown(client mqtt.Client) {
+	if client.IsConnectionOpen() {
+		// Not published while disconnected: a QoS1 offline left in the store would be re-sent
+		// after the next start's birth. The Will covers that case.
+		st := topics.Status{V: topics.Version, State: topics.StateOffline, TS: a.now(), Session: a.session}
+		if tok, err := a.publish(client, topics.StatusTopic(a.row, a.mac), 1, true, st); err != nil {
+			a.log.Error("encode offline status", "err", err)
+		} else if !tok.WaitTimeout(shutdownWait) {
+			a.log.Warn("offline status not acknowledged before disconnecting", "waited", shutdownWait)
+		} else if err := tok.Error(); err != nil {
+			a.log.Warn("publish offline status", "err", err)
+		}
+	}
+	client.Disconnect(disconnectQuiesceMS)
+	a.log.Info("agent stopped")
+}
+
+func (a *agent) now() time.Time { return a.cfg.Now().UTC() }

@@ -1,0 +1,269 @@
+package agent
+
+import (
+	"context"
+	"log/slog"
+	"math/rand/v2"
+	"path/filepath"
+	"time"
+
+	mqtt "github.com/eclipse/paho.mqtt.golang"
+
+	"github.com/pirack/pirack/internal/buildinfo"
+	"github.com/pirack/pirack/topics"
+)
+
+// Connection timing. A reconnect waits paho's own exponential backoff (1 s doubling, capped at
+// maxBackoff) plus a random jitter (capped at maxJitter), so at most about 30 s. paho's backoff
+// is the same on every Pi: without jitter a whole rack that lost the broker would hammer it in
+// lockstep when it comes back.
+const (
+	connectRetryInterval = 1 * time.Second // first connection: paho retries at this fixed interval, plus jitter
+	maxBackoff           = 20 * time.Second
+	baseJitter           = 2 * time.Second // jitter window of the first retry; doubles per failed attempt
+	maxJitter            = 10 * time.Second
+	connectTimeout       = 10 * time.Second
+	writeTimeout         = 5 * time.Second // bounds how long a Publish call may block
+	ackWait              = 5 * time.Second // for tokens waited on outside handlers
+	shutdownWait         = 2 * time.Second
+	disconnectQuiesceMS  = 250
+)
+
+const storeSubdir = "mqtt" // paho FileStore, apart from the press counter
+
+const connectFailedKey = "connect"
+
+func (a *agent) clientOptions() *mqtt.ClientOptions {
+	will := topics.Status{V: topics.Version, State: topics.StateOffline, Session: a.session}
+	willPayload, err := topics.Encode(will)
+	if err != nil {
+		panic("agent: will status does not validate: " + err.Error()) // a bug, not an input
+	}
+	o := mqtt.NewClientOptions().
+		AddBroker(a.cfg.Broker).
+		SetClientID(a.mac).
+		SetUsername(a.cfg.Username).
+		SetPassword(a.cfg.Password).
+		SetProtocolVersion(4).
+		SetCleanSession(false). // keep subscriptions and queued QoS1 across reconnects
+		SetKeepAlive(a.cfg.KeepAlive).
+		SetConnectTimeout(connectTimeout).
+		SetWriteTimeout(writeTimeout).
+		SetAutoReconnect(true).
+		SetConnectRetry(true).
+		SetConnectRetryInterval(connectRetryInterval).
+		SetMaxReconnectInterval(maxBackoff).
+		SetOrderMatters(false). // handlers run concurrently, so a slow one cannot stall the client
+		SetBinaryWill(topics.StatusTopic(a.row, a.mac), willPayload, 1, true).
+		SetOnConnectHandler(func(mqtt.Client) {
+			select {
+			case a.connected <- struct{}{}:
+			default: // an announcement is already pending
+			}
+		}).
+		SetConnectionLostHandler(func(_ mqtt.Client, err error) {
+			a.log.Warn("connection to broker lost; reconnecting", "err", err)
+		}).
+		SetConnectionNotificationHandler(a.onConnectionNotification)
+	if a.cfg.StoreDir != "" {
+		o.SetStore(mqtt.NewFileStore(filepath.Join(a.cfg.StoreDir, storeSubdir)))
+	} else {
+		o.SetStore(newMemoryStore())
+	}
+	return o
+}
+
+// onConnectionNotification adds jitter before connection attempts. paho calls it synchronously
+// from its connect goroutine just before dialling, so waiting here delays the attempt; the wait
+// ends early when Run stops, so a Disconnect is never held up.
+// It also reports failed attempts, at most once per logEvery until a connection succeeds.
+func (a *agent) onConnectionNotification(_ mqtt.Client, n mqtt.ConnectionNotification) {
+	var c mqtt.ConnectionNotificationConnecting
+	switch n := n.(type) {
+	case mqtt.ConnectionNotificationFailed:
+		a.logLimited(connectFailedKey, slog.LevelWarn, "cannot connect to broker; retrying", "broker", a.cfg.Broker, "err", n.Reason)
+		return
+	case mqtt.ConnectionNotificationConnected:
+		a.limit.forget(connectFailedKey) // the next outage is reported at once
+		return
+	case mqtt.ConnectionNotificationConnecting:
+		c = n
+	default:
+		return
+	}
+	w := jitterWindow(c.IsReconnect, c.Attempt)
+	if w <= 0 {
+		return
+	}
+	d := rand.N(w)
+	a.log.Debug("waiting before connecting", "delay", d, "reconnect", c.IsReconnect, "attempt", c.Attempt)
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-a.stop:
+	}
+}
+
+// jitterWindow is the range of the random delay before a connection attempt. The very first
+// attempt is not delayed; later ones get a window doubling from baseJitter up to maxJitter.
+func jitterWindow(isReconnect bool, attempt int) time.Duration {
+	n := attempt
+	if !isReconnect {
+		if attempt == 0 {
+			return 0
+		}
+		n--
+	}
+	if n > 8 {
+		n = 8 // avoid overflow; the cap applies long before
+	}
+	return min(baseJitter<<n, maxJitter)
+}
+
+// publish validates p, encodes it and publishes it. The token is only a hint: paho can report
+// success for a message the broker dropped.
+func (a *agent) publish(client mqtt.Client, topic string, qos byte, retained bool, p topics.Validator) (mqtt.Token, error) {
+	b, err := topics.Encode(p)
+	if err != nil {
+		return nil, err
+	}
+	return client.Publish(topic, qos, retained, b), nil
+}
+
+// announce subscribes to LED commands, then publishes the birth, after each connection. The
+// order matters: "online" tells the dashboard it may send a Locate, so the subscription must be
+// in place first, or a command sent right after the birth of a fresh session is lost.
+func (a *agent) announce(client mqtt.Client) {
+	// Subscribed on every connection, not only the first: the broker may have lost the session.
+	a.await(client.Subscribe(topics.LEDTopic(a.mac), 1, a.onLED), "subscribe to LED commands")
+	birth := topics.Status{
+		V:            topics.Version,
+		State:        topics.StateOnline,
+		TS:           a.now(),
+		Session:      a.session,
+		Hostname:     a.cfg.Hostname,
+		IP:           a.ip(),
+		Model:        a.cfg.Model,
+		AgentVersion: buildinfo.Version(),
+		BootTime:     a.bootTime(),
+	}
+	if tok, err := a.publish(client, topics.StatusTopic(a.row, a.mac), 1, true, birth); err != nil {
+		a.log.Error("birth message does not validate", "err", err)
+	} else {
+		a.await(tok, "publish birth")
+	}
+	a.log.Info("connected", "session", a.session)
+}
+
+// await waits a bounded time for a token; only ever called from the agent's own goroutines.
+func (a *agent) await(tok mqtt.Token, what string) {
+	if !tok.WaitTimeout(ackWait) {
+		a.log.Warn(what+": no acknowledgement yet", "waited", ackWait)
+		return
+	}
+	if err := tok.Error(); err != nil {
+		a.log.Warn(what, "err", err)
+	}
+}
+
+// onLED is paho's handler for LED commands. It never blocks: a valid command goes to the LED
+// driver's mailbox.
+func (a *agent) onLED(_ mqtt.Client, m mqtt.Message) {
+	if m.Retained() {
+		// A retained command would fire again on every reconnect of every session.
+		a.logLimited("led/retained", slog.LevelWarn, "ignoring retained LED command; publish commands without the retain flag")
+		return
+	}
+	cmd, err := topics.ParseLEDCommand(m.Payload())
+	if err != nil {
+		a.logLimited("led/invalid", slog.LevelWarn, "dropping invalid LED command", "err", err)
+		return
+	}
+	now := a.now()
+	if cmd.Expired(now) {
+		a.log.Info("ignoring expired LED command", "action", cmd.Action, "expires_at", cmd.ExpiresAt, "by", cmd.By)
+		return
+	}
+	if !cmd.IssuedAt.IsZero() {
+		// With SetOrderMatters(false) two commands can be handled out of order; issue times,
+		// when given, decide which is newer.
+		a.mu.Lock()
+		stale := cmd.IssuedAt.Before(a.lastIssued)
+		if !stale {
+			a.lastIssued = cmd.IssuedAt
+		}
+		a.mu.Unlock()
+		if stale {
+			a.log.Info("ignoring LED command older than the current one", "action", cmd.Action, "issued_at", cmd.IssuedAt)
+			return
+		}
+	}
+	a.log.Info("LED command", "action", cmd.Action, "count", cmd.Count, "period_ms", cmd.PeriodMS, "timeout_s", cmd.TimeoutS, "by", cmd.By)
+	if a.leds != nil {
+		a.leds.put(cmd)
+	}
+}
+
+// buttonLoop runs the button and publishes each press as a QoS1 event. A broken button is
+// logged and the agent carries on without it.
+func (a *agent) buttonLoop(ctx context.Context, client mqtt.Client) {
+	err := a.cfg.Button.Run(ctx, func(kind string) {
+		seq, err := a.presses.next()
+		if err != nil {
+			a.logLimited("button/store", slog.LevelWarn, "cannot persist the press counter; sequence numbers may repeat after a restart", "err", err)
+		}
+		ev := topics.ButtonEvent{V: topics.Version, Press: kind, Seq: seq, TS: a.now()}
+		tok, err := a.publish(client, topics.ButtonTopic(a.row, a.mac), 1, false, ev)
+		if err != nil {
+			a.logLimited("button/invalid", slog.LevelWarn, "dropping invalid button press", "err", err)
+			return
+		}
+		a.log.Info("button pressed", "press", kind, "seq", seq)
+		// Not waited on: while disconnected the press waits in the store, which can take
+		// minutes. Report only an error paho already knows.
+		select {
+		case <-tok.Done():
+			if err := tok.Error(); err != nil {
+				a.log.Warn("publish button press", "seq", seq, "err", err)
+			}
+		default:
+		}
+	})
+	if err != nil {
+		a.log.Error("button stopped working; carrying on without it", "err", err)
+	}
+}
+
+// publishMetrics collects and publishes one sample; failures are logged, never fatal.
+func (a *agent) publishMetrics(ctx context.Context, client mqtt.Client, seq uint64) {
+	m, err := a.cfg.Collector.Collect(ctx)
+	if err != nil && ctx.Err() == nil {
+		a.logLimited("metrics/"+err.Error(), slog.LevelWarn, "some readings failed and are left out", "err", err)
+	}
+	m.V, m.Seq, m.TS = topics.Version, seq, a.now()
+	if _, err := a.publish(client, topics.MetricsTopic(a.row, a.mac), 0, true, m); err != nil {
+		a.logLimited("metrics/invalid", slog.LevelError, "metrics sample does not validate; not published", "err", err)
+	}
+}
+
+// booter is implemented by collectors that know when the machine booted.
+type booter interface {
+	BootTime(ctx context.Context) (time.Time, error)
+}
+
+// bootTime asks the collector for the boot time; zero (left out of the birth) if it cannot say.
+func (a *agent) bootTime() time.Time {
+	b, ok := a.cfg.Collector.(booter)
+	if !ok {
+		return time.Time{}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), ackWait)
+	defer cancel()
+	t, err := b.BootTime(ctx)
+	if err != nil {
+		a.logLimited("boottime", slog.LevelWarn, "cannot read boot time", "err", err)
+		return time.Time{}
+	}
+	return t.UTC()
+}

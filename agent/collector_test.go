@@ -1,0 +1,211 @@
+package agent
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"runtime"
+	"testing"
+	"time"
+
+	"github.com/shirou/gopsutil/v4/cpu"
+	gnet "github.com/shirou/gopsutil/v4/net"
+
+	"github.com/pirack/pirack/topics"
+)
+
+func TestParseCPUTemp(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		zones   []thermalZone
+		want    float64
+		ok      bool
+		wantErr bool
+	}{
+		{name: "no zones"},
+		{name: "pi", zones: []thermalZone{{name: "thermal_zone0", typ: "cpu-thermal\n", temp: "48312\n"}}, want: 48.312, ok: true},
+		{name: "cpu zone preferred", zones: []thermalZone{
+			{name: "thermal_zone0", typ: "acpitz\n", temp: "27800\n"},
+			{name: "thermal_zone1", typ: "x86_pkg_temp\n", temp: "61000\n"},
+		}, want: 61, ok: true},
+		{name: "first zone otherwise", zones: []thermalZone{
+			{name: "thermal_zone0", typ: "acpitz\n", temp: "27800\n"},
+			{name: "thermal_zone1", typ: "iwlwifi_1\n", temp: "40000\n"},
+		}, want: 27.8, ok: true},
+		{name: "garbage", zones: []thermalZone{{name: "thermal_zone0", typ: "cpu-thermal", temp: "hot"}}, wantErr: true},
+		{name: "implausible", zones: []thermalZone{{name: "thermal_zone0", typ: "cpu-thermal", temp: "-273000"}}, wantErr: true},
+		{name: "read error", zones: []thermalZone{{name: "thermal_zone0", typ: "cpu-thermal", err: os.ErrPermission}}, wantErr: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, ok, err := parseCPUTemp(tc.zones)
+			if (err != nil) != tc.wantErr || ok != tc.ok || got != tc.want {
+				t.Errorf("parseCPUTemp = %v, %v, %v; want %v, %v, error %v", got, ok, err, tc.want, tc.ok, tc.wantErr)
+			}
+		})
+	}
+}
+
+func TestHostCollectorReadsSysRoot(t *testing.T) {
+	root := t.TempDir()
+	write := func(rel, content string) {
+		p := filepath.Join(root, rel)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("class/thermal/thermal_zone0/type", "cpu-thermal\n")
+	write("class/thermal/thermal_zone0/temp", "51540\n")
+	write("class/thermal/cooling_device0/type", "fan\n") // not a zone
+	write("firmware/devicetree/base/model", "Raspberry Pi 4 Model B Rev 1.4\x00")
+
+	c := &HostCollector{SysRoot: root}
+	if got := c.Model(); got != "Raspberry Pi 4 Model B Rev 1.4" {
+		t.Errorf("Model() = %q", got)
+	}
+	m, err := c.Collect(t.Context())
+	if runtime.GOOS == "linux" && err != nil {
+		t.Errorf("Collect on linux: %v", err)
+	}
+	if m.CPUTempC == nil || *m.CPUTempC != 51.54 {
+		t.Errorf("CPUTempC = %v, want 51.54 from the fixture", m.CPUTempC)
+	}
+}
+
+func TestHostCollectorOnThisMachine(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("the agent targets Linux")
+	}
+	c := &HostCollector{SysRoot: t.TempDir()} // no thermal zones: temperature left out, no error
+	first, err := c.Collect(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if first.CPUPercent != nil {
+		t.Error("CPU % on the first call; it needs a previous sample")
+	}
+	if first.CPUTempC != nil {
+		t.Error("temperature without a thermal zone")
+	}
+	second, err := c.Collect(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	second.V, second.TS = topics.Version, time.Now()
+	if err := second.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	for name, p := range map[string]bool{
+		"load_1": second.Load1 != nil, "cpu_count": second.CPUCount != nil,
+		"mem_total_bytes": second.MemTotalBytes != nil, "disk_total_bytes": second.DiskTotalBytes != nil,
+		"uptime_s": second.UptimeS != nil, "net_rx_bytes": second.NetRxBytes != nil,
+	} {
+		if !p {
+			t.Errorf("%s missing", name)
+		}
+	}
+	if bt, err := c.BootTime(t.Context()); err != nil || bt.After(time.Now()) || bt.Before(time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)) {
+		t.Errorf("BootTime = %v, %v", bt, err)
+	}
+}
+
+func TestCPUPercent(t *testing.T) {
+	prev := cpu.TimesStat{User: 100, System: 50, Idle: 800, Iowait: 50}
+	for _, tc := range []struct {
+		name string
+		cur  cpu.TimesStat
+		want float64
+		ok   bool
+	}{
+		{"quarter busy", cpu.TimesStat{User: 120, System: 55, Idle: 870, Iowait: 55}, 25, true},
+		{"iowait is idle", cpu.TimesStat{User: 100, System: 50, Idle: 800, Iowait: 150}, 0, true},
+		{"no time passed", prev, 0, false},
+		{"counters went back", cpu.TimesStat{User: 1}, 0, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, ok := cpuPercent(prev, tc.cur)
+			if got != tc.want || ok != tc.ok {
+				t.Errorf("cpuPercent = %v, %v; want %v, %v", got, ok, tc.want, tc.ok)
+			}
+		})
+	}
+}
+
+func TestSumNetCountersSkipsLoopback(t *testing.T) {
+	rx, tx := sumNetCounters([]gnet.IOCountersStat{
+		{Name: "lo", BytesRecv: 1000, BytesSent: 1000},
+		{Name: "eth0", BytesRecv: 10, BytesSent: 20},
+		{Name: "wlan0", BytesRecv: 1, BytesSent: 2},
+	}, map[string]bool{"lo": true})
+	if rx != 11 || tx != 22 {
+		t.Errorf("rx, tx = %d, %d; want 11, 22", rx, tx)
+	}
+}
+
+func TestParseModel(t *testing.T) {
+	if got := parseModel([]byte("Raspberry Pi 5 Model B Rev 1.0\x00")); got != "Raspberry Pi 5 Model B Rev 1.0" {
+		t.Errorf("parseModel = %q", got)
+	}
+}
+
+func TestSimCollector(t *testing.T) {
+	start := time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC)
+	series := func(seed uint64) []topics.Metrics {
+		now := start
+		s := NewSimCollector(seed, func() time.Time { return now })
+		var out []topics.Metrics
+		for i := range 24 * 3600 / 5 { // a day at 5 s
+			now = start.Add(time.Duration(i) * 5 * time.Second)
+			m, err := s.Collect(context.Background())
+			if err != nil {
+				t.Fatal(err)
+			}
+			m.V, m.TS = topics.Version, now
+			if err := m.Validate(); err != nil {
+				t.Fatalf("sample %d: %v", i, err)
+			}
+			out = append(out, m)
+		}
+		return out
+	}
+	a, b, other := series(1), series(1), series(2)
+	if *a[1000].Load1 != *b[1000].Load1 || *a[1000].MemAvailableBytes != *b[1000].MemAvailableBytes {
+		t.Error("same seed and clock gave different readings")
+	}
+	if *a[1000].Load1 == *other[1000].Load1 && *a[1000].MemAvailableBytes == *other[1000].MemAvailableBytes {
+		t.Error("different seeds gave the same readings")
+	}
+
+	var busy bool
+	minT, maxT := 1e9, -1e9
+	for i, m := range a {
+		if *m.Load1 > 4 {
+			busy = true
+		}
+		minT, maxT = min(minT, *m.CPUTempC), max(maxT, *m.CPUTempC)
+		if *m.CPUTempC < 40 || *m.CPUTempC > 75 {
+			t.Fatalf("sample %d: temperature %v outside 40-75", i, *m.CPUTempC)
+		}
+		if *m.MemTotalBytes < gib || *m.MemTotalBytes > 8*gib || *m.DiskTotalBytes != simDiskTotal {
+			t.Fatalf("sample %d: sizes %d, %d", i, *m.MemTotalBytes, *m.DiskTotalBytes)
+		}
+		if i > 0 {
+			p := a[i-1]
+			if *m.UptimeS <= *p.UptimeS || *m.NetRxBytes < *p.NetRxBytes || *m.NetTxBytes < *p.NetTxBytes || *m.DiskFreeBytes > *p.DiskFreeBytes {
+				t.Fatalf("sample %d: uptime, network counters or disk use went backwards", i)
+			}
+		}
+	}
+	if !busy {
+		t.Error("no busy spell above 4 cores in a simulated day")
+	}
+	if maxT-minT < 10 {
+		t.Errorf("temperature only ranged %.1f-%.1f °C over a day", minT, maxT)
+	}
+	idleMem, mem0 := *a[0].MemAvailableBytes, *a[len(a)-1].MemAvailableBytes
+	if idleMem == mem0 {
+		t.Error("available memory never drifted")
+	}
+}

@@ -1,0 +1,110 @@
+package agent
+
+import (
+	"testing"
+	"time"
+
+	mqtt "github.com/eclipse/paho.mqtt.golang"
+	"github.com/eclipse/paho.mqtt.golang/packets"
+)
+
+func TestPickPrimary(t *testing.T) {
+	ifs := []netIface{
+		{name: "lo", up: true, loop: true, addrs: []string{"127.0.0.1/8"}},
+		{name: "eth0", up: false, mac: "b8:27:eb:00:00:01"},
+		{name: "tun0", up: true, addrs: []string{"10.8.0.2/24"}}, // no hardware address
+		{name: "wlan0", up: true, mac: "b8:27:eb:00:00:02", addrs: []string{"fe80::1/64", "2001:db8::5/64", "192.168.1.20/24"}},
+		{name: "docker0", up: true, mac: "02:42:ac:11:00:01", addrs: []string{"172.17.0.1/16"}},
+	}
+	p, ok := pickPrimary(ifs)
+	if !ok || p.name != "wlan0" {
+		t.Fatalf("pickPrimary = %q, %v; want wlan0", p.name, ok)
+	}
+	if got := pickIP(p); got != "192.168.1.20" {
+		t.Errorf("pickIP = %q, want the IPv4 address", got)
+	}
+	if got := pickIP(netIface{addrs: []string{"fe80::1/64", "2001:db8::5/64"}}); got != "2001:db8::5" {
+		t.Errorf("pickIP without IPv4 = %q, want the global IPv6 address", got)
+	}
+	if got := ipFor(ifs, "0242ac110001"); got != "172.17.0.1" {
+		t.Errorf("ipFor a configured MAC = %q, want that interface's address", got)
+	}
+	if got := ipFor(ifs, "aabbccddeeff"); got != "192.168.1.20" {
+		t.Errorf("ipFor an unknown MAC = %q, want the primary's address", got)
+	}
+	if _, ok := pickPrimary(ifs[:3]); ok {
+		t.Error("picked an interface that is down, loopback or without a MAC")
+	}
+}
+
+func TestJitterWindow(t *testing.T) {
+	for _, tc := range []struct {
+		reconnect bool
+		attempt   int
+		want      time.Duration
+	}{
+		{false, 0, 0}, // a fresh start connects at once
+		{false, 1, baseJitter},
+		{false, 2, 2 * baseJitter},
+		{true, 0, baseJitter}, // a whole rack losing the broker spreads out at once
+		{true, 1, 2 * baseJitter},
+		{true, 3, maxJitter},
+		{true, 1000, maxJitter},
+	} {
+		if got := jitterWindow(tc.reconnect, tc.attempt); got != tc.want {
+			t.Errorf("jitterWindow(%v, %d) = %v, want %v", tc.reconnect, tc.attempt, got, tc.want)
+		}
+	}
+}
+
+func TestLimiter(t *testing.T) {
+	l := newLimiter(time.Minute)
+	t0 := time.Unix(0, 0)
+	if ok, _ := l.allow("a", t0); !ok {
+		t.Fatal("first message held back")
+	}
+	for i := range 5 {
+		if ok, _ := l.allow("a", t0.Add(time.Duration(i+1)*time.Second)); ok {
+			t.Fatal("repeat let through within the period")
+		}
+	}
+	if ok, _ := l.allow("b", t0); !ok {
+		t.Error("other key held back")
+	}
+	if ok, n := l.allow("a", t0.Add(time.Minute)); !ok || n != 5 {
+		t.Errorf("after the period: %v with %d suppressed, want true with 5", ok, n)
+	}
+}
+
+func TestMemoryStoreHandsOutCopies(t *testing.T) {
+	var s mqtt.Store = newMemoryStore()
+	s.Open()
+	put := func(key string, id uint16) *packets.PublishPacket {
+		p := packets.NewControlPacket(packets.Publish).(*packets.PublishPacket)
+		p.Qos, p.MessageID, p.TopicName, p.Payload = 1, id, "t", []byte("x")
+		s.Put(key, p)
+		return p
+	}
+	orig := put("o.2", 2)
+	put("o.1", 1)
+	put("i.3", 3)
+	got := s.Get("o.2").(*packets.PublishPacket)
+	if got == orig {
+		t.Fatal("Get returned the packet given to Put; paho's resume would race on it")
+	}
+	got.Dup = true
+	if again := s.Get("o.2").(*packets.PublishPacket); again.Dup || again.MessageID != 2 || string(again.Payload) != "x" {
+		t.Errorf("stored packet = %+v, want the original unchanged", again)
+	}
+	if keys := s.All(); len(keys) != 3 || keys[0] != "o.2" || keys[1] != "o.1" {
+		t.Errorf("All = %v, want put order", keys)
+	}
+	s.Del("o.1")
+	if s.Get("o.1") != nil || len(s.All()) != 2 {
+		t.Error("Del left the packet")
+	}
+	s.Reset()
+	if len(s.All()) != 0 {
+		t.Error("Reset left packets")
+	}
+}

@@ -1,0 +1,173 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/crypto/bcrypt"
+
+	"github.com/pirack/pirack/agent"
+	"github.com/pirack/pirack/auth"
+	"github.com/pirack/pirack/hardware/sim"
+	"github.com/pirack/pirack/topics"
+)
+
+// demoConfig shapes the simulated rack: the original build was 3 rows of 8.
+type demoConfig struct {
+	serveConfig
+	Rows       int
+	PerRow     int
+	Interval   time.Duration // telemetry period of each simulated Pi
+	PressEvery time.Duration // mean time between simulated button presses; 0 disables them
+}
+
+func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	var cfg demoConfig
+	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	cfg.register(fs)
+	fs.IntVar(&cfg.Rows, "rows", 3, "rows in the simulated rack")
+	fs.IntVar(&cfg.PerRow, "per-row", 8, "Pis per row")
+	fs.DurationVar(&cfg.Interval, "interval", 2*time.Second, "telemetry period of each simulated Pi")
+	fs.DurationVar(&cfg.PressEvery, "press-every", 20*time.Second, "mean time between simulated button presses (0: none)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if cfg.Rows < 1 || cfg.PerRow < 1 || cfg.Rows*cfg.PerRow > 1000 {
+		return fmt.Errorf("--rows %d x --per-row %d: want 1 to 1000 Pis in all", cfg.Rows, cfg.PerRow)
+	}
+	log, err := newLogger(stderr, cfg.LogLevel)
+	if err != nil {
+		return err
+	}
+	cc, err := startControlCenter(cfg.serveConfig, log, stdout)
+	if err != nil {
+		return err
+	}
+	pis, err := addDemoPis(cc.users, cfg.Rows, cfg.PerRow)
+	if err != nil {
+		cc.broker.Close()
+		return err
+	}
+	printDemoBanner(stdout, cc, cfg)
+
+	agentCtx, stopAgents := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	for _, pi := range pis {
+		wg.Go(func() { pi.run(agentCtx, cc.broker.Addr(), cfg.Interval, log) })
+	}
+	if cfg.PressEvery > 0 {
+		wg.Go(func() { pressButtons(agentCtx, pis, cfg.PressEvery) })
+	}
+	err = cc.wait(ctx)
+	stopAgents()
+	wg.Wait()
+	return err
+}
+
+// demoPi is one simulated Pi: a real agent over real MQTT, with simulated hardware.
+type demoPi struct {
+	mac, row, hostname, ip, password string
+	seed                             uint64
+	led                              *sim.LED
+	button                           *sim.Button
+}
+
+// addDemoPis gives every simulated Pi an agent account with a fresh password. The hashes use
+// bcrypt's minimum cost: these accounts exist only while the demo runs on this host.
+func addDemoPis(users *auth.Users, rows, perRow int) ([]*demoPi, error) {
+	var pis []*demoPi
+	for r := 1; r <= rows; r++ {
+		for s := 1; s <= perRow; s++ {
+			mac := fmt.Sprintf("b827eb%02x%02x%02x", 0xd0, r, s)
+			pi := &demoPi{
+				mac: mac, row: fmt.Sprintf("r%d", r), hostname: fmt.Sprintf("pi-r%d-%02d", r, s),
+				ip:       fmt.Sprintf("10.0.%d.%d", r, 10+s),
+				password: auth.GeneratePassword(), seed: uint64(r*100 + s),
+				led: new(sim.LED), button: new(sim.Button),
+			}
+			u := auth.User{Name: mac, Role: auth.RoleAgent, MAC: mac, Row: pi.row}
+			if err := users.SetWithCost(u, pi.password, bcrypt.MinCost); err != nil {
+				return nil, fmt.Errorf("create the simulated Pi %s's account: %w", mac, err)
+			}
+			pis = append(pis, pi)
+		}
+	}
+	return pis, nil
+}
+
+func (pi *demoPi) run(ctx context.Context, brokerAddr string, interval time.Duration, log *slog.Logger) {
+	err := agent.Run(ctx, agent.Config{
+		Broker:    "tcp://" + dialable(brokerAddr),
+		MAC:       pi.mac,
+		Row:       pi.row,
+		Password:  pi.password,
+		Interval:  interval,
+		Collector: agent.NewSimCollector(pi.seed, nil),
+		LED:       pi.led,
+		Button:    pi.button,
+		Hostname:  pi.hostname,
+		IP:        pi.ip,
+		Logger:    log.With("component", "agent"),
+	})
+	if err != nil {
+		log.Error("simulated agent stopped", "mac", pi.mac, "err", err)
+	}
+}
+
+// pressButtons presses a random Pi's button now and then, the way an operator would.
+func pressButtons(ctx context.Context, pis []*demoPi, mean time.Duration) {
+	for {
+		wait := time.Duration(float64(mean) * (0.5 + rand.Float64()))
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+			pis[rand.IntN(len(pis))].button.Press(topics.PressShort)
+		}
+	}
+}
+
+// dialable turns a listen address such as "[::]:1883" into one a client can dial.
+func dialable(addr string) string {
+	for _, any := range []string{"[::]:", "0.0.0.0:", ":"} {
+		if strings.HasPrefix(addr, any) {
+			return "127.0.0.1:" + strings.TrimPrefix(addr, any)
+		}
+	}
+	return addr
+}
+
+func printDemoBanner(w io.Writer, cc *controlCenter, cfg demoConfig) {
+	password := "(the one you set; see pirack user)"
+	if b, err := os.ReadFile(filepath.Join(cfg.DataDir, adminPasswordFile)); err == nil {
+		password = strings.TrimSpace(string(b))
+	}
+	fmt.Fprintf(w, `
+pirack demo: %d simulated Pis in %d rows are publishing to the embedded broker.
+
+  Control Center  %s
+  user            admin
+  password        %s
+  MQTT            %s  (watch it: mosquitto_sub -h 127.0.0.1 -p %s -u admin -P '%s' -v -t 'rack/#')
+
+Press Ctrl-C to stop.
+
+`, cfg.Rows*cfg.PerRow, cfg.Rows, cc.httpURL(), password, dialable(cc.broker.Addr()), portOf(cc.broker.Addr()), password)
+}
+
+func portOf(addr string) string {
+	if i := strings.LastIndex(addr, ":"); i >= 0 {
+		return addr[i+1:]
+	}
+	return addr
+}

@@ -1,0 +1,156 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/pirack/pirack/auth"
+	"github.com/pirack/pirack/broker"
+	"github.com/pirack/pirack/dashboard"
+)
+
+// serveConfig is what `pirack serve` and `pirack demo` share.
+type serveConfig struct {
+	DataDir  string // users.json and the broker's store live here
+	MQTTAddr string // MQTT TCP listener
+	HTTPAddr string // Control Center
+	LogLevel string
+}
+
+func (c *serveConfig) register(fs *flag.FlagSet) {
+	fs.StringVar(&c.DataDir, "data-dir", "./pirack-data", "directory for users, broker state and history")
+	fs.StringVar(&c.MQTTAddr, "mqtt", ":1883", "MQTT listen address")
+	fs.StringVar(&c.HTTPAddr, "http", ":8080", "Control Center (web) listen address")
+	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
+}
+
+func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	var cfg serveConfig
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	cfg.register(fs)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("serve takes no arguments, got %q", fs.Args())
+	}
+	log, err := newLogger(stderr, cfg.LogLevel)
+	if err != nil {
+		return err
+	}
+	cc, err := startControlCenter(cfg, log, stdout)
+	if err != nil {
+		return err
+	}
+	return cc.wait(ctx)
+}
+
+// controlCenter is the broker and the dashboard in one process.
+type controlCenter struct {
+	users  *auth.Users
+	broker *broker.Broker
+	dash   *dashboard.Server
+	httpLn net.Listener
+	log    *slog.Logger
+	done   chan error
+}
+
+// startControlCenter opens the data directory, bootstraps an admin on first run, and starts the
+// broker and the dashboard. The dashboard subscribes before the broker listens, so nothing an
+// agent publishes right after connecting can slip past it.
+func startControlCenter(cfg serveConfig, log *slog.Logger, stdout io.Writer) (*controlCenter, error) {
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("create data directory: %w", err)
+	}
+	users, err := auth.Open(filepath.Join(cfg.DataDir, "users.json"))
+	if err != nil {
+		return nil, err
+	}
+	if err := bootstrapAdmin(users, cfg.DataDir, stdout); err != nil {
+		return nil, err
+	}
+	b, err := broker.New(broker.Config{Addr: cfg.MQTTAddr, DataDir: cfg.DataDir, Users: users, Logger: log.With("component", "broker")})
+	if err != nil {
+		return nil, fmt.Errorf("start broker: %w", err)
+	}
+	dash, err := dashboard.New(dashboard.Config{Bus: b, Auth: users, Logger: log.With("component", "dashboard")})
+	if err != nil {
+		b.Close()
+		return nil, fmt.Errorf("start dashboard: %w", err)
+	}
+	ln, err := net.Listen("tcp", cfg.HTTPAddr)
+	if err != nil {
+		b.Close()
+		return nil, fmt.Errorf("listen for the Control Center on %s: %w (is another pirack running? pick another address with --http)", cfg.HTTPAddr, err)
+	}
+	if err := b.Start(); err != nil {
+		ln.Close()
+		b.Close()
+		return nil, fmt.Errorf("start MQTT listener on %s: %w (is another broker running? pick another address with --mqtt)", cfg.MQTTAddr, err)
+	}
+	log.Info("control center running", "mqtt", b.Addr(), "http", ln.Addr().String(), "data_dir", cfg.DataDir)
+	return &controlCenter{users: users, broker: b, dash: dash, httpLn: ln, log: log, done: make(chan error, 1)}, nil
+}
+
+// wait serves the dashboard until ctx is done, then stops the web server before the broker so
+// that no request publishes into a closed broker.
+func (cc *controlCenter) wait(ctx context.Context) error {
+	err := cc.dash.Serve(ctx, cc.httpLn)
+	if cerr := cc.broker.Close(); cerr != nil && err == nil {
+		err = fmt.Errorf("close broker: %w", cerr)
+	}
+	cc.log.Info("control center stopped")
+	if errors.Is(err, context.Canceled) {
+		return nil
+	}
+	return err
+}
+
+// httpURL is the address a person on this host types into a browser.
+func (cc *controlCenter) httpURL() string {
+	_, port, _ := net.SplitHostPort(cc.httpLn.Addr().String())
+	return "http://localhost:" + port
+}
+
+// adminPasswordFile keeps the first admin password so `pirack demo` can show it on every start.
+const adminPasswordFile = "admin.password"
+
+// bootstrapAdmin creates the "admin" user on first run, with a generated password written to
+// <data-dir>/admin.password (0600) and printed once.
+func bootstrapAdmin(users *auth.Users, dataDir string, stdout io.Writer) error {
+	for _, u := range users.List() {
+		if u.Role == auth.RoleAdmin {
+			return nil
+		}
+	}
+	password := auth.GeneratePassword()
+	if err := users.Add(auth.User{Name: "admin", Role: auth.RoleAdmin}, password); err != nil {
+		return fmt.Errorf("create the first admin user: %w", err)
+	}
+	path := filepath.Join(dataDir, adminPasswordFile)
+	if err := os.WriteFile(path, []byte(password+"\n"), 0o600); err != nil {
+		return fmt.Errorf("save the admin password to %s: %w", path, err)
+	}
+	fmt.Fprintf(stdout, "Created the dashboard user \"admin\" with password %s (saved in %s; delete that file once you have it stored elsewhere).\n", password, path)
+	return nil
+}
+
+func newLogger(w io.Writer, level string) (*slog.Logger, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level %q: want debug, info, warn or error", level)
+	}
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l})), nil
+}
+
+// shutdownGrace bounds how long a clean stop may take.
+const shutdownGrace = 5 * time.Second
