@@ -144,7 +144,7 @@ func New(cfg Config) (*Broker, error) {
 	b.srv = mqtt.New(&mqtt.Options{
 		InlineClient: true,
 		Capabilities: cfg.capabilities(),
-		Logger:       cfg.Logger,
+		Logger:       slog.New(mochiLogHandler{cfg.Logger.Handler()}),
 		// $SYS values are saved to broker.db at each tick: once a second is needless disk wear
 		// on an SD card.
 		SysTopicResendInterval: 10,

@@ -35,6 +35,10 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	cfg.register(fs)
+	// The banner with the URL and password is what a newcomer needs to see; 24 agents
+	// connecting at info level would scroll it away.
+	fs.Lookup("log-level").DefValue = "warn"
+	cfg.LogLevel = "warn"
 	fs.IntVar(&cfg.Rows, "rows", 3, "rows in the simulated rack")
 	fs.IntVar(&cfg.PerRow, "per-row", 8, "Pis per row")
 	fs.DurationVar(&cfg.Interval, "interval", 2*time.Second, "telemetry period of each simulated Pi")
@@ -60,7 +64,9 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	printDemoBanner(stdout, cc, cfg)
 
-	agentCtx, stopAgents := context.WithCancel(context.Background())
+	// The simulated Pis stop before the broker, as real ones would not: they publish their
+	// clean "offline" instead of reconnecting into a broker that is going away.
+	agentCtx, stopAgents := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	for _, pi := range pis {
 		wg.Go(func() { pi.run(agentCtx, cc.broker.Addr(), cfg.Interval, log) })
@@ -68,9 +74,12 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if cfg.PressEvery > 0 {
 		wg.Go(func() { pressButtons(agentCtx, pis, cfg.PressEvery) })
 	}
-	err = cc.wait(ctx)
+	err = cc.serve(ctx)
 	stopAgents()
 	wg.Wait()
+	if cerr := cc.close(); err == nil {
+		err = cerr
+	}
 	return err
 }
 

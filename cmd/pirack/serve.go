@@ -10,7 +10,6 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"time"
 
 	"github.com/pirack/pirack/auth"
 	"github.com/pirack/pirack/broker"
@@ -101,18 +100,32 @@ func startControlCenter(cfg serveConfig, log *slog.Logger, stdout io.Writer) (*c
 	return &controlCenter{users: users, broker: b, dash: dash, httpLn: ln, log: log, done: make(chan error, 1)}, nil
 }
 
-// wait serves the dashboard until ctx is done, then stops the web server before the broker so
-// that no request publishes into a closed broker.
+// wait serves the dashboard until ctx is done, then closes the broker.
 func (cc *controlCenter) wait(ctx context.Context) error {
-	err := cc.dash.Serve(ctx, cc.httpLn)
-	if cerr := cc.broker.Close(); cerr != nil && err == nil {
-		err = fmt.Errorf("close broker: %w", cerr)
+	err := cc.serve(ctx)
+	if cerr := cc.close(); err == nil {
+		err = cerr
 	}
-	cc.log.Info("control center stopped")
+	return err
+}
+
+// serve runs the dashboard until ctx is done.
+func (cc *controlCenter) serve(ctx context.Context) error {
+	err := cc.dash.Serve(ctx, cc.httpLn)
 	if errors.Is(err, context.Canceled) {
 		return nil
 	}
 	return err
+}
+
+// close stops the broker: connected clients are disconnected and the store is closed. The web
+// server stops first, so no request publishes into a closed broker.
+func (cc *controlCenter) close() error {
+	if err := cc.broker.Close(); err != nil {
+		return fmt.Errorf("close broker: %w", err)
+	}
+	cc.log.Info("control center stopped")
+	return nil
 }
 
 // httpURL is the address a person on this host types into a browser.
@@ -151,6 +164,3 @@ func newLogger(w io.Writer, level string) (*slog.Logger, error) {
 	}
 	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l})), nil
 }
-
-// shutdownGrace bounds how long a clean stop may take.
-const shutdownGrace = 5 * time.Second

@@ -1,0 +1,107 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestDemoRackComesAlive runs `pirack demo` as `make run` does (smaller, on free ports) and
+// follows the Control Center's live stream until every simulated Pi is online with telemetry,
+// then stops it as Ctrl-C would.
+func TestDemoRackComesAlive(t *testing.T) {
+	const rows, perRow = 2, 3
+	ctx, stop := context.WithCancel(t.Context())
+	defer stop()
+	out, bannerW := io.Pipe()
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{"demo", "--data-dir", t.TempDir(), "--http", "127.0.0.1:0", "--mqtt", "127.0.0.1:0",
+			"--rows", "2", "--per-row", "3", "--interval", "100ms", "--press-every", "0"}, bannerW, io.Discard)
+		bannerW.Close()
+	}()
+
+	url, password := readBanner(t, out)
+	go io.Copy(io.Discard, out)
+
+	streamCtx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(streamCtx, http.MethodGet, url+"/api/events", nil)
+	req.SetBasicAuth("admin", password)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("open the live stream with the printed credentials: %v", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("live stream with the printed credentials: HTTP %d", resp.StatusCode)
+	}
+	alive := map[string]bool{}
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for len(alive) < rows*perRow && sc.Scan() {
+		line, ok := strings.CutPrefix(sc.Text(), "data: ")
+		if !ok {
+			continue
+		}
+		var nodes []liveNode // a snapshot is an array, an update one node
+		if strings.HasPrefix(line, "[") {
+			json.Unmarshal([]byte(line), &nodes)
+		} else {
+			nodes = make([]liveNode, 1)
+			json.Unmarshal([]byte(line), &nodes[0])
+		}
+		for _, n := range nodes {
+			if n.State == "online" && len(n.Metrics) > 0 {
+				alive[n.MAC] = true
+			}
+		}
+	}
+	if len(alive) != rows*perRow {
+		t.Fatalf("%d of %d simulated Pis came online with telemetry: %v", len(alive), rows*perRow, alive)
+	}
+
+	stop()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("demo did not stop cleanly: %v", err)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("demo did not stop within 15 s of Ctrl-C")
+	}
+}
+
+// liveNode is the part of a dashboard node this test reads; cmd/pirack sees the dashboard only
+// as its users do.
+type liveNode struct {
+	MAC     string          `json:"mac"`
+	State   string          `json:"state"`
+	Metrics json.RawMessage `json:"metrics"`
+}
+
+// readBanner reads the demo's banner up to "Press Ctrl-C" and returns the URL and password.
+func readBanner(t *testing.T, r io.Reader) (url, password string) {
+	t.Helper()
+	var banner strings.Builder
+	sc := bufio.NewScanner(r)
+	for sc.Scan() {
+		banner.WriteString(sc.Text() + "\n")
+		if strings.HasPrefix(sc.Text(), "Press Ctrl-C") {
+			break
+		}
+	}
+	b := banner.String()
+	u := regexp.MustCompile(`Control Center\s+(http://\S+)`).FindStringSubmatch(b)
+	p := regexp.MustCompile(`password\s+(\S+)`).FindStringSubmatch(b)
+	if u == nil || p == nil {
+		t.Fatalf("demo banner lacks the URL or the password:\n%s", b)
+	}
+	return u[1], p[1]
+}
