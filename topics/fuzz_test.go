@@ -92,5 +92,7 @@ func FuzzDecoders(f *testing.F) {
 		check("DecodePower", p, err)
 		c, err := ParseLEDCommand(b)
 		check("ParseLEDCommand", c, err)
+		l, err := DecodeLEDState(b)
+		check("DecodeLEDState", l, err)
 	})
 }

@@ -150,3 +150,52 @@ func parseLEDWords(w string) (LEDCommand, error) {
 	}
 	return c, nil
 }
+
+// LED states carried by LEDState.State.
+const (
+	LEDStateOff      = "off"
+	LEDStateOn       = "on"
+	LEDStateBlinking = "blinking" // a blink or identify is running
+)
+
+// LEDState is the retained payload of rack/<row>/<mac>/led_state: what the LED really does, as
+// reported by the agent after each change, so a dashboard shows the LED rather than the last
+// command sent to it.
+type LEDState struct {
+	V     int       `json:"v"`
+	TS    time.Time `json:"ts"`
+	State string    `json:"state"` // LEDStateOff, LEDStateOn or LEDStateBlinking
+	// Action is the command that caused the state (blink, identify, on, off); By is who sent it.
+	Action string `json:"action,omitempty"`
+	By     string `json:"by,omitempty"`
+	// Until is when a running blink or identify ends by itself.
+	Until time.Time `json:"until,omitzero"`
+}
+
+// Validate checks the state and the strings.
+func (s LEDState) Validate() error {
+	if err := checkVersion(s.V); err != nil {
+		return err
+	}
+	if s.TS.IsZero() {
+		return invalid("ts is missing")
+	}
+	switch s.State {
+	case LEDStateOff, LEDStateOn, LEDStateBlinking:
+	default:
+		return invalid("state %q: want %s, %s or %s", clip(s.State), LEDStateOff, LEDStateOn, LEDStateBlinking)
+	}
+	switch s.Action {
+	case "", LEDBlink, LEDIdentify, LEDOn, LEDOff:
+	default:
+		return invalid("action %q: want %s, %s, %s or %s", clip(s.Action), LEDBlink, LEDOn, LEDOff, LEDIdentify)
+	}
+	return checkStrings(field{"by", s.By, 64})
+}
+
+// DecodeLEDState parses and validates an LED state report.
+func DecodeLEDState(b []byte) (LEDState, error) {
+	var s LEDState
+	err := decode("led_state", b, &s, func() error { return s.Validate() })
+	return s, err
+}

@@ -77,6 +77,11 @@ type Metrics struct {
 	DiskTotalBytes    *uint64 `json:"disk_total_bytes,omitempty"` // root filesystem
 	DiskFreeBytes     *uint64 `json:"disk_free_bytes,omitempty"`  // root filesystem
 
+	// ThrottledNow and ThrottledSinceBoot are the Pi firmware's throttling flags (Throttle*
+	// constants): absent when not read, an empty list when read and clear.
+	ThrottledNow       []string `json:"throttled_now,omitzero"`
+	ThrottledSinceBoot []string `json:"throttled_since_boot,omitzero"`
+
 	UptimeS    *uint64 `json:"uptime_s,omitempty"`
 	NetRxBytes *uint64 `json:"net_rx_bytes,omitempty"` // all interfaces but loopback, since boot
 	NetTxBytes *uint64 `json:"net_tx_bytes,omitempty"`
@@ -112,6 +117,16 @@ func (m Metrics) Validate() error {
 	if m.CPUCount != nil && (*m.CPUCount < 1 || *m.CPUCount > 4096) {
 		return invalid("cpu_count %d: want 1 to 4096", *m.CPUCount)
 	}
+	for _, flags := range [][]string{m.ThrottledNow, m.ThrottledSinceBoot} {
+		if len(flags) > len(throttleFlags) {
+			return invalid("%d throttling flags: there are only %d", len(flags), len(throttleFlags))
+		}
+		for _, f := range flags {
+			if !throttleFlags[f] {
+				return invalid("throttling flag %q: want one of %s, %s, %s, %s", clip(f), ThrottleUnderVoltage, ThrottleFreqCapped, ThrottleThrottled, ThrottleSoftTempLimit)
+			}
+		}
+	}
 	if m.MemTotalBytes != nil && m.MemAvailableBytes != nil && *m.MemAvailableBytes > *m.MemTotalBytes {
 		return invalid("mem_available_bytes %d exceeds mem_total_bytes %d", *m.MemAvailableBytes, *m.MemTotalBytes)
 	}
@@ -119,6 +134,19 @@ func (m Metrics) Validate() error {
 		return invalid("disk_free_bytes %d exceeds disk_total_bytes %d", *m.DiskFreeBytes, *m.DiskTotalBytes)
 	}
 	return nil
+}
+
+// Throttling flags carried by Metrics.ThrottledNow and ThrottledSinceBoot, as the Raspberry Pi
+// firmware reports them (vcgencmd get_throttled).
+const (
+	ThrottleUnderVoltage  = "under_voltage"   // supply below about 4.63 V
+	ThrottleFreqCapped    = "freq_capped"     // ARM frequency capped
+	ThrottleThrottled     = "throttled"       // CPU throttled
+	ThrottleSoftTempLimit = "soft_temp_limit" // soft temperature limit active
+)
+
+var throttleFlags = map[string]bool{
+	ThrottleUnderVoltage: true, ThrottleFreqCapped: true, ThrottleThrottled: true, ThrottleSoftTempLimit: true,
 }
 
 // Press kinds carried by ButtonEvent.Press.

@@ -36,6 +36,7 @@ var goldenPayloads = []struct {
 		Load1: ptr(0.42), Load5: ptr(0.35), Load15: ptr(0.3), CPUCount: ptr(4), CPUPercent: ptr(11.5), CPUTempC: ptr(48.7),
 		MemTotalBytes: ptr(uint64(4133834752)), MemAvailableBytes: ptr(uint64(3289120768)),
 		DiskTotalBytes: ptr(uint64(31254904832)), DiskFreeBytes: ptr(uint64(24016633856)),
+		ThrottledNow: []string{}, ThrottledSinceBoot: []string{ThrottleUnderVoltage},
 		UptimeS: ptr(uint64(259200)), NetRxBytes: ptr(uint64(182736451)), NetTxBytes: ptr(uint64(93847562)),
 	}, func(b []byte) (any, error) { return DecodeMetrics(b) }},
 	{"metrics_partial.json", Metrics{V: 1, Seq: 7, TS: ts, Load1: ptr(1.5)},
@@ -45,6 +46,8 @@ var goldenPayloads = []struct {
 	{"led_blink.json", LEDCommand{
 		V: 1, Action: LEDBlink, Count: 5, PeriodMS: 500, IssuedAt: ts, ExpiresAt: ts.Add(2 * time.Minute), By: "admin",
 	}, func(b []byte) (any, error) { return ParseLEDCommand(b) }},
+	{"led_state.json", LEDState{V: 1, TS: ts, State: LEDStateBlinking, Action: LEDBlink, By: "admin", Until: ts.Add(2500 * time.Millisecond)},
+		func(b []byte) (any, error) { return DecodeLEDState(b) }},
 	{"power.json", Power{V: 1, TS: ts, Volts: ptr(5.08), Amps: ptr(2.95), Watts: ptr(14.99), Source: "ina219"},
 		func(b []byte) (any, error) { return DecodePower(b) }},
 }
@@ -105,6 +108,9 @@ func TestDecodersReject(t *testing.T) {
 		{"metrics free over total", dMetrics, `{"v":1,"seq":1,"ts":"2026-11-24T07:30:00Z","disk_total_bytes":10,"disk_free_bytes":11}`, "disk_free_bytes"},
 		{"metrics absurd temp", dMetrics, `{"v":1,"seq":1,"ts":"2026-11-24T07:30:00Z","cpu_temp_c":900}`, "cpu_temp_c"},
 		{"metrics oversized", dMetrics, `{"v":1,"pad":"` + strings.Repeat("x", MaxPayload) + `"}`, "limit"},
+		{"metrics unknown throttle flag", dMetrics, `{"v":1,"seq":1,"ts":"2026-11-24T07:30:00Z","throttled_now":["melting"]}`, "throttling flag"},
+		{"led_state bad state", dLEDState, `{"v":1,"ts":"2026-11-24T07:30:00Z","state":"dim"}`, "state"},
+		{"led_state missing ts", dLEDState, `{"v":1,"state":"on"}`, "ts is missing"},
 		{"button bad press", dButton, `{"v":1,"press":"mash","seq":1,"ts":"2026-11-24T07:30:00Z"}`, "press"},
 		{"button missing ts", dButton, `{"v":1,"press":"short","seq":1}`, "ts is missing"},
 		{"power empty", dPower, `{"v":1,"ts":"2026-11-24T07:30:00Z"}`, "no volts"},
@@ -123,10 +129,11 @@ func TestDecodersReject(t *testing.T) {
 	}
 }
 
-func dStatus(b []byte) (any, error)  { return DecodeStatus(b) }
-func dMetrics(b []byte) (any, error) { return DecodeMetrics(b) }
-func dButton(b []byte) (any, error)  { return DecodeButton(b) }
-func dPower(b []byte) (any, error)   { return DecodePower(b) }
+func dStatus(b []byte) (any, error)   { return DecodeStatus(b) }
+func dMetrics(b []byte) (any, error)  { return DecodeMetrics(b) }
+func dButton(b []byte) (any, error)   { return DecodeButton(b) }
+func dPower(b []byte) (any, error)    { return DecodePower(b) }
+func dLEDState(b []byte) (any, error) { return DecodeLEDState(b) }
 
 func TestDecodeStatusPlainWords(t *testing.T) {
 	for _, in := range []string{"online", "offline", " Offline\n"} {
@@ -150,6 +157,13 @@ func TestUnknownFieldsTolerated(t *testing.T) {
 	}
 	if m.CPUTempC != nil {
 		t.Fatalf("absent cpu_temp_c decoded as %v; absent must stay absent", *m.CPUTempC)
+	}
+	if m.ThrottledNow != nil {
+		t.Fatalf("absent throttled_now decoded as %v; absent must stay absent", m.ThrottledNow)
+	}
+	read, err := DecodeMetrics([]byte(`{"v":1,"seq":3,"ts":"2026-11-24T07:30:00Z","throttled_now":[]}`))
+	if err != nil || read.ThrottledNow == nil || len(read.ThrottledNow) != 0 {
+		t.Fatalf("throttled_now [] (read, no flags) decoded as %#v, %v; want an empty, non-nil list", read.ThrottledNow, err)
 	}
 }
 

@@ -14,11 +14,12 @@ const Root = "rack"
 
 // Topic leaf names.
 const (
-	leafStatus  = "status"
-	leafMetrics = "metrics"
-	leafButton  = "button"
-	leafLED     = "led"
-	leafPower   = "power"
+	leafStatus   = "status"
+	leafMetrics  = "metrics"
+	leafButton   = "button"
+	leafLED      = "led"
+	leafPower    = "power"
+	leafLEDState = "led_state"
 )
 
 // Sentinel errors returned (wrapped) by the parsers and validators in this package.
@@ -38,12 +39,13 @@ type Kind int
 
 // The topics of the v1 contract.
 const (
-	KindUnknown Kind = iota
-	KindStatus       // rack/<row>/<mac>/status
-	KindMetrics      // rack/<row>/<mac>/metrics
-	KindButton       // rack/<row>/<mac>/button
-	KindLED          // rack/<mac>/led
-	KindPower        // rack/<row>/power
+	KindUnknown  Kind = iota
+	KindStatus        // rack/<row>/<mac>/status
+	KindMetrics       // rack/<row>/<mac>/metrics
+	KindButton        // rack/<row>/<mac>/button
+	KindLED           // rack/<mac>/led
+	KindPower         // rack/<row>/power
+	KindLEDState      // rack/<row>/<mac>/led_state
 )
 
 func (k Kind) String() string {
@@ -58,6 +60,8 @@ func (k Kind) String() string {
 		return leafLED
 	case KindPower:
 		return leafPower
+	case KindLEDState:
+		return leafLEDState
 	}
 	return "unknown"
 }
@@ -159,7 +163,7 @@ type Topic struct {
 // String builds the topic name. It is the inverse of Parse.
 func (t Topic) String() string {
 	switch t.Kind {
-	case KindStatus, KindMetrics, KindButton:
+	case KindStatus, KindMetrics, KindButton, KindLEDState:
 		return Root + "/" + t.Row + "/" + t.MAC + "/" + t.Kind.String()
 	case KindLED:
 		return Root + "/" + t.MAC + "/" + leafLED
@@ -180,6 +184,9 @@ func ButtonTopic(row, mac string) string { return Topic{KindButton, row, mac}.St
 
 // LEDTopic is the command topic a Pi's agent subscribes to: rack/<mac>/led.
 func LEDTopic(mac string) string { return Topic{Kind: KindLED, MAC: mac}.String() }
+
+// LEDStateTopic is the retained report of what one Pi's LED is doing: rack/<row>/<mac>/led_state.
+func LEDStateTopic(row, mac string) string { return Topic{KindLEDState, row, mac}.String() }
 
 // PowerTopic is the retained power reading of a row: rack/<row>/power.
 func PowerTopic(row string) string { return Topic{Kind: KindPower, Row: row}.String() }
@@ -224,6 +231,8 @@ func Parse(topic string) (Topic, error) {
 			k = KindMetrics
 		case leafButton:
 			k = KindButton
+		case leafLEDState:
+			k = KindLEDState
 		default:
 			return Topic{}, fmt.Errorf("%w: %q", ErrUnknownTopic, clip(topic))
 		}

@@ -83,13 +83,15 @@ func TestBuildersAndParseRoundTrip(t *testing.T) {
 		{"button", ButtonTopic(row, mac), Topic{KindButton, row, mac}},
 		{"led", LEDTopic(mac), Topic{Kind: KindLED, MAC: mac}},
 		{"power", PowerTopic(row), Topic{Kind: KindPower, Row: row}},
+		{"led_state", LEDStateTopic(row, mac), Topic{KindLEDState, row, mac}},
 	}
 	wantNames := map[string]string{
-		"status":  "rack/r1/b827eb3f1a2c/status",
-		"metrics": "rack/r1/b827eb3f1a2c/metrics",
-		"button":  "rack/r1/b827eb3f1a2c/button",
-		"led":     "rack/b827eb3f1a2c/led",
-		"power":   "rack/r1/power",
+		"status":    "rack/r1/b827eb3f1a2c/status",
+		"metrics":   "rack/r1/b827eb3f1a2c/metrics",
+		"button":    "rack/r1/b827eb3f1a2c/button",
+		"led":       "rack/b827eb3f1a2c/led",
+		"power":     "rack/r1/power",
+		"led_state": "rack/r1/b827eb3f1a2c/led_state",
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
