@@ -59,3 +59,15 @@ func ExampleEncode() {
 	// Output:
 	// rack/r1/b827eb3f1a2c/metrics {"v":1,"seq":1,"ts":"2026-11-24T07:30:00Z","load_1":0.42} <nil>
 }
+
+func ExampleAlertTopic() {
+	fmt.Println(topics.AlertTopic("r1", "b827eb3f1a2c", "temp_high"))
+	fmt.Println(topics.AlertTopic("r1", "", "power_band")) // a row's own alert
+
+	t, _ := topics.Parse("rack/r1/alert/power_band")
+	fmt.Printf("%s row=%s mac=%q rule=%s\n", t.Kind, t.Row, t.MAC, t.Rule)
+	// Output:
+	// rack/r1/b827eb3f1a2c/alert/temp_high
+	// rack/r1/alert/power_band
+	// alert row=r1 mac="" rule=power_band
+}

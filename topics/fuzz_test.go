@@ -14,6 +14,7 @@ func FuzzParse(f *testing.F) {
 	for _, s := range []string{
 		"rack/r1/b827eb3f1a2c/status", "rack/b827eb3f1a2c/led", "rack/r1/power",
 		"rack/+/#", "rack/r1/b827eb3f1a2c/status/x", "rack//", "rack/\x00/power",
+		"rack/r1/b827eb3f1a2c/alert/temp_high", "rack/r1/alert/power_band", "rack/r1/alert/", "rack/r1/alert/a/b",
 	} {
 		f.Add(s)
 	}
@@ -94,5 +95,7 @@ func FuzzDecoders(f *testing.F) {
 		check("ParseLEDCommand", c, err)
 		l, err := DecodeLEDState(b)
 		check("DecodeLEDState", l, err)
+		a, err := DecodeAlert(b)
+		check("DecodeAlert", a, err)
 	})
 }

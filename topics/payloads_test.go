@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"flag"
+	"math"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -48,6 +49,21 @@ var goldenPayloads = []struct {
 	}, func(b []byte) (any, error) { return ParseLEDCommand(b) }},
 	{"led_state.json", LEDState{V: 1, TS: ts, State: LEDStateBlinking, Action: LEDBlink, By: "admin", Until: ts.Add(2500 * time.Millisecond)},
 		func(b []byte) (any, error) { return DecodeLEDState(b) }},
+	{"alert_raised.json", Alert{
+		V: 1, Rule: "temp_high", Severity: SeverityCritical, State: AlertRaised, TS: ts, Since: ts.Add(-time.Minute),
+		Row: "r1", MAC: "b827eb3f1a2c", Hostname: "pi-r1-03", Value: ptr(83.4), Threshold: ptr(80.0), Unit: UnitCelsius,
+		Message: "CPU at 83.4 °C, over 80 °C for 1 min",
+	}, func(b []byte) (any, error) { return DecodeAlert(b) }},
+	{"alert_cleared.json", Alert{
+		V: 1, Rule: "temp_high", Severity: SeverityCritical, State: AlertCleared, TS: ts.Add(10 * time.Minute), Since: ts.Add(-time.Minute),
+		Row: "r1", MAC: "b827eb3f1a2c", Hostname: "pi-r1-03", Value: ptr(74.1), Threshold: ptr(75.0), Unit: UnitCelsius,
+		Message: "CPU at 74.1 °C, back under 75 °C",
+	}, func(b []byte) (any, error) { return DecodeAlert(b) }},
+	{"alert_row.json", Alert{
+		V: 1, Rule: "power_band", Severity: SeverityWarning, State: AlertRaised, TS: ts, Since: ts.Add(-2 * time.Minute),
+		Row: "r1", Value: ptr(9.8), Threshold: ptr(12.0), Unit: UnitWatts,
+		Message: "row r1 draws 9.8 W, under its usual 12.0-18.0 W for 2 min",
+	}, func(b []byte) (any, error) { return DecodeAlert(b) }},
 	{"power.json", Power{V: 1, TS: ts, Volts: ptr(5.08), Amps: ptr(2.95), Watts: ptr(14.99), Source: "ina219"},
 		func(b []byte) (any, error) { return DecodePower(b) }},
 }
@@ -115,6 +131,18 @@ func TestDecodersReject(t *testing.T) {
 		{"button missing ts", dButton, `{"v":1,"press":"short","seq":1}`, "ts is missing"},
 		{"power empty", dPower, `{"v":1,"ts":"2026-11-24T07:30:00Z"}`, "no volts"},
 		{"power negative", dPower, `{"v":1,"ts":"2026-11-24T07:30:00Z","watts":-3}`, "watts"},
+		{"alert bad state", dAlert, alertJSON("state", `"firing"`), "state"},
+		{"alert bad severity", dAlert, alertJSON("severity", `"info"`), "severity"},
+		{"alert bad rule", dAlert, alertJSON("rule", `"Temp High"`), "rule"},
+		{"alert bad row", dAlert, alertJSON("row", `"R1"`), "row"},
+		{"alert bad mac", dAlert, alertJSON("mac", `"b8:27:eb:3f:1a:2c"`), "mac"},
+		{"alert missing ts", dAlert, alertJSON("ts", ``), "ts is missing"},
+		{"alert missing since", dAlert, alertJSON("since", ``), "since is missing"},
+		{"alert since after ts", dAlert, alertJSON("since", `"2026-11-24T08:00:00Z"`), "after ts"},
+		{"alert missing message", dAlert, alertJSON("message", `""`), "message is missing"},
+		{"alert control char in message", dAlert, alertJSON("message", `"hot\u001b[31m"`), "control character"},
+		{"alert long message", dAlert, alertJSON("message", `"`+strings.Repeat("a", 300)+`"`), "message"},
+		{"alert wrong version", dAlert, alertJSON("v", `2`), "v 2"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -134,6 +162,33 @@ func dMetrics(b []byte) (any, error)  { return DecodeMetrics(b) }
 func dButton(b []byte) (any, error)   { return DecodeButton(b) }
 func dPower(b []byte) (any, error)    { return DecodePower(b) }
 func dLEDState(b []byte) (any, error) { return DecodeLEDState(b) }
+func dAlert(b []byte) (any, error)    { return DecodeAlert(b) }
+
+// alertJSON is a valid alert with one field replaced by raw JSON, or left out when raw is "".
+func alertJSON(key, raw string) string {
+	fields := map[string]string{
+		"v": `1`, "rule": `"temp_high"`, "severity": `"critical"`, "state": `"raised"`,
+		"ts": `"2026-11-24T07:30:00Z"`, "since": `"2026-11-24T07:29:00Z"`, "row": `"r1"`,
+		"mac": `"b827eb3f1a2c"`, "message": `"hot"`,
+	}
+	fields[key] = raw
+	var parts []string
+	for k, v := range fields {
+		if v != "" {
+			parts = append(parts, `"`+k+`":`+v)
+		}
+	}
+	return "{" + strings.Join(parts, ",") + "}"
+}
+
+func TestAlertValidBaseline(t *testing.T) {
+	if _, err := DecodeAlert([]byte(alertJSON("v", `1`))); err != nil {
+		t.Fatalf("the baseline of the alert rejection cases must be valid: %v", err)
+	}
+	if _, err := Encode(Alert{V: 1, Rule: "x", Severity: SeverityWarning, State: AlertRaised, TS: ts, Since: ts, Row: "r1", Message: "m", Value: ptr(math.NaN())}); !errors.Is(err, ErrInvalidPayload) {
+		t.Fatalf("Encode of a NaN value = %v, want ErrInvalidPayload", err)
+	}
+}
 
 func TestDecodeStatusPlainWords(t *testing.T) {
 	for _, in := range []string{"online", "offline", " Offline\n"} {

@@ -20,6 +20,7 @@ const (
 	leafLED      = "led"
 	leafPower    = "power"
 	leafLEDState = "led_state"
+	leafAlert    = "alert"
 )
 
 // Sentinel errors returned (wrapped) by the parsers and validators in this package.
@@ -46,6 +47,7 @@ const (
 	KindLED           // rack/<mac>/led
 	KindPower         // rack/<row>/power
 	KindLEDState      // rack/<row>/<mac>/led_state
+	KindAlert         // rack/<row>/<mac>/alert/<rule>, or rack/<row>/alert/<rule> for a row
 )
 
 func (k Kind) String() string {
@@ -62,6 +64,8 @@ func (k Kind) String() string {
 		return leafPower
 	case KindLEDState:
 		return leafLEDState
+	case KindAlert:
+		return leafAlert
 	}
 	return "unknown"
 }
@@ -153,11 +157,31 @@ func ValidateRow(row string) error {
 	return nil
 }
 
-// Topic is a parsed pirack topic. Row is empty for KindLED; MAC is empty for KindPower.
+// MaxRuleLen is the longest alert rule name allowed.
+const MaxRuleLen = 32
+
+// validRule reports whether rule is an alert rule name: 1-32 characters of [a-z0-9_]. Rule
+// names are not listed here, so a new rule needs no change to the contract.
+func validRule(rule string) bool {
+	if rule == "" || len(rule) > MaxRuleLen {
+		return false
+	}
+	for i := 0; i < len(rule); i++ {
+		c := rule[i]
+		if (c < 'a' || c > 'z') && (c < '0' || c > '9') && c != '_' {
+			return false
+		}
+	}
+	return true
+}
+
+// Topic is a parsed pirack topic. Row is empty for KindLED; MAC is empty for KindPower and for
+// a row's alert. Rule is set for KindAlert only.
 type Topic struct {
 	Kind Kind
 	Row  string
 	MAC  string
+	Rule string
 }
 
 // String builds the topic name. It is the inverse of Parse.
@@ -169,27 +193,43 @@ func (t Topic) String() string {
 		return Root + "/" + t.MAC + "/" + leafLED
 	case KindPower:
 		return Root + "/" + t.Row + "/" + leafPower
+	case KindAlert:
+		if t.MAC == "" {
+			return Root + "/" + t.Row + "/" + leafAlert + "/" + t.Rule
+		}
+		return Root + "/" + t.Row + "/" + t.MAC + "/" + leafAlert + "/" + t.Rule
 	}
 	return ""
 }
 
 // StatusTopic is the retained presence topic of one Pi: rack/<row>/<mac>/status.
-func StatusTopic(row, mac string) string { return Topic{KindStatus, row, mac}.String() }
+func StatusTopic(row, mac string) string { return Topic{Kind: KindStatus, Row: row, MAC: mac}.String() }
 
 // MetricsTopic is the retained telemetry topic of one Pi: rack/<row>/<mac>/metrics.
-func MetricsTopic(row, mac string) string { return Topic{KindMetrics, row, mac}.String() }
+func MetricsTopic(row, mac string) string {
+	return Topic{Kind: KindMetrics, Row: row, MAC: mac}.String()
+}
 
 // ButtonTopic is the button event topic of one Pi: rack/<row>/<mac>/button.
-func ButtonTopic(row, mac string) string { return Topic{KindButton, row, mac}.String() }
+func ButtonTopic(row, mac string) string { return Topic{Kind: KindButton, Row: row, MAC: mac}.String() }
 
 // LEDTopic is the command topic a Pi's agent subscribes to: rack/<mac>/led.
 func LEDTopic(mac string) string { return Topic{Kind: KindLED, MAC: mac}.String() }
 
 // LEDStateTopic is the retained report of what one Pi's LED is doing: rack/<row>/<mac>/led_state.
-func LEDStateTopic(row, mac string) string { return Topic{KindLEDState, row, mac}.String() }
+func LEDStateTopic(row, mac string) string {
+	return Topic{Kind: KindLEDState, Row: row, MAC: mac}.String()
+}
 
 // PowerTopic is the retained power reading of a row: rack/<row>/power.
 func PowerTopic(row string) string { return Topic{Kind: KindPower, Row: row}.String() }
+
+// AlertTopic is the retained state of one alert, published by the control center when the
+// alert is raised and again when it clears: rack/<row>/<mac>/alert/<rule> for a Pi's alert, or
+// rack/<row>/alert/<rule> for a row's own alert (mac empty), such as its power draw.
+func AlertTopic(row, mac, rule string) string {
+	return Topic{Kind: KindAlert, Row: row, MAC: mac, Rule: rule}.String()
+}
 
 // AllFilter matches every pirack topic.
 const AllFilter = Root + "/#"
@@ -200,9 +240,9 @@ func AgentFilter(row, mac string) string { return Root + "/" + row + "/" + mac +
 // MaxTopicLen bounds what Parse will look at; real pirack topics are far shorter.
 const MaxTopicLen = 128
 
-// Parse recognises a topic of the v1 contract and returns its kind, row and MAC. Row names and
-// MACs must already be in normalised form; anything else returns an error wrapping
-// ErrUnknownTopic, ErrInvalidRow or ErrInvalidMAC.
+// Parse recognises a topic of the v1 contract and returns its kind, row, MAC and (for alerts)
+// rule. Row names and MACs must already be in normalised form; anything else returns an error
+// wrapping ErrUnknownTopic, ErrInvalidRow or ErrInvalidMAC.
 func Parse(topic string) (Topic, error) {
 	if len(topic) > MaxTopicLen {
 		return Topic{}, fmt.Errorf("%w: topic is %d bytes, longer than %d", ErrUnknownTopic, len(topic), MaxTopicLen)
@@ -222,6 +262,26 @@ func Parse(topic string) (Topic, error) {
 			return Topic{}, fmt.Errorf("topic %q: %w", clip(topic), err)
 		}
 		return Topic{Kind: KindPower, Row: parts[1]}, nil
+	case len(parts) == 4 && parts[2] == leafAlert:
+		// "alert" is never a MAC, so this cannot be confused with rack/<row>/<mac>/<leaf>.
+		if err := ValidateRow(parts[1]); err != nil {
+			return Topic{}, fmt.Errorf("topic %q: %w", clip(topic), err)
+		}
+		if !validRule(parts[3]) {
+			return Topic{}, fmt.Errorf("%w: %q: alert rule must be 1-%d characters of a-z, 0-9 or _", ErrUnknownTopic, clip(topic), MaxRuleLen)
+		}
+		return Topic{Kind: KindAlert, Row: parts[1], Rule: parts[3]}, nil
+	case len(parts) == 5 && parts[3] == leafAlert:
+		if err := ValidateRow(parts[1]); err != nil {
+			return Topic{}, fmt.Errorf("topic %q: %w", clip(topic), err)
+		}
+		if !IsMAC(parts[2]) {
+			return Topic{}, fmt.Errorf("%w in %q: want 12 lowercase hex digits", ErrInvalidMAC, clip(topic))
+		}
+		if !validRule(parts[4]) {
+			return Topic{}, fmt.Errorf("%w: %q: alert rule must be 1-%d characters of a-z, 0-9 or _", ErrUnknownTopic, clip(topic), MaxRuleLen)
+		}
+		return Topic{Kind: KindAlert, Row: parts[1], MAC: parts[2], Rule: parts[4]}, nil
 	case len(parts) == 4:
 		var k Kind
 		switch parts[3] {

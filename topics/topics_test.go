@@ -78,12 +78,17 @@ func TestBuildersAndParseRoundTrip(t *testing.T) {
 		topic string
 		want  Topic
 	}{
-		{"status", StatusTopic(row, mac), Topic{KindStatus, row, mac}},
-		{"metrics", MetricsTopic(row, mac), Topic{KindMetrics, row, mac}},
-		{"button", ButtonTopic(row, mac), Topic{KindButton, row, mac}},
+		{"status", StatusTopic(row, mac), Topic{Kind: KindStatus, Row: row, MAC: mac}},
+		{"metrics", MetricsTopic(row, mac), Topic{Kind: KindMetrics, Row: row, MAC: mac}},
+		{"button", ButtonTopic(row, mac), Topic{Kind: KindButton, Row: row, MAC: mac}},
 		{"led", LEDTopic(mac), Topic{Kind: KindLED, MAC: mac}},
 		{"power", PowerTopic(row), Topic{Kind: KindPower, Row: row}},
-		{"led_state", LEDStateTopic(row, mac), Topic{KindLEDState, row, mac}},
+		{"led_state", LEDStateTopic(row, mac), Topic{Kind: KindLEDState, Row: row, MAC: mac}},
+		{"alert", AlertTopic(row, mac, "temp_high"), Topic{Kind: KindAlert, Row: row, MAC: mac, Rule: "temp_high"}},
+		{"row alert", AlertTopic(row, "", "power_band"), Topic{Kind: KindAlert, Row: row, Rule: "power_band"}},
+		// A row alert whose rule is named like a Pi topic's leaf is still a row alert: "alert"
+		// is never a MAC.
+		{"row alert named status", AlertTopic(row, "", "status"), Topic{Kind: KindAlert, Row: row, Rule: "status"}},
 	}
 	wantNames := map[string]string{
 		"status":    "rack/r1/b827eb3f1a2c/status",
@@ -92,6 +97,10 @@ func TestBuildersAndParseRoundTrip(t *testing.T) {
 		"led":       "rack/b827eb3f1a2c/led",
 		"power":     "rack/r1/power",
 		"led_state": "rack/r1/b827eb3f1a2c/led_state",
+		"alert":     "rack/r1/b827eb3f1a2c/alert/temp_high",
+		"row alert": "rack/r1/alert/power_band",
+
+		"row alert named status": "rack/r1/alert/status",
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -129,6 +138,18 @@ func TestParseRejects(t *testing.T) {
 		{"nul in row", "rack/r\x001/b827eb3f1a2c/status", ErrInvalidRow},
 		{"huge", "rack/" + strings.Repeat("a", 64<<10) + "/power", ErrUnknownTopic},
 		{"empty", "", ErrUnknownTopic},
+		{"alert without rule", "rack/r1/b827eb3f1a2c/alert", ErrUnknownTopic},
+		{"alert empty rule", "rack/r1/b827eb3f1a2c/alert/", ErrUnknownTopic},
+		{"alert wildcard rule", "rack/r1/b827eb3f1a2c/alert/+", ErrUnknownTopic},
+		{"alert upper-case rule", "rack/r1/b827eb3f1a2c/alert/TEMP", ErrUnknownTopic},
+		{"alert dash in rule", "rack/r1/b827eb3f1a2c/alert/temp-high", ErrUnknownTopic},
+		{"alert long rule", "rack/r1/b827eb3f1a2c/alert/" + strings.Repeat("a", MaxRuleLen+1), ErrUnknownTopic},
+		{"alert too deep", "rack/r1/b827eb3f1a2c/alert/temp_high/x", ErrUnknownTopic},
+		{"alert bad mac", "rack/r1/b827eb3f1a2/alert/temp_high", ErrInvalidMAC},
+		{"alert bad row", "rack/R1/b827eb3f1a2c/alert/temp_high", ErrInvalidRow},
+		{"row alert bad row", "rack/+/alert/power_band", ErrInvalidRow},
+		{"row alert empty rule", "rack/r1/alert/", ErrUnknownTopic},
+		{"row alert too deep", "rack/r1/alert/power_band/x", ErrUnknownTopic},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

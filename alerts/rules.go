@@ -1,0 +1,178 @@
+package alerts
+
+import (
+	"fmt"
+	"math"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/pirack/pirack/topics"
+)
+
+// thresholdReading compares v with a ThresholdRule. above says the rule fires over its
+// threshold (else under it); raiseAt and clearAt are the thresholds in v's terms.
+func thresholdReading(v, raiseAt, clearAt float64, above bool, unit, desc string, limit func(float64) string) reading {
+	rd := reading{value: ptr(round(v, 3)), raiseAt: ptr(round(raiseAt, 3)), clearAt: ptr(round(clearAt, 3)), unit: unit}
+	over, back := "over", "back under"
+	if !above {
+		over, back = "under", "back over"
+	}
+	rd.raise = func(d time.Duration) string { return desc + ", " + over + " " + limit(raiseAt) + forDuration(d) }
+	rd.clear = func(time.Duration) string { return desc + ", " + back + " " + limit(clearAt) }
+	switch {
+	case above && v > raiseAt, !above && v < raiseAt:
+		rd.level = levelFiring
+	case above && v < clearAt, !above && v > clearAt:
+		rd.level = levelClear
+	default:
+		rd.level = levelBand
+	}
+	return rd
+}
+
+// loadReading: load_1 against the core count. Both must have been read.
+func loadReading(r ThresholdRule, m topics.Metrics) reading {
+	if m.Load1 == nil || m.CPUCount == nil || *m.CPUCount < 1 {
+		return reading{}
+	}
+	cpus := float64(*m.CPUCount)
+	desc := fmt.Sprintf("load %.2f on %d CPUs", *m.Load1, *m.CPUCount)
+	return thresholdReading(*m.Load1, r.Threshold*cpus, r.Clear*cpus, true, topics.UnitLoad, desc, num)
+}
+
+// memReading: available memory as a percentage of the total.
+func memReading(r ThresholdRule, m topics.Metrics) reading {
+	if m.MemAvailableBytes == nil || m.MemTotalBytes == nil || *m.MemTotalBytes == 0 {
+		return reading{}
+	}
+	pct := 100 * float64(*m.MemAvailableBytes) / float64(*m.MemTotalBytes)
+	desc := fmt.Sprintf("memory available %.1f %% (%s of %s)", pct, bytesIEC(*m.MemAvailableBytes), bytesIEC(*m.MemTotalBytes))
+	return thresholdReading(pct, r.Threshold, r.Clear, false, topics.UnitPercent, desc, percent)
+}
+
+// diskReading: the root filesystem's used space as a percentage of its size.
+func diskReading(r ThresholdRule, m topics.Metrics) reading {
+	if m.DiskFreeBytes == nil || m.DiskTotalBytes == nil || *m.DiskTotalBytes == 0 {
+		return reading{}
+	}
+	pct := 100 * float64(*m.DiskTotalBytes-*m.DiskFreeBytes) / float64(*m.DiskTotalBytes)
+	desc := fmt.Sprintf("root disk %.1f %% used (%s free)", pct, bytesIEC(*m.DiskFreeBytes))
+	return thresholdReading(pct, r.Threshold, r.Clear, true, topics.UnitPercent, desc, percent)
+}
+
+// tempReading: the CPU temperature.
+func tempReading(r ThresholdRule, m topics.Metrics) reading {
+	if m.CPUTempC == nil {
+		return reading{}
+	}
+	desc := fmt.Sprintf("CPU at %.1f °C", *m.CPUTempC)
+	return thresholdReading(*m.CPUTempC, r.Threshold, r.Clear, true, topics.UnitCelsius, desc,
+		func(v float64) string { return num(v) + " °C" })
+}
+
+// throttledReading fires on any flag in throttled_now, and on under_voltage in
+// throttled_since_boot the first time it is seen in a boot. That flag stays set until the Pi
+// reboots, so firing on it for as long as it is set would keep the alert raised for the life
+// of the boot; seeing it once, the alert is raised at once (the dip is over by then, so "for"
+// does not apply) and clears like any other after clear_for without throttled_now flags. A
+// new boot is recognised by uptime going down, or by the since-boot flags read without
+// under_voltage.
+func (e *Engine) throttledReading(n *node, m topics.Metrics) reading {
+	if m.UptimeS != nil {
+		if n.haveUptime && *m.UptimeS < n.lastUptime {
+			n.uvAlerted = false
+		}
+		n.haveUptime, n.lastUptime = true, *m.UptimeS
+	}
+	uvSinceBoot := slices.Contains(m.ThrottledSinceBoot, topics.ThrottleUnderVoltage)
+	if m.ThrottledSinceBoot != nil && !uvSinceBoot {
+		n.uvAlerted = false
+	}
+	newUV := uvSinceBoot && !n.uvAlerted && !e.cfg.Throttled.IgnoreSinceBoot && !e.cfg.Throttled.Disabled
+	if newUV {
+		n.uvAlerted = true
+	}
+	rd := reading{clear: func(d time.Duration) string { return "no throttling" + forDuration(d) }}
+	var why []string
+	if len(m.ThrottledNow) > 0 {
+		why = append(why, "throttled now: "+strings.Join(m.ThrottledNow, ", "))
+	}
+	if newUV {
+		why = append(why, "under-voltage since boot (supply below about 4.63 V)")
+		rd.immediate = true
+	}
+	switch {
+	case len(why) > 0:
+		rd.level = levelFiring
+		msg := strings.Join(why, "; ")
+		rd.raise = func(d time.Duration) string { return msg + forDuration(d) }
+	case m.ThrottledNow != nil:
+		rd.level = levelClear // read, and no flag set
+	}
+	return rd
+}
+
+func ptr[T any](v T) *T { return &v }
+
+// round rounds v to the given number of decimals, so payloads carry 83.4 and not
+// 83.40000000000001.
+func round(v float64, decimals int) float64 {
+	p := math.Pow(10, float64(decimals))
+	return math.Round(v*p) / p
+}
+
+// num writes a threshold briefly: 4, 3.6, 0.95.
+func num(v float64) string { return strconv.FormatFloat(round(v, 2), 'f', -1, 64) }
+
+func percent(v float64) string { return num(v) + " %" }
+
+// human writes a duration the way an operator says it, rounded down: "45 s", "5 min",
+// "2 h 10 min".
+func human(d time.Duration) string {
+	switch {
+	case d < time.Minute:
+		return strconv.Itoa(int(max(d, 0)/time.Second)) + " s"
+	case d < time.Hour:
+		return strconv.Itoa(int(d/time.Minute)) + " min"
+	case d%time.Hour < time.Minute:
+		return strconv.Itoa(int(d/time.Hour)) + " h"
+	}
+	return strconv.Itoa(int(d/time.Hour)) + " h " + strconv.Itoa(int(d%time.Hour/time.Minute)) + " min"
+}
+
+// forDuration is " for 1 min", or nothing when the condition has not held for a second.
+func forDuration(d time.Duration) string {
+	if d < time.Second {
+		return ""
+	}
+	return " for " + human(d)
+}
+
+// bytesIEC writes a size as people read it: "312 MiB", "3.8 GiB".
+func bytesIEC(b uint64) string {
+	const unit = 1024
+	if b < unit {
+		return strconv.FormatUint(b, 10) + " B"
+	}
+	v, exp := float64(b)/unit, 0
+	for v >= unit && exp < 4 {
+		v /= unit
+		exp++
+	}
+	f := "%.1f %ciB"
+	if v >= 100 {
+		f = "%.0f %ciB"
+	}
+	return fmt.Sprintf(f, v, "KMGTP"[exp])
+}
+
+// clip keeps a message within the 256 bytes the payload allows, cutting on a rune boundary.
+func clip(s string) string {
+	const maxLen = 256
+	if len(s) <= maxLen {
+		return s
+	}
+	return strings.ToValidUTF8(s[:maxLen-3], "") + "..."
+}
