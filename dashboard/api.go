@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strconv"
 	"time"
 
 	"github.com/pirack/pirack/auth"
@@ -18,6 +19,7 @@ import (
 type principal struct {
 	name string
 	role auth.Role
+	via  string // how they authenticated: "session" or "basic"
 }
 
 func (p principal) canCommand() bool { return p.role == auth.RoleAdmin }
@@ -56,24 +58,34 @@ func (s *Server) authenticate(r *http.Request) (principal, *authFailure) {
 		if err != nil {
 			s.limiter.fail(ip)
 			s.log.Info("basic auth refused", "user", clipLog(name), "remote", ip, "err", err)
+			s.record(r, AuditEntry{Action: AuditLogin, Outcome: AuditDenied, User: clipAudit(name), Via: "basic", Reason: "wrong user name or password"})
 			return principal{}, &authFailure{http.StatusUnauthorized, "wrong user name or password"}
 		}
 		if !mayUseDashboard(u.Role) {
+			s.record(r, AuditEntry{Action: AuditLogin, Outcome: AuditDenied, User: u.Name, Role: string(u.Role), Via: "basic", Reason: "role may not use the Control Center"})
 			return principal{}, &authFailure{http.StatusForbidden, fmt.Sprintf("role %q may not use the Control Center; use an admin or viewer account", u.Role)}
 		}
-		return principal{name: u.Name, role: u.Role}, nil
+		return principal{name: u.Name, role: u.Role, via: "basic"}, nil
 	}
 	if c, err := r.Cookie(sessionCookie); err == nil {
 		if sess, ok := s.sessions.get(c.Value); ok {
-			return principal{name: sess.user, role: sess.role}, nil
+			return principal{name: sess.user, role: sess.role, via: "session"}, nil
 		}
 	}
 	return principal{}, &authFailure{http.StatusUnauthorized, "login required: sign in at /login, or use HTTP Basic auth"}
 }
 
-// requireAPI admits authenticated users, and only admins when admin is set, answering JSON
-// errors otherwise.
-func (s *Server) requireAPI(admin bool, h http.HandlerFunc) http.Handler {
+// requireUser admits authenticated users, answering JSON errors otherwise.
+func (s *Server) requireUser(h http.HandlerFunc) http.Handler {
+	return s.requireAPI(false, "", h)
+}
+
+// requireAdmin admits admins only. A refused attempt at a command (action not "") is audited.
+func (s *Server) requireAdmin(action string, h http.HandlerFunc) http.Handler {
+	return s.requireAPI(true, action, h)
+}
+
+func (s *Server) requireAPI(admin bool, action string, h http.HandlerFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Cache-Control", "no-store")
 		p, fail := s.authenticate(r)
@@ -82,11 +94,52 @@ func (s *Server) requireAPI(admin bool, h http.HandlerFunc) http.Handler {
 			return
 		}
 		if admin && !p.canCommand() {
+			if action != "" {
+				mac, err := topics.NormalizeMAC(r.PathValue("mac"))
+				if err != nil {
+					mac = clipAudit(r.PathValue("mac"))
+				}
+				s.record(r, AuditEntry{Action: action, Outcome: AuditDenied, User: p.name, Role: string(p.role), Via: p.via, MAC: mac, Reason: "needs the admin role"})
+			}
 			writeError(w, http.StatusForbidden, "this needs an admin account; viewers can look but not command")
 			return
 		}
 		h(w, r.WithContext(context.WithValue(r.Context(), principalKey{}, p)))
 	})
+}
+
+// record completes an audit entry with the time, a request id and the client address, and
+// writes it. A non-nil error means it is not durable: the action must not be carried out.
+func (s *Server) record(r *http.Request, e AuditEntry) error {
+	if e.ID == "" {
+		e.ID = newAuditID()
+	}
+	e.Time = s.cfg.Now().UTC()
+	e.Remote = remoteIP(r)
+	err := s.audit.record(e)
+	if err != nil {
+		s.stats.auditErrors.Add(1)
+	}
+	return err
+}
+
+// commandEntry is the audit entry of a command by the request's principal.
+func commandEntry(r *http.Request, action, mac string, params map[string]any) AuditEntry {
+	p := principalFrom(r.Context())
+	return AuditEntry{ID: newAuditID(), Action: action, Outcome: AuditAllowed, User: p.name, Role: string(p.role), Via: p.via, MAC: mac, Params: params}
+}
+
+// auditUnavailable is the answer to a command that could not be audited, and so was not run.
+const auditUnavailable = "not done: the command could not be written to the audit log, and unaudited commands are refused; see the server log (is the disk full?)"
+
+// clipAudit bounds a foreign string, such as a user name typed at a failed login, before it
+// goes into the audit log.
+func clipAudit(s string) string {
+	const max = 64
+	if len(s) > max {
+		return s[:max] + "..."
+	}
+	return s
 }
 
 // handleNodes serves GET /api/nodes: every node, sorted by row, then MAC.
@@ -144,7 +197,7 @@ func (s *Server) handleBlink(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	p := principalFrom(r.Context())
-	now := s.cfg.Now()
+	now := s.cfg.Now().UTC()
 	cmd := topics.LEDCommand{
 		Action:    topics.LEDBlink,
 		Count:     req.Count,
@@ -158,8 +211,18 @@ func (s *Server) handleBlink(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
+	entry := commandEntry(r, AuditBlink, n.MAC, map[string]any{
+		"action": cmd.Action, "count": cmd.Count, "period_ms": cmd.PeriodMS,
+		"issued_at": cmd.IssuedAt, "expires_at": cmd.ExpiresAt,
+	})
+	if err := s.record(r, entry); err != nil {
+		writeError(w, http.StatusServiceUnavailable, auditUnavailable)
+		return
+	}
 	if err := s.cfg.Bus.Publish(topics.LEDTopic(n.MAC), payload, false, 1); err != nil {
 		s.log.Error("publish LED command", "mac", n.MAC, "err", err)
+		entry.Outcome, entry.Reason = AuditFailed, clipLog("publish: "+err.Error())
+		s.record(r, entry)
 		writeError(w, http.StatusBadGateway, "could not publish the LED command to the broker; try again")
 		return
 	}
@@ -173,6 +236,10 @@ func (s *Server) handleClear(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
+	if err := s.record(r, commandEntry(r, AuditClear, n.MAC, nil)); err != nil {
+		writeError(w, http.StatusServiceUnavailable, auditUnavailable)
+		return
+	}
 	n, _ = s.rack.clearSelection(n.MAC)
 	s.hub.notify(n.MAC)
 	s.log.Info("selection cleared", "mac", n.MAC, "by", principalFrom(r.Context()).name)
@@ -182,6 +249,37 @@ func (s *Server) handleClear(w http.ResponseWriter, r *http.Request) {
 // handleStats serves GET /api/stats.
 func (s *Server) handleStats(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, s.Stats())
+}
+
+// Limits of GET /api/audit?limit=N.
+const (
+	defaultAuditLimit = 100
+	maxAuditLimit     = 1000
+)
+
+// handleAudit serves GET /api/audit?limit=N, admins only: the last N audit entries, oldest
+// first.
+func (s *Server) handleAudit(w http.ResponseWriter, r *http.Request) {
+	limit := defaultAuditLimit
+	if v := r.URL.Query().Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > maxAuditLimit {
+			writeError(w, http.StatusBadRequest, fmt.Sprintf("limit %q: want a number from 1 to %d", clipLog(v), maxAuditLimit))
+			return
+		}
+		limit = n
+	}
+	if s.audit.path == "" {
+		writeError(w, http.StatusNotFound, "no audit file: the Control Center runs without an audit directory, so audit entries are in its log only")
+		return
+	}
+	entries, err := s.audit.tail(limit)
+	if err != nil {
+		s.log.Error("read audit log", "err", err)
+		writeError(w, http.StatusServiceUnavailable, "could not read the audit log; see the server log")
+		return
+	}
+	writeJSON(w, http.StatusOK, entries)
 }
 
 // handleEvents serves GET /api/events, a Server-Sent Events stream: a "snapshot" event with

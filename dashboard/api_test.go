@@ -3,6 +3,7 @@ package dashboard
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
@@ -338,4 +339,62 @@ func TestUnknownAPIPathIsJSON404(t *testing.T) {
 		t.Errorf("status %d, want 404", w.Code)
 	}
 	jsonError(t, w)
+}
+
+func TestLoginLimiterMemoryIsBounded(t *testing.T) {
+	c := &clock{t: t0}
+	l := newLoginLimiter(c.Now)
+	ip := func(i int) string { return fmt.Sprintf("10.%d.%d.%d", i>>16&255, i>>8&255, i&255) }
+
+	// Half the table expires; the other half is live, with one blocked address.
+	for i := range maxLimiterEntries / 2 {
+		l.fail(ip(i))
+	}
+	c.Advance(loginWindow)
+	for i := maxLimiterEntries / 2; i < maxLimiterEntries; i++ {
+		l.fail(ip(i))
+	}
+	blockedIP := ip(maxLimiterEntries - 1)
+	for range maxLoginFailures - 1 {
+		l.fail(blockedIP)
+	}
+	if got := l.size(); got != maxLimiterEntries {
+		t.Fatalf("size = %d, want %d", got, maxLimiterEntries)
+	}
+	// A new address at the limit prunes the expired windows and keeps the live ones.
+	l.fail("198.51.100.1")
+	if got, want := l.size(), maxLimiterEntries/2+1; got != want {
+		t.Errorf("after pruning: size = %d, want %d", got, want)
+	}
+	if !l.blocked(blockedIP) {
+		t.Error("pruning forgot a live, blocked address")
+	}
+
+	// A table full of live windows is cleared rather than grown.
+	for i := range maxLimiterEntries {
+		l.fail(ip(i + maxLimiterEntries))
+	}
+	if got := l.size(); got > maxLimiterEntries {
+		t.Errorf("size = %d, over the bound of %d", got, maxLimiterEntries)
+	}
+}
+
+func TestLoginLimiterKeysIPv6ByNetwork(t *testing.T) {
+	c := &clock{t: t0}
+	l := newLoginLimiter(c.Now)
+	for i := range maxLoginFailures {
+		l.fail(fmt.Sprintf("2001:db8:1:2::%x", i+1)) // a new address per guess, same /64
+	}
+	if !l.blocked("2001:db8:1:2:ffff::1") {
+		t.Error("another address of the same /64 is not blocked")
+	}
+	if l.blocked("2001:db8:1:3::1") {
+		t.Error("another /64 is blocked")
+	}
+	for range maxLoginFailures {
+		l.fail("::ffff:198.51.100.9")
+	}
+	if !l.blocked("198.51.100.9") {
+		t.Error("an IPv4-mapped address is counted apart from its IPv4 form")
+	}
 }

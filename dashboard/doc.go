@@ -4,11 +4,17 @@
 //
 // The pieces are kept apart so each can grow on its own:
 //
-//   - rack.go    the state model (nodes, presence, metrics, selection); no HTTP, no MQTT.
+//   - rack.go    the state model (nodes, presence, staleness, metrics, selection, press
+//     dedupe); no HTTP, no MQTT. Staleness is derived from the clock on every read; Serve's
+//     loop only pushes the changes to live clients.
 //   - ingest.go  the Bus subscriber that decodes payloads into the state model. It runs inside
-//     the broker's publish path, so it never blocks and never trusts its input.
+//     the broker's publish path, so it never blocks and never trusts its input; what it drops
+//     is logged and counted by reason.
 //   - hub.go     the SSE fan-out: per-client bounded, coalescing queues; slow clients are dropped.
 //   - session.go login sessions and the failed-login limiter.
+//   - audit.go   the audit log: every login, logout and command, written (and synced) before
+//     the command is carried out.
+//   - tls.go     HTTPS: certificate loading and the key-file permission check.
 //   - server.go, api.go, web.go  HTTP: routes, middleware, JSON API, HTML pages.
 //
 // Templates and static assets are embedded (go:embed), so the binary needs no files on disk, and

@@ -2,30 +2,65 @@ package dashboard
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
 	"log/slog"
+	"strings"
 	"sync/atomic"
 	"time"
 
 	"github.com/pirack/pirack/topics"
 )
 
-// Stats counts what ingestion did with the messages it received, and how the live stream fares.
+// Stats counts what ingestion did with the messages it received, and how the live stream and
+// the audit log fare.
 type Stats struct {
-	Received   uint64 `json:"received"`   // every message delivered by the Bus
-	Applied    uint64 `json:"applied"`    // changed the rack state
-	Ignored    uint64 `json:"ignored"`    // not for the dashboard: LED commands, power, foreign topics
-	Invalid    uint64 `json:"invalid"`    // a payload that failed to decode or validate
-	Duplicates uint64 `json:"duplicates"` // a button press already seen
-	Stale      uint64 `json:"stale"`      // an offline Will from an older session
-	SSEClients int    `json:"sse_clients"`
-	SSEDropped uint64 `json:"sse_dropped"` // live clients dropped for falling behind
+	Received uint64 `json:"received"` // every message delivered by the Bus
+	Applied  uint64 `json:"applied"`  // changed the rack state
+	Ignored  uint64 `json:"ignored"`  // valid but not for the dashboard: LED commands, LED state, power
+	// Invalid counts messages dropped as invalid; InvalidBy splits it by reason.
+	Invalid   uint64        `json:"invalid"`
+	InvalidBy InvalidCounts `json:"invalid_by"`
+	// Duplicates counts button presses already seen (same MAC, seq and ts): redeliveries.
+	Duplicates uint64 `json:"duplicates"`
+	// PressCounterResets counts presses that reused a remembered seq with another ts: the
+	// agent's press counter restarted, and the press was taken as new.
+	PressCounterResets uint64 `json:"press_counter_resets"`
+	// Replays counts metrics identical to those held (a retained message delivered again).
+	Replays uint64 `json:"replays"`
+	// StatusOutOfOrder counts statuses older than the one shown, ignored: an offline of an
+	// earlier session, or an earlier status of the current one.
+	StatusOutOfOrder uint64 `json:"status_out_of_order"`
+	// WentStale counts the times a Pi became stale (its telemetry stopped without an offline).
+	WentStale    uint64 `json:"went_stale"`
+	IngestPanics uint64 `json:"ingest_panics"` // bugs caught in ingestion; the message is dropped
+	SSEClients   int    `json:"sse_clients"`
+	SSEDropped   uint64 `json:"sse_dropped"`  // live clients dropped for falling behind
+	AuditErrors  uint64 `json:"audit_errors"` // audit entries that could not be written
 }
+
+// InvalidCounts splits Stats.Invalid by reason.
+type InvalidCounts struct {
+	JSON         uint64 `json:"invalid_json"`    // not JSON (nor an accepted plain word)
+	Payload      uint64 `json:"invalid_payload"` // JSON that fails validation: version, range, strings
+	Oversized    uint64 `json:"oversized"`       // over topics.MaxPayload
+	UnknownTopic uint64 `json:"unknown_topic"`   // under the pirack root but outside the contract
+}
+
+// Reasons an inbound message is dropped, as logged (reason=...) and counted in InvalidCounts.
+const (
+	reasonJSON         = "invalid_json"
+	reasonPayload      = "invalid_payload"
+	reasonOversized    = "oversized"
+	reasonUnknownTopic = "unknown_topic"
+)
 
 type counters struct {
-	received, applied, ignored, invalid, duplicates, stale atomic.Uint64
+	received, applied, ignored, invalid, duplicates, resets, replays, outOfOrder, wentStale, panics, auditErrors atomic.Uint64
+	invalidJSON, invalidPayload, oversized, unknownTopic                                                         atomic.Uint64
 }
 
-// invalidLogEvery bounds warnings about invalid payloads: a broken or hostile publisher can send
+// invalidLogEvery bounds warnings about invalid messages: a broken or hostile publisher can send
 // thousands a second, and the log must stay readable. Others go to debug level, and Stats
 // counts all of them.
 const invalidLogEvery = time.Second
@@ -38,48 +73,58 @@ func (s *Server) ingest(topic string, payload []byte) {
 	defer func() {
 		// A bug here must not take the broker's connection goroutine down with it.
 		if v := recover(); v != nil {
-			s.stats.invalid.Add(1)
+			s.stats.panics.Add(1)
 			s.log.Error("dashboard ingest panicked", "topic", clipLog(topic), "panic", v)
 		}
 	}()
 
 	t, err := topics.Parse(topic)
 	if err != nil {
-		s.stats.ignored.Add(1)
-		s.log.Debug("ignoring topic outside the contract", "topic", clipLog(topic), "err", err)
+		s.invalid(topic, reasonUnknownTopic, err)
 		return
 	}
 	changed := false
 	switch t.Kind {
 	case topics.KindStatus:
 		st, err := topics.DecodeStatus(payload)
+		if err == nil {
+			err = checkDisplayed(st)
+		}
 		if err != nil {
-			s.invalid(topic, err)
+			s.invalid(topic, classify(payload), err)
 			return
 		}
-		if changed = s.rack.setStatus(t.Row, t.MAC, st); !changed {
-			s.stats.stale.Add(1)
-			s.log.Debug("ignoring offline status from an older session", "topic", topic, "session", st.Session)
+		if changed = s.rack.setStatus(t.Row, t.MAC, st) == statusApplied; !changed {
+			s.stats.outOfOrder.Add(1)
+			s.log.Debug("ignoring status older than the one shown", "topic", topic, "state", st.State, "session", st.Session)
 		}
 	case topics.KindMetrics:
 		m, err := topics.DecodeMetrics(payload)
 		if err != nil {
-			s.invalid(topic, err)
+			s.invalid(topic, classify(payload), err)
 			return
 		}
-		s.rack.setMetrics(t.Row, t.MAC, m)
-		changed = true
+		if changed = s.rack.setMetrics(t.Row, t.MAC, m); !changed {
+			s.stats.replays.Add(1)
+		}
 	case topics.KindButton:
 		ev, err := topics.DecodeButton(payload)
 		if err != nil {
-			s.invalid(topic, err)
+			s.invalid(topic, classify(payload), err)
 			return
 		}
-		if changed = s.rack.press(t.Row, t.MAC, ev); !changed {
+		switch s.rack.press(t.Row, t.MAC, ev) {
+		case pressDuplicate:
 			s.stats.duplicates.Add(1)
+		case pressReset:
+			s.stats.resets.Add(1)
+			s.log.Info("press counter of a Pi restarted; forgetting its old sequence numbers", "mac", t.MAC, "seq", ev.Seq)
+			changed = true
+		default:
+			changed = true
 		}
 	default:
-		// LED commands (our own among them) and row power are not shown yet.
+		// LED commands (our own among them), LED state and row power are not shown yet.
 		s.stats.ignored.Add(1)
 		return
 	}
@@ -89,30 +134,92 @@ func (s *Server) ingest(topic string, payload []byte) {
 	}
 }
 
-// invalid counts a bad payload and logs it, at warning level at most once per invalidLogEvery.
-func (s *Server) invalid(topic string, err error) {
+// classify says why a payload failed to decode. It runs only on the error path, so the second
+// look at the bytes costs nothing on valid traffic.
+func classify(payload []byte) string {
+	switch {
+	case len(payload) > topics.MaxPayload:
+		return reasonOversized
+	case !json.Valid(payload):
+		return reasonJSON
+	}
+	return reasonPayload
+}
+
+// checkDisplayed rejects what topics accepts but the Control Center must not show: Unicode
+// bidirectional controls, with which a hostname can be made to read as another ("pi-07" shown
+// for "70-ip"). Markup needs no check here: every page escapes it, and it is harmless as JSON.
+func checkDisplayed(st topics.Status) error {
+	for _, f := range []struct{ name, v string }{
+		{"hostname", st.Hostname}, {"ip", st.IP}, {"model", st.Model},
+		{"agent_version", st.AgentVersion}, {"session", st.Session},
+	} {
+		if i := strings.IndexFunc(f.v, isBidiControl); i >= 0 {
+			r := []rune(f.v[i:])[0]
+			return fmt.Errorf("%w: status payload: %s contains the bidirectional control character U+%04X",
+				topics.ErrInvalidPayload, f.name, r)
+		}
+	}
+	return nil
+}
+
+// isBidiControl reports the characters with Unicode's Bidi_Control property.
+func isBidiControl(r rune) bool {
+	switch {
+	case r == 0x061C, r == 0x200E, r == 0x200F:
+		return true
+	case r >= 0x202A && r <= 0x202E, r >= 0x2066 && r <= 0x2069:
+		return true
+	}
+	return false
+}
+
+// invalid counts a dropped message by reason and logs it with its topic and reason, at
+// warning level at most once per invalidLogEvery.
+func (s *Server) invalid(topic, reason string, err error) {
 	s.stats.invalid.Add(1)
+	switch reason {
+	case reasonJSON:
+		s.stats.invalidJSON.Add(1)
+	case reasonOversized:
+		s.stats.oversized.Add(1)
+	case reasonUnknownTopic:
+		s.stats.unknownTopic.Add(1)
+	default:
+		s.stats.invalidPayload.Add(1)
+	}
 	level := slog.LevelDebug
 	now := time.Now().UnixNano()
 	if last := s.lastInvalidLog.Load(); now-last >= int64(invalidLogEvery) && s.lastInvalidLog.CompareAndSwap(last, now) {
 		level = slog.LevelWarn
 	}
 	s.log.Log(context.Background(), level, "dropping invalid payload",
-		"topic", clipLog(topic), "err", err, "invalid_total", s.stats.invalid.Load())
+		"topic", clipLog(topic), "reason", reason, "err", clipLog(err.Error()), "invalid_total", s.stats.invalid.Load())
 }
 
-// Stats returns the ingestion and live-stream counters.
+// Stats returns the ingestion, live-stream and audit counters.
 func (s *Server) Stats() Stats {
 	clients, dropped := s.hub.stats()
 	return Stats{
-		Received:   s.stats.received.Load(),
-		Applied:    s.stats.applied.Load(),
-		Ignored:    s.stats.ignored.Load(),
-		Invalid:    s.stats.invalid.Load(),
-		Duplicates: s.stats.duplicates.Load(),
-		Stale:      s.stats.stale.Load(),
-		SSEClients: clients,
-		SSEDropped: dropped,
+		Received: s.stats.received.Load(),
+		Applied:  s.stats.applied.Load(),
+		Ignored:  s.stats.ignored.Load(),
+		Invalid:  s.stats.invalid.Load(),
+		InvalidBy: InvalidCounts{
+			JSON:         s.stats.invalidJSON.Load(),
+			Payload:      s.stats.invalidPayload.Load(),
+			Oversized:    s.stats.oversized.Load(),
+			UnknownTopic: s.stats.unknownTopic.Load(),
+		},
+		Duplicates:         s.stats.duplicates.Load(),
+		PressCounterResets: s.stats.resets.Load(),
+		Replays:            s.stats.replays.Load(),
+		StatusOutOfOrder:   s.stats.outOfOrder.Load(),
+		WentStale:          s.stats.wentStale.Load(),
+		IngestPanics:       s.stats.panics.Load(),
+		SSEClients:         clients,
+		SSEDropped:         dropped,
+		AuditErrors:        s.stats.auditErrors.Load(),
 	}
 }
 

@@ -57,7 +57,7 @@ func TestIngest(t *testing.T) {
 					t.Errorf("State = %q, want online: a late Will overwrote a fresh birth", n.State)
 				}
 			},
-			want: Stats{Received: 2, Applied: 1, Stale: 1},
+			want: Stats{Received: 2, Applied: 1, StatusOutOfOrder: 1},
 		},
 		{
 			name: "plain word offline without session applies",
@@ -108,10 +108,10 @@ func TestIngest(t *testing.T) {
 					t.Errorf("node = %+v, want only the first valid metrics applied", n)
 				}
 			},
-			want: Stats{Received: 8, Applied: 1, Invalid: 7},
+			want: Stats{Received: 8, Applied: 1, Invalid: 7, InvalidBy: InvalidCounts{JSON: 1, Payload: 5, Oversized: 1}},
 		},
 		{
-			name: "unknown and foreign topics are ignored",
+			name: "topics outside the contract are invalid; LED and power are ignored",
 			msgs: []msg{
 				{topics.Root + "/" + rowA + "/" + macA + "/shoe", "x"},
 				{topics.Root + "/" + rowA + "/B827EB3F1A2C/status", "online"},
@@ -125,7 +125,7 @@ func TestIngest(t *testing.T) {
 					t.Errorf("nodes = %+v, want none", nodes)
 				}
 			},
-			want: Stats{Received: 6, Ignored: 6},
+			want: Stats{Received: 6, Ignored: 2, Invalid: 4, InvalidBy: InvalidCounts{UnknownTopic: 4}},
 		},
 		{
 			name: "button press selects; a repeated seq is a duplicate",

@@ -10,10 +10,13 @@ import (
 )
 
 // Presence states of a Node. StateUnknown is a Pi seen through telemetry before any status.
+// StateStale is a Pi that is not known to be offline but whose telemetry stopped: see
+// Config.StaleAfter.
 const (
 	StateOnline  = topics.StateOnline
 	StateOffline = topics.StateOffline
 	StateUnknown = "unknown"
+	StateStale   = "stale"
 )
 
 // Node is the Control Center's view of one Pi. Values returned by Server.Nodes and the API are
@@ -27,11 +30,19 @@ type Node struct {
 	Model        string    `json:"model"`
 	AgentVersion string    `json:"agent_version"`
 	BootTime     time.Time `json:"boot_time,omitzero"`
-	// State is StateOnline, StateOffline or StateUnknown; Since is when it last changed.
+	// State is StateOnline, StateOffline, StateUnknown or StateStale; Since is when it last
+	// changed (for StateStale, the moment the telemetry became overdue).
 	State string    `json:"state"`
 	Since time.Time `json:"since,omitzero"`
-	// Metrics is the last valid metrics payload, nil until one arrives.
-	Metrics *topics.Metrics `json:"metrics,omitempty"`
+	// Metrics is the last valid metrics payload, nil until one arrives; MetricsAt is when it
+	// arrived, by the Control Center's clock.
+	Metrics   *topics.Metrics `json:"metrics,omitempty"`
+	MetricsAt time.Time       `json:"metrics_at,omitzero"`
+	// IntervalS is the telemetry interval in seconds, learned from consecutive metrics; 0 until
+	// two have arrived.
+	IntervalS float64 `json:"interval_s,omitempty"`
+	// StaleAfterS is how many seconds without telemetry make this Pi stale.
+	StaleAfterS float64 `json:"stale_after_s"`
 	// LastSeen is when the Control Center last heard from the Pi itself (its clock, not the Pi's).
 	LastSeen time.Time `json:"last_seen,omitzero"`
 	// Selected is set by a button press on the Pi and cleared by an operator.
@@ -40,45 +51,98 @@ type Node struct {
 	SelectedBy string    `json:"selected_by,omitempty"` // the press kind: short, long or double
 }
 
-// Online reports whether the Pi's agent is connected.
+// Online reports whether the Pi's agent is connected and its telemetry is current.
 func (n Node) Online() bool { return n.State == StateOnline }
 
-// pressMemory is how many recent press sequence numbers are remembered per node. QoS 1
-// redeliveries arrive soon after the original, so a short memory catches them, while an agent
-// whose counter restarted is not locked out for ever.
-const pressMemory = 32
+// Staleness. A Pi whose state is not offline becomes stale when nothing has refreshed it for
+// staleIntervals telemetry intervals: its last metrics, or its last birth when that is newer (a
+// Pi that just connected gets the same grace to send its first sample).
+const (
+	staleIntervals = 3
+	// DefaultTelemetryInterval is assumed until a Pi's interval is learned; it is the agent's
+	// default.
+	DefaultTelemetryInterval = 5 * time.Second
+	// Learned intervals are clamped, so a Pi with a broken clock can neither make itself stale
+	// at once nor never.
+	minInterval = time.Second
+	maxInterval = 10 * time.Minute
+)
 
-// entry is a node plus what the state model needs but does not show.
+// pressMemory is how many recent presses are remembered per node to recognise redeliveries.
+// QoS 1 redelivers what was in flight when a connection died, which may be a whole buffer
+// flushed after an outage, so the memory is generous; it grows only as presses arrive.
+const pressMemory = 256
+
+// pressID identifies one press: the agent stamps seq and ts once and a redelivery carries the
+// same bytes, while an agent whose counter restarted (a new store) reuses a seq with a new ts.
+type pressID struct {
+	seq uint64
+	ts  int64 // UnixNano
+}
+
+// pressResult says what rack.press did with a press.
+type pressResult int
+
+const (
+	pressNew       pressResult = iota
+	pressDuplicate             // same seq and ts as a remembered press: a redelivery
+	pressReset                 // a remembered seq with another ts: the agent's counter restarted
+)
+
+// statusResult says what rack.setStatus did with a status.
+type statusResult int
+
+const (
+	statusApplied    statusResult = iota
+	statusOutOfOrder              // older than what is shown: ignored
+)
+
+// entry is a node plus what the state model needs but does not show. node.State holds the
+// presence (online, offline, unknown); stale is derived from the clock by rack.view.
 type entry struct {
-	node    Node
-	session string // Session of the current online status, "" if unknown
-	presses [pressMemory]uint64
-	npress  int // how many of presses are filled
-	next    int // ring index of the next press to record
+	node     Node
+	session  string    // Session of the current online status, "" if unknown
+	statusTS time.Time // TS of the last applied status of session, zero if it had none
+	birthAt  time.Time // when the last online birth arrived
+	interval time.Duration
+
+	presses []pressID // ring of at most pressMemory
+	next    int       // ring index of the next press to record once full
+
+	shownStale bool // what live clients were last told, so the sweep sends only changes
 }
 
-func (e *entry) seenPress(seq uint64) bool {
-	return slices.Contains(e.presses[:e.npress], seq)
+func (e *entry) findPress(seq uint64) (pressID, bool) {
+	for _, p := range e.presses {
+		if p.seq == seq {
+			return p, true
+		}
+	}
+	return pressID{}, false
 }
 
-func (e *entry) recordPress(seq uint64) {
-	e.presses[e.next] = seq
+func (e *entry) recordPress(id pressID) {
+	if len(e.presses) < pressMemory {
+		e.presses = append(e.presses, id)
+		return
+	}
+	e.presses[e.next] = id
 	e.next = (e.next + 1) % pressMemory
-	e.npress = min(e.npress+1, pressMemory)
 }
 
 // rack is the state model: every known Pi by MAC. Its methods take already-validated values and
 // report whether anything changed, so that callers know when to notify; it knows nothing of
 // payload bytes or HTTP. It is safe for concurrent use.
 type rack struct {
-	now func() time.Time
+	now        func() time.Time
+	staleAfter time.Duration // fixed threshold; 0 means staleIntervals x the learned interval
 
 	mu    sync.RWMutex
 	nodes map[string]*entry
 }
 
-func newRack(now func() time.Time) *rack {
-	return &rack{now: now, nodes: make(map[string]*entry)}
+func newRack(now func() time.Time, staleAfter time.Duration) *rack {
+	return &rack{now: now, staleAfter: staleAfter, nodes: make(map[string]*entry)}
 }
 
 // upsert returns the entry for mac, creating it so that telemetry from an unseen Pi still shows
@@ -93,60 +157,144 @@ func (r *rack) upsert(row, mac string, now time.Time) *entry {
 	return e
 }
 
-// setStatus applies a status payload. It reports false when the payload was ignored: an offline
-// Will from an older session must not overwrite the online birth of a newer one.
-func (r *rack) setStatus(row, mac string, st topics.Status) bool {
+// threshold is how long e may go without telemetry before it is stale.
+func (r *rack) threshold(e *entry) time.Duration {
+	if r.staleAfter > 0 {
+		return r.staleAfter
+	}
+	return staleIntervals * cmp.Or(e.interval, DefaultTelemetryInterval)
+}
+
+// staleSince returns when e became stale, and false if it is not stale at now. Offline Pis
+// are never stale: offline says more.
+func (r *rack) staleSince(e *entry, now time.Time) (time.Time, bool) {
+	if e.node.State == StateOffline {
+		return time.Time{}, false
+	}
+	ref := e.node.MetricsAt
+	if e.birthAt.After(ref) {
+		ref = e.birthAt
+	}
+	if ref.IsZero() {
+		return time.Time{}, false // never sent telemetry: nothing to be late with
+	}
+	at := ref.Add(r.threshold(e))
+	return at, !now.Before(at)
+}
+
+// view is the node as shown at now. Call with mu held.
+func (r *rack) view(e *entry, now time.Time) Node {
+	n := e.node
+	n.StaleAfterS = r.threshold(e).Seconds()
+	if e.interval > 0 {
+		n.IntervalS = e.interval.Seconds()
+	}
+	if at, stale := r.staleSince(e, now); stale {
+		n.State, n.Since = StateStale, at
+	}
+	return n
+}
+
+// touched records that e was changed at now and live clients are about to be told.
+func (r *rack) touched(e *entry, now time.Time) {
+	_, e.shownStale = r.staleSince(e, now)
+}
+
+// setStatus applies a status payload. A status that is older than the one shown is ignored:
+//   - an offline from another session than the current birth's (a Will or clean stop of an
+//     earlier connection, delivered or replayed late);
+//   - within one session, a status whose ts is before the last applied one's.
+//
+// A birth of another session always applies: it is a new connection, and Pi clocks (no RTC)
+// cannot be compared across reboots. A Will carries no ts, so a Will of the current session
+// always applies.
+func (r *rack) setStatus(row, mac string, st topics.Status) statusResult {
 	now := r.now()
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	e := r.upsert(row, mac, now)
+	sameSession := st.Session != "" && st.Session == e.session
+	if sameSession && !st.TS.IsZero() && st.TS.Before(e.statusTS) {
+		return statusOutOfOrder
+	}
+	if st.State == topics.StateOffline && st.Session != "" && e.session != "" && !sameSession {
+		return statusOutOfOrder
+	}
+	switch {
+	case sameSession && !st.TS.IsZero():
+		e.statusTS = st.TS
+	case !sameSession && st.Session != "":
+		// The first status of a session: a birth, or an offline seen before any birth (a
+		// retained one, after a restart); either way, later statuses are ordered against it.
+		e.session, e.statusTS = st.Session, st.TS
+	}
 	n := &e.node
-	switch st.State {
-	case topics.StateOnline:
+	if st.State == topics.StateOnline {
 		e.session = st.Session
 		n.Hostname, n.IP, n.Model, n.AgentVersion = st.Hostname, st.IP, st.Model, st.AgentVersion
 		n.BootTime = st.BootTime
 		n.LastSeen = now
-	case topics.StateOffline:
-		if st.Session != "" && e.session != "" && st.Session != e.session {
-			return false
-		}
+		e.birthAt = now
 	}
 	if n.State != st.State {
 		n.State, n.Since = st.State, now
 	}
+	r.touched(e, now)
+	return statusApplied
+}
+
+// setMetrics stores a metrics payload and learns the Pi's telemetry interval from the last
+// one. Presence is left alone: retained metrics of a Pi that is offline must not make it look
+// online. It reports false for a copy of the metrics already held (a retained message
+// replayed), which must not make a silent Pi look fresh.
+func (r *rack) setMetrics(row, mac string, m topics.Metrics) bool {
+	now := r.now()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	e := r.upsert(row, mac, now)
+	if prev := e.node.Metrics; prev != nil {
+		if m.Seq == prev.Seq && m.TS.Equal(prev.TS) {
+			return false
+		}
+		if m.Seq > prev.Seq && m.Seq-prev.Seq <= 1<<20 && m.TS.After(prev.TS) {
+			iv := m.TS.Sub(prev.TS) / time.Duration(m.Seq-prev.Seq)
+			e.interval = min(max(iv, minInterval), maxInterval)
+		}
+	}
+	e.node.Metrics = &m
+	e.node.MetricsAt = now
+	e.node.LastSeen = now
+	r.touched(e, now)
 	return true
 }
 
-// setMetrics stores a metrics payload. Presence is left alone: retained metrics of a Pi that is
-// offline must not make it look online.
-func (r *rack) setMetrics(row, mac string, m topics.Metrics) {
+// press selects the node for a button press, unless it is a redelivery of one already seen.
+func (r *rack) press(row, mac string, ev topics.ButtonEvent) pressResult {
 	now := r.now()
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	e := r.upsert(row, mac, now)
-	e.node.Metrics = &m
-	e.node.LastSeen = now
-}
-
-// press selects the node for a button press. It reports false for a press already seen (same
-// MAC and Seq), such as a QoS 1 redelivery.
-func (r *rack) press(row, mac string, ev topics.ButtonEvent) bool {
-	now := r.now()
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	e := r.upsert(row, mac, now)
-	if e.seenPress(ev.Seq) {
-		return false
+	id := pressID{seq: ev.Seq, ts: ev.TS.UnixNano()}
+	res := pressNew
+	if seen, ok := e.findPress(ev.Seq); ok {
+		if seen == id {
+			return pressDuplicate
+		}
+		// Same number, another press: the agent lost its counter. What we remember belongs
+		// to the old numbering and would swallow the new presses, so forget it.
+		e.presses, e.next = e.presses[:0], 0
+		res = pressReset
 	}
-	e.recordPress(ev.Seq)
+	e.recordPress(id)
 	e.node.Selected, e.node.SelectedAt, e.node.SelectedBy = true, now, ev.Press
 	e.node.LastSeen = now
-	return true
+	r.touched(e, now)
+	return res
 }
 
 // clearSelection unselects a node. It returns the node and false for an unknown MAC.
 func (r *rack) clearSelection(mac string) (Node, bool) {
+	now := r.now()
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	e, ok := r.nodes[mac]
@@ -154,26 +302,47 @@ func (r *rack) clearSelection(mac string) (Node, bool) {
 		return Node{}, false
 	}
 	e.node.Selected, e.node.SelectedAt, e.node.SelectedBy = false, time.Time{}, ""
-	return e.node, true
+	r.touched(e, now)
+	return r.view(e, now), true
+}
+
+// sweep finds the nodes whose staleness changed since live clients were last told, records
+// that they are being told now, and returns their MACs and how many went stale.
+func (r *rack) sweep() (changed []string, wentStale int) {
+	now := r.now()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for mac, e := range r.nodes {
+		if _, stale := r.staleSince(e, now); stale != e.shownStale {
+			e.shownStale = stale
+			changed = append(changed, mac)
+			if stale {
+				wentStale++
+			}
+		}
+	}
+	return changed, wentStale
 }
 
 // node returns one node by normalised MAC.
 func (r *rack) node(mac string) (Node, bool) {
+	now := r.now()
 	r.mu.RLock()
 	defer r.mu.RUnlock()
 	e, ok := r.nodes[mac]
 	if !ok {
 		return Node{}, false
 	}
-	return e.node, true
+	return r.view(e, now), true
 }
 
 // list returns all nodes sorted by row, then MAC.
 func (r *rack) list() []Node {
+	now := r.now()
 	r.mu.RLock()
 	out := make([]Node, 0, len(r.nodes))
 	for _, e := range r.nodes {
-		out = append(out, e.node)
+		out = append(out, r.view(e, now))
 	}
 	r.mu.RUnlock()
 	slices.SortFunc(out, func(a, b Node) int {

@@ -2,12 +2,14 @@ package dashboard
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"html/template"
 	"log/slog"
 	"net"
 	"net/http"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -43,8 +45,23 @@ type Config struct {
 	// CommandTTL is the expiry put on LED commands, so a command queued for an offline Pi does
 	// not fire long after the operator walked away; 0 means 2 minutes.
 	CommandTTL time.Duration
-	// SecureCookies marks the session cookie Secure; set it when served behind HTTPS.
+	// SecureCookies marks the session cookie Secure; set it when served behind an HTTPS proxy.
+	// It is implied by TLSCertFile.
 	SecureCookies bool
+	// TLSCertFile and TLSKeyFile, both set, make Serve and Run speak HTTPS only, with Secure
+	// cookies and HSTS. The key file must have mode 0600 (or 0400): New refuses a key others
+	// can read. Both "" means plain HTTP.
+	TLSCertFile string
+	TLSKeyFile  string
+	// StaleAfter is how long a Pi that is not offline may go without metrics (or, before the
+	// first, since its birth) before it is shown stale. 0 means 3 times the Pi's own telemetry
+	// interval, learned from its consecutive metrics (ts difference over seq difference,
+	// clamped to 1 s - 10 min), and 3 x DefaultTelemetryInterval until learned.
+	StaleAfter time.Duration
+	// AuditDir is where the audit log, AuditFile, is appended to: one JSON line per login,
+	// logout and command, synced before the command is carried out. "" means audit entries
+	// go to Logger only.
+	AuditDir string
 }
 
 // Defaults applied by New.
@@ -75,6 +92,7 @@ const (
 	readHeaderTimeout = 10 * time.Second
 	idleTimeout       = 2 * time.Minute
 	shutdownTimeout   = 5 * time.Second
+	staleCheckEvery   = time.Second // how often Serve looks for Pis that went stale or recovered
 	heartbeatInterval = 15 * time.Second
 	sseWriteTimeout   = 10 * time.Second // a live client that cannot take an event this fast is dropped
 )
@@ -87,8 +105,12 @@ type Server struct {
 	hub      *hub
 	sessions *sessions
 	limiter  *loginLimiter
+	audit    *auditLog
+	tls      *tls.Config // nil: plain HTTP
 	pages    *template.Template
 	handler  http.Handler
+
+	secureCookies bool
 
 	heartbeat time.Duration
 
@@ -106,25 +128,49 @@ func New(cfg Config) (*Server, error) {
 		return nil, errors.New("dashboard: Config.Auth is required")
 	}
 	cfg = cfg.withDefaults()
+	if cfg.StaleAfter < 0 {
+		return nil, fmt.Errorf("dashboard: Config.StaleAfter %v is negative", cfg.StaleAfter)
+	}
 	pages, err := parseTemplates()
 	if err != nil {
 		return nil, fmt.Errorf("dashboard: parse templates: %w", err)
 	}
+	tlsConfig, err := loadTLS(cfg.TLSCertFile, cfg.TLSKeyFile)
+	if err != nil {
+		return nil, fmt.Errorf("dashboard: %w", err)
+	}
+	audit, err := openAudit(cfg.AuditDir, cfg.Logger.With("component", "audit"))
+	if err != nil {
+		return nil, fmt.Errorf("dashboard: %w", err)
+	}
 	s := &Server{
-		cfg:       cfg,
-		log:       cfg.Logger,
-		rack:      newRack(cfg.Now),
-		hub:       newHub(defaultMaxPending),
-		sessions:  newSessions(cfg.Now),
-		limiter:   newLoginLimiter(cfg.Now),
-		pages:     pages,
-		heartbeat: heartbeatInterval,
+		cfg:           cfg,
+		log:           cfg.Logger,
+		rack:          newRack(cfg.Now, cfg.StaleAfter),
+		hub:           newHub(defaultMaxPending),
+		sessions:      newSessions(cfg.Now),
+		limiter:       newLoginLimiter(cfg.Now),
+		audit:         audit,
+		tls:           tlsConfig,
+		pages:         pages,
+		heartbeat:     heartbeatInterval,
+		secureCookies: cfg.SecureCookies || tlsConfig != nil,
 	}
 	s.handler = s.routes()
 	if err := cfg.Bus.Subscribe(topics.AllFilter, s.ingest); err != nil {
+		audit.Close()
 		return nil, fmt.Errorf("dashboard: subscribe to %s: %w", topics.AllFilter, err)
 	}
 	return s, nil
+}
+
+// Close closes the audit log; commands are refused afterwards when Config.AuditDir is set.
+// Serve calls it when it returns. It is safe to call more than once.
+func (s *Server) Close() error {
+	if err := s.audit.Close(); err != nil {
+		return fmt.Errorf("dashboard: close audit log: %w", err)
+	}
+	return nil
 }
 
 // Handler returns the dashboard's HTTP handler: pages, static assets and the JSON API.
@@ -142,10 +188,23 @@ func (s *Server) Run(ctx context.Context) error {
 	return s.Serve(ctx, ln)
 }
 
-// Serve serves HTTP on ln until ctx is done, then shuts down gracefully: live event streams are
-// ended, and requests in flight get a few seconds to finish. It returns nil after a shutdown
-// caused by ctx. A Server is served once: its live streams stay closed after the shutdown.
-func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+// Serve serves HTTP (HTTPS when Config.TLSCertFile is set) on ln until ctx is done, then shuts
+// down gracefully: live event streams are ended, and requests in flight get a few seconds to
+// finish. While it serves, it re-evaluates staleness every second and pushes the Pis that went
+// stale or recovered to live clients. It returns nil after a shutdown caused by ctx, and closes
+// the Server. A Server is served once: its live streams stay closed after the shutdown.
+func (s *Server) Serve(ctx context.Context, ln net.Listener) (err error) {
+	defer func() {
+		if cerr := s.Close(); cerr != nil {
+			err = errors.Join(err, cerr)
+		}
+	}()
+	wctx, stop := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	wg.Go(func() { s.watchStale(wctx) })
+	defer wg.Wait()
+	defer stop()
+
 	srv := &http.Server{
 		Handler:           s.handler,
 		ReadHeaderTimeout: readHeaderTimeout,
@@ -157,8 +216,13 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	srv.RegisterOnShutdown(s.hub.close)
 
 	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
-	s.log.Info("dashboard listening", "addr", ln.Addr().String())
+	if s.tls != nil {
+		srv.TLSConfig = s.tls.Clone()
+		go func() { errc <- srv.ServeTLS(ln, "", "") }()
+	} else {
+		go func() { errc <- srv.Serve(ln) }()
+	}
+	s.log.Info("dashboard listening", "addr", ln.Addr().String(), "https", s.tls != nil)
 
 	select {
 	case err := <-errc:
@@ -167,7 +231,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	}
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownTimeout)
 	defer cancel()
-	err := srv.Shutdown(sctx)
+	err = srv.Shutdown(sctx)
 	if err != nil {
 		err = errors.Join(fmt.Errorf("dashboard: shutdown: %w", err), srv.Close())
 	}
@@ -177,33 +241,76 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	return err
 }
 
+// watchStale pushes the Pis whose staleness changed to live clients, until ctx is done.
+// Staleness itself is computed on every read, so the API is right between two looks.
+func (s *Server) watchStale(ctx context.Context) {
+	tick := time.NewTicker(staleCheckEvery)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		changed, wentStale := s.rack.sweep()
+		s.stats.wentStale.Add(uint64(wentStale))
+		for _, mac := range changed {
+			s.hub.notify(mac)
+		}
+	}
+}
+
+// route is one entry of the route table.
+type route struct {
+	pattern string // an http.ServeMux pattern, with its method
+	handler http.Handler
+}
+
+// routeTable lists every route. routes registers exactly these, and a test walks them to
+// prove that each state-changing one refuses cross-origin requests.
+func (s *Server) routeTable() []route {
+	return []route{
+		{"GET /static/", staticHandler()},
+		{"GET /login", http.HandlerFunc(s.handleLoginPage)},
+		{"POST /login", http.HandlerFunc(s.handleLogin)},
+		{"POST /logout", http.HandlerFunc(s.handleLogout)},
+		{"GET /{$}", s.requirePage(s.handleRack)},
+
+		{"GET /api/nodes", s.requireUser(s.handleNodes)},
+		{"GET /api/nodes/{mac}", s.requireUser(s.handleNode)},
+		{"POST /api/nodes/{mac}/blink", s.requireAdmin(AuditBlink, s.handleBlink)},
+		{"POST /api/nodes/{mac}/clear", s.requireAdmin(AuditClear, s.handleClear)},
+		{"GET /api/events", s.requireUser(s.handleEvents)},
+		{"GET /api/stats", s.requireUser(s.handleStats)},
+		{"GET /api/audit", s.requireAdmin("", s.handleAudit)},
+		{"/api/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			writeError(w, http.StatusNotFound, "no such API endpoint")
+		})},
+	}
+}
+
+// csrfRefused is the message of the 403 http.CrossOriginProtection answers.
+const csrfRefused = "cross-origin request refused: commands are accepted only from the Control Center's own pages"
+
 // routes builds the mux. Every route is wrapped in http.CrossOriginProtection, which lets safe
 // methods through and refuses cross-origin POSTs (CSRF), so a state-changing route added later
 // is protected without anyone remembering to.
 func (s *Server) routes() http.Handler {
 	mux := http.NewServeMux()
-
-	mux.Handle("GET /static/", staticHandler())
-	mux.HandleFunc("GET /login", s.handleLoginPage)
-	mux.HandleFunc("POST /login", s.handleLogin)
-	mux.HandleFunc("POST /logout", s.handleLogout)
-	mux.Handle("GET /{$}", s.requirePage(s.handleRack))
-
-	mux.Handle("GET /api/nodes", s.requireAPI(false, s.handleNodes))
-	mux.Handle("GET /api/nodes/{mac}", s.requireAPI(false, s.handleNode))
-	mux.Handle("POST /api/nodes/{mac}/blink", s.requireAPI(true, s.handleBlink))
-	mux.Handle("POST /api/nodes/{mac}/clear", s.requireAPI(true, s.handleClear))
-	mux.Handle("GET /api/events", s.requireAPI(false, s.handleEvents))
-	mux.Handle("GET /api/stats", s.requireAPI(false, s.handleStats))
-	mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, http.StatusNotFound, "no such API endpoint")
-	})
-
-	return securityHeaders(http.NewCrossOriginProtection().Handler(mux))
+	for _, rt := range s.routeTable() {
+		mux.Handle(rt.pattern, rt.handler)
+	}
+	cop := http.NewCrossOriginProtection()
+	cop.SetDenyHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.log.Info("cross-origin request refused", "method", r.Method, "path", clipLog(r.URL.Path),
+			"origin", clipLog(r.Header.Get("Origin")), "remote", remoteIP(r))
+		writeError(w, http.StatusForbidden, csrfRefused)
+	}))
+	return securityHeaders(cop.Handler(mux))
 }
 
 // securityHeaders sets headers that make injected content inert: no inline or foreign scripts,
-// no framing, no MIME sniffing, no referrer leaking MACs or hostnames.
+// no framing, no MIME sniffing, no referrer leaking MACs or hostnames; and, over HTTPS, HSTS.
 func securityHeaders(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h := w.Header()
@@ -211,6 +318,9 @@ func securityHeaders(next http.Handler) http.Handler {
 		h.Set("X-Content-Type-Options", "nosniff")
 		h.Set("Referrer-Policy", "same-origin")
 		h.Set("X-Frame-Options", "DENY")
+		if r.TLS != nil {
+			h.Set("Strict-Transport-Security", hstsHeader)
+		}
 		next.ServeHTTP(w, r)
 	})
 }

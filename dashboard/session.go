@@ -3,6 +3,7 @@ package dashboard
 import (
 	"crypto/rand"
 	"encoding/base64"
+	"net/netip"
 	"sync"
 	"time"
 
@@ -73,19 +74,44 @@ func (s *sessions) delete(id string) {
 	delete(s.m, id)
 }
 
-// Failed-login limits: per remote IP, a fixed window. Small and simple on purpose; it slows a
-// password guesser down to a few tries a minute without any state on disk.
+// Failed-login limits: per remote IPv4 address or IPv6 /64, a fixed window. Small and simple on
+// purpose; it slows a password guesser down to a few tries a minute without any state on disk.
+// Memory is bounded: at maxLimiterEntries, expired windows are pruned, and if every window is
+// still live the map is cleared (a spray from that many networks is not stopped per address
+// anyway).
 const (
 	maxLoginFailures  = 5
 	loginWindow       = time.Minute
-	maxLimiterEntries = 10000 // bound memory under a spray from many addresses
+	maxLimiterEntries = 10000
 )
+
+// limiterKey is the address a failure counts against: an IPv6 host owns at least a /64, so
+// counting per address would let it try 2^64 times.
+func limiterKey(ip string) string {
+	a, err := netip.ParseAddr(ip)
+	if err != nil {
+		return ip
+	}
+	a = a.Unmap()
+	if a.Is6() {
+		p, _ := a.Prefix(64)
+		return p.String()
+	}
+	return a.String()
+}
 
 type loginLimiter struct {
 	now func() time.Time
 
 	mu sync.Mutex
 	m  map[string]*window
+}
+
+// size returns how many windows are held.
+func (l *loginLimiter) size() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.m)
 }
 
 type window struct {
@@ -99,6 +125,7 @@ func newLoginLimiter(now func() time.Time) *loginLimiter {
 
 // blocked reports whether ip has used up its failures in the current window.
 func (l *loginLimiter) blocked(ip string) bool {
+	ip = limiterKey(ip)
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	w, ok := l.m[ip]
@@ -114,6 +141,7 @@ func (l *loginLimiter) blocked(ip string) bool {
 
 // fail records a failed login from ip.
 func (l *loginLimiter) fail(ip string) {
+	ip = limiterKey(ip)
 	now := l.now()
 	l.mu.Lock()
 	defer l.mu.Unlock()

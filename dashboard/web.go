@@ -141,12 +141,19 @@ func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		s.limiter.fail(ip)
 		s.log.Info("login refused", "user", clipLog(name), "remote", ip, "err", err)
+		s.record(r, AuditEntry{Action: AuditLogin, Outcome: AuditDenied, User: clipAudit(name), Via: "form", Reason: "wrong user name or password"})
 		s.render(w, http.StatusUnauthorized, "login.html", loginPage{Error: "Wrong user name or password."})
 		return
 	}
 	if !mayUseDashboard(u.Role) {
 		s.log.Info("login refused for role", "user", u.Name, "role", u.Role, "remote", ip)
+		s.record(r, AuditEntry{Action: AuditLogin, Outcome: AuditDenied, User: u.Name, Role: string(u.Role), Via: "form", Reason: "role may not use the Control Center"})
 		s.render(w, http.StatusForbidden, "login.html", loginPage{Error: "This account is for MQTT clients; sign in with an admin or viewer account."})
+		return
+	}
+	// A session that cannot be audited is not opened.
+	if err := s.record(r, AuditEntry{Action: AuditLogin, Outcome: AuditAllowed, User: u.Name, Role: string(u.Role), Via: "form"}); err != nil {
+		s.render(w, http.StatusServiceUnavailable, "login.html", loginPage{Error: "Sign-in could not be written to the audit log, so it is refused; see the server log."})
 		return
 	}
 	// A fresh id on every login, so a session id planted before login is worthless.
@@ -157,7 +164,7 @@ func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request) {
 		Path:     "/",
 		Expires:  exp,
 		HttpOnly: true,
-		Secure:   s.cfg.SecureCookies,
+		Secure:   s.secureCookies,
 		SameSite: http.SameSiteLaxMode,
 	})
 	s.log.Info("login", "user", u.Name, "role", u.Role, "remote", ip)
@@ -168,11 +175,15 @@ func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request) {
 // image tag.
 func (s *Server) handleLogout(w http.ResponseWriter, r *http.Request) {
 	if c, err := r.Cookie(sessionCookie); err == nil {
+		if sess, ok := s.sessions.get(c.Value); ok {
+			// Logging out is always allowed: a failed audit write is logged and counted only.
+			s.record(r, AuditEntry{Action: AuditLogout, Outcome: AuditAllowed, User: sess.user, Role: string(sess.role), Via: "session"})
+		}
 		s.sessions.delete(c.Value)
 	}
 	http.SetCookie(w, &http.Cookie{
 		Name: sessionCookie, Value: "", Path: "/", MaxAge: -1,
-		HttpOnly: true, Secure: s.cfg.SecureCookies, SameSite: http.SameSiteLaxMode,
+		HttpOnly: true, Secure: s.secureCookies, SameSite: http.SameSiteLaxMode,
 	})
 	http.Redirect(w, r, "/login", http.StatusSeeOther)
 }

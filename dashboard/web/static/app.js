@@ -65,6 +65,8 @@
     setText(tile, "state", n.state);
     setText(tile, "mac", displayMAC(n.mac));
     setText(tile, "ip", n.ip || dash);
+    setText(tile, "model", n.model || dash);
+    setText(tile, "agent_version", n.agent_version || dash);
     setText(tile, "load", fmtLoad(n.metrics));
     setText(tile, "mem", fmtMem(n.metrics));
     setText(tile, "disk", fmtDisk(n.metrics));
