@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/pirack/pirack/auth"
 	"github.com/pirack/pirack/broker"
@@ -22,6 +23,10 @@ type serveConfig struct {
 	MQTTAddr string // MQTT TCP listener
 	HTTPAddr string // Control Center
 	LogLevel string
+	// WebCert and WebKey serve the Control Center over HTTPS when both are set.
+	WebCert, WebKey string
+	// StaleAfter overrides the learned 3 telemetry intervals after which a Pi shows stale.
+	StaleAfter time.Duration
 }
 
 func (c *serveConfig) register(fs *flag.FlagSet) {
@@ -29,6 +34,9 @@ func (c *serveConfig) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.MQTTAddr, "mqtt", ":1883", "MQTT listen address")
 	fs.StringVar(&c.HTTPAddr, "http", ":8080", "Control Center (web) listen address")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&c.WebCert, "web-cert", "", "TLS certificate (PEM) for the Control Center; with --web-key it serves HTTPS only")
+	fs.StringVar(&c.WebKey, "web-key", "", "TLS private key (PEM, mode 0600) for the Control Center")
+	fs.DurationVar(&c.StaleAfter, "stale-after", 0, "mark a Pi stale after this long without telemetry (0: 3 of its own intervals)")
 }
 
 func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -60,7 +68,7 @@ type controlCenter struct {
 	dash   *dashboard.Server
 	httpLn net.Listener
 	log    *slog.Logger
-	done   chan error
+	tls    bool // the Control Center speaks HTTPS
 }
 
 // startControlCenter opens the data directory, bootstraps an admin on first run, and starts the
@@ -81,7 +89,15 @@ func startControlCenter(cfg serveConfig, log *slog.Logger, stdout io.Writer) (*c
 	if err != nil {
 		return nil, fmt.Errorf("start broker: %w", err)
 	}
-	dash, err := dashboard.New(dashboard.Config{Bus: b, Auth: users, Logger: log.With("component", "dashboard")})
+	dash, err := dashboard.New(dashboard.Config{
+		Bus:         b,
+		Auth:        users,
+		Logger:      log.With("component", "dashboard"),
+		TLSCertFile: cfg.WebCert,
+		TLSKeyFile:  cfg.WebKey,
+		StaleAfter:  cfg.StaleAfter,
+		AuditDir:    cfg.DataDir, // audit.log sits with the users it names
+	})
 	if err != nil {
 		b.Close()
 		return nil, fmt.Errorf("start dashboard: %w", err)
@@ -97,7 +113,7 @@ func startControlCenter(cfg serveConfig, log *slog.Logger, stdout io.Writer) (*c
 		return nil, fmt.Errorf("start MQTT listener on %s: %w (is another broker running? pick another address with --mqtt)", cfg.MQTTAddr, err)
 	}
 	log.Info("control center running", "mqtt", b.Addr(), "http", ln.Addr().String(), "data_dir", cfg.DataDir)
-	return &controlCenter{users: users, broker: b, dash: dash, httpLn: ln, log: log, done: make(chan error, 1)}, nil
+	return &controlCenter{users: users, broker: b, dash: dash, httpLn: ln, log: log, tls: cfg.WebCert != ""}, nil
 }
 
 // wait serves the dashboard until ctx is done, then closes the broker.
@@ -131,7 +147,11 @@ func (cc *controlCenter) close() error {
 // httpURL is the address a person on this host types into a browser.
 func (cc *controlCenter) httpURL() string {
 	_, port, _ := net.SplitHostPort(cc.httpLn.Addr().String())
-	return "http://localhost:" + port
+	scheme := "http"
+	if cc.tls {
+		scheme = "https"
+	}
+	return scheme + "://localhost:" + port
 }
 
 // adminPasswordFile keeps the first admin password so `pirack demo` can show it on every start.
