@@ -1,12 +1,19 @@
 // Package hardware defines the small interfaces pirack's agent uses to drive a Pi's status LED
-// and read its push button. Backends implement them: package sim is the simulated board used by
-// `pirack demo` and end-to-end tests; GPIO backends (go-rpio for Pi 1-4, the Linux GPIO character
-// device for Pi 5 and others) slot in behind the same interfaces. Test fakes live in
-// package hardwaretest.
+// and read its push button. Backends implement them, each in its own package so that only it
+// imports its GPIO library:
+//
+//   - rpio: memory-mapped registers through /dev/gpiomem (go-rpio), Pi 1-4 and Zero;
+//   - cdev: the Linux GPIO character device (go-gpiocdev), the Pi 5 and any modern board;
+//   - sim: the simulated board used by `pirack demo` and end-to-end tests.
+//
+// Around them: package button debounces a GPIO line and classifies presses the same way for
+// every backend; package header maps the Pi's header pins to BCM numbers; package board picks the
+// backend for the machine it runs on and opens the pins. Test fakes (including a fake GPIO pin)
+// live in package hardwaretest.
 //
 // The interfaces are deliberately tiny so that a backend is a few dozen lines: an LED only has to
-// switch, and a button only has to report classified presses. Blink patterns, debounced press
-// classification policy and MQTT all live above this layer.
+// switch, and a button only has to report classified presses. Blink patterns and MQTT live above
+// this layer.
 package hardware
 
 import "context"

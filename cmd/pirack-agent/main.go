@@ -16,7 +16,8 @@ import (
 	"syscall"
 
 	"github.com/pirack/pirack/agent"
-	"github.com/pirack/pirack/hardware/sim"
+	"github.com/pirack/pirack/hardware/board"
+	"github.com/pirack/pirack/hardware/button"
 	"github.com/pirack/pirack/internal/buildinfo"
 )
 
@@ -34,19 +35,34 @@ func main() {
 const passwordEnv = "PIRACK_PASSWORD"
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) error {
-	cfg, version, err := parseFlags(args, stderr, getenv)
+	opts, err := parseFlags(args, stderr, getenv)
 	if err != nil {
 		return err
 	}
-	if version {
+	if opts.version {
 		_, err := fmt.Fprintln(stdout, "pirack-agent", buildinfo.Version())
 		return err
 	}
+	hw, err := board.Open(opts.board)
+	if err != nil {
+		return err
+	}
+	defer hw.Close()
+	cfg := opts.agent
+	cfg.LED, cfg.Button = hw.LED, hw.Button
 	return agent.Run(ctx, cfg)
 }
 
-// parseFlags turns the command line into an agent.Config.
-func parseFlags(args []string, stderr io.Writer, getenv func(string) string) (cfg agent.Config, version bool, err error) {
+// options is the command line: the agent's config and the GPIO board's.
+type options struct {
+	agent   agent.Config
+	board   board.Config
+	version bool
+}
+
+// parseFlags turns the command line into the agent's and the board's configs. It opens nothing.
+func parseFlags(args []string, stderr io.Writer, getenv func(string) string) (opts options, err error) {
+	cfg, hw := &opts.agent, &opts.board
 	fs := flag.NewFlagSet("pirack-agent", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.StringVar(&cfg.Broker, "broker", "tcp://127.0.0.1:1883", "broker URL: tcp://host:1883, or ssl://host:8883 for TLS")
@@ -55,49 +71,56 @@ func parseFlags(args []string, stderr io.Writer, getenv func(string) string) (cf
 	fs.StringVar(&cfg.Username, "username", "", "broker username (default: the normalised MAC)")
 	passwordFile := fs.String("password-file", "", "file holding the broker password; must not be readable by group or others (chmod 600). Or set "+passwordEnv)
 	fs.DurationVar(&cfg.Interval, "interval", agent.DefaultInterval, "telemetry interval")
-	gpio := fs.String("gpio", "none", "LED and button backend: none, or sim (simulated, for trying the agent out; real GPIO backends are not there yet)")
+	fs.StringVar(&hw.Backend, "gpio", board.Auto, "LED and button backend: auto (pick from the board model and /dev), rpio (/dev/gpiomem: Pi 1-4, Zero), cdev (/dev/gpiochipN: Pi 5, any board), sim (in memory) or none (telemetry only)")
+	fs.StringVar(&hw.LEDPin, "led-pin", board.DefaultLEDPin, "LED pin: a BCM number (17, bcm17, gpio17), a header pin (pin11), or none")
+	fs.StringVar(&hw.ButtonPin, "button-pin", board.DefaultButtonPin, "button pin: a BCM number (15, bcm15, gpio15), a header pin (pin10), or none. The default is the UART's RX line: see docs/hardware.md")
+	fs.StringVar(&hw.Chip, "gpio-chip", "", "cdev only: GPIO chip such as gpiochip0 (default: the Raspberry Pi header's chip); pins are then its line offsets")
+	fs.DurationVar(&hw.Button.Debounce, "debounce", button.DefaultDebounce, "button debounce time: a level must hold this long to count")
+	fs.DurationVar(&hw.Button.LongPress, "long-press", button.DefaultLongPress, "hold the button this long for a long press")
+	fs.DurationVar(&hw.Button.DoublePress, "double-press", button.DefaultDoublePress, "longest gap between two presses of a double press; a single press is reported this long after release. Negative turns double presses off")
 	fs.StringVar(&cfg.StoreDir, "store-dir", "", "directory keeping unsent QoS1 messages and the button press counter across restarts, such as /var/lib/pirack-agent (default: memory only)")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
-	fs.BoolVar(&version, "version", false, "print the version and exit")
+	fs.BoolVar(&opts.version, "version", false, "print the version and exit")
 	if err := fs.Parse(args); err != nil {
-		return cfg, false, err
+		return opts, err
 	}
 	if fs.NArg() > 0 {
-		return cfg, false, fmt.Errorf("unexpected argument %q; all settings are flags, see -h", fs.Arg(0))
+		return opts, fmt.Errorf("unexpected argument %q; all settings are flags, see -h", fs.Arg(0))
 	}
-	if version {
-		return cfg, true, nil
+	if opts.version {
+		return opts, nil
 	}
 	if cfg.Row == "" {
-		return cfg, false, errors.New("--row is required: the rack row this Pi sits in, such as --row=row-1")
+		return opts, errors.New("--row is required: the rack row this Pi sits in, such as --row=row-1")
 	}
 
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
-		return cfg, false, fmt.Errorf("--log-level %q: want debug, info, warn or error", *logLevel)
+		return opts, fmt.Errorf("--log-level %q: want debug, info, warn or error", *logLevel)
 	}
 	cfg.Logger = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
-
-	switch *gpio {
-	case "none":
-	case "sim":
-		cfg.LED, cfg.Button = new(sim.LED), new(sim.Button)
+	hw.Logger = cfg.Logger
+	switch hw.Backend {
+	case board.Auto, board.RPIO, board.CDev, board.Sim, board.None:
 	default:
-		return cfg, false, fmt.Errorf("--gpio %q: want none or sim", *gpio)
+		return opts, fmt.Errorf("--gpio %q: want auto, rpio, cdev, sim or none", hw.Backend)
+	}
+	if _, err := hw.Button.WithDefaults(); err != nil {
+		return opts, fmt.Errorf("%w (flags --debounce, --long-press, --double-press)", err)
 	}
 
 	env := getenv(passwordEnv)
 	switch {
 	case *passwordFile != "" && env != "":
-		return cfg, false, fmt.Errorf("both --password-file and %s are set; use one", passwordEnv)
+		return opts, fmt.Errorf("both --password-file and %s are set; use one", passwordEnv)
 	case *passwordFile != "":
 		if cfg.Password, err = readPasswordFile(*passwordFile); err != nil {
-			return cfg, false, err
+			return opts, err
 		}
 	default:
 		cfg.Password = env
 	}
-	return cfg, false, nil
+	return opts, nil
 }
 
 // readPasswordFile reads a password file, refusing one others can read: a password on a Pi's
