@@ -1,0 +1,250 @@
+package history
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/pirack/pirack/topics"
+)
+
+func fmtMAC(i int) string { return fmt.Sprintf("b827eb%06x", i) }
+
+var piMetrics = []string{
+	MetricLoad1, MetricCPUPercent, MetricCPUTempC, MetricMemAvailable, MetricMemTotal,
+	MetricDiskFree, MetricDiskTotal,
+}
+
+// fixture creates at path, in bulk and inside SQLite, the history nPis Pis have at now once
+// every tier is full at the default retention: a raw row per interval for 24 h, a 1-minute row
+// for 7 days, a 1-hour row for 90 days, for each of the seven Pi metrics. It writes without a
+// journal (the file is thrown away on failure) and returns the store opened on it.
+func fixture(tb testing.TB, path string, nPis int, now time.Time, interval time.Duration) *Store {
+	tb.Helper()
+	db, err := sql.Open("sqlite", "file:"+path+"?_pragma=journal_mode(OFF)&_pragma=synchronous(OFF)")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer db.Close()
+	db.SetMaxOpenConns(1)
+	tx, err := db.Begin()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer tx.Rollback()
+	if _, err := tx.Exec(schema); err != nil {
+		tb.Fatal(err)
+	}
+	for i := range nPis {
+		for _, m := range piMetrics {
+			if _, err := tx.Exec("INSERT INTO series (source, metric) VALUES (?, ?)", fmtMAC(i), m); err != nil {
+				tb.Fatal(err)
+			}
+		}
+	}
+	// Values shaped like the real ones: fractions stay REAL (8 bytes), byte counts are
+	// integers SQLite stores in 6. Series ids were given in piMetrics order, so (id-1)%7 is
+	// the metric and 3 and above are byte counts. Arithmetic instead of random(): it is
+	// several times cheaper, and the fixture is then the same on every run.
+	const value = `CASE WHEN (s.id - 1) % 7 >= 3 THEN 3000000000 + (ts.t * 7919 + s.id * 104729) % 1000000000
+		ELSE ((ts.t / 5 * 7919 + s.id * 104729) % 100000) / 1000.0 END`
+	end := now.Unix()
+	// Rows go in key order, so every insert appends to the b-tree's right edge: the fastest
+	// way in, and it packs pages fully (the writer's time-ordered inserts leave them a little
+	// emptier; BenchmarkDiskPerPi measures that case).
+	for _, q := range []struct {
+		sql  string
+		step int64
+		keep time.Duration
+	}{
+		{`INSERT INTO raw (series, t, v) SELECT s.id, ts.t, ` + value + ` FROM series s CROSS JOIN ts`,
+			int64(interval / time.Second), DefaultRawRetention},
+		// lo, sum and hi need not agree here: only their storage size matters.
+		{`INSERT INTO agg_1m (series, t, lo, sum, hi, n) SELECT s.id, ts.t, ` + value + `, 12 * ` + value + `, ` + value + `, 12
+			FROM series s CROSS JOIN ts`, 60, DefaultMinuteRetention},
+		{`INSERT INTO agg_1h (series, t, lo, sum, hi, n) SELECT s.id, ts.t, ` + value + `, 720 * ` + value + `, ` + value + `, 720
+			FROM series s CROSS JOIN ts`, 3600, DefaultHourRetention},
+	} {
+		start := floorDiv(end-int64(q.keep/time.Second), q.step) + q.step
+		cte := `WITH RECURSIVE ts(t) AS (SELECT ?1 UNION ALL SELECT t + ?2 FROM ts WHERE t + ?2 <= ?3) `
+		if _, err := tx.Exec(cte+q.sql, start, q.step, end); err != nil {
+			tb.Fatalf("fixture: %v", err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		tb.Fatal(err)
+	}
+	if err := db.Close(); err != nil {
+		tb.Fatal(err)
+	}
+	s, err := Open(path, Options{Now: func() time.Time { return now }})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return s
+}
+
+// fileBytes is the database's size once the WAL is folded in, without free pages.
+func fileBytes(tb testing.TB, s *Store) int64 {
+	tb.Helper()
+	if _, err := s.db.Exec("PRAGMA wal_checkpoint(TRUNCATE)"); err != nil {
+		tb.Fatal(err)
+	}
+	var pages, free, size int64
+	for q, dst := range map[string]*int64{"PRAGMA page_count": &pages, "PRAGMA freelist_count": &free, "PRAGMA page_size": &size} {
+		if err := s.db.QueryRow(q).Scan(dst); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	return (pages - free) * size
+}
+
+// BenchmarkSeries7Days100Pis: one Pi's 7-day chart of one metric out of 100 Pis' full history.
+func BenchmarkSeries7Days100Pis(b *testing.B) {
+	now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	start := time.Now()
+	s := fixture(b, filepath.Join(b.TempDir(), "history.db"), 100, now, 5*time.Second)
+	defer s.Close()
+	b.Logf("fixture: 100 Pis in %v, %.0f MB", time.Since(start).Round(time.Millisecond), float64(fileBytes(b, s))/1e6)
+
+	for _, c := range []struct {
+		name      string
+		span      time.Duration
+		maxPoints int
+	}{
+		{"7d-1000pts", 7 * 24 * time.Hour, 1000},
+		{"7d-300pts", 7 * 24 * time.Hour, 300},
+		{"24h-300pts", 24 * time.Hour, 300},
+		{"1h-720pts", time.Hour, 720},
+		{"90d-1000pts", 90 * 24 * time.Hour, 1000},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			var n int
+			i := 0
+			for b.Loop() {
+				pts, err := s.Series(fmtMAC(i%100), MetricCPUTempC, now.Add(-c.span), now, c.maxPoints)
+				if err != nil {
+					b.Fatal(err)
+				}
+				n = len(pts)
+				i += 37
+			}
+			b.ReportMetric(float64(n), "points")
+		})
+	}
+}
+
+// BenchmarkAdd: 1,000 Pis reporting every 5 s, through the queue and the writer. One op is one
+// interval of the whole fleet (1,000 payloads of 7 metrics), committed.
+func BenchmarkAdd(b *testing.B) {
+	const pis = 1000
+	var now time.Time = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	clock := &fakeClock{now: now}
+	s, err := Open(filepath.Join(b.TempDir(), "history.db"), Options{Now: clock.Now})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+
+	m := topics.Metrics{
+		V: topics.Version, Load1: f64(0.42), CPUPercent: f64(13.7), CPUTempC: f64(51.3),
+		MemTotalBytes: u64(4 << 30), MemAvailableBytes: u64(3 << 30),
+		DiskTotalBytes: u64(32 << 30), DiskFreeBytes: u64(21 << 30),
+	}
+	macs := make([]string, pis)
+	for i := range macs {
+		macs[i] = fmtMAC(i)
+	}
+	var ops int
+	start := time.Now()
+	for b.Loop() {
+		now = now.Add(5 * time.Second)
+		clock.Set(now)
+		m.TS = now
+		for _, mac := range macs {
+			s.Add(mac, m)
+		}
+		if err := s.Flush(ctx); err != nil {
+			b.Fatal(err)
+		}
+		ops++
+	}
+	elapsed := time.Since(start)
+	st := s.Stats()
+	if st.Dropped != 0 || st.Failed != 0 {
+		b.Fatalf("dropped %d, failed %d", st.Dropped, st.Failed)
+	}
+	b.ReportMetric(float64(st.Written)/elapsed.Seconds(), "points/s")
+	b.ReportMetric(float64(ops*pis)/elapsed.Seconds(), "payloads/s")
+}
+
+// BenchmarkAddEnqueue is what Add costs the caller (the broker's publish path).
+func BenchmarkAddEnqueue(b *testing.B) {
+	s, err := Open(filepath.Join(b.TempDir(), "history.db"), Options{QueueSize: 1})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	m := topics.Metrics{V: topics.Version, TS: time.Now(), Load1: f64(0.42), CPUPercent: f64(13.7), CPUTempC: f64(51.3),
+		MemTotalBytes: u64(4 << 30), MemAvailableBytes: u64(3 << 30), DiskTotalBytes: u64(32 << 30), DiskFreeBytes: u64(21 << 30)}
+	for b.Loop() {
+		s.Add(mac, m) // the queue of 1 is full after the first: this measures the drop path too
+	}
+}
+
+// BenchmarkDiskPerPi reports the file size per Pi at the default retention once every tier is
+// full ("full"), and after 6 more hours of the real writer with retention running every 5
+// minutes ("churned"), which adds the page fragmentation of time-ordered inserts and deletes.
+func BenchmarkDiskPerPi(b *testing.B) {
+	const pis = 10
+	start := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	for b.Loop() {
+		s := fixture(b, filepath.Join(b.TempDir(), "history.db"), pis, start, 5*time.Second)
+		b.ReportMetric(float64(fileBytes(b, s))/pis/1e6, "MB/pi-full")
+		s.Close()
+
+		clock := &fakeClock{now: start}
+		s, err := Open(s.path, Options{Now: clock.Now, CompactInterval: time.Hour})
+		if err != nil {
+			b.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- s.Run(ctx) }()
+		m := topics.Metrics{V: topics.Version, Load1: f64(0.42), CPUPercent: f64(13.7), CPUTempC: f64(51.3),
+			MemTotalBytes: u64(4 << 30), DiskTotalBytes: u64(32 << 30)}
+		for i := 1; i <= 6*720; i++ {
+			now := start.Add(time.Duration(i) * 5 * time.Second)
+			clock.Set(now)
+			m.TS = now
+			*m.Load1 = float64(i%400) / 100
+			m.MemAvailableBytes = u64(3<<30 + uint64(i*4096))
+			m.DiskFreeBytes = u64(21<<30 - uint64(i*4096))
+			for p := range pis {
+				s.Add(fmtMAC(p), m)
+			}
+			if i%12 != 0 {
+				continue
+			}
+			if err := s.Flush(ctx); err != nil {
+				b.Fatal(err)
+			}
+			if i%60 == 0 {
+				if err := s.Compact(ctx); err != nil {
+					b.Fatal(err)
+				}
+			}
+		}
+		cancel()
+		<-done
+		b.ReportMetric(float64(fileBytes(b, s))/pis/1e6, "MB/pi-churned")
+		s.Close()
+	}
+}

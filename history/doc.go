@@ -1,0 +1,56 @@
+// Package history is pirack's time-series and event store: the numbers behind the Control
+// Center's 1 h / 24 h / 7 d charts and the per-Pi event log, kept in one SQLite file in the data
+// directory.
+//
+// # Why SQLite (modernc.org/sqlite)
+//
+// Every read is "one series, one time range, bucketed into at most N points with min/avg/max".
+// In SQLite that is a range scan over a clustered (series, t) primary key plus a GROUP BY, done
+// inside the engine; WAL mode gives crash safety and lets chart queries run while the writer
+// commits. bbolt (already a dependency of the broker) would store the same keys, but every
+// aggregate, the retention deletes and the event log's secondary index would be code of ours,
+// and its single-writer file grows without reusing space as eagerly. modernc.org/sqlite is pure
+// Go, so both binaries still cross-compile for ARM with CGO_ENABLED=0, and it is the SQLite C
+// code itself (translated), with SQLite's file format and tools: an operator can open the file
+// with the sqlite3 shell.
+//
+// # Tiers and retention (the defaults; Options changes them)
+//
+//	tier   resolution            kept for   rows per Pi and series (5 s agent interval)
+//	raw    the agent's interval  24 h       17,280
+//	1m     1-minute min/sum/max  7 days     10,080
+//	1h     1-hour min/sum/max    90 days     2,160
+//	events one row per event     90 days    (a few hundred)
+//
+// Aggregates are maintained incrementally: each batch that inserts raw points also upserts the
+// 1-minute and 1-hour buckets they fall into, so a 24 h chart includes the current minute and
+// there is no compaction watermark to lose. Compaction only deletes: rows older than each tier's
+// retention, on a timer in Run (and on demand through Compact). Deleted pages are reused by new
+// rows, so the file stops growing once every tier is full.
+//
+// Seven series are stored per Pi: load_1, cpu_percent, cpu_temp_c, mem_available_bytes,
+// mem_total_bytes, disk_free_bytes, disk_total_bytes (the totals let a chart show a percentage);
+// three per row supply: volts, amps, watts.
+//
+// Disk use is bounded by retention. Measured at the defaults with every tier full
+// (BenchmarkDiskPerPi): 6.7 MB per Pi, of which raw 2.8 MB (23 bytes a sample), 1-minute
+// aggregates 3.2 MB and 1-hour aggregates 0.7 MB (46 bytes a bucket); a row supply's three
+// series take about 2.9 MB. 100 Pis: about 0.7 GB; 1,000 Pis: about 7 GB. Raw use scales with
+// RawRetention divided by the agent's interval; MinuteRetention is the largest lever (2 days
+// instead of 7 saves 2.3 MB per Pi).
+//
+// # Writes
+//
+// Add, AddPower and AddEvent never block: they put the sample on a bounded queue and return. When
+// the queue is full the sample is dropped, counted in Stats, and logged at most once per
+// LogEvery. Run owns the one writer goroutine: it commits the queue in batches (BatchSize or
+// every FlushInterval, whichever comes first), runs retention, and flushes what is queued when
+// its context ends. A failed commit (a full disk, typically) is logged with what to do and
+// counted; the batch is dropped and the store keeps answering queries from what it has.
+//
+// # Reads
+//
+// Series picks the coarsest tier whose step still fits the bucket width the caller's maxPoints
+// asks for and whose retention reaches back to from: 1 h of 300 points reads raw rows, 24 h reads
+// 1-minute buckets, 30 days reads 1-hour buckets. It never returns more than maxPoints points.
+package history

@@ -1,0 +1,537 @@
+package history
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/pirack/pirack/topics"
+)
+
+// Metric names, as in the topics payloads' JSON fields.
+const (
+	MetricLoad1        = "load_1"
+	MetricCPUPercent   = "cpu_percent"
+	MetricCPUTempC     = "cpu_temp_c"
+	MetricMemAvailable = "mem_available_bytes"
+	MetricMemTotal     = "mem_total_bytes"
+	MetricDiskFree     = "disk_free_bytes"
+	MetricDiskTotal    = "disk_total_bytes"
+	MetricVolts        = "volts"
+	MetricAmps         = "amps"
+	MetricWatts        = "watts"
+)
+
+// metricNames is indexed by a sample's metric number; the order is internal only (the database
+// stores names).
+var metricNames = [...]string{
+	MetricLoad1, MetricCPUPercent, MetricCPUTempC, MetricMemAvailable, MetricMemTotal,
+	MetricDiskFree, MetricDiskTotal, MetricVolts, MetricAmps, MetricWatts,
+}
+
+const numMetrics = len(metricNames)
+
+var metricIndex = func() map[string]uint8 {
+	m := make(map[string]uint8, numMetrics)
+	for i, n := range metricNames {
+		m[n] = uint8(i)
+	}
+	return m
+}()
+
+// Event kinds the Control Center records. Kind is free text; these keep the log consistent.
+const (
+	EventButton  = "button"  // a button press; Detail is the press kind
+	EventSelect  = "select"  // a Pi was selected or cleared
+	EventOnline  = "online"  // presence
+	EventOffline = "offline" // presence
+	EventLocate  = "locate"  // an operator asked the Pi's LED to blink
+	EventFound   = "found"   // the located Pi was confirmed found
+	EventCommand = "command" // any other command sent to the Pi; Detail says which
+)
+
+// Event is one entry of the event log.
+type Event struct {
+	Time   time.Time `json:"time"` // zero means Now at AddEvent
+	MAC    string    `json:"mac,omitempty"`
+	Row    string    `json:"row,omitempty"`
+	Kind   string    `json:"kind"`
+	Detail string    `json:"detail,omitempty"`
+	By     string    `json:"by,omitempty"` // who caused it: a user, "agent", "system"
+}
+
+// item is one queued Add (all metrics of one payload, copied out of the caller's pointers) or
+// one event.
+type item struct {
+	source string
+	t      int64 // unix seconds
+	set    uint16
+	v      [numMetrics]float64
+	ev     *Event
+}
+
+func (it *item) put(metric string, v float64) {
+	i := metricIndex[metric]
+	it.set |= 1 << i
+	it.v[i] = v
+}
+
+func fptr(it *item, metric string, p *float64) {
+	if p != nil {
+		it.put(metric, *p)
+	}
+}
+
+func uptr(it *item, metric string, p *uint64) {
+	if p != nil {
+		it.put(metric, float64(*p))
+	}
+}
+
+// Add queues the stored metrics of one payload from the Pi mac. It never blocks: when the queue
+// is full the payload is dropped and counted.
+func (s *Store) Add(mac string, m topics.Metrics) {
+	it := item{source: mac}
+	fptr(&it, MetricLoad1, m.Load1)
+	fptr(&it, MetricCPUPercent, m.CPUPercent)
+	fptr(&it, MetricCPUTempC, m.CPUTempC)
+	uptr(&it, MetricMemAvailable, m.MemAvailableBytes)
+	uptr(&it, MetricMemTotal, m.MemTotalBytes)
+	uptr(&it, MetricDiskFree, m.DiskFreeBytes)
+	uptr(&it, MetricDiskTotal, m.DiskTotalBytes)
+	s.enqueueSample(it, m.TS)
+}
+
+// AddPower queues a row supply's reading. It never blocks.
+func (s *Store) AddPower(row string, p topics.Power) {
+	s.addPower(RowSource(row), p)
+}
+
+// AddPiPower queues a per-Pi power reading, for racks that meter each board. It never blocks.
+// Its series are read with Series(mac, MetricWatts, ...).
+func (s *Store) AddPiPower(mac string, p topics.Power) {
+	s.addPower(mac, p)
+}
+
+func (s *Store) addPower(source string, p topics.Power) {
+	it := item{source: source}
+	fptr(&it, MetricVolts, p.Volts)
+	fptr(&it, MetricAmps, p.Amps)
+	fptr(&it, MetricWatts, p.Watts)
+	s.enqueueSample(it, p.TS)
+}
+
+// RowSource is the series source under which a row supply's power is stored.
+func RowSource(row string) string { return "row/" + row }
+
+func (s *Store) enqueueSample(it item, ts time.Time) {
+	if it.set == 0 || it.source == "" || s.isClose.Load() {
+		return
+	}
+	n := uint64(popcount(it.set))
+	now := s.opts.Now()
+	switch {
+	case ts.IsZero() || ts.After(now.Add(s.opts.FutureSkew)):
+		// A Pi without a real-time clock can run ahead until NTP syncs: keep the sample, at
+		// the time it arrived.
+		ts = now
+	case ts.Before(now.Add(-s.opts.RawRetention)):
+		// Too old for the raw tier (a Pi booted with a stale clock, or a retained payload
+		// from long ago): storing it would only feed aggregates a misplaced point.
+		s.stale.Add(n)
+		return
+	}
+	it.t = ts.Unix()
+	select {
+	case s.queue <- it:
+		s.queued.Add(n)
+	default:
+		s.drop(n)
+	}
+}
+
+// AddEvent queues an event for the event log. It never blocks.
+func (s *Store) AddEvent(e Event) {
+	if s.isClose.Load() {
+		return
+	}
+	if e.Time.IsZero() {
+		e.Time = s.opts.Now()
+	}
+	select {
+	case s.queue <- item{ev: &e}:
+	default:
+		s.drop(1)
+	}
+}
+
+func (s *Store) drop(n uint64) {
+	total := s.dropped.Add(n)
+	if ok, suppressed := s.dropLog.allow(s.opts.Now(), s.opts.LogEvery); ok {
+		s.log.Warn("history queue full: dropping samples; the disk is too slow or the writer is stalled",
+			"dropped_total", total, "suppressed_warnings", suppressed, "queue_size", s.opts.QueueSize)
+	}
+}
+
+func popcount(x uint16) int {
+	n := 0
+	for ; x != 0; x &= x - 1 {
+		n++
+	}
+	return n
+}
+
+// Run is the writer: it commits queued samples in batches and deletes expired rows until ctx
+// ends, then commits what is still queued and returns. Close also stops it. Only one Run may be
+// active at a time.
+func (s *Store) Run(ctx context.Context) error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return ErrClosed
+	}
+	if s.running {
+		s.mu.Unlock()
+		return ErrRunning
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	s.running, s.stopRun, s.runDone = true, cancel, done
+	s.mu.Unlock()
+	defer func() {
+		cancel()
+		s.mu.Lock()
+		s.running, s.stopRun, s.runDone = false, nil, nil
+		s.mu.Unlock()
+		close(done)
+	}()
+
+	flush := time.NewTicker(s.opts.FlushInterval)
+	defer flush.Stop()
+	compact := time.NewTicker(s.opts.CompactInterval)
+	defer compact.Stop()
+
+	// Retention first: a store reopened after a week away should not serve stale rows.
+	s.compact(ctx)
+
+	batch := make([]item, 0, s.opts.BatchSize)
+	commit := func() error {
+		err := s.write(batch)
+		clear(batch)
+		batch = batch[:0]
+		return err
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			batch, _ = s.drain(batch)
+			commit()
+			return nil
+		case it := <-s.queue:
+			batch = append(batch, it)
+			if len(batch) >= s.opts.BatchSize {
+				commit()
+			}
+		case <-flush.C:
+			if len(batch) > 0 {
+				commit()
+			}
+		case <-compact.C:
+			commit()
+			s.compact(ctx)
+		case reply := <-s.flushReq:
+			var err error
+			batch, err = s.drain(batch)
+			reply <- errors.Join(err, commit())
+		case reply := <-s.compactRq:
+			var err error
+			batch, err = s.drain(batch)
+			reply <- errors.Join(err, commit(), s.compact(ctx))
+		}
+	}
+}
+
+// drain moves everything queued right now into batch, committing full batches on the way, and
+// returns the first of their errors.
+func (s *Store) drain(batch []item) ([]item, error) {
+	var first error
+	for {
+		select {
+		case it := <-s.queue:
+			batch = append(batch, it)
+			if len(batch) >= s.opts.BatchSize {
+				if err := s.write(batch); err != nil && first == nil {
+					first = err
+				}
+				clear(batch)
+				batch = batch[:0]
+			}
+		default:
+			return batch, first
+		}
+	}
+}
+
+// Flush commits everything queued before it was called, and returns the commit's error. It needs
+// an active Run; ctx bounds the wait.
+func (s *Store) Flush(ctx context.Context) error {
+	return s.request(ctx, s.flushReq)
+}
+
+// Compact commits what is queued, then deletes rows past their retention now instead of at
+// Run's next tick. It needs an active Run; ctx bounds the wait.
+func (s *Store) Compact(ctx context.Context) error {
+	return s.request(ctx, s.compactRq)
+}
+
+func (s *Store) request(ctx context.Context, ch chan chan error) error {
+	if s.isClose.Load() {
+		return ErrClosed
+	}
+	reply := make(chan error, 1)
+	select {
+	case ch <- reply:
+	case <-s.done:
+		return ErrClosed
+	case <-ctx.Done():
+		return fmt.Errorf("history: writer not running (is Run active?): %w", ctx.Err())
+	}
+	select {
+	case err := <-reply:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+type bucketKey struct {
+	series int64
+	t      int64
+}
+
+type bucket struct {
+	lo, sum, hi float64
+	n           int64
+}
+
+func (b *bucket) add(v float64) {
+	if b.n == 0 || v < b.lo {
+		b.lo = v
+	}
+	if b.n == 0 || v > b.hi {
+		b.hi = v
+	}
+	b.sum += v
+	b.n++
+}
+
+// write commits one batch in one transaction: raw points, the aggregate buckets they touch, and
+// events. On failure nothing of the batch is kept, and the failure is logged and counted.
+func (s *Store) write(batch []item) error {
+	if len(batch) == 0 {
+		return nil
+	}
+	var samples, evs uint64
+	for i := range batch {
+		if batch[i].ev != nil {
+			evs++
+		} else {
+			samples += uint64(popcount(batch[i].set))
+		}
+	}
+	written, newIDs, err := s.writeTx(batch)
+	if err != nil {
+		s.failed.Add(samples + evs)
+		total := s.failed.Load()
+		if ok, suppressed := s.failLog.allow(s.opts.Now(), s.opts.LogEvery); ok {
+			s.log.Error("history write failed: batch dropped; free space in the data directory or lower the retention. Charts keep showing what is stored",
+				"err", err, "lost", samples+evs, "lost_total", total, "suppressed_warnings", suppressed)
+		}
+		return fmt.Errorf("history: write %d samples and %d events: %w", samples, evs, err)
+	}
+	// Series ids created in the transaction are only cached once it committed.
+	if len(newIDs) > 0 {
+		s.idsMu.Lock()
+		for k, id := range newIDs {
+			s.ids[k] = id
+		}
+		s.idsMu.Unlock()
+	}
+	s.written.Add(written)
+	s.events.Add(evs)
+	return nil
+}
+
+func (s *Store) writeTx(batch []item) (written uint64, newIDs map[seriesKey]int64, err error) {
+	ctx := context.Background()
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return 0, nil, err
+	}
+	defer func() {
+		if err != nil {
+			tx.Rollback()
+		}
+	}()
+	insRaw, err := tx.PrepareContext(ctx, "INSERT OR IGNORE INTO raw (series, t, v) VALUES (?, ?, ?)")
+	if err != nil {
+		return 0, nil, err
+	}
+	defer insRaw.Close()
+
+	min1 := make(map[bucketKey]*bucket)
+	hour := make(map[bucketKey]*bucket)
+	for i := range batch {
+		it := &batch[i]
+		if it.ev != nil {
+			e := it.ev
+			if _, err := tx.ExecContext(ctx,
+				"INSERT INTO events (t, mac, row, kind, detail, by) VALUES (?, ?, ?, ?, ?, ?)",
+				e.Time.UnixMilli(), e.MAC, e.Row, e.Kind, e.Detail, e.By); err != nil {
+				return 0, nil, err
+			}
+			continue
+		}
+		for m := range numMetrics {
+			if it.set&(1<<m) == 0 {
+				continue
+			}
+			key := seriesKey{it.source, uint8(m)}
+			id, err := s.seriesID(ctx, tx, key, &newIDs)
+			if err != nil {
+				return 0, nil, err
+			}
+			res, err := insRaw.ExecContext(ctx, id, it.t, it.v[m])
+			if err != nil {
+				return 0, nil, err
+			}
+			// A payload seen twice (a retained message redelivered after a restart) must
+			// not count twice in the aggregates.
+			if n, _ := res.RowsAffected(); n == 0 {
+				continue
+			}
+			written++
+			addBucket(min1, bucketKey{id, floorDiv(it.t, 60)}, it.v[m])
+			addBucket(hour, bucketKey{id, floorDiv(it.t, 3600)}, it.v[m])
+		}
+	}
+	for _, tier := range []struct {
+		table   string
+		buckets map[bucketKey]*bucket
+	}{{"agg_1m", min1}, {"agg_1h", hour}} {
+		if len(tier.buckets) == 0 {
+			continue
+		}
+		up, err := tx.PrepareContext(ctx, "INSERT INTO "+tier.table+` (series, t, lo, sum, hi, n) VALUES (?, ?, ?, ?, ?, ?)
+			ON CONFLICT (series, t) DO UPDATE SET lo = min(lo, excluded.lo), sum = sum + excluded.sum,
+			hi = max(hi, excluded.hi), n = n + excluded.n`)
+		if err != nil {
+			return 0, nil, err
+		}
+		for k, b := range tier.buckets {
+			if _, err := up.ExecContext(ctx, k.series, k.t, b.lo, b.sum, b.hi, b.n); err != nil {
+				up.Close()
+				return 0, nil, err
+			}
+		}
+		up.Close()
+	}
+	if err := tx.Commit(); err != nil {
+		return 0, nil, err
+	}
+	return written, newIDs, nil
+}
+
+func addBucket(m map[bucketKey]*bucket, k bucketKey, v float64) {
+	b := m[k]
+	if b == nil {
+		b = new(bucket)
+		m[k] = b
+	}
+	b.add(v)
+}
+
+// floorDiv returns the start of the step-long bucket holding t.
+func floorDiv(t, step int64) int64 {
+	q := t / step
+	if t%step < 0 {
+		q--
+	}
+	return q * step
+}
+
+// seriesID returns the id of key's series, creating the series inside tx when it is new.
+func (s *Store) seriesID(ctx context.Context, tx *sql.Tx, key seriesKey, newIDs *map[seriesKey]int64) (int64, error) {
+	s.idsMu.RLock()
+	id, ok := s.ids[key]
+	s.idsMu.RUnlock()
+	if ok {
+		return id, nil
+	}
+	if id, ok := (*newIDs)[key]; ok {
+		return id, nil
+	}
+	name := metricNames[key.metric]
+	if _, err := tx.ExecContext(ctx, "INSERT OR IGNORE INTO series (source, metric) VALUES (?, ?)", key.source, name); err != nil {
+		return 0, err
+	}
+	if err := tx.QueryRowContext(ctx, "SELECT id FROM series WHERE source = ? AND metric = ?", key.source, name).Scan(&id); err != nil {
+		return 0, err
+	}
+	if *newIDs == nil {
+		*newIDs = make(map[seriesKey]int64)
+	}
+	(*newIDs)[key] = id
+	return id, nil
+}
+
+// compact deletes rows past each tier's retention. The deletes go through the (series, t)
+// primary key one series at a time, so they touch only the expired rows, not the whole table.
+func (s *Store) compact(ctx context.Context) error {
+	now := s.opts.Now()
+	err := s.deleteOld(ctx, now)
+	if err != nil {
+		if ok, suppressed := s.failLog.allow(now, s.opts.LogEvery); ok {
+			s.log.Error("history retention failed; the file may grow until it succeeds",
+				"err", err, "suppressed_warnings", suppressed)
+		}
+		return fmt.Errorf("history: compact: %w", err)
+	}
+	return nil
+}
+
+func (s *Store) deleteOld(ctx context.Context, now time.Time) (err error) {
+	// A context that ended (shutdown) should not abort the deletes half-way through a tier;
+	// they are short, and a rollback would only redo them next time.
+	ctx = context.WithoutCancel(ctx)
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err != nil {
+			tx.Rollback()
+		}
+	}()
+	for _, d := range []struct {
+		table string
+		keep  time.Duration
+	}{
+		{"raw", s.opts.RawRetention},
+		{"agg_1m", s.opts.MinuteRetention},
+		{"agg_1h", s.opts.HourRetention},
+	} {
+		// The IN over series makes SQLite seek each series' range in the primary key
+		// instead of scanning every row of the table for t.
+		q := "DELETE FROM " + d.table + " WHERE series IN (SELECT id FROM series) AND t < ?"
+		if _, err := tx.ExecContext(ctx, q, now.Add(-d.keep).Unix()); err != nil {
+			return fmt.Errorf("delete from %s: %w", d.table, err)
+		}
+	}
+	if _, err := tx.ExecContext(ctx, "DELETE FROM events WHERE t < ?", now.Add(-s.opts.EventRetention).UnixMilli()); err != nil {
+		return fmt.Errorf("delete events: %w", err)
+	}
+	return tx.Commit()
+}
