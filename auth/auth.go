@@ -36,8 +36,9 @@ var (
 	// alike, so that a caller cannot tell which one it was.
 	ErrBadCredentials = errors.New("bad username or password")
 	// ErrInsecureFile is returned by Open (and by Authenticate when the file changes) when the
-	// users file can be read or written by anyone but its owner.
-	ErrInsecureFile = errors.New("users file permissions too open")
+	// users file can be read or written by anyone but its owner, and by CheckSecretFile for any
+	// secret file (a TLS private key) in that state.
+	ErrInsecureFile = errors.New("secret file permissions too open")
 )
 
 // Role says what a user may do.

@@ -259,6 +259,23 @@ func (s *Users) Authenticate(name, password string) (User, error) {
 	return u, nil
 }
 
+// Lookup returns the user of that name, reloading the file if it changed, without checking a
+// password: for callers that authenticated the user another way (the broker, by a client
+// certificate whose CN names an agent). An unknown user is ErrBadCredentials; any other error
+// means the users file could not be read, and callers should refuse and log it.
+func (s *Users) Lookup(name string) (User, error) {
+	if err := s.refresh(); err != nil {
+		return User{}, err
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	u, ok := s.users[name]
+	if !ok {
+		return User{}, ErrBadCredentials
+	}
+	return u, nil
+}
+
 func (s *Users) sum(name, password string) [sha256.Size]byte {
 	m := hmac.New(sha256.New, s.macKey)
 	m.Write([]byte(name))

@@ -1,7 +1,8 @@
 // Package broker is pirack's embedded MQTT broker: Mochi MQTT with pirack's own authentication
 // and authorization hook, bolt persistence of retained messages and sessions, and limits set on
-// purpose (clients, packet size, message and session expiry, and a deadline for the CONNECT
-// packet, which Mochi lacks).
+// purpose (clients, packet size, message and session expiry, sockets waiting for their CONNECT
+// and a deadline for it, which Mochi lacks). It listens on plain TCP, on TLS (with optional
+// per-agent client certificates) and on WebSocket, with the same authentication on each.
 //
 // Use it in three steps so that nothing published at startup is missed:
 //
@@ -11,12 +12,15 @@
 package broker
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -33,7 +37,9 @@ import (
 // Defaults applied by New to zero Config fields.
 const (
 	DefaultAddr           = ":1883"
+	DefaultTLSAddr        = ":8883"
 	DefaultMaxClients     = 4096
+	DefaultMaxPending     = 256
 	DefaultMaxPacketSize  = 64 << 10
 	DefaultConnectTimeout = 5 * time.Second
 	DefaultRetainedExpiry = 30 * 24 * time.Hour
@@ -45,8 +51,18 @@ const DBFile = "broker.db"
 
 // Config configures a Broker. Zero fields take the defaults above.
 type Config struct {
-	// Addr is the TCP listen address; "" means ":1883". Tests use "127.0.0.1:0".
+	// Addr is the plain TCP listen address; "" means ":1883". Tests use "127.0.0.1:0".
 	Addr string
+	// DisableTCP turns the plain TCP listener off, for a broker reachable only over TLS (or
+	// WebSocket). Addr is then ignored.
+	DisableTCP bool
+	// TLS, if set, adds the MQTT-over-TLS listener (mqtts, ":8883" by default), optionally with
+	// per-agent client certificates. nil means no TLS listener.
+	TLS *TLSConfig
+	// WSAddr is the listen address of the MQTT-over-WebSocket listener, for browsers and
+	// Node-RED (any URL path; subprotocol "mqtt"); "" means no WebSocket listener. It is plain
+	// ws://: put a TLS proxy in front of it for wss://.
+	WSAddr string
 	// DataDir holds broker.db (retained messages, sessions, inflight messages). Required; it is
 	// created (0700) if missing.
 	DataDir string
@@ -57,9 +73,16 @@ type Config struct {
 	// MaxPacketSize bounds an inbound packet in bytes; 0 means 64 KiB. Mochi's default is
 	// unlimited, and it allocates the buffer before authentication.
 	MaxPacketSize uint32
-	// ConnectTimeout is how long a new socket may take to send its CONNECT packet before it is
-	// closed; 0 means 5 s. Mochi has no such deadline.
+	// ConnectTimeout is how long a new socket may take to send its CONNECT packet (TLS and
+	// WebSocket handshakes included) before it is closed; 0 means 5 s. Mochi has no such
+	// deadline.
 	ConnectTimeout time.Duration
+	// MaxPending bounds the sockets, over all listeners, that are connected but not yet
+	// authenticated (no CONNECT yet, or its credentials being checked); beyond it a new socket is
+	// closed at once, with a log line (at most one a second). 0 means 256. MaxClients only
+	// counts clients once their CONNECT is read, so without this bound a flood of silent
+	// sockets would each hold a goroutine and buffers until ConnectTimeout.
+	MaxPending int
 	// RetainedExpiry is the longest a message (retained ones included) is kept; 0 means 30 days.
 	// Mochi's default of one day would silently drop the last status of a Pi that is off for a
 	// weekend.
@@ -83,6 +106,14 @@ func (c Config) withDefaults() Config {
 	}
 	if c.ConnectTimeout == 0 {
 		c.ConnectTimeout = DefaultConnectTimeout
+	}
+	if c.MaxPending == 0 {
+		c.MaxPending = DefaultMaxPending
+	}
+	if c.TLS != nil && c.TLS.Addr == "" {
+		t := *c.TLS
+		t.Addr = DefaultTLSAddr
+		c.TLS = &t
 	}
 	if c.RetainedExpiry == 0 {
 		c.RetainedExpiry = DefaultRetainedExpiry
@@ -112,22 +143,36 @@ type Broker struct {
 	log  *slog.Logger
 	srv  *mqtt.Server
 	hook *authHook
+	tls  *tls.Config // nil without Config.TLS
 
-	nextSubID atomic.Int64
-	closed    atomic.Bool
+	subs   inprocSubs
+	closed atomic.Bool
 
-	mu      sync.Mutex
-	tcp     *listeners.TCP
-	pending map[net.Conn]struct{} // sockets that have not sent CONNECT yet
+	mu        sync.Mutex
+	started   bool
+	addrs     map[string]func() string // listener id -> its address
+	pending   map[net.Conn]struct{}    // sockets not yet authenticated
+	refused   int                      // sockets refused over MaxPending since the last log line
+	refusedAt time.Time                // when that log line was written
+	live      map[string]*liveConn     // by client id: its latest authenticated connection
+	liveConns map[net.Conn]*liveConn   // the same, by socket
 
-	afterAccept func(net.Conn) // test hook: a socket was registered as pending
+	// Test hooks: a socket was registered as pending, or stopped being pending.
+	afterAccept  func(net.Conn)
+	afterRelease func(net.Conn)
 }
 
-// listenerID is Mochi's name for our TCP listener.
-const listenerID = "tcp"
+// Mochi's names for our listeners.
+const (
+	listenerTCP = "tcp"
+	listenerTLS = "tls"
+	listenerWS  = "ws"
+)
 
 // New builds the broker and loads what it persisted in DataDir, but does not listen yet: call
-// Subscribe for in-process subscribers, then Start. Close releases it.
+// Subscribe for in-process subscribers, then Start. Close releases it. The TLS certificate and
+// key are loaded here, so a missing file or a key others can read is reported before anything
+// listens.
 func New(cfg Config) (*Broker, error) {
 	cfg = cfg.withDefaults()
 	if cfg.DataDir == "" {
@@ -136,11 +181,22 @@ func New(cfg Config) (*Broker, error) {
 	if cfg.Users == nil {
 		return nil, errors.New("broker: Config.Users is required")
 	}
+	if cfg.DisableTCP && cfg.TLS == nil && cfg.WSAddr == "" {
+		return nil, errors.New("broker: every listener is off: enable TCP, TLS or WebSocket")
+	}
+	b := &Broker{cfg: cfg, log: cfg.Logger, pending: map[net.Conn]struct{}{}, addrs: map[string]func() string{},
+		live: map[string]*liveConn{}, liveConns: map[net.Conn]*liveConn{}}
+	if cfg.TLS != nil {
+		t, err := cfg.TLS.load()
+		if err != nil {
+			return nil, fmt.Errorf("broker: %w", err)
+		}
+		b.tls = t
+	}
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("broker: create data directory: %w", err)
 	}
 
-	b := &Broker{cfg: cfg, log: cfg.Logger, pending: map[net.Conn]struct{}{}}
 	b.srv = mqtt.New(&mqtt.Options{
 		InlineClient: true,
 		Capabilities: cfg.capabilities(),
@@ -149,7 +205,7 @@ func New(cfg Config) (*Broker, error) {
 		// on an SD card.
 		SysTopicResendInterval: 10,
 	})
-	b.hook = &authHook{users: cfg.Users, log: cfg.Logger, srv: b.srv, connected: b.connectReceived}
+	b.hook = &authHook{users: cfg.Users, log: cfg.Logger, srv: b.srv, authenticated: b.authenticated, deliver: b.subs.deliver}
 
 	// The auth hook goes first: Mochi runs OnPublish hooks in order and stops at the first that
 	// ignores a packet, so no later hook ever sees a refused publish.
@@ -177,35 +233,68 @@ func New(cfg Config) (*Broker, error) {
 	return b, nil
 }
 
-// Start listens on Config.Addr and accepts MQTT clients. Register in-process subscribers before.
+// Start opens the configured listeners (TCP, TLS, WebSocket) and accepts MQTT clients.
+// Register in-process subscribers before. If Start fails, Close the broker.
 func (b *Broker) Start() error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.closed.Load() {
 		return errors.New("broker: Start after Close")
 	}
-	if b.tcp != nil {
+	if b.started {
 		return errors.New("broker: already started")
 	}
-	l := listeners.NewTCP(listeners.Config{Type: listeners.TypeTCP, ID: listenerID, Address: b.cfg.Addr})
-	if err := b.srv.AddListener(l); err != nil {
-		return fmt.Errorf("broker: listen on %s: %w", b.cfg.Addr, err)
+	b.started = true
+	if !b.cfg.DisableTCP {
+		l := listeners.NewTCP(listeners.Config{Type: listeners.TypeTCP, ID: listenerTCP, Address: b.cfg.Addr})
+		if err := b.listen(l, b.cfg.Addr, "MQTT"); err != nil {
+			return err
+		}
 	}
-	b.tcp = l
-	b.srv.Listeners.Serve(listenerID, b.establish)
-	b.log.Info("MQTT broker listening", "addr", l.Address())
+	if b.cfg.TLS != nil {
+		l := listeners.NewTCP(listeners.Config{Type: listeners.TypeTCP, ID: listenerTLS, Address: b.cfg.TLS.Addr, TLSConfig: b.tls})
+		if err := b.listen(l, b.cfg.TLS.Addr, "MQTT over TLS"); err != nil {
+			return err
+		}
+	}
+	if b.cfg.WSAddr != "" {
+		l := newWSListener(listenerWS, b.cfg.WSAddr, b.cfg.ConnectTimeout, b.wsConnState, b.log)
+		if err := b.listen(l, b.cfg.WSAddr, "MQTT over WebSocket"); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 
-// Addr is the address the broker listens on (the real port when Config.Addr ends in ":0"), or
-// "" before Start.
-func (b *Broker) Addr() string {
+// listen opens l and serves it. b.mu is held.
+func (b *Broker) listen(l listeners.Listener, addr, what string) error {
+	if err := b.srv.AddListener(l); err != nil {
+		return fmt.Errorf("broker: %s: listen on %s: %w", what, addr, err)
+	}
+	b.addrs[l.ID()] = l.Address
+	b.srv.Listeners.Serve(l.ID(), b.establish)
+	b.log.Info("MQTT broker listening", "listener", l.ID(), "addr", l.Address())
+	return nil
+}
+
+// Addr is the address of the plain TCP listener (the real port when Config.Addr ends in ":0"),
+// or "" before Start or when it is off.
+func (b *Broker) Addr() string { return b.addr(listenerTCP) }
+
+// TLSAddr is the address of the TLS listener, or "" before Start or without Config.TLS.
+func (b *Broker) TLSAddr() string { return b.addr(listenerTLS) }
+
+// WSAddr is the address of the WebSocket listener, or "" before Start or without
+// Config.WSAddr.
+func (b *Broker) WSAddr() string { return b.addr(listenerWS) }
+
+func (b *Broker) addr(id string) string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if b.tcp == nil {
-		return ""
+	if f, ok := b.addrs[id]; ok {
+		return f()
 	}
-	return b.tcp.Address()
+	return ""
 }
 
 // Close disconnects every client, stops listening and closes broker.db. Connected agents'
@@ -225,25 +314,37 @@ func (b *Broker) Close() error {
 }
 
 // Subscribe registers an in-process subscriber for an MQTT topic filter. Retained messages that
-// match are passed to fn at once, before Subscribe returns; then every message published to a
-// matching topic is.
+// match (those loaded from broker.db included) are passed to fn at once, before Subscribe
+// returns; then every message published to a matching topic is, once: client publishes,
+// in-process Publish calls, and Wills.
+//
+// A client's publish reaches fn after the ACL check and before the broker acknowledges it: by
+// the time a QoS 1 publisher has its PUBACK, fn has returned. So an event fn stores before
+// returning is never lost, even if the broker dies right after the acknowledgement. (Mochi
+// acknowledges before its own fan-out; in-process subscribers do not use that fan-out.)
 //
 // fn runs on the goroutine of the client that published, and may run on several goroutines at
 // once: it must be safe for concurrent use, must not block (hand the message to a buffered
 // channel or a mutex-guarded structure and return), and must not modify payload. A blocked fn
-// stalls the publishing client.
+// stalls the publishing client and delays its acknowledgement.
 //
-// Inline subscriptions are not persisted: register them again after each New.
+// Filters beginning with "$" ($SYS, $share) are refused: $SYS messages are not delivered
+// in-process. Subscriptions are not persisted: register them again after each New.
 func (b *Broker) Subscribe(filter string, fn func(topic string, payload []byte)) error {
 	if fn == nil {
 		return errors.New("broker: Subscribe with a nil handler")
 	}
-	id := int(b.nextSubID.Add(1))
-	err := b.srv.Subscribe(filter, id, func(_ *mqtt.Client, _ packets.Subscription, pk packets.Packet) {
-		fn(pk.TopicName, pk.Payload)
-	})
-	if err != nil {
-		return fmt.Errorf("broker: subscribe %q: %w", filter, err)
+	if !validFilter(filter) {
+		return fmt.Errorf("broker: subscribe %q: %w", clip(filter), packets.ErrTopicFilterInvalid)
+	}
+	if strings.HasPrefix(filter, "$") {
+		return fmt.Errorf("broker: subscribe %q: $SYS and shared subscriptions are not available in-process", clip(filter))
+	}
+	b.subs.add(filter, fn)
+	for _, pk := range b.srv.Topics.Messages(filter) { // [MQTT-3.8.4-4]
+		if filterWithin(pk.TopicName, filter) { // the same matching as live messages: no $SYS for "#"
+			fn(pk.TopicName, pk.Payload)
+		}
 	}
 	return nil
 }
@@ -265,14 +366,13 @@ func (b *Broker) Publish(topic string, payload []byte, retain bool, qos byte) er
 
 // establish runs for each accepted socket, for as long as it stays connected. It gives the
 // socket a deadline for its CONNECT packet; Mochi replaces that deadline with the client's
-// keepalive once the CONNECT is read, and refreshes it at each packet.
+// keepalive once the client is authenticated, and refreshes it at each packet.
 func (b *Broker) establish(listener string, c net.Conn) error {
 	b.mu.Lock()
-	if b.closed.Load() {
+	if b.closed.Load() || !b.admitLocked(c) {
 		b.mu.Unlock()
 		return c.Close()
 	}
-	b.pending[c] = struct{}{}
 	// Mochi counts a connection in ClientsWg only once it runs, so its Close may Wait while a
 	// just-accepted socket Adds: a WaitGroup misuse. Counting it here, under the lock Close
 	// takes first, orders the two.
@@ -286,29 +386,139 @@ func (b *Broker) establish(listener string, c net.Conn) error {
 
 	err := b.srv.EstablishConnection(listener, c)
 
-	b.mu.Lock()
-	_, beforeConnect := b.pending[c]
-	delete(b.pending, c)
-	b.mu.Unlock()
+	beforeAuth := b.release(c)
+	b.ended(c)
 
 	// Log here rather than returning the error: Mochi's listener would log it without a message
 	// or the remote address.
 	remote := c.RemoteAddr().String()
 	switch {
 	case err == nil, errors.Is(err, errRefused): // refusals are logged by the hook
-	case beforeConnect && errors.Is(err, os.ErrDeadlineExceeded):
-		b.log.Warn("MQTT connection closed: no CONNECT packet in time", "remote", remote, "timeout", b.cfg.ConnectTimeout)
-	case beforeConnect:
-		b.log.Warn("MQTT connection closed at CONNECT", "remote", remote, "error", err)
+	case beforeAuth && errors.Is(err, os.ErrDeadlineExceeded):
+		b.log.Warn("MQTT connection closed: no CONNECT packet in time", "listener", listener, "remote", remote, "timeout", b.cfg.ConnectTimeout)
+	case beforeAuth:
+		b.log.Warn("MQTT connection closed at CONNECT", "listener", listener, "remote", remote, "error", err)
 	default:
-		b.log.Info("MQTT connection ended", "remote", remote, "error", err)
+		b.log.Info("MQTT connection ended", "listener", listener, "remote", remote, "error", err)
 	}
 	return nil
 }
 
-// connectReceived is called by the hook once a socket's CONNECT packet has been read.
-func (b *Broker) connectReceived(c net.Conn) {
+// admitLocked registers c as pending, or refuses it when MaxPending sockets already are.
+// b.mu is held.
+func (b *Broker) admitLocked(c net.Conn) bool {
+	if len(b.pending) >= b.cfg.MaxPending {
+		b.refused++
+		if now := time.Now(); now.Sub(b.refusedAt) >= time.Second {
+			b.log.Warn("MQTT connection refused: too many sockets waiting for CONNECT",
+				"remote", c.RemoteAddr().String(), "max_pending", b.cfg.MaxPending, "refused", b.refused)
+			b.refused, b.refusedAt = 0, now
+		}
+		return false
+	}
+	b.pending[c] = struct{}{}
+	return true
+}
+
+// release forgets a pending socket, once it is authenticated or gone, and says whether it was
+// still pending.
+func (b *Broker) release(c net.Conn) bool {
 	b.mu.Lock()
+	_, ok := b.pending[c]
 	delete(b.pending, c)
 	b.mu.Unlock()
+	if ok && b.afterRelease != nil {
+		b.afterRelease(c)
+	}
+	return ok
+}
+
+// liveConn is an authenticated connection, until Mochi has finished with it.
+type liveConn struct {
+	id   string
+	cl   *mqtt.Client
+	done chan struct{} // closed once EstablishConnection returned
+}
+
+// authenticated is called by the hook once a client passed every check, before Mochi takes
+// over (or starts) its session. It ends the socket's pending state and, if an earlier
+// connection with the same client id is still running, ends that one and waits until Mochi
+// has cleaned up after it. Otherwise that cleanup, which deletes clients by id, can run after
+// the new client is registered and unregister it: a client that reconnects at once (clean
+// session) would then receive nothing. Waiting also publishes the old connection's Will before
+// the new one is acknowledged, never after its birth message. It returns false if the old
+// connection did not end in time.
+func (b *Broker) authenticated(cl *mqtt.Client) bool {
+	c := cl.Net.Conn
+	b.release(c)
+	e := &liveConn{id: cl.ID, cl: cl, done: make(chan struct{})}
+	b.mu.Lock()
+	prev := b.live[cl.ID]
+	b.live[cl.ID] = e
+	b.liveConns[c] = e
+	b.mu.Unlock()
+	if prev == nil {
+		return true
+	}
+	prev.cl.Stop(packets.ErrSessionTakenOver)
+	select {
+	case <-prev.done:
+		return true
+	case <-time.After(b.cfg.ConnectTimeout):
+		b.log.Error("MQTT session takeover: the previous connection did not end", "client", cl.ID, "remote", cl.Net.Remote)
+		return false
+	}
+}
+
+// ended is called once Mochi is done with c.
+func (b *Broker) ended(c net.Conn) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	e, ok := b.liveConns[c]
+	if !ok {
+		return
+	}
+	delete(b.liveConns, c)
+	if b.live[e.id] == e {
+		delete(b.live, e.id)
+	}
+	close(e.done)
+}
+
+// wsConnState counts WebSocket sockets as pending from their first byte of HTTP to the upgrade,
+// so the MaxPending bound and Close cover the HTTP handshake too.
+func (b *Broker) wsConnState(c net.Conn, state http.ConnState) {
+	switch state {
+	case http.StateNew:
+		b.mu.Lock()
+		ok := !b.closed.Load() && b.admitLocked(c)
+		b.mu.Unlock()
+		if !ok {
+			_ = c.Close()
+			return
+		}
+		if b.afterAccept != nil {
+			b.afterAccept(c)
+		}
+	case http.StateHijacked, http.StateClosed:
+		b.release(c)
+	}
+}
+
+// validFilter checks an MQTT topic filter: not empty, "+" only as a whole level, "#" only as
+// the whole last level. (Mochi's check lets "a#" through.)
+func validFilter(filter string) bool {
+	if filter == "" {
+		return false
+	}
+	levels := strings.Split(filter, "/")
+	for i, l := range levels {
+		if strings.Contains(l, "+") && l != "+" {
+			return false
+		}
+		if strings.Contains(l, "#") && (l != "#" || i != len(levels)-1) {
+			return false
+		}
+	}
+	return true
 }

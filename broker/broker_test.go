@@ -3,11 +3,13 @@ package broker
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"os"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -29,7 +31,7 @@ const (
 	macB     = "b827eb000002" // agent in row r2
 )
 
-func testUsers(t *testing.T) *auth.Users {
+func testUsers(t testing.TB) *auth.Users {
 	t.Helper()
 	users, err := auth.Open(t.TempDir() + "/users.json")
 	if err != nil {
@@ -50,12 +52,12 @@ func testUsers(t *testing.T) *auth.Users {
 	return users
 }
 
-func testLogger(t *testing.T) *slog.Logger {
+func testLogger(t testing.TB) *slog.Logger {
 	return slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelInfo}))
 }
 
 // newBroker builds a broker on 127.0.0.1:0. start=false leaves it to the test to Start.
-func newBroker(t *testing.T, dataDir string, users *auth.Users, start bool, mods ...func(*Config)) *Broker {
+func newBroker(t testing.TB, dataDir string, users *auth.Users, start bool, mods ...func(*Config)) *Broker {
 	t.Helper()
 	cfg := Config{Addr: "127.0.0.1:0", DataDir: dataDir, Users: users, Logger: testLogger(t)}
 	for _, m := range mods {
@@ -73,6 +75,31 @@ func newBroker(t *testing.T, dataDir string, users *auth.Users, start bool, mods
 	}
 	return b
 }
+
+// syncBuffer is a bytes.Buffer safe for a logger and a test to share.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// newBufferLogger logs to buf as well as to the test's output.
+func newBufferLogger(t testing.TB, buf *syncBuffer) *slog.Logger {
+	return slog.New(slog.NewTextHandler(io.MultiWriter(t.Output(), buf), &slog.HandlerOptions{Level: slog.LevelInfo}))
+}
+
+func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
 
 func startBroker(t *testing.T) *Broker {
 	return newBroker(t, t.TempDir(), testUsers(t), true)
@@ -212,6 +239,8 @@ func TestConnectRefused(t *testing.T) {
 		{name: "agent with a Will on its metrics", id: macA, user: macA, pass: password, opts: []clientOpt{withWill(topics.MetricsTopic("r1", macA))}, wantErr: pahopackets.ErrorRefusedNotAuthorised},
 		{name: "viewer with a Will", id: "v1", user: "viewer", pass: password, opts: []clientOpt{withWill(topics.StatusTopic("r1", macA))}, wantErr: pahopackets.ErrorRefusedNotAuthorised},
 		{name: "viewer with an agent's client id", id: macA, user: "viewer", pass: password, wantErr: pahopackets.ErrorRefusedIDRejected},
+		{name: "admin with an agent's client id", id: macB, user: "admin", pass: password, wantErr: pahopackets.ErrorRefusedIDRejected},
+		{name: "agent without a client id", id: "", user: macA, pass: password, wantErr: pahopackets.ErrorRefusedIDRejected},
 		{name: "client id with slash", id: "a/b", user: "admin", pass: password, wantErr: pahopackets.ErrorRefusedIDRejected},
 		{name: "client id with plus", id: "a+b", user: "admin", pass: password, wantErr: pahopackets.ErrorRefusedIDRejected},
 		{name: "client id with hash", id: "a#", user: "admin", pass: password, wantErr: pahopackets.ErrorRefusedIDRejected},
@@ -244,6 +273,24 @@ func TestClientIDTakeoverByAnotherUser(t *testing.T) {
 		t.Fatalf("viewer took client id node-red: %v", err)
 	}
 	owner.expectConnected(t)
+
+	// A persistent session stays its user's while it is disconnected (commands may be queued
+	// for it), and the same user may take it over.
+	persistent := func(o *paho.ClientOptions) { o.SetCleanSession(false) }
+	held := mustDial(t, b, "flows", "auto", persistent)
+	held.Disconnect(0)
+	if _, err := dial(t, b, "flows", "admin", password, persistent); !errors.Is(err, pahopackets.ErrorRefusedIDRejected) {
+		t.Fatalf("admin took the disconnected persistent session of flows: %v", err)
+	}
+	again := mustDial(t, b, "flows", "auto", persistent)
+	// The same user taking over a live connection ends the old one.
+	takeover := mustDial(t, b, "flows", "auto", persistent)
+	select {
+	case <-again.lost:
+	case <-time.After(wait):
+		t.Fatal("the taken-over connection is still open")
+	}
+	takeover.expectConnected(t)
 }
 
 // A raw client that sends CONNECT without credentials, then SUBSCRIBE, gets a refusal and the
@@ -406,10 +453,11 @@ func TestLEDCommands(t *testing.T) {
 	}
 }
 
-// The dashboard's inline subscription receives agents' messages and is not subject to the ACL.
-func TestInlineSubscribe(t *testing.T) {
+// The dashboard's in-process subscription receives every message once: agents' publishes
+// (not subject to the subscriber's ACL), in-process publishes, and Wills.
+func TestInProcessSubscribe(t *testing.T) {
 	b := newBroker(t, t.TempDir(), testUsers(t), false)
-	got := make(chan string, 10)
+	got := make(chan string, 100)
 	if err := b.Subscribe(topics.AllFilter, func(topic string, payload []byte) {
 		got <- topic + " " + string(payload)
 	}); err != nil {
@@ -418,15 +466,99 @@ func TestInlineSubscribe(t *testing.T) {
 	if err := b.Start(); err != nil {
 		t.Fatal(err)
 	}
+	expect := func(want string) {
+		t.Helper()
+		select {
+		case s := <-got:
+			if s != want {
+				t.Fatalf("in-process subscriber got %q, want %q", s, want)
+			}
+		case <-time.After(wait):
+			t.Fatalf("in-process subscriber received nothing, want %q", want)
+		}
+	}
+
 	agent := mustDial(t, b, macA, macA)
-	agent.publish(t, topics.ButtonTopic("r1", macA), 1, false, "short")
+	for _, qos := range []byte{0, 1, 2} {
+		agent.publish(t, topics.ButtonTopic("r1", macA), qos, false, fmt.Sprintf("qos%d", qos))
+		expect(topics.ButtonTopic("r1", macA) + fmt.Sprintf(" qos%d", qos))
+	}
+	// A refused publish reaches no one, in-process included.
+	agent.publish(t, topics.ButtonTopic("r2", macB), 1, false, "forged")
+	if err := b.Publish(topics.LEDTopic(macA), []byte("blink"), false, 1); err != nil {
+		t.Fatal(err)
+	}
+	expect(topics.LEDTopic(macA) + " blink")
+
+	// A Will: a raw agent with a Will on its status drops its socket.
+	conn := rawConnect(t, b.Addr(), connectPacket{id: macB, user: macB, pass: password, will: topics.StatusTopic("r2", macB), willPayload: "offline"})
+	expectConnack(t, conn, 0)
+	conn.Close()
+	expect(topics.StatusTopic("r2", macB) + " offline")
+
+	// Exactly once each: nothing else arrived (a second delivery through Mochi's inline
+	// fan-out would be queued by now, since the marker went through the same path).
+	if err := b.Publish("rack/end", []byte("marker"), false, 0); err != nil {
+		t.Fatal(err)
+	}
+	expect("rack/end marker")
 	select {
 	case s := <-got:
-		if want := topics.ButtonTopic("r1", macA) + " short"; s != want {
-			t.Fatalf("inline subscriber got %q, want %q", s, want)
+		t.Fatalf("in-process subscriber got a second delivery: %q", s)
+	default:
+	}
+}
+
+// A QoS 1 publish is handed to the in-process subscriber before the broker acknowledges it:
+// while the subscriber holds the message, the publisher's token does not complete.
+func TestInProcessBeforePuback(t *testing.T) {
+	b := newBroker(t, t.TempDir(), testUsers(t), false)
+	entered, release := make(chan struct{}, 1), make(chan struct{})
+	var once sync.Once
+	unblock := func() { once.Do(func() { close(release) }) }
+	t.Cleanup(unblock) // runs before the broker's Close, which would wait for the handler
+	if err := b.Subscribe(topics.ButtonTopic("+", "+"), func(string, []byte) {
+		select {
+		case entered <- struct{}{}:
+		default:
 		}
+		<-release // blocking here is what the contract forbids; it proves the ordering
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Start(); err != nil {
+		t.Fatal(err)
+	}
+	agent := mustDial(t, b, macA, macA)
+	tok := agent.Publish(topics.ButtonTopic("r1", macA), 1, false, "short")
+	select {
+	case <-entered:
 	case <-time.After(wait):
-		t.Fatal("inline subscriber received nothing")
+		t.Fatal("in-process subscriber never received the publish")
+	}
+	// With the subscriber holding the message, the PUBACK must not have been sent. Give it a
+	// fair chance to arrive if it had been.
+	select {
+	case <-tok.Done():
+		t.Fatal("the publisher was acknowledged before the in-process subscriber returned")
+	case <-time.After(300 * time.Millisecond):
+	}
+	unblock()
+	if !tok.WaitTimeout(wait) || tok.Error() != nil {
+		t.Fatalf("publish not acknowledged after the subscriber returned: %v", tok.Error())
+	}
+}
+
+func TestSubscribeErrors(t *testing.T) {
+	b := newBroker(t, t.TempDir(), testUsers(t), false)
+	fn := func(string, []byte) {}
+	for _, filter := range []string{"", "a/#/b", "$SYS/#", "$share/g/rack/#", "a#"} {
+		if err := b.Subscribe(filter, fn); err == nil {
+			t.Errorf("Subscribe(%q) succeeded", filter)
+		}
+	}
+	if err := b.Subscribe("rack/#", nil); err == nil {
+		t.Error("Subscribe with a nil handler succeeded")
 	}
 }
 

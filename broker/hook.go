@@ -3,8 +3,9 @@ package broker
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"log/slog"
-	"net"
+	"strconv"
 	"strings"
 	"sync"
 
@@ -20,21 +21,26 @@ var errRefused = errors.New("connection refused")
 
 // authHook is pirack's authentication and authorization, default deny:
 //
-//   - OnConnect checks the credentials, the client id and the Will topic, and answers a refusal
-//     with the right CONNACK code itself (OnConnectAuthenticate can only say "bad password");
+//   - OnConnect checks the credentials (password, or an agent's TLS client certificate), the
+//     client id and the Will topic, and answers a refusal with the right CONNACK code itself
+//     (OnConnectAuthenticate can only say "bad password");
 //   - OnConnectAuthenticate admits exactly the clients OnConnect accepted;
 //   - OnACLCheck decides subscriptions and deliveries;
 //   - OnPublish decides publishes. Mochi's write ACL check would disconnect a 3.1.1 client
 //     refused a QoS 1 publish, and paho re-sends that message at every reconnect, forever;
-//     here a refused publish is acknowledged and dropped instead.
+//     here a refused publish is acknowledged and dropped instead. An allowed publish is handed
+//     to the in-process subscribers here, before Mochi acknowledges it;
+//   - OnWillSent hands Wills to the in-process subscribers: Mochi publishes them without
+//     OnPublish.
 type authHook struct {
 	mqtt.HookBase
-	users     *auth.Users
-	log       *slog.Logger
-	srv       *mqtt.Server       // for SendConnack
-	connected func(net.Conn)     // tells the broker the CONNECT arrived
-	mu        sync.RWMutex       // guards sessions
-	sessions  map[string]session // by client id
+	users         *auth.Users
+	log           *slog.Logger
+	srv           *mqtt.Server            // for SendConnack
+	authenticated func(*mqtt.Client) bool // tells the broker; false: refuse after all
+	deliver       func(string, []byte)    // to the in-process subscribers
+	mu            sync.RWMutex            // guards sessions
+	sessions      map[string]session      // by client id
 }
 
 // session is who a client id is connected (or persisted) as.
@@ -49,10 +55,12 @@ func (h *authHook) ID() string { return "pirack-auth" }
 
 func (h *authHook) Provides(b byte) bool {
 	return bytes.Contains([]byte{
+		mqtt.OnPacketRead,
 		mqtt.OnConnect,
 		mqtt.OnConnectAuthenticate,
 		mqtt.OnACLCheck,
 		mqtt.OnPublish,
+		mqtt.OnWillSent,
 		mqtt.OnDisconnect,
 		mqtt.OnClientExpired,
 	}, []byte{b})
@@ -63,64 +71,195 @@ func (h *authHook) Init(any) error {
 	return nil
 }
 
+// MQTT 3.1.1 CONNACK return codes; MQTT 5 clients get the matching reason codes.
+const (
+	v3IDRejected    = 0x02
+	v3Unavailable   = 0x03
+	v3BadPassword   = 0x04
+	v3NotAuthorized = 0x05
+)
+
+// refusal is why OnConnect refuses a client: the CONNACK codes to send and a reason to log.
+type refusal struct {
+	code   packets.Code // MQTT 5
+	v3     byte         // MQTT 3.1.1
+	reason string
+}
+
+func (r *refusal) Error() string { return r.reason }
+
+func refuseID(reason string) *refusal {
+	return &refusal{packets.ErrClientIdentifierNotValid, v3IDRejected, reason}
+}
+
+func refuseAuth(reason string) *refusal {
+	return &refusal{packets.ErrNotAuthorized, v3NotAuthorized, reason}
+}
+
+// OnPacketRead ends the connection of a client that breaks MQTT in ways Mochi lets through or
+// answers with a CONNACK code MQTT 3.1.1 does not have (a 3.1.1 client reads 0x80 or 0x82 as
+// garbage). Rejecting the packet closes the connection; the broker logs why.
+func (h *authHook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
+	switch pk.FixedHeader.Type {
+	case packets.Connect:
+		if pk.ProtocolVersion == 5 {
+			return pk, nil // Mochi's MQTT 5 reason codes are right
+		}
+		name := string(pk.Connect.ProtocolName)
+		switch {
+		case name != "MQTT" && name != "MQIsdp":
+			return pk, fmt.Errorf("%w: protocol name %q", packets.ErrRejectPacket, clip(name)) // [MQTT-3.1.2-1]
+		case pk.ProtocolVersion != 3 && pk.ProtocolVersion != 4:
+			_ = h.srv.SendConnack(cl, packets.Code{Code: 0x01}, false, nil) // [MQTT-3.1.2-2]
+			return pk, fmt.Errorf("%w: protocol level %d", packets.ErrRejectPacket, pk.ProtocolVersion)
+		case pk.ReservedBit != 0:
+			return pk, fmt.Errorf("%w: reserved CONNECT flag set", packets.ErrRejectPacket) // [MQTT-3.1.2-3]
+		case pk.Connect.ClientIdentifier == "" && !pk.Connect.Clean:
+			_ = h.srv.SendConnack(cl, packets.Code{Code: v3IDRejected}, false, nil) // [MQTT-3.1.3-8]
+			return pk, fmt.Errorf("%w: empty client id for a persistent session", packets.ErrRejectPacket)
+		}
+	case packets.Subscribe, packets.Unsubscribe:
+		for _, f := range pk.Filters {
+			if f.Filter == "" { // [MQTT-4.7.3-1]; Mochi answers with a failure code and carries on
+				s, _ := h.session(cl)
+				h.log.Warn("MQTT connection closed: empty topic filter", "username", s.user.Name, "client", cl.ID, "remote", cl.Net.Remote)
+				return pk, fmt.Errorf("%w: empty topic filter", packets.ErrRejectPacket)
+			}
+		}
+	}
+	return pk, nil
+}
+
 // OnConnect authenticates the client and checks its client id and Will.
 func (h *authHook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
-	if h.connected != nil && cl.Net.Conn != nil {
-		h.connected(cl.Net.Conn)
-	}
 	name := string(pk.Connect.Username)
 	id := pk.Connect.ClientIdentifier
-	log := h.log.With("username", clip(name), "client", clip(id), "remote", cl.Net.Remote)
-	refuse := func(code packets.Code, v3 byte, reason string) error {
-		log.Warn("MQTT connection refused", "reason", reason)
+	log := h.log.With("username", clip(name), "client", clip(id), "listener", cl.Net.Listener, "remote", cl.Net.Remote)
+	refuse := func(r *refusal) error {
+		log.Warn("MQTT connection refused", "reason", r.reason)
+		code := r.code
 		if cl.Properties.ProtocolVersion < 5 {
-			code = packets.Code{Code: v3, Reason: code.Reason} // 3.1.1 has its own CONNACK codes
+			code = packets.Code{Code: r.v3, Reason: code.Reason} // 3.1.1 has its own CONNACK codes
 		}
 		_ = h.srv.SendConnack(cl, code, false, nil)
 		return errRefused
 	}
-	const (
-		v3IDRejected    = 0x02
-		v3Unavailable   = 0x03
-		v3BadPassword   = 0x04
-		v3NotAuthorized = 0x05
-	)
 
-	if strings.ContainsAny(id, "+#/") || id == mqtt.InlineClientId {
-		return refuse(packets.ErrClientIdentifierNotValid, v3IDRejected, "client id contains +, # or /, or is reserved")
+	if r := clientIDValid(id); r != nil {
+		return refuse(r)
 	}
-	if !pk.Connect.UsernameFlag || name == "" {
-		return refuse(packets.ErrNotAuthorized, v3NotAuthorized, "no username")
+	u, via, r := h.authenticate(cl, pk)
+	if r != nil {
+		return refuse(r)
 	}
-	u, err := h.users.Authenticate(name, string(pk.Connect.Password))
-	if errors.Is(err, auth.ErrBadCredentials) {
-		return refuse(packets.ErrBadUsernameOrPassword, v3BadPassword, "unknown user or wrong password")
-	}
-	if err != nil {
-		log.Error("cannot check MQTT credentials", "error", err)
-		return refuse(packets.ErrServerUnavailable, v3Unavailable, "users file unreadable")
-	}
-	if u.Role == auth.RoleAgent && id != u.MAC {
-		return refuse(packets.ErrClientIdentifierNotValid, v3IDRejected, "an agent's client id must be its MAC "+u.MAC)
-	}
-	// A MAC as client id is an agent's: anyone else using it would take over that Pi's session.
-	if u.Role != auth.RoleAgent && topics.IsMAC(id) {
-		return refuse(packets.ErrClientIdentifierNotValid, v3IDRejected, "a MAC as client id is reserved for that Pi's agent")
+	if r := clientIDAllowed(u, id); r != nil {
+		return refuse(r)
 	}
 	if pk.Connect.WillFlag && !willAllowed(u, pk.Connect.WillTopic) {
 		log.Warn("MQTT Will topic not allowed", "will_topic", clip(pk.Connect.WillTopic))
-		return refuse(packets.ErrNotAuthorized, v3NotAuthorized, "Will topic not allowed for this user")
+		return refuse(refuseAuth("Will topic not allowed for this user"))
 	}
+	// A delayed Will (MQTT 5) would be published by Mochi's housekeeping without OnWillSent once
+	// the session is gone, out of the in-process subscribers' sight; and presence wants the
+	// offline status at once. Wills are published without delay.
+	cl.Properties.Will.WillDelayInterval = 0
 
 	h.mu.Lock()
 	prev, held := h.sessions[cl.ID]
 	if held && prev.user.Name != u.Name {
 		h.mu.Unlock()
-		return refuse(packets.ErrClientIdentifierNotValid, v3IDRejected, "client id in use by user "+prev.user.Name)
+		return refuse(refuseID("client id in use by user " + prev.user.Name))
 	}
 	h.sessions[cl.ID] = session{cl: cl, user: u}
 	h.mu.Unlock()
-	log.Info("MQTT client connected", "role", u.Role)
+	if h.authenticated != nil && cl.Net.Conn != nil && !h.authenticated(cl) {
+		h.mu.Lock()
+		if h.sessions[cl.ID].cl == cl {
+			if held {
+				h.sessions[cl.ID] = prev
+			} else {
+				delete(h.sessions, cl.ID)
+			}
+		}
+		h.mu.Unlock()
+		return refuse(&refusal{packets.ErrServerUnavailable, v3Unavailable, "previous connection with this client id did not end"})
+	}
+	log.Info("MQTT client connected", "user", u.Name, "role", u.Role, "auth", via)
+	return nil
+}
+
+// authenticate finds who the client is: by its TLS client certificate if it presented one
+// (an agent), else by username and password. via says which ("certificate", "password" or
+// "certificate+password").
+func (h *authHook) authenticate(cl *mqtt.Client, pk packets.Packet) (u auth.User, via string, r *refusal) {
+	name, password := string(pk.Connect.Username), string(pk.Connect.Password)
+	badPassword := &refusal{packets.ErrBadUsernameOrPassword, v3BadPassword, "unknown user or wrong password"}
+	unavailable := func(err error) *refusal {
+		h.log.Error("cannot check MQTT credentials", "error", err)
+		return &refusal{packets.ErrServerUnavailable, v3Unavailable, "users file unreadable"}
+	}
+
+	if cert := clientCert(cl); cert != nil {
+		cn := cert.Subject.CommonName
+		if !topics.IsMAC(cn) {
+			return u, "", refuseAuth("client certificate CN " + strconv.Quote(clip(cn)) + " is not a MAC in topic form (12 lowercase hex digits)")
+		}
+		if pk.Connect.UsernameFlag && name != cn {
+			return u, "", refuseAuth("username does not match the client certificate CN " + cn)
+		}
+		u, err := h.users.Lookup(cn)
+		if errors.Is(err, auth.ErrBadCredentials) {
+			return u, "", refuseAuth("no agent user " + cn + " for this client certificate (removed?)")
+		}
+		if err != nil {
+			return u, "", unavailable(err)
+		}
+		if u.Role != auth.RoleAgent {
+			return u, "", refuseAuth("client certificates are for agents; user " + cn + " is " + string(u.Role))
+		}
+		if !pk.Connect.PasswordFlag {
+			return u, "certificate", nil
+		}
+		if _, err := h.users.Authenticate(cn, password); errors.Is(err, auth.ErrBadCredentials) {
+			return u, "", badPassword // a password that is given must be right
+		} else if err != nil {
+			return u, "", unavailable(err)
+		}
+		return u, "certificate+password", nil
+	}
+
+	if !pk.Connect.UsernameFlag || name == "" {
+		return u, "", refuseAuth("no username")
+	}
+	u, err := h.users.Authenticate(name, password)
+	if errors.Is(err, auth.ErrBadCredentials) {
+		return u, "", badPassword
+	}
+	if err != nil {
+		return u, "", unavailable(err)
+	}
+	return u, "password", nil
+}
+
+// clientIDValid refuses client ids no one may use: with MQTT wildcards or a level separator
+// (they would break per-client topics and logs), or Mochi's own inline client id.
+func clientIDValid(id string) *refusal {
+	if strings.ContainsAny(id, "+#/") || id == mqtt.InlineClientId {
+		return refuseID("client id contains +, # or /, or is reserved")
+	}
+	return nil
+}
+
+// clientIDAllowed checks that u may connect with client id id (as sent; "" means Mochi assigns
+// one to a clean session). An agent's client id is its MAC; a MAC as client id is that agent's
+// alone, since anyone else using it would take over that Pi's session.
+func clientIDAllowed(u auth.User, id string) *refusal {
+	if u.Role == auth.RoleAgent && id != u.MAC {
+		return refuseID("an agent's client id must be its MAC " + u.MAC)
+	}
+	if u.Role != auth.RoleAgent && topics.IsMAC(id) {
+		return refuseID("a MAC as client id is reserved for that Pi's agent")
+	}
 	return nil
 }
 
@@ -155,18 +294,29 @@ func (h *authHook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
 }
 
 // OnPublish drops a publish its sender may not make. Mochi still acknowledges it (PUBACK for
-// QoS 1) but neither retains nor delivers it.
+// QoS 1) but neither retains nor delivers it. An allowed one (and every in-process one) goes to
+// the in-process subscribers.
 func (h *authHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
 	if cl.Net.Inline {
+		h.deliver(pk.TopicName, pk.Payload)
 		return pk, nil
 	}
 	s, ok := h.session(cl)
 	if ok && writeAllowed(s.user, pk.TopicName) {
+		// Mochi acknowledges only after OnPublish returns: what the in-process subscribers
+		// take here is theirs before the client is told it was delivered.
+		h.deliver(pk.TopicName, pk.Payload)
 		return pk, nil
 	}
 	h.log.Warn("MQTT publish refused: acknowledged and dropped",
 		"username", s.user.Name, "role", s.user.Role, "client", cl.ID, "topic", clip(pk.TopicName), "qos", pk.FixedHeader.Qos, "remote", cl.Net.Remote)
 	return pk, packets.CodeSuccessIgnore
+}
+
+// OnWillSent hands a published Will to the in-process subscribers. Wills do not go through
+// OnPublish; their topics were checked at CONNECT.
+func (h *authHook) OnWillSent(_ *mqtt.Client, pk packets.Packet) {
+	h.deliver(pk.TopicName, pk.Payload)
 }
 
 // OnDisconnect forgets a clean session's client. A persistent session keeps its identity, so
@@ -209,13 +359,28 @@ func readAllowed(u auth.User, filter string) bool {
 	return false
 }
 
-// writeAllowed says whether u may publish to topic.
+// writeAllowed says whether u may publish to topic. Nobody publishes to a wildcard (not a
+// topic name) or to a "$" topic (the broker's own; Mochi drops them anyway).
 func writeAllowed(u auth.User, topic string) bool {
+	if topic == "" || strings.ContainsAny(topic, "+#") || strings.HasPrefix(topic, "$") {
+		return false
+	}
 	switch u.Role {
 	case auth.RoleAdmin:
 		return true
 	case auth.RoleAgent:
-		return filterWithin(topic, topics.AgentFilter(u.Row, u.MAC))
+		// Only the topics an agent publishes by contract, for its own row and MAC: anything
+		// else under its prefix (an alert about itself, say) would let a Pi forge the control
+		// center's voice.
+		t, err := topics.Parse(topic)
+		if err != nil || t.Row != u.Row || t.MAC != u.MAC {
+			return false
+		}
+		switch t.Kind {
+		case topics.KindStatus, topics.KindMetrics, topics.KindButton, topics.KindLEDState:
+			return true
+		}
+		return false
 	case auth.RoleAutomation:
 		t, err := topics.Parse(topic)
 		return err == nil && t.Kind == topics.KindLED

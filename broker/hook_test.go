@@ -1,8 +1,12 @@
 package broker
 
 import (
+	"errors"
 	"strings"
+	"sync"
 	"testing"
+
+	pahopackets "github.com/eclipse/paho.mqtt.golang/packets"
 
 	"github.com/pirack/pirack/auth"
 	"github.com/pirack/pirack/topics"
@@ -43,61 +47,159 @@ func TestFilterWithin(t *testing.T) {
 	}
 }
 
-// The authorization matrix, checked on the pure functions; broker_test.go checks the same
-// rules end to end through a real broker.
+// Pis of the authorization matrix: A (macA, row r1) and B (macB, row r2). For agent A, A's
+// topics are its own and B's foreign; for agent B the other way round.
+var (
+	agentA     = auth.User{Name: macA, Role: auth.RoleAgent, MAC: macA, Row: "r1"}
+	agentB     = auth.User{Name: macB, Role: auth.RoleAgent, MAC: macB, Row: "r2"}
+	userAuto   = auth.User{Name: "auto", Role: auth.RoleAutomation}
+	userViewer = auth.User{Name: "viewer", Role: auth.RoleViewer}
+	userAdmin  = auth.User{Name: "admin", Role: auth.RoleAdmin}
+	userNone   = auth.User{Name: "x", Role: "nonsense"}
+)
+
+// matrixColumns are the topic patterns of the authorization matrix.
+var matrixColumns = []struct{ name, topic string }{
+	{"A status", topics.StatusTopic("r1", macA)},
+	{"A metrics", topics.MetricsTopic("r1", macA)},
+	{"A button", topics.ButtonTopic("r1", macA)},
+	{"A led_state", topics.LEDStateTopic("r1", macA)},
+	{"A alert", topics.AlertTopic("r1", macA, "temp_high")},
+	{"A metrics in row r2", topics.MetricsTopic("r2", macA)},
+	{"B status", topics.StatusTopic("r2", macB)},
+	{"B metrics", topics.MetricsTopic("r2", macB)},
+	{"B button", topics.ButtonTopic("r2", macB)},
+	{"A led", topics.LEDTopic(macA)},
+	{"B led", topics.LEDTopic(macB)},
+	{"row power", topics.PowerTopic("r1")},
+	{"rack/#", topics.AllFilter},
+	{"$SYS/#", "$SYS/#"},
+	{"other", "home/kitchen"},
+}
+
+// authorizationMatrix is who may do what, one row per role and one cell per column above:
+// p = publish, s = subscribe (and receive), w = leave a Will on it, - = nothing.
+var authorizationMatrix = []struct {
+	cells string
+	role  string
+	user  auth.User
+}{
+	// A     A     A     A     A     A in  B     B     B     A     B     row   rack  $SYS  other
+	// stat  metr  butt  ledst alert r2    stat  metr  butt  led   led   power /#    /#
+	{"pw    p     p     p     -     -     -     -     -     s     -     -     -     -     -", "agent A", agentA},
+	{"-     -     -     -     -     -     pw    p     p     -     s     -     -     -     -", "agent B", agentB},
+	{"s     s     s     s     s     s     s     s     s     psw   psw   s     s     -     -", "automation", userAuto},
+	{"s     s     s     s     s     s     s     s     s     s     s     s     s     -     -", "viewer", userViewer},
+	{"psw   psw   psw   psw   psw   psw   psw   psw   psw   psw   psw   psw   s     s     psw", "admin", userAdmin},
+	{"-     -     -     -     -     -     -     -     -     -     -     -     -     -     -", "unknown role", userNone},
+}
+
+// matrixCells returns a row's cells, one per column.
+func matrixCells(t *testing.T, cells string) []string {
+	t.Helper()
+	f := strings.Fields(cells)
+	if len(f) != len(matrixColumns) {
+		t.Fatalf("matrix row has %d cells for %d columns: %q", len(f), len(matrixColumns), cells)
+	}
+	return f
+}
+
+// The authorization matrix on the pure functions; TestAuthorizationMatrixTCP checks the same
+// table end to end through a real broker.
 func TestAuthorizationMatrix(t *testing.T) {
-	const mac, other = "b827eb000001", "b827eb000002"
-	agent := auth.User{Name: mac, Role: auth.RoleAgent, MAC: mac, Row: "r1"}
+	for _, row := range authorizationMatrix {
+		for i, cell := range matrixCells(t, row.cells) {
+			col := matrixColumns[i]
+			t.Run(row.role+"/"+col.name, func(t *testing.T) {
+				if got, want := readAllowed(row.user, col.topic), strings.Contains(cell, "s"); got != want {
+					t.Errorf("subscribe %q: %v, want %v", col.topic, got, want)
+				}
+				if got, want := writeAllowed(row.user, col.topic), strings.Contains(cell, "p"); got != want {
+					t.Errorf("publish %q: %v, want %v", col.topic, got, want)
+				}
+				if got, want := willAllowed(row.user, col.topic), strings.Contains(cell, "w"); got != want {
+					t.Errorf("Will on %q: %v, want %v", col.topic, got, want)
+				}
+			})
+		}
+	}
+}
+
+// More filters and topics than the matrix columns: wildcards, shared subscriptions, malformed
+// topics.
+func TestAuthorizationEdges(t *testing.T) {
 	viewer := auth.User{Name: "v", Role: auth.RoleViewer}
 	automation := auth.User{Name: "a", Role: auth.RoleAutomation}
 	admin := auth.User{Name: "root", Role: auth.RoleAdmin}
-	none := auth.User{Name: "x", Role: "nonsense"}
-
 	for _, tc := range []struct {
 		name  string
 		user  auth.User
 		topic string
-		read  bool // subscribe to it as a filter
-		write bool // publish to it
-		will  bool // leave a Will on it
+		read  bool
+		write bool
 	}{
-		{"agent own status", agent, topics.StatusTopic("r1", mac), false, true, true},
-		{"agent own metrics", agent, topics.MetricsTopic("r1", mac), false, true, false},
-		{"agent own button", agent, topics.ButtonTopic("r1", mac), false, true, false},
-		{"agent other MAC metrics", agent, topics.MetricsTopic("r1", other), false, false, false},
-		{"agent own MAC in another row", agent, topics.MetricsTopic("r2", mac), false, false, false},
-		{"agent other MAC status", agent, topics.StatusTopic("r1", other), false, false, false},
-		{"agent own LED", agent, topics.LEDTopic(mac), true, false, false},
-		{"agent other LED", agent, topics.LEDTopic(other), false, false, false},
-		{"agent everything", agent, topics.AllFilter, false, false, false},
-		{"agent row power", agent, topics.PowerTopic("r1"), false, false, false},
-		{"agent SYS", agent, "$SYS/#", false, false, false},
-		{"viewer everything", viewer, topics.AllFilter, true, false, false},
-		{"viewer shared everything", viewer, "$share/g/" + topics.AllFilter, true, false, false},
-		{"viewer LED", viewer, topics.LEDTopic(mac), true, false, false},
-		{"viewer status", viewer, topics.StatusTopic("r1", mac), true, false, false},
-		{"viewer hash", viewer, "#", false, false, false},
-		{"viewer SYS", viewer, "$SYS/#", false, false, false},
-		{"viewer other tree", viewer, "home/kitchen", false, false, false},
-		{"automation everything", automation, topics.AllFilter, true, false, false},
-		{"automation LED", automation, topics.LEDTopic(mac), true, true, true},
-		{"automation status", automation, topics.StatusTopic("r1", mac), true, false, false},
-		{"automation malformed LED", automation, topics.LEDTopic(strings.ToUpper(mac)), true, false, false},
-		{"automation SYS", automation, "$SYS/#", false, false, false},
-		{"admin SYS", admin, "$SYS/#", true, true, true},
-		{"admin anything", admin, "home/kitchen", true, true, true},
-		{"admin status", admin, topics.StatusTopic("r1", mac), true, true, true},
-		{"unknown role", none, topics.AllFilter, false, false, false},
+		{"agent all LEDs", agentA, topics.LEDTopic("+"), false, false},
+		{"agent own LED and below", agentA, topics.LEDTopic(macA) + "/#", false, false},
+		{"agent own subtree", agentA, "rack/r1/" + macA + "/#", false, false},
+		{"agent hash", agentA, "#", false, false},
+		{"agent own status with a wildcard", agentA, "rack/r1/+/status", false, false},
+		{"viewer shared everything", viewer, "$share/g/" + topics.AllFilter, true, false},
+		{"viewer shared hash", viewer, "$share/g/#", false, false},
+		{"viewer hash", viewer, "#", false, false},
+		{"viewer plus", viewer, "+/r1/x", false, false},
+		{"viewer empty", viewer, "", false, false},
+		{"automation all LEDs", automation, topics.LEDTopic("+"), true, false},
+		{"automation malformed LED", automation, topics.LEDTopic(strings.ToUpper(macA)), true, false},
+		{"automation LED level below", automation, topics.LEDTopic(macA) + "/x", true, false},
+		{"admin hash", admin, "#", true, false},
+		{"admin SYS topic", admin, "$SYS/broker/uptime", true, false},
+		{"admin empty topic", admin, "", true, false},
+		{"admin NUL", admin, "a\x00b", true, true}, // Mochi refuses NUL when decoding, before any ACL
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if got := readAllowed(tc.user, tc.topic); got != tc.read {
-				t.Errorf("read %q: %v, want %v", tc.topic, got, tc.read)
+				t.Errorf("subscribe %q: %v, want %v", tc.topic, got, tc.read)
 			}
 			if got := writeAllowed(tc.user, tc.topic); got != tc.write {
-				t.Errorf("write %q: %v, want %v", tc.topic, got, tc.write)
+				t.Errorf("publish %q: %v, want %v", tc.topic, got, tc.write)
 			}
-			if got := willAllowed(tc.user, tc.topic); got != tc.will {
-				t.Errorf("Will on %q: %v, want %v", tc.topic, got, tc.will)
+		})
+	}
+}
+
+// Client-id rules on the pure functions; TestConnectRefused checks them over TCP.
+func TestClientIDRules(t *testing.T) {
+	viewer := auth.User{Name: "viewer", Role: auth.RoleViewer}
+	admin := auth.User{Name: "admin", Role: auth.RoleAdmin}
+	automation := auth.User{Name: "auto", Role: auth.RoleAutomation}
+	for _, tc := range []struct {
+		name string
+		user auth.User
+		id   string
+		ok   bool
+	}{
+		{"agent with its MAC", agentA, macA, true},
+		{"agent with another agent's MAC", agentA, macB, false},
+		{"agent with a name", agentA, "pi-1", false},
+		{"agent with its MAC in capitals", agentA, strings.ToUpper(macA), false},
+		{"agent with an empty id", agentA, "", false},
+		{"viewer with a MAC", viewer, macA, false},
+		{"admin with a MAC", admin, macB, false},
+		{"automation with a name", automation, "node-red", true},
+		{"viewer with an empty id (Mochi assigns one)", viewer, "", true},
+		{"admin with a MAC-like name that is not a MAC", admin, "b827eb00000g", true},
+		{"slash", admin, "a/b", false},
+		{"plus", admin, "a+b", false},
+		{"hash", admin, "a#", false},
+		{"Mochi's inline client", admin, "inline", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := clientIDValid(tc.id)
+			if r == nil {
+				r = clientIDAllowed(tc.user, tc.id)
+			}
+			if ok := r == nil; ok != tc.ok {
+				t.Errorf("client id %q for %s: refusal %v, want allowed=%v", tc.id, tc.user.Name, r, tc.ok)
 			}
 		})
 	}
@@ -120,7 +222,78 @@ func TestConfigDefaults(t *testing.T) {
 	if caps.ReceiveMaximum == 0 || caps.MaximumQos != 2 {
 		t.Errorf("capabilities not built from Mochi's defaults: %+v", caps)
 	}
-	if c := (Config{}).withDefaults(); c.Addr != ":1883" || c.ConnectTimeout != DefaultConnectTimeout || c.Logger == nil {
+	if c := (Config{}).withDefaults(); c.Addr != ":1883" || c.ConnectTimeout != DefaultConnectTimeout || c.Logger == nil ||
+		c.MaxPending != 256 || c.TLS != nil || c.WSAddr != "" {
 		t.Errorf("defaults: %+v", c)
+	}
+	tlsCfg := &TLSConfig{CertFile: "c", KeyFile: "k"}
+	if c := (Config{TLS: tlsCfg}).withDefaults(); c.TLS.Addr != ":8883" || tlsCfg.Addr != "" {
+		t.Errorf("TLS defaults: %+v (caller's config changed: %+v)", c.TLS, tlsCfg)
+	}
+}
+
+// The authorization matrix end to end: every row but the unknown role (which cannot be
+// enrolled) as a real user over TCP, publishing and subscribing to every column and leaving a
+// Will on it. A publish is judged by the in-process subscriber, which receives an allowed
+// publish before its PUBACK: once the token completes, the verdict is in.
+func TestAuthorizationMatrixTCP(t *testing.T) {
+	b := newBroker(t, t.TempDir(), testUsers(t), false)
+	var mu sync.Mutex
+	seen := map[string]bool{} // payloads that reached subscribers
+	if err := b.Subscribe("#", func(_ string, payload []byte) {
+		mu.Lock()
+		seen[string(payload)] = true
+		mu.Unlock()
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Start(); err != nil {
+		t.Fatal(err)
+	}
+
+	for _, row := range authorizationMatrix {
+		if !row.user.Role.Valid() {
+			continue
+		}
+		cells := matrixCells(t, row.cells)
+		id := "matrix-" + row.user.Name
+		if row.user.Role == auth.RoleAgent {
+			id = row.user.MAC
+		}
+		t.Run(row.role, func(t *testing.T) {
+			// Wills first, one connection each, closed cleanly (no Will sent) before the next.
+			for i, col := range matrixColumns {
+				c, err := dial(t, b, id, row.user.Name, password, withWill(col.topic))
+				if want := strings.Contains(cells[i], "w"); want && err != nil {
+					t.Errorf("Will on %s (%q) refused: %v", col.name, col.topic, err)
+				} else if !want && !errors.Is(err, pahopackets.ErrorRefusedNotAuthorised) {
+					t.Errorf("Will on %s (%q): %v, want refused as not authorised", col.name, col.topic, err)
+				}
+				if c != nil {
+					c.Disconnect(0)
+				}
+			}
+
+			c := mustDial(t, b, id, row.user.Name)
+			for i, col := range matrixColumns {
+				granted := c.subscribe(t, col.topic) != 0x80
+				if want := strings.Contains(cells[i], "s"); granted != want {
+					t.Errorf("subscribe %s (%q): granted=%v, want %v", col.name, col.topic, granted, want)
+				}
+				if strings.ContainsAny(col.topic, "+#") || strings.HasPrefix(col.topic, "$") {
+					continue // not a topic a client can publish to (the pure test covers the rule)
+				}
+				payload := row.role + " -> " + col.name
+				c.publish(t, col.topic, 1, false, payload)
+				mu.Lock()
+				delivered := seen[payload]
+				mu.Unlock()
+				if want := strings.Contains(cells[i], "p"); delivered != want {
+					t.Errorf("publish %s (%q): delivered=%v, want %v", col.name, col.topic, delivered, want)
+				}
+			}
+			c.expectConnected(t) // refused publishes are dropped, not answered by a disconnect
+			c.Disconnect(0)
+		})
 	}
 }

@@ -1,0 +1,45 @@
+package broker
+
+import (
+	"sync"
+	"sync/atomic"
+)
+
+// inprocSubs are the in-process subscribers. They are kept out of Mochi's topic index: Mochi
+// calls its inline subscribers during fan-out, after it has acknowledged the publish, and the
+// auth hook delivers to these before (see Broker.Subscribe).
+type inprocSubs struct {
+	mu   sync.Mutex                  // serialises add
+	list atomic.Pointer[[]inprocSub] // read without a lock on every publish
+}
+
+type inprocSub struct {
+	filter string
+	fn     func(topic string, payload []byte)
+}
+
+func (s *inprocSubs) add(filter string, fn func(topic string, payload []byte)) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var next []inprocSub
+	if cur := s.list.Load(); cur != nil {
+		next = append(next, *cur...)
+	}
+	next = append(next, inprocSub{filter: filter, fn: fn})
+	s.list.Store(&next)
+}
+
+// deliver passes a message to every subscriber whose filter matches its topic.
+func (s *inprocSubs) deliver(topic string, payload []byte) {
+	list := s.list.Load()
+	if list == nil {
+		return
+	}
+	for _, sub := range *list {
+		// A topic name is a filter without wildcards: it matches sub.filter when it lies
+		// within it, with MQTT's rules ("$" topics are not matched by a leading wildcard).
+		if filterWithin(topic, sub.filter) {
+			sub.fn(topic, payload)
+		}
+	}
+}
