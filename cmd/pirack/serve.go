@@ -23,6 +23,11 @@ type serveConfig struct {
 	MQTTAddr string // MQTT TCP listener
 	HTTPAddr string // Control Center
 	LogLevel string
+	// MQTTCert and MQTTKey open the mqtts listener on MQTTTLSAddr; MQTTClientCA turns on
+	// per-agent client certificates there.
+	MQTTTLSAddr, MQTTCert, MQTTKey, MQTTClientCA string
+	// MQTTWSAddr opens the MQTT-over-WebSocket listener ("" = off).
+	MQTTWSAddr string
 	// WebCert and WebKey serve the Control Center over HTTPS when both are set.
 	WebCert, WebKey string
 	// StaleAfter overrides the learned 3 telemetry intervals after which a Pi shows stale.
@@ -34,6 +39,11 @@ func (c *serveConfig) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.MQTTAddr, "mqtt", ":1883", "MQTT listen address")
 	fs.StringVar(&c.HTTPAddr, "http", ":8080", "Control Center (web) listen address")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&c.MQTTTLSAddr, "mqtts", ":8883", "MQTT over TLS listen address, used when --mqtt-cert is set")
+	fs.StringVar(&c.MQTTCert, "mqtt-cert", "", "TLS certificate (PEM) for the mqtts listener")
+	fs.StringVar(&c.MQTTKey, "mqtt-key", "", "TLS private key (PEM, mode 0600) for the mqtts listener")
+	fs.StringVar(&c.MQTTClientCA, "mqtt-client-ca", "", "CA (PEM) whose client certificates authenticate agents on mqtts (CN = MAC)")
+	fs.StringVar(&c.MQTTWSAddr, "mqtt-ws", "", "MQTT over WebSocket listen address for browsers and Node-RED (empty: off)")
 	fs.StringVar(&c.WebCert, "web-cert", "", "TLS certificate (PEM) for the Control Center; with --web-key it serves HTTPS only")
 	fs.StringVar(&c.WebKey, "web-key", "", "TLS private key (PEM, mode 0600) for the Control Center")
 	fs.DurationVar(&c.StaleAfter, "stale-after", 0, "mark a Pi stale after this long without telemetry (0: 3 of its own intervals)")
@@ -85,7 +95,13 @@ func startControlCenter(cfg serveConfig, log *slog.Logger, stdout io.Writer) (*c
 	if err := bootstrapAdmin(users, cfg.DataDir, stdout); err != nil {
 		return nil, err
 	}
-	b, err := broker.New(broker.Config{Addr: cfg.MQTTAddr, DataDir: cfg.DataDir, Users: users, Logger: log.With("component", "broker")})
+	bcfg := broker.Config{Addr: cfg.MQTTAddr, WSAddr: cfg.MQTTWSAddr, DataDir: cfg.DataDir, Users: users, Logger: log.With("component", "broker")}
+	if cfg.MQTTCert != "" || cfg.MQTTKey != "" {
+		bcfg.TLS = &broker.TLSConfig{Addr: cfg.MQTTTLSAddr, CertFile: cfg.MQTTCert, KeyFile: cfg.MQTTKey, ClientCAFile: cfg.MQTTClientCA}
+	} else if cfg.MQTTClientCA != "" {
+		return nil, errors.New("--mqtt-client-ca needs the mqtts listener: set --mqtt-cert and --mqtt-key too")
+	}
+	b, err := broker.New(bcfg)
 	if err != nil {
 		return nil, fmt.Errorf("start broker: %w", err)
 	}
@@ -110,9 +126,9 @@ func startControlCenter(cfg serveConfig, log *slog.Logger, stdout io.Writer) (*c
 	if err := b.Start(); err != nil {
 		ln.Close()
 		b.Close()
-		return nil, fmt.Errorf("start MQTT listener on %s: %w (is another broker running? pick another address with --mqtt)", cfg.MQTTAddr, err)
+		return nil, fmt.Errorf("start MQTT listeners: %w (is another broker running? pick other addresses with --mqtt, --mqtts or --mqtt-ws)", err)
 	}
-	log.Info("control center running", "mqtt", b.Addr(), "http", ln.Addr().String(), "data_dir", cfg.DataDir)
+	log.Info("control center running", "mqtt", b.Addr(), "mqtts", b.TLSAddr(), "mqtt_ws", b.WSAddr(), "http", ln.Addr().String(), "data_dir", cfg.DataDir)
 	return &controlCenter{users: users, broker: b, dash: dash, httpLn: ln, log: log, tls: cfg.WebCert != ""}, nil
 }
 
