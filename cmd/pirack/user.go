@@ -143,13 +143,18 @@ func runUserAdd(args []string, stdout, stderr io.Writer) error {
 	}
 	fmt.Fprintf(stdout, `Added agent %s for row %s. Its password is shown only now (pirack keeps only a hash).
 
-On that Pi, store the password and start the agent:
+On that Pi, store the password (readable by root only; systemd hands it to the agent):
 
   sudo install -d -m 700 %s
   printf '%%s\n' %s | sudo install -m 600 /dev/stdin %s
-  sudo pirack-agent --broker %s --mac %s --row %s --username %s --password-file %s
+
+then set PIRACK_BROKER=%s and PIRACK_ROW=%s in /etc/pirack/agent.env and start
+deploy/pirack-agent.service (docs/deploy.md, step by step). The agent runs unprivileged; to try
+it by hand first, as a user in the gpio group:
+
+  pirack-agent --broker %s --mac %s --row %s --username %s --password-file <a copy of the secret, mode 600>
 `, name, u.Row, filepath.Dir(agentSecretPath), shellQuote(secret), agentSecretPath,
-		broker, u.MAC, u.Row, name, agentSecretPath)
+		broker, u.Row, broker, u.MAC, u.Row, name)
 	return nil
 }
 
