@@ -8,10 +8,13 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/pirack/pirack/auth"
+	"github.com/pirack/pirack/history"
 	"github.com/pirack/pirack/topics"
 )
 
@@ -144,7 +147,7 @@ func clipAudit(s string) string {
 
 // handleNodes serves GET /api/nodes: every node, sorted by row, then MAC.
 func (s *Server) handleNodes(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusOK, s.rack.list())
+	writeJSON(w, http.StatusOK, s.Nodes())
 }
 
 // handleNode serves GET /api/nodes/{mac}.
@@ -164,7 +167,7 @@ func (s *Server) lookup(w http.ResponseWriter, r *http.Request) (Node, bool) {
 		writeError(w, http.StatusBadRequest, fmt.Sprintf("%v; expected a MAC address such as b827eb3f1a2c or b8:27:eb:3f:1a:2c", err))
 		return Node{}, false
 	}
-	n, ok := s.rack.node(mac)
+	n, ok := s.node(mac)
 	if !ok {
 		writeError(w, http.StatusNotFound, fmt.Sprintf("no Pi with MAC %s has reported to this Control Center", mac))
 		return Node{}, false
@@ -227,6 +230,8 @@ func (s *Server) handleBlink(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.log.Info("LED command sent", "mac", n.MAC, "action", cmd.Action, "count", cmd.Count, "by", p.name)
+	s.event(history.Event{MAC: n.MAC, Row: n.Row, Kind: history.EventLocate, By: p.name,
+		Detail: fmt.Sprintf("%s %d times every %d ms", cmd.Action, cmd.Count, cmd.PeriodMS)})
 	writeJSON(w, http.StatusAccepted, cmd)
 }
 
@@ -241,7 +246,9 @@ func (s *Server) handleClear(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	n, _ = s.rack.clearSelection(n.MAC)
+	n.Alerts = s.alerts.forMAC(n.MAC)
 	s.hub.notify(n.MAC)
+	s.event(history.Event{MAC: n.MAC, Row: n.Row, Kind: history.EventSelect, Detail: "cleared", By: principalFrom(r.Context()).name})
 	s.log.Info("selection cleared", "mac", n.MAC, "by", principalFrom(r.Context()).name)
 	writeJSON(w, http.StatusOK, n)
 }
@@ -283,7 +290,8 @@ func (s *Server) handleAudit(w http.ResponseWriter, r *http.Request) {
 }
 
 // handleEvents serves GET /api/events, a Server-Sent Events stream: a "snapshot" event with
-// every node, then a "node" event per changed node, and a comment line every heartbeat so
+// every node and, when a row has a power reading or an alert, a "rows" event with those rows, then a "node" event per changed node and a
+// "row" event per changed row (its power or its alerts), and a comment line every heartbeat so
 // proxies keep the connection open. A client that falls behind is dropped; its EventSource
 // reconnects and gets a fresh snapshot.
 func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
@@ -317,7 +325,15 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
 		if _, err := io.WriteString(w, "retry: 3000\n"); err != nil {
 			return err
 		}
-		return writeEvent(w, "snapshot", s.rack.list())
+		if err := writeEvent(w, "snapshot", s.Nodes()); err != nil {
+			return err
+		}
+		// Rows with nothing but Pis are left out: the page counts tiles itself.
+		rows := slices.DeleteFunc(s.Rows(), func(r Row) bool { return r.Power == nil && len(r.Alerts) == 0 })
+		if len(rows) == 0 {
+			return nil
+		}
+		return writeEvent(w, "rows", rows)
 	}) {
 		return
 	}
@@ -332,8 +348,16 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
 			return
 		case <-c.wake:
 			ok := send(func() error {
-				for _, mac := range c.take() {
-					n, ok := s.rack.node(mac)
+				for _, key := range c.take() {
+					if name, ok := strings.CutPrefix(key, "row/"); ok {
+						if row, ok := s.row(name); ok {
+							if err := writeEvent(w, "row", row); err != nil {
+								return err
+							}
+						}
+						continue
+					}
+					n, ok := s.node(key)
 					if !ok {
 						continue
 					}

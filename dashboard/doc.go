@@ -5,11 +5,16 @@
 // The pieces are kept apart so each can grow on its own:
 //
 //   - rack.go    the state model (nodes, presence, staleness, metrics, selection, press
-//     dedupe); no HTTP, no MQTT. Staleness is derived from the clock on every read; Serve's
+//     dedupe, LED state, row power); no HTTP, no MQTT. Staleness is derived from the clock on every read; Serve's
 //     loop only pushes the changes to live clients.
 //   - ingest.go  the Bus subscriber that decodes payloads into the state model. It runs inside
 //     the broker's publish path, so it never blocks and never trusts its input; what it drops
 //     is logged and counted by reason.
+//   - record.go  what ingestion hands on: events and samples to Config.History (non-blocking),
+//     observations to Config.Alerts, whose transitions are shown at once and published by a
+//     goroutine of Serve, never from ingestion (the embedded broker delivers inline, so a
+//     Publish there would re-enter it).
+//   - detail.go  the Pi detail page and its chart and event-log API, read from Config.History.
 //   - hub.go     the SSE fan-out: per-client bounded, coalescing queues; slow clients are dropped.
 //   - session.go login sessions and the failed-login limiter.
 //   - audit.go   the audit log: every login, logout and command, written (and synced) before

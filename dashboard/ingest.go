@@ -9,6 +9,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/pirack/pirack/alerts"
+	"github.com/pirack/pirack/history"
 	"github.com/pirack/pirack/topics"
 )
 
@@ -17,7 +19,7 @@ import (
 type Stats struct {
 	Received uint64 `json:"received"` // every message delivered by the Bus
 	Applied  uint64 `json:"applied"`  // changed the rack state
-	Ignored  uint64 `json:"ignored"`  // valid but not for the dashboard: LED commands, LED state, power
+	Ignored  uint64 `json:"ignored"`  // valid but not for the dashboard: LED commands, alerts
 	// Invalid counts messages dropped as invalid; InvalidBy splits it by reason.
 	Invalid   uint64        `json:"invalid"`
 	InvalidBy InvalidCounts `json:"invalid_by"`
@@ -37,6 +39,10 @@ type Stats struct {
 	SSEClients   int    `json:"sse_clients"`
 	SSEDropped   uint64 `json:"sse_dropped"`  // live clients dropped for falling behind
 	AuditErrors  uint64 `json:"audit_errors"` // audit entries that could not be written
+	// AlertsDropped counts alert transitions not published because the queue was full;
+	// AlertPublishErrors those the Bus refused.
+	AlertsDropped      uint64 `json:"alerts_dropped"`
+	AlertPublishErrors uint64 `json:"alert_publish_errors"`
 }
 
 // InvalidCounts splits Stats.Invalid by reason.
@@ -94,10 +100,20 @@ func (s *Server) ingest(topic string, payload []byte) {
 			s.invalid(topic, classify(payload), err)
 			return
 		}
-		if changed = s.rack.setStatus(t.Row, t.MAC, st) == statusApplied; !changed {
+		res, presence := s.rack.setStatus(t.Row, t.MAC, st)
+		if changed = res == statusApplied; !changed {
 			s.stats.outOfOrder.Add(1)
 			s.log.Debug("ignoring status older than the one shown", "topic", topic, "state", st.State, "session", st.Session)
+			break
 		}
+		if presence {
+			kind := history.EventOnline
+			if st.State == topics.StateOffline {
+				kind = history.EventOffline
+			}
+			s.event(history.Event{MAC: t.MAC, Row: t.Row, Kind: kind, By: "agent"})
+		}
+		s.observe(func(e *alerts.Engine) []topics.Alert { return e.ObserveStatus(t.MAC, t.Row, st, s.cfg.Now()) })
 	case topics.KindMetrics:
 		m, err := topics.DecodeMetrics(payload)
 		if err != nil {
@@ -106,14 +122,20 @@ func (s *Server) ingest(topic string, payload []byte) {
 		}
 		if changed = s.rack.setMetrics(t.Row, t.MAC, m); !changed {
 			s.stats.replays.Add(1)
+			break
 		}
+		if s.cfg.History != nil {
+			s.cfg.History.Add(t.MAC, m)
+		}
+		s.observe(func(e *alerts.Engine) []topics.Alert { return e.ObserveMetrics(t.MAC, t.Row, m, s.cfg.Now()) })
 	case topics.KindButton:
 		ev, err := topics.DecodeButton(payload)
 		if err != nil {
 			s.invalid(topic, classify(payload), err)
 			return
 		}
-		switch s.rack.press(t.Row, t.MAC, ev) {
+		res, selected := s.rack.press(t.Row, t.MAC, ev)
+		switch res {
 		case pressDuplicate:
 			s.stats.duplicates.Add(1)
 		case pressReset:
@@ -123,8 +145,40 @@ func (s *Server) ingest(topic string, payload []byte) {
 		default:
 			changed = true
 		}
+		if changed {
+			s.event(history.Event{MAC: t.MAC, Row: t.Row, Kind: history.EventButton, Detail: ev.Press + " press", By: "agent"})
+			if selected {
+				s.event(history.Event{MAC: t.MAC, Row: t.Row, Kind: history.EventSelect, Detail: "selected by a " + ev.Press + " press", By: "agent"})
+			}
+		}
+	case topics.KindLEDState:
+		st, err := topics.DecodeLEDState(payload)
+		if err != nil {
+			s.invalid(topic, classify(payload), err)
+			return
+		}
+		if changed = s.rack.setLED(t.Row, t.MAC, st); !changed {
+			s.stats.replays.Add(1)
+		}
+	case topics.KindPower:
+		p, err := topics.DecodePower(payload)
+		if err != nil {
+			s.invalid(topic, classify(payload), err)
+			return
+		}
+		if !s.rack.setPower(t.Row, p) {
+			s.stats.replays.Add(1)
+			return
+		}
+		s.stats.applied.Add(1)
+		if s.cfg.History != nil {
+			s.cfg.History.AddPower(t.Row, p)
+		}
+		s.observe(func(e *alerts.Engine) []topics.Alert { return e.ObservePower(t.Row, p, s.cfg.Now()) })
+		s.hub.notify(rowKey(t.Row))
+		return
 	default:
-		// LED commands (our own among them), LED state and row power are not shown yet.
+		// LED commands (our own among them) and alerts (our own) are not state to show.
 		s.stats.ignored.Add(1)
 		return
 	}
@@ -200,7 +254,7 @@ func (s *Server) invalid(topic, reason string, err error) {
 // Stats returns the ingestion, live-stream and audit counters.
 func (s *Server) Stats() Stats {
 	clients, dropped := s.hub.stats()
-	return Stats{
+	out := Stats{
 		Received: s.stats.received.Load(),
 		Applied:  s.stats.applied.Load(),
 		Ignored:  s.stats.ignored.Load(),
@@ -221,6 +275,8 @@ func (s *Server) Stats() Stats {
 		SSEDropped:         dropped,
 		AuditErrors:        s.stats.auditErrors.Load(),
 	}
+	out.AlertsDropped, out.AlertPublishErrors = s.alerts.counts()
+	return out
 }
 
 // clipLog bounds a foreign string before it goes into a log line.

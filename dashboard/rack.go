@@ -49,6 +49,31 @@ type Node struct {
 	Selected   bool      `json:"selected"`
 	SelectedAt time.Time `json:"selected_at,omitzero"`
 	SelectedBy string    `json:"selected_by,omitempty"` // the press kind: short, long or double
+	// LED is what the Pi's LED is doing, as its agent last reported; nil until a report.
+	LED *LED `json:"led,omitempty"`
+	// Alerts are the Pi's raised alerts, sorted by rule; empty when alerts are off.
+	Alerts []topics.Alert `json:"alerts,omitempty"`
+}
+
+// LED is a Pi's LED as reported on topics.LEDStateTopic.
+type LED struct {
+	State  string    `json:"state"`            // topics.LEDStateOff, LEDStateOn or LEDStateBlinking
+	Action string    `json:"action,omitempty"` // the command that caused it: blink, identify, on, off
+	By     string    `json:"by,omitempty"`     // who sent that command
+	Until  time.Time `json:"until,omitzero"`   // when a running blink ends by itself
+	TS     time.Time `json:"ts"`               // the agent's time of the report
+}
+
+// Row is one shelf of the rack: its name, its supply's last power reading and its own alerts
+// (power_band). Values returned by the API are snapshots.
+type Row struct {
+	Name string `json:"name"`
+	// Pis is how many Pis are known in the row; WattsPerPi divides the row's watts by it.
+	Pis        int            `json:"pis"`
+	Power      *topics.Power  `json:"power,omitempty"`
+	PowerAt    time.Time      `json:"power_at,omitzero"` // when the reading arrived, by the Control Center's clock
+	WattsPerPi *float64       `json:"watts_per_pi,omitempty"`
+	Alerts     []topics.Alert `json:"alerts,omitempty"`
 }
 
 // Online reports whether the Pi's agent is connected and its telemetry is current.
@@ -139,10 +164,17 @@ type rack struct {
 
 	mu    sync.RWMutex
 	nodes map[string]*entry
+	power map[string]rowPower // by row name
+}
+
+// rowPower is a row supply's last reading.
+type rowPower struct {
+	p  topics.Power
+	at time.Time
 }
 
 func newRack(now func() time.Time, staleAfter time.Duration) *rack {
-	return &rack{now: now, staleAfter: staleAfter, nodes: make(map[string]*entry)}
+	return &rack{now: now, staleAfter: staleAfter, nodes: make(map[string]*entry), power: make(map[string]rowPower)}
 }
 
 // upsert returns the entry for mac, creating it so that telemetry from an unseen Pi still shows
@@ -208,17 +240,19 @@ func (r *rack) touched(e *entry, now time.Time) {
 // A birth of another session always applies: it is a new connection, and Pi clocks (no RTC)
 // cannot be compared across reboots. A Will carries no ts, so a Will of the current session
 // always applies.
-func (r *rack) setStatus(row, mac string, st topics.Status) statusResult {
+//
+// presence reports whether the Pi's presence (online, offline, unknown) changed.
+func (r *rack) setStatus(row, mac string, st topics.Status) (res statusResult, presence bool) {
 	now := r.now()
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	e := r.upsert(row, mac, now)
 	sameSession := st.Session != "" && st.Session == e.session
 	if sameSession && !st.TS.IsZero() && st.TS.Before(e.statusTS) {
-		return statusOutOfOrder
+		return statusOutOfOrder, false
 	}
 	if st.State == topics.StateOffline && st.Session != "" && e.session != "" && !sameSession {
-		return statusOutOfOrder
+		return statusOutOfOrder, false
 	}
 	switch {
 	case sameSession && !st.TS.IsZero():
@@ -238,9 +272,10 @@ func (r *rack) setStatus(row, mac string, st topics.Status) statusResult {
 	}
 	if n.State != st.State {
 		n.State, n.Since = st.State, now
+		presence = true
 	}
 	r.touched(e, now)
-	return statusApplied
+	return statusApplied, presence
 }
 
 // setMetrics stores a metrics payload and learns the Pi's telemetry interval from the last
@@ -268,17 +303,102 @@ func (r *rack) setMetrics(row, mac string, m topics.Metrics) bool {
 	return true
 }
 
+// setLED stores an LED state report. It reports false for a report not newer than the one held
+// (a retained message replayed, or one overtaken by a later report).
+func (r *rack) setLED(row, mac string, st topics.LEDState) bool {
+	now := r.now()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	e := r.upsert(row, mac, now)
+	if prev := e.node.LED; prev != nil && !st.TS.After(prev.TS) {
+		return false
+	}
+	e.node.LED = &LED{State: st.State, Action: st.Action, By: st.By, Until: st.Until, TS: st.TS}
+	e.node.LastSeen = now
+	r.touched(e, now)
+	return true
+}
+
+// setPower stores a row supply's reading. It reports false for a copy of the reading held (a
+// retained message replayed) and for one older than it.
+func (r *rack) setPower(row string, p topics.Power) bool {
+	now := r.now()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if prev, ok := r.power[row]; ok && !p.TS.After(prev.p.TS) {
+		return false
+	}
+	r.power[row] = rowPower{p: p, at: now}
+	return true
+}
+
+// row returns one row's power and Pi count; ok is false for a row with neither.
+func (r *rack) row(name string) (Row, bool) {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	out := Row{Name: name}
+	for _, e := range r.nodes {
+		if e.node.Row == name {
+			out.Pis++
+		}
+	}
+	p, ok := r.power[name]
+	if ok {
+		out.Power, out.PowerAt = &p.p, p.at
+	}
+	out.fill()
+	return out, ok || out.Pis > 0
+}
+
+// rows returns every row that has Pis or a power reading, sorted by name.
+func (r *rack) rows() []Row {
+	r.mu.RLock()
+	byName := make(map[string]*Row)
+	get := func(name string) *Row {
+		if x, ok := byName[name]; ok {
+			return x
+		}
+		x := &Row{Name: name}
+		byName[name] = x
+		return x
+	}
+	for _, e := range r.nodes {
+		get(e.node.Row).Pis++
+	}
+	for name, p := range r.power {
+		x := get(name)
+		x.Power, x.PowerAt = &p.p, p.at
+	}
+	r.mu.RUnlock()
+	out := make([]Row, 0, len(byName))
+	for _, x := range byName {
+		x.fill()
+		out = append(out, *x)
+	}
+	slices.SortFunc(out, func(a, b Row) int { return cmp.Compare(a.Name, b.Name) })
+	return out
+}
+
+// fill derives WattsPerPi.
+func (x *Row) fill() {
+	if x.Power != nil && x.Power.Watts != nil && x.Pis > 0 {
+		w := *x.Power.Watts / float64(x.Pis)
+		x.WattsPerPi = &w
+	}
+}
+
 // press selects the node for a button press, unless it is a redelivery of one already seen.
-func (r *rack) press(row, mac string, ev topics.ButtonEvent) pressResult {
+// selected reports whether the press newly selected the node (it was not selected before).
+func (r *rack) press(row, mac string, ev topics.ButtonEvent) (res pressResult, selected bool) {
 	now := r.now()
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	e := r.upsert(row, mac, now)
 	id := pressID{seq: ev.Seq, ts: ev.TS.UnixNano()}
-	res := pressNew
+	res = pressNew
 	if seen, ok := e.findPress(ev.Seq); ok {
 		if seen == id {
-			return pressDuplicate
+			return pressDuplicate, false
 		}
 		// Same number, another press: the agent lost its counter. What we remember belongs
 		// to the old numbering and would swallow the new presses, so forget it.
@@ -286,10 +406,11 @@ func (r *rack) press(row, mac string, ev topics.ButtonEvent) pressResult {
 		res = pressReset
 	}
 	e.recordPress(id)
+	selected = !e.node.Selected
 	e.node.Selected, e.node.SelectedAt, e.node.SelectedBy = true, now, ev.Press
 	e.node.LastSeen = now
 	r.touched(e, now)
-	return res
+	return res, selected
 }
 
 // clearSelection unselects a node. It returns the node and false for an unknown MAC.

@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/pirack/pirack/alerts"
 	"github.com/pirack/pirack/auth"
 	"github.com/pirack/pirack/topics"
 )
@@ -62,6 +63,16 @@ type Config struct {
 	// logout and command, synced before the command is carried out. "" means audit entries
 	// go to Logger only.
 	AuditDir string
+	// History, when set, receives every new metrics sample, row power reading and event
+	// (button presses, selections and clears, online and offline, Locate commands with who
+	// sent them, alerts raised and cleared), and answers the Pi detail page's charts and
+	// event log. *history.Store implements it; the caller opens it, runs its Run and closes
+	// it after Serve returns. nil turns history off: no detail charts, no event log.
+	History History
+	// Alerts, when set, is fed what ingestion applies and ticked every second by Serve; its
+	// transitions are shown on the rack page and published retained, QoS 1, on
+	// topics.AlertTopic. nil turns alerts off.
+	Alerts *alerts.Engine
 }
 
 // Defaults applied by New.
@@ -103,6 +114,7 @@ type Server struct {
 	log      *slog.Logger
 	rack     *rack
 	hub      *hub
+	alerts   *alertState
 	sessions *sessions
 	limiter  *loginLimiter
 	audit    *auditLog
@@ -148,6 +160,7 @@ func New(cfg Config) (*Server, error) {
 		log:           cfg.Logger,
 		rack:          newRack(cfg.Now, cfg.StaleAfter),
 		hub:           newHub(defaultMaxPending),
+		alerts:        newAlertState(cfg.Alerts),
 		sessions:      newSessions(cfg.Now),
 		limiter:       newLoginLimiter(cfg.Now),
 		audit:         audit,
@@ -177,7 +190,43 @@ func (s *Server) Close() error {
 func (s *Server) Handler() http.Handler { return s.handler }
 
 // Nodes returns a snapshot of the rack, sorted by row, then MAC.
-func (s *Server) Nodes() []Node { return s.rack.list() }
+func (s *Server) Nodes() []Node {
+	nodes := s.rack.list()
+	for i := range nodes {
+		nodes[i].Alerts = s.alerts.forMAC(nodes[i].MAC)
+	}
+	return nodes
+}
+
+// node returns one node by normalised MAC, with its alerts.
+func (s *Server) node(mac string) (Node, bool) {
+	n, ok := s.rack.node(mac)
+	if ok {
+		n.Alerts = s.alerts.forMAC(mac)
+	}
+	return n, ok
+}
+
+// Rows returns the rows that have Pis or a power reading, sorted by name, with their alerts.
+func (s *Server) Rows() []Row {
+	rows := s.rack.rows()
+	for i := range rows {
+		rows[i].Alerts = s.alerts.forRow(rows[i].Name)
+	}
+	return rows
+}
+
+// row returns one row, with its alerts.
+func (s *Server) row(name string) (Row, bool) {
+	r, ok := s.rack.row(name)
+	if ok {
+		r.Alerts = s.alerts.forRow(name)
+	}
+	return r, ok
+}
+
+// Alerts returns the raised alerts, sorted by row, MAC and rule; none when alerts are off.
+func (s *Server) Alerts() []topics.Alert { return s.alerts.active() }
 
 // Run listens on Config.Addr and serves until ctx is done.
 func (s *Server) Run(ctx context.Context) error {
@@ -202,6 +251,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) (err error) {
 	wctx, stop := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	wg.Go(func() { s.watchStale(wctx) })
+	wg.Go(func() { s.publishAlerts(wctx) })
 	defer wg.Wait()
 	defer stop()
 
@@ -241,8 +291,9 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) (err error) {
 	return err
 }
 
-// watchStale pushes the Pis whose staleness changed to live clients, until ctx is done.
-// Staleness itself is computed on every read, so the API is right between two looks.
+// watchStale pushes the Pis whose staleness changed to live clients, and ticks the alert
+// engine, until ctx is done. Staleness itself is computed on every read, so the API is right
+// between two looks.
 func (s *Server) watchStale(ctx context.Context) {
 	tick := time.NewTicker(staleCheckEvery)
 	defer tick.Stop()
@@ -252,12 +303,18 @@ func (s *Server) watchStale(ctx context.Context) {
 			return
 		case <-tick.C:
 		}
-		changed, wentStale := s.rack.sweep()
-		s.stats.wentStale.Add(uint64(wentStale))
-		for _, mac := range changed {
-			s.hub.notify(mac)
-		}
+		s.tick()
 	}
+}
+
+// tick is one look of watchStale.
+func (s *Server) tick() {
+	changed, wentStale := s.rack.sweep()
+	s.stats.wentStale.Add(uint64(wentStale))
+	for _, mac := range changed {
+		s.hub.notify(mac)
+	}
+	s.observe(func(e *alerts.Engine) []topics.Alert { return e.Tick(s.cfg.Now()) })
 }
 
 // route is one entry of the route table.
@@ -275,9 +332,14 @@ func (s *Server) routeTable() []route {
 		{"POST /login", http.HandlerFunc(s.handleLogin)},
 		{"POST /logout", http.HandlerFunc(s.handleLogout)},
 		{"GET /{$}", s.requirePage(s.handleRack)},
+		{"GET /nodes/{mac}", s.requirePage(s.handleNodePage)},
 
 		{"GET /api/nodes", s.requireUser(s.handleNodes)},
 		{"GET /api/nodes/{mac}", s.requireUser(s.handleNode)},
+		{"GET /api/nodes/{mac}/series", s.requireUser(s.handleSeries)},
+		{"GET /api/nodes/{mac}/events", s.requireUser(s.handleNodeEvents)},
+		{"GET /api/rows", s.requireUser(s.handleRows)},
+		{"GET /api/alerts", s.requireUser(s.handleAlerts)},
 		{"POST /api/nodes/{mac}/blink", s.requireAdmin(AuditBlink, s.handleBlink)},
 		{"POST /api/nodes/{mac}/clear", s.requireAdmin(AuditClear, s.handleClear)},
 		{"GET /api/events", s.requireUser(s.handleEvents)},

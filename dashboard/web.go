@@ -28,6 +28,9 @@ func parseTemplates() (*template.Template, error) {
 		"fmtTemp":    fmtTemp,
 		"fmtTime":    fmtTime,
 		"isoTime":    isoTime,
+		"fmtPower":   fmtPower,
+		"fmtPerPi":   fmtPerPi,
+		"ledText":    ledText,
 		"tile":       func(n Node, canCommand bool) tileView { return tileView{n, canCommand} },
 	}).ParseFS(web, "web/templates/*.html")
 }
@@ -64,7 +67,7 @@ func (s *Server) requirePage(h func(http.ResponseWriter, *http.Request, principa
 
 // rowView is one row of the rack page.
 type rowView struct {
-	Name  string
+	Row
 	Nodes []Node
 }
 
@@ -79,18 +82,25 @@ type rackPage struct {
 	Role       string
 	CanCommand bool
 	Rows       []rowView
+	Alerts     []topics.Alert
 	Online     int
 	Total      int
 	Blank      Node // rendered into a <template> the script clones for Pis that appear later
+	BlankRow   Row
+	BlankAlert topics.Alert
 }
 
 // handleRack serves GET /: the rack, one tile per Pi, grouped by row. The script then keeps it
 // live from /api/events; the page is complete without it.
 func (s *Server) handleRack(w http.ResponseWriter, r *http.Request, p principal) {
 	page := rackPage{User: p.name, Role: string(p.role), CanCommand: p.canCommand()}
-	for _, n := range s.rack.list() {
+	rows := make(map[string]Row)
+	for _, r := range s.Rows() {
+		rows[r.Name] = r
+	}
+	for _, n := range s.Nodes() {
 		if len(page.Rows) == 0 || page.Rows[len(page.Rows)-1].Name != n.Row {
-			page.Rows = append(page.Rows, rowView{Name: n.Row})
+			page.Rows = append(page.Rows, rowView{Row: rows[n.Row]})
 		}
 		row := &page.Rows[len(page.Rows)-1]
 		row.Nodes = append(row.Nodes, n)
@@ -99,6 +109,7 @@ func (s *Server) handleRack(w http.ResponseWriter, r *http.Request, p principal)
 			page.Online++
 		}
 	}
+	page.Alerts = s.Alerts()
 	page.Blank = Node{State: StateUnknown}
 	s.render(w, http.StatusOK, "rack.html", page)
 }
@@ -255,6 +266,48 @@ func fmtTemp(m *topics.Metrics) string {
 		return dash
 	}
 	return fmt.Sprintf("%.1f °C", *m.CPUTempC)
+}
+
+// fmtPower is a row header's reading: "41.2 W · 5.08 V".
+func fmtPower(p *topics.Power) string {
+	if p == nil {
+		return "no power reading"
+	}
+	var parts []string
+	if p.Watts != nil {
+		parts = append(parts, fmt.Sprintf("%.1f W", *p.Watts))
+	}
+	if p.Volts != nil {
+		parts = append(parts, fmt.Sprintf("%.2f V", *p.Volts))
+	}
+	if p.Amps != nil && p.Watts == nil {
+		parts = append(parts, fmt.Sprintf("%.2f A", *p.Amps))
+	}
+	return strings.Join(parts, " · ")
+}
+
+// fmtPerPi is a row's watts per Pi: "5.2 W per Pi".
+func fmtPerPi(w *float64) string {
+	if w == nil {
+		return ""
+	}
+	return fmt.Sprintf("%.1f W per Pi", *w)
+}
+
+// ledText says what the LED does in words, so that the blinking is not shown by animation
+// alone: "LED blinking (blink by admin)".
+func ledText(l *LED) string {
+	if l == nil {
+		return ""
+	}
+	t := "LED " + l.State
+	switch {
+	case l.Action != "" && l.By != "":
+		t += " (" + l.Action + " by " + l.By + ")"
+	case l.Action != "":
+		t += " (" + l.Action + ")"
+	}
+	return t
 }
 
 func fmtTime(t time.Time) string {

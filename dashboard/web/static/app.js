@@ -8,7 +8,11 @@
   const rowTemplate = document.getElementById("row-template");
   const live = document.getElementById("live");
   const notice = document.getElementById("notice");
+  const alertBox = document.getElementById("alerts");
+  const alertList = document.getElementById("alert-list");
+  const alertTemplate = document.getElementById("alert-template");
   const nodes = new Map(); // mac -> node, as last received
+  const rows = new Map(); // row name -> row (power, alerts), as last received
 
   // Formatters: twins of the Go ones in web.go; keep them in step.
   const dash = "\u2013";
@@ -49,6 +53,22 @@
     return new Date(iso).toLocaleString();
   }
 
+  function fmtPower(p) {
+    if (!p) return "no power reading";
+    const parts = [];
+    if (p.watts != null) parts.push(p.watts.toFixed(1) + " W");
+    if (p.volts != null) parts.push(p.volts.toFixed(2) + " V");
+    if (p.amps != null && p.watts == null) parts.push(p.amps.toFixed(2) + " A");
+    return parts.join(" \u00b7 ");
+  }
+  function ledText(l) {
+    if (!l) return "";
+    let t = "LED " + l.state;
+    if (l.action && l.by) t += " (" + l.action + " by " + l.by + ")";
+    else if (l.action) t += " (" + l.action + ")";
+    return t;
+  }
+
   function field(el, name) {
     return el.querySelector('[data-field="' + name + '"]');
   }
@@ -80,6 +100,72 @@
     sel.textContent = "\u2605 selected" + (n.selected_by ? " (" + n.selected_by + " press)" : "");
     const clear = tile.querySelector('[data-action="clear"]');
     if (clear) clear.hidden = !n.selected;
+    const led = field(tile, "led");
+    led.hidden = !n.led;
+    led.dataset.led = n.led ? n.led.state : "";
+    tile.dataset.led = n.led ? n.led.state : "";
+    setText(tile, "led_text", ledText(n.led));
+    const alerts = n.alerts || [];
+    tile.dataset.alerts = String(alerts.length);
+    fillAlertItems(field(tile, "alerts"), alerts);
+    field(tile, "detail").setAttribute("href", "/nodes/" + encodeURIComponent(n.mac));
+  }
+
+  // fillAlertItems lists alerts as text with a warning sign, so severity is never colour alone.
+  function fillAlertItems(ul, alerts) {
+    ul.replaceChildren();
+    for (const a of alerts) {
+      const li = document.createElement("li");
+      li.dataset.severity = a.severity;
+      li.dataset.rule = a.rule;
+      const sign = document.createElement("span");
+      sign.setAttribute("aria-hidden", "true");
+      sign.textContent = "\u26a0";
+      li.append(sign, " " + a.message);
+      ul.append(li);
+    }
+    ul.hidden = alerts.length === 0;
+  }
+
+  function fillRowHead(sec) {
+    const r = rows.get(sec.dataset.row) || {};
+    const pis = sec.querySelectorAll("article.tile").length;
+    setText(sec, "power_text", fmtPower(r.power));
+    const w = r.power && r.power.watts;
+    setText(sec, "per_pi", w != null && pis > 0 ? (w / pis).toFixed(1) + " W per Pi" : "");
+    fillAlertItems(field(sec, "row_alerts"), r.alerts || []);
+  }
+
+  // The banner lists every raised alert; it is redrawn once per animation frame at most, so a
+  // burst of updates on a large rack costs one redraw.
+  let bannerQueued = false;
+  function banner() {
+    if (bannerQueued) return;
+    bannerQueued = true;
+    requestAnimationFrame(() => {
+      bannerQueued = false;
+      const all = [];
+      for (const r of rows.values()) all.push(...(r.alerts || []));
+      for (const n of nodes.values()) all.push(...(n.alerts || []));
+      all.sort((a, b) => (a.row + a.mac + a.rule).localeCompare(b.row + b.mac + b.rule));
+      alertList.replaceChildren();
+      for (const a of all) {
+        const li = alertTemplate.content.firstElementChild.cloneNode(true);
+        li.dataset.severity = a.severity;
+        li.dataset.rule = a.rule;
+        li.dataset.mac = a.mac || "";
+        li.dataset.row = a.row;
+        setText(li, "severity", a.severity);
+        const where = field(li, "where");
+        where.textContent = a.hostname || (a.mac ? displayMAC(a.mac) : "row " + a.row);
+        where.setAttribute("href", a.mac ? "/nodes/" + encodeURIComponent(a.mac) : "#");
+        setText(li, "message", a.message);
+        alertList.append(li);
+      }
+      document.getElementById("alert-count").textContent = all.length;
+      alertBox.dataset.count = String(all.length);
+      alertBox.hidden = all.length === 0;
+    });
   }
 
   function rowSection(name) {
@@ -91,6 +177,7 @@
     const sec = rowTemplate.content.firstElementChild.cloneNode(true);
     sec.dataset.row = name;
     setText(sec, "row", name);
+    fillRowHead(sec);
     // Keep rows sorted by name, as the server renders them.
     const after = [...rack.querySelectorAll("section.row")].find((s) => s.dataset.row > name);
     rack.insertBefore(sec, after || null);
@@ -107,12 +194,21 @@
         const old = tile.closest("section.row");
         tile.remove();
         if (old && !old.querySelector("article.tile")) old.remove();
+        else if (old) fillRowHead(old);
       }
       tile = tileTemplate.content.firstElementChild.cloneNode(true);
       const after = [...tiles.querySelectorAll("article.tile")].find((t) => t.dataset.mac > n.mac);
       tiles.insertBefore(tile, after || null);
+      fillRowHead(sec);
     }
     fillTile(tile, n);
+    banner();
+  }
+
+  function upsertRow(r) {
+    rows.set(r.name, r);
+    fillRowHead(rowSection(r.name));
+    banner();
   }
 
   function summary() {
@@ -124,10 +220,12 @@
 
   function snapshot(list) {
     nodes.clear();
+    rows.clear();
     for (const t of rack.querySelectorAll("article.tile")) t.remove();
     for (const s of rack.querySelectorAll("section.row")) s.remove();
     for (const n of list) upsert(n);
     summary();
+    banner();
   }
 
   function setLive(state, text) {
@@ -151,6 +249,8 @@
     es.onopen = () => setLive("on", "live");
     es.addEventListener("snapshot", (e) => snapshot(JSON.parse(e.data)));
     es.addEventListener("node", (e) => { upsert(JSON.parse(e.data)); summary(); });
+    es.addEventListener("rows", (e) => { for (const r of JSON.parse(e.data)) upsertRow(r); });
+    es.addEventListener("row", (e) => upsertRow(JSON.parse(e.data)));
     es.onerror = () => {
       if (es.readyState !== EventSource.CLOSED) {
         setLive("off", "reconnecting\u2026");

@@ -1,0 +1,193 @@
+package dashboard
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/pirack/pirack/alerts"
+	"github.com/pirack/pirack/history"
+	"github.com/pirack/pirack/topics"
+)
+
+// History is where the Control Center keeps metrics, row power and the event log for charts.
+// *history.Store implements it. The writes must not block: they are called from ingestion,
+// inside the broker's publish path.
+type History interface {
+	Add(mac string, m topics.Metrics)
+	AddPower(row string, p topics.Power)
+	AddEvent(e history.Event)
+	Series(mac, metric string, from, to time.Time, maxPoints int) ([]history.Point, error)
+	PowerSeries(row, metric string, from, to time.Time, maxPoints int) ([]history.Point, error)
+	Events(mac string, since time.Time, limit int) ([]history.Event, error)
+}
+
+var _ History = (*history.Store)(nil)
+
+// EventAlert is the event kind of an alert raised or cleared; Detail says which and why.
+const EventAlert = "alert"
+
+// alertQueueSize bounds the alert transitions waiting to be published. Transitions come in
+// bursts only when many Pis change at once (a row losing power: one offline per Pi), so this
+// is generous; past it a transition is dropped, counted and logged.
+const alertQueueSize = 4096
+
+// alertState is the alerts side of the Server: the engine, the raised alerts as shown, and the
+// queue of transitions that Serve's publisher sends to the Bus. Publishing from ingestion itself
+// is not possible: the embedded broker delivers inline, so Publish would re-enter ingest on the
+// same goroutine, inside the broker's locks.
+type alertState struct {
+	engine *alerts.Engine // nil: alerts are off
+
+	// mu serialises the engine's calls with the queueing of their transitions, so the
+	// transitions of one alert are published in the order the engine made them.
+	mu     sync.Mutex
+	byMAC  map[string][]topics.Alert // raised alerts of Pis, by MAC, sorted by rule
+	byRow  map[string][]topics.Alert // raised alerts of rows (MAC ""), by row, sorted by rule
+	queue  chan topics.Alert
+	drops  uint64
+	failed uint64
+}
+
+func newAlertState(e *alerts.Engine) *alertState {
+	return &alertState{
+		engine: e,
+		byMAC:  make(map[string][]topics.Alert),
+		byRow:  make(map[string][]topics.Alert),
+		queue:  make(chan topics.Alert, alertQueueSize),
+	}
+}
+
+// observe runs one engine call and applies its transitions: the shown alerts, the event log,
+// live clients and the publish queue. It never blocks.
+func (s *Server) observe(call func(e *alerts.Engine) []topics.Alert) {
+	a := s.alerts
+	if a.engine == nil {
+		return
+	}
+	a.mu.Lock()
+	out := call(a.engine)
+	for _, al := range out {
+		a.apply(al)
+		select {
+		case a.queue <- al:
+		default:
+			a.drops++
+			s.log.Error("alert queue full; transition not published", "rule", al.Rule, "row", al.Row, "mac", al.MAC, "state", al.State)
+		}
+	}
+	a.mu.Unlock()
+	for _, al := range out {
+		s.event(history.Event{MAC: al.MAC, Row: al.Row, Kind: EventAlert, By: "system",
+			Detail: clipLog(fmt.Sprintf("%s %s: %s", al.Rule, al.State, al.Message))})
+		if al.MAC != "" {
+			s.hub.notify(al.MAC)
+		} else {
+			s.hub.notify(rowKey(al.Row))
+		}
+	}
+}
+
+// apply records one transition in the shown alerts. Call with mu held.
+func (a *alertState) apply(al topics.Alert) {
+	m, key := a.byMAC, al.MAC
+	if al.MAC == "" {
+		m, key = a.byRow, al.Row
+	}
+	list := slices.DeleteFunc(m[key], func(x topics.Alert) bool { return x.Rule == al.Rule && x.Row == al.Row })
+	if al.State == topics.AlertRaised {
+		list = append(list, al)
+		slices.SortFunc(list, func(x, y topics.Alert) int { return cmp.Compare(x.Rule, y.Rule) })
+	}
+	if len(list) == 0 {
+		delete(m, key)
+	} else {
+		m[key] = list
+	}
+}
+
+// forMAC and forRow return copies of the shown alerts of one Pi or row.
+func (a *alertState) forMAC(mac string) []topics.Alert {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return slices.Clone(a.byMAC[mac])
+}
+
+func (a *alertState) forRow(row string) []topics.Alert {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return slices.Clone(a.byRow[row])
+}
+
+func (a *alertState) counts() (drops, failed uint64) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.drops, a.failed
+}
+
+// active returns every shown alert, sorted by row, MAC and rule.
+func (a *alertState) active() []topics.Alert {
+	a.mu.Lock()
+	out := []topics.Alert{}
+	for _, l := range a.byMAC {
+		out = append(out, l...)
+	}
+	for _, l := range a.byRow {
+		out = append(out, l...)
+	}
+	a.mu.Unlock()
+	slices.SortFunc(out, func(x, y topics.Alert) int {
+		return cmp.Or(cmp.Compare(x.Row, y.Row), cmp.Compare(x.MAC, y.MAC), cmp.Compare(x.Rule, y.Rule))
+	})
+	return out
+}
+
+// publishAlerts publishes queued transitions, retained at QoS 1, until ctx is done; then it
+// publishes what is still queued, so a shutdown does not lose a clear.
+func (s *Server) publishAlerts(ctx context.Context) {
+	for {
+		select {
+		case al := <-s.alerts.queue:
+			s.publishAlert(al)
+		case <-ctx.Done():
+			for {
+				select {
+				case al := <-s.alerts.queue:
+					s.publishAlert(al)
+				default:
+					return
+				}
+			}
+		}
+	}
+}
+
+func (s *Server) publishAlert(al topics.Alert) {
+	b, err := topics.Encode(al)
+	if err == nil {
+		err = s.cfg.Bus.Publish(topics.AlertTopic(al.Row, al.MAC, al.Rule), b, true, 1)
+	}
+	if err != nil {
+		s.alerts.mu.Lock()
+		s.alerts.failed++
+		s.alerts.mu.Unlock()
+		s.log.Error("publish alert", "rule", al.Rule, "row", al.Row, "mac", al.MAC, "state", al.State, "err", err)
+	}
+}
+
+// event records an event in the history, when there is one. It never blocks.
+func (s *Server) event(e history.Event) {
+	if s.cfg.History == nil {
+		return
+	}
+	if e.Time.IsZero() {
+		e.Time = s.cfg.Now().UTC()
+	}
+	s.cfg.History.AddEvent(e)
+}
+
+// rowKey is the hub key of a row; a MAC never contains a slash.
+func rowKey(row string) string { return "row/" + row }
