@@ -12,9 +12,11 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/pirack/pirack/alerts"
 	"github.com/pirack/pirack/auth"
 	"github.com/pirack/pirack/broker"
 	"github.com/pirack/pirack/dashboard"
+	"github.com/pirack/pirack/history"
 )
 
 // serveConfig is what `pirack serve` and `pirack demo` share.
@@ -30,6 +32,8 @@ type serveConfig struct {
 	MQTTWSAddr string
 	// WebCert and WebKey serve the Control Center over HTTPS when both are set.
 	WebCert, WebKey string
+	// AlertsFile is a JSON alert config laid over the defaults ("" = defaults).
+	AlertsFile string
 	// StaleAfter overrides the learned 3 telemetry intervals after which a Pi shows stale.
 	StaleAfter time.Duration
 }
@@ -46,6 +50,7 @@ func (c *serveConfig) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.MQTTWSAddr, "mqtt-ws", "", "MQTT over WebSocket listen address for browsers and Node-RED (empty: off)")
 	fs.StringVar(&c.WebCert, "web-cert", "", "TLS certificate (PEM) for the Control Center; with --web-key it serves HTTPS only")
 	fs.StringVar(&c.WebKey, "web-key", "", "TLS private key (PEM, mode 0600) for the Control Center")
+	fs.StringVar(&c.AlertsFile, "alerts", "", "JSON file changing alert thresholds, durations and rules (see docs/alerts.md); empty: defaults")
 	fs.DurationVar(&c.StaleAfter, "stale-after", 0, "mark a Pi stale after this long without telemetry (0: 3 of its own intervals)")
 }
 
@@ -73,12 +78,13 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 
 // controlCenter is the broker and the dashboard in one process.
 type controlCenter struct {
-	users  *auth.Users
-	broker *broker.Broker
-	dash   *dashboard.Server
-	httpLn net.Listener
-	log    *slog.Logger
-	tls    bool // the Control Center speaks HTTPS
+	users   *auth.Users
+	broker  *broker.Broker
+	history *history.Store
+	dash    *dashboard.Server
+	httpLn  net.Listener
+	log     *slog.Logger
+	tls     bool // the Control Center speaks HTTPS
 }
 
 // startControlCenter opens the data directory, bootstraps an admin on first run, and starts the
@@ -95,6 +101,16 @@ func startControlCenter(cfg serveConfig, log *slog.Logger, stdout io.Writer) (*c
 	if err := bootstrapAdmin(users, cfg.DataDir, stdout); err != nil {
 		return nil, err
 	}
+	alertCfg := alerts.DefaultConfig()
+	if cfg.AlertsFile != "" {
+		if alertCfg, err = alerts.LoadConfig(cfg.AlertsFile); err != nil {
+			return nil, err
+		}
+	}
+	engine, err := alerts.New(alertCfg)
+	if err != nil {
+		return nil, err
+	}
 	bcfg := broker.Config{Addr: cfg.MQTTAddr, WSAddr: cfg.MQTTWSAddr, DataDir: cfg.DataDir, Users: users, Logger: log.With("component", "broker")}
 	if cfg.MQTTCert != "" || cfg.MQTTKey != "" {
 		bcfg.TLS = &broker.TLSConfig{Addr: cfg.MQTTTLSAddr, CertFile: cfg.MQTTCert, KeyFile: cfg.MQTTKey, ClientCAFile: cfg.MQTTClientCA}
@@ -105,6 +121,11 @@ func startControlCenter(cfg serveConfig, log *slog.Logger, stdout io.Writer) (*c
 	if err != nil {
 		return nil, fmt.Errorf("start broker: %w", err)
 	}
+	store, err := history.Open(filepath.Join(cfg.DataDir, historyFile), history.Options{Logger: log.With("component", "history")})
+	if err != nil {
+		b.Close()
+		return nil, err
+	}
 	dash, err := dashboard.New(dashboard.Config{
 		Bus:         b,
 		Auth:        users,
@@ -113,23 +134,28 @@ func startControlCenter(cfg serveConfig, log *slog.Logger, stdout io.Writer) (*c
 		TLSKeyFile:  cfg.WebKey,
 		StaleAfter:  cfg.StaleAfter,
 		AuditDir:    cfg.DataDir, // audit.log sits with the users it names
+		History:     store,
+		Alerts:      engine,
 	})
 	if err != nil {
+		store.Close()
 		b.Close()
 		return nil, fmt.Errorf("start dashboard: %w", err)
 	}
 	ln, err := net.Listen("tcp", cfg.HTTPAddr)
 	if err != nil {
+		store.Close()
 		b.Close()
 		return nil, fmt.Errorf("listen for the Control Center on %s: %w (is another pirack running? pick another address with --http)", cfg.HTTPAddr, err)
 	}
 	if err := b.Start(); err != nil {
 		ln.Close()
+		store.Close()
 		b.Close()
 		return nil, fmt.Errorf("start MQTT listeners: %w (is another broker running? pick other addresses with --mqtt, --mqtts or --mqtt-ws)", err)
 	}
 	log.Info("control center running", "mqtt", b.Addr(), "mqtts", b.TLSAddr(), "mqtt_ws", b.WSAddr(), "http", ln.Addr().String(), "data_dir", cfg.DataDir)
-	return &controlCenter{users: users, broker: b, dash: dash, httpLn: ln, log: log, tls: cfg.WebCert != ""}, nil
+	return &controlCenter{users: users, broker: b, history: store, dash: dash, httpLn: ln, log: log, tls: cfg.WebCert != ""}, nil
 }
 
 // wait serves the dashboard until ctx is done, then closes the broker.
@@ -141,9 +167,14 @@ func (cc *controlCenter) wait(ctx context.Context) error {
 	return err
 }
 
-// serve runs the dashboard until ctx is done.
+// serve runs the dashboard and the history writer until ctx is done.
 func (cc *controlCenter) serve(ctx context.Context) error {
+	histDone := make(chan error, 1)
+	go func() { histDone <- cc.history.Run(ctx) }()
 	err := cc.dash.Serve(ctx, cc.httpLn)
+	if herr := <-histDone; err == nil && !errors.Is(herr, context.Canceled) {
+		err = herr
+	}
 	if errors.Is(err, context.Canceled) {
 		return nil
 	}
@@ -153,6 +184,9 @@ func (cc *controlCenter) serve(ctx context.Context) error {
 // close stops the broker: connected clients are disconnected and the store is closed. The web
 // server stops first, so no request publishes into a closed broker.
 func (cc *controlCenter) close() error {
+	if err := cc.history.Close(); err != nil {
+		cc.log.Error("close history", "err", err)
+	}
 	if err := cc.broker.Close(); err != nil {
 		return fmt.Errorf("close broker: %w", err)
 	}
@@ -169,6 +203,9 @@ func (cc *controlCenter) httpURL() string {
 	}
 	return scheme + "://localhost:" + port
 }
+
+// historyFile is the telemetry and event database inside the data directory.
+const historyFile = "history.db"
 
 // adminPasswordFile keeps the first admin password so `pirack demo` can show it on every start.
 const adminPasswordFile = "admin.password"
