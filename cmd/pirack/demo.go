@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -74,6 +75,7 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if cfg.PressEvery > 0 {
 		wg.Go(func() { pressButtons(agentCtx, pis, cfg.PressEvery) })
 	}
+	wg.Go(func() { simulateRowPower(agentCtx, cc, log, cfg.Rows, cfg.PerRow, cfg.Interval) })
 	err = cc.serve(ctx)
 	stopAgents()
 	wg.Wait()
@@ -145,6 +147,36 @@ func pressButtons(ctx context.Context, pis []*demoPi, mean time.Duration) {
 		}
 	}
 }
+
+// simulateRowPower publishes each row's supply reading, as an INA219 on one Pi of the row
+// would: the original rack drew about 15 W per row of 8, under 2 W per Pi, and its 5 V rail sags
+// a little with the current.
+func simulateRowPower(ctx context.Context, cc *controlCenter, log *slog.Logger, rows, perRow int, every time.Duration) {
+	tick := time.NewTicker(every)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-tick.C:
+			for r := 1; r <= rows; r++ {
+				watts := round2(float64(perRow) * (1.45 + 0.35*rand.Float64()))
+				volts := round2(5.15 - 0.012*watts/5)
+				amps := round2(watts / volts)
+				p := topics.Power{V: topics.Version, TS: now.UTC(), Volts: &volts, Amps: &amps, Watts: &watts, Source: "sim"}
+				payload, err := topics.Encode(p)
+				if err == nil {
+					err = cc.broker.Publish(topics.PowerTopic(fmt.Sprintf("r%d", r)), payload, true, 0)
+				}
+				if err != nil {
+					log.Warn("simulated row power", "row", r, "err", err)
+				}
+			}
+		}
+	}
+}
+
+func round2(v float64) float64 { return math.Round(v*100) / 100 }
 
 // dialable turns a listen address such as "[::]:1883" into one a client can dial.
 func dialable(addr string) string {
