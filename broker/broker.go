@@ -213,7 +213,7 @@ func New(cfg Config) (*Broker, error) {
 		return nil, fmt.Errorf("broker: add auth hook: %w", err)
 	}
 	dbPath := filepath.Join(cfg.DataDir, DBFile)
-	err := b.srv.AddHook(new(bolt.Hook), &bolt.Options{
+	err := b.srv.AddHook(boltStore{new(bolt.Hook)}, &bolt.Options{
 		Path:    dbPath,
 		Options: &bbolt.Options{Timeout: time.Second},
 	})
