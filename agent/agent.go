@@ -27,8 +27,9 @@ import (
 
 // Defaults applied by Run to zero Config fields.
 const (
-	DefaultInterval  = 5 * time.Second
-	DefaultKeepAlive = 10 * time.Second
+	DefaultInterval          = 5 * time.Second
+	DefaultKeepAlive         = 10 * time.Second
+	DefaultMaxReconnectDelay = 30 * time.Second
 )
 
 // Config configures Run. Only Broker and Row are required; every other zero value has a
@@ -66,10 +67,20 @@ type Config struct {
 	// Model is the board model for the birth message. "" means the Collector's Model() if it
 	// has one (HostCollector reads the device tree), else none.
 	Model string
-	// StoreDir keeps the MQTT session's QoS1 messages and the button press counter, so that
-	// presses made while the broker was unreachable survive an agent restart and press
-	// sequence numbers keep growing. "" means memory only. Created (0700) if missing.
+	// StoreDir keeps the queue of button presses not yet acknowledged by the broker
+	// (presses.queue) and the press counter (button.seq), so that presses made while the
+	// broker was unreachable survive an agent restart and sequence numbers keep growing. ""
+	// means memory only: queued presses are lost when the agent stops. Created (0700) if
+	// missing.
 	StoreDir string
+	// MaxQueuedPresses bounds the presses waiting for the broker; when full, the oldest is
+	// dropped with a warning. 0 means DefaultMaxQueuedPresses (1000). The queue also holds at
+	// most 256 KiB of payload.
+	MaxQueuedPresses int
+	// MaxReconnectDelay is the longest wait before a connection attempt: paho's doubling
+	// backoff up to two thirds of it, plus a random jitter of up to a third. 0 means
+	// DefaultMaxReconnectDelay (30 s). Tests and benchmarks shorten it.
+	MaxReconnectDelay time.Duration
 	// Logger receives the agent's logs. nil means slog.Default().
 	Logger *slog.Logger
 	// Now is the clock for timestamps and command expiry. nil means time.Now.
@@ -108,6 +119,10 @@ type agent struct {
 	limit     *limiter
 	leds      *mailbox // nil when there is no LED
 	presses   *pressCounter
+	queue     *pressQueue   // presses not yet acknowledged by the broker
+	sent      chan struct{} // signalled (buffered 1) each time a press is acknowledged
+	link      *link         // whether paho is connected, for the press sender
+	backoff   backoff
 	connected chan struct{} // OnConnect → main loop, buffered 1
 	stop      chan struct{} // closed when Run is stopping; releases connect attempts
 
@@ -126,8 +141,14 @@ func newAgent(cfg Config) (*agent, error) {
 	if err := topics.ValidateRow(cfg.Row); err != nil {
 		return nil, fmt.Errorf("agent: %w", err)
 	}
-	if cfg.Interval < 0 || cfg.KeepAlive < 0 {
-		return nil, errors.New("agent: interval and keepalive must not be negative")
+	if cfg.Interval < 0 || cfg.KeepAlive < 0 || cfg.MaxQueuedPresses < 0 || cfg.MaxReconnectDelay < 0 {
+		return nil, errors.New("agent: interval, keepalive, queue size and reconnect delay must not be negative")
+	}
+	if cfg.MaxQueuedPresses == 0 {
+		cfg.MaxQueuedPresses = DefaultMaxQueuedPresses
+	}
+	if cfg.MaxReconnectDelay == 0 {
+		cfg.MaxReconnectDelay = DefaultMaxReconnectDelay
 	}
 	if cfg.Interval == 0 {
 		cfg.Interval = DefaultInterval
@@ -188,6 +209,9 @@ func newAgent(cfg Config) (*agent, error) {
 		session:   hex.EncodeToString(session),
 		log:       log,
 		limit:     newLimiter(logEvery),
+		sent:      make(chan struct{}, 1),
+		link:      newLink(),
+		backoff:   newBackoff(cfg.MaxReconnectDelay),
 		connected: make(chan struct{}, 1),
 		stop:      make(chan struct{}),
 	}
@@ -198,6 +222,7 @@ func newAgent(cfg Config) (*agent, error) {
 		a.leds = newMailbox()
 	}
 	a.presses = &pressCounter{}
+	queuePath := ""
 	if cfg.StoreDir != "" {
 		if err := os.MkdirAll(cfg.StoreDir, 0o700); err != nil {
 			return nil, fmt.Errorf("agent: create store directory: %w", err)
@@ -206,16 +231,38 @@ func newAgent(cfg Config) (*agent, error) {
 		if err := a.presses.load(); err != nil {
 			return nil, fmt.Errorf("agent: %w", err)
 		}
+		queuePath = filepath.Join(cfg.StoreDir, pressQueueFile)
 	}
+	q, rep, err := openQueue(queuePath, cfg.MaxQueuedPresses, maxQueuedBytes)
+	if err != nil {
+		return nil, fmt.Errorf("agent: %w (delete %s to start with an empty queue)", err, queuePath)
+	}
+	if rep.Corrupt > 0 {
+		log.Warn("press queue had damaged entries (an interrupted write?); skipped them", "path", queuePath, "skipped", rep.Corrupt, "loaded", rep.Items)
+	}
+	if rep.Items > 0 {
+		log.Info("presses from an earlier run wait for the broker", "queued", rep.Items)
+	}
+	// A lost counter file must not hand out numbers still queued: they would be taken for
+	// redeliveries.
+	a.presses.atLeast(q.maxID())
+	a.queue = q
 	return a, nil
 }
 
 func (a *agent) run(ctx context.Context) error {
+	defer a.queue.close()
 	client := mqtt.NewClient(a.clientOptions())
 	a.log.Info("agent starting", "broker", a.cfg.Broker, "session", a.session, "version", buildinfo.Version())
 	// With ConnectRetry the token only completes once connected, so it is not waited on:
 	// OnConnect tells the main loop instead.
 	connected := client.Connect()
+
+	// The sender outlives ctx: at a clean stop it delivers what is queued before the offline
+	// status goes out (see flush).
+	sendCtx, stopSending := context.WithCancel(context.Background())
+	var sender sync.WaitGroup
+	sender.Go(func() { a.sendLoop(sendCtx, client) })
 
 	var wg sync.WaitGroup
 	wg.Go(func() { a.mainLoop(ctx, client, connected) })
@@ -227,7 +274,10 @@ func (a *agent) run(ctx context.Context) error {
 	}
 	<-ctx.Done()
 	close(a.stop)
-	wg.Wait()
+	wg.Wait() // no new presses from here on
+	a.flush(client)
+	stopSending()
+	sender.Wait()
 	a.shutdown(client)
 	return nil
 }
@@ -235,8 +285,8 @@ func (a *agent) run(ctx context.Context) error {
 // mainLoop announces the agent on every (re)connection and publishes telemetry. Doing this
 // here rather than in OnConnect keeps paho's handlers non-blocking.
 //
-// The first connection's token completes only after paho has re-sent what its store held, so
-// the first birth waits for it rather than race that resend (see copyingStore).
+// The first birth waits for the first connection's token, which completes once paho has
+// finished connecting.
 func (a *agent) mainLoop(ctx context.Context, client mqtt.Client, firstConnect mqtt.Token) {
 	tick := time.NewTicker(a.cfg.Interval)
 	defer tick.Stop()
@@ -261,6 +311,26 @@ func (a *agent) mainLoop(ctx context.Context, client mqtt.Client, firstConnect m
 			}
 			seq++
 			a.publishMetrics(ctx, client, seq)
+		}
+	}
+}
+
+// flush waits, a bounded time, for the sender to deliver the presses still queued, so that a
+// clean stop does not leave them for the next start (or lose them, without a StoreDir). It
+// does not wait while disconnected: the presses stay queued.
+func (a *agent) flush(client mqtt.Client) {
+	deadline := time.NewTimer(flushWait)
+	defer deadline.Stop()
+	for a.queue.len() > 0 {
+		if !client.IsConnectionOpen() {
+			a.log.Warn("stopping while disconnected; presses stay queued", "queued", a.queue.len(), "on_disk", a.cfg.StoreDir != "")
+			return
+		}
+		select {
+		case <-a.sent:
+		case <-deadline.C:
+			a.log.Warn("presses not delivered before stopping; they stay queued", "queued", a.queue.len(), "waited", flushWait, "on_disk", a.cfg.StoreDir != "")
+			return
 		}
 	}
 }

@@ -528,3 +528,85 @@ func TestStoreDirHoldsPressCounter(t *testing.T) {
 		t.Error("corrupt counter file accepted")
 	}
 }
+
+// syncButton hands each press to the agent and returns once the agent has taken it (queued it),
+// so a test knows exactly what was pressed before it acts.
+type syncButton struct {
+	presses chan string
+	handled chan struct{}
+}
+
+func newSyncButton() *syncButton {
+	return &syncButton{presses: make(chan string), handled: make(chan struct{})}
+}
+
+func (b *syncButton) Run(ctx context.Context, press func(kind string)) error {
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case k := <-b.presses:
+			press(k)
+			b.handled <- struct{}{}
+		}
+	}
+}
+
+func (b *syncButton) press(t *testing.T, kind string) {
+	t.Helper()
+	timeout := time.After(waitFor)
+	select {
+	case b.presses <- kind:
+	case <-timeout:
+		t.Fatal("agent did not take the press")
+	}
+	select {
+	case <-b.handled:
+	case <-timeout:
+		t.Fatal("agent did not handle the press")
+	}
+}
+
+func TestCleanStopDeliversQueuedPressesFirst(t *testing.T) {
+	b := startBroker(t)
+	btn := newSyncButton()
+	// No StoreDir: presses not delivered before the agent exits would be lost for good.
+	stop := runAgent(t, Config{Broker: b.url, Button: btn, Interval: time.Hour})
+	ready(t, b)
+
+	const n = 200
+	for range n {
+		btn.press(t, topics.PressShort)
+	}
+	stop() // at once: most presses are still queued
+
+	var next uint64 = 1
+	timeout := time.After(waitFor)
+	for {
+		select {
+		case m := <-b.msgs:
+			switch m.topic {
+			case topics.ButtonTopic(row, mac):
+				ev, err := topics.DecodeButton(m.payload)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if ev.Seq != next {
+					t.Fatalf("press seq %d, want %d: out of order or lost", ev.Seq, next)
+				}
+				next++
+			case topics.StatusTopic(row, mac):
+				st, err := topics.DecodeStatus(m.payload)
+				if err != nil || st.State != topics.StateOffline {
+					continue
+				}
+				if next != n+1 {
+					t.Fatalf("offline status after %d of %d presses: a clean stop must deliver its queued presses first", next-1, n)
+				}
+				return
+			}
+		case <-timeout:
+			t.Fatalf("%d of %d presses and no offline status within %v", next-1, n, waitFor)
+		}
+	}
+}

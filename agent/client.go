@@ -4,7 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"math/rand/v2"
-	"path/filepath"
+	"sync"
 	"time"
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
@@ -14,22 +14,36 @@ import (
 )
 
 // Connection timing. A reconnect waits paho's own exponential backoff (1 s doubling, capped at
-// maxBackoff) plus a random jitter (capped at maxJitter), so at most about 30 s. paho's backoff
-// is the same on every Pi: without jitter a whole rack that lost the broker would hammer it in
-// lockstep when it comes back.
+// two thirds of Config.MaxReconnectDelay) plus a random jitter (capped at a third of it), so
+// at most about 30 s by default. paho's backoff is the same on every Pi: without jitter a
+// whole rack that lost the broker would hammer it in lockstep when it comes back.
 const (
-	connectRetryInterval = 1 * time.Second // first connection: paho retries at this fixed interval, plus jitter
-	maxBackoff           = 20 * time.Second
-	baseJitter           = 2 * time.Second // jitter window of the first retry; doubles per failed attempt
-	maxJitter            = 10 * time.Second
-	connectTimeout       = 10 * time.Second
-	writeTimeout         = 5 * time.Second // bounds how long a Publish call may block
-	ackWait              = 5 * time.Second // for tokens waited on outside handlers
-	shutdownWait         = 2 * time.Second
-	disconnectQuiesceMS  = 250
+	connectTimeout      = 10 * time.Second
+	writeTimeout        = 5 * time.Second // bounds how long a Publish call may block
+	ackWait             = 5 * time.Second // for tokens waited on outside handlers
+	shutdownWait        = 2 * time.Second
+	flushWait           = 3 * time.Second // at a clean stop, for queued presses to be delivered
+	retryPause          = 100 * time.Millisecond
+	stuckWait           = time.Minute // for a PUBACK on a live connection, before re-sending
+	disconnectQuiesceMS = 250
 )
 
-const storeSubdir = "mqtt" // paho FileStore, apart from the press counter
+// backoff is the reconnection timing derived from Config.MaxReconnectDelay.
+type backoff struct {
+	connectRetry time.Duration // first connection: paho retries at this fixed interval, plus jitter
+	maxBackoff   time.Duration // cap of paho's doubling reconnect interval
+	baseJitter   time.Duration // jitter window of the first retry; doubles per failed attempt
+	maxJitter    time.Duration
+}
+
+// newBackoff splits max between paho's backoff (two thirds) and our jitter (a third). With the
+// default of 30 s: retries every 1 s, backoff up to 20 s, jitter from 2 s up to 10 s.
+func newBackoff(max time.Duration) backoff {
+	b := backoff{maxBackoff: max * 2 / 3, maxJitter: max / 3}
+	b.connectRetry = min(time.Second, b.maxBackoff)
+	b.baseJitter = b.maxJitter / 5
+	return b
+}
 
 const connectFailedKey = "connect"
 
@@ -51,25 +65,25 @@ func (a *agent) clientOptions() *mqtt.ClientOptions {
 		SetWriteTimeout(writeTimeout).
 		SetAutoReconnect(true).
 		SetConnectRetry(true).
-		SetConnectRetryInterval(connectRetryInterval).
-		SetMaxReconnectInterval(maxBackoff).
+		SetConnectRetryInterval(a.backoff.connectRetry).
+		SetMaxReconnectInterval(a.backoff.maxBackoff).
 		SetOrderMatters(false). // handlers run concurrently, so a slow one cannot stall the client
 		SetBinaryWill(topics.StatusTopic(a.row, a.mac), willPayload, 1, true).
 		SetOnConnectHandler(func(mqtt.Client) {
+			a.link.up()
 			select {
 			case a.connected <- struct{}{}:
 			default: // an announcement is already pending
 			}
 		}).
-		SetConnectionLostHandler(func(_ mqtt.Client, err error) {
+		SetConnectionLostHandler(func(c mqtt.Client, err error) {
+			// paho runs this on its own goroutine, which may be late: if it already
+			// reconnected, the link stays up (and the press in flight is re-sent).
+			a.link.lost(c.IsConnectionOpen())
 			a.log.Warn("connection to broker lost; reconnecting", "err", err)
 		}).
-		SetConnectionNotificationHandler(a.onConnectionNotification)
-	if a.cfg.StoreDir != "" {
-		o.SetStore(mqtt.NewFileStore(filepath.Join(a.cfg.StoreDir, storeSubdir)))
-	} else {
-		o.SetStore(newMemoryStore())
-	}
+		SetConnectionNotificationHandler(a.onConnectionNotification).
+		SetStore(noStore{}) // presses are kept by pressQueue; see noStore
 	return o
 }
 
@@ -91,7 +105,7 @@ func (a *agent) onConnectionNotification(_ mqtt.Client, n mqtt.ConnectionNotific
 	default:
 		return
 	}
-	w := jitterWindow(c.IsReconnect, c.Attempt)
+	w := a.backoff.jitterWindow(c.IsReconnect, c.Attempt)
 	if w <= 0 {
 		return
 	}
@@ -107,7 +121,7 @@ func (a *agent) onConnectionNotification(_ mqtt.Client, n mqtt.ConnectionNotific
 
 // jitterWindow is the range of the random delay before a connection attempt. The very first
 // attempt is not delayed; later ones get a window doubling from baseJitter up to maxJitter.
-func jitterWindow(isReconnect bool, attempt int) time.Duration {
+func (b backoff) jitterWindow(isReconnect bool, attempt int) time.Duration {
 	n := attempt
 	if !isReconnect {
 		if attempt == 0 {
@@ -118,7 +132,7 @@ func jitterWindow(isReconnect bool, attempt int) time.Duration {
 	if n > 8 {
 		n = 8 // avoid overflow; the cap applies long before
 	}
-	return min(baseJitter<<n, maxJitter)
+	return min(b.baseJitter<<n, b.maxJitter)
 }
 
 // publish validates p, encodes it and publishes it. The token is only a hint: paho can report
@@ -205,8 +219,8 @@ func (a *agent) onLED(_ mqtt.Client, m mqtt.Message) {
 	}
 }
 
-// buttonLoop runs the button and publishes each press as a QoS1 event. A broken button is
-// logged and the agent carries on without it.
+// buttonLoop runs the button and queues each press for the sender. A broken button is logged
+// and the agent carries on without it.
 func (a *agent) buttonLoop(ctx context.Context, client mqtt.Client) {
 	err := a.cfg.Button.Run(ctx, func(kind string) {
 		seq, err := a.presses.next()
@@ -214,24 +228,79 @@ func (a *agent) buttonLoop(ctx context.Context, client mqtt.Client) {
 			a.logLimited("button/store", slog.LevelWarn, "cannot persist the press counter; sequence numbers may repeat after a restart", "err", err)
 		}
 		ev := topics.ButtonEvent{V: topics.Version, Press: kind, Seq: seq, TS: a.now()}
-		tok, err := a.publish(client, topics.ButtonTopic(a.row, a.mac), 1, false, ev)
+		b, err := topics.Encode(ev)
 		if err != nil {
 			a.logLimited("button/invalid", slog.LevelWarn, "dropping invalid button press", "err", err)
 			return
 		}
-		a.log.Info("button pressed", "press", kind, "seq", seq)
-		// Not waited on: while disconnected the press waits in the store, which can take
-		// minutes. Report only an error paho already knows.
-		select {
-		case <-tok.Done():
-			if err := tok.Error(); err != nil {
-				a.log.Warn("publish button press", "seq", seq, "err", err)
-			}
-		default:
+		dropped, err := a.queue.push(seq, b)
+		for _, d := range dropped {
+			a.log.Warn("press queue full; dropped the oldest press", "dropped_seq", d, "max", a.cfg.MaxQueuedPresses, "dropped_total", a.queue.droppedTotal())
 		}
+		if err != nil {
+			a.logLimited("button/queue", slog.LevelWarn, "cannot save the press to disk", "seq", seq, "err", err)
+		}
+		a.log.Info("button pressed", "press", kind, "seq", seq)
 	})
 	if err != nil {
 		a.log.Error("button stopped working; carrying on without it", "err", err)
+	}
+}
+
+// sendLoop publishes the queued presses one at a time, oldest first, and removes each only
+// once the broker has acknowledged it. A press whose connection is lost before its PUBACK is
+// published again on the next connection, with the same bytes: QoS 1 is at least once, and
+// the dashboard drops the redelivery by (mac, seq, ts). On a live connection it is not re-sent
+// for a slow PUBACK (TCP loses nothing; a busy broker only gets busier), except after
+// stuckWait, in case a broker dropped it silently. One press in flight at a time keeps the
+// order across reconnects.
+func (a *agent) sendLoop(ctx context.Context, client mqtt.Client) {
+	topic := topics.ButtonTopic(a.row, a.mac)
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	for {
+		it, ok := a.queue.head()
+		if !ok {
+			select {
+			case <-a.queue.pushed:
+				continue
+			case <-ctx.Done():
+				return
+			}
+		}
+		down, ok := a.link.wait(ctx)
+		if !ok {
+			return
+		}
+		tok := client.Publish(topic, 1, false, it.payload)
+		timer.Reset(stuckWait)
+		select {
+		case <-tok.Done():
+			if err := tok.Error(); err != nil {
+				a.logLimited("button/publish", slog.LevelWarn, "publish button press; retrying", "seq", it.id, "err", err)
+				timer.Reset(retryPause)
+				select { // paho's state may lag behind the link's: do not spin
+				case <-timer.C:
+				case <-down:
+				case <-ctx.Done():
+					return
+				}
+				continue
+			}
+			if err := a.queue.remove(it.id); err != nil {
+				a.logLimited("button/queue", slog.LevelWarn, "cannot update the press queue", "err", err)
+			}
+			select {
+			case a.sent <- struct{}{}:
+			default:
+			}
+		case <-down:
+			a.log.Debug("connection lost before the press was acknowledged; it will be sent again", "seq", it.id)
+		case <-timer.C:
+			a.log.Warn("press not acknowledged; sending it again", "seq", it.id, "waited", stuckWait)
+		case <-ctx.Done():
+			return
+		}
 	}
 }
 
@@ -266,4 +335,60 @@ func (a *agent) bootTime() time.Time {
 		return time.Time{}
 	}
 	return t.UTC()
+}
+
+// link tracks whether paho is connected, for the press sender: wait blocks until it is, and
+// returns a channel closed when that connection is lost.
+type link struct {
+	mu     sync.Mutex
+	isUp   bool
+	upCh   chan struct{} // closed when the link comes up
+	downCh chan struct{} // closed when the current connection is lost
+}
+
+func newLink() *link { return &link{upCh: make(chan struct{}), downCh: make(chan struct{})} }
+
+func (l *link) up() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if !l.isUp {
+		l.isUp = true
+		close(l.upCh)
+		l.downCh = make(chan struct{})
+	}
+}
+
+// lost ends the current connection; reconnected says paho is already connected again.
+func (l *link) lost(reconnected bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if !l.isUp {
+		return
+	}
+	close(l.downCh)
+	l.downCh = make(chan struct{})
+	if !reconnected {
+		l.isUp = false
+		l.upCh = make(chan struct{})
+	}
+}
+
+// wait returns once the link is up, with the channel closed when it goes down; ok is false
+// when ctx ended first.
+func (l *link) wait(ctx context.Context) (down <-chan struct{}, ok bool) {
+	for {
+		l.mu.Lock()
+		if l.isUp {
+			down = l.downCh
+			l.mu.Unlock()
+			return down, true
+		}
+		up := l.upCh
+		l.mu.Unlock()
+		select {
+		case <-up:
+		case <-ctx.Done():
+			return nil, false
+		}
+	}
 }

@@ -38,22 +38,29 @@ func TestPickPrimary(t *testing.T) {
 }
 
 func TestJitterWindow(t *testing.T) {
+	b := newBackoff(DefaultMaxReconnectDelay)
+	if b.baseJitter != 2*time.Second || b.maxJitter != 10*time.Second || b.maxBackoff != 20*time.Second || b.connectRetry != time.Second {
+		t.Errorf("default backoff = %+v, want jitter 2 s..10 s, backoff up to 20 s, retry 1 s", b)
+	}
 	for _, tc := range []struct {
 		reconnect bool
 		attempt   int
 		want      time.Duration
 	}{
 		{false, 0, 0}, // a fresh start connects at once
-		{false, 1, baseJitter},
-		{false, 2, 2 * baseJitter},
-		{true, 0, baseJitter}, // a whole rack losing the broker spreads out at once
-		{true, 1, 2 * baseJitter},
-		{true, 3, maxJitter},
-		{true, 1000, maxJitter},
+		{false, 1, b.baseJitter},
+		{false, 2, 2 * b.baseJitter},
+		{true, 0, b.baseJitter}, // a whole rack losing the broker spreads out at once
+		{true, 1, 2 * b.baseJitter},
+		{true, 3, b.maxJitter},
+		{true, 1000, b.maxJitter},
 	} {
-		if got := jitterWindow(tc.reconnect, tc.attempt); got != tc.want {
+		if got := b.jitterWindow(tc.reconnect, tc.attempt); got != tc.want {
 			t.Errorf("jitterWindow(%v, %d) = %v, want %v", tc.reconnect, tc.attempt, got, tc.want)
 		}
+	}
+	if s := newBackoff(300 * time.Millisecond); s.maxBackoff != 200*time.Millisecond || s.maxJitter != 100*time.Millisecond || s.connectRetry != 200*time.Millisecond {
+		t.Errorf("short backoff = %+v, want every part within 300 ms", s)
 	}
 }
 
@@ -76,35 +83,12 @@ func TestLimiter(t *testing.T) {
 	}
 }
 
-func TestMemoryStoreHandsOutCopies(t *testing.T) {
-	var s mqtt.Store = newMemoryStore()
-	s.Open()
-	put := func(key string, id uint16) *packets.PublishPacket {
-		p := packets.NewControlPacket(packets.Publish).(*packets.PublishPacket)
-		p.Qos, p.MessageID, p.TopicName, p.Payload = 1, id, "t", []byte("x")
-		s.Put(key, p)
-		return p
-	}
-	orig := put("o.2", 2)
-	put("o.1", 1)
-	put("i.3", 3)
-	got := s.Get("o.2").(*packets.PublishPacket)
-	if got == orig {
-		t.Fatal("Get returned the packet given to Put; paho's resume would race on it")
-	}
-	got.Dup = true
-	if again := s.Get("o.2").(*packets.PublishPacket); again.Dup || again.MessageID != 2 || string(again.Payload) != "x" {
-		t.Errorf("stored packet = %+v, want the original unchanged", again)
-	}
-	if keys := s.All(); len(keys) != 3 || keys[0] != "o.2" || keys[1] != "o.1" {
-		t.Errorf("All = %v, want put order", keys)
-	}
-	s.Del("o.1")
-	if s.Get("o.1") != nil || len(s.All()) != 2 {
-		t.Error("Del left the packet")
-	}
-	s.Reset()
-	if len(s.All()) != 0 {
-		t.Error("Reset left packets")
+func TestNoStoreKeepsNothing(t *testing.T) {
+	var s mqtt.Store = noStore{}
+	p := packets.NewControlPacket(packets.Publish).(*packets.PublishPacket)
+	p.Qos, p.MessageID, p.TopicName = 1, 2, "t"
+	s.Put("o.2", p)
+	if s.Get("o.2") != nil || len(s.All()) != 0 {
+		t.Error("noStore kept a packet: paho would re-send it besides the press queue")
 	}
 }

@@ -42,6 +42,13 @@ func parseSeq(b []byte) (uint64, error) {
 	return strconv.ParseUint(strings.TrimSpace(string(b)), 10, 64)
 }
 
+// atLeast makes sure the next number handed out is above n.
+func (p *pressCounter) atLeast(n uint64) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.last = max(p.last, n)
+}
+
 // next returns the next sequence number. It is returned even when persisting it fails, so a
 // press is never lost for a full disk; the error says the number may be reused after a restart.
 func (p *pressCounter) next() (uint64, error) {
@@ -54,8 +61,8 @@ func (p *pressCounter) next() (uint64, error) {
 	return p.last, writeFileAtomic(p.path, []byte(strconv.FormatUint(p.last, 10)+"\n"))
 }
 
-// writeFileAtomic replaces path by a fully written file, so a power cut cannot leave it
-// truncated.
+// writeFileAtomic replaces path by a fully written file (mode 0600), so a power cut cannot
+// leave it truncated.
 func writeFileAtomic(path string, data []byte) error {
 	f, err := os.CreateTemp(filepath.Dir(path), filepath.Base(path)+".tmp*")
 	if err != nil {
@@ -73,6 +80,12 @@ func writeFileAtomic(path string, data []byte) error {
 	}
 	if werr != nil {
 		os.Remove(f.Name())
+		return werr
 	}
-	return werr
+	// The rename itself reaches the disk only with the directory.
+	if d, err := os.Open(filepath.Dir(path)); err == nil {
+		d.Sync()
+		d.Close()
+	}
+	return nil
 }

@@ -1,91 +1,31 @@
 package agent
 
 import (
-	"bytes"
-	"sync"
-
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 	"github.com/eclipse/paho.mqtt.golang/packets"
 )
 
-var _ mqtt.Store = (*memoryStore)(nil)
+var _ mqtt.Store = noStore{}
 
-// memoryStore is paho's in-memory Store, but keeping packets encoded, as FileStore keeps them on
-// disk: Put stores bytes and Get decodes a fresh packet, so no packet is ever shared between
-// paho goroutines. Keys come back from All in the order they were put, so queued button
-// presses are re-sent in order.
+// noStore is the paho Store the agent uses: it keeps nothing, so paho never re-sends a message
+// by itself. What must survive an outage or a restart, the button presses, lives in the
+// agent's own pressQueue, which re-publishes until the broker acknowledges; everything else is
+// published afresh at each connection (birth, metrics) or waited for (the offline status).
 //
-// Why: after each (re)connect paho v1.5.1's resume() walks the store and sets the DUP flag on
-// the packets it re-sends. With paho's MemoryStore those are the very packet values a
-// concurrent Publish (our birth, published on connect) has handed to the writer goroutine: a
-// data race inside paho (eclipse-paho/paho.mqtt.golang#657, #703) that -race reports. With
-// copies, the worst case is a QoS1 duplicate, which QoS1 allows.
-type memoryStore struct {
-	mu   sync.Mutex
-	msgs map[string][]byte
-	keys []string // in put order
-}
+// Why not paho's FileStore: it is unbounded; it lists keys in file-name order ("o.10" before
+// "o.2"), so presses came back out of order after a restart; and on each reconnect paho's
+// resume completes the previous token of every stored message with success before the re-sent
+// copy is acknowledged, so a token could not tell whether a press had arrived. Why not paho's
+// MemoryStore: resume sets the DUP flag on the very packet values a concurrent Publish has
+// handed to the writer goroutine, a data race inside paho v1.5.1 (eclipse-paho/paho.mqtt.golang
+// #657, #703). With noStore a publish token completes only with the PUBACK of its own message
+// (or never, if the connection drops first, and the queue then re-sends).
+type noStore struct{}
 
-func newMemoryStore() *memoryStore { return &memoryStore{msgs: make(map[string][]byte)} }
-
-func (s *memoryStore) Open()  {}
-func (s *memoryStore) Close() {}
-
-func (s *memoryStore) Put(key string, p packets.ControlPacket) {
-	var buf bytes.Buffer
-	if err := p.Write(&buf); err != nil {
-		return // a packet paho built always encodes; not storing it only loses the resend
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if _, ok := s.msgs[key]; ok {
-		s.removeKey(key)
-	}
-	s.msgs[key] = buf.Bytes()
-	s.keys = append(s.keys, key)
-}
-
-func (s *memoryStore) Get(key string) packets.ControlPacket {
-	s.mu.Lock()
-	b, ok := s.msgs[key]
-	s.mu.Unlock()
-	if !ok {
-		return nil
-	}
-	p, err := packets.ReadPacket(bytes.NewReader(b))
-	if err != nil {
-		return nil
-	}
-	return p
-}
-
-func (s *memoryStore) All() []string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return append([]string(nil), s.keys...)
-}
-
-func (s *memoryStore) Del(key string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if _, ok := s.msgs[key]; ok {
-		delete(s.msgs, key)
-		s.removeKey(key)
-	}
-}
-
-func (s *memoryStore) Reset() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	clear(s.msgs)
-	s.keys = nil
-}
-
-func (s *memoryStore) removeKey(key string) {
-	for i, k := range s.keys {
-		if k == key {
-			s.keys = append(s.keys[:i], s.keys[i+1:]...)
-			return
-		}
-	}
-}
+func (noStore) Open()                             {}
+func (noStore) Close()                            {}
+func (noStore) Put(string, packets.ControlPacket) {}
+func (noStore) Get(string) packets.ControlPacket  { return nil }
+func (noStore) All() []string                     { return nil }
+func (noStore) Del(string)                        {}
+func (noStore) Reset()                            {}

@@ -79,37 +79,47 @@ func newRig(t *testing.T) *rig {
 // pi is one agent with simulated GPIO, running against the rig's broker.
 type pi struct {
 	mac, row string
+	password string
 	led      *sim.LED
 	button   *sim.Button
 	stop     func() // cancels the agent and waits for it to return
 }
 
 // startPi creates the agent's account and runs the agent, connecting to brokerAddr (the
-// broker's own address, or a proxy in front of it).
-func (r *rig) startPi(t *testing.T, mac, row, brokerAddr string) *pi {
+// broker's own address, or a proxy in front of it). opts adjust the agent's Config.
+func (r *rig) startPi(t *testing.T, mac, row, brokerAddr string, opts ...func(*agent.Config)) *pi {
 	t.Helper()
 	password := auth.GeneratePassword()
 	if err := r.users.Add(auth.User{Name: mac, Role: auth.RoleAgent, MAC: mac, Row: row}, password); err != nil {
 		t.Fatal(err)
 	}
-	p := &pi{mac: mac, row: row, led: new(sim.LED), button: new(sim.Button)}
+	p := &pi{mac: mac, row: row, password: password, led: new(sim.LED), button: new(sim.Button)}
+	r.runPi(t, p, brokerAddr, opts...)
+	return p
+}
+
+// runPi runs p's agent (again, after p.stop: the same account, LED and button).
+func (r *rig) runPi(t *testing.T, p *pi, brokerAddr string, opts ...func(*agent.Config)) {
+	t.Helper()
+	cfg := agent.Config{
+		Broker:    "tcp://" + brokerAddr,
+		MAC:       p.mac,
+		Row:       p.row,
+		Password:  p.password,
+		Interval:  50 * time.Millisecond,
+		KeepAlive: 2 * time.Second,
+		Collector: agent.NewSimCollector(1, nil),
+		LED:       p.led,
+		Button:    p.button,
+		Hostname:  "pi-" + p.mac[8:],
+		Logger:    r.log.With("component", "agent"),
+	}
+	for _, o := range opts {
+		o(&cfg)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() {
-		done <- agent.Run(ctx, agent.Config{
-			Broker:    "tcp://" + brokerAddr,
-			MAC:       mac,
-			Row:       row,
-			Password:  password,
-			Interval:  50 * time.Millisecond,
-			KeepAlive: 2 * time.Second,
-			Collector: agent.NewSimCollector(1, nil),
-			LED:       p.led,
-			Button:    p.button,
-			Hostname:  "pi-" + mac[8:],
-			Logger:    r.log.With("component", "agent"),
-		})
-	}()
+	go func() { done <- agent.Run(ctx, cfg) }()
 	var once sync.Once
 	p.stop = func() {
 		once.Do(func() {
@@ -117,15 +127,14 @@ func (r *rig) startPi(t *testing.T, mac, row, brokerAddr string) *pi {
 			select {
 			case err := <-done:
 				if err != nil {
-					t.Errorf("agent %s: %v", mac, err)
+					t.Errorf("agent %s: %v", p.mac, err)
 				}
 			case <-time.After(waitLimit):
-				t.Errorf("agent %s did not stop within %v", mac, waitLimit)
+				t.Errorf("agent %s did not stop within %v", p.mac, waitLimit)
 			}
 		})
 	}
 	t.Cleanup(p.stop)
-	return p
 }
 
 // awaitNode follows the dashboard's live event stream, as a browser does, until the node
@@ -195,10 +204,12 @@ func (r *rig) getJSON(t *testing.T, path string, v any) int {
 }
 
 // proxy is a TCP relay between an agent and the broker whose links can be cut, to kill a
-// connection the way a pulled cable or a crashed Pi does: no DISCONNECT packet.
+// connection the way a crashed Pi does (no DISCONNECT packet), or frozen, the way a pulled
+// cable does (no packet at all, and no FIN either).
 type proxy struct {
 	ln     net.Listener
 	target string
+	frozen atomic.Bool
 	mu     sync.Mutex
 	conns  []net.Conn
 }
@@ -231,10 +242,30 @@ func (p *proxy) serve() {
 		p.mu.Lock()
 		p.conns = append(p.conns, c, up)
 		p.mu.Unlock()
-		go func() { io.Copy(up, c); up.Close() }()
-		go func() { io.Copy(c, up); c.Close() }()
+		go p.relay(up, c)
+		go p.relay(c, up)
 	}
 }
+
+// relay copies src to dst, dropping what arrives while the proxy is frozen.
+func (p *proxy) relay(dst, src net.Conn) {
+	defer dst.Close()
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := src.Read(buf)
+		if n > 0 && !p.frozen.Load() {
+			if _, werr := dst.Write(buf[:n]); werr != nil {
+				return
+			}
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+// freeze stops forwarding bytes, both ways and on every link, without closing anything.
+func (p *proxy) freeze() { p.frozen.Store(true) }
 
 // cut stops accepting and drops every relayed connection.
 func (p *proxy) cut() {

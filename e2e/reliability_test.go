@@ -1,0 +1,531 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http/httptest"
+	"path/filepath"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"golang.org/x/crypto/bcrypt"
+
+	"github.com/pirack/pirack/agent"
+	"github.com/pirack/pirack/auth"
+	"github.com/pirack/pirack/broker"
+	"github.com/pirack/pirack/dashboard"
+	"github.com/pirack/pirack/topics"
+)
+
+// Agents in these tests reconnect within 300 ms (backoff 200 ms + jitter 100 ms), not 30 s.
+const fastReconnect = 300 * time.Millisecond
+
+// restartRig is a rig whose broker can be killed and started again on the same port and data
+// directory, with the same dashboard re-subscribed, as after a crash and a restart of the
+// broker. Every message the dashboard ingests is also recorded, by (mac, seq) for presses.
+type restartRig struct {
+	*rig
+	dir, addr string
+	bus       *switchBus
+	seen      *pressLog
+}
+
+func newRestartRig(t *testing.T) *restartRig {
+	t.Helper()
+	logs := newTestWriter(t)
+	dir := t.TempDir()
+	users, err := auth.Open(filepath.Join(dir, "users.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	users.Cost = bcrypt.MinCost
+	if err := users.Add(auth.User{Name: adminUser, Role: auth.RoleAdmin}, adminPassword); err != nil {
+		t.Fatal(err)
+	}
+	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	// Reserve a port: the broker must come back where the agents look for it.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+
+	rr := &restartRig{dir: dir, addr: addr, seen: newPressLog()}
+	rr.rig = &rig{users: users, log: log}
+	rr.bus = &switchBus{tee: rr.seen.ingest}
+	b := rr.newBroker(t)
+	rr.bus.swap(t, b)
+	dash, err := dashboard.New(dashboard.Config{Bus: rr.bus, Auth: users, Logger: log.With("component", "dashboard")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Start(); err != nil {
+		t.Fatal(err)
+	}
+	rr.broker, rr.dash = b, dash
+	rr.web = httptest.NewServer(dash.Handler())
+	t.Cleanup(func() {
+		rr.web.Close()
+		rr.bus.current().Close()
+	})
+	return rr
+}
+
+func (rr *restartRig) newBroker(t *testing.T) *broker.Broker {
+	t.Helper()
+	b, err := broker.New(broker.Config{Addr: rr.addr, DataDir: rr.dir, Users: rr.users, Logger: rr.log.With("component", "broker")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// kill closes the broker: every agent loses its connection, and its Will is published.
+func (rr *restartRig) kill(t *testing.T) {
+	t.Helper()
+	if err := rr.bus.current().Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// restart opens the broker again on the same data directory and port, re-subscribes the
+// dashboard, and listens.
+func (rr *restartRig) restart(t *testing.T) {
+	t.Helper()
+	b := rr.newBroker(t)
+	rr.bus.swap(t, b)
+	if err := b.Start(); err != nil {
+		t.Fatal(err)
+	}
+	rr.broker = b
+}
+
+// switchBus is the dashboard's Bus over a broker that can be replaced: swap registers every
+// subscription made so far with the new broker before it starts. tee sees every message the
+// dashboard's handler has ingested, after it.
+type switchBus struct {
+	tee  func(topic string, payload []byte)
+	mu   sync.Mutex
+	b    *broker.Broker
+	subs []busSub
+}
+
+type busSub struct {
+	filter string
+	fn     func(topic string, payload []byte)
+}
+
+func (s *switchBus) swap(t *testing.T, b *broker.Broker) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.b = b
+	for _, sub := range s.subs {
+		if err := b.Subscribe(sub.filter, sub.fn); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func (s *switchBus) current() *broker.Broker {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b
+}
+
+func (s *switchBus) Subscribe(filter string, fn func(topic string, payload []byte)) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.tee != nil {
+		inner := fn
+		fn = func(topic string, payload []byte) {
+			inner(topic, payload)
+			s.tee(topic, payload)
+		}
+	}
+	s.subs = append(s.subs, busSub{filter, fn})
+	return s.b.Subscribe(filter, fn)
+}
+
+func (s *switchBus) Publish(topic string, payload []byte, retain bool, qos byte) error {
+	return s.current().Publish(topic, payload, retain, qos)
+}
+
+// pressLog records the button presses the dashboard ingested: per MAC, the sequence numbers in
+// the order they first arrived, and how many arrived again.
+type pressLog struct {
+	mu      sync.Mutex
+	order   map[string][]uint64
+	seen    map[string]map[uint64]bool
+	dups    int
+	changed chan struct{} // closed and replaced at each new press
+}
+
+func newPressLog() *pressLog {
+	return &pressLog{order: map[string][]uint64{}, seen: map[string]map[uint64]bool{}, changed: make(chan struct{})}
+}
+
+func (l *pressLog) ingest(topic string, payload []byte) {
+	tp, err := topics.Parse(topic)
+	if err != nil || tp.Kind != topics.KindButton {
+		return
+	}
+	ev, err := topics.DecodeButton(payload)
+	if err != nil {
+		return
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.seen[tp.MAC] == nil {
+		l.seen[tp.MAC] = map[uint64]bool{}
+	}
+	if l.seen[tp.MAC][ev.Seq] {
+		l.dups++
+		return
+	}
+	l.seen[tp.MAC][ev.Seq] = true
+	l.order[tp.MAC] = append(l.order[tp.MAC], ev.Seq)
+	close(l.changed)
+	l.changed = make(chan struct{})
+}
+
+// await waits until every MAC in want has had presses 1..want[mac] ingested, and returns what
+// is still missing when waitLimit runs out (nil when nothing is).
+func (l *pressLog) await(t *testing.T, want map[string]uint64) (missing map[string][]uint64) {
+	t.Helper()
+	deadline := time.After(waitLimit)
+	for {
+		l.mu.Lock()
+		missing = nil
+		for mac, n := range want {
+			for seq := uint64(1); seq <= n; seq++ {
+				if !l.seen[mac][seq] {
+					if missing == nil {
+						missing = map[string][]uint64{}
+					}
+					missing[mac] = append(missing[mac], seq)
+				}
+			}
+		}
+		ch := l.changed
+		l.mu.Unlock()
+		if missing == nil {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-deadline:
+			return missing
+		case <-t.Context().Done():
+			return missing
+		}
+	}
+}
+
+func (l *pressLog) firstSeen(mac string) []uint64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return slices.Clone(l.order[mac])
+}
+
+func (l *pressLog) duplicates() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.dups
+}
+
+// syncButton hands each press to the agent and returns once the agent has queued it, so a
+// test knows exactly which sequence numbers were pressed, and when.
+type syncButton struct {
+	presses chan string
+	handled chan struct{}
+}
+
+func newSyncButton() *syncButton {
+	return &syncButton{presses: make(chan string), handled: make(chan struct{})}
+}
+
+func (b *syncButton) Run(ctx context.Context, press func(kind string)) error {
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case k := <-b.presses:
+			press(k)
+			b.handled <- struct{}{}
+		}
+	}
+}
+
+func (b *syncButton) press(kind string) error {
+	timeout := time.After(waitLimit)
+	select {
+	case b.presses <- kind:
+	case <-timeout:
+		return fmt.Errorf("agent did not take the press within %v", waitLimit)
+	}
+	select {
+	case <-b.handled:
+		return nil
+	case <-timeout:
+		return fmt.Errorf("agent did not queue the press within %v", waitLimit)
+	}
+}
+
+// durablePi configures an agent that keeps its press queue in dir, reconnects fast and takes
+// presses from btn.
+func durablePi(dir string, btn *syncButton) func(*agent.Config) {
+	return func(c *agent.Config) {
+		c.StoreDir = dir
+		c.MaxReconnectDelay = fastReconnect
+		c.Button = btn
+	}
+}
+
+// TestNoPressLostAcrossBrokerRestarts: 5 agents press 200 times each while the broker is
+// killed and restarted three times; the dashboard must see every (mac, seq), each agent's in
+// order. Redeliveries are allowed (QoS 1) and counted. The dashboard recognises a redelivery
+// among the last 256 presses of each Pi (its dedupe window); 200 presses fit in it.
+func TestNoPressLostAcrossBrokerRestarts(t *testing.T) {
+	const agents, perAgent, restarts = 5, 200, 3
+	rr := newRestartRig(t)
+	want := map[string]uint64{}
+	var buttons []*syncButton
+	for i := range agents {
+		mac := fmt.Sprintf("b827eb00c%03x", i)
+		btn := newSyncButton()
+		rr.startPi(t, mac, "r1", rr.addr, durablePi(t.TempDir(), btn))
+		buttons = append(buttons, btn)
+		want[mac] = perAgent
+	}
+	for mac := range want {
+		rr.awaitNode(t, mac, "online", func(n dashboard.Node) bool { return n.Online() })
+	}
+
+	var pressed atomic.Int64
+	errs := make(chan error, agents)
+	for _, btn := range buttons {
+		go func() {
+			for range perAgent {
+				if err := btn.press(topics.PressShort); err != nil {
+					errs <- err
+					return
+				}
+				pressed.Add(1)
+			}
+			errs <- nil
+		}()
+	}
+	// Kill the broker at a quarter, half and three quarters of the presses, and keep it down
+	// while another 50 presses are made (or until the presses end).
+	total := int64(agents * perAgent)
+	awaitPressed := func(n int64) {
+		deadline := time.Now().Add(waitLimit)
+		tick := time.NewTicker(5 * time.Millisecond)
+		defer tick.Stop()
+		for pressed.Load() < min(n, total) && time.Now().Before(deadline) {
+			<-tick.C
+		}
+	}
+	for i := range int64(restarts) {
+		awaitPressed((i + 1) * total / (restarts + 1))
+		rr.kill(t)
+		awaitPressed(pressed.Load() + 50)
+		rr.restart(t)
+	}
+	for range agents {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	if missing := rr.seen.await(t, want); missing != nil {
+		n := 0
+		for _, m := range missing {
+			n += len(m)
+		}
+		t.Fatalf("%d presses never reached the dashboard: %v", n, missing)
+	}
+	for mac := range want {
+		if got := rr.seen.firstSeen(mac); !slices.IsSorted(got) {
+			t.Errorf("%s: presses first arrived out of order: %v", mac, got)
+		}
+	}
+	t.Logf("%d presses from %d agents across %d broker restarts: 0 missing, %d redelivered (dashboard counted %d duplicates)",
+		total, agents, restarts, rr.seen.duplicates(), rr.dash.Stats().Duplicates)
+}
+
+// TestPressesBufferedWhileBrokerDown: presses made while the broker is down, before and after
+// an agent restart, are all delivered in order once it is back. The outage lasts 3 s rather
+// than 10: what matters is that presses happen during it and the agent keeps retrying, and
+// with the agent's backoff capped (here at 300 ms) a longer outage only adds retries.
+func TestPressesBufferedWhileBrokerDown(t *testing.T) {
+	const outage = 3 * time.Second
+	rr := newRestartRig(t)
+	store := t.TempDir()
+	btn := newSyncButton()
+	p := rr.startPi(t, macA, "r1", rr.addr, durablePi(store, btn))
+	rr.awaitNode(t, macA, "online", func(n dashboard.Node) bool { return n.Online() })
+	pressN := func(n int) {
+		t.Helper()
+		for range n {
+			if err := btn.press(topics.PressShort); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	pressN(5) // 1-5, delivered
+	if missing := rr.seen.await(t, map[string]uint64{macA: 5}); missing != nil {
+		t.Fatalf("with the broker up: missing %v", missing)
+	}
+
+	rr.kill(t)
+	down := time.Now()
+	pressN(10) // 6-15, queued on disk
+	p.stop()   // a clean stop while disconnected: the queue stays on disk
+	btn = newSyncButton()
+	rr.runPi(t, p, rr.addr, durablePi(store, btn))
+	pressN(10) // 16-25, queued behind them
+	select {
+	case <-time.After(time.Until(down.Add(outage))):
+	case <-t.Context().Done():
+	}
+	rr.restart(t)
+
+	if missing := rr.seen.await(t, map[string]uint64{macA: 25}); missing != nil {
+		t.Fatalf("after a %v outage and an agent restart: missing %v", outage, missing)
+	}
+	want := make([]uint64, 25)
+	for i := range want {
+		want[i] = uint64(i + 1)
+	}
+	if got := rr.seen.firstSeen(macA); !slices.Equal(got, want) {
+		t.Errorf("presses arrived in the order %v, want 1..25", got)
+	}
+	t.Logf("25 presses, 20 of them during a %v outage spanning an agent restart: all delivered in order, %d redelivered",
+		time.Since(down).Round(time.Millisecond), rr.seen.duplicates())
+}
+
+// TestOfflineWithinKeepaliveWhenLinkFreezes: a link that stops carrying bytes without closing
+// (a pulled cable) is noticed by the broker after 1.5 x the agent's keepalive; it publishes the
+// Will and the dashboard shows the Pi offline.
+func TestOfflineWithinKeepaliveWhenLinkFreezes(t *testing.T) {
+	const keepAlive = 2 * time.Second
+	bound := keepAlive * 3 / 2
+	r := newRig(t)
+	link := newProxy(t, r.broker.Addr())
+	r.startPi(t, macA, "r1", link.addr(), func(c *agent.Config) { c.KeepAlive = keepAlive })
+	r.awaitNode(t, macA, "online with metrics", func(n dashboard.Node) bool { return n.Online() && n.Metrics != nil })
+
+	link.freeze() // the agent's last packet (metrics every 50 ms) went through just before
+	frozen := time.Now()
+	r.awaitNode(t, macA, "offline", func(n dashboard.Node) bool { return n.State == dashboard.StateOffline })
+	took := time.Since(frozen)
+	t.Logf("link frozen: offline on the dashboard after %v (keepalive %v, bound 1.5 x keepalive = %v)", took.Round(time.Millisecond), keepAlive, bound)
+	// 250 ms of slack for the Will's way to the dashboard on a loaded 2-core CI machine.
+	if took > bound+250*time.Millisecond {
+		t.Errorf("offline after %v, want within 1.5 x keepalive (%v)", took, bound)
+	}
+	// Earlier than the keepalive allows would mean something else noticed (a closed socket).
+	if took < bound-time.Second {
+		t.Errorf("offline after only %v: not the keepalive at work", took)
+	}
+}
+
+// TestLEDCommandExpiresWhileAgentOffline: a command queued in an offline agent's persistent
+// session is carried out when the agent comes back before its expires_at, and ignored after.
+// The expiry is checked against the agent's clock: clock skew between the issuer and the Pi
+// shifts it (see docs/reliability.md).
+func TestLEDCommandExpiresWhileAgentOffline(t *testing.T) {
+	r := newRig(t)
+	logs := make(chan string, 256)
+	tapped := func(c *agent.Config) { c.Logger = slog.New(logTap{c.Logger.Handler(), logs}) }
+	p := r.startPi(t, macA, "r1", r.broker.Addr(), tapped)
+	r.awaitNode(t, macA, "online", func(n dashboard.Node) bool { return n.Online() })
+	changes, unwatch := p.led.Watch()
+	defer unwatch()
+
+	send := func(expires time.Time) {
+		t.Helper()
+		now := time.Now().UTC()
+		cmd := topics.LEDCommand{Action: topics.LEDBlink, Count: 2, PeriodMS: 50, IssuedAt: now, ExpiresAt: expires, By: "e2e"}.WithDefaults()
+		b, err := topics.Encode(cmd)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := r.broker.Publish(topics.LEDTopic(macA), b, false, 1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	restart := func() {
+		t.Helper()
+		p.stop()
+		r.awaitNode(t, macA, "offline", func(n dashboard.Node) bool { return n.State == dashboard.StateOffline })
+	}
+
+	// Reconnecting after the expiry: no blink.
+	restart()
+	expires := time.Now().Add(500 * time.Millisecond)
+	send(expires)
+	select { // the agent stays away until the command has expired
+	case <-time.After(time.Until(expires) + 50*time.Millisecond):
+	case <-t.Context().Done():
+	}
+	r.runPi(t, p, r.broker.Addr(), tapped)
+	awaitLogged(t, logs, "ignoring expired LED command")
+	if n := p.led.Transitions(); n != 0 {
+		t.Fatalf("LED flashed %d times for a command that expired while the agent was away", n)
+	}
+
+	// Reconnecting before the expiry: blink.
+	restart()
+	send(time.Now().Add(time.Minute))
+	r.runPi(t, p, r.broker.Addr(), tapped)
+	deadline := time.After(waitLimit)
+	for p.led.Transitions() < 2 {
+		select {
+		case <-changes:
+		case <-deadline:
+			t.Fatalf("LED flashed %d times, want 2: a queued command still valid was not carried out", p.led.Transitions())
+		}
+	}
+}
+
+// logTap passes records on and sends their messages to a channel, never blocking.
+type logTap struct {
+	slog.Handler
+	msgs chan string
+}
+
+func (h logTap) Handle(ctx context.Context, r slog.Record) error {
+	select {
+	case h.msgs <- r.Message:
+	default:
+	}
+	return h.Handler.Handle(ctx, r)
+}
+
+func (h logTap) WithAttrs(as []slog.Attr) slog.Handler {
+	return logTap{h.Handler.WithAttrs(as), h.msgs}
+}
+func (h logTap) WithGroup(g string) slog.Handler { return logTap{h.Handler.WithGroup(g), h.msgs} }
+
+func awaitLogged(t *testing.T, msgs <-chan string, want string) {
+	t.Helper()
+	deadline := time.After(waitLimit)
+	for {
+		select {
+		case m := <-msgs:
+			if m == want {
+				return
+			}
+		case <-deadline:
+			t.Fatalf("no log %q within %v", want, waitLimit)
+		}
+	}
+}
