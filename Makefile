@@ -47,8 +47,9 @@ dist:
 	cd dist && sha256sum */pirack */pirack-agent > SHA256SUMS
 	@cat dist/SHA256SUMS
 
+# PIRACK_BROWSER_TESTS=require: a missing Chromium fails the browser tests instead of skipping them.
 unit:
-	$(GO) test -race -count=1 -timeout 10m ./...
+	PIRACK_BROWSER_TESTS=require $(GO) test -race -count=1 -timeout 10m ./...
 
 ## fuzz: every fuzz target for FUZZTIME each (make fuzz FUZZTIME=5m for a longer run)
 fuzz:
