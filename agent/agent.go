@@ -117,7 +117,10 @@ type agent struct {
 	session   string
 	log       *slog.Logger
 	limit     *limiter
-	leds      *mailbox // nil when there is no LED
+	leds      *mailbox[topics.LEDCommand] // nil when there is no LED
+	ledStates *mailbox[topics.LEDState]   // driver → ledStateLoop; nil when there is no LED
+	driver    *ledDriver                  // nil when there is no LED
+	republish chan struct{}               // mainLoop → ledStateLoop after each connection, buffered 1
 	presses   *pressCounter
 	queue     *pressQueue   // presses not yet acknowledged by the broker
 	sent      chan struct{} // signalled (buffered 1) each time a press is acknowledged
@@ -219,7 +222,10 @@ func newAgent(cfg Config) (*agent, error) {
 		a.ip = func() string { return cfg.IP }
 	}
 	if cfg.LED != nil {
-		a.leds = newMailbox()
+		a.leds = newMailbox[topics.LEDCommand]()
+		a.ledStates = newMailbox[topics.LEDState]()
+		a.republish = make(chan struct{}, 1)
+		a.driver = newLEDDriver(cfg.LED, a.leds.ch, a.ledStates.put, a.now, log)
 	}
 	a.presses = &pressCounter{}
 	queuePath := ""
@@ -266,8 +272,9 @@ func (a *agent) run(ctx context.Context) error {
 
 	var wg sync.WaitGroup
 	wg.Go(func() { a.mainLoop(ctx, client, connected) })
-	if a.leds != nil {
-		wg.Go(func() { runLED(ctx, a.cfg.LED, a.leds.ch, a.log) })
+	if a.driver != nil {
+		wg.Go(func() { a.driver.run(ctx) })
+		wg.Go(func() { a.ledStateLoop(ctx, client) })
 	}
 	if a.cfg.Button != nil {
 		wg.Go(func() { a.buttonLoop(ctx, client) })
@@ -302,6 +309,12 @@ func (a *agent) mainLoop(ctx context.Context, client mqtt.Client, firstConnect m
 				return
 			}
 			a.announce(client)
+			if a.republish != nil {
+				select {
+				case a.republish <- struct{}{}:
+				default: // one is already pending
+				}
+			}
 			// Fresh metrics at once, so a dashboard does not wait an interval after a reconnect.
 			seq++
 			a.publishMetrics(ctx, client, seq)

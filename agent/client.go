@@ -219,6 +219,34 @@ func (a *agent) onLED(_ mqtt.Client, m mqtt.Message) {
 	}
 }
 
+// ledStateLoop publishes the LED driver's state reports, retained, and the current state again
+// after each connection. It is the only publisher of led_state, so a late report can never
+// overwrite a newer one; the driver never waits for it.
+func (a *agent) ledStateLoop(ctx context.Context, client mqtt.Client) {
+	var (
+		cur  topics.LEDState
+		have bool
+	)
+	topic := topics.LEDStateTopic(a.row, a.mac)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case cur = <-a.ledStates.ch:
+			have = true
+		case <-a.republish:
+		}
+		if !have || !client.IsConnectionOpen() {
+			continue // published after the next connection
+		}
+		if tok, err := a.publish(client, topic, 1, true, cur); err != nil {
+			a.logLimited("led_state/invalid", slog.LevelError, "LED state does not validate; not published", "err", err)
+		} else {
+			a.await(tok, "publish LED state")
+		}
+	}
+}
+
 // buttonLoop runs the button and queues each press for the sender. A broken button is logged
 // and the agent carries on without it.
 func (a *agent) buttonLoop(ctx context.Context, client mqtt.Client) {
@@ -227,7 +255,9 @@ func (a *agent) buttonLoop(ctx context.Context, client mqtt.Client) {
 		if err != nil {
 			a.logLimited("button/store", slog.LevelWarn, "cannot persist the press counter; sequence numbers may repeat after a restart", "err", err)
 		}
-		ev := topics.ButtonEvent{V: topics.Version, Press: kind, Seq: seq, TS: a.now()}
+		// Any press while the LED is locating the Pi acknowledges it, and stops the LED.
+		found := a.driver != nil && a.driver.found(ctx)
+		ev := topics.ButtonEvent{V: topics.Version, Press: kind, Seq: seq, TS: a.now(), Found: found}
 		b, err := topics.Encode(ev)
 		if err != nil {
 			a.logLimited("button/invalid", slog.LevelWarn, "dropping invalid button press", "err", err)
@@ -240,7 +270,7 @@ func (a *agent) buttonLoop(ctx context.Context, client mqtt.Client) {
 		if err != nil {
 			a.logLimited("button/queue", slog.LevelWarn, "cannot save the press to disk", "seq", seq, "err", err)
 		}
-		a.log.Info("button pressed", "press", kind, "seq", seq)
+		a.log.Info("button pressed", "press", kind, "seq", seq, "found", found)
 	})
 	if err != nil {
 		a.log.Error("button stopped working; carrying on without it", "err", err)

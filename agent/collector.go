@@ -6,9 +6,7 @@ import (
 	"fmt"
 	"math"
 	"net"
-	"os"
 	"path/filepath"
-	"strings"
 	"sync"
 	"time"
 
@@ -19,6 +17,7 @@ import (
 	"github.com/shirou/gopsutil/v4/mem"
 	gnet "github.com/shirou/gopsutil/v4/net"
 
+	"github.com/pirack/pirack/agent/pihealth"
 	"github.com/pirack/pirack/topics"
 )
 
@@ -33,8 +32,10 @@ var (
 // kept. The zero value reads the real /sys and the root filesystem; it is safe for concurrent
 // use.
 type HostCollector struct {
-	// SysRoot is where sysfs is mounted, for the CPU temperature and the board model. "" means
-	// "/sys". Tests point it at a fixture tree.
+	// SysRoot is where sysfs is mounted, for the CPU temperature. "" means "/sys". Its parent
+	// is the root the Raspberry Pi firmware files are read under (package pihealth: the
+	// throttling flags in sys/devices/platform, the board model in proc/device-tree). Tests
+	// point it at a fixture tree.
 	SysRoot string
 	// DiskPath is the filesystem whose size is reported. "" means "/".
 	DiskPath string
@@ -48,6 +49,11 @@ func (c *HostCollector) sysRoot() string {
 		return "/sys"
 	}
 	return c.SysRoot
+}
+
+// pi reads the Raspberry Pi firmware files, under the parent of the sysfs root.
+func (c *HostCollector) pi() pihealth.Reader {
+	return pihealth.Reader{Root: filepath.Dir(c.sysRoot())}
 }
 
 // Collect implements Collector. CPU % is measured since the previous call, so the first call
@@ -101,6 +107,13 @@ func (c *HostCollector) Collect(ctx context.Context) (topics.Metrics, error) {
 	} else if ok {
 		m.CPUTempC = ptr(t)
 	} // no thermal zone: nothing to report, and nothing wrong
+	if now, sinceBoot, err := c.pi().Throttled(); errors.Is(err, pihealth.ErrNotAPi) {
+		// not a Pi: the flags are left out, and nothing is wrong
+	} else if err != nil {
+		errs = append(errs, err) // already says what failed to read
+	} else {
+		m.ThrottledNow, m.ThrottledSinceBoot = now, sinceBoot
+	}
 	if up, err := host.UptimeWithContext(ctx); err != nil {
 		fail("uptime", err)
 	} else {
@@ -127,16 +140,11 @@ func (c *HostCollector) BootTime(ctx context.Context) (time.Time, error) {
 // Model reads the board model from the device tree ("Raspberry Pi 4 Model B Rev 1.4"); "" on
 // machines without one.
 func (c *HostCollector) Model() string {
-	b, err := os.ReadFile(filepath.Join(c.sysRoot(), "firmware", "devicetree", "base", "model"))
+	model, _, err := c.pi().Board()
 	if err != nil {
 		return ""
 	}
-	return parseModel(b)
-}
-
-// parseModel trims the NUL terminator the device tree stores strings with.
-func parseModel(b []byte) string {
-	return strings.TrimSpace(strings.TrimRight(string(b), "\x00"))
+	return model
 }
 
 // cpuPercent is the busy share of CPU time between two cumulative samples, as gopsutil and top

@@ -5,6 +5,8 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -56,12 +58,12 @@ func TestHostCollectorReadsSysRoot(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	write("class/thermal/thermal_zone0/type", "cpu-thermal\n")
-	write("class/thermal/thermal_zone0/temp", "51540\n")
-	write("class/thermal/cooling_device0/type", "fan\n") // not a zone
-	write("firmware/devicetree/base/model", "Raspberry Pi 4 Model B Rev 1.4\x00")
+	write("sys/class/thermal/thermal_zone0/type", "cpu-thermal\n")
+	write("sys/class/thermal/thermal_zone0/temp", "51540\n")
+	write("sys/class/thermal/cooling_device0/type", "fan\n") // not a zone
+	write("proc/device-tree/model", "Raspberry Pi 4 Model B Rev 1.4\x00")
 
-	c := &HostCollector{SysRoot: root}
+	c := &HostCollector{SysRoot: filepath.Join(root, "sys")}
 	if got := c.Model(); got != "Raspberry Pi 4 Model B Rev 1.4" {
 		t.Errorf("Model() = %q", got)
 	}
@@ -144,9 +146,56 @@ func TestSumNetCountersSkipsLoopback(t *testing.T) {
 	}
 }
 
-func TestParseModel(t *testing.T) {
-	if got := parseModel([]byte("Raspberry Pi 5 Model B Rev 1.0\x00")); got != "Raspberry Pi 5 Model B Rev 1.0" {
-		t.Errorf("parseModel = %q", got)
+// TestHostCollectorPiHealth reads the firmware files of pihealth's testdata trees, each as if
+// it were the machine's root.
+func TestHostCollectorPiHealth(t *testing.T) {
+	for _, tc := range []struct {
+		board          string
+		model          string
+		now, sinceBoot []string // nil: left out
+	}{
+		{"pi4", "Raspberry Pi 4 Model B Rev 1.4", []string{topics.ThrottleUnderVoltage, topics.ThrottleThrottled}, []string{topics.ThrottleUnderVoltage, topics.ThrottleThrottled}},
+		{"pi5", "Raspberry Pi 5 Model B Rev 1.0", []string{}, []string{}},
+		{"x86", "", nil, nil},
+	} {
+		t.Run(tc.board, func(t *testing.T) {
+			c := &HostCollector{SysRoot: filepath.Join("pihealth", "testdata", tc.board, "sys")}
+			if got := c.Model(); got != tc.model {
+				t.Errorf("Model() = %q, want %q", got, tc.model)
+			}
+			m, err := c.Collect(t.Context())
+			if runtime.GOOS == "linux" && err != nil {
+				t.Errorf("Collect on linux: %v", err)
+			}
+			if !slices.Equal(m.ThrottledNow, tc.now) || (m.ThrottledNow == nil) != (tc.now == nil) {
+				t.Errorf("ThrottledNow = %#v, want %#v", m.ThrottledNow, tc.now)
+			}
+			if !slices.Equal(m.ThrottledSinceBoot, tc.sinceBoot) || (m.ThrottledSinceBoot == nil) != (tc.sinceBoot == nil) {
+				t.Errorf("ThrottledSinceBoot = %#v, want %#v", m.ThrottledSinceBoot, tc.sinceBoot)
+			}
+			m.V, m.TS = topics.Version, time.Now() // set by the agent
+			if err := m.Validate(); err != nil {
+				t.Errorf("metrics do not validate: %v", err)
+			}
+		})
+	}
+}
+
+func TestHostCollectorReportsUnreadableThrottling(t *testing.T) {
+	root := t.TempDir()
+	p := filepath.Join(root, "sys/devices/platform/soc/soc:firmware/get_throttled")
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p, []byte("garbage\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	m, err := (&HostCollector{SysRoot: filepath.Join(root, "sys")}).Collect(t.Context())
+	if err == nil || !strings.Contains(err.Error(), "throttling") {
+		t.Errorf("Collect error = %v, want one about the throttling flags", err)
+	}
+	if m.ThrottledNow != nil || m.ThrottledSinceBoot != nil {
+		t.Errorf("throttling flags %v, %v from an unreadable file; want them left out", m.ThrottledNow, m.ThrottledSinceBoot)
 	}
 }
 

@@ -26,10 +26,10 @@ func ledScript(t *testing.T, end time.Duration, cmds map[time.Duration]topics.LE
 	var got []step
 	synctest.Test(t, func(t *testing.T) {
 		led := new(hardwaretest.LED)
-		box := newMailbox()
+		box := newMailbox[topics.LEDCommand]()
 		ctx, cancel := context.WithCancel(t.Context())
 		done := make(chan struct{})
-		go func() { runLED(ctx, led, box.ch, slog.New(slog.DiscardHandler)); close(done) }()
+		go func() { newLEDDriver(led, box.ch, nil, time.Now, slog.New(slog.DiscardHandler)).run(ctx); close(done) }()
 
 		start := time.Now()
 		var offsets []time.Duration
@@ -120,10 +120,10 @@ func TestLEDDriverKeepsGoingWhenTheLEDFails(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		led := new(hardwaretest.LED)
 		led.Fail(errors.New("gpio: permission denied"))
-		box := newMailbox()
+		box := newMailbox[topics.LEDCommand]()
 		ctx, cancel := context.WithCancel(t.Context())
 		defer cancel()
-		go runLED(ctx, led, box.ch, slog.New(slog.DiscardHandler))
+		go newLEDDriver(led, box.ch, nil, time.Now, slog.New(slog.DiscardHandler)).run(ctx)
 		box.put(blink(2, 100))
 		time.Sleep(time.Second)
 		if n := len(led.Sets()); n != 5 { // initial off, then on off on off
@@ -133,7 +133,7 @@ func TestLEDDriverKeepsGoingWhenTheLEDFails(t *testing.T) {
 }
 
 func TestMailboxKeepsNewest(t *testing.T) {
-	m := newMailbox()
+	m := newMailbox[topics.LEDCommand]()
 	m.put(blink(1, 100))
 	m.put(blink(2, 100))
 	m.put(blink(3, 100))
@@ -160,4 +160,160 @@ func TestFlashes(t *testing.T) {
 			t.Errorf("flashes(%+v) = %d, want %d", tc.cmd, got, tc.want)
 		}
 	}
+}
+
+// reportScript runs the LED driver in a synctest bubble with the given actions at their offsets
+// (a command, or a found acknowledgement) and returns the driver's state reports, with TS and
+// Until as offsets from the start, and the found replies in order.
+type ledEvent struct {
+	cmd   topics.LEDCommand
+	found bool // acknowledge instead of sending cmd
+}
+
+type gotState struct {
+	at     time.Duration
+	state  string
+	action string
+	by     string
+	until  time.Duration // 0 when not blinking
+}
+
+func reportScript(t *testing.T, end time.Duration, events map[time.Duration]ledEvent) (states []gotState, founds []bool) {
+	t.Helper()
+	synctest.Test(t, func(t *testing.T) {
+		var reports []topics.LEDState // appended on the driver's goroutine, read after Wait
+		box := newMailbox[topics.LEDCommand]()
+		d := newLEDDriver(new(hardwaretest.LED), box.ch, func(s topics.LEDState) { reports = append(reports, s) }, time.Now, slog.New(slog.DiscardHandler))
+		ctx, cancel := context.WithCancel(t.Context())
+		done := make(chan struct{})
+		go func() { d.run(ctx); close(done) }()
+
+		start := time.Now()
+		offsets := slices.Sorted(func(yield func(time.Duration) bool) {
+			for at := range events {
+				if !yield(at) {
+					return
+				}
+			}
+		})
+		for _, at := range offsets {
+			time.Sleep(at - time.Since(start))
+			if e := events[at]; e.found {
+				founds = append(founds, d.found(t.Context()))
+			} else {
+				box.put(e.cmd)
+			}
+			synctest.Wait()
+		}
+		time.Sleep(end - time.Since(start))
+		synctest.Wait()
+		cancel()
+		<-done
+		for _, s := range reports {
+			if _, err := topics.Encode(s); err != nil {
+				t.Errorf("report %+v does not validate: %v", s, err)
+			}
+			g := gotState{at: s.TS.Sub(start), state: s.State, action: s.Action, by: s.By}
+			if !s.Until.IsZero() {
+				g.until = s.Until.Sub(start)
+			}
+			states = append(states, g)
+		}
+	})
+	return states, founds
+}
+
+func TestLEDDriverReports(t *testing.T) {
+	cmd := func(c topics.LEDCommand) ledEvent { return ledEvent{cmd: c} }
+	found := ledEvent{found: true}
+	identify := topics.LEDCommand{V: 1, Action: topics.LEDIdentify, TimeoutS: 30, By: "ana"}
+	for _, tc := range []struct {
+		name       string
+		end        time.Duration
+		events     map[time.Duration]ledEvent
+		want       []gotState
+		wantFounds []bool
+	}{{
+		name:   "blink then back to off",
+		end:    ms(2000),
+		events: map[time.Duration]ledEvent{ms(100): cmd(topics.LEDCommand{V: 1, Action: topics.LEDBlink, Count: 3, PeriodMS: 200, By: "ana"})},
+		want: []gotState{
+			{0, topics.LEDStateOff, "", "", 0},
+			{ms(100), topics.LEDStateBlinking, topics.LEDBlink, "ana", ms(700)},
+			{ms(700), topics.LEDStateOff, "", "", 0},
+		},
+	}, {
+		name: "identify returns to steady on",
+		end:  ms(60000),
+		events: map[time.Duration]ledEvent{
+			0:        cmd(topics.LEDCommand{V: 1, Action: topics.LEDOn, By: "bo"}),
+			ms(1000): cmd(identify),
+		},
+		want: []gotState{
+			{0, topics.LEDStateOff, "", "", 0},
+			{0, topics.LEDStateOn, topics.LEDOn, "bo", 0},
+			{ms(1000), topics.LEDStateBlinking, topics.LEDIdentify, "ana", ms(31000)},
+			{ms(31000), topics.LEDStateOn, topics.LEDOn, "bo", 0},
+		},
+	}, {
+		name: "repeated steady command is not reported again",
+		end:  ms(1000),
+		events: map[time.Duration]ledEvent{
+			0:       cmd(topics.LEDCommand{V: 1, Action: topics.LEDOff}),
+			ms(500): cmd(topics.LEDCommand{V: 1, Action: topics.LEDOff}),
+		},
+		want: []gotState{
+			{0, topics.LEDStateOff, "", "", 0},
+			{0, topics.LEDStateOff, topics.LEDOff, "", 0},
+		},
+	}, {
+		name: "found stops identify",
+		end:  ms(60000),
+		events: map[time.Duration]ledEvent{
+			0:        found, // nothing running: not a found
+			ms(1000): cmd(identify),
+			ms(4000): found,
+			ms(5000): found, // already stopped
+		},
+		want: []gotState{
+			{0, topics.LEDStateOff, "", "", 0},
+			{ms(1000), topics.LEDStateBlinking, topics.LEDIdentify, "ana", ms(31000)},
+			{ms(4000), topics.LEDStateOff, "", "", 0},
+		},
+		wantFounds: []bool{false, true, false},
+	}} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, founds := reportScript(t, tc.end, tc.events)
+			if !slices.Equal(got, tc.want) {
+				t.Errorf("reports\n got %v\nwant %v", got, tc.want)
+			}
+			if !slices.Equal(founds, tc.wantFounds) {
+				t.Errorf("found replies = %v, want %v", founds, tc.wantFounds)
+			}
+		})
+	}
+}
+
+func TestLEDDriverFoundTurnsTheLEDOff(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		led := new(hardwaretest.LED)
+		box := newMailbox[topics.LEDCommand]()
+		d := newLEDDriver(led, box.ch, nil, time.Now, slog.New(slog.DiscardHandler))
+		go d.run(t.Context())
+		box.put(topics.LEDCommand{V: 1, Action: topics.LEDIdentify})
+		synctest.Wait()
+		if !d.found(t.Context()) {
+			t.Fatal("found during identify = false")
+		}
+		synctest.Wait()
+		sets := led.Sets()
+		if n := len(sets); n != 3 || sets[n-1].On { // off, on, off
+			t.Errorf("LED sets %v, want it back off at once", sets)
+		}
+		time.Sleep(time.Minute)
+		synctest.Wait()
+		if n := len(led.Sets()); n != 3 {
+			t.Errorf("LED changed %d more times after found", n-3)
+		}
+	})
 }

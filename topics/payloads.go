@@ -163,6 +163,9 @@ type ButtonEvent struct {
 	Press string    `json:"press"`
 	Seq   uint64    `json:"seq"`
 	TS    time.Time `json:"ts"`
+	// Found is true when the press acknowledged a running blink or identify: someone found
+	// the Pi that was being located, and the agent stopped its LED.
+	Found bool `json:"found,omitempty"`
 }
 
 // Validate checks the press kind and the timestamp.
