@@ -18,6 +18,7 @@ import (
 	"github.com/mochi-mqtt/server/v2/packets"
 
 	"github.com/pirack/pirack/hardware/sim"
+	"github.com/pirack/pirack/internal/testlog"
 	"github.com/pirack/pirack/topics"
 )
 
@@ -153,7 +154,7 @@ func runAgent(t *testing.T, cfg Config) (stop func() error) {
 		cfg.Collector = fixedCollector{m: topics.Metrics{Load1: ptr(0.5), CPUCount: ptr(4)}}
 	}
 	if cfg.Logger == nil {
-		cfg.Logger = slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+		cfg.Logger = slog.New(slog.NewTextHandler(testlog.NewWriter(t), &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan error, 1)
@@ -177,8 +178,6 @@ func runAgent(t *testing.T, cfg Config) (stop func() error) {
 	return stop
 }
 
-type testWriter struct{ t *testing.T }
-
 // logTap passes records on to a handler and sends their messages to a channel, so a test can
 // wait for the agent to have handled something that has no other visible effect.
 type logTap struct {
@@ -201,7 +200,7 @@ func (h logTap) WithGroup(g string) slog.Handler { return logTap{h.Handler.WithG
 
 func tapLogs(t *testing.T) (*slog.Logger, <-chan string) {
 	msgs := make(chan string, 1024)
-	return slog.New(logTap{slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}), msgs}), msgs
+	return slog.New(logTap{slog.NewTextHandler(testlog.NewWriter(t), &slog.HandlerOptions{Level: slog.LevelDebug}), msgs}), msgs
 }
 
 func awaitLog(t *testing.T, msgs <-chan string, want string) {
@@ -217,11 +216,6 @@ func awaitLog(t *testing.T, msgs <-chan string, want string) {
 			t.Fatalf("no log %q within %v", want, waitFor)
 		}
 	}
-}
-
-func (w testWriter) Write(p []byte) (int, error) {
-	w.t.Log(string(bytes.TrimSpace(p)))
-	return len(p), nil
 }
 
 // ready waits for the birth and then the first metrics, which the agent publishes after it has

@@ -18,6 +18,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/pirack/pirack/auth"
+	"github.com/pirack/pirack/internal/testlog"
 	"github.com/pirack/pirack/topics"
 )
 
@@ -76,26 +77,8 @@ func newBroker(t testing.TB, dataDir string, users *auth.Users, start bool, mods
 	return b
 }
 
-// syncBuffer is a bytes.Buffer safe for a logger and a test to share.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // newBufferLogger logs to buf as well as to the test's output.
-func newBufferLogger(t testing.TB, buf *syncBuffer) *slog.Logger {
+func newBufferLogger(t testing.TB, buf *testlog.Buffer) *slog.Logger {
 	return slog.New(slog.NewTextHandler(io.MultiWriter(t.Output(), buf), &slog.HandlerOptions{Level: slog.LevelInfo}))
 }
 

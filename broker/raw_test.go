@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pirack/pirack/internal/testlog"
 	"github.com/pirack/pirack/topics"
 )
 
@@ -341,7 +342,7 @@ func TestHugePacketMemory(t *testing.T) {
 // with a log line, and the broker admits again once they are gone.
 func TestMaxPending(t *testing.T) {
 	const max = 4
-	logs := new(syncBuffer)
+	logs := new(testlog.Buffer)
 	b := newBroker(t, t.TempDir(), testUsers(t), false, func(c *Config) {
 		c.MaxPending = max
 		c.ConnectTimeout = time.Minute // only the cap may close them

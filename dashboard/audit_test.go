@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pirack/pirack/internal/testlog"
 	"github.com/pirack/pirack/topics"
 )
 
@@ -39,10 +40,10 @@ func readAudit(t *testing.T, dir string) []AuditEntry {
 	return out
 }
 
-func auditFixture(t *testing.T) (*fixture, string, *syncBuffer) {
+func auditFixture(t *testing.T) (*fixture, string, *testlog.Buffer) {
 	t.Helper()
 	dir := filepath.Join(t.TempDir(), "audit")
-	logs := &syncBuffer{}
+	logs := &testlog.Buffer{}
 	f := newFixture(t, func(c *Config) {
 		c.AuditDir = dir
 		c.Logger = slog.New(slog.NewTextHandler(logs, nil))
@@ -150,7 +151,7 @@ func TestAuditAPI(t *testing.T) {
 }
 
 func TestAuditLogOnly(t *testing.T) {
-	logs := &syncBuffer{}
+	logs := &testlog.Buffer{}
 	f := newFixture(t, func(c *Config) { c.Logger = slog.New(slog.NewTextHandler(logs, nil)) })
 	f.publish(t, topics.StatusTopic(rowA, macA), online("pi-a", "s"))
 	if w := f.do(t, "POST", "/api/nodes/"+macA+"/blink", "", basic("admin", "admin-pw")); w.Code != http.StatusAccepted {

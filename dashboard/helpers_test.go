@@ -1,7 +1,6 @@
 package dashboard
 
 import (
-	"bytes"
 	"encoding/json"
 	"io"
 	"log/slog"
@@ -15,6 +14,7 @@ import (
 
 	"github.com/pirack/pirack/auth"
 	"github.com/pirack/pirack/dashboard/dashboardtest"
+	"github.com/pirack/pirack/internal/testlog"
 	"github.com/pirack/pirack/topics"
 )
 
@@ -55,12 +55,12 @@ type fixture struct {
 	srv   *Server
 	bus   *dashboardtest.Bus
 	clock *clock
-	logs  *syncBuffer
+	logs  *testlog.Buffer
 }
 
 func newFixture(t *testing.T, configure ...func(*Config)) *fixture {
 	t.Helper()
-	f := &fixture{bus: &dashboardtest.Bus{}, clock: &clock{t: t0}, logs: &syncBuffer{}}
+	f := &fixture{bus: &dashboardtest.Bus{}, clock: &clock{t: t0}, logs: &testlog.Buffer{}}
 	cfg := Config{
 		Bus:    f.bus,
 		Auth:   testUsers,
@@ -181,22 +181,4 @@ func jsonError(t *testing.T, w *httptest.ResponseRecorder) string {
 		t.Fatalf("body %q is not a JSON error: %v", w.Body, err)
 	}
 	return e.Error
-}
-
-// syncBuffer is a bytes.Buffer safe for the logger's concurrent writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/pirack/pirack/auth"
 	"github.com/pirack/pirack/broker"
 	"github.com/pirack/pirack/dashboard"
+	"github.com/pirack/pirack/internal/testlog"
 	"github.com/pirack/pirack/topics"
 )
 
@@ -37,7 +38,7 @@ type restartRig struct {
 
 func newRestartRig(t *testing.T) *restartRig {
 	t.Helper()
-	logs := newTestWriter(t)
+	logs := testlog.NewWriter(t)
 	dir := t.TempDir()
 	users, err := auth.Open(filepath.Join(dir, "users.json"))
 	if err != nil {

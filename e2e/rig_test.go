@@ -23,6 +23,7 @@ import (
 	"github.com/pirack/pirack/broker"
 	"github.com/pirack/pirack/dashboard"
 	"github.com/pirack/pirack/hardware/sim"
+	"github.com/pirack/pirack/internal/testlog"
 )
 
 // waitLimit bounds every wait in these tests; they normally finish in milliseconds.
@@ -45,7 +46,7 @@ type rig struct {
 
 func newRig(t *testing.T) *rig {
 	t.Helper()
-	logs := newTestWriter(t)
+	logs := testlog.NewWriter(t)
 	dir := t.TempDir()
 	users, err := auth.Open(filepath.Join(dir, "users.json"))
 	if err != nil {
@@ -276,24 +277,4 @@ func (p *proxy) cut() {
 		c.Close()
 	}
 	p.conns = nil
-}
-
-// testWriter sends logs to t.Log until the test ends; goroutines that log later (a broker
-// still closing) are dropped instead of panicking the test binary.
-type testWriter struct {
-	t    *testing.T
-	done *atomic.Bool
-}
-
-func newTestWriter(t *testing.T) testWriter {
-	w := testWriter{t: t, done: new(atomic.Bool)}
-	t.Cleanup(func() { w.done.Store(true) }) // registered first, so it runs last
-	return w
-}
-
-func (w testWriter) Write(b []byte) (int, error) {
-	if !w.done.Load() {
-		w.t.Log(strings.TrimRight(string(b), "\n"))
-	}
-	return len(b), nil
 }

@@ -18,6 +18,7 @@ import (
 
 	"github.com/pirack/pirack/auth"
 	"github.com/pirack/pirack/dashboard"
+	"github.com/pirack/pirack/internal/testlog"
 )
 
 // buildPirack builds the real `pirack` binary into a temporary directory.
@@ -63,7 +64,7 @@ func startServe(t *testing.T, bin, dataDir, mqttAddr, httpAddr string) *servePro
 		t.Fatal(err)
 	}
 	p := &serveProc{cmd: cmd, done: make(chan struct{})}
-	logs := newTestWriter(t)
+	logs := testlog.NewWriter(t)
 	running := make(chan struct{})
 	go func() {
 		sc := bufio.NewScanner(stderr)
@@ -171,7 +172,7 @@ func TestStateSurvivesSIGKILLOfServe(t *testing.T) {
 	serve := startServe(t, bin, dir, mqttAddr, httpAddr)
 
 	// The agent's account lives in the same users file; serve reads it when it changes.
-	log := slog.New(slog.NewTextHandler(newTestWriter(t), &slog.HandlerOptions{Level: slog.LevelInfo}))
+	log := slog.New(slog.NewTextHandler(testlog.NewWriter(t), &slog.HandlerOptions{Level: slog.LevelInfo}))
 	r := &rig{users: users, log: log}
 	p := r.startPi(t, macA, "r1", mqttAddr, durablePi(t.TempDir(), newSyncButton()))
 	awaitNodeAt(t, base, macA, "online", func(n dashboard.Node) bool { return n.Online() })

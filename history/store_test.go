@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pirack/pirack/internal/testlog"
 	"github.com/pirack/pirack/topics"
 )
 
@@ -34,24 +35,6 @@ func (c *fakeClock) Set(t time.Time) {
 	c.mu.Lock()
 	c.now = t
 	c.mu.Unlock()
-}
-
-// syncBuffer is a log sink safe for the writer goroutine and the test to share.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // openStore opens a store in a temporary directory; with run it also starts Run, stopped and
@@ -319,7 +302,7 @@ func TestRestart(t *testing.T) {
 
 func TestQueueFullDropsCounted(t *testing.T) {
 	clock := &fakeClock{now: t0}
-	var logs syncBuffer
+	var logs testlog.Buffer
 	// No Run: nothing drains the queue of 2.
 	s := openStore(t, "", clock, false, func(o *Options) {
 		o.QueueSize = 2
@@ -498,7 +481,7 @@ func TestEvents(t *testing.T) {
 
 func TestFullDisk(t *testing.T) {
 	clock := &fakeClock{now: t0}
-	var logs syncBuffer
+	var logs testlog.Buffer
 	s := openStore(t, "", clock, true, func(o *Options) {
 		o.Logger = slog.New(slog.NewTextHandler(&logs, nil))
 		o.maxConns = 1 // the page limit below is per connection
@@ -519,8 +502,10 @@ func TestFullDisk(t *testing.T) {
 		s.Add(fmtMAC(i), topics.Metrics{V: topics.Version, TS: t0, Load1: f64(1), CPUPercent: f64(2), CPUTempC: f64(40)})
 		lost += 3
 	}
-	if err := s.Flush(t.Context()); err == nil || !strings.Contains(err.Error(), "full") {
-		t.Fatalf("Flush on a full disk: err = %v, want one that says full", err)
+	// The writer may commit (and fail) some batches on its own before Flush, so Flush itself may
+	// find nothing left; the failures must show in the counter and the log either way.
+	if err := s.Flush(t.Context()); err != nil && !strings.Contains(err.Error(), "full") {
+		t.Fatalf("Flush on a full disk: err = %v, want nil or one that says full", err)
 	}
 	if st := s.Stats(); st.Failed != uint64(lost) {
 		t.Errorf("Failed = %d, want %d", st.Failed, lost)
