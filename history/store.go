@@ -210,6 +210,13 @@ func Open(path string, opts Options) (*Store, error) {
 			return nil, fmt.Errorf("history: create directory for %s: %w", path, err)
 		}
 	}
+	// Create the file owner-only: it holds the rack's whole telemetry and who did what. SQLite
+	// gives its -wal and -shm files the same mode as the database.
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("history: create %s: %w", path, err)
+	}
+	f.Close()
 	// WAL: a crash loses at most the last uncommitted batch, and readers never wait for the
 	// writer. synchronous=NORMAL is safe in WAL mode (no corruption; the last commits may be
 	// lost on power loss), and it spares the SD card an fsync per batch.

@@ -608,3 +608,21 @@ func TestFlushWithoutRun(t *testing.T) {
 		t.Errorf("Flush without Run: %v, want an error naming Run", err)
 	}
 }
+
+func TestOpenCreatesOwnerOnlyFiles(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "history.db")
+	s, err := Open(path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	for _, p := range []string{path, path + "-wal"} {
+		fi, err := os.Stat(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if mode := fi.Mode().Perm(); mode != 0o600 {
+			t.Errorf("%s has mode %v, want 0600", filepath.Base(p), mode)
+		}
+	}
+}
