@@ -230,6 +230,9 @@ func (s *Server) handleBlink(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.log.Info("LED command sent", "mac", n.MAC, "action", cmd.Action, "count", cmd.Count, "by", p.name)
+	if s.rack.locate(n.MAC, p.name) {
+		s.hub.notify(n.MAC)
+	}
 	s.event(history.Event{MAC: n.MAC, Row: n.Row, Kind: history.EventLocate, By: p.name,
 		Detail: fmt.Sprintf("%s %d times every %d ms", cmd.Action, cmd.Count, cmd.PeriodMS)})
 	writeJSON(w, http.StatusAccepted, cmd)

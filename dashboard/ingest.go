@@ -150,6 +150,9 @@ func (s *Server) ingest(topic string, payload []byte) {
 			if selected {
 				s.event(history.Event{MAC: t.MAC, Row: t.Row, Kind: history.EventSelect, Detail: "selected by a " + ev.Press + " press", By: "agent"})
 			}
+			if ev.Found {
+				s.event(history.Event{MAC: t.MAC, Row: t.Row, Kind: history.EventFound, Detail: foundText(s.rack, t.MAC), By: "agent"})
+			}
 		}
 	case topics.KindLEDState:
 		st, err := topics.DecodeLEDState(payload)

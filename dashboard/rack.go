@@ -51,8 +51,20 @@ type Node struct {
 	SelectedBy string    `json:"selected_by,omitempty"` // the press kind: short, long or double
 	// LED is what the Pi's LED is doing, as its agent last reported; nil until a report.
 	LED *LED `json:"led,omitempty"`
+	// Locate is the last Locate sent to the Pi and, once someone at the rack pressed its
+	// button while it blinked, when it was found; nil until a Locate.
+	Locate *Locate `json:"locate,omitempty"`
 	// Alerts are the Pi's raised alerts, sorted by rule; empty when alerts are off.
 	Alerts []topics.Alert `json:"alerts,omitempty"`
+}
+
+// Locate is an operator's search for a Pi: who asked, when, and when the board was found.
+type Locate struct {
+	By      string    `json:"by"`
+	At      time.Time `json:"at"`
+	FoundAt time.Time `json:"found_at,omitzero"`
+	// FoundAfterS is how long finding it took, in seconds, by the dashboard's clock.
+	FoundAfterS float64 `json:"found_after_s,omitempty"`
 }
 
 // LED is a Pi's LED as reported on topics.LEDStateTopic.
@@ -406,11 +418,28 @@ func (r *rack) press(row, mac string, ev topics.ButtonEvent) (res pressResult, s
 		res = pressReset
 	}
 	e.recordPress(id)
+	if l := e.node.Locate; ev.Found && l != nil && l.FoundAt.IsZero() {
+		e.node.Locate = &Locate{By: l.By, At: l.At, FoundAt: now, FoundAfterS: now.Sub(l.At).Seconds()}
+	}
 	selected = !e.node.Selected
 	e.node.Selected, e.node.SelectedAt, e.node.SelectedBy = true, now, ev.Press
 	e.node.LastSeen = now
 	r.touched(e, now)
 	return res, selected
+}
+
+// locate records that by asked the node's LED to blink. It returns false for an unknown MAC.
+func (r *rack) locate(mac, by string) bool {
+	now := r.now()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	e, ok := r.nodes[mac]
+	if !ok {
+		return false
+	}
+	e.node.Locate = &Locate{By: by, At: now}
+	r.touched(e, now)
+	return true
 }
 
 // clearSelection unselects a node. It returns the node and false for an unknown MAC.

@@ -31,6 +31,7 @@ func parseTemplates() (*template.Template, error) {
 		"fmtPower":   fmtPower,
 		"fmtPerPi":   fmtPerPi,
 		"ledText":    ledText,
+		"locateText": locateText,
 		"tile":       func(n Node, canCommand bool) tileView { return tileView{n, canCommand} },
 	}).ParseFS(web, "web/templates/*.html")
 }
@@ -296,6 +297,25 @@ func fmtPerPi(w *float64) string {
 
 // ledText says what the LED does in words, so that the blinking is not shown by animation
 // alone: "LED blinking (blink by admin)".
+// locateText says who is looking for the Pi and, once found, how long it took.
+func locateText(l *Locate) string {
+	switch {
+	case l == nil:
+		return ""
+	case l.FoundAt.IsZero():
+		return "Locate sent by " + l.By
+	}
+	return fmt.Sprintf("found %s after %s's Locate", (time.Duration(l.FoundAfterS * float64(time.Second))).Round(time.Second), l.By)
+}
+
+// foundText describes a found press for the event log.
+func foundText(r *rack, mac string) string {
+	if n, ok := r.node(mac); ok && n.Locate != nil && !n.Locate.FoundAt.IsZero() {
+		return locateText(n.Locate)
+	}
+	return "found (a press while its LED blinked)"
+}
+
 func ledText(l *LED) string {
 	if l == nil {
 		return ""

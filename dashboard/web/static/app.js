@@ -105,10 +105,23 @@
     led.dataset.led = n.led ? n.led.state : "";
     tile.dataset.led = n.led ? n.led.state : "";
     setText(tile, "led_text", ledText(n.led));
+    const loc = field(tile, "locate");
+    if (loc) {
+      loc.hidden = !n.locate;
+      loc.dataset.found = n.locate ? String(!!n.locate.found_at) : "";
+      loc.textContent = locateText(n.locate);
+    }
     const alerts = n.alerts || [];
     tile.dataset.alerts = String(alerts.length);
     fillAlertItems(field(tile, "alerts"), alerts);
     field(tile, "detail").setAttribute("href", "/nodes/" + encodeURIComponent(n.mac));
+  }
+
+  // locateText: twin of locateText in web.go.
+  function locateText(l) {
+    if (!l) return "";
+    if (!l.found_at) return "Locate sent by " + l.by;
+    return "found " + Math.round(l.found_after_s) + "s after " + l.by + "'s Locate";
   }
 
   // fillAlertItems lists alerts as text with a warning sign, so severity is never colour alone.
