@@ -303,10 +303,15 @@ func (b *Broker) Close() error {
 	if !b.closed.CompareAndSwap(false, true) {
 		return nil
 	}
-	// Mochi waits for every connection to end, and knows nothing of sockets still before
-	// CONNECT: close them, or Close would wait out their deadline.
+	// Mochi waits for every connection to end, but stops only the clients registered when it
+	// looks: a client authenticating at that moment was missed, kept pinging, and Close waited
+	// for ever. So every admitted socket is closed here, pending or live (establish admits no
+	// new one once closed is set); each live client's Will is still published as it ends.
 	b.mu.Lock()
 	for c := range b.pending {
+		_ = c.Close()
+	}
+	for c := range b.liveConns {
 		_ = c.Close()
 	}
 	b.mu.Unlock()
@@ -450,13 +455,14 @@ type liveConn struct {
 // connection did not end in time.
 func (b *Broker) authenticated(cl *mqtt.Client) bool {
 	c := cl.Net.Conn
-	b.release(c)
 	e := &liveConn{id: cl.ID, cl: cl, done: make(chan struct{})}
 	b.mu.Lock()
 	prev := b.live[cl.ID]
 	b.live[cl.ID] = e
 	b.liveConns[c] = e
 	b.mu.Unlock()
+	// Released only once it is live: Close finds every admitted socket in one of the two sets.
+	b.release(c)
 	if prev == nil {
 		return true
 	}
