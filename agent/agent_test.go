@@ -178,29 +178,9 @@ func runAgent(t *testing.T, cfg Config) (stop func() error) {
 	return stop
 }
 
-// logTap passes records on to a handler and sends their messages to a channel, so a test can
-// wait for the agent to have handled something that has no other visible effect.
-type logTap struct {
-	slog.Handler
-	msgs chan string
-}
-
-func (h logTap) Handle(ctx context.Context, r slog.Record) error {
-	select {
-	case h.msgs <- r.Message:
-	default:
-	}
-	return h.Handler.Handle(ctx, r)
-}
-
-func (h logTap) WithAttrs(as []slog.Attr) slog.Handler {
-	return logTap{h.Handler.WithAttrs(as), h.msgs}
-}
-func (h logTap) WithGroup(g string) slog.Handler { return logTap{h.Handler.WithGroup(g), h.msgs} }
-
 func tapLogs(t *testing.T) (*slog.Logger, <-chan string) {
 	msgs := make(chan string, 1024)
-	return slog.New(logTap{slog.NewTextHandler(testlog.NewWriter(t), &slog.HandlerOptions{Level: slog.LevelDebug}), msgs}), msgs
+	return slog.New(testlog.Tap{Handler: slog.NewTextHandler(testlog.NewWriter(t), &slog.HandlerOptions{Level: slog.LevelDebug}), Msgs: msgs}), msgs
 }
 
 func awaitLog(t *testing.T, msgs <-chan string, want string) {

@@ -6,17 +6,13 @@ import (
 	"log/slog"
 	"net"
 	"net/http/httptest"
-	"path/filepath"
 	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"golang.org/x/crypto/bcrypt"
-
 	"github.com/pirack/pirack/agent"
-	"github.com/pirack/pirack/auth"
 	"github.com/pirack/pirack/broker"
 	"github.com/pirack/pirack/dashboard"
 	"github.com/pirack/pirack/internal/testlog"
@@ -38,17 +34,7 @@ type restartRig struct {
 
 func newRestartRig(t *testing.T) *restartRig {
 	t.Helper()
-	logs := testlog.NewWriter(t)
-	dir := t.TempDir()
-	users, err := auth.Open(filepath.Join(dir, "users.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	users.Cost = bcrypt.MinCost
-	if err := users.Add(auth.User{Name: adminUser, Role: auth.RoleAdmin}, adminPassword); err != nil {
-		t.Fatal(err)
-	}
-	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	dir, users, log := newDataDir(t)
 	// Reserve a port: the broker must come back where the agents look for it.
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -445,7 +431,7 @@ func TestOfflineWithinKeepaliveWhenLinkFreezes(t *testing.T) {
 func TestLEDCommandExpiresWhileAgentOffline(t *testing.T) {
 	r := newRig(t)
 	logs := make(chan string, 256)
-	tapped := func(c *agent.Config) { c.Logger = slog.New(logTap{c.Logger.Handler(), logs}) }
+	tapped := func(c *agent.Config) { c.Logger = slog.New(testlog.Tap{Handler: c.Logger.Handler(), Msgs: logs}) }
 	p := r.startPi(t, macA, "r1", r.broker.Addr(), tapped)
 	r.awaitNode(t, macA, "online", func(n dashboard.Node) bool { return n.Online() })
 	changes, unwatch := p.led.Watch()
@@ -496,25 +482,6 @@ func TestLEDCommandExpiresWhileAgentOffline(t *testing.T) {
 		}
 	}
 }
-
-// logTap passes records on and sends their messages to a channel, never blocking.
-type logTap struct {
-	slog.Handler
-	msgs chan string
-}
-
-func (h logTap) Handle(ctx context.Context, r slog.Record) error {
-	select {
-	case h.msgs <- r.Message:
-	default:
-	}
-	return h.Handler.Handle(ctx, r)
-}
-
-func (h logTap) WithAttrs(as []slog.Attr) slog.Handler {
-	return logTap{h.Handler.WithAttrs(as), h.msgs}
-}
-func (h logTap) WithGroup(g string) slog.Handler { return logTap{h.Handler.WithGroup(g), h.msgs} }
 
 func awaitLogged(t *testing.T, msgs <-chan string, want string) {
 	t.Helper()

@@ -44,10 +44,11 @@ type rig struct {
 	log    *slog.Logger
 }
 
-func newRig(t *testing.T) *rig {
+// newDataDir makes a control center's data directory with the admin user, and a logger to t.
+func newDataDir(t *testing.T) (dir string, users *auth.Users, log *slog.Logger) {
 	t.Helper()
 	logs := testlog.NewWriter(t)
-	dir := t.TempDir()
+	dir = t.TempDir()
 	users, err := auth.Open(filepath.Join(dir, "users.json"))
 	if err != nil {
 		t.Fatal(err)
@@ -56,7 +57,12 @@ func newRig(t *testing.T) *rig {
 	if err := users.Add(auth.User{Name: adminUser, Role: auth.RoleAdmin}, adminPassword); err != nil {
 		t.Fatal(err)
 	}
-	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	return dir, users, slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
+}
+
+func newRig(t *testing.T) *rig {
+	t.Helper()
+	dir, users, log := newDataDir(t)
 	b, err := broker.New(broker.Config{Addr: "127.0.0.1:0", DataDir: dir, Users: users, Logger: log.With("component", "broker")})
 	if err != nil {
 		t.Fatal(err)

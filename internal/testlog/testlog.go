@@ -5,6 +5,8 @@ package testlog
 
 import (
 	"bytes"
+	"context"
+	"log/slog"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -51,3 +53,22 @@ func (w Writer) Write(b []byte) (int, error) {
 	}
 	return len(b), nil
 }
+
+// Tap passes log records on to a handler and sends each record's message to a channel, never
+// blocking, so a test can wait for code to have done something with no other visible effect.
+type Tap struct {
+	slog.Handler
+	Msgs chan string
+}
+
+func (h Tap) Handle(ctx context.Context, r slog.Record) error {
+	select {
+	case h.Msgs <- r.Message:
+	default:
+	}
+	return h.Handler.Handle(ctx, r)
+}
+
+func (h Tap) WithAttrs(as []slog.Attr) slog.Handler { return Tap{h.Handler.WithAttrs(as), h.Msgs} }
+
+func (h Tap) WithGroup(g string) slog.Handler { return Tap{h.Handler.WithGroup(g), h.Msgs} }
