@@ -86,7 +86,7 @@ var authorizationMatrix = []struct {
 }{
 	// A     A     A     A     A     A in  B     B     B     A     B     row   rack  $SYS  other
 	// stat  metr  butt  ledst alert r2    stat  metr  butt  led   led   power /#    /#
-	{"pw    p     p     p     -     -     -     -     -     s     -     -     -     -     -", "agent A", agentA},
+	{"pw    p     p     p     -     -     -     -     -     s     -     p     -     -     -", "agent A", agentA},
 	{"-     -     -     -     -     -     pw    p     p     -     s     -     -     -     -", "agent B", agentB},
 	{"s     s     s     s     s     s     s     s     s     psw   psw   s     s     -     -", "automation", userAuto},
 	{"s     s     s     s     s     s     s     s     s     s     s     s     s     -     -", "viewer", userViewer},
