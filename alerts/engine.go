@@ -297,6 +297,31 @@ func (e *Engine) Restore(a topics.Alert, now time.Time) []topics.Alert {
 	return nil
 }
 
+// Raised returns the raised alert of one rule for a Pi (mac set) or a row (mac "").
+func (e *Engine) Raised(row, mac, rule string) (topics.Alert, bool) {
+	id, ok := ruleByName(rule)
+	if !ok {
+		return topics.Alert{}, false
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	var st *ruleState
+	switch {
+	case mac == "" && id == rulePowerBand:
+		if r, ok := e.rows[row]; ok {
+			st = &r.state
+		}
+	case mac != "" && id != rulePowerBand:
+		if n, ok := e.nodes[mac]; ok && n.row == row {
+			st = &n.rules[id]
+		}
+	}
+	if st == nil || st.active == nil {
+		return topics.Alert{}, false
+	}
+	return *st.active, true
+}
+
 // Active returns the raised alerts, sorted by row, MAC and rule.
 func (e *Engine) Active() []topics.Alert {
 	e.mu.Lock()

@@ -643,6 +643,15 @@ func TestRestore(t *testing.T) {
 	if got := summary(h.e.Active()); got != "temp_high:raised" {
 		t.Fatalf("Active() = %q", got)
 	}
+	if a, ok := h.e.Raised(row1, mac1, RuleTempHigh); !ok || !a.TS.Equal(raisedBefore.TS) {
+		t.Fatalf("Raised(temp_high) = %+v, %v; want the restored alert", a, ok)
+	}
+	if _, ok := h.e.Raised(row1, mac1, RuleOffline); ok {
+		t.Fatal("Raised(offline) reports an alert that was never raised")
+	}
+	if _, ok := h.e.Raised("r9", mac1, RuleTempHigh); ok {
+		t.Fatal("Raised in another row reports the Pi's alert")
+	}
 	out := h.metrics(func(m *topics.Metrics) { m.CPUTempC = ptr(60.0) })
 	if summary(out) != "temp_high:cleared" || !out[0].Since.Equal(raisedBefore.Since) {
 		t.Fatalf("a cool sample after the restart gave %+v", out)

@@ -180,14 +180,45 @@ func (s *Server) ingest(topic string, payload []byte) {
 		s.observe(func(e *alerts.Engine) []topics.Alert { return e.ObservePower(t.Row, p, s.cfg.Now()) })
 		s.hub.notify(rowKey(t.Row))
 		return
+	case topics.KindAlert:
+		// Our own alerts come back here. Those stamped before this Server started were
+		// raised by an earlier run and found retained: hand them back to the engine, so that
+		// one whose condition ended while we were down is cleared instead of staying raised
+		// on MQTT for ever.
+		a, err := topics.DecodeAlert(payload)
+		if err != nil || a.State != topics.AlertRaised || !a.TS.Before(s.started) {
+			s.stats.ignored.Add(1)
+			return
+		}
+		s.restoreAlert(a)
+		s.stats.applied.Add(1)
+		return
 	default:
-		// LED commands (our own among them) and alerts (our own) are not state to show.
+		// LED commands (our own among them) are not state to show.
 		s.stats.ignored.Add(1)
 		return
 	}
 	if changed {
 		s.stats.applied.Add(1)
 		s.hub.notify(t.MAC)
+	}
+}
+
+// restoreAlert hands an alert raised by an earlier run to the engine and shows it while the
+// engine holds it raised; the engine clears it (and observe publishes that) when its condition
+// is found ended.
+func (s *Server) restoreAlert(a topics.Alert) {
+	s.observe(func(e *alerts.Engine) []topics.Alert {
+		out := e.Restore(a, s.cfg.Now())
+		if held, ok := e.Raised(a.Row, a.MAC, a.Rule); ok {
+			s.alerts.apply(held) // observe holds s.alerts.mu
+		}
+		return out
+	})
+	if a.MAC != "" {
+		s.hub.notify(a.MAC)
+	} else {
+		s.hub.notify(rowKey(a.Row))
 	}
 }
 

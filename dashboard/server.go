@@ -126,6 +126,9 @@ type Server struct {
 
 	heartbeat time.Duration
 
+	// started is when New ran: alerts stamped earlier come from a previous run.
+	started time.Time
+
 	stats          counters
 	lastInvalidLog atomic.Int64 // unix nanoseconds of the last invalid-payload warning
 }
@@ -167,6 +170,7 @@ func New(cfg Config) (*Server, error) {
 		tls:           tlsConfig,
 		pages:         pages,
 		heartbeat:     heartbeatInterval,
+		started:       cfg.Now(),
 		secureCookies: cfg.SecureCookies || tlsConfig != nil,
 	}
 	s.handler = s.routes()
