@@ -3,8 +3,10 @@
 // <data-dir>/users.json) holding bcrypt hashes, never passwords.
 //
 // The broker binds each agent user to one Pi: its name is the Pi's MAC, and the broker only lets
-// it publish under that Pi's topics. The other roles are people and programs: viewers read,
-// automations read and send LED commands, admins do anything.
+// it publish under that Pi's topics. Plug users are smart plugs (Tasmota, Shelly) measuring a
+// row's power: they publish only to the plug topics the power bridge is configured with. The
+// other roles are people and programs: viewers read, automations read and send LED commands,
+// admins do anything.
 package auth
 
 import (
@@ -20,7 +22,7 @@ import (
 
 // Sentinel errors. They are returned wrapped, with the detail the user needs.
 var (
-	// ErrInvalidRole is returned by ParseRole, Add and Set for a role that is not one of the four.
+	// ErrInvalidRole is returned by ParseRole, Add and Set for a role that is not one of Roles.
 	ErrInvalidRole = errors.New("invalid role")
 	// ErrInvalidUser is returned by Add and Set for a bad name, or a MAC or row that is missing
 	// (agents) or present (other roles) or malformed.
@@ -46,6 +48,10 @@ type Role string
 
 // The roles.
 const (
+	// RolePlug is a smart plug that measures a row's power (see package powerbridge): it may
+	// publish only to the plug topics the power bridge is configured with, never under the
+	// pirack root, and may read nothing.
+	RolePlug Role = "plug"
 	// RoleAgent is a Pi's agent: it publishes its own topics and reads its own LED commands.
 	RoleAgent Role = "agent"
 	// RoleAutomation reads every pirack topic and may send LED commands.
@@ -57,7 +63,7 @@ const (
 )
 
 // Roles lists every role, in order of increasing power.
-var Roles = []Role{RoleAgent, RoleViewer, RoleAutomation, RoleAdmin}
+var Roles = []Role{RolePlug, RoleAgent, RoleViewer, RoleAutomation, RoleAdmin}
 
 // ParseRole parses a role name such as "viewer".
 func ParseRole(s string) (Role, error) {
@@ -65,13 +71,16 @@ func ParseRole(s string) (Role, error) {
 	if r.Valid() {
 		return r, nil
 	}
-	return "", fmt.Errorf("%w %q: want one of agent, viewer, automation, admin", ErrInvalidRole, clip(s))
+	return "", fmt.Errorf("%w %q: want one of %s", ErrInvalidRole, clip(s), roleNames)
 }
 
-// Valid reports whether r is one of the four roles.
+// roleNames lists the roles for error messages.
+const roleNames = "plug, agent, viewer, automation, admin"
+
+// Valid reports whether r is one of Roles.
 func (r Role) Valid() bool {
 	switch r {
-	case RoleAgent, RoleAutomation, RoleViewer, RoleAdmin:
+	case RolePlug, RoleAgent, RoleAutomation, RoleViewer, RoleAdmin:
 		return true
 	}
 	return false
@@ -100,7 +109,7 @@ const MaxNameLen = 64
 // defaulted to that MAC.
 func (u User) normalize() (User, error) {
 	if !u.Role.Valid() {
-		return u, fmt.Errorf("user %q: %w %q: want one of agent, viewer, automation, admin", clip(u.Name), ErrInvalidRole, clip(string(u.Role)))
+		return u, fmt.Errorf("user %q: %w %q: want one of %s", clip(u.Name), ErrInvalidRole, clip(string(u.Role)), roleNames)
 	}
 	if u.Role == RoleAgent {
 		mac, err := topics.NormalizeMAC(u.MAC)

@@ -35,6 +35,7 @@ func TestParseRole(t *testing.T) {
 		{"Viewer", RoleViewer, false},
 		{" automation ", RoleAutomation, false},
 		{"admin", RoleAdmin, false},
+		{"PLUG", RolePlug, false},
 		{"root", "", true},
 		{"", "", true},
 	} {
@@ -68,6 +69,10 @@ func TestAddValidation(t *testing.T) {
 		{"agent with bad row", User{Role: RoleAgent, MAC: "b8:27:eb:3f:1a:2c", Row: "Row 1"}, pw, "", "", ErrInvalidUser},
 		{"viewer with MAC", User{Name: "bob", Role: RoleViewer, MAC: "b8:27:eb:3f:1a:2c"}, pw, "", "", ErrInvalidUser},
 		{"viewer with row", User{Name: "bob", Role: RoleViewer, Row: "r1"}, pw, "", "", ErrInvalidUser},
+		{"plug", User{Name: "plug-r1", Role: RolePlug}, pw, "plug-r1", "", nil},
+		{"plug with row", User{Name: "plug-r1", Role: RolePlug, Row: "r1"}, pw, "", "", ErrInvalidUser},
+		{"plug with MAC", User{Name: "plug-r1", Role: RolePlug, MAC: "b8:27:eb:3f:1a:2c"}, pw, "", "", ErrInvalidUser},
+		{"plug without name", User{Role: RolePlug}, pw, "", "", ErrInvalidUser},
 		{"empty name", User{Role: RoleViewer}, pw, "", "", ErrInvalidUser},
 		{"name with slash", User{Name: "a/b", Role: RoleViewer}, pw, "", "", ErrInvalidUser},
 		{"name with plus", User{Name: "a+b", Role: RoleViewer}, pw, "", "", ErrInvalidUser},

@@ -20,6 +20,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -32,6 +33,7 @@ import (
 	"go.etcd.io/bbolt"
 
 	"github.com/pirack/pirack/auth"
+	"github.com/pirack/pirack/topics"
 )
 
 // Defaults applied by New to zero Config fields.
@@ -68,6 +70,12 @@ type Config struct {
 	DataDir string
 	// Users authenticates every MQTT connection. Required.
 	Users *auth.Users
+	// PlugTopics are the MQTT topic filters users of role plug (smart plugs measuring a row's
+	// power) may publish to and leave their Will on: the power bridge's configuration names
+	// them (powerbridge.File.PublishFilters). A filter may not begin with a wildcard, "$" or
+	// the pirack root, and no plug may ever publish under the pirack root whatever the
+	// filters say. nil means plug users may publish nothing.
+	PlugTopics []string
 	// MaxClients bounds connected clients; 0 means 4096. Mochi's default is unlimited.
 	MaxClients int
 	// MaxPacketSize bounds an inbound packet in bytes; 0 means 64 KiB. Mochi's default is
@@ -184,6 +192,11 @@ func New(cfg Config) (*Broker, error) {
 	if cfg.DisableTCP && cfg.TLS == nil && cfg.WSAddr == "" {
 		return nil, errors.New("broker: every listener is off: enable TCP, TLS or WebSocket")
 	}
+	for _, f := range cfg.PlugTopics {
+		if err := checkPlugFilter(f); err != nil {
+			return nil, fmt.Errorf("broker: Config.PlugTopics: %w", err)
+		}
+	}
 	b := &Broker{cfg: cfg, log: cfg.Logger, pending: map[net.Conn]struct{}{}, addrs: map[string]func() string{},
 		live: map[string]*liveConn{}, liveConns: map[net.Conn]*liveConn{}}
 	if cfg.TLS != nil {
@@ -205,7 +218,8 @@ func New(cfg Config) (*Broker, error) {
 		// on an SD card.
 		SysTopicResendInterval: 10,
 	})
-	b.hook = &authHook{users: cfg.Users, log: cfg.Logger, srv: b.srv, authenticated: b.authenticated, deliver: b.subs.deliver}
+	b.hook = &authHook{users: cfg.Users, policy: policy{plugTopics: slices.Clone(cfg.PlugTopics)}, log: cfg.Logger, srv: b.srv,
+		authenticated: b.authenticated, deliver: b.subs.deliver}
 
 	// The auth hook goes first: Mochi runs OnPublish hooks in order and stops at the first that
 	// ignores a packet, so no later hook ever sees a refused publish.
@@ -509,6 +523,23 @@ func (b *Broker) wsConnState(c net.Conn, state http.ConnState) {
 	case http.StateHijacked, http.StateClosed:
 		b.release(c)
 	}
+}
+
+// checkPlugFilter refuses a PlugTopics filter that is malformed or could match a pirack topic
+// or a "$" topic: a leading wildcard, the pirack root, or "$".
+func checkPlugFilter(f string) error {
+	first, _, _ := strings.Cut(f, "/")
+	switch {
+	case !validFilter(f) || strings.ContainsRune(f, 0):
+		return fmt.Errorf("%q is not a valid MQTT topic filter", clip(f))
+	case first == "+" || first == "#":
+		return fmt.Errorf("%q begins with a wildcard: it could match pirack's own topics; name the plug's own topic prefix", clip(f))
+	case first == topics.Root:
+		return fmt.Errorf("%q is under %s/: plugs may never publish pirack topics", clip(f), topics.Root)
+	case strings.HasPrefix(first, "$"):
+		return fmt.Errorf("%q is a $ topic, which only the broker publishes", clip(f))
+	}
+	return nil
 }
 
 // validFilter checks an MQTT topic filter: not empty, "+" only as a whole level, "#" only as

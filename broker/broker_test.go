@@ -43,6 +43,7 @@ func testUsers(t testing.TB) *auth.Users {
 		{Name: "admin", Role: auth.RoleAdmin},
 		{Name: "viewer", Role: auth.RoleViewer},
 		{Name: "auto", Role: auth.RoleAutomation},
+		{Name: "plug", Role: auth.RolePlug},
 		{Role: auth.RoleAgent, MAC: macA, Row: "r1"},
 		{Role: auth.RoleAgent, MAC: macB, Row: "r2"},
 	} {
@@ -320,7 +321,7 @@ func TestAgentCannotPublishForOthers(t *testing.T) {
 		{"other MAC button QoS0", topics.ButtonTopic("r2", macB), 0},
 		{"own MAC in another row QoS1", topics.MetricsTopic("r2", macA), 1},
 		{"an LED command QoS1", topics.LEDTopic(macB), 1},
-		{"row power QoS1", topics.PowerTopic("r1"), 1},
+		{"another row's power QoS1", topics.PowerTopic("r2"), 1}, // its own row's is allowed
 		{"outside rack QoS2", "home/kitchen", 2},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -35,6 +35,7 @@ var errRefused = errors.New("connection refused")
 type authHook struct {
 	mqtt.HookBase
 	users         *auth.Users
+	policy        policy
 	log           *slog.Logger
 	srv           *mqtt.Server            // for SendConnack
 	authenticated func(*mqtt.Client) bool // tells the broker; false: refuse after all
@@ -155,7 +156,7 @@ func (h *authHook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 	if r := clientIDAllowed(u, id); r != nil {
 		return refuse(r)
 	}
-	if pk.Connect.WillFlag && !willAllowed(u, pk.Connect.WillTopic) {
+	if pk.Connect.WillFlag && !h.policy.willAllowed(u, pk.Connect.WillTopic) {
 		log.Warn("MQTT Will topic not allowed", "will_topic", clip(pk.Connect.WillTopic))
 		return refuse(refuseAuth("Will topic not allowed for this user"))
 	}
@@ -286,7 +287,7 @@ func (h *authHook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
 	if write {
 		return true
 	}
-	if readAllowed(s.user, topic) {
+	if h.policy.readAllowed(s.user, topic) {
 		return true
 	}
 	h.log.Warn("MQTT subscription refused", "username", s.user.Name, "role", s.user.Role, "filter", clip(topic), "remote", cl.Net.Remote)
@@ -302,7 +303,7 @@ func (h *authHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet
 		return pk, nil
 	}
 	s, ok := h.session(cl)
-	if ok && writeAllowed(s.user, pk.TopicName) {
+	if ok && h.policy.writeAllowed(s.user, pk.TopicName) {
 		// Mochi acknowledges only after OnPublish returns: what the in-process subscribers
 		// take here is theirs before the client is told it was delivered.
 		h.deliver(pk.TopicName, pk.Payload)
@@ -345,8 +346,17 @@ func (h *authHook) session(cl *mqtt.Client) (session, bool) {
 	return s, ok
 }
 
+// policy is who may do what: each role's fixed rights, and the topics plug users may publish to
+// (Config.PlugTopics).
+type policy struct {
+	plugTopics []string
+}
+
 // readAllowed says whether u may subscribe to filter (or receive a message on that topic name).
-func readAllowed(u auth.User, filter string) bool {
+// A plug reads nothing: pirack never commands plugs, so a refused subscription (a Tasmota
+// subscribing to its cmnd/ topics, a Shelly to its rpc topic) only costs a failure code in the
+// SUBACK, and the plug stays connected.
+func (policy) readAllowed(u auth.User, filter string) bool {
 	filter = unshare(filter)
 	switch u.Role {
 	case auth.RoleAdmin:
@@ -361,7 +371,7 @@ func readAllowed(u auth.User, filter string) bool {
 
 // writeAllowed says whether u may publish to topic. Nobody publishes to a wildcard (not a
 // topic name) or to a "$" topic (the broker's own; Mochi drops them anyway).
-func writeAllowed(u auth.User, topic string) bool {
+func (p policy) writeAllowed(u auth.User, topic string) bool {
 	if topic == "" || strings.ContainsAny(topic, "+#") || strings.HasPrefix(topic, "$") {
 		return false
 	}
@@ -387,17 +397,31 @@ func writeAllowed(u auth.User, topic string) bool {
 	case auth.RoleAutomation:
 		t, err := topics.Parse(topic)
 		return err == nil && t.Kind == topics.KindLED
+	case auth.RolePlug:
+		// Only the plug topics the power bridge reads, and never a pirack topic: the bridge
+		// republishes a plug's reading under the contract after checking it, and a plug must
+		// not be able to skip that check.
+		if first, _, _ := strings.Cut(topic, "/"); first == topics.Root {
+			return false
+		}
+		for _, f := range p.plugTopics {
+			if filterWithin(topic, f) {
+				return true
+			}
+		}
 	}
 	return false
 }
 
 // willAllowed says whether u may leave a Will on topic. Mochi publishes Wills without any ACL
-// check, so this is checked at CONNECT. An agent's Will is its status, nothing else.
-func willAllowed(u auth.User, topic string) bool {
+// check, so this is checked at CONNECT. An agent's Will is its status, nothing else. A plug's
+// Will (Tasmota's tele/<topic>/LWT, a Shelly's <prefix>/online) must lie within the plug
+// topics: a refused Will refuses the connection.
+func (p policy) willAllowed(u auth.User, topic string) bool {
 	if u.Role == auth.RoleAgent {
 		return topic == topics.StatusTopic(u.Row, u.MAC)
 	}
-	return writeAllowed(u, topic)
+	return p.writeAllowed(u, topic)
 }
 
 // unshare strips the $share/<group>/ prefix of a shared subscription, leaving the filter it

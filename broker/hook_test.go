@@ -55,8 +55,13 @@ var (
 	userAuto   = auth.User{Name: "auto", Role: auth.RoleAutomation}
 	userViewer = auth.User{Name: "viewer", Role: auth.RoleViewer}
 	userAdmin  = auth.User{Name: "admin", Role: auth.RoleAdmin}
+	userPlug   = auth.User{Name: "plug", Role: auth.RolePlug}
 	userNone   = auth.User{Name: "x", Role: "nonsense"}
 )
+
+// testPolicy is the matrix's policy: plugs may publish under one Tasmota's telemetry topics,
+// as the power bridge would configure for tele/rack-r1/SENSOR.
+var testPolicy = policy{plugTopics: []string{"tele/rack-r1/#"}}
 
 // matrixColumns are the topic patterns of the authorization matrix.
 var matrixColumns = []struct{ name, topic string }{
@@ -75,6 +80,7 @@ var matrixColumns = []struct{ name, topic string }{
 	{"rack/#", topics.AllFilter},
 	{"$SYS/#", "$SYS/#"},
 	{"other", "home/kitchen"},
+	{"plug topic", "tele/rack-r1/SENSOR"},
 }
 
 // authorizationMatrix is who may do what, one row per role and one cell per column above:
@@ -84,14 +90,15 @@ var authorizationMatrix = []struct {
 	role  string
 	user  auth.User
 }{
-	// A     A     A     A     A     A in  B     B     B     A     B     row   rack  $SYS  other
-	// stat  metr  butt  ledst alert r2    stat  metr  butt  led   led   power /#    /#
-	{"pw    p     p     p     -     -     -     -     -     s     -     p     -     -     -", "agent A", agentA},
-	{"-     -     -     -     -     -     pw    p     p     -     s     -     -     -     -", "agent B", agentB},
-	{"s     s     s     s     s     s     s     s     s     psw   psw   s     s     -     -", "automation", userAuto},
-	{"s     s     s     s     s     s     s     s     s     s     s     s     s     -     -", "viewer", userViewer},
-	{"psw   psw   psw   psw   psw   psw   psw   psw   psw   psw   psw   psw   s     s     psw", "admin", userAdmin},
-	{"-     -     -     -     -     -     -     -     -     -     -     -     -     -     -", "unknown role", userNone},
+	// A     A     A     A     A     A in  B     B     B     A     B     row   rack  $SYS  other plug
+	// stat  metr  butt  ledst alert r2    stat  metr  butt  led   led   power /#    /#          topic
+	{"pw    p     p     p     -     -     -     -     -     s     -     p     -     -     -     -", "agent A", agentA},
+	{"-     -     -     -     -     -     pw    p     p     -     s     -     -     -     -     -", "agent B", agentB},
+	{"s     s     s     s     s     s     s     s     s     psw   psw   s     s     -     -     -", "automation", userAuto},
+	{"s     s     s     s     s     s     s     s     s     s     s     s     s     -     -     -", "viewer", userViewer},
+	{"psw   psw   psw   psw   psw   psw   psw   psw   psw   psw   psw   psw   s     s     psw   psw", "admin", userAdmin},
+	{"-     -     -     -     -     -     -     -     -     -     -     -     -     -     -     pw", "plug", userPlug},
+	{"-     -     -     -     -     -     -     -     -     -     -     -     -     -     -     -", "unknown role", userNone},
 }
 
 // matrixCells returns a row's cells, one per column.
@@ -111,13 +118,13 @@ func TestAuthorizationMatrix(t *testing.T) {
 		for i, cell := range matrixCells(t, row.cells) {
 			col := matrixColumns[i]
 			t.Run(row.role+"/"+col.name, func(t *testing.T) {
-				if got, want := readAllowed(row.user, col.topic), strings.Contains(cell, "s"); got != want {
+				if got, want := testPolicy.readAllowed(row.user, col.topic), strings.Contains(cell, "s"); got != want {
 					t.Errorf("subscribe %q: %v, want %v", col.topic, got, want)
 				}
-				if got, want := writeAllowed(row.user, col.topic), strings.Contains(cell, "p"); got != want {
+				if got, want := testPolicy.writeAllowed(row.user, col.topic), strings.Contains(cell, "p"); got != want {
 					t.Errorf("publish %q: %v, want %v", col.topic, got, want)
 				}
-				if got, want := willAllowed(row.user, col.topic), strings.Contains(cell, "w"); got != want {
+				if got, want := testPolicy.willAllowed(row.user, col.topic), strings.Contains(cell, "w"); got != want {
 					t.Errorf("Will on %q: %v, want %v", col.topic, got, want)
 				}
 			})
@@ -131,36 +138,49 @@ func TestAuthorizationEdges(t *testing.T) {
 	viewer := auth.User{Name: "v", Role: auth.RoleViewer}
 	automation := auth.User{Name: "a", Role: auth.RoleAutomation}
 	admin := auth.User{Name: "root", Role: auth.RoleAdmin}
+	plug := auth.User{Name: "plug", Role: auth.RolePlug}
 	for _, tc := range []struct {
-		name  string
-		user  auth.User
-		topic string
-		read  bool
-		write bool
+		name   string
+		policy policy // the zero value unless set
+		user   auth.User
+		topic  string
+		read   bool
+		write  bool
 	}{
-		{"agent all LEDs", agentA, topics.LEDTopic("+"), false, false},
-		{"agent own LED and below", agentA, topics.LEDTopic(macA) + "/#", false, false},
-		{"agent own subtree", agentA, "rack/r1/" + macA + "/#", false, false},
-		{"agent hash", agentA, "#", false, false},
-		{"agent own status with a wildcard", agentA, "rack/r1/+/status", false, false},
-		{"viewer shared everything", viewer, "$share/g/" + topics.AllFilter, true, false},
-		{"viewer shared hash", viewer, "$share/g/#", false, false},
-		{"viewer hash", viewer, "#", false, false},
-		{"viewer plus", viewer, "+/r1/x", false, false},
-		{"viewer empty", viewer, "", false, false},
-		{"automation all LEDs", automation, topics.LEDTopic("+"), true, false},
-		{"automation malformed LED", automation, topics.LEDTopic(strings.ToUpper(macA)), true, false},
-		{"automation LED level below", automation, topics.LEDTopic(macA) + "/x", true, false},
-		{"admin hash", admin, "#", true, false},
-		{"admin SYS topic", admin, "$SYS/broker/uptime", true, false},
-		{"admin empty topic", admin, "", true, false},
-		{"admin NUL", admin, "a\x00b", true, true}, // Mochi refuses NUL when decoding, before any ACL
+		{"agent all LEDs", policy{}, agentA, topics.LEDTopic("+"), false, false},
+		{"agent own LED and below", policy{}, agentA, topics.LEDTopic(macA) + "/#", false, false},
+		{"agent own subtree", policy{}, agentA, "rack/r1/" + macA + "/#", false, false},
+		{"agent hash", policy{}, agentA, "#", false, false},
+		{"agent own status with a wildcard", policy{}, agentA, "rack/r1/+/status", false, false},
+		{"viewer shared everything", policy{}, viewer, "$share/g/" + topics.AllFilter, true, false},
+		{"viewer shared hash", policy{}, viewer, "$share/g/#", false, false},
+		{"viewer hash", policy{}, viewer, "#", false, false},
+		{"viewer plus", policy{}, viewer, "+/r1/x", false, false},
+		{"viewer empty", policy{}, viewer, "", false, false},
+		{"automation all LEDs", policy{}, automation, topics.LEDTopic("+"), true, false},
+		{"automation malformed LED", policy{}, automation, topics.LEDTopic(strings.ToUpper(macA)), true, false},
+		{"automation LED level below", policy{}, automation, topics.LEDTopic(macA) + "/x", true, false},
+		{"admin hash", policy{}, admin, "#", true, false},
+		{"admin SYS topic", policy{}, admin, "$SYS/broker/uptime", true, false},
+		{"admin empty topic", policy{}, admin, "", true, false},
+		{"admin NUL", policy{}, admin, "a\x00b", true, true}, // Mochi refuses NUL when decoding, before any ACL
+		{"plug without plug topics", policy{}, plug, "tele/rack-r1/SENSOR", false, false},
+		{"plug LWT", testPolicy, plug, "tele/rack-r1/LWT", false, true},
+		{"plug own folder", testPolicy, plug, "tele/rack-r1/#", false, false},
+		{"plug another Tasmota", testPolicy, plug, "tele/rack-r2/SENSOR", false, false},
+		{"plug Tasmota commands", testPolicy, plug, "cmnd/rack-r1/#", false, false},
+		{"plug with a filter of everything: pirack topics", policy{plugTopics: []string{"#"}}, plug, topics.PowerTopic("r1"), false, false},
+		{"plug with a filter of everything: the root alone", policy{plugTopics: []string{"#"}}, plug, topics.Root, false, false},
+		{"plug with a filter of everything: $SYS", policy{plugTopics: []string{"#"}}, plug, "$SYS/x", false, false},
+		{"plug with a filter of everything: a Shelly", policy{plugTopics: []string{"#"}}, plug, "shellies/plug-1/relay/0/power", false, true},
+		{"plug with a filter under the root", policy{plugTopics: []string{topics.AllFilter}}, plug, topics.PowerTopic("r1"), false, false},
+		{"plug Shelly gen2", policy{plugTopics: []string{"shellyplusplugs-a8032ab1/#"}}, plug, "shellyplusplugs-a8032ab1/events/rpc", false, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if got := readAllowed(tc.user, tc.topic); got != tc.read {
+			if got := tc.policy.readAllowed(tc.user, tc.topic); got != tc.read {
 				t.Errorf("subscribe %q: %v, want %v", tc.topic, got, tc.read)
 			}
-			if got := writeAllowed(tc.user, tc.topic); got != tc.write {
+			if got := tc.policy.writeAllowed(tc.user, tc.topic); got != tc.write {
 				t.Errorf("publish %q: %v, want %v", tc.topic, got, tc.write)
 			}
 		})
@@ -237,7 +257,7 @@ func TestConfigDefaults(t *testing.T) {
 // Will on it. A publish is judged by the in-process subscriber, which receives an allowed
 // publish before its PUBACK: once the token completes, the verdict is in.
 func TestAuthorizationMatrixTCP(t *testing.T) {
-	b := newBroker(t, t.TempDir(), testUsers(t), false)
+	b := newBroker(t, t.TempDir(), testUsers(t), false, func(c *Config) { c.PlugTopics = testPolicy.plugTopics })
 	var mu sync.Mutex
 	seen := map[string]bool{} // payloads that reached subscribers
 	if err := b.Subscribe("#", func(_ string, payload []byte) {
@@ -294,6 +314,47 @@ func TestAuthorizationMatrixTCP(t *testing.T) {
 			}
 			c.expectConnected(t) // refused publishes are dropped, not answered by a disconnect
 			c.Disconnect(0)
+		})
+	}
+}
+
+// PlugTopics that could reach pirack's own topics or "$" topics are refused before anything
+// starts.
+func TestPlugTopicsChecked(t *testing.T) {
+	users := testUsers(t)
+	for _, tc := range []struct {
+		filter string
+		want   string // in the error; "" means accepted
+	}{
+		{"tele/rack-r1/#", ""},
+		{"shellies/shellyplug-s-7AB3C1/#", ""},
+		{"home/+/SENSOR", ""},
+		{"tele/rack-r1/SENSOR", ""},
+		{"#", "wildcard"},
+		{"+/r1/power", "wildcard"},
+		{topics.AllFilter, "never publish pirack topics"},
+		{topics.PowerTopic("r1"), "never publish pirack topics"},
+		{topics.Root, "never publish pirack topics"},
+		{"$SYS/#", "$ topic"},
+		{"", "not a valid MQTT topic filter"},
+		{"tele/#/SENSOR", "not a valid MQTT topic filter"},
+		{"tele/rack+/SENSOR", "not a valid MQTT topic filter"},
+	} {
+		t.Run(tc.filter, func(t *testing.T) {
+			b, err := New(Config{Addr: "127.0.0.1:0", DataDir: t.TempDir(), Users: users, Logger: discardLogger(),
+				PlugTopics: []string{"shellies/ok/#", tc.filter}})
+			if b != nil {
+				defer b.Close()
+			}
+			if tc.want == "" {
+				if err != nil {
+					t.Fatalf("PlugTopics %q refused: %v", tc.filter, err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), "PlugTopics") {
+				t.Fatalf("PlugTopics %q: error %v, want one naming PlugTopics and saying %q", tc.filter, err, tc.want)
+			}
 		})
 	}
 }

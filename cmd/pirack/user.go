@@ -12,6 +12,7 @@ import (
 	"text/tabwriter"
 
 	"github.com/pirack/pirack/auth"
+	"github.com/pirack/pirack/powerbridge"
 	"github.com/pirack/pirack/topics"
 )
 
@@ -23,7 +24,7 @@ const usersFileName = "users.json"
 const agentSecretPath = "/etc/pirack/agent.secret"
 
 const userUsage = `usage:
-  pirack user add NAME --role admin|viewer|automation [--password P] [--data-dir DIR]
+  pirack user add NAME --role admin|viewer|automation|plug [--password P] [--data-dir DIR]
   pirack user add --role agent --mac MAC --row ROW [--password P] [--data-dir DIR] [--broker URL]
   pirack user list [--data-dir DIR]
   pirack user remove NAME [--data-dir DIR]
@@ -76,7 +77,7 @@ func newUserFlagSet(name string, stderr io.Writer) (*flag.FlagSet, *string) {
 
 func runUserAdd(args []string, stdout, stderr io.Writer) error {
 	fs, dataDir := newUserFlagSet("add", stderr)
-	role := fs.String("role", "", "admin, viewer, automation or agent (required)")
+	role := fs.String("role", "", "admin, viewer, automation, agent, or plug for a Tasmota or Shelly smart plug (required)")
 	mac := fs.String("mac", "", "agent only: the Pi's MAC address, e.g. b8:27:eb:3f:1a:2c")
 	row := fs.String("row", "", "agent only: the Pi's row, e.g. r1")
 	password := fs.String("password", "", "password (8-72 bytes); default: a generated one. A password given here stays in the shell history")
@@ -86,7 +87,7 @@ func runUserAdd(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	if *role == "" {
-		return errors.New("user add: --role is required (admin, viewer, automation or agent)")
+		return errors.New("user add: --role is required (admin, viewer, automation, agent or plug)")
 	}
 	r, err := auth.ParseRole(*role)
 	if err != nil {
@@ -130,6 +131,14 @@ func runUserAdd(args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintf(stdout, "Added user %s with role %s.\n", name, r)
 		if generated {
 			fmt.Fprintf(stdout, "Password (shown only now; pirack keeps only a hash):\n\n  %s\n", secret)
+		}
+		if r == auth.RolePlug {
+			fmt.Fprintf(stdout, `
+Give the plug this user and password in its MQTT settings (Tasmota: Configuration > MQTT, or
+the MqttUser and MqttPassword commands; Shelly: Settings > MQTT), and map it to its row in
+%s (docs/hardware.md). The plug may publish only to the
+topics that file names, so restart pirack serve after editing it.
+`, filepath.Join(*dataDir, powerbridge.FileName))
 		}
 		return nil
 	}

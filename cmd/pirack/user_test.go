@@ -127,6 +127,35 @@ func TestUserAddErrors(t *testing.T) {
 	}
 }
 
+// A plug user: a name and a password, told where the plug's MQTT settings and its row mapping
+// go.
+func TestUserAddPlug(t *testing.T) {
+	dir := t.TempDir()
+	out, err := user(t, dir, "add", "plug-r1", "--role", "plug")
+	if err != nil {
+		t.Fatalf("add plug: %v\n%s", err, out)
+	}
+	password := regexp.MustCompile(`(?m)^  (\S{20})$`).FindStringSubmatch(out)
+	if password == nil {
+		t.Fatalf("add plug did not print a generated password:\n%s", out)
+	}
+	for _, want := range []string{"Added user plug-r1 with role plug.", "MqttUser", filepath.Join(dir, "power-bridge.json")} {
+		if !strings.Contains(out, want) {
+			t.Errorf("add plug output lacks %q:\n%s", want, out)
+		}
+	}
+	users, err := auth.Open(filepath.Join(dir, "users.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if u, err := users.Authenticate("plug-r1", password[1]); err != nil || u.Role != auth.RolePlug {
+		t.Errorf("printed plug password: %+v, %v; want a plug user", u, err)
+	}
+	if _, err := user(t, dir, "add", "plug-r2", "--role", "plug", "--row", "r2"); err == nil || !strings.Contains(err.Error(), "only agents") {
+		t.Errorf("plug with a row: %v, want refused (a plug's row is in the power bridge file)", err)
+	}
+}
+
 func TestUserListEmpty(t *testing.T) {
 	dir := t.TempDir()
 	out, err := user(t, dir, "list")
