@@ -67,6 +67,12 @@ type Config struct {
 	// Model is the board model for the birth message. "" means the Collector's Model() if it
 	// has one (HostCollector reads the device tree), else none.
 	Model string
+	// Serial is the board's serial number for the birth message. "" means the Collector's
+	// Serial() if it has one (HostCollector reads the device tree), else none.
+	Serial string
+	// Power is the row's power sensor, on the Pi that has it wired. Its readings are published,
+	// retained, on the row's power topic every Interval. nil means none.
+	Power PowerSensor
 	// StoreDir keeps the queue of button presses not yet acknowledged by the broker
 	// (presses.queue) and the press counter (button.seq), so that presses made while the
 	// broker was unreachable survive an agent restart and sequence numbers keep growing. ""
@@ -96,6 +102,17 @@ type Collector interface {
 
 // modeler is implemented by collectors that know the board model (HostCollector, SimCollector).
 type modeler interface{ Model() string }
+
+// serialer is implemented by collectors that know the board's serial number.
+type serialer interface{ Serial() string }
+
+// PowerSensor reads the supply of the agent's row; package hardware/powersensor reads an INA219
+// or INA226. Read returns the quantities it measured and its Source; the agent sets V and TS.
+// An error skips the reading: the agent logs it, rate-limited, and reads again at the next
+// interval.
+type PowerSensor interface {
+	Read() (topics.Power, error)
+}
 
 // Run runs the agent until ctx is done. It connects in the background and keeps reconnecting,
 // so an unreachable broker is not an error. When ctx is done it publishes a retained offline
@@ -128,6 +145,8 @@ type agent struct {
 	backoff   backoff
 	connected chan struct{} // OnConnect → main loop, buffered 1
 	stop      chan struct{} // closed when Run is stopping; releases connect attempts
+
+	powerFailing bool // the last power reading failed; only the main loop uses it
 
 	mu         sync.Mutex
 	lastIssued time.Time // IssuedAt of the newest LED command accepted
@@ -177,6 +196,9 @@ func newAgent(cfg Config) (*agent, error) {
 	}
 	if m, ok := cfg.Collector.(modeler); ok && cfg.Model == "" {
 		cfg.Model = m.Model()
+	}
+	if s, ok := cfg.Collector.(serialer); ok && cfg.Serial == "" {
+		cfg.Serial = s.Serial()
 	}
 
 	ifaces, err := systemInterfaces()
@@ -289,7 +311,8 @@ func (a *agent) run(ctx context.Context) error {
 	return nil
 }
 
-// mainLoop announces the agent on every (re)connection and publishes telemetry. Doing this
+// mainLoop announces the agent on every (re)connection and publishes telemetry and the row's
+// power. Doing this
 // here rather than in OnConnect keeps paho's handlers non-blocking.
 //
 // The first birth waits for the first connection's token, which completes once paho has
@@ -315,15 +338,17 @@ func (a *agent) mainLoop(ctx context.Context, client mqtt.Client, firstConnect m
 				default: // one is already pending
 				}
 			}
-			// Fresh metrics at once, so a dashboard does not wait an interval after a reconnect.
+			// Fresh readings at once, so a dashboard does not wait an interval after a reconnect.
 			seq++
 			a.publishMetrics(ctx, client, seq)
+			a.publishPower(client)
 		case <-tick.C:
 			if !client.IsConnectionOpen() {
 				continue // QoS0 would be dropped anyway; the next connect publishes at once
 			}
 			seq++
 			a.publishMetrics(ctx, client, seq)
+			a.publishPower(client)
 		}
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -222,6 +223,9 @@ func TestBirthAndMetrics(t *testing.T) {
 	birth := b.nextStatus(t, topics.StateOnline)
 	if birth.Hostname != "pi-07" || birth.IP != "10.0.0.7" || birth.Model != SimModel || birth.AgentVersion == "" || birth.Session == "" || len(birth.Session) > 64 {
 		t.Errorf("birth identity = %+v", birth)
+	}
+	if birth.Serial != sc.Serial() || len(birth.Serial) != 16 {
+		t.Errorf("birth serial = %q, want the collector's %q", birth.Serial, sc.Serial())
 	}
 	if !birth.BootTime.Equal(boot) {
 		t.Errorf("birth boot time = %v, want %v", birth.BootTime, boot)
@@ -582,5 +586,82 @@ func TestCleanStopDeliversQueuedPressesFirst(t *testing.T) {
 		case <-timeout:
 			t.Fatalf("%d of %d presses and no offline status within %v", next-1, n, waitFor)
 		}
+	}
+}
+
+// fakePower answers each Read with the next of its results, then repeats the last one.
+type fakePower struct {
+	mu      sync.Mutex
+	results []powerResult
+	reads   int
+}
+
+type powerResult struct {
+	p   topics.Power
+	err error
+}
+
+func (f *fakePower) Read() (topics.Power, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	r := f.results[min(f.reads, len(f.results)-1)]
+	f.reads++
+	return r.p, r.err
+}
+
+func TestPowerReadings(t *testing.T) {
+	b := startBroker(t)
+	logger, logs := tapLogs(t)
+	loose := errors.New("ina219 at 0x40 on /dev/i2c-1: read the calibration: remote I/O error")
+	first := topics.Power{Volts: ptr(5.1), Amps: ptr(2.9999), Watts: ptr(15.298), Source: "ina219"}
+	second := topics.Power{Volts: ptr(5.02), Amps: ptr(1.5), Watts: ptr(7.53), Source: "ina219"}
+	sensor := &fakePower{results: []powerResult{{p: first}, {err: loose}, {err: loose}, {err: loose}, {p: second}}}
+	runAgent(t, Config{Broker: b.url, Interval: 20 * time.Millisecond, Power: sensor, Logger: logger})
+
+	m := b.next(t, topics.PowerTopic(row), nil)
+	got, err := topics.DecodePower(m.payload)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if *got.Volts != 5.1 || *got.Amps != 2.9999 || *got.Watts != 15.298 || got.Source != "ina219" || got.V != topics.Version || got.TS.IsZero() {
+		t.Errorf("power reading %s, want the sensor's first reading with v and ts set", m.payload)
+	}
+	if m.qos != 0 {
+		t.Errorf("power published at QoS %d, want 0", m.qos)
+	}
+
+	// Three failed reads: logged once (rate-limited), skipped, and the agent carries on.
+	awaitLog(t, logs, "cannot read the row's power sensor; reading skipped")
+	m = b.next(t, topics.PowerTopic(row), nil)
+	if got, err := topics.DecodePower(m.payload); err != nil || *got.Volts != 5.02 || *got.Amps != 1.5 {
+		t.Errorf("power reading after the failures %s (%v), want the second reading", m.payload, err)
+	}
+	for msg := ""; msg != "power sensor readings are back"; {
+		select {
+		case msg = <-logs:
+			if msg == "cannot read the row's power sensor; reading skipped" {
+				t.Error("a failing sensor was logged more than once")
+			}
+		case <-time.After(waitFor):
+			t.Fatal("no log that the sensor's readings are back")
+		}
+	}
+	b.next(t, topics.MetricsTopic(row, mac), nil) // telemetry still flows
+	r := b.srv.Topics.Messages(topics.PowerTopic(row))
+	if len(r) != 1 || !bytes.Contains(r[0].Payload, []byte(`"volts":5.02`)) {
+		t.Errorf("retained power = %+v, want the latest reading", r)
+	}
+}
+
+// A Pi without a sensor publishes no power, whatever the interval.
+func TestNoPowerWithoutSensor(t *testing.T) {
+	b := startBroker(t)
+	runAgent(t, Config{Broker: b.url, Interval: 10 * time.Millisecond})
+	ready(t, b)
+	for range 5 {
+		b.next(t, topics.MetricsTopic(row, mac), nil)
+	}
+	if r := b.srv.Topics.Messages(topics.PowerTopic(row)); len(r) != 0 {
+		t.Errorf("power retained without a sensor: %+v", r)
 	}
 }

@@ -159,6 +159,7 @@ func (a *agent) announce(client mqtt.Client) {
 		Hostname:     a.cfg.Hostname,
 		IP:           a.ip(),
 		Model:        a.cfg.Model,
+		Serial:       a.cfg.Serial,
 		AgentVersion: buildinfo.Version(),
 		BootTime:     a.bootTime(),
 	}
@@ -343,6 +344,32 @@ func (a *agent) publishMetrics(ctx context.Context, client mqtt.Client, seq uint
 	m.V, m.Seq, m.TS = topics.Version, seq, a.now()
 	if _, err := a.publish(client, topics.MetricsTopic(a.row, a.mac), 0, true, m); err != nil {
 		a.logLimited("metrics/invalid", slog.LevelError, "metrics sample does not validate; not published", "err", err)
+	}
+}
+
+const powerReadKey = "power/read"
+
+// publishPower reads the row's power sensor, if there is one, and publishes the reading,
+// retained. A failed read is logged, at most once per logEvery, and skipped: a loose wire or
+// a reset sensor must not stop the agent, and the next interval tries again.
+func (a *agent) publishPower(client mqtt.Client) {
+	if a.cfg.Power == nil {
+		return
+	}
+	p, err := a.cfg.Power.Read()
+	if err != nil {
+		a.powerFailing = true
+		a.logLimited(powerReadKey, slog.LevelWarn, "cannot read the row's power sensor; reading skipped", "err", err, "see", "docs/hardware.md#row-power")
+		return
+	}
+	if a.powerFailing {
+		a.powerFailing = false
+		a.limit.forget(powerReadKey) // the next failure is reported at once
+		a.log.Info("power sensor readings are back")
+	}
+	p.V, p.TS = topics.Version, a.now()
+	if _, err := a.publish(client, topics.PowerTopic(a.row), 0, true, p); err != nil {
+		a.logLimited("power/invalid", slog.LevelError, "power reading does not validate; not published", "err", err)
 	}
 }
 

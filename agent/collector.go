@@ -24,6 +24,7 @@ import (
 var (
 	_ Collector = (*HostCollector)(nil)
 	_ modeler   = (*HostCollector)(nil)
+	_ serialer  = (*HostCollector)(nil)
 	_ booter    = (*HostCollector)(nil)
 )
 
@@ -145,6 +146,16 @@ func (c *HostCollector) Model() string {
 		return ""
 	}
 	return model
+}
+
+// Serial reads the board's serial number from the device tree ("10000000a1b2c3d4"); "" on
+// machines without one.
+func (c *HostCollector) Serial() string {
+	_, serial, err := c.pi().Board()
+	if err != nil {
+		return ""
+	}
+	return serial
 }
 
 // cpuPercent is the busy share of CPU time between two cumulative samples, as gopsutil and top

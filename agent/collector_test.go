@@ -151,17 +151,20 @@ func TestSumNetCountersSkipsLoopback(t *testing.T) {
 func TestHostCollectorPiHealth(t *testing.T) {
 	for _, tc := range []struct {
 		board          string
-		model          string
+		model, serial  string
 		now, sinceBoot []string // nil: left out
 	}{
-		{"pi4", "Raspberry Pi 4 Model B Rev 1.4", []string{topics.ThrottleUnderVoltage, topics.ThrottleThrottled}, []string{topics.ThrottleUnderVoltage, topics.ThrottleThrottled}},
-		{"pi5", "Raspberry Pi 5 Model B Rev 1.0", []string{}, []string{}},
-		{"x86", "", nil, nil},
+		{"pi4", "Raspberry Pi 4 Model B Rev 1.4", "10000000a1b2c3d4", []string{topics.ThrottleUnderVoltage, topics.ThrottleThrottled}, []string{topics.ThrottleUnderVoltage, topics.ThrottleThrottled}},
+		{"pi5", "Raspberry Pi 5 Model B Rev 1.0", "2c3e5f8a9b1d7e60", []string{}, []string{}},
+		{"x86", "", "", nil, nil},
 	} {
 		t.Run(tc.board, func(t *testing.T) {
 			c := &HostCollector{SysRoot: filepath.Join("pihealth", "testdata", tc.board, "sys")}
 			if got := c.Model(); got != tc.model {
 				t.Errorf("Model() = %q, want %q", got, tc.model)
+			}
+			if got := c.Serial(); got != tc.serial {
+				t.Errorf("Serial() = %q, want %q", got, tc.serial)
 			}
 			m, err := c.Collect(t.Context())
 			if runtime.GOOS == "linux" && err != nil {
@@ -220,6 +223,9 @@ func TestSimCollector(t *testing.T) {
 		return out
 	}
 	a, b, other := series(1), series(1), series(2)
+	if s1, s2 := NewSimCollector(1, nil).Serial(), NewSimCollector(2, nil).Serial(); len(s1) != 16 || s1 != NewSimCollector(1, nil).Serial() || s1 == s2 {
+		t.Errorf("simulated serials %q (seed 1), %q (seed 2): want 16 hex digits, stable per seed, differing", s1, s2)
+	}
 	if *a[1000].Load1 != *b[1000].Load1 || *a[1000].MemAvailableBytes != *b[1000].MemAvailableBytes {
 		t.Error("same seed and clock gave different readings")
 	}

@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"sync"
@@ -13,6 +14,7 @@ import (
 var (
 	_ Collector = (*SimCollector)(nil)
 	_ modeler   = (*SimCollector)(nil)
+	_ serialer  = (*SimCollector)(nil)
 	_ booter    = (*SimCollector)(nil)
 )
 
@@ -34,9 +36,10 @@ const (
 // Readings depend only on the seed and the times the clock returns at each Collect, so a test
 // with a fake clock gets the same series every time. Safe for concurrent use.
 type SimCollector struct {
-	mu  sync.Mutex
-	now func() time.Time
-	rng *rand.Rand
+	mu     sync.Mutex
+	now    func() time.Time
+	rng    *rand.Rand
+	serial string
 
 	started  bool
 	last     time.Time
@@ -60,7 +63,9 @@ func NewSimCollector(seed uint64, now func() time.Time) *SimCollector {
 		now = time.Now
 	}
 	rng := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
-	s := &SimCollector{now: now, rng: rng}
+	// A Pi 4-style serial; derived from the seed without drawing from rng, so the readings of
+	// a seed stay what they were.
+	s := &SimCollector{now: now, rng: rng, serial: fmt.Sprintf("10000000%08x", uint32(seed*0x9e3779b97f4a7c15>>32))}
 	s.memTotal = []uint64{1 * gib, 2 * gib, 4 * gib, 8 * gib}[rng.IntN(4)]
 	s.memAvail = float64(s.memTotal) * (0.5 + 0.3*rng.Float64())
 	s.diskUsed = simDiskTotal * (0.15 + 0.4*rng.Float64())
@@ -75,6 +80,10 @@ func NewSimCollector(seed uint64, now func() time.Time) *SimCollector {
 
 // Model implements the optional model lookup Config.Model falls back to.
 func (s *SimCollector) Model() string { return SimModel }
+
+// Serial implements the optional serial number lookup Config.Serial falls back to: 16 hex
+// digits, the same for the same seed.
+func (s *SimCollector) Serial() string { return s.serial }
 
 // BootTime is when the simulated board booted: a random time of up to 30 days before the first
 // call.

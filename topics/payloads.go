@@ -36,6 +36,7 @@ type Status struct {
 	Hostname     string    `json:"hostname,omitempty"`
 	IP           string    `json:"ip,omitempty"`
 	Model        string    `json:"model,omitempty"`
+	Serial       string    `json:"serial,omitempty"` // the board's, from the device tree: it follows the board, not the SD card
 	AgentVersion string    `json:"agent_version,omitempty"`
 	BootTime     time.Time `json:"boot_time,omitzero"`
 }
@@ -53,6 +54,7 @@ func (s Status) Validate() error {
 		field{"hostname", s.Hostname, 253},
 		field{"ip", s.IP, 64},
 		field{"model", s.Model, 128},
+		field{"serial", s.Serial, 64},
 		field{"agent_version", s.AgentVersion, 64},
 	)
 }

@@ -28,7 +28,7 @@ var goldenPayloads = []struct {
 }{
 	{"status_online.json", Status{
 		V: 1, State: StateOnline, TS: ts, Session: "5f2c9a1e", Hostname: "pi-r1-03", IP: "10.0.1.13",
-		Model: "Raspberry Pi 4 Model B Rev 1.4", AgentVersion: "0.1.0", BootTime: ts.Add(-72 * time.Hour),
+		Model: "Raspberry Pi 4 Model B Rev 1.4", Serial: "10000000a1b2c3d4", AgentVersion: "0.1.0", BootTime: ts.Add(-72 * time.Hour),
 	}, func(b []byte) (any, error) { return DecodeStatus(b) }},
 	{"status_offline.json", Status{V: 1, State: StateOffline, TS: ts, Session: "5f2c9a1e"},
 		func(b []byte) (any, error) { return DecodeStatus(b) }},
@@ -115,6 +115,8 @@ func TestDecodersReject(t *testing.T) {
 		{"status bad state", dStatus, `{"v":1,"state":"sleeping"}`, "state"},
 		{"status wrong version", dStatus, `{"v":2,"state":"online"}`, "v 2"},
 		{"status control char hostname", dStatus, `{"v":1,"state":"online","hostname":"pi\u001b[31m"}`, "control character"},
+		{"status long serial", dStatus, `{"v":1,"state":"online","serial":"` + strings.Repeat("0", 65) + `"}`, "serial is 65 bytes"},
+		{"status control char serial", dStatus, `{"v":1,"state":"online","serial":"1000\n0000"}`, `serial "1000\n0000" contains a control character`},
 		{"status long hostname", dStatus, `{"v":1,"state":"online","hostname":"` + strings.Repeat("a", 300) + `"}`, "hostname"},
 		{"metrics wrong type", dMetrics, `{"v":1,"seq":1,"ts":"2026-11-24T07:30:00Z","load_1":"high"}`, "not valid JSON"},
 		{"metrics missing ts", dMetrics, `{"v":1,"seq":1}`, "ts is missing"},

@@ -1,6 +1,7 @@
 // Command pirack-agent runs on each Pi of the rack: it reports the Pi's presence and telemetry
-// to the broker, publishes its button presses and executes LED commands. It links only the
-// agent, the topic contract and the hardware backends, never the broker or the dashboard.
+// to the broker, publishes its button presses, executes LED commands and, on the Pi wired to
+// its row's current sensor, publishes the row's power. It links only the agent, the topic
+// contract and the hardware backends, never the broker or the dashboard.
 package main
 
 import (
@@ -18,6 +19,7 @@ import (
 	"github.com/pirack/pirack/agent"
 	"github.com/pirack/pirack/hardware/board"
 	"github.com/pirack/pirack/hardware/button"
+	"github.com/pirack/pirack/hardware/powersensor"
 	"github.com/pirack/pirack/internal/buildinfo"
 )
 
@@ -50,13 +52,20 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 	defer hw.Close()
 	cfg := opts.agent
 	cfg.LED, cfg.Button = hw.LED, hw.Button
+	if opts.power.Chip != "" {
+		p := newPowerSensor(opts.power, cfg.Logger)
+		p.start()
+		defer p.Close()
+		cfg.Power = p
+	}
 	return agent.Run(ctx, cfg)
 }
 
-// options is the command line: the agent's config and the GPIO board's.
+// options is the command line: the agent's config, the GPIO board's and the power sensor's.
 type options struct {
 	agent   agent.Config
 	board   board.Config
+	power   powersensor.Spec // Chip "" when there is none
 	version bool
 }
 
@@ -78,6 +87,7 @@ func parseFlags(args []string, stderr io.Writer, getenv func(string) string) (op
 	fs.DurationVar(&hw.Button.Debounce, "debounce", button.DefaultDebounce, "button debounce time: a level must hold this long to count")
 	fs.DurationVar(&hw.Button.LongPress, "long-press", button.DefaultLongPress, "hold the button this long for a long press")
 	fs.DurationVar(&hw.Button.DoublePress, "double-press", button.DefaultDoublePress, "longest gap between two presses of a double press; a single press is reported this long after release. Negative turns double presses off")
+	power := fs.String("power", "", "the row's power sensor on this Pi's I2C bus, such as ina219:bus=1,addr=0x40,shunt-ohms=0.1 (or ina226:...; optional max-amps=); empty or none: no sensor. See docs/hardware.md")
 	fs.StringVar(&cfg.StoreDir, "store-dir", "", "directory keeping unsent QoS1 messages and the button press counter across restarts, such as /var/lib/pirack-agent (default: memory only)")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
 	fs.BoolVar(&opts.version, "version", false, "print the version and exit")
@@ -107,6 +117,9 @@ func parseFlags(args []string, stderr io.Writer, getenv func(string) string) (op
 	}
 	if _, err := hw.Button.WithDefaults(); err != nil {
 		return opts, fmt.Errorf("%w (flags --debounce, --long-press, --double-press)", err)
+	}
+	if opts.power, err = powersensor.Parse(*power); err != nil {
+		return opts, fmt.Errorf("--power: %w", err)
 	}
 
 	env := getenv(passwordEnv)

@@ -2,13 +2,20 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
+	"errors"
+	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"periph.io/x/conn/v3/i2c/i2ctest"
+
+	"github.com/pirack/pirack/hardware/powersensor"
 )
 
 func noEnv(string) string { return "" }
@@ -48,8 +55,12 @@ func TestParseFlags(t *testing.T) {
 		hw.Button.Debounce != 50*time.Millisecond || hw.Button.LongPress != 3*time.Second || hw.Button.DoublePress != -time.Second {
 		t.Errorf("board config = %+v", hw)
 	}
-	if opts, _ := parseFlags([]string{"--row=r"}, &bytes.Buffer{}, noEnv); opts.board.Backend != "auto" {
-		t.Errorf("default --gpio = %q, want auto", opts.board.Backend)
+	if opts, _ := parseFlags([]string{"--row=r"}, &bytes.Buffer{}, noEnv); opts.board.Backend != "auto" || opts.power.Chip != "" {
+		t.Errorf("default --gpio = %q, want auto; default --power = %+v, want none", opts.board.Backend, opts.power)
+	}
+	opts, err = parseFlags([]string{"--row=r", "--power=ina226:addr=0x41,shunt-ohms=0.02,max-amps=4"}, &bytes.Buffer{}, noEnv)
+	if want := (powersensor.Spec{Chip: "ina226", Bus: 1, Addr: 0x41, ShuntOhms: 0.02, MaxAmps: 4}); err != nil || opts.power != want {
+		t.Errorf("--power: %+v, %v; want %+v", opts.power, err, want)
 	}
 
 	for name, tc := range map[string]struct {
@@ -64,6 +75,9 @@ func TestParseFlags(t *testing.T) {
 		"long before short": {[]string{"--row=r", "--long-press=300ms"}, "shorter than the long press"},
 		"bad level":         {[]string{"--row=r", "--log-level=loud"}, "log-level"},
 		"stray argument":    {[]string{"--row=r", "extra"}, "unexpected argument"},
+		"bad power key":     {[]string{"--row=r", "--power=ina219:bus=1,address=0x40"}, `--power: power sensor "ina219:bus=1,address=0x40": unknown key "address"; want ina219 or ina226`},
+		"bad power chip":    {[]string{"--row=r", "--power=ads1115"}, `unknown chip "ads1115"`},
+		"power too much":    {[]string{"--row=r", "--power=ina226:max-amps=3"}, "at most 0.8192 A"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			_, err := parseFlags(tc.args, &bytes.Buffer{}, noEnv)
@@ -118,5 +132,62 @@ func TestDependencies(t *testing.T) {
 				t.Errorf("pirack-agent links %s", p.ImportPath)
 			}
 		}
+		// The power sensor opens /dev/i2c-N through periph's sysfs driver alone: periph's SoC
+		// drivers (host.Init) would map the GPIO registers the GPIO backends own.
+		if rest, ok := strings.CutPrefix(p.ImportPath, "periph.io/x/host/v3"); ok && rest != "/sysfs" && rest != "/fs" {
+			t.Errorf("pirack-agent links %s; only periph's sysfs I2C driver is wanted", p.ImportPath)
+		}
+	}
+}
+
+// A power sensor that cannot be opened at start is not fatal: the agent runs, says why in its
+// log, and tries again at each reading.
+func TestRunWithUnopenablePowerSensor(t *testing.T) {
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel() // run returns as soon as it has started
+	var stderr bytes.Buffer
+	err := run(ctx, []string{"--row=r", "--mac=b8:27:eb:00:00:01", "--broker=tcp://127.0.0.1:1", "--gpio=none", "--power=ina219:bus=99"}, &bytes.Buffer{}, &stderr, noEnv)
+	if err != nil {
+		t.Fatalf("run = %v, want the agent to run without its power sensor", err)
+	}
+	if log := stderr.String(); !strings.Contains(log, "cannot open the power sensor; trying again at each reading") || !strings.Contains(log, "/dev/i2c-99") {
+		t.Errorf("log does not say which sensor could not be opened and why:\n%s", log)
+	}
+}
+
+func TestPowerSensorOpensLater(t *testing.T) {
+	spec := powersensor.Spec{Chip: powersensor.INA219, Bus: 1}
+	var logs bytes.Buffer
+	p := newPowerSensor(spec, slog.New(slog.NewTextHandler(&logs, nil)))
+	opens := 0
+	enabled := errors.New("open I2C bus 1: no /dev/i2c-1: I2C is not enabled")
+	p.open = func(s powersensor.Spec) (*powersensor.Sensor, error) {
+		if opens++; opens < 3 {
+			return nil, enabled
+		}
+		reg := func(r byte, v uint16) i2ctest.IO {
+			return i2ctest.IO{Addr: 0x40, W: []byte{r}, R: []byte{byte(v >> 8), byte(v)}}
+		}
+		return powersensor.New(&i2ctest.Playback{DontPanic: true, Ops: []i2ctest.IO{
+			{Addr: 0x40, W: []byte{0x00, 0x1f, 0xff}}, {Addr: 0x40, W: []byte{0x05, 0x10, 0x62}}, reg(0x00, 0x1fff), reg(0x05, 0x1062),
+			reg(0x05, 0x1062), reg(0x01, 30000), reg(0x02, 1275<<3), reg(0x04, 30717), reg(0x03, 7832),
+		}}, s)
+	}
+	p.start()
+	if !strings.Contains(logs.String(), "cannot open the power sensor") {
+		t.Errorf("start did not log the failed open: %s", logs.String())
+	}
+	if _, err := p.Read(); !errors.Is(err, enabled) {
+		t.Fatalf("Read before the sensor opens = %v, want the open error", err)
+	}
+	got, err := p.Read()
+	if err != nil || got.Amps == nil || *got.Amps < 2.99 || got.Source != "ina219" {
+		t.Fatalf("Read once the sensor opens = %+v, %v", got, err)
+	}
+	if opens != 3 || !strings.Contains(logs.String(), "power sensor ready") || !strings.Contains(logs.String(), "ina219 at 0x40 on /dev/i2c-1") {
+		t.Errorf("opened %d times; log:\n%s", opens, logs.String())
+	}
+	if err := p.Close(); err != nil {
+		t.Error(err)
 	}
 }
