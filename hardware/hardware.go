@@ -8,8 +8,9 @@
 //
 // Around them: package button debounces a GPIO line and classifies presses the same way for
 // every backend; package header maps the Pi's header pins to BCM numbers; package board picks the
-// backend for the machine it runs on and opens the pins. Test fakes (including a fake GPIO pin)
-// live in package hardwaretest.
+// backend for the machine it runs on and opens the pins; package powersensor reads a row's
+// supply through an INA219 or INA226 on I2C. Test fakes (including a fake GPIO pin) live in
+// package hardwaretest.
 //
 // The interfaces are deliberately tiny so that a backend is a few dozen lines: an LED only has to
 // switch, and a button only has to report classified presses. Blink patterns and MQTT live above
