@@ -8,7 +8,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -293,10 +292,11 @@ func (s *Server) handleAudit(w http.ResponseWriter, r *http.Request) {
 }
 
 // handleEvents serves GET /api/events, a Server-Sent Events stream: a "snapshot" event with
-// every node and, when a row has a power reading or an alert, a "rows" event with those rows, then a "node" event per changed node and a
-// "row" event per changed row (its power or its alerts), and a comment line every heartbeat so
-// proxies keep the connection open. A client that falls behind is dropped; its EventSource
-// reconnects and gets a fresh snapshot.
+// every node in rack order and a "rows" event with every row, then a "node" event per changed
+// node, a "gone" event ({"mac": ...}) per forgotten node and a "row" event per changed row (its
+// power, alerts, slots or assign mode), and a comment line every heartbeat so proxies keep the
+// connection open. A client that falls behind is dropped; its EventSource reconnects and gets
+// a fresh snapshot.
 func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
 	rc := http.NewResponseController(w)
 	c, err := s.hub.subscribe()
@@ -331,12 +331,7 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
 		if err := writeEvent(w, "snapshot", s.Nodes()); err != nil {
 			return err
 		}
-		// Rows with nothing but Pis are left out: the page counts tiles itself.
-		rows := slices.DeleteFunc(s.Rows(), func(r Row) bool { return r.Power == nil && len(r.Alerts) == 0 })
-		if len(rows) == 0 {
-			return nil
-		}
-		return writeEvent(w, "rows", rows)
+		return writeEvent(w, "rows", s.Rows())
 	}) {
 		return
 	}
@@ -362,6 +357,12 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
 					}
 					n, ok := s.node(key)
 					if !ok {
+						// Forgotten: the page drops its tile.
+						if err := writeEvent(w, "gone", struct {
+							MAC string `json:"mac"`
+						}{key}); err != nil {
+							return err
+						}
 						continue
 					}
 					if err := writeEvent(w, "node", n); err != nil {

@@ -14,7 +14,12 @@
 //     observations to Config.Alerts, whose transitions are shown at once and published by a
 //     goroutine of Serve, never from ingestion (the embedded broker delivers inline, so a
 //     Publish there would re-enter it).
+//   - layout.go  shelves and slots: placing and naming (Config.Layout, package layout), assign
+//     mode (each button press of a row fills its next slot), a replacement inheriting its
+//     predecessor's history, and forgetting a removed Pi.
 //   - detail.go  the Pi detail page and its chart and event-log API, read from Config.History.
+//   - eventlog.go, sparklines.go  the rack-wide event log page and API, and the tiles'
+//     one-hour sparklines, read from Config.History.
 //   - hub.go     the SSE fan-out: per-client bounded, coalescing queues; slow clients are dropped.
 //   - session.go login sessions and the failed-login limiter.
 //   - audit.go   the audit log: every login, logout and command, written (and synced) before

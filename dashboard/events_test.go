@@ -82,6 +82,13 @@ func (s *stream) next(t *testing.T) sseEvent {
 	}
 }
 
+// snapshot reads what a new stream starts with: every node, then every row.
+func (s *stream) snapshot(t *testing.T) ([]Node, []Row) {
+	t.Helper()
+	nodes := decodeAs[[]Node](t, s.next(t), "snapshot")
+	return nodes, decodeAs[[]Row](t, s.next(t), "rows")
+}
+
 func decodeAs[T any](t *testing.T, ev sseEvent, name string) T {
 	t.Helper()
 	if ev.name != name {
@@ -100,7 +107,7 @@ func TestEventsLateJoiner(t *testing.T) {
 	t.Cleanup(ts.Close)
 
 	early := openStream(t, t.Context(), ts.URL)
-	if nodes := decodeAs[[]Node](t, early.next(t), "snapshot"); len(nodes) != 0 {
+	if nodes, rows := early.snapshot(t); len(nodes) != 0 || len(rows) != 0 {
 		t.Fatalf("first snapshot = %+v, want empty", nodes)
 	}
 	f.publish(t, topics.StatusTopic(rowA, macA), online("pi-a", "s1"))
@@ -110,7 +117,7 @@ func TestEventsLateJoiner(t *testing.T) {
 
 	// A client that joins now first gets the whole rack, then live changes.
 	late := openStream(t, t.Context(), ts.URL)
-	nodes := decodeAs[[]Node](t, late.next(t), "snapshot")
+	nodes, _ := late.snapshot(t)
 	if len(nodes) != 1 || nodes[0].Hostname != "pi-a" {
 		t.Fatalf("late snapshot = %+v", nodes)
 	}
@@ -140,7 +147,7 @@ func TestEventsHeartbeat(t *testing.T) {
 	ts := httptest.NewServer(f.srv.Handler())
 	t.Cleanup(ts.Close)
 	s := openStream(t, t.Context(), ts.URL)
-	decodeAs[[]Node](t, s.next(t), "snapshot")
+	s.snapshot(t)
 	select {
 	case ev := <-s.events:
 		if ev.name != ":" {
@@ -157,7 +164,7 @@ func TestEventsHandlerReturnsWhenClientLeaves(t *testing.T) {
 	t.Cleanup(ts.Close)
 	ctx, cancel := context.WithCancel(t.Context())
 	s := openStream(t, ctx, ts.URL)
-	decodeAs[[]Node](t, s.next(t), "snapshot")
+	s.snapshot(t)
 	if got := f.srv.Stats().SSEClients; got != 1 {
 		t.Fatalf("SSEClients = %d, want 1", got)
 	}
@@ -233,7 +240,7 @@ func TestServeShutsDownWithOpenStreams(t *testing.T) {
 	go func() { done <- f.srv.Serve(ctx, ln) }()
 
 	s := openStream(t, t.Context(), "http://"+ln.Addr().String())
-	decodeAs[[]Node](t, s.next(t), "snapshot")
+	s.snapshot(t)
 	cancel()
 	select {
 	case err := <-done:

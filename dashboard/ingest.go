@@ -89,6 +89,11 @@ func (s *Server) ingest(topic string, payload []byte) {
 		s.invalid(topic, reasonUnknownTopic, err)
 		return
 	}
+	if len(payload) == 0 {
+		// A retained message being deleted (a forgotten Pi's, say): nothing to show.
+		s.stats.ignored.Add(1)
+		return
+	}
 	changed := false
 	switch t.Kind {
 	case topics.KindStatus:
@@ -134,7 +139,9 @@ func (s *Server) ingest(topic string, payload []byte) {
 			s.invalid(topic, classify(payload), err)
 			return
 		}
-		res, selected := s.rack.press(t.Row, t.MAC, ev)
+		// In assign mode a press places the Pi instead of selecting it.
+		assigning := s.assign.get(t.Row, s.cfg.Now()) != nil
+		res, selected := s.rack.press(t.Row, t.MAC, ev, !assigning)
 		switch res {
 		case pressDuplicate:
 			s.stats.duplicates.Add(1)
@@ -152,6 +159,9 @@ func (s *Server) ingest(topic string, payload []byte) {
 			}
 			if ev.Found {
 				s.event(history.Event{MAC: t.MAC, Row: t.Row, Kind: history.EventFound, Detail: foundText(s.rack, t.MAC), By: "agent"})
+			}
+			if assigning {
+				s.assignPress(t.Row, t.MAC)
 			}
 		}
 	case topics.KindLEDState:
@@ -239,7 +249,7 @@ func classify(payload []byte) string {
 // for "70-ip"). Markup needs no check here: every page escapes it, and it is harmless as JSON.
 func checkDisplayed(st topics.Status) error {
 	for _, f := range []struct{ name, v string }{
-		{"hostname", st.Hostname}, {"ip", st.IP}, {"model", st.Model},
+		{"hostname", st.Hostname}, {"ip", st.IP}, {"model", st.Model}, {"serial", st.Serial},
 		{"agent_version", st.AgentVersion}, {"session", st.Session},
 	} {
 		if i := strings.IndexFunc(f.v, isBidiControl); i >= 0 {

@@ -70,11 +70,8 @@ func TestRowPower(t *testing.T) {
 
 	// A late joiner gets the rows after the snapshot, then a row event per new reading.
 	st := openStream(t, t.Context(), ts.URL)
-	if nodes := decodeAs[[]Node](t, st.next(t), "snapshot"); len(nodes) != 2 {
-		t.Fatalf("snapshot of %d nodes", len(nodes))
-	}
-	if rows := decodeAs[[]Row](t, st.next(t), "rows"); len(rows) != 1 || rows[0].Power == nil {
-		t.Fatalf("rows event %+v", rows)
+	if nodes, rows := st.snapshot(t); len(nodes) != 2 || len(rows) != 1 || rows[0].Power == nil {
+		t.Fatalf("snapshot of %d nodes, rows %+v", len(nodes), rows)
 	}
 	watts = 20
 	reading.TS = t0.Add(time.Second)

@@ -28,6 +28,7 @@ type Node struct {
 	Hostname     string    `json:"hostname"`
 	IP           string    `json:"ip"`
 	Model        string    `json:"model"`
+	Serial       string    `json:"serial,omitempty"` // the board's serial number, from its device tree
 	AgentVersion string    `json:"agent_version"`
 	BootTime     time.Time `json:"boot_time,omitzero"`
 	// State is StateOnline, StateOffline, StateUnknown or StateStale; Since is when it last
@@ -56,6 +57,12 @@ type Node struct {
 	Locate *Locate `json:"locate,omitempty"`
 	// Alerts are the Pi's raised alerts, sorted by rule; empty when alerts are off.
 	Alerts []topics.Alert `json:"alerts,omitempty"`
+	// Slot is the Pi's slot in its row (1-based, see package layout), 0 when it is in none;
+	// SlotName is the slot's name. Previous is the board this one replaced in the slot,
+	// while the operator has not decided whether this one inherits its history.
+	Slot     int    `json:"slot,omitempty"`
+	SlotName string `json:"slot_name,omitempty"`
+	Previous string `json:"previous,omitempty"`
 }
 
 // Locate is an operator's search for a Pi: who asked, when, and when the board was found.
@@ -76,10 +83,17 @@ type LED struct {
 	TS     time.Time `json:"ts"`               // the agent's time of the report
 }
 
-// Row is one shelf of the rack: its name, its supply's last power reading and its own alerts
-// (power_band). Values returned by the API are snapshots.
+// Row is one shelf of the rack: its name, its place in the rack, its slots, its supply's last
+// power reading and its own alerts (power_band). Values returned by the API are snapshots.
 type Row struct {
 	Name string `json:"name"`
+	// Position is the row's place in the rack, 0 for the top shelf; rows the layout does not
+	// describe come after those it does, by name.
+	Position int `json:"position"`
+	// Slots are the row's slots as the layout describes them, left to right; Assign is its
+	// assign mode, nil when none is running.
+	Slots  []RowSlot `json:"slots"`
+	Assign *Assign   `json:"assign,omitempty"`
 	// Pis is how many Pis are known in the row; WattsPerPi divides the row's watts by it.
 	Pis        int            `json:"pis"`
 	Power      *topics.Power  `json:"power,omitempty"`
@@ -277,7 +291,7 @@ func (r *rack) setStatus(row, mac string, st topics.Status) (res statusResult, p
 	n := &e.node
 	if st.State == topics.StateOnline {
 		e.session = st.Session
-		n.Hostname, n.IP, n.Model, n.AgentVersion = st.Hostname, st.IP, st.Model, st.AgentVersion
+		n.Hostname, n.IP, n.Model, n.Serial, n.AgentVersion = st.Hostname, st.IP, st.Model, st.Serial, st.AgentVersion
 		n.BootTime = st.BootTime
 		n.LastSeen = now
 		e.birthAt = now
@@ -344,24 +358,6 @@ func (r *rack) setPower(row string, p topics.Power) bool {
 	return true
 }
 
-// row returns one row's power and Pi count; ok is false for a row with neither.
-func (r *rack) row(name string) (Row, bool) {
-	r.mu.RLock()
-	defer r.mu.RUnlock()
-	out := Row{Name: name}
-	for _, e := range r.nodes {
-		if e.node.Row == name {
-			out.Pis++
-		}
-	}
-	p, ok := r.power[name]
-	if ok {
-		out.Power, out.PowerAt = &p.p, p.at
-	}
-	out.fill()
-	return out, ok || out.Pis > 0
-}
-
 // rows returns every row that has Pis or a power reading, sorted by name.
 func (r *rack) rows() []Row {
 	r.mu.RLock()
@@ -399,9 +395,10 @@ func (x *Row) fill() {
 	}
 }
 
-// press selects the node for a button press, unless it is a redelivery of one already seen.
-// selected reports whether the press newly selected the node (it was not selected before).
-func (r *rack) press(row, mac string, ev topics.ButtonEvent) (res pressResult, selected bool) {
+// press records a button press and, when sel, selects the node, unless the press is a
+// redelivery of one already seen. selected reports whether the press newly selected the node
+// (it was not selected before).
+func (r *rack) press(row, mac string, ev topics.ButtonEvent, sel bool) (res pressResult, selected bool) {
 	now := r.now()
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -421,8 +418,10 @@ func (r *rack) press(row, mac string, ev topics.ButtonEvent) (res pressResult, s
 	if l := e.node.Locate; ev.Found && l != nil && l.FoundAt.IsZero() {
 		e.node.Locate = &Locate{By: l.By, At: l.At, FoundAt: now, FoundAfterS: now.Sub(l.At).Seconds()}
 	}
-	selected = !e.node.Selected
-	e.node.Selected, e.node.SelectedAt, e.node.SelectedBy = true, now, ev.Press
+	if sel {
+		selected = !e.node.Selected
+		e.node.Selected, e.node.SelectedAt, e.node.SelectedBy = true, now, ev.Press
+	}
 	e.node.LastSeen = now
 	r.touched(e, now)
 	return res, selected
@@ -440,6 +439,18 @@ func (r *rack) locate(mac, by string) bool {
 	e.node.Locate = &Locate{By: by, At: now}
 	r.touched(e, now)
 	return true
+}
+
+// remove forgets a node and returns the row it was in; false for an unknown MAC.
+func (r *rack) remove(mac string) (string, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	e, ok := r.nodes[mac]
+	if !ok {
+		return "", false
+	}
+	delete(r.nodes, mac)
+	return e.node.Row, true
 }
 
 // clearSelection unselects a node. It returns the node and false for an unknown MAC.

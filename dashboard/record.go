@@ -23,6 +23,12 @@ type History interface {
 	Series(mac, metric string, from, to time.Time, maxPoints int) ([]history.Point, error)
 	PowerSeries(row, metric string, from, to time.Time, maxPoints int) ([]history.Point, error)
 	Events(mac string, since time.Time, limit int) ([]history.Event, error)
+	// RackEvents answers the rack-wide event log page and GET /api/log.
+	RackEvents(ctx context.Context, q history.EventQuery) ([]history.Event, error)
+	// Sparklines answers GET /api/sparklines: per Pi, bucketed means of one metric.
+	Sparklines(ctx context.Context, metric string, from, to time.Time, buckets int) (map[string][]*float64, error)
+	// Move gives a replaced board's history to its replacement.
+	Move(ctx context.Context, fromMAC, toMAC string) error
 }
 
 var _ History = (*history.Store)(nil)

@@ -1,6 +1,7 @@
 package dashboard
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -9,12 +10,14 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/pirack/pirack/alerts"
 	"github.com/pirack/pirack/auth"
+	"github.com/pirack/pirack/layout"
 	"github.com/pirack/pirack/topics"
 )
 
@@ -69,6 +72,9 @@ type Config struct {
 	// event log. *history.Store implements it; the caller opens it, runs its Run and closes
 	// it after Serve returns. nil turns history off: no detail charts, no event log.
 	History History
+	// Layout is where the rack's rows, slots and slot names are kept; nil keeps them in
+	// memory only, lost at a restart.
+	Layout *layout.Store
 	// Alerts, when set, is fed what ingestion applies and ticked every second by Serve; its
 	// transitions are shown on the rack page and published retained, QoS 1, on
 	// topics.AlertTopic. nil turns alerts off.
@@ -115,6 +121,8 @@ type Server struct {
 	rack     *rack
 	hub      *hub
 	alerts   *alertState
+	layout   *layout.Store
+	assign   assigner
 	sessions *sessions
 	limiter  *loginLimiter
 	audit    *auditLog
@@ -158,8 +166,14 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("dashboard: %w", err)
 	}
+	lay := cfg.Layout
+	if lay == nil {
+		lay, _ = layout.Open("") // in memory: cannot fail
+	}
 	s := &Server{
 		cfg:           cfg,
+		layout:        lay,
+		assign:        assigner{rows: make(map[string]*Assign)},
 		log:           cfg.Logger,
 		rack:          newRack(cfg.Now, cfg.StaleAfter),
 		hub:           newHub(defaultMaxPending),
@@ -193,40 +207,76 @@ func (s *Server) Close() error {
 // Handler returns the dashboard's HTTP handler: pages, static assets and the JSON API.
 func (s *Server) Handler() http.Handler { return s.handler }
 
-// Nodes returns a snapshot of the rack, sorted by row, then MAC.
+// Nodes returns a snapshot of the rack in the order it stands: rows in the layout's order, then
+// placed Pis by slot, then unplaced ones by MAC.
 func (s *Server) Nodes() []Node {
 	nodes := s.rack.list()
+	l := s.layout.Layout()
+	places := placesByMAC(l)
 	for i := range nodes {
 		nodes[i].Alerts = s.alerts.forMAC(nodes[i].MAC)
+		p, ok := places[nodes[i].MAC]
+		placeNode(&nodes[i], p, ok)
 	}
+	slices.SortFunc(nodes, nodeOrder(l))
 	return nodes
 }
 
-// node returns one node by normalised MAC, with its alerts.
+// node returns one node by normalised MAC, with its alerts and slot.
 func (s *Server) node(mac string) (Node, bool) {
 	n, ok := s.rack.node(mac)
 	if ok {
 		n.Alerts = s.alerts.forMAC(mac)
+		p, placed := s.layout.Find(mac)
+		placeNode(&n, p, placed)
 	}
 	return n, ok
 }
 
-// Rows returns the rows that have Pis or a power reading, sorted by name, with their alerts.
+// Rows returns the rows that have Pis, a power reading or a layout, in the rack's order, with
+// their slots, assign modes and alerts.
 func (s *Server) Rows() []Row {
 	rows := s.rack.rows()
+	l := s.layout.Layout()
+	for _, lr := range l.Rows {
+		if !slices.ContainsFunc(rows, func(r Row) bool { return r.Name == lr.Name }) {
+			rows = append(rows, Row{Name: lr.Name})
+		}
+	}
 	for i := range rows {
-		rows[i].Alerts = s.alerts.forRow(rows[i].Name)
+		s.completeRow(&rows[i], l)
+	}
+	slices.SortFunc(rows, func(a, b Row) int {
+		return cmp.Or(cmp.Compare(a.Position, b.Position), cmp.Compare(a.Name, b.Name))
+	})
+	for i := range rows {
+		rows[i].Position = i
 	}
 	return rows
 }
 
-// row returns one row, with its alerts.
+// row returns one row, with its slots, assign mode and alerts.
 func (s *Server) row(name string) (Row, bool) {
-	r, ok := s.rack.row(name)
-	if ok {
-		r.Alerts = s.alerts.forRow(name)
+	for _, r := range s.Rows() {
+		if r.Name == name {
+			return r, true
+		}
 	}
-	return r, ok
+	return Row{}, false
+}
+
+// completeRow adds what the rack model does not hold: alerts, slots, position, assign mode.
+func (s *Server) completeRow(r *Row, l layout.Layout) {
+	r.Alerts = s.alerts.forRow(r.Name)
+	r.Slots = []RowSlot{}
+	if lr, ok := l.Row(r.Name); ok {
+		r.Slots = rowSlots(lr)
+	}
+	r.Position = l.Order(r.Name)
+	if r.Position < 0 {
+		r.Position = len(l.Rows) // after the described rows, by name (see Rows)
+	}
+	r.Assign = s.assign.get(r.Name, s.cfg.Now())
 }
 
 // Alerts returns the raised alerts, sorted by row, MAC and rule; none when alerts are off.
@@ -319,6 +369,7 @@ func (s *Server) tick() {
 		s.hub.notify(mac)
 	}
 	s.observe(func(e *alerts.Engine) []topics.Alert { return e.Tick(s.cfg.Now()) })
+	s.expireAssign(s.cfg.Now())
 }
 
 // route is one entry of the route table.
@@ -337,7 +388,10 @@ func (s *Server) routeTable() []route {
 		{"POST /logout", http.HandlerFunc(s.handleLogout)},
 		{"GET /{$}", s.requirePage(s.handleRack)},
 		{"GET /nodes/{mac}", s.requirePage(s.handleNodePage)},
+		{"GET /events", s.requirePage(s.handleEventLogPage)},
 
+		{"GET /api/log", s.requireUser(s.handleLog)},
+		{"GET /api/sparklines", s.requireUser(s.handleSparklines)},
 		{"GET /api/nodes", s.requireUser(s.handleNodes)},
 		{"GET /api/nodes/{mac}", s.requireUser(s.handleNode)},
 		{"GET /api/nodes/{mac}/series", s.requireUser(s.handleSeries)},
@@ -346,6 +400,14 @@ func (s *Server) routeTable() []route {
 		{"GET /api/alerts", s.requireUser(s.handleAlerts)},
 		{"POST /api/nodes/{mac}/blink", s.requireAdmin(AuditBlink, s.handleBlink)},
 		{"POST /api/nodes/{mac}/clear", s.requireAdmin(AuditClear, s.handleClear)},
+		{"POST /api/nodes/{mac}/unplace", s.requireAdmin(AuditPlace, s.handleUnplace)},
+		{"POST /api/nodes/{mac}/forget", s.requireAdmin(AuditForget, s.handleForget)},
+		{"GET /api/layout", s.requireUser(s.handleLayout)},
+		{"POST /api/rows/{row}/slots/{slot}", s.requireAdmin(AuditPlace, s.handleSlot)},
+		{"POST /api/rows/{row}/slots/{slot}/previous", s.requireAdmin(AuditInherit, s.handlePrevious)},
+		{"POST /api/rows/{row}/shelf", s.requireAdmin(AuditShelf, s.handleShelf)},
+		{"POST /api/rows/{row}/assign", s.requireAdmin(AuditAssign, s.handleAssignStart)},
+		{"POST /api/rows/{row}/assign/stop", s.requireAdmin(AuditAssign, s.handleAssignStop)},
 		{"GET /api/events", s.requireUser(s.handleEvents)},
 		{"GET /api/stats", s.requireUser(s.handleStats)},
 		{"GET /api/audit", s.requireAdmin("", s.handleAudit)},

@@ -21,18 +21,21 @@ var web embed.FS
 
 func parseTemplates() (*template.Template, error) {
 	return template.New("").Funcs(template.FuncMap{
-		"displayMAC": displayMAC,
-		"fmtLoad":    fmtLoad,
-		"fmtMem":     fmtMem,
-		"fmtDisk":    fmtDisk,
-		"fmtTemp":    fmtTemp,
-		"fmtTime":    fmtTime,
-		"isoTime":    isoTime,
-		"fmtPower":   fmtPower,
-		"fmtPerPi":   fmtPerPi,
-		"ledText":    ledText,
-		"locateText": locateText,
-		"tile":       func(n Node, canCommand bool) tileView { return tileView{n, canCommand} },
+		"displayMAC":  displayMAC,
+		"fmtLoad":     fmtLoad,
+		"fmtMem":      fmtMem,
+		"fmtDisk":     fmtDisk,
+		"fmtTemp":     fmtTemp,
+		"fmtThrottle": fmtThrottle,
+		"fmtTime":     fmtTime,
+		"isoTime":     isoTime,
+		"fmtPower":    fmtPower,
+		"fmtPerPi":    fmtPerPi,
+		"ledText":     ledText,
+		"locateText":  locateText,
+		"tile":        func(n *Node, canCommand bool) tileView { return tileView{*n, canCommand} },
+		"slot":        func(sl RowSlot, canCommand bool) slotView { return slotView{sl, canCommand} },
+		"rowhead":     func(r Row, canCommand bool) rowHeadView { return rowHeadView{r, canCommand} },
 	}).ParseFS(web, "web/templates/*.html")
 }
 
@@ -66,15 +69,33 @@ func (s *Server) requirePage(h func(http.ResponseWriter, *http.Request, principa
 	})
 }
 
-// rowView is one row of the rack page.
+// rowView is one row of the rack page: its slots in order, then the Pis in no slot.
 type rowView struct {
 	Row
-	Nodes []Node
+	Cells []cellView
+}
+
+// cellView is one place on a shelf: a Pi (Node set), or an empty slot.
+type cellView struct {
+	Node *Node
+	RowSlot
 }
 
 // tileView is what the "tile" template renders: one Pi, and whether to offer commands.
 type tileView struct {
 	Node
+	CanCommand bool
+}
+
+// slotView is what the "slot" template renders: an empty slot.
+type slotView struct {
+	RowSlot
+	CanCommand bool
+}
+
+// rowHeadView is what the "rowhead" template renders.
+type rowHeadView struct {
+	Row
 	CanCommand bool
 }
 
@@ -86,7 +107,8 @@ type rackPage struct {
 	Alerts     []topics.Alert
 	Online     int
 	Total      int
-	Blank      Node // rendered into a <template> the script clones for Pis that appear later
+	Blank      *Node // rendered into a <template> the script clones for Pis that appear later
+	BlankSlot  RowSlot
 	BlankRow   Row
 	BlankAlert topics.Alert
 }
@@ -95,24 +117,41 @@ type rackPage struct {
 // live from /api/events; the page is complete without it.
 func (s *Server) handleRack(w http.ResponseWriter, r *http.Request, p principal) {
 	page := rackPage{User: p.name, Role: string(p.role), CanCommand: p.canCommand()}
-	rows := make(map[string]Row)
-	for _, r := range s.Rows() {
-		rows[r.Name] = r
-	}
+	byRow := make(map[string][]Node)
 	for _, n := range s.Nodes() {
-		if len(page.Rows) == 0 || page.Rows[len(page.Rows)-1].Name != n.Row {
-			page.Rows = append(page.Rows, rowView{Row: rows[n.Row]})
-		}
-		row := &page.Rows[len(page.Rows)-1]
-		row.Nodes = append(row.Nodes, n)
+		byRow[n.Row] = append(byRow[n.Row], n)
 		page.Total++
 		if n.Online() {
 			page.Online++
 		}
 	}
+	for _, r := range s.Rows() {
+		page.Rows = append(page.Rows, rowView{Row: r, Cells: cells(r, byRow[r.Name])})
+	}
 	page.Alerts = s.Alerts()
-	page.Blank = Node{State: StateUnknown}
+	page.Blank = &Node{State: StateUnknown}
 	s.render(w, http.StatusOK, "rack.html", page)
+}
+
+// cells lays out a row: each slot with its Pi or empty, then the Pis in no slot. nodes are the
+// row's, in Nodes order (placed by slot, then unplaced).
+func cells(r Row, nodes []Node) []cellView {
+	out := make([]cellView, 0, len(r.Slots)+len(nodes))
+	bySlot := make(map[int]*Node)
+	for i := range nodes {
+		if nodes[i].Slot > 0 {
+			bySlot[nodes[i].Slot] = &nodes[i]
+		}
+	}
+	for _, sl := range r.Slots {
+		out = append(out, cellView{Node: bySlot[sl.Slot], RowSlot: sl})
+	}
+	for i := range nodes {
+		if nodes[i].Slot == 0 || nodes[i].Slot > len(r.Slots) {
+			out = append(out, cellView{Node: &nodes[i]})
+		}
+	}
+	return out
 }
 
 type loginPage struct {
@@ -267,6 +306,28 @@ func fmtTemp(m *topics.Metrics) string {
 		return dash
 	}
 	return fmt.Sprintf("%.1f °C", *m.CPUTempC)
+}
+
+// fmtThrottle is the firmware's throttling flags in words: "under voltage now; throttled
+// since boot", "none" when the Pi reports none, a dash when it reports nothing (not a Pi).
+func fmtThrottle(m *topics.Metrics) string {
+	if m == nil || (m.ThrottledNow == nil && m.ThrottledSinceBoot == nil) {
+		return dash
+	}
+	words := func(flags []string) string {
+		return strings.ReplaceAll(strings.Join(flags, ", "), "_", " ")
+	}
+	var parts []string
+	if len(m.ThrottledNow) > 0 {
+		parts = append(parts, words(m.ThrottledNow)+" now")
+	}
+	if len(m.ThrottledSinceBoot) > 0 {
+		parts = append(parts, words(m.ThrottledSinceBoot)+" since boot")
+	}
+	if len(parts) == 0 {
+		return "none"
+	}
+	return strings.Join(parts, "; ")
 }
 
 // fmtPower is a row header's reading: "41.2 W · 5.08 V".

@@ -139,6 +139,10 @@ func TestFormatters(t *testing.T) {
 		{displayMAC(macA), "b8:27:eb:3f:1a:2c"},
 		{fmtLoad(nil), dash},
 		{fmtDisk(&topics.Metrics{}), dash},
+		{fmtThrottle(&topics.Metrics{}), dash}, // not a Pi: no flags reported
+		{fmtThrottle(&topics.Metrics{ThrottledNow: []string{}, ThrottledSinceBoot: []string{}}), "none"},
+		{fmtThrottle(&topics.Metrics{ThrottledNow: []string{topics.ThrottleUnderVoltage, topics.ThrottleThrottled},
+			ThrottledSinceBoot: []string{topics.ThrottleSoftTempLimit}}), "under voltage, throttled now; soft temp limit since boot"},
 	} {
 		if tt.got != tt.want {
 			t.Errorf("got %q, want %q", tt.got, tt.want)

@@ -248,3 +248,81 @@ func BenchmarkDiskPerPi(b *testing.B) {
 		s.Close()
 	}
 }
+
+// minuteFixture creates at path the 1-minute tier of nPis Pis' seven metrics over the span
+// before now (and their series), in bulk, and returns the store opened on it. It is what
+// Sparklines reads; the other tiers would only make the fixture slower to build.
+func minuteFixture(tb testing.TB, path string, nPis int, now time.Time, span time.Duration) *Store {
+	tb.Helper()
+	db, err := sql.Open("sqlite", "file:"+path+"?_pragma=journal_mode(OFF)&_pragma=synchronous(OFF)")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer db.Close()
+	db.SetMaxOpenConns(1)
+	tx, err := db.Begin()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer tx.Rollback()
+	if _, err := tx.Exec(schema); err != nil {
+		tb.Fatal(err)
+	}
+	for i := range nPis {
+		for _, m := range piMetrics {
+			if _, err := tx.Exec("INSERT INTO series (source, metric) VALUES (?, ?)", fmtMAC(i), m); err != nil {
+				tb.Fatal(err)
+			}
+		}
+	}
+	end := floorDiv(now.Unix(), 60)
+	start := end - int64(span/time.Second) + 60
+	const v = `((ts.t / 60 * 7919 + s.id * 104729) % 100000) / 1000.0`
+	if _, err := tx.Exec(`WITH RECURSIVE ts(t) AS (SELECT ?1 UNION ALL SELECT t + 60 FROM ts WHERE t + 60 <= ?2)
+		INSERT INTO agg_1m (series, t, lo, sum, hi, n)
+		SELECT s.id, ts.t, `+v+`, 12 * `+v+`, `+v+`, 12 FROM series s CROSS JOIN ts`, start, end); err != nil {
+		tb.Fatalf("fixture: %v", err)
+	}
+	if err := tx.Commit(); err != nil {
+		tb.Fatal(err)
+	}
+	if err := db.Close(); err != nil {
+		tb.Fatal(err)
+	}
+	s, err := Open(path, Options{Now: func() time.Time { return now }})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return s
+}
+
+// BenchmarkSparklines1000Pis: the sparkline of one metric for every tile of a 1,000-Pi rack
+// page, one query, from an hour of 1-minute buckets of seven metrics per Pi.
+func BenchmarkSparklines1000Pis(b *testing.B) {
+	const pis = 1000
+	now := time.Date(2026, 3, 1, 12, 0, 30, 0, time.UTC)
+	start := time.Now()
+	s := minuteFixture(b, filepath.Join(b.TempDir(), "history.db"), pis, now, time.Hour)
+	defer s.Close()
+	b.Logf("fixture: %d Pis x 1 h of minutes in %v", pis, time.Since(start).Round(time.Millisecond))
+	to := now.Truncate(time.Minute).Add(time.Minute)
+	for _, c := range []struct {
+		name    string
+		buckets int
+	}{{"60x1min", 60}, {"12x5min", 12}} {
+		b.Run(c.name, func(b *testing.B) {
+			var got map[string][]*float64
+			for b.Loop() {
+				var err error
+				got, err = s.Sparklines(context.Background(), MetricLoad1, to.Add(-time.Hour), to, c.buckets)
+				if err != nil {
+					b.Fatal(err)
+				}
+			}
+			if len(got) != pis || got[fmtMAC(0)][c.buckets-1] == nil {
+				b.Fatalf("%d sparklines, want %d with a last value", len(got), pis)
+			}
+			b.ReportMetric(float64(len(got)), "pis")
+		})
+	}
+}

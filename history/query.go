@@ -219,7 +219,7 @@ func (s *Store) EventsContext(ctx context.Context, mac string, since time.Time, 
 	if !since.IsZero() {
 		sinceMS = since.UnixMilli()
 	}
-	q := "SELECT t, mac, row, kind, detail, by FROM events WHERE t >= ?1"
+	q := "SELECT id, t, mac, row, kind, detail, by FROM events WHERE t >= ?1"
 	if mac != "" {
 		q += " AND mac = ?2"
 	}
@@ -228,12 +228,17 @@ func (s *Store) EventsContext(ctx context.Context, mac string, since time.Time, 
 	if err != nil {
 		return nil, fmt.Errorf("history: query events: %w", err)
 	}
+	return scanEvents(rows)
+}
+
+// scanEvents reads rows of (id, t, mac, row, kind, detail, by) and closes them.
+func scanEvents(rows *sql.Rows) ([]Event, error) {
 	defer rows.Close()
 	var evs []Event
 	for rows.Next() {
 		var t int64
 		var e Event
-		if err := rows.Scan(&t, &e.MAC, &e.Row, &e.Kind, &e.Detail, &e.By); err != nil {
+		if err := rows.Scan(&e.ID, &t, &e.MAC, &e.Row, &e.Kind, &e.Detail, &e.By); err != nil {
 			return nil, fmt.Errorf("history: read events: %w", err)
 		}
 		e.Time = time.UnixMilli(t).UTC()

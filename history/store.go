@@ -130,6 +130,7 @@ type Store struct {
 	queue     chan item
 	flushReq  chan chan error
 	compactRq chan chan error
+	moveRq    chan moveReq
 
 	// ids caches committed series ids by (source, metric); only the writer adds to it.
 	idsMu sync.RWMutex
@@ -263,6 +264,7 @@ func Open(path string, opts Options) (*Store, error) {
 		queue:     make(chan item, opts.QueueSize),
 		flushReq:  make(chan chan error),
 		compactRq: make(chan chan error),
+		moveRq:    make(chan moveReq),
 		ids:       make(map[seriesKey]int64),
 		done:      make(chan struct{}),
 	}

@@ -473,7 +473,7 @@ func TestEvents(t *testing.T) {
 		}
 	}
 	evs, _ := s.Events(mac, t0.Add(2*time.Second), 1)
-	want := Event{Time: t0.Add(2 * time.Second), MAC: mac, Row: "a", Kind: EventLocate, Detail: "blink 10", By: "alice"}
+	want := Event{ID: 4, Time: t0.Add(2 * time.Second), MAC: mac, Row: "a", Kind: EventLocate, Detail: "blink 10", By: "alice"}
 	if len(evs) != 1 || evs[0] != want {
 		t.Errorf("event = %+v, want %+v", evs, want)
 	}

@@ -33,6 +33,9 @@ var metricNames = [...]string{
 
 const numMetrics = len(metricNames)
 
+// Metrics returns the names of the stored metrics, in a fixed order.
+func Metrics() []string { return append([]string(nil), metricNames[:]...) }
+
 var metricIndex = func() map[string]uint8 {
 	m := make(map[string]uint8, numMetrics)
 	for i, n := range metricNames {
@@ -50,10 +53,16 @@ const (
 	EventLocate  = "locate"  // an operator asked the Pi's LED to blink
 	EventFound   = "found"   // the located Pi was confirmed found
 	EventCommand = "command" // any other command sent to the Pi; Detail says which
+	// EventReplaced is recorded by Move on the new board: Detail names the board whose history
+	// it inherited.
+	EventReplaced = "replaced"
 )
 
 // Event is one entry of the event log.
 type Event struct {
+	// ID numbers the entries in the order they were recorded; reads set it, AddEvent ignores
+	// it. It orders entries of the same millisecond and is EventQuery's paging cursor.
+	ID     int64     `json:"id,omitempty"`
 	Time   time.Time `json:"time"` // zero means Now at AddEvent
 	MAC    string    `json:"mac,omitempty"`
 	Row    string    `json:"row,omitempty"`
@@ -249,6 +258,13 @@ func (s *Store) Run(ctx context.Context) error {
 			var err error
 			batch, err = s.drain(batch)
 			reply <- errors.Join(err, commit(), s.compact(ctx))
+		case m := <-s.moveRq:
+			// What was queued before Move belongs to the old board: commit it first, so the
+			// move takes it along. A failed commit is logged and counted by write; the move
+			// itself still runs.
+			batch, _ = s.drain(batch)
+			commit()
+			m.reply <- s.move(ctx, m.from, m.to)
 		}
 	}
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/pirack/pirack/agent"
 	"github.com/pirack/pirack/auth"
 	"github.com/pirack/pirack/hardware/sim"
+	"github.com/pirack/pirack/layout"
 	"github.com/pirack/pirack/topics"
 )
 
@@ -60,6 +61,10 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	pis, err := addDemoPis(cc.users, cfg.Rows, cfg.PerRow)
 	if err != nil {
+		cc.broker.Close()
+		return err
+	}
+	if err := placeDemoPis(cc.layout, pis, cfg.PerRow); err != nil {
 		cc.broker.Close()
 		return err
 	}
@@ -114,6 +119,21 @@ func addDemoPis(users *auth.Users, rows, perRow int) ([]*demoPi, error) {
 		}
 	}
 	return pis, nil
+}
+
+// placeDemoPis puts the simulated Pis into their rows' slots in order, as an operator would
+// with assign mode, unless the data directory already has a layout (kept from an earlier run,
+// perhaps rearranged).
+func placeDemoPis(lay *layout.Store, pis []*demoPi, perRow int) error {
+	if len(lay.Layout().Rows) > 0 {
+		return nil
+	}
+	for i, pi := range pis {
+		if _, err := lay.Put(pi.row, i%perRow+1, pi.mac); err != nil {
+			return fmt.Errorf("place the simulated Pi %s: %w", pi.mac, err)
+		}
+	}
+	return nil
 }
 
 func (pi *demoPi) run(ctx context.Context, brokerAddr string, interval time.Duration, log *slog.Logger) {

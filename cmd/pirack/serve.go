@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"time"
 
 	"github.com/pirack/pirack/alerts"
@@ -17,6 +18,8 @@ import (
 	"github.com/pirack/pirack/broker"
 	"github.com/pirack/pirack/dashboard"
 	"github.com/pirack/pirack/history"
+	"github.com/pirack/pirack/layout"
+	"github.com/pirack/pirack/powerbridge"
 )
 
 // serveConfig is what `pirack serve` and `pirack demo` share.
@@ -36,6 +39,9 @@ type serveConfig struct {
 	AlertsFile string
 	// StaleAfter overrides the learned 3 telemetry intervals after which a Pi shows stale.
 	StaleAfter time.Duration
+	// PowerBridgeFile maps smart plugs to rows (package powerbridge); "" means
+	// <data-dir>/power-bridge.json if it exists, and no plugs otherwise.
+	PowerBridgeFile string
 }
 
 func (c *serveConfig) register(fs *flag.FlagSet) {
@@ -52,6 +58,7 @@ func (c *serveConfig) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.WebKey, "web-key", "", "TLS private key (PEM, mode 0600) for the Control Center")
 	fs.StringVar(&c.AlertsFile, "alerts", "", "JSON file changing alert thresholds, durations and rules (see docs/alerts.md); empty: defaults")
 	fs.DurationVar(&c.StaleAfter, "stale-after", 0, "mark a Pi stale after this long without telemetry (0: 3 of its own intervals)")
+	fs.StringVar(&c.PowerBridgeFile, "power-bridge", "", "JSON file mapping Tasmota and Shelly smart plugs to rows (docs/topics.md); empty: <data-dir>/"+powerbridge.FileName+" if it exists")
 }
 
 func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -81,7 +88,9 @@ type controlCenter struct {
 	users   *auth.Users
 	broker  *broker.Broker
 	history *history.Store
+	layout  *layout.Store
 	dash    *dashboard.Server
+	bridge  *powerbridge.Bridge
 	httpLn  net.Listener
 	log     *slog.Logger
 	tls     bool // the Control Center speaks HTTPS
@@ -111,7 +120,12 @@ func startControlCenter(cfg serveConfig, log *slog.Logger, stdout io.Writer) (*c
 	if err != nil {
 		return nil, err
 	}
-	bcfg := broker.Config{Addr: cfg.MQTTAddr, WSAddr: cfg.MQTTWSAddr, DataDir: cfg.DataDir, Users: users, Logger: log.With("component", "broker")}
+	plugs, err := loadPowerBridge(cfg, users, log)
+	if err != nil {
+		return nil, err
+	}
+	bcfg := broker.Config{Addr: cfg.MQTTAddr, WSAddr: cfg.MQTTWSAddr, DataDir: cfg.DataDir, Users: users, Logger: log.With("component", "broker"),
+		PlugTopics: plugs.PublishFilters()}
 	if cfg.MQTTCert != "" || cfg.MQTTKey != "" {
 		bcfg.TLS = &broker.TLSConfig{Addr: cfg.MQTTTLSAddr, CertFile: cfg.MQTTCert, KeyFile: cfg.MQTTKey, ClientCAFile: cfg.MQTTClientCA}
 	} else if cfg.MQTTClientCA != "" {
@@ -121,12 +135,25 @@ func startControlCenter(cfg serveConfig, log *slog.Logger, stdout io.Writer) (*c
 	if err != nil {
 		return nil, fmt.Errorf("start broker: %w", err)
 	}
+	// The bridge subscribes before the broker listens, like the dashboard.
+	bridge, err := powerbridge.New(powerbridge.Config{Bus: b, File: plugs, Logger: log.With("component", "powerbridge")})
+	if err != nil {
+		b.Close()
+		return nil, err
+	}
 	store, err := history.Open(filepath.Join(cfg.DataDir, historyFile), history.Options{Logger: log.With("component", "history")})
 	if err != nil {
 		b.Close()
 		return nil, err
 	}
+	lay, err := layout.Open(filepath.Join(cfg.DataDir, layout.FileName))
+	if err != nil {
+		store.Close()
+		b.Close()
+		return nil, err
+	}
 	dash, err := dashboard.New(dashboard.Config{
+		Layout:      lay,
 		Bus:         b,
 		Auth:        users,
 		Logger:      log.With("component", "dashboard"),
@@ -155,7 +182,7 @@ func startControlCenter(cfg serveConfig, log *slog.Logger, stdout io.Writer) (*c
 		return nil, fmt.Errorf("start MQTT listeners: %w (is another broker running? pick other addresses with --mqtt, --mqtts or --mqtt-ws)", err)
 	}
 	log.Info("control center running", "mqtt", b.Addr(), "mqtts", b.TLSAddr(), "mqtt_ws", b.WSAddr(), "http", ln.Addr().String(), "data_dir", cfg.DataDir)
-	return &controlCenter{users: users, broker: b, history: store, dash: dash, httpLn: ln, log: log, tls: cfg.WebCert != ""}, nil
+	return &controlCenter{users: users, broker: b, history: store, layout: lay, dash: dash, bridge: bridge, httpLn: ln, log: log, tls: cfg.WebCert != ""}, nil
 }
 
 // wait serves the dashboard until ctx is done, then closes the broker.
@@ -167,10 +194,13 @@ func (cc *controlCenter) wait(ctx context.Context) error {
 	return err
 }
 
-// serve runs the dashboard and the history writer until ctx is done.
+// serve runs the dashboard, the history writer and the power bridge until ctx is done.
 func (cc *controlCenter) serve(ctx context.Context) error {
 	histDone := make(chan error, 1)
 	go func() { histDone <- cc.history.Run(ctx) }()
+	bridgeDone := make(chan struct{})
+	go func() { cc.bridge.Run(ctx); close(bridgeDone) }()
+	defer func() { <-bridgeDone }() // it publishes into the broker, which closes after serve
 	err := cc.dash.Serve(ctx, cc.httpLn)
 	if herr := <-histDone; err == nil && !errors.Is(herr, context.Canceled) {
 		err = herr
@@ -236,4 +266,28 @@ func newLogger(w io.Writer, level string) (*slog.Logger, error) {
 		return nil, fmt.Errorf("--log-level %q: want debug, info, warn or error", level)
 	}
 	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l})), nil
+}
+
+// loadPowerBridge reads the power bridge file: --power-bridge, or else
+// <data-dir>/power-bridge.json if there is one. No file means no plugs.
+func loadPowerBridge(cfg serveConfig, users *auth.Users, log *slog.Logger) (powerbridge.File, error) {
+	path := cfg.PowerBridgeFile
+	if path == "" {
+		path = filepath.Join(cfg.DataDir, powerbridge.FileName)
+		if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+			return powerbridge.File{}, nil
+		}
+	}
+	f, err := powerbridge.LoadFile(path)
+	if err != nil && cfg.PowerBridgeFile == "" {
+		err = fmt.Errorf("%w (fix it, or move it out of the data directory to run without smart plugs)", err)
+	}
+	if err != nil {
+		return f, err
+	}
+	log.Info("power bridge file loaded", "file", path, "plugs", len(f.Plugs))
+	if len(f.Plugs) > 0 && !slices.ContainsFunc(users.List(), func(u auth.User) bool { return u.Role == auth.RolePlug }) {
+		log.Warn("power bridge: no user has role plug, so no plug can connect: add one with pirack user add NAME --role plug")
+	}
+	return f, nil
 }

@@ -1,18 +1,30 @@
 // pirack Control Center: keeps the rack page live from /api/events and sends commands.
 // Data from Pis is only ever written with textContent or attributes, never parsed as HTML.
+//
+// Rendering is incremental, for racks of a thousand Pis: updates are queued and applied once
+// per animation frame; a tile's fields are written only when their text changed; a row is laid
+// out again (its slots, then the Pis in no slot) only when its slots or membership changed.
 "use strict";
 
 (function () {
   const rack = document.getElementById("rack");
   const tileTemplate = document.getElementById("tile-template");
+  const slotTemplate = document.getElementById("slot-template");
   const rowTemplate = document.getElementById("row-template");
   const live = document.getElementById("live");
   const notice = document.getElementById("notice");
   const alertBox = document.getElementById("alerts");
   const alertList = document.getElementById("alert-list");
   const alertTemplate = document.getElementById("alert-template");
+  const dialog = document.getElementById("edit-dialog");
+
   const nodes = new Map(); // mac -> node, as last received
-  const rows = new Map(); // row name -> row (power, alerts), as last received
+  const rows = new Map(); // row name -> row, as last received
+  const tiles = new Map(); // mac -> tile element
+  const sections = new Map(); // row name -> section element
+  const empties = new Map(); // row + "\n" + slot -> empty slot element
+  const members = new Map(); // row name -> Set of MACs reporting that row
+  const sparks = new Map(); // mac -> values of the last hour, for the tile's sparkline
 
   // Formatters: twins of the Go ones in web.go; keep them in step.
   const dash = "\u2013";
@@ -44,6 +56,14 @@
   function fmtTemp(m) {
     return !m || m.cpu_temp_c == null ? dash : m.cpu_temp_c.toFixed(1) + " \u00b0C";
   }
+  function fmtThrottle(m) {
+    if (!m || (m.throttled_now == null && m.throttled_since_boot == null)) return dash;
+    const words = (f) => f.join(", ").replaceAll("_", " ");
+    const parts = [];
+    if (m.throttled_now && m.throttled_now.length) parts.push(words(m.throttled_now) + " now");
+    if (m.throttled_since_boot && m.throttled_since_boot.length) parts.push(words(m.throttled_since_boot) + " since boot");
+    return parts.length ? parts.join("; ") : "none";
+  }
   function fmtAgo(iso) {
     if (!iso) return "never";
     const s = Math.max(0, Math.round((Date.now() - Date.parse(iso)) / 1000));
@@ -52,7 +72,6 @@
     if (s < 86400) return Math.floor(s / 3600) + " h ago";
     return new Date(iso).toLocaleString();
   }
-
   function fmtPower(p) {
     if (!p) return "no power reading";
     const parts = [];
@@ -68,19 +87,36 @@
     else if (l.action) t += " (" + l.action + ")";
     return t;
   }
+  // locateText: twin of locateText in web.go.
+  function locateText(l) {
+    if (!l) return "";
+    if (!l.found_at) return "Locate sent by " + l.by;
+    return "found " + Math.round(l.found_after_s) + "s after " + l.by + "'s Locate";
+  }
 
+  // Writing only what changed: each element remembers what was last written to it.
   function field(el, name) {
     return el.querySelector('[data-field="' + name + '"]');
   }
   function setText(el, name, text) {
     const f = field(el, name);
-    if (f) f.textContent = text;
+    if (f && f.textContent !== text) f.textContent = text;
+  }
+  function setData(el, key, value) {
+    if (el.dataset[key] !== value) el.dataset[key] = value;
+  }
+  function setHidden(el, hidden) {
+    if (el && el.hidden !== hidden) el.hidden = hidden;
   }
 
   function fillTile(tile, n) {
-    tile.dataset.mac = n.mac;
-    tile.dataset.state = n.state;
-    tile.dataset.selected = String(n.selected);
+    setData(tile, "mac", n.mac);
+    setData(tile, "state", n.state);
+    setData(tile, "selected", String(n.selected));
+    setData(tile, "slot", String(n.slot || 0));
+    setHidden(field(tile, "slot_label"), !n.slot);
+    setText(tile, "slot", n.slot ? "#" + n.slot : "");
+    setText(tile, "slot_name", n.slot_name || "");
     setText(tile, "hostname", n.hostname || displayMAC(n.mac));
     setText(tile, "state", n.state);
     setText(tile, "mac", displayMAC(n.mac));
@@ -91,37 +127,39 @@
     setText(tile, "mem", fmtMem(n.metrics));
     setText(tile, "disk", fmtDisk(n.metrics));
     setText(tile, "temp", fmtTemp(n.metrics));
+    setText(tile, "throttle", fmtThrottle(n.metrics));
+    setData(tile, "throttled", n.metrics && n.metrics.throttled_now && n.metrics.throttled_now.length ? "now" : "");
     const seen = field(tile, "last_seen");
-    seen.setAttribute("datetime", n.last_seen || "");
-    seen.textContent = fmtAgo(n.last_seen);
-    if (n.last_seen) seen.title = new Date(n.last_seen).toLocaleString();
-    const sel = field(tile, "selected");
-    sel.hidden = !n.selected;
-    sel.textContent = "\u2605 selected" + (n.selected_by ? " (" + n.selected_by + " press)" : "");
-    const clear = tile.querySelector('[data-action="clear"]');
-    if (clear) clear.hidden = !n.selected;
+    if (seen.getAttribute("datetime") !== (n.last_seen || "")) {
+      seen.setAttribute("datetime", n.last_seen || "");
+      seen.textContent = fmtAgo(n.last_seen);
+      seen.title = n.last_seen ? new Date(n.last_seen).toLocaleString() : "";
+    }
+    setHidden(field(tile, "selected"), !n.selected);
+    setText(tile, "selected", "\u2605 selected" + (n.selected_by ? " (" + n.selected_by + " press)" : ""));
+    setHidden(tile.querySelector('[data-action="clear"]'), !n.selected);
     const led = field(tile, "led");
-    led.hidden = !n.led;
-    led.dataset.led = n.led ? n.led.state : "";
-    tile.dataset.led = n.led ? n.led.state : "";
+    const ledState = n.led ? n.led.state : "";
+    setHidden(led, !n.led);
+    setData(led, "led", ledState);
+    setData(tile, "led", ledState);
     setText(tile, "led_text", ledText(n.led));
     const loc = field(tile, "locate");
-    if (loc) {
-      loc.hidden = !n.locate;
-      loc.dataset.found = n.locate ? String(!!n.locate.found_at) : "";
-      loc.textContent = locateText(n.locate);
-    }
+    setHidden(loc, !n.locate);
+    setData(loc, "found", n.locate ? String(!!n.locate.found_at) : "");
+    setText(tile, "locate", locateText(n.locate));
+    setHidden(field(tile, "previous"), !n.previous);
+    setText(tile, "previous_mac", displayMAC(n.previous || ""));
     const alerts = n.alerts || [];
-    tile.dataset.alerts = String(alerts.length);
-    fillAlertItems(field(tile, "alerts"), alerts);
-    field(tile, "detail").setAttribute("href", "/nodes/" + encodeURIComponent(n.mac));
-  }
-
-  // locateText: twin of locateText in web.go.
-  function locateText(l) {
-    if (!l) return "";
-    if (!l.found_at) return "Locate sent by " + l.by;
-    return "found " + Math.round(l.found_after_s) + "s after " + l.by + "'s Locate";
+    const alertKey = alerts.map((a) => a.rule + a.message).join("\n");
+    if (tile.dataset.alertKey !== alertKey) {
+      tile.dataset.alertKey = alertKey;
+      setData(tile, "alerts", String(alerts.length));
+      fillAlertItems(field(tile, "alerts"), alerts);
+    }
+    const detail = field(tile, "detail");
+    const href = "/nodes/" + encodeURIComponent(n.mac);
+    if (detail.getAttribute("href") !== href) detail.setAttribute("href", href);
   }
 
   // fillAlertItems lists alerts as text with a warning sign, so severity is never colour alone.
@@ -141,87 +179,49 @@
   }
 
   function fillRowHead(sec) {
-    const r = rows.get(sec.dataset.row) || {};
-    const pis = sec.querySelectorAll("article.tile").length;
+    const name = sec.dataset.row;
+    const r = rows.get(name) || {};
+    const pis = (members.get(name) || new Set()).size;
+    setText(sec, "row", name);
     setText(sec, "power_text", fmtPower(r.power));
     const w = r.power && r.power.watts;
     setText(sec, "per_pi", w != null && pis > 0 ? (w / pis).toFixed(1) + " W per Pi" : "");
-    fillAlertItems(field(sec, "row_alerts"), r.alerts || []);
-  }
-
-  // The banner lists every raised alert; it is redrawn once per animation frame at most, so a
-  // burst of updates on a large rack costs one redraw.
-  let bannerQueued = false;
-  function banner() {
-    if (bannerQueued) return;
-    bannerQueued = true;
-    requestAnimationFrame(() => {
-      bannerQueued = false;
-      const all = [];
-      for (const r of rows.values()) all.push(...(r.alerts || []));
-      for (const n of nodes.values()) all.push(...(n.alerts || []));
-      all.sort((a, b) => (a.row + a.mac + a.rule).localeCompare(b.row + b.mac + b.rule));
-      alertList.replaceChildren();
-      for (const a of all) {
-        const li = alertTemplate.content.firstElementChild.cloneNode(true);
-        li.dataset.severity = a.severity;
-        li.dataset.rule = a.rule;
-        li.dataset.mac = a.mac || "";
-        li.dataset.row = a.row;
-        setText(li, "severity", a.severity);
-        const where = field(li, "where");
-        where.textContent = a.hostname || (a.mac ? displayMAC(a.mac) : "row " + a.row);
-        where.setAttribute("href", a.mac ? "/nodes/" + encodeURIComponent(a.mac) : "#");
-        setText(li, "message", a.message);
-        alertList.append(li);
-      }
-      document.getElementById("alert-count").textContent = all.length;
-      alertBox.dataset.count = String(all.length);
-      alertBox.hidden = all.length === 0;
-    });
-  }
-
-  function rowSection(name) {
-    for (const sec of rack.querySelectorAll("section.row")) {
-      if (sec.dataset.row === name) return sec;
+    setHidden(field(sec, "assign"), !r.assign);
+    setData(sec, "assign", r.assign ? "on" : "");
+    setText(sec, "assign_next", r.assign ? String(r.assign.next) : "");
+    const alertKey = (r.alerts || []).map((a) => a.rule + a.message).join("\n");
+    if (sec.dataset.alertKey !== alertKey) {
+      sec.dataset.alertKey = alertKey;
+      fillAlertItems(field(sec, "row_alerts"), r.alerts || []);
     }
-    const empty = document.getElementById("empty");
-    if (empty) empty.remove();
-    const sec = rowTemplate.content.firstElementChild.cloneNode(true);
-    sec.dataset.row = name;
-    setText(sec, "row", name);
-    fillRowHead(sec);
-    // Keep rows sorted by name, as the server renders them.
-    const after = [...rack.querySelectorAll("section.row")].find((s) => s.dataset.row > name);
-    rack.insertBefore(sec, after || null);
-    return sec;
   }
 
-  function upsert(n) {
-    nodes.set(n.mac, n);
-    let tile = rack.querySelector('article.tile[data-mac="' + CSS.escape(n.mac) + '"]');
-    const sec = rowSection(n.row);
-    const tiles = sec.querySelector(".tiles");
-    if (!tile || tile.closest("section.row") !== sec) {
-      if (tile) {
-        const old = tile.closest("section.row");
-        tile.remove();
-        if (old && !old.querySelector("article.tile")) old.remove();
-        else if (old) fillRowHead(old);
-      }
-      tile = tileTemplate.content.firstElementChild.cloneNode(true);
-      const after = [...tiles.querySelectorAll("article.tile")].find((t) => t.dataset.mac > n.mac);
-      tiles.insertBefore(tile, after || null);
-      fillRowHead(sec);
+  // The banner lists every raised alert.
+  function drawBanner() {
+    const all = [];
+    for (const r of rows.values()) all.push(...(r.alerts || []));
+    for (const n of nodes.values()) all.push(...(n.alerts || []));
+    all.sort((a, b) => (a.row + a.mac + a.rule).localeCompare(b.row + b.mac + b.rule));
+    const key = all.map((a) => a.row + a.mac + a.rule + a.message + (a.hostname || "")).join("\n");
+    if (alertList.dataset.key === key) return;
+    alertList.dataset.key = key;
+    alertList.replaceChildren();
+    for (const a of all) {
+      const li = alertTemplate.content.firstElementChild.cloneNode(true);
+      li.dataset.severity = a.severity;
+      li.dataset.rule = a.rule;
+      li.dataset.mac = a.mac || "";
+      li.dataset.row = a.row;
+      setText(li, "severity", a.severity);
+      const where = field(li, "where");
+      where.textContent = a.hostname || (a.mac ? displayMAC(a.mac) : "row " + a.row);
+      where.setAttribute("href", a.mac ? "/nodes/" + encodeURIComponent(a.mac) : "#");
+      setText(li, "message", a.message);
+      alertList.append(li);
     }
-    fillTile(tile, n);
-    banner();
-  }
-
-  function upsertRow(r) {
-    rows.set(r.name, r);
-    fillRowHead(rowSection(r.name));
-    banner();
+    document.getElementById("alert-count").textContent = all.length;
+    alertBox.dataset.count = String(all.length);
+    alertBox.hidden = all.length === 0;
   }
 
   function summary() {
@@ -231,15 +231,192 @@
     document.getElementById("total-count").textContent = nodes.size;
   }
 
-  function snapshot(list) {
-    nodes.clear();
-    rows.clear();
-    for (const t of rack.querySelectorAll("article.tile")) t.remove();
-    for (const s of rack.querySelectorAll("section.row")) s.remove();
-    for (const n of list) upsert(n);
-    summary();
-    banner();
+  // ---- Rows and slots ----
+
+  function section(name) {
+    let sec = sections.get(name);
+    if (sec) return sec;
+    const empty = document.getElementById("empty");
+    if (empty) empty.remove();
+    sec = rowTemplate.content.firstElementChild.cloneNode(true);
+    sec.dataset.row = name;
+    sections.set(name, sec);
+    rack.append(sec);
+    orderSections();
+    return sec;
   }
+
+  // orderSections puts the rows in the rack's order, as the server numbers them.
+  function orderSections() {
+    const list = [...sections.values()];
+    const pos = (sec) => {
+      const r = rows.get(sec.dataset.row);
+      return r ? r.position : 1e9;
+    };
+    list.sort((a, b) => pos(a) - pos(b) || (a.dataset.row < b.dataset.row ? -1 : 1));
+    list.forEach((sec, i) => {
+      if (rack.children[i] !== sec) rack.insertBefore(sec, rack.children[i] || null);
+    });
+  }
+
+  function emptySlot(row, sl) {
+    const key = row + "\n" + sl.slot;
+    let el = empties.get(key);
+    if (!el) {
+      el = slotTemplate.content.firstElementChild.cloneNode(true);
+      el.dataset.slot = String(sl.slot);
+      empties.set(key, el);
+    }
+    setText(el, "slot", "#" + sl.slot);
+    setText(el, "slot_name", sl.name || "");
+    setHidden(field(el, "previous"), !sl.previous);
+    setText(el, "previous_mac", displayMAC(sl.previous || ""));
+    return el;
+  }
+
+  function tileFor(n) {
+    let tile = tiles.get(n.mac);
+    if (!tile) {
+      tile = tileTemplate.content.firstElementChild.cloneNode(true);
+      tiles.set(n.mac, tile);
+      fillTile(tile, n);
+      drawSpark(tile, n.mac);
+    }
+    return tile;
+  }
+
+  // layoutRow puts a row's children in order with as few DOM moves as possible: its slots (a
+  // tile, or an empty slot), then the Pis of the row in no slot, by MAC.
+  function layoutRow(name) {
+    const r = rows.get(name);
+    const macs = members.get(name) || new Set();
+    if (!r && macs.size === 0) {
+      const sec = sections.get(name);
+      if (sec) sec.remove();
+      sections.delete(name);
+      return;
+    }
+    const sec = section(name);
+    const box = sec.querySelector(".tiles");
+    const want = [];
+    const placed = new Set();
+    for (const sl of (r && r.slots) || []) {
+      const n = sl.mac && nodes.get(sl.mac);
+      if (n && n.row === name && n.slot === sl.slot) {
+        want.push(tileFor(n));
+        placed.add(n.mac);
+      } else {
+        want.push(emptySlot(name, sl));
+      }
+    }
+    const rest = [...macs].filter((m) => !placed.has(m)).sort();
+    for (const m of rest) want.push(tileFor(nodes.get(m)));
+    want.forEach((el, i) => {
+      if (box.children[i] !== el) box.insertBefore(el, box.children[i] || null);
+    });
+    while (box.children.length > want.length) box.lastElementChild.remove();
+    fillRowHead(sec);
+  }
+
+  // ---- Updates, applied once per frame ----
+
+  const pendingNodes = new Map(); // mac -> node, or null for a forgotten one
+  const pendingRows = new Map();
+  let frameQueued = false;
+  function queue() {
+    if (frameQueued) return;
+    frameQueued = true;
+    requestAnimationFrame(flush);
+  }
+
+  function flush() {
+    frameQueued = false;
+    const dirty = new Set();
+    for (const [name, r] of pendingRows) {
+      const old = rows.get(name);
+      rows.set(name, r);
+      dirty.add(name);
+      if (!old || old.position !== r.position) dirty.add("\u0000order");
+    }
+    pendingRows.clear();
+    for (const [mac, n] of pendingNodes) {
+      const old = nodes.get(mac);
+      if (n === null) {
+        if (!old) continue;
+        nodes.delete(mac);
+        members.get(old.row)?.delete(mac);
+        tiles.get(mac)?.remove();
+        tiles.delete(mac);
+        dirty.add(old.row);
+        continue;
+      }
+      nodes.set(mac, n);
+      if (!old || old.row !== n.row || old.slot !== n.slot) {
+        if (old) {
+          members.get(old.row)?.delete(mac);
+          dirty.add(old.row);
+        }
+        if (!members.has(n.row)) members.set(n.row, new Set());
+        members.get(n.row).add(mac);
+        dirty.add(n.row);
+      }
+      const tile = tiles.get(mac);
+      if (tile) fillTile(tile, n);
+    }
+    pendingNodes.clear();
+    const reorder = dirty.delete("\u0000order");
+    for (const name of dirty) layoutRow(name);
+    if (reorder) orderSections();
+    summary();
+    drawBanner();
+  }
+
+  function snapshot(list) {
+    const seen = new Set(list.map((n) => n.mac));
+    for (const mac of nodes.keys()) if (!seen.has(mac)) pendingNodes.set(mac, null);
+    for (const n of list) pendingNodes.set(n.mac, n);
+    queue();
+  }
+
+  // adopt takes over the tiles and slots the server rendered, so the first snapshot only
+  // fills them in.
+  function adopt() {
+    for (const sec of rack.querySelectorAll("section.row")) {
+      sections.set(sec.dataset.row, sec);
+      for (const t of sec.querySelectorAll("article.tile")) tiles.set(t.dataset.mac, t);
+      for (const e of sec.querySelectorAll(".slot-empty")) empties.set(sec.dataset.row + "\n" + e.dataset.slot, e);
+    }
+  }
+
+  // ---- Sparklines: the last hour of load, one request for the whole rack each minute ----
+
+  function drawSpark(tile, mac) {
+    const svg = field(tile, "spark");
+    const values = sparks.get(mac);
+    if (!svg || typeof window.pirackSpark !== "function") return;
+    if (!values) { svg.replaceChildren(); return; }
+    const n = nodes.get(mac);
+    window.pirackSpark(svg, values, { max: n && n.metrics && n.metrics.cpu_count ? n.metrics.cpu_count : undefined });
+  }
+
+  async function loadSparks() {
+    try {
+      const r = await fetch("/api/sparklines?metric=load_1&minutes=60&buckets=60", { credentials: "same-origin" });
+      if (!r.ok) {
+        document.body.dataset.sparks = "off"; // history is off: no sparklines
+        return;
+      }
+      const body = await r.json();
+      sparks.clear();
+      for (const [mac, values] of Object.entries(body.series || {})) sparks.set(mac, values);
+      document.body.dataset.sparks = "on";
+      for (const [mac, tile] of tiles) drawSpark(tile, mac);
+    } catch (err) {
+      // The next minute tries again; the rack itself does not depend on it.
+    }
+  }
+
+  // ---- Live stream ----
 
   function setLive(state, text) {
     live.dataset.live = state;
@@ -255,15 +432,16 @@
     hideTimer = setTimeout(() => { notice.hidden = true; }, 6000);
   }
 
-  // Live updates. EventSource reconnects by itself after network errors; after an HTTP error
-  // (such as 401 once the session expired) it gives up, so check why and retry or sign in again.
+  // EventSource reconnects by itself after network errors; after an HTTP error (such as 401
+  // once the session expired) it gives up, so check why and retry or sign in again.
   function connect() {
     const es = new EventSource("/api/events");
     es.onopen = () => setLive("on", "live");
     es.addEventListener("snapshot", (e) => snapshot(JSON.parse(e.data)));
-    es.addEventListener("node", (e) => { upsert(JSON.parse(e.data)); summary(); });
-    es.addEventListener("rows", (e) => { for (const r of JSON.parse(e.data)) upsertRow(r); });
-    es.addEventListener("row", (e) => upsertRow(JSON.parse(e.data)));
+    es.addEventListener("node", (e) => { const n = JSON.parse(e.data); pendingNodes.set(n.mac, n); queue(); });
+    es.addEventListener("gone", (e) => { pendingNodes.set(JSON.parse(e.data).mac, null); queue(); });
+    es.addEventListener("rows", (e) => { for (const r of JSON.parse(e.data)) pendingRows.set(r.name, r); queue(); });
+    es.addEventListener("row", (e) => { const r = JSON.parse(e.data); pendingRows.set(r.name, r); queue(); });
     es.onerror = () => {
       if (es.readyState !== EventSource.CLOSED) {
         setLive("off", "reconnecting\u2026");
@@ -277,39 +455,165 @@
     };
   }
 
-  async function command(mac, action) {
+  // ---- Commands ----
+
+  function nameOf(mac) {
     const n = nodes.get(mac);
-    const name = (n && n.hostname) || displayMAC(mac);
+    return (n && (n.slot_name || n.hostname)) || displayMAC(mac);
+  }
+
+  // post sends a command and returns the decoded answer, or null after telling the operator
+  // what went wrong.
+  async function post(path, body, what) {
     try {
-      const r = await fetch("/api/nodes/" + encodeURIComponent(mac) + "/" + action, {
+      const r = await fetch(path, {
         method: "POST",
         credentials: "same-origin",
         headers: { "Content-Type": "application/json" },
-        body: "{}",
+        body: JSON.stringify(body || {}),
       });
-      if (r.status === 401) { location.assign("/login"); return; }
-      const body = await r.json().catch(() => ({}));
-      if (!r.ok) { say(name + ": " + (body.error || r.statusText), true); return; }
-      if (action === "blink") say("Blinking the LED of " + name + " (" + body.count + " times).");
-      else say("Selection cleared on " + name + ".");
+      if (r.status === 401) { location.assign("/login"); return null; }
+      const answer = r.status === 204 ? {} : await r.json().catch(() => ({}));
+      if (!r.ok) { say(what + ": " + (answer.error || r.statusText), true); return null; }
+      return answer;
     } catch (err) {
-      say(name + ": " + err.message, true);
+      say(what + ": " + err.message, true);
+      return null;
     }
   }
+
+  const nodePath = (mac) => "/api/nodes/" + encodeURIComponent(mac);
+  const rowPath = (row) => "/api/rows/" + encodeURIComponent(row);
+
+  async function tileCommand(mac, action) {
+    const name = nameOf(mac);
+    const n = nodes.get(mac) || {};
+    switch (action) {
+      case "blink": {
+        const a = await post(nodePath(mac) + "/blink", {}, name);
+        if (a) say("Blinking the LED of " + name + " (" + a.count + " times).");
+        break;
+      }
+      case "clear":
+        if (await post(nodePath(mac) + "/clear", {}, name)) say("Selection cleared on " + name + ".");
+        break;
+      case "inherit":
+      case "dismiss":
+        if (await post(rowPath(n.row) + "/slots/" + n.slot + "/previous", { inherit: action === "inherit" }, name)) {
+          say(action === "inherit" ? name + " now carries the history of " + displayMAC(n.previous) + "." : name + " keeps its own history.");
+        }
+        break;
+      case "edit":
+        openDialog({ kind: "node", mac, row: n.row, slot: n.slot, name: n.slot_name, online: n.state === "online" });
+        break;
+    }
+  }
+
+  async function rowCommand(row, action, target) {
+    const r = rows.get(row) || { slots: [] };
+    switch (action) {
+      case "assign":
+        if (await post(rowPath(row) + "/assign", { from: 1 }, "Row " + row)) {
+          say("Row " + row + ": press the Pis' buttons left to right; each takes the next slot.");
+        }
+        break;
+      case "assign-stop":
+        await post(rowPath(row) + "/assign/stop", {}, "Row " + row);
+        break;
+      case "row-up":
+      case "row-down": {
+        const position = Math.max(0, (r.position || 0) + (action === "row-up" ? -1 : 1));
+        await post(rowPath(row) + "/shelf", { position: Math.min(position, sections.size - 1) }, "Row " + row);
+        break;
+      }
+      case "shelf":
+        openDialog({ kind: "shelf", row, slots: r.slots.length });
+        break;
+      case "name-slot": {
+        const slot = Number(target.closest(".slot-empty").dataset.slot);
+        const sl = r.slots[slot - 1] || {};
+        openDialog({ kind: "slot", row, slot, name: sl.name });
+        break;
+      }
+    }
+  }
+
+  // ---- The edit dialog: a Pi's slot and slot name, an empty slot's name, a row's slot count ----
+
+  let editing = null;
+  function openDialog(what) {
+    if (!dialog) return;
+    editing = what;
+    const form = dialog.querySelector("form");
+    const show = (key, on) => { for (const el of form.querySelectorAll('[data-for="' + key + '"]')) el.hidden = !on; };
+    show("slot", what.kind === "node");
+    show("name", what.kind !== "shelf");
+    show("slots", what.kind === "shelf");
+    show("node", what.kind === "node");
+    form.elements.slot.value = what.slot || "";
+    form.elements.name.value = what.name || "";
+    form.elements.slots.value = what.slots != null ? what.slots : "";
+    form.elements.slot.required = what.kind === "node";
+    let title, hint;
+    if (what.kind === "node") {
+      title = nameOf(what.mac) + " (" + displayMAC(what.mac) + ")";
+      hint = "Row " + what.row + ". The name belongs to the slot: a board put in its place later takes it.";
+      setHidden(field(form, "forget"), what.online);
+    } else if (what.kind === "slot") {
+      title = "Row " + what.row + ", slot " + what.slot;
+      hint = "The name stays with the slot, whichever Pi is in it.";
+    } else {
+      title = "Row " + what.row;
+      hint = "Slots are numbered left to right. Slots you remove must be empty and unnamed.";
+    }
+    setText(form, "title", title);
+    setText(form, "hint", hint);
+    dialog.showModal();
+  }
+
+  async function dialogClosed() {
+    const what = editing;
+    editing = null;
+    if (!what) return;
+    const form = dialog.querySelector("form");
+    const value = dialog.returnValue;
+    const name = form.elements.name.value.trim();
+    if (value === "save" && what.kind === "node") {
+      const slot = Number(form.elements.slot.value);
+      const a = await post(rowPath(what.row) + "/slots/" + slot, { mac: what.mac, name }, nameOf(what.mac));
+      if (a) say(nameOf(what.mac) + " is in row " + what.row + " slot " + slot + (a.displaced ? ", replacing " + displayMAC(a.displaced) : "") + ".");
+    } else if (value === "save" && what.kind === "slot") {
+      await post(rowPath(what.row) + "/slots/" + what.slot, { name }, "Row " + what.row + " slot " + what.slot);
+    } else if (value === "save" && what.kind === "shelf") {
+      await post(rowPath(what.row) + "/shelf", { slots: Number(form.elements.slots.value) }, "Row " + what.row);
+    } else if (value === "unplace") {
+      if (await post(nodePath(what.mac) + "/unplace", {}, nameOf(what.mac))) say(nameOf(what.mac) + " is in no slot now.");
+    } else if (value === "forget") {
+      const name = nameOf(what.mac);
+      if (await post(nodePath(what.mac) + "/forget", {}, name)) say(name + " was forgotten; its history stays on its detail page until it ages out.");
+    }
+  }
+  if (dialog) dialog.addEventListener("close", dialogClosed);
 
   rack.addEventListener("click", (e) => {
     const btn = e.target.closest("button[data-action]");
     if (!btn) return;
     const tile = btn.closest("article.tile");
-    if (tile) command(tile.dataset.mac, btn.dataset.action);
+    if (tile) { tileCommand(tile.dataset.mac, btn.dataset.action); return; }
+    const sec = btn.closest("section.row");
+    if (sec) rowCommand(sec.dataset.row, btn.dataset.action, btn);
   });
 
   setInterval(() => {
     for (const t of rack.querySelectorAll('time[data-field="last_seen"]')) {
-      t.textContent = fmtAgo(t.getAttribute("datetime"));
+      const text = fmtAgo(t.getAttribute("datetime"));
+      if (t.textContent !== text) t.textContent = text;
     }
   }, 5000);
 
+  adopt();
   setLive("off", "connecting\u2026");
   connect();
+  loadSparks();
+  setInterval(loadSparks, 60000);
 })();

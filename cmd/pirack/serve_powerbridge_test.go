@@ -1,0 +1,158 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	paho "github.com/eclipse/paho.mqtt.golang"
+	"golang.org/x/crypto/bcrypt"
+
+	"github.com/pirack/pirack/auth"
+	"github.com/pirack/pirack/internal/testlog"
+	"github.com/pirack/pirack/topics"
+)
+
+const plugConfig = `{"plugs":[
+	{"row":"r1","type":"tasmota","topic":"tele/rack-r1/SENSOR"},
+	{"row":"r2","type":"shelly-gen2","topic":"shellyplusplugs-a8032ab1/status/switch:0"}]}`
+
+// dataDirWithAdmin is a data directory where serve finds an admin already (made at bcrypt's
+// lowest cost, so that the first start does not spend a second making one).
+func dataDirWithAdmin(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	users, err := auth.Open(filepath.Join(dir, "users.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := users.SetWithCost(auth.User{Name: "admin", Role: auth.RoleAdmin}, "admin-password", bcrypt.MinCost); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// A power bridge file that cannot be used stops serve before anything listens, saying why.
+func TestServePowerBridgeFileRefused(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		file     string // written to <data-dir>/power-bridge.json unless flag
+		flag     bool   // pass it with --power-bridge instead
+		missing  bool   // --power-bridge names a file that does not exist
+		wantErrs []string
+	}{
+		{name: "not JSON", file: `{"plugs":`, wantErrs: []string{"power-bridge.json", "invalid power bridge configuration", "move it out of the data directory"}},
+		{name: "plug topic under rack/", file: `{"plugs":[{"row":"r1","type":"tasmota","topic":"rack/r1/SENSOR"}]}`, flag: true,
+			wantErrs: []string{`plugs[0] (row "r1")`, "under rack/"}},
+		{name: "two plugs on a row", file: `{"plugs":[{"row":"r1","type":"tasmota","topic":"tele/a/SENSOR"},{"row":"r1","type":"tasmota","topic":"tele/b/SENSOR"}]}`,
+			wantErrs: []string{"row r1 already has a plug"}},
+		{name: "unknown field", file: `{"plugs":[{"row":"r1","type":"tasmota","topic":"tele/a/SENSOR","user":"plug-1"}]}`,
+			wantErrs: []string{`unknown field "user"`}},
+		{name: "missing file", flag: true, missing: true, wantErrs: []string{"no such file"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := dataDirWithAdmin(t)
+			path := filepath.Join(dir, "power-bridge.json")
+			args := []string{"serve", "--data-dir", dir, "--http", "127.0.0.1:0", "--mqtt", "127.0.0.1:0"}
+			if tc.flag {
+				path = filepath.Join(t.TempDir(), "plugs.json")
+				args = append(args, "--power-bridge", path)
+			}
+			if !tc.missing {
+				if err := os.WriteFile(path, []byte(tc.file), 0o600); err != nil {
+					t.Fatal(err)
+				}
+			}
+			done := make(chan error, 1)
+			go func() { done <- run(t.Context(), args, io.Discard, io.Discard) }()
+			select {
+			case err := <-done:
+				if err == nil {
+					t.Fatal("serve ran with a bad power bridge file")
+				}
+				for _, want := range tc.wantErrs {
+					if !strings.Contains(err.Error(), want) {
+						t.Errorf("error %q does not say %q", err, want)
+					}
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatal("serve did not stop on a bad power bridge file")
+			}
+		})
+	}
+}
+
+// With <data-dir>/power-bridge.json and no flag, serve logs each mapping, lets a plug user
+// publish its topic, and republishes the reading as the row's power.
+func TestServePowerBridgeFromDataDir(t *testing.T) {
+	dir := dataDirWithAdmin(t)
+	if err := os.WriteFile(filepath.Join(dir, "power-bridge.json"), []byte(plugConfig), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var logs testlog.Buffer
+	log, err := newLogger(io.MultiWriter(&logs, testlog.NewWriter(t)), "info")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := serveConfig{DataDir: dir, MQTTAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", LogLevel: "info"}
+	cc, err := startControlCenter(cfg, log, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	served := make(chan error, 1)
+	go func() { served <- cc.serve(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-served; err != nil {
+			t.Errorf("serve: %v", err)
+		}
+		if err := cc.close(); err != nil {
+			t.Errorf("close: %v", err)
+		}
+	}()
+
+	for _, want := range []string{
+		`plug="row r1 <- tasmota tele/rack-r1/SENSOR"`,
+		`plug="row r2 <- shelly-gen2 shellyplusplugs-a8032ab1/status/switch:0"`,
+		"no user has role plug",
+	} {
+		if !strings.Contains(logs.String(), want) {
+			t.Errorf("serve's log lacks %q:\n%s", want, logs.String())
+		}
+	}
+
+	power := make(chan []byte, 10)
+	if err := cc.broker.Subscribe(topics.PowerTopic("r1"), func(_ string, p []byte) { power <- bytes.Clone(p) }); err != nil {
+		t.Fatal(err)
+	}
+	cc.users.Cost = bcrypt.MinCost
+	if err := cc.users.Add(auth.User{Name: "plug-r1", Role: auth.RolePlug}, "plug-password"); err != nil {
+		t.Fatal(err)
+	}
+	plug := paho.NewClient(paho.NewClientOptions().AddBroker("tcp://"+cc.broker.Addr()).SetClientID("DVES_3F1A2C").
+		SetUsername("plug-r1").SetPassword("plug-password").SetProtocolVersion(4).SetAutoReconnect(false).
+		SetWill("tele/rack-r1/LWT", "Offline", 1, true))
+	if tok := plug.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		t.Fatalf("plug connect: %v", tok.Error())
+	}
+	defer plug.Disconnect(0)
+	sensor := `{"Time":"2024-03-10T14:22:05","ENERGY":{"Total":41.237,"Power":17.5,"Voltage":231,"Current":0.125}}`
+	if tok := plug.Publish("tele/rack-r1/SENSOR", 1, false, sensor); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		t.Fatalf("plug publish: %v", tok.Error())
+	}
+	select {
+	case b := <-power:
+		p, err := topics.DecodePower(b)
+		if err != nil || p.Watts == nil || *p.Watts != 17.5 || p.Source != "tasmota" {
+			t.Fatalf("rack/r1/power %s (%v), want 17.5 W from tasmota", b, err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no row power published for the plug's reading")
+	}
+}

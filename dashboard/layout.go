@@ -1,0 +1,573 @@
+package dashboard
+
+import (
+	"cmp"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/pirack/pirack/alerts"
+	"github.com/pirack/pirack/history"
+	"github.com/pirack/pirack/layout"
+	"github.com/pirack/pirack/topics"
+)
+
+// Audit actions of the layout.
+const (
+	AuditPlace   = "place"   // a Pi put into a slot, or taken out of one
+	AuditName    = "name"    // a slot named
+	AuditShelf   = "shelf"   // a row's slot count or the rows' order changed
+	AuditAssign  = "assign"  // assign mode started or stopped
+	AuditInherit = "inherit" // a replacement board took (or did not take) its predecessor's history
+	AuditForget  = "forget"  // a removed Pi forgotten
+)
+
+// Event kinds of the layout, in the event log.
+const (
+	EventPlaced    = "placed"    // a Pi was put into a slot (Detail says which, and how)
+	EventForgotten = "forgotten" // a removed Pi was forgotten
+)
+
+// assignIdle ends an assign mode nobody used for this long: an operator who walked away
+// must not leave the next press somewhere moving a board.
+const assignIdle = 10 * time.Minute
+
+// Assign is a row's assign mode: each button press of a Pi of the row puts that Pi into Next,
+// then Next moves on one slot.
+type Assign struct {
+	Next  int       `json:"next"` // the slot the next press fills, 1-based
+	By    string    `json:"by"`
+	Until time.Time `json:"until"` // when it ends by itself if nobody presses
+	// Placed lists the Pis placed in this assign mode, in order; a second press of one of
+	// them is ignored, so a double press does not move it on.
+	Placed []string `json:"placed,omitempty"`
+}
+
+// assigner holds the rows' assign modes.
+type assigner struct {
+	mu   sync.Mutex
+	rows map[string]*Assign
+}
+
+// get returns a copy of row's assign mode, nil when none is running at now.
+func (a *assigner) get(row string, now time.Time) *Assign {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	x, ok := a.rows[row]
+	if !ok || !now.Before(x.Until) {
+		return nil
+	}
+	c := *x
+	c.Placed = append([]string(nil), x.Placed...)
+	return &c
+}
+
+// RowSlot is one slot of a row, as the API shows it.
+type RowSlot struct {
+	Slot     int    `json:"slot"`
+	Name     string `json:"name,omitempty"`
+	MAC      string `json:"mac,omitempty"`
+	Previous string `json:"previous,omitempty"`
+}
+
+// rowSlots converts a layout row.
+func rowSlots(r layout.Row) []RowSlot {
+	out := make([]RowSlot, len(r.Slots))
+	for i, s := range r.Slots {
+		out[i] = RowSlot{Slot: i + 1, Name: s.Name, MAC: s.MAC, Previous: s.Previous}
+	}
+	return out
+}
+
+// placeNode fills a node's slot fields from where the layout puts it. A Pi whose agent now
+// reports another row than its slot's is shown unplaced in the row it reports.
+func placeNode(n *Node, p layout.Place, ok bool) {
+	if ok && p.Row == n.Row {
+		n.Slot, n.SlotName, n.Previous = p.Slot, p.Name, p.Previous
+	}
+}
+
+// placesByMAC indexes a layout, for placing many nodes at once.
+func placesByMAC(l layout.Layout) map[string]layout.Place {
+	out := make(map[string]layout.Place)
+	for _, r := range l.Rows {
+		for i, s := range r.Slots {
+			if s.MAC != "" {
+				out[s.MAC] = layout.Place{Row: r.Name, Slot: i + 1, Name: s.Name, Previous: s.Previous}
+			}
+		}
+	}
+	return out
+}
+
+// nodeOrder sorts nodes as the rack stands: rows in the layout's order (rows it does not
+// describe after, by name), then placed Pis by slot, then unplaced ones by MAC.
+func nodeOrder(l layout.Layout) func(a, b Node) int {
+	order := func(row string) int {
+		if i := l.Order(row); i >= 0 {
+			return i
+		}
+		return len(l.Rows)
+	}
+	slot := func(n Node) int {
+		if n.Slot > 0 {
+			return n.Slot
+		}
+		return layout.MaxSlots + 1
+	}
+	return func(a, b Node) int {
+		return cmp.Or(cmp.Compare(order(a.Row), order(b.Row)), cmp.Compare(a.Row, b.Row),
+			cmp.Compare(slot(a), slot(b)), cmp.Compare(a.MAC, b.MAC))
+	}
+}
+
+// assignPress handles a button press while its row is in assign mode: it places the Pi in the
+// next slot. It reports whether the press was taken by assign mode (and so selects nothing).
+func (s *Server) assignPress(row, mac string) bool {
+	now := s.cfg.Now()
+	s.assign.mu.Lock()
+	x, ok := s.assign.rows[row]
+	if !ok || !now.Before(x.Until) {
+		s.assign.mu.Unlock()
+		return false
+	}
+	for _, m := range x.Placed {
+		if m == mac {
+			s.assign.mu.Unlock()
+			return true // a second press of a board just placed
+		}
+	}
+	slot := x.Next
+	ch, err := s.layout.Put(row, slot, mac)
+	if err != nil {
+		s.assign.mu.Unlock()
+		s.log.Error("assign mode: could not place the Pi; press its button again once fixed", "row", row, "slot", slot, "mac", mac, "err", err)
+		return true
+	}
+	x.Placed = append(x.Placed, mac)
+	x.Next = min(slot+1, layout.MaxSlots)
+	x.Until = now.Add(assignIdle)
+	by := x.By
+	s.assign.mu.Unlock()
+
+	s.log.Info("assign mode placed a Pi", "row", row, "slot", slot, "mac", mac, "displaced", ch.Displaced)
+	s.placed(row, slot, mac, ch, "assign mode, started by "+by, "agent")
+	return true
+}
+
+// placed tells live clients and the event log about a Put.
+func (s *Server) placed(row string, slot int, mac string, ch layout.Change, how, by string) {
+	detail := fmt.Sprintf("put into row %s slot %d (%s)", row, slot, how)
+	if ch.Displaced != "" {
+		detail += "; replaces " + displayMAC(ch.Displaced)
+		s.hub.notify(ch.Displaced)
+	}
+	s.event(history.Event{MAC: mac, Row: row, Kind: EventPlaced, Detail: detail, By: by})
+	s.hub.notify(mac)
+	s.hub.notify(rowKey(row))
+}
+
+// expireAssign ends assign modes nobody used for assignIdle, telling live clients.
+func (s *Server) expireAssign(now time.Time) {
+	s.assign.mu.Lock()
+	var ended []string
+	for row, x := range s.assign.rows {
+		if !now.Before(x.Until) {
+			delete(s.assign.rows, row)
+			ended = append(ended, row)
+		}
+	}
+	s.assign.mu.Unlock()
+	for _, row := range ended {
+		s.log.Info("assign mode ended: nobody pressed a button for a while", "row", row)
+		s.hub.notify(rowKey(row))
+	}
+}
+
+// decodeBody decodes a small JSON body into v; an empty body leaves v as it is.
+func decodeBody(w http.ResponseWriter, r *http.Request, v any, example string) bool {
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBodyBytes))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil && !errors.Is(err, io.EOF) {
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("body must be JSON like %s: %v", example, err))
+		return false
+	}
+	return true
+}
+
+// pathRowSlot reads the {row} and, when want, {slot} path values.
+func pathRowSlot(w http.ResponseWriter, r *http.Request, want bool) (row string, slot int, ok bool) {
+	row = r.PathValue("row")
+	if err := topics.ValidateRow(row); err != nil {
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("row %q: %v", clipLog(row), err))
+		return "", 0, false
+	}
+	if !want {
+		return row, 0, true
+	}
+	slot, err := strconv.Atoi(r.PathValue("slot"))
+	if err != nil || slot < 1 || slot > layout.MaxSlots {
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("slot %q: want a number from 1 to %d", clipLog(r.PathValue("slot")), layout.MaxSlots))
+		return "", 0, false
+	}
+	return row, slot, true
+}
+
+// layoutError answers a refused layout change: the operator's mistake (400) or a file that
+// could not be written (503: nothing was changed).
+func (s *Server) layoutError(w http.ResponseWriter, err error) {
+	if errors.Is(err, layout.ErrInvalid) || errors.Is(err, layout.ErrNotPlaced) {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	s.log.Error("save the rack layout", "err", err)
+	writeError(w, http.StatusServiceUnavailable, "not done: "+err.Error()+" (is the disk full?)")
+}
+
+// handleLayout serves GET /api/layout: the rows in rack order with their slots.
+func (s *Server) handleLayout(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, s.layout.Layout())
+}
+
+// slotRequest is the body of POST /api/rows/{row}/slots/{slot}: a Pi to put in the slot, a
+// name for the slot, or both. Name nil leaves the name; "" removes it.
+type slotRequest struct {
+	MAC  string  `json:"mac"`
+	Name *string `json:"name"`
+}
+
+// handleSlot serves POST /api/rows/{row}/slots/{slot}.
+func (s *Server) handleSlot(w http.ResponseWriter, r *http.Request) {
+	row, slot, ok := pathRowSlot(w, r, true)
+	if !ok {
+		return
+	}
+	var req slotRequest
+	if !decodeBody(w, r, &req, `{"mac": "b827eb3f1a2c", "name": "web-1"}`) {
+		return
+	}
+	if req.MAC == "" && req.Name == nil {
+		writeError(w, http.StatusBadRequest, `nothing to do: send {"mac": ...} to put a Pi in the slot, {"name": ...} to name it, or both`)
+		return
+	}
+	var mac string
+	if req.MAC != "" {
+		n, known := s.node(normalizedOr(req.MAC))
+		switch {
+		case !known:
+			writeError(w, http.StatusNotFound, fmt.Sprintf("no Pi with MAC %s has reported to this Control Center; start its agent first, or use assign mode", clipLog(req.MAC)))
+			return
+		case n.Row != row:
+			writeError(w, http.StatusConflict, fmt.Sprintf("%s reports row %s, not %s: a Pi goes into a slot of the row its agent is configured for (--row)", displayMAC(n.MAC), n.Row, row))
+			return
+		}
+		mac = n.MAC
+	}
+	params := map[string]any{"row": row, "slot": slot}
+	action := AuditPlace
+	if req.Name != nil {
+		params["name"] = *req.Name
+		if mac == "" {
+			action = AuditName
+		}
+	}
+	if err := s.record(r, commandEntry(r, action, mac, params)); err != nil {
+		writeError(w, http.StatusServiceUnavailable, auditUnavailable)
+		return
+	}
+	by := principalFrom(r.Context()).name
+	if req.Name != nil {
+		if err := s.layout.Name(row, slot, *req.Name); err != nil {
+			s.layoutError(w, err)
+			return
+		}
+		s.hub.notify(rowKey(row))
+		if cur, ok := s.slotMAC(row, slot); ok {
+			s.hub.notify(cur)
+		}
+	}
+	var ch layout.Change
+	if mac != "" {
+		var err error
+		if ch, err = s.layout.Put(row, slot, mac); err != nil {
+			s.layoutError(w, err)
+			return
+		}
+		s.placed(row, slot, mac, ch, "by hand", by)
+	}
+	writeJSON(w, http.StatusOK, struct {
+		RowSlot
+		Displaced string `json:"displaced,omitempty"`
+	}{s.rowSlot(row, slot), ch.Displaced})
+}
+
+// normalizedOr returns the MAC in topic form, or s itself when it is not a MAC (which then
+// matches no node).
+func normalizedOr(s string) string {
+	if m, err := topics.NormalizeMAC(s); err == nil {
+		return m
+	}
+	return s
+}
+
+// slotMAC returns the Pi in a slot.
+func (s *Server) slotMAC(row string, slot int) (string, bool) {
+	rs := s.rowSlot(row, slot)
+	return rs.MAC, rs.MAC != ""
+}
+
+// rowSlot returns one slot as the API shows it.
+func (s *Server) rowSlot(row string, slot int) RowSlot {
+	lr, _ := s.layout.Layout().Row(row)
+	if slot >= 1 && slot <= len(lr.Slots) {
+		return rowSlots(lr)[slot-1]
+	}
+	return RowSlot{Slot: slot}
+}
+
+// handleUnplace serves POST /api/nodes/{mac}/unplace: the Pi leaves its slot, which keeps its
+// name and remembers the Pi, so the next board put there can inherit its history.
+func (s *Server) handleUnplace(w http.ResponseWriter, r *http.Request) {
+	n, ok := s.lookup(w, r)
+	if !ok {
+		return
+	}
+	if err := s.record(r, commandEntry(r, AuditPlace, n.MAC, map[string]any{"unplace": true})); err != nil {
+		writeError(w, http.StatusServiceUnavailable, auditUnavailable)
+		return
+	}
+	p, err := s.layout.Unplace(n.MAC)
+	if err != nil {
+		s.layoutError(w, err)
+		return
+	}
+	s.event(history.Event{MAC: n.MAC, Row: n.Row, Kind: EventPlaced, By: principalFrom(r.Context()).name,
+		Detail: fmt.Sprintf("taken out of row %s slot %d", p.Row, p.Slot)})
+	s.hub.notify(n.MAC)
+	s.hub.notify(rowKey(p.Row))
+	n, _ = s.node(n.MAC)
+	writeJSON(w, http.StatusOK, n)
+}
+
+// shelfRequest is the body of POST /api/rows/{row}/shelf: how many slots the row has, and
+// where it stands in the rack (0 = top shelf). Nil fields are left as they are.
+type shelfRequest struct {
+	Slots    *int `json:"slots"`
+	Position *int `json:"position"`
+}
+
+// handleShelf serves POST /api/rows/{row}/shelf.
+func (s *Server) handleShelf(w http.ResponseWriter, r *http.Request) {
+	row, _, ok := pathRowSlot(w, r, false)
+	if !ok {
+		return
+	}
+	var req shelfRequest
+	if !decodeBody(w, r, &req, `{"slots": 16, "position": 0}`) {
+		return
+	}
+	if req.Slots == nil && req.Position == nil {
+		writeError(w, http.StatusBadRequest, `nothing to do: send {"slots": n} and/or {"position": p}`)
+		return
+	}
+	params := map[string]any{"row": row}
+	if req.Slots != nil {
+		params["slots"] = *req.Slots
+	}
+	if req.Position != nil {
+		params["position"] = *req.Position
+	}
+	if err := s.record(r, commandEntry(r, AuditShelf, "", params)); err != nil {
+		writeError(w, http.StatusServiceUnavailable, auditUnavailable)
+		return
+	}
+	if req.Slots != nil {
+		if err := s.layout.Resize(row, *req.Slots); err != nil {
+			s.layoutError(w, err)
+			return
+		}
+	}
+	if req.Position != nil {
+		if err := s.moveRow(row, *req.Position); err != nil {
+			s.layoutError(w, err)
+			return
+		}
+		for _, x := range s.Rows() { // every row's position may have changed
+			s.hub.notify(rowKey(x.Name))
+		}
+	}
+	s.hub.notify(rowKey(row))
+	out, _ := s.row(row)
+	writeJSON(w, http.StatusOK, out)
+}
+
+// moveRow puts row at position (0 = top) among the rows shown, which the layout may not all
+// describe yet.
+func (s *Server) moveRow(row string, position int) error {
+	var names []string
+	for _, x := range s.Rows() {
+		if x.Name != row {
+			names = append(names, x.Name)
+		}
+	}
+	if position < 0 || position > len(names) {
+		return fmt.Errorf("%w: position %d: want 0 (top) to %d (bottom)", layout.ErrInvalid, position, len(names))
+	}
+	names = append(names[:position], append([]string{row}, names[position:]...)...)
+	return s.layout.Reorder(names)
+}
+
+// assignRequest is the body of POST /api/rows/{row}/assign: the slot the first press fills.
+type assignRequest struct {
+	From int `json:"from"`
+}
+
+// handleAssignStart serves POST /api/rows/{row}/assign: the row enters assign mode, replacing
+// one already running.
+func (s *Server) handleAssignStart(w http.ResponseWriter, r *http.Request) {
+	row, _, ok := pathRowSlot(w, r, false)
+	if !ok {
+		return
+	}
+	req := assignRequest{From: 1}
+	if !decodeBody(w, r, &req, `{"from": 1}`) {
+		return
+	}
+	if req.From < 1 || req.From > layout.MaxSlots {
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("from %d: want a slot from 1 to %d", req.From, layout.MaxSlots))
+		return
+	}
+	if err := s.record(r, commandEntry(r, AuditAssign, "", map[string]any{"row": row, "from": req.From})); err != nil {
+		writeError(w, http.StatusServiceUnavailable, auditUnavailable)
+		return
+	}
+	by := principalFrom(r.Context()).name
+	now := s.cfg.Now()
+	x := &Assign{Next: req.From, By: by, Until: now.Add(assignIdle)}
+	s.assign.mu.Lock()
+	s.assign.rows[row] = x
+	s.assign.mu.Unlock()
+	s.log.Info("assign mode started", "row", row, "from", req.From, "by", by)
+	s.hub.notify(rowKey(row))
+	writeJSON(w, http.StatusOK, s.assign.get(row, now))
+}
+
+// handleAssignStop serves POST /api/rows/{row}/assign/stop.
+func (s *Server) handleAssignStop(w http.ResponseWriter, r *http.Request) {
+	row, _, ok := pathRowSlot(w, r, false)
+	if !ok {
+		return
+	}
+	if err := s.record(r, commandEntry(r, AuditAssign, "", map[string]any{"row": row, "stop": true})); err != nil {
+		writeError(w, http.StatusServiceUnavailable, auditUnavailable)
+		return
+	}
+	s.assign.mu.Lock()
+	delete(s.assign.rows, row)
+	s.assign.mu.Unlock()
+	s.hub.notify(rowKey(row))
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// previousRequest is the body of POST /api/rows/{row}/slots/{slot}/previous.
+type previousRequest struct {
+	Inherit bool `json:"inherit"`
+}
+
+// handlePrevious serves POST /api/rows/{row}/slots/{slot}/previous: the operator decides
+// whether the board in the slot inherits the history of the one it replaced. Inheriting moves
+// that board's history and events to the new MAC and forgets the old board; either way the
+// question is closed.
+func (s *Server) handlePrevious(w http.ResponseWriter, r *http.Request) {
+	row, slot, ok := pathRowSlot(w, r, true)
+	if !ok {
+		return
+	}
+	var req previousRequest
+	if !decodeBody(w, r, &req, `{"inherit": true}`) {
+		return
+	}
+	rs := s.rowSlot(row, slot)
+	if rs.MAC == "" || rs.Previous == "" {
+		writeError(w, http.StatusConflict, fmt.Sprintf("row %s slot %d has no replaced board to decide about", row, slot))
+		return
+	}
+	if req.Inherit && s.cfg.History == nil {
+		writeError(w, http.StatusConflict, "history is off on this Control Center: there is no history to inherit")
+		return
+	}
+	if n, ok := s.node(rs.Previous); ok && n.Online() {
+		writeError(w, http.StatusConflict, fmt.Sprintf("the replaced board %s is online: it is still in use, so its history stays its own", displayMAC(rs.Previous)))
+		return
+	}
+	if err := s.record(r, commandEntry(r, AuditInherit, rs.MAC, map[string]any{"row": row, "slot": slot, "previous": rs.Previous, "inherit": req.Inherit})); err != nil {
+		writeError(w, http.StatusServiceUnavailable, auditUnavailable)
+		return
+	}
+	by := principalFrom(r.Context()).name
+	if req.Inherit {
+		if err := s.cfg.History.Move(r.Context(), rs.Previous, rs.MAC); err != nil {
+			s.log.Error("move history to a replacement board", "from", rs.Previous, "to", rs.MAC, "err", err)
+			writeError(w, http.StatusServiceUnavailable, "not done: could not move the history ("+err.Error()+"); nothing was changed, try again")
+			return
+		}
+		s.forget(rs.Previous, by, "replaced by "+displayMAC(rs.MAC)+" in row "+row+" slot "+strconv.Itoa(slot))
+	}
+	if err := s.layout.Acknowledge(row, slot); err != nil {
+		s.layoutError(w, err)
+		return
+	}
+	s.hub.notify(rs.MAC)
+	s.hub.notify(rowKey(row))
+	n, _ := s.node(rs.MAC)
+	writeJSON(w, http.StatusOK, n)
+}
+
+// handleForget serves POST /api/nodes/{mac}/forget: a Pi taken out of the rack disappears from
+// the page, its alerts clear, and its retained status, metrics and LED state are removed from
+// the broker. Its history stays (under its MAC) until retention drops it. A Pi that is online
+// would come straight back, so it is refused.
+func (s *Server) handleForget(w http.ResponseWriter, r *http.Request) {
+	n, ok := s.lookup(w, r)
+	if !ok {
+		return
+	}
+	if n.Online() {
+		writeError(w, http.StatusConflict, fmt.Sprintf("%s is online: stop its agent (or unplug it) first, or it comes straight back", cmp.Or(n.Hostname, displayMAC(n.MAC))))
+		return
+	}
+	if err := s.record(r, commandEntry(r, AuditForget, n.MAC, nil)); err != nil {
+		writeError(w, http.StatusServiceUnavailable, auditUnavailable)
+		return
+	}
+	if err := s.layout.Forget(n.MAC); err != nil {
+		s.layoutError(w, err)
+		return
+	}
+	s.forget(n.MAC, principalFrom(r.Context()).name, "removed from the rack")
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// forget drops a Pi from the rack, its alerts and its retained topics.
+func (s *Server) forget(mac, by, why string) {
+	row, ok := s.rack.remove(mac)
+	if !ok {
+		return
+	}
+	s.observe(func(e *alerts.Engine) []topics.Alert { return e.Forget(mac, s.cfg.Now()) })
+	// An empty retained message deletes what the broker keeps for new subscribers.
+	for _, t := range []string{topics.StatusTopic(row, mac), topics.MetricsTopic(row, mac), topics.LEDStateTopic(row, mac)} {
+		if err := s.cfg.Bus.Publish(t, nil, true, 0); err != nil {
+			s.log.Warn("could not delete a forgotten Pi's retained message; it reappears after a restart until deleted", "topic", t, "err", err)
+		}
+	}
+	s.event(history.Event{MAC: mac, Row: row, Kind: EventForgotten, Detail: why, By: by})
+	s.log.Info("Pi forgotten", "mac", mac, "row", row, "why", why, "by", by)
+	s.hub.notify(mac)
+	s.hub.notify(rowKey(row))
+}
