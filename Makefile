@@ -61,9 +61,13 @@ fuzz:
 	  done; \
 	done
 
-## bench: benchmarks whose results go into docs/benchmarks.md
+## bench: benchmarks whose results go into docs/benchmarks.md, the rack page in Chromium with
+##        1,000 Pis among them (about a minute; it needs Chromium, which make test installs).
+##        Only that one: make bench BENCH=BrowserRack1000Pis BENCH_PKGS=./e2e
+BENCH      ?= .
+BENCH_PKGS ?= ./...
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem ./...
+	PIRACK_BROWSER_TESTS=require $(GO) test -run '^$$' -bench '$(BENCH)' -benchmem $(BENCH_PKGS)
 
 clean:
 	rm -rf bin dist

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -17,14 +18,15 @@ import (
 	"github.com/pirack/pirack/topics"
 )
 
-var updateScreenshot = flag.Bool("screenshot", false, "save the rack view to docs/img/dashboard.png for the README")
+var updateScreenshot = flag.Bool("screenshot", false, "save the rack view to docs/img/dashboard.png and docs/img/dashboard-phone.png for the README")
 
 // hostileHostname must show on the page as text, never as markup.
 const hostileHostname = `<img src=x onerror=alert(1)>`
 
-// browser starts a headless Chromium for one test. Without Chromium the test is skipped, unless
-// PIRACK_BROWSER_TESTS=require (set by `make test`, which installs it) makes that a failure.
-func browser(t *testing.T) context.Context {
+// browser starts a headless Chromium for one test or benchmark, with extra command-line options.
+// Without Chromium it is skipped, unless PIRACK_BROWSER_TESTS=require (set by `make test`, which
+// installs it) makes that a failure.
+func browser(t testing.TB, extra ...chromedp.ExecAllocatorOption) context.Context {
 	t.Helper()
 	path := ""
 	for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
@@ -57,6 +59,7 @@ func browser(t *testing.T) context.Context {
 		chromedp.Flag("disable-quic", true),
 		chromedp.WindowSize(1400, 1000),
 	)
+	opts = append(opts, extra...)
 	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
 	ctx, cancelCtx := chromedp.NewContext(actx)
 	t.Cleanup(func() {
@@ -73,7 +76,7 @@ func browser(t *testing.T) context.Context {
 }
 
 // step runs browser actions with a deadline.
-func step(t *testing.T, ctx context.Context, what string, limit time.Duration, actions ...chromedp.Action) {
+func step(t testing.TB, ctx context.Context, what string, limit time.Duration, actions ...chromedp.Action) {
 	t.Helper()
 	sctx, cancel := context.WithTimeout(ctx, limit)
 	defer cancel()
@@ -96,6 +99,19 @@ func asInDemo(host, ip string, seed uint64) func(*agent.Config) {
 		// a 2-core CI machine running the race detector far beyond any real rack.
 		c.Interval, c.KeepAlive = time.Second, 10*time.Second
 	}
+}
+
+// logIn signs in as the admin on the login form, and waits for the rack page.
+func logIn(t testing.TB, ctx context.Context, base string) {
+	t.Helper()
+	step(t, ctx, "log in", time.Minute,
+		chromedp.Navigate(base+"/"),
+		chromedp.WaitVisible(`input[name=user]`),
+		chromedp.SendKeys(`input[name=user]`, adminUser),
+		chromedp.SendKeys(`input[name=password]`, adminPassword),
+		chromedp.Submit(`input[name=password]`),
+		chromedp.WaitVisible(`#rack`),
+	)
 }
 
 func tileSel(mac string) string { return fmt.Sprintf(`article.tile[data-mac="%s"]`, mac) }
@@ -125,14 +141,7 @@ func TestBrowserRack(t *testing.T) {
 		r.awaitNode(t, mac, "online with metrics", func(n dashboard.Node) bool { return n.Online() && n.Metrics != nil })
 	}
 
-	step(t, ctx, "log in", 20*time.Second,
-		chromedp.Navigate(r.web.URL+"/"),
-		chromedp.WaitVisible(`input[name=user]`),
-		chromedp.SendKeys(`input[name=user]`, adminUser),
-		chromedp.SendKeys(`input[name=password]`, adminPassword),
-		chromedp.Submit(`input[name=password]`),
-		chromedp.WaitVisible(`#rack`),
-	)
+	logIn(t, ctx, r.web.URL)
 	var tiles, sections int
 	step(t, ctx, "see 24 tiles in 3 rows", 10*time.Second,
 		pollTrue(`document.querySelectorAll("article.tile").length === 24 && document.getElementById("live").dataset.live === "on"`),
@@ -172,23 +181,14 @@ func TestBrowserRack(t *testing.T) {
 	)
 	// The issue asks for a second; on a loaded 2-core CI machine under -race it is measured and
 	// logged, and only an order of magnitude more fails the test.
-	t.Logf("button press to highlighted tile: %v", time.Since(t0))
-	if d := time.Since(t0); d > 10*time.Second {
-		t.Fatalf("press took %v to show", d)
+	latency := time.Since(t0)
+	t.Logf("latency: simulated button press to tile highlighted in Chromium = %v (target 1s; fails over 10s)", latency.Round(time.Millisecond))
+	if latency > 10*time.Second {
+		t.Fatalf("press took %v to show", latency)
 	}
 
-	// Locate makes the Pi's LED blink.
-	located := pis[macs[10]]
-	changes, stopWatch := located.led.Watch()
-	defer stopWatch()
-	step(t, ctx, "click Locate", 5*time.Second,
-		chromedp.Click(tileSel(located.mac)+` button[data-action="blink"]`, chromedp.ByQuery),
-	)
-	select {
-	case <-changes:
-	case <-time.After(waitLimit):
-		t.Fatalf("Locate clicked, but %s's LED did not change within %v", located.mac, waitLimit)
-	}
+	// Locate makes the Pi's LED blink, and its tile says so.
+	locate(t, ctx, pis[macs[10]])
 
 	// A Pi that stops shows offline, in words and not by colour alone.
 	gone := pis[macs[5]]
@@ -200,5 +200,173 @@ func TestBrowserRack(t *testing.T) {
 	)
 	if state != "offline" {
 		t.Fatalf("stopped Pi's state reads %q, want \"offline\"", state)
+	}
+
+	phoneCheck(t, ctx, pis[macs[0]], rows*perRow)
+}
+
+// phoneWidth and phoneHeight are a small phone's viewport in CSS pixels, held upright.
+const phoneWidth, phoneHeight = 400, 800
+
+// phoneCheck reloads the rack on a phone-sized screen and checks an operator can still use it:
+// nothing scrolls sideways, every tile fits the width with its text readable and unclipped,
+// and a Locate button is visible, on top, and works. With -screenshot it saves the first
+// screen for the README.
+func phoneCheck(t *testing.T, ctx context.Context, p *pi, tiles int) {
+	t.Helper()
+	step(t, ctx, "open the rack on a phone", 20*time.Second,
+		chromedp.EmulateViewport(phoneWidth, phoneHeight, chromedp.EmulateMobile, chromedp.EmulatePortrait),
+		chromedp.Reload(),
+		pollTrue(fmt.Sprintf(`document.querySelectorAll("article.tile").length === %d && document.getElementById("live").dataset.live === "on"`, tiles)),
+	)
+	if *updateScreenshot {
+		var png []byte
+		step(t, ctx, "phone screenshot", 10*time.Second,
+			chromedp.Evaluate(`window.scrollTo(0, 0)`, nil),
+			chromedp.CaptureScreenshot(&png),
+		)
+		if err := os.WriteFile(filepath.Join("..", "docs", "img", "dashboard-phone.png"), png, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	var got phoneLayout
+	step(t, ctx, "measure the phone layout", 5*time.Second,
+		chromedp.Evaluate(fmt.Sprintf(phoneLayoutJS, tileSel(p.mac)+` button[data-action="blink"]`), &got),
+	)
+	if got.InnerWidth != phoneWidth || got.ScrollWidth > phoneWidth {
+		t.Errorf("page is %d px wide in a %d px viewport (window.innerWidth %d): it scrolls sideways on a phone",
+			got.ScrollWidth, phoneWidth, got.InnerWidth)
+	}
+	if len(got.Tiles) != tiles {
+		t.Fatalf("measured %d tiles, want %d", len(got.Tiles), tiles)
+	}
+	// One tile per line on a phone, using most of the width: the layout gives 362 px of 400.
+	const minTileWidth = 0.75 * phoneWidth
+	var outside []string
+	for _, tl := range got.Tiles {
+		if tl.Left < 0 || tl.Right > phoneWidth || tl.Width < minTileWidth {
+			outside = append(outside, fmt.Sprintf("%s at x %.0f-%.0f", tl.MAC, tl.Left, tl.Right))
+		}
+	}
+	someErrors(t, fmt.Sprintf("tiles not inside the %d px screen or narrower than %.0f px", phoneWidth, minTileWidth), outside)
+	someErrors(t, "text clipped or overflowing its box on a phone", got.Clipped)
+	someErrors(t, "text under 12 px on a phone", got.Small)
+	b := got.Locate
+	if !b.OnTop || b.Left < 0 || b.Right > phoneWidth || b.Top < 0 || b.Bottom > phoneHeight || b.Width < 44 || b.Height < 24 {
+		t.Errorf("Locate button of %s on a phone: %+v; want it inside the screen, on top and at least 44 x 24 px", p.mac, b)
+	}
+	locate(t, ctx, p)
+}
+
+// someErrors fails the test with the first few of a list of problems, and how many there are.
+func someErrors(t *testing.T, what string, problems []string) {
+	t.Helper()
+	const shown = 3
+	if len(problems) > shown {
+		problems = append(problems[:shown:shown], fmt.Sprintf("and %d more", len(problems)-shown))
+	}
+	if len(problems) > 0 {
+		t.Errorf("%s: %s", what, strings.Join(problems, "; "))
+	}
+}
+
+// phoneLayout is what phoneLayoutJS measures, in CSS pixels (JSON keys match the fields).
+type phoneLayout struct {
+	InnerWidth, ScrollWidth int
+	Tiles                   []struct {
+		MAC                string
+		Left, Right, Width float64
+	}
+	Clipped, Small []string // "<mac> <tag>: <text>" of each offending element
+	Locate         struct {
+		Left, Right, Top, Bottom, Width, Height float64
+		OnTop                                   bool // what a tap at its centre hits
+	}
+}
+
+// phoneLayoutJS measures the page for phoneCheck; %s is the selector of the Locate button to
+// bring into view. Only the stable hooks are used: tiles, their data-mac, and data-action.
+const phoneLayoutJS = `(() => {
+  const out = {innerWidth: window.innerWidth, scrollWidth: document.documentElement.scrollWidth,
+    tiles: [], clipped: [], small: []};
+  for (const t of document.querySelectorAll("article.tile")) {
+    const r = t.getBoundingClientRect();
+    out.tiles.push({mac: t.dataset.mac, left: r.left, right: r.right, width: r.width});
+    for (const el of [t, ...t.querySelectorAll("*")]) {
+      if (el.closest("[hidden]") || getComputedStyle(el).display === "inline" || el.clientWidth === 0) continue;
+      const what = () => t.dataset.mac + " " + el.tagName.toLowerCase() + ": " + el.textContent.trim().slice(0, 40);
+      if (el.scrollWidth > el.clientWidth + 1) out.clipped.push(what() + " (" + el.scrollWidth + " px in " + el.clientWidth + ")");
+      if (el.textContent.trim() && parseFloat(getComputedStyle(el).fontSize) < 12) out.small.push(what() + " (" + getComputedStyle(el).fontSize + ")");
+    }
+  }
+  const b = document.querySelector(%q);
+  b.scrollIntoView({block: "center"});
+  const r = b.getBoundingClientRect();
+  const hit = document.elementFromPoint((r.left + r.right) / 2, (r.top + r.bottom) / 2);
+  out.locate = {left: r.left, right: r.right, top: r.top, bottom: r.bottom, width: r.width, height: r.height,
+    onTop: !!hit && (hit === b || b.contains(hit))};
+  return out;
+})()`
+
+// ledWatchJS records, from now on, each LED state the tile %[1]s shows together with its LED
+// dot's animation at that moment, in window.pirackLEDSeen[%[1]s]. A blink lasts a few seconds;
+// polling alone could miss it on a loaded machine, a MutationObserver cannot.
+const ledWatchJS = `(() => {
+  const sel = %[1]q, seen = [];
+  const look = () => {
+    const tile = document.querySelector(sel);
+    if (!tile) return;
+    const dot = tile.querySelector(".led-dot");
+    const s = {led: tile.dataset.led, anim: dot ? getComputedStyle(dot).animationName : "no LED dot"};
+    const last = seen[seen.length - 1];
+    if (!last || last.led !== s.led || last.anim !== s.anim) seen.push(s);
+  };
+  look();
+  new MutationObserver(look).observe(document.body, {subtree: true, childList: true, attributes: true, attributeFilter: ["data-led"]});
+  (window.pirackLEDSeen ||= {})[sel] = seen;
+})()`
+
+// locate clicks a tile's Locate button and follows the command through: the Pi's LED really
+// blinks (all its flashes) and goes off again, and the tile shows data-led="blinking" with an
+// animated LED dot while it does, then "off" with the dot still.
+func locate(t *testing.T, ctx context.Context, p *pi) {
+	t.Helper()
+	sel := tileSel(p.mac)
+	changes, stopWatch := p.led.Watch()
+	defer stopWatch()
+	flashes := p.led.Transitions()
+	step(t, ctx, "click Locate on "+p.mac, 5*time.Second,
+		chromedp.Evaluate(fmt.Sprintf(ledWatchJS, sel), nil),
+		chromedp.Click(sel+` button[data-action="blink"]`, chromedp.ByQuery),
+	)
+	deadline := time.After(waitLimit)
+	for _, want := range []bool{true, false} {
+		for on := !want; on != want; {
+			select {
+			case on = <-changes:
+			case <-deadline:
+				t.Fatalf("Locate clicked, but %s's LED did not turn %v within %v", p.mac, map[bool]string{true: "on", false: "off"}[want], waitLimit)
+			}
+		}
+	}
+
+	seenExpr := fmt.Sprintf(`window.pirackLEDSeen[%q]`, sel)
+	var seen []struct{ LED, Anim string }
+	step(t, ctx, "see "+p.mac+"'s tile blink, then stop", waitLimit,
+		pollTrue(fmt.Sprintf(`((s) => s.some((x) => x.led === "blinking") && s[s.length - 1].led === "off")(%s)`, seenExpr)),
+		chromedp.Evaluate(seenExpr, &seen),
+	)
+	for _, s := range seen {
+		if s.LED == "blinking" && (s.Anim == "none" || s.Anim == "no LED dot") {
+			t.Errorf("tile %s shows data-led=\"blinking\" but its LED dot is still (animation %q); seen: %+v", p.mac, s.Anim, seen)
+		}
+	}
+	if last := seen[len(seen)-1]; last.Anim != "none" {
+		t.Errorf("tile %s shows data-led=\"off\" with its LED dot animated (%q)", p.mac, last.Anim)
+	}
+	// The agent reports "off" only after the last flash, so the count is complete by now.
+	if got := p.led.Transitions() - flashes; got != topics.DefaultBlinkCount || p.led.On() {
+		t.Errorf("Locate flashed %s's LED %d times and left it on=%v; want %d flashes and off", p.mac, got, p.led.On(), topics.DefaultBlinkCount)
 	}
 }
