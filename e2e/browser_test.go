@@ -164,6 +164,13 @@ func TestBrowserRack(t *testing.T) {
 		t.Fatalf("hostile hostname shown as %q with %d <img> in the rack; want the literal text and none", heading, images)
 	}
 
+	// Assign mode: along each row, press the buttons left to right; each Pi takes the next slot.
+	for row := 1; row <= rows; row++ {
+		assignRow(t, ctx, fmt.Sprintf("r%d", row), macs[(row-1)*perRow:row*perRow], pis)
+	}
+	nameSlot(t, ctx, macs[0], "gateway")
+	compactView(t, ctx, rows*perRow)
+
 	if *updateScreenshot {
 		var png []byte
 		step(t, ctx, "screenshot", 10*time.Second, chromedp.FullScreenshot(&png, 100))
@@ -202,7 +209,88 @@ func TestBrowserRack(t *testing.T) {
 		t.Fatalf("stopped Pi's state reads %q, want \"offline\"", state)
 	}
 
-	phoneCheck(t, ctx, pis[macs[0]], rows*perRow)
+	// A board removed for good is forgotten: its tile goes, its slot stays, empty.
+	forget(t, ctx, gone.mac, "r1", 6)
+
+	phoneCheck(t, ctx, pis[macs[0]], rows*perRow-1)
+}
+
+// assignRow starts assign mode on a row, presses the Pis' buttons in the order given, checks
+// that each took the next slot (and was not selected), and ends assign mode.
+func assignRow(t *testing.T, ctx context.Context, row string, order []string, pis map[string]*pi) {
+	t.Helper()
+	sec := fmt.Sprintf(`section.row[data-row="%s"]`, row)
+	step(t, ctx, "start assign mode on row "+row, 10*time.Second,
+		chromedp.Click(sec+` button[data-action="assign"]`, chromedp.ByQuery),
+		pollTrue(fmt.Sprintf(`document.querySelector('%s').dataset.assign === "on"`, sec)),
+	)
+	for i, mac := range order {
+		pis[mac].button.Press(topics.PressShort)
+		step(t, ctx, fmt.Sprintf("see %s take slot %d", mac, i+1), waitLimit,
+			pollTrue(fmt.Sprintf(`document.querySelector('%s').dataset.slot === "%d"`, tileSel(mac), i+1)),
+		)
+	}
+	var got []string
+	var selected int
+	step(t, ctx, "end assign mode on row "+row, 10*time.Second,
+		chromedp.Click(sec+` button[data-action="assign-stop"]`, chromedp.ByQuery),
+		pollTrue(fmt.Sprintf(`document.querySelector('%s').dataset.assign === ""`, sec)),
+		chromedp.Evaluate(fmt.Sprintf(`[...document.querySelectorAll('%s article.tile')].map(t => t.dataset.mac + " " + t.querySelector('[data-field="slot"]').textContent)`, sec), &got),
+		chromedp.Evaluate(fmt.Sprintf(`document.querySelectorAll('%s article.tile[data-selected="true"]').length`, sec), &selected),
+	)
+	for i, mac := range order {
+		if want := fmt.Sprintf("%s #%d", mac, i+1); i >= len(got) || got[i] != want {
+			t.Fatalf("row %s reads %q; want %q at position %d", row, got, want, i)
+		}
+	}
+	if selected != 0 {
+		t.Errorf("row %s: %d tiles selected by assign-mode presses, want none", row, selected)
+	}
+}
+
+// nameSlot names a Pi's slot through its Slot… dialog and sees the name on the tile.
+func nameSlot(t *testing.T, ctx context.Context, mac, name string) {
+	t.Helper()
+	sel := tileSel(mac)
+	step(t, ctx, "name the slot of "+mac, 10*time.Second,
+		chromedp.Click(sel+` button[data-action="edit"]`, chromedp.ByQuery),
+		chromedp.WaitVisible(`#edit-dialog input[name="name"]`, chromedp.ByQuery),
+		chromedp.SetValue(`#edit-dialog input[name="name"]`, name, chromedp.ByQuery),
+		chromedp.Click(`#edit-dialog button[value="save"]`, chromedp.ByQuery),
+		pollTrue(fmt.Sprintf(`document.querySelector('%s [data-field="slot_name"]').textContent === %q`, sel, name)),
+	)
+}
+
+// compactView switches to compact tiles and back: every tile stays, each much shorter.
+func compactView(t *testing.T, ctx context.Context, tiles int) {
+	t.Helper()
+	var full, compact float64
+	var shown int
+	height := `document.querySelector("article.tile").getBoundingClientRect().height`
+	step(t, ctx, "switch to compact tiles and back", 10*time.Second,
+		chromedp.Evaluate(height, &full),
+		chromedp.Click(`#density`, chromedp.ByQuery),
+		pollTrue(`document.body.dataset.density === "compact"`),
+		chromedp.Evaluate(height, &compact),
+		chromedp.Evaluate(`[...document.querySelectorAll("article.tile")].filter(t => t.getBoundingClientRect().height > 0).length`, &shown),
+		chromedp.Click(`#density`, chromedp.ByQuery),
+		pollTrue(`document.body.dataset.density === ""`),
+	)
+	if shown != tiles || compact <= 0 || compact > full*0.6 {
+		t.Errorf("compact view: %d of %d tiles shown, %.0f px high against %.0f px; want all, at most 60%% as high", shown, tiles, compact, full)
+	}
+}
+
+// forget forgets an offline Pi through its Slot… dialog: its tile goes, its slot is drawn empty.
+func forget(t *testing.T, ctx context.Context, mac, row string, slot int) {
+	t.Helper()
+	sel := tileSel(mac)
+	step(t, ctx, "forget "+mac, 10*time.Second,
+		chromedp.Click(sel+` button[data-action="edit"]`, chromedp.ByQuery),
+		chromedp.WaitVisible(`#edit-dialog button[value="forget"]`, chromedp.ByQuery),
+		chromedp.Click(`#edit-dialog button[value="forget"]`, chromedp.ByQuery),
+		pollTrue(fmt.Sprintf(`document.querySelector('%s') === null && document.querySelector('section.row[data-row="%s"] .slot-empty[data-slot="%d"]') !== null`, sel, row, slot)),
+	)
 }
 
 // phoneWidth and phoneHeight are a small phone's viewport in CSS pixels, held upright.

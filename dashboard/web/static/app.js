@@ -95,8 +95,18 @@
   }
 
   // Writing only what changed: each element remembers what was last written to it.
+  // Each tile's fields are looked up once: a thousand tiles updated every few seconds would
+  // otherwise spend their frames in querySelector.
+  const fieldCache = new WeakMap();
   function field(el, name) {
-    return el.querySelector('[data-field="' + name + '"]');
+    let m = fieldCache.get(el);
+    if (!m) { m = new Map(); fieldCache.set(el, m); }
+    let f = m.get(name);
+    if (f === undefined) {
+      f = el.querySelector('[data-field="' + name + '"]');
+      m.set(name, f);
+    }
+    return f;
   }
   function setText(el, name, text) {
     const f = field(el, name);
@@ -137,7 +147,7 @@
     }
     setHidden(field(tile, "selected"), !n.selected);
     setText(tile, "selected", "\u2605 selected" + (n.selected_by ? " (" + n.selected_by + " press)" : ""));
-    setHidden(tile.querySelector('[data-action="clear"]'), !n.selected);
+    setHidden(field(tile, "clear_button"), !n.selected);
     const led = field(tile, "led");
     const ledState = n.led ? n.led.state : "";
     setHidden(led, !n.led);
@@ -610,6 +620,16 @@
       if (t.textContent !== text) t.textContent = text;
     }
   }, 5000);
+
+  // Compact tiles, remembered per browser: a big rack at a glance.
+  const density = document.getElementById("density");
+  function setDensity(compact) {
+    document.body.dataset.density = compact ? "compact" : "";
+    density.setAttribute("aria-pressed", String(compact));
+    try { localStorage.setItem("pirack.density", compact ? "compact" : ""); } catch (err) { /* private mode */ }
+  }
+  try { setDensity(localStorage.getItem("pirack.density") === "compact"); } catch (err) { setDensity(false); }
+  density.addEventListener("click", () => setDensity(document.body.dataset.density !== "compact"));
 
   adopt();
   setLive("off", "connecting\u2026");
