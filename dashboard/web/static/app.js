@@ -146,7 +146,8 @@
       seen.title = n.last_seen ? new Date(n.last_seen).toLocaleString() : "";
     }
     setHidden(field(tile, "selected"), !n.selected);
-    setText(tile, "selected", "\u2605 selected" + (n.selected_by ? " (" + n.selected_by + " press)" : ""));
+    setText(tile, "selected", "\u2605 selected" + (n.selected_by ? " (" + n.selected_by + " press)" : "") +
+      (n.selected_at ? " at " + new Date(n.selected_at).toLocaleTimeString() : ""));
     setHidden(field(tile, "clear_button"), !n.selected);
     const led = field(tile, "led");
     const ledState = n.led ? n.led.state : "";
