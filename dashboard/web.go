@@ -256,20 +256,8 @@ func (s *Server) render(w http.ResponseWriter, status int, name string, data any
 // The formatters below have twins in web/static/app.js, which re-renders tiles live; keep
 // them in step.
 
-// displayMAC writes a normalised MAC with colons, the way it is printed on boards and routers.
-func displayMAC(mac string) string {
-	if len(mac) != 12 {
-		return mac
-	}
-	var b strings.Builder
-	for i := 0; i < 12; i += 2 {
-		if i > 0 {
-			b.WriteByte(':')
-		}
-		b.WriteString(mac[i : i+2])
-	}
-	return b.String()
-}
+// displayMAC is topics.DisplayMAC, named for the templates.
+var displayMAC = topics.DisplayMAC
 
 const dash = "–"
 

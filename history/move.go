@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"strings"
 
 	"github.com/pirack/pirack/topics"
 )
@@ -39,7 +38,7 @@ func (s *Store) Move(ctx context.Context, fromMAC, toMAC string) error {
 		return fmt.Errorf("history: move to: %w", err)
 	}
 	if from == to {
-		return fmt.Errorf("history: move %s to itself: the new board must have another MAC", displayMAC(from))
+		return fmt.Errorf("history: move %s to itself: the new board must have another MAC", topics.DisplayMAC(from))
 	}
 	if s.isClose.Load() {
 		return ErrClosed
@@ -50,7 +49,7 @@ func (s *Store) Move(ctx context.Context, fromMAC, toMAC string) error {
 	case <-s.done:
 		return ErrClosed
 	case <-ctx.Done():
-		return fmt.Errorf("history: move %s to %s: writer not running (is Run active?): %w", displayMAC(from), displayMAC(to), ctx.Err())
+		return fmt.Errorf("history: move %s to %s: writer not running (is Run active?): %w", topics.DisplayMAC(from), topics.DisplayMAC(to), ctx.Err())
 	}
 	select {
 	case err := <-reply:
@@ -66,7 +65,7 @@ func (s *Store) move(ctx context.Context, from, to string) error {
 	moved, events, err := s.moveTx(context.WithoutCancel(ctx), from, to)
 	if err != nil {
 		s.log.Error("history move failed; nothing was moved", "from", from, "to", to, "err", err)
-		return fmt.Errorf("history: move %s to %s: %w", displayMAC(from), displayMAC(to), err)
+		return fmt.Errorf("history: move %s to %s: %w", topics.DisplayMAC(from), topics.DisplayMAC(to), err)
 	}
 	s.idsMu.Lock()
 	for m, id := range moved {
@@ -165,7 +164,7 @@ func (s *Store) moveTx(ctx context.Context, from, to string) (moved map[uint8]in
 		return nil, 0, err
 	}
 	if _, err := tx.ExecContext(ctx, "INSERT INTO events (t, mac, row, kind, detail, by) VALUES (?, ?, ?, ?, ?, ?)",
-		s.opts.Now().UnixMilli(), to, row, EventReplaced, "inherited the history of "+displayMAC(from), "system"); err != nil {
+		s.opts.Now().UnixMilli(), to, row, EventReplaced, "inherited the history of "+topics.DisplayMAC(from), "system"); err != nil {
 		return nil, 0, fmt.Errorf("record the replacement: %w", err)
 	}
 	if err := tx.Commit(); err != nil {
@@ -180,19 +179,4 @@ func mergeAgg(table string) string {
 	return "INSERT INTO " + table + ` (series, t, lo, sum, hi, n) SELECT ?, t, lo, sum, hi, n FROM ` + table + ` WHERE series = ?
 		ON CONFLICT (series, t) DO UPDATE SET lo = min(lo, excluded.lo), sum = sum + excluded.sum,
 		hi = max(hi, excluded.hi), n = n + excluded.n`
-}
-
-// displayMAC writes a normalised MAC with colons, as printed on boards: b8:27:eb:3f:1a:2c.
-func displayMAC(mac string) string {
-	if len(mac) != 12 {
-		return mac
-	}
-	var b strings.Builder
-	for i := 0; i < 12; i += 2 {
-		if i > 0 {
-			b.WriteByte(':')
-		}
-		b.WriteString(mac[i : i+2])
-	}
-	return b.String()
 }

@@ -70,6 +70,22 @@ func (k Kind) String() string {
 	return "unknown"
 }
 
+// DisplayMAC writes a MAC in topic form with colons, the way it is printed on boards and
+// routers: b8:27:eb:3f:1a:2c. Anything else is returned as it is.
+func DisplayMAC(mac string) string {
+	if !IsMAC(mac) {
+		return mac
+	}
+	var b strings.Builder
+	for i := 0; i < 12; i += 2 {
+		if i > 0 {
+			b.WriteByte(':')
+		}
+		b.WriteString(mac[i : i+2])
+	}
+	return b.String()
+}
+
 // NormalizeMAC accepts a MAC address written with colons, dashes, dots or no separators, in
 // either case, and returns it as 12 lowercase hex digits, the form used in topics.
 func NormalizeMAC(s string) (string, error) {

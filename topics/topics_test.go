@@ -163,3 +163,16 @@ func TestParseRejects(t *testing.T) {
 		})
 	}
 }
+
+func TestDisplayMAC(t *testing.T) {
+	for in, want := range map[string]string{
+		"b827eb3f1a2c":      "b8:27:eb:3f:1a:2c",
+		"B827EB3F1A2C":      "B827EB3F1A2C", // not topic form: left alone
+		"b8:27:eb:3f:1a:2c": "b8:27:eb:3f:1a:2c",
+		"":                  "",
+	} {
+		if got := DisplayMAC(in); got != want {
+			t.Errorf("DisplayMAC(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
