@@ -59,8 +59,8 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err != nil {
 		return err
 	}
-	pis, err := addDemoPis(cc.users, cfg.Rows, cfg.PerRow)
-	if err != nil {
+	pis := newDemoPis(cfg.Rows, cfg.PerRow)
+	if err := addDemoPis(cc.users, pis); err != nil {
 		cc.broker.Close()
 		return err
 	}
@@ -74,6 +74,15 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	// clean "offline" instead of reconnecting into a broker that is going away.
 	agentCtx, stopAgents := context.WithCancel(ctx)
 	var wg sync.WaitGroup
+	// A first run gets a week of history, ending where the agents, starting now, take over.
+	// It runs behind the banner; the store is closed only after it is joined.
+	backfill := backfillConfig{Path: filepath.Join(cfg.DataDir, historyFile), Live: cc.history, Pis: pis,
+		End: time.Now(), Logger: log.With("component", "demo")}
+	wg.Go(func() {
+		if _, err := backfillDemoHistory(agentCtx, backfill); err != nil && agentCtx.Err() == nil {
+			log.Error("a week of simulated history was not written; the charts start now", "err", err)
+		}
+	})
 	for _, pi := range pis {
 		wg.Go(func() { pi.run(agentCtx, cc.broker.Addr(), cfg.Interval, log) })
 	}
@@ -98,27 +107,33 @@ type demoPi struct {
 	button                           *sim.Button
 }
 
-// addDemoPis gives every simulated Pi an agent account with a fresh password. The hashes use
-// bcrypt's minimum cost: these accounts exist only while the demo runs on this host.
-func addDemoPis(users *auth.Users, rows, perRow int) ([]*demoPi, error) {
+// newDemoPis returns the simulated Pis of a rack of rows x perRow, row by row, each with a fresh
+// password and a seed of its own (the same on every run, so each Pi behaves alike each time).
+func newDemoPis(rows, perRow int) []*demoPi {
 	var pis []*demoPi
 	for r := 1; r <= rows; r++ {
 		for s := 1; s <= perRow; s++ {
-			mac := fmt.Sprintf("b827eb%02x%02x%02x", 0xd0, r, s)
-			pi := &demoPi{
-				mac: mac, row: fmt.Sprintf("r%d", r), hostname: fmt.Sprintf("pi-r%d-%02d", r, s),
-				ip:       fmt.Sprintf("10.0.%d.%d", r, 10+s),
+			pis = append(pis, &demoPi{
+				mac: fmt.Sprintf("b827eb%02x%02x%02x", 0xd0, r, s), row: fmt.Sprintf("r%d", r),
+				hostname: fmt.Sprintf("pi-r%d-%02d", r, s), ip: fmt.Sprintf("10.0.%d.%d", r, 10+s),
 				password: auth.GeneratePassword(), seed: uint64(r*100 + s),
 				led: new(sim.LED), button: new(sim.Button),
-			}
-			u := auth.User{Name: mac, Role: auth.RoleAgent, MAC: mac, Row: pi.row}
-			if err := users.SetWithCost(u, pi.password, bcrypt.MinCost); err != nil {
-				return nil, fmt.Errorf("create the simulated Pi %s's account: %w", mac, err)
-			}
-			pis = append(pis, pi)
+			})
 		}
 	}
-	return pis, nil
+	return pis
+}
+
+// addDemoPis gives every simulated Pi an agent account with its password. The hashes use
+// bcrypt's minimum cost: these accounts exist only while the demo runs on this host.
+func addDemoPis(users *auth.Users, pis []*demoPi) error {
+	for _, pi := range pis {
+		u := auth.User{Name: pi.mac, Role: auth.RoleAgent, MAC: pi.mac, Row: pi.row}
+		if err := users.SetWithCost(u, pi.password, bcrypt.MinCost); err != nil {
+			return fmt.Errorf("create the simulated Pi %s's account: %w", pi.mac, err)
+		}
+	}
+	return nil
 }
 
 // placeDemoPis puts the simulated Pis into their rows' slots in order, as an operator would
