@@ -72,7 +72,7 @@ func NewSimCollector(seed uint64, now func() time.Time) *SimCollector {
 	s.idleLoad = 0.2 + 1.2*rng.Float64()
 	s.runnable = s.idleLoad
 	s.load = [3]float64{s.runnable, s.runnable, s.runnable}
-	s.tempC = 45
+	s.tempC = 42 + 33*min(s.idleLoad/simCores, 1) // already warm at its usual load, so the first sample is not a dip
 	s.rx = float64(rng.Int64N(5 * gib))
 	s.tx = float64(rng.Int64N(1 * gib))
 	return s
