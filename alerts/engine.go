@@ -77,6 +77,11 @@ type ruleState struct {
 	pending  time.Time     // when the raise condition began; zero when not pending
 	clearing time.Time     // when the clear condition began while raised; zero otherwise
 	active   *topics.Alert // the alert as raised, nil when not raised
+	// restored marks an alert handed back by Restore while the Pi has not been online since.
+	// An offline status leaves it raised: after a restart the Pi's retained status (often the
+	// Will the restart itself caused) and metrics come back before or after the alert, and
+	// what is shown must not depend on that order.
+	restored bool
 }
 
 // node is what the engine knows of one Pi.
@@ -130,19 +135,20 @@ func (e *Engine) node(mac, row string, now time.Time, out *[]topics.Alert) *node
 		return n
 	}
 	if n.row != row {
-		n.clearAll(now, "moved to row "+row, out, -1)
+		n.clearAll(now, "moved to row "+row, out, -1, false)
 		n.row = row
 	}
 	return n
 }
 
 // clearAll clears every raised alert of n but keep (-1: none) and forgets pending ones.
-func (n *node) clearAll(now time.Time, why string, out *[]topics.Alert, keep ruleID) {
+// keepRestored also keeps the alerts restored while the Pi has not been online since.
+func (n *node) clearAll(now time.Time, why string, out *[]topics.Alert, keep ruleID, keepRestored bool) {
 	for id := range n.rules {
-		if ruleID(id) == keep {
+		st := &n.rules[id]
+		if ruleID(id) == keep || keepRestored && st.restored {
 			continue
 		}
-		st := &n.rules[id]
 		if st.active != nil {
 			*out = append(*out, cleared(*st.active, now, why, nil, nil))
 		}
@@ -170,9 +176,12 @@ func (e *Engine) ObserveStatus(mac, row string, s topics.Status, now time.Time) 
 		}
 		if !n.offline {
 			n.offline, n.offlineAt = true, now
-			n.clearAll(now, "not checked while the Pi is offline", &out, ruleOffline)
+			n.clearAll(now, "not checked while the Pi is offline", &out, ruleOffline, true)
 		}
 	case topics.StateOnline:
+		for id := range n.rules {
+			n.rules[id].restored = false // back: from now on like any other alert
+		}
 		n.session = s.Session
 		if s.Hostname != "" {
 			n.hostname = s.Hostname
@@ -256,7 +265,7 @@ func (e *Engine) Forget(mac string, now time.Time) []topics.Alert {
 		return nil
 	}
 	var out []topics.Alert
-	n.clearAll(now, "the Pi was removed", &out, -1)
+	n.clearAll(now, "the Pi was removed", &out, -1, false)
 	delete(e.nodes, mac)
 	return out
 }
@@ -264,8 +273,9 @@ func (e *Engine) Forget(mac string, now time.Time) []topics.Alert {
 // Restore takes back an alert that was raised before a restart, as found retained on its
 // topic, so that it clears when its condition has ended instead of staying raised forever.
 // It returns the alert cleared at once when its rule is unknown or disabled, or when the Pi
-// has since been seen in another row; other alerts wait for the next observation. Cleared
-// and invalid alerts, and alerts already known, are ignored.
+// has since been seen in another row; other alerts wait for the next observation of their
+// rule (an offline status before the Pi is back online leaves them raised). Cleared and
+// invalid alerts, and alerts already known, are ignored.
 func (e *Engine) Restore(a topics.Alert, now time.Time) []topics.Alert {
 	if a.State != topics.AlertRaised || a.Validate() != nil {
 		return nil
@@ -277,6 +287,7 @@ func (e *Engine) Restore(a topics.Alert, now time.Time) []topics.Alert {
 		return []topics.Alert{cleared(a, now, "the rule is no longer in use", nil, nil)}
 	}
 	var st *ruleState
+	restored := false
 	if id == rulePowerBand {
 		st = &e.row(a.Row, now).state
 	} else {
@@ -289,10 +300,12 @@ func (e *Engine) Restore(a topics.Alert, now time.Time) []topics.Alert {
 			return []topics.Alert{cleared(a, now, "moved to row "+n.row, nil, nil)}
 		}
 		st = &n.rules[id]
+		restored = n.birthAt.IsZero() // not yet back online since the restart
 	}
 	if st.active == nil {
 		st.active = &a
 		st.pending = time.Time{}
+		st.restored = restored
 	}
 	return nil
 }

@@ -560,6 +560,7 @@ func (s *Server) forget(mac, by, why string) {
 		return
 	}
 	s.observe(func(e *alerts.Engine) []topics.Alert { return e.Forget(mac, s.cfg.Now()) })
+	s.eraseAlerts(row, mac)
 	// An empty retained message deletes what the broker keeps for new subscribers.
 	for _, t := range []string{topics.StatusTopic(row, mac), topics.MetricsTopic(row, mac), topics.LEDStateTopic(row, mac)} {
 		if err := s.cfg.Bus.Publish(t, nil, true, 0); err != nil {

@@ -1,6 +1,7 @@
 package dashboard
 
 import (
+	"context"
 	"encoding/json"
 	"net/http"
 	"os"
@@ -8,8 +9,10 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"testing/synctest"
 	"time"
 
+	"github.com/pirack/pirack/alerts"
 	"github.com/pirack/pirack/history"
 	"github.com/pirack/pirack/layout"
 	"github.com/pirack/pirack/topics"
@@ -319,4 +322,53 @@ func TestRackPageShelves(t *testing.T) {
 	if !strings.Contains(page, `<span data-field="slot_name">edge</span>`) {
 		t.Error("the slot name is not on the page")
 	}
+}
+
+// Forgetting a Pi with a raised alert publishes the alert cleared and then deletes its retained
+// topic, in that order, so no "cleared" message of a Pi that is gone stays on the broker.
+func TestForgetErasesAlerts(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		engine, err := alerts.New(alerts.DefaultConfig())
+		if err != nil {
+			t.Fatal(err)
+		}
+		f := newFixture(t, func(c *Config) { c.Now, c.Alerts = time.Now, engine })
+		ctx, cancel := context.WithCancel(t.Context())
+		done := make(chan error, 1)
+		go func() { done <- f.srv.Serve(ctx, newIdleListener()) }()
+
+		f.publish(t, topics.StatusTopic(rowA, macA), online("pi-a", "s1"))
+		f.publish(t, topics.StatusTopic(rowA, macA), offline("s1"))
+		time.Sleep(31 * time.Second) // the offline rule's 30 s
+		synctest.Wait()
+		if got := states(alertPublications(t, f)); !slices.Equal(got, []string{"offline raised"}) {
+			t.Fatalf("published %q, want offline raised", got)
+		}
+		f.post(t, "/api/nodes/"+macA+"/forget", "", http.StatusNoContent)
+		synctest.Wait()
+
+		topic := topics.AlertTopic(rowA, macA, alerts.RuleOffline)
+		var seq []string
+		for _, m := range f.bus.Published() {
+			if m.Topic != topic {
+				continue
+			}
+			if len(m.Payload) == 0 {
+				seq = append(seq, "erased")
+				continue
+			}
+			a, err := topics.DecodeAlert(m.Payload)
+			if err != nil {
+				t.Fatal(err)
+			}
+			seq = append(seq, a.State)
+		}
+		if want := []string{"raised", "cleared", "erased"}; !slices.Equal(seq, want) {
+			t.Errorf("on %s: %q, want %q", topic, seq, want)
+		}
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Serve = %v", err)
+		}
+	})
 }

@@ -171,8 +171,35 @@ func (s *Server) publishAlerts(ctx context.Context) {
 	}
 }
 
+// alertErase, as the State of a queued alert, deletes the alert's retained topic instead of
+// publishing it; it is never sent as a payload.
+const alertErase = "erase"
+
+// eraseAlerts queues the deletion of every retained alert topic of a Pi (a forgotten one),
+// behind the transitions already queued, so a "cleared" published for it does not outlive it.
+func (s *Server) eraseAlerts(row, mac string) {
+	a := s.alerts
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for _, rule := range alerts.Rules() {
+		if rule == alerts.RulePowerBand {
+			continue // a row's, not a Pi's
+		}
+		select {
+		case a.queue <- topics.Alert{State: alertErase, Row: row, MAC: mac, Rule: rule}:
+		default:
+			a.drops++
+			s.log.Error("alert queue full; a forgotten Pi's retained alert is not deleted", "rule", rule, "row", row, "mac", mac)
+		}
+	}
+}
+
 func (s *Server) publishAlert(al topics.Alert) {
-	b, err := topics.Encode(al)
+	var b []byte // an empty retained message deletes the topic's retained alert
+	var err error
+	if al.State != alertErase {
+		b, err = topics.Encode(al)
+	}
 	if err == nil {
 		err = s.cfg.Bus.Publish(topics.AlertTopic(al.Row, al.MAC, al.Rule), b, true, 1)
 	}
