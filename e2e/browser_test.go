@@ -172,8 +172,26 @@ func TestBrowserRack(t *testing.T) {
 	compactView(t, ctx, rows*perRow)
 
 	if *updateScreenshot {
+		// The README's picture: the whole rack at once, with each row's supply as an INA219
+		// would report it (the demo simulates the same).
+		for row := 1; row <= rows; row++ {
+			w, v := 12.5+0.8*float64(row), 5.12-0.01*float64(row)
+			p, err := topics.Encode(topics.Power{V: 1, TS: time.Now(), Watts: &w, Volts: &v, Source: "sim"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := r.broker.Publish(topics.PowerTopic(fmt.Sprintf("r%d", row)), p, true, 0); err != nil {
+				t.Fatal(err)
+			}
+		}
 		var png []byte
-		step(t, ctx, "screenshot", 10*time.Second, chromedp.FullScreenshot(&png, 100))
+		step(t, ctx, "screenshot", 10*time.Second,
+			pollTrue(`[...document.querySelectorAll('[data-field="power_text"]')].every(p => p.textContent.includes(" W"))`),
+			chromedp.Click(`#density`, chromedp.ByQuery),
+			chromedp.Evaluate(`document.getElementById("notice").hidden = true`, nil),
+			chromedp.FullScreenshot(&png, 100),
+			chromedp.Click(`#density`, chromedp.ByQuery),
+		)
 		if err := os.WriteFile(filepath.Join("..", "docs", "img", "dashboard.png"), png, 0o644); err != nil {
 			t.Fatal(err)
 		}
