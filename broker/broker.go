@@ -1,8 +1,9 @@
 // Package broker is pirack's embedded MQTT broker: Mochi MQTT with pirack's own authentication
-// and authorization hook, bolt persistence of retained messages and sessions, and limits set on
-// purpose (clients, packet size, message and session expiry, sockets waiting for their CONNECT
-// and a deadline for it, which Mochi lacks). It listens on plain TCP, on TLS (with optional
-// per-agent client certificates) and on WebSocket, with the same authentication on each.
+// and authorization hook, bolt persistence of sessions and of retained messages (the latter by
+// group commit), and limits set on purpose (clients, packet size, message and session expiry,
+// sockets waiting for their CONNECT and a deadline for it, which Mochi lacks). It listens on
+// plain TCP, on TLS (with optional per-agent client certificates) and on WebSocket, with the
+// same authentication on each.
 //
 // Use it in three steps so that nothing published at startup is missed:
 //
@@ -46,10 +47,22 @@ const (
 	DefaultConnectTimeout = 5 * time.Second
 	DefaultRetainedExpiry = 30 * 24 * time.Hour
 	DefaultSessionExpiry  = 7 * 24 * time.Hour
+
+	DefaultRetainedFlushInterval = 200 * time.Millisecond
 )
 
-// DBFile is the name of the broker's bolt database inside Config.DataDir.
-const DBFile = "broker.db"
+// The broker's bolt databases inside Config.DataDir.
+const (
+	// DBFile holds sessions, subscriptions and queued QoS 1 messages (Mochi's bolt hook).
+	// Earlier versions kept retained messages there too: New moves them to RetainedDBFile.
+	DBFile = "broker.db"
+	// RetainedDBFile holds retained messages, written by group commit.
+	RetainedDBFile = "retained.db"
+)
+
+// hookBucket is the bucket of Mochi's bolt hook in DBFile: its default, named here because the
+// retained messages of older versions are moved out of it.
+const hookBucket = "mochi"
 
 // Config configures a Broker. Zero fields take the defaults above.
 type Config struct {
@@ -65,8 +78,8 @@ type Config struct {
 	// Node-RED (any URL path; subprotocol "mqtt"); "" means no WebSocket listener. It is plain
 	// ws://: put a TLS proxy in front of it for wss://.
 	WSAddr string
-	// DataDir holds broker.db (retained messages, sessions, inflight messages). Required; it is
-	// created (0700) if missing.
+	// DataDir holds broker.db (sessions, inflight messages) and retained.db (retained
+	// messages). Required; it is created (0700) if missing.
 	DataDir string
 	// Users authenticates every MQTT connection. Required.
 	Users *auth.Users
@@ -98,8 +111,17 @@ type Config struct {
 	// SessionExpiry is how long the session of a disconnected persistent client is kept; 0 means
 	// 7 days. Mochi's default is about 136 years.
 	SessionExpiry time.Duration
+	// RetainedFlushInterval is the longest a QoS 0 retained message (agents' metrics, power
+	// readings) waits in memory before it is written to retained.db, in one commit with every
+	// other change of the interval; 0 means 200 ms. A crash (SIGKILL, power cut) can lose the
+	// QoS 0 retained changes of that last interval. QoS 1 retained messages (statuses, LED
+	// states, alerts) and deletions are on disk before the publisher is acknowledged.
+	RetainedFlushInterval time.Duration
 	// Logger receives the broker's logs; nil means slog.Default().
 	Logger *slog.Logger
+
+	// afterRetainedCommit, if set, is called after each commit of retained messages (tests).
+	afterRetainedCommit func(topics int, err error)
 }
 
 func (c Config) withDefaults() Config {
@@ -129,6 +151,9 @@ func (c Config) withDefaults() Config {
 	if c.SessionExpiry == 0 {
 		c.SessionExpiry = DefaultSessionExpiry
 	}
+	if c.RetainedFlushInterval == 0 {
+		c.RetainedFlushInterval = DefaultRetainedFlushInterval
+	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
@@ -147,11 +172,12 @@ func (c Config) capabilities() *mqtt.Capabilities {
 
 // Broker is a running embedded MQTT broker.
 type Broker struct {
-	cfg  Config
-	log  *slog.Logger
-	srv  *mqtt.Server
-	hook *authHook
-	tls  *tls.Config // nil without Config.TLS
+	cfg   Config
+	log   *slog.Logger
+	srv   *mqtt.Server
+	hook  *authHook
+	store *boltStore
+	tls   *tls.Config // nil without Config.TLS
 
 	subs   inprocSubs
 	closed atomic.Bool
@@ -226,25 +252,50 @@ func New(cfg Config) (*Broker, error) {
 	if err := b.srv.AddHook(b.hook, nil); err != nil {
 		return nil, fmt.Errorf("broker: add auth hook: %w", err)
 	}
-	dbPath := filepath.Join(cfg.DataDir, DBFile)
-	err := b.srv.AddHook(boltStore{new(bolt.Hook)}, &bolt.Options{
-		Path:    dbPath,
+	b.store = newBoltStore(retainedConfig{
+		Path:        filepath.Join(cfg.DataDir, RetainedDBFile),
+		Interval:    cfg.RetainedFlushInterval,
+		Lookup:      b.srv.Topics.Retained.Get,
+		Logger:      cfg.Logger,
+		afterCommit: cfg.afterRetainedCommit,
+	})
+	err := b.srv.AddHook(b.store, &bolt.Options{
+		Path:    filepath.Join(cfg.DataDir, DBFile),
+		Bucket:  hookBucket,
 		Options: &bbolt.Options{Timeout: time.Second},
 	})
 	if errors.Is(err, bbolt.ErrTimeout) {
-		err = fmt.Errorf("%w: %s is locked; is another pirack using data directory %s?", err, dbPath, cfg.DataDir)
+		err = fmt.Errorf("%w: its files are locked; is another pirack using data directory %s?", err, cfg.DataDir)
 	}
 	if err != nil {
 		_ = b.srv.Close()
-		return nil, fmt.Errorf("broker: open %s: %w", dbPath, err)
+		return nil, fmt.Errorf("broker: open the store in %s: %w", cfg.DataDir, err)
 	}
-	// Serve with no listener yet: it loads retained messages and sessions from broker.db and
+	// Serve with no listener yet: it loads retained messages and sessions from the store and
 	// starts the housekeeping loop (expiry of messages and sessions).
 	if err := b.srv.Serve(); err != nil {
 		_ = b.srv.Close()
-		return nil, fmt.Errorf("broker: load %s: %w", dbPath, err)
+		return nil, fmt.Errorf("broker: load the store in %s: %w", cfg.DataDir, err)
 	}
 	return b, nil
+}
+
+// Stats are counters of the broker's persistence.
+type Stats struct {
+	// RetainedCommits counts the transactions that saved retained messages to retained.db.
+	RetainedCommits int64
+	// RetainedCommitFailures counts those that failed (full disk, I/O error). Their messages
+	// stay in memory and are retried, and the failure is logged.
+	RetainedCommitFailures int64
+	// RetainedPending is the number of topics whose retained message changed since the last
+	// commit began: at most one per topic, however often it changes.
+	RetainedPending int
+}
+
+// Stats returns the broker's counters.
+func (b *Broker) Stats() Stats {
+	s := b.store.retained.stats()
+	return Stats{RetainedCommits: s.commits, RetainedCommitFailures: s.failures, RetainedPending: s.pending}
 }
 
 // Start opens the configured listeners (TCP, TLS, WebSocket) and accepts MQTT clients.
@@ -311,8 +362,9 @@ func (b *Broker) addr(id string) string {
 	return ""
 }
 
-// Close disconnects every client, stops listening and closes broker.db. Connected agents'
-// Wills are published (and retained) first, so their status reads offline. Close is idempotent.
+// Close disconnects every client, stops listening, saves the retained messages still pending
+// and closes the store. Connected agents' Wills are published (and retained) first, so their
+// status reads offline. Close is idempotent.
 func (b *Broker) Close() error {
 	if !b.closed.CompareAndSwap(false, true) {
 		return nil

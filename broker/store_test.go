@@ -1,6 +1,10 @@
 package broker
 
-import "testing"
+import (
+	"testing"
+
+	mqtt "github.com/mochi-mqtt/server/v2"
+)
 
 func TestPacketIDFromKey(t *testing.T) {
 	for key, want := range map[string]uint16{
@@ -13,6 +17,22 @@ func TestPacketIDFromKey(t *testing.T) {
 	} {
 		if got := packetIDFromKey(key); got != want {
 			t.Errorf("packetIDFromKey(%q) = %d, want %d", key, got, want)
+		}
+	}
+}
+
+// TestBoltStoreProvidesRetained: Mochi calls a hook's method only if its Provides says so; the
+// retained-message methods boltStore overrides must stay among those the bolt hook provides.
+func TestBoltStoreProvidesRetained(t *testing.T) {
+	h := newBoltStore(retainedConfig{})
+	for name, b := range map[string]byte{
+		"OnRetainMessage":        mqtt.OnRetainMessage,
+		"OnRetainedExpired":      mqtt.OnRetainedExpired,
+		"StoredRetainedMessages": mqtt.StoredRetainedMessages,
+		"StoredInflightMessages": mqtt.StoredInflightMessages,
+	} {
+		if !h.Provides(b) {
+			t.Errorf("boltStore does not provide %s", name)
 		}
 	}
 }
