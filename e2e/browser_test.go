@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -227,6 +228,10 @@ func TestBrowserRack(t *testing.T) {
 		t.Fatalf("stopped Pi's state reads %q, want \"offline\"", state)
 	}
 
+	// Finding Pis: by name, then only the problems (the offline Pi and the selected one).
+	findPis(t, ctx, "pi-r2-0", macs[perRow:2*perRow])
+	problemsOnly(t, ctx, []string{pressed, gone.mac})
+
 	// A board removed for good is forgotten: its tile goes, its slot stays, empty.
 	forget(t, ctx, gone.mac, "r1", 6)
 
@@ -263,6 +268,45 @@ func assignRow(t *testing.T, ctx context.Context, row string, order []string, pi
 	}
 	if selected != 0 {
 		t.Errorf("row %s: %d tiles selected by assign-mode presses, want none", row, selected)
+	}
+}
+
+// visibleTiles is a script listing the MACs of the tiles shown, in page order.
+const visibleTiles = `[...document.querySelectorAll("article.tile")].filter(t => t.getClientRects().length > 0).map(t => t.dataset.mac)`
+
+// findPis types into the filter and checks that exactly want's tiles stay shown, then clears it.
+func findPis(t *testing.T, ctx context.Context, query string, want []string) {
+	t.Helper()
+	var shown []string
+	var count string
+	step(t, ctx, "find "+query, 10*time.Second,
+		chromedp.SendKeys(`#filter`, query, chromedp.ByQuery),
+		pollTrue(fmt.Sprintf(`document.getElementById("match-count").textContent.startsWith("%d of ")`, len(want))),
+		chromedp.Evaluate(visibleTiles, &shown),
+		chromedp.Evaluate(`document.getElementById("match-count").textContent`, &count),
+		chromedp.Evaluate(`(f => { f.value = ""; f.dispatchEvent(new Event("input")); })(document.getElementById("filter"))`, nil),
+		pollTrue(`document.getElementById("match-count").textContent === ""`),
+	)
+	if !slices.Equal(shown, want) {
+		t.Fatalf("finding %q shows %q (%s), want %q", query, shown, count, want)
+	}
+}
+
+// problemsOnly shows only the Pis that need a look and checks they are exactly want, in any order.
+func problemsOnly(t *testing.T, ctx context.Context, want []string) {
+	t.Helper()
+	var shown []string
+	step(t, ctx, "show problems only", 10*time.Second,
+		chromedp.Click(`#problems`, chromedp.ByQuery),
+		pollTrue(fmt.Sprintf(`document.getElementById("match-count").textContent.startsWith("%d of ")`, len(want))),
+		chromedp.Evaluate(visibleTiles, &shown),
+		chromedp.Click(`#problems`, chromedp.ByQuery),
+		pollTrue(`document.getElementById("match-count").textContent === ""`),
+	)
+	slices.Sort(shown)
+	want = slices.Sorted(slices.Values(want))
+	if !slices.Equal(shown, want) {
+		t.Fatalf("problems only shows %q, want %q", shown, want)
 	}
 }
 

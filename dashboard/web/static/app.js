@@ -380,6 +380,7 @@
     if (reorder) orderSections();
     summary();
     drawBanner();
+    if (filtering()) applyFilter();
   }
 
   function snapshot(list) {
@@ -621,6 +622,48 @@
       if (t.textContent !== text) t.textContent = text;
     }
   }, 5000);
+
+  // Finding Pis: a text filter (hostname, slot name, MAC in either form, IP) and "problems
+  // only" (not online, alerts, or selected). Tiles that do not match are hidden, as are empty
+  // slots and rows with nothing left to show.
+  const filterInput = document.getElementById("filter");
+  const problemsButton = document.getElementById("problems");
+  const matchCount = document.getElementById("match-count");
+  let filterText = "";
+  let problemsOnly = false;
+  function matches(n) {
+    if (problemsOnly && n.state === "online" && !(n.alerts && n.alerts.length) && !n.selected) return false;
+    if (!filterText) return true;
+    const hay = [n.hostname, n.slot_name, n.mac, displayMAC(n.mac), n.ip].join(" ").toLowerCase();
+    return filterText.split(/\s+/).every((word) => hay.includes(word));
+  }
+  function filtering() { return problemsOnly || filterText !== ""; }
+  function markMatch(tile, n) {
+    setData(tile, "match", filtering() && !matches(n) ? "no" : "");
+  }
+  // applyFilter re-marks every tile and hides the rows left empty; cheap enough to run on
+  // each keystroke and after each frame of updates while a filter is on.
+  function applyFilter() {
+    setData(rack, "filtering", filtering() ? "on" : "");
+    let shown = 0;
+    for (const [mac, tile] of tiles) {
+      const n = nodes.get(mac);
+      if (n) markMatch(tile, n);
+      if (tile.dataset.match !== "no") shown++;
+    }
+    for (const sec of sections.values()) {
+      const any = !filtering() || sec.querySelector('article.tile:not([data-match="no"])') !== null;
+      setHidden(sec, !any);
+    }
+    matchCount.textContent = filtering() ? shown + " of " + nodes.size : "";
+  }
+  filterInput.addEventListener("input", () => { filterText = filterInput.value.trim().toLowerCase(); applyFilter(); });
+  document.getElementById("find").addEventListener("submit", (e) => e.preventDefault());
+  problemsButton.addEventListener("click", () => {
+    problemsOnly = !problemsOnly;
+    problemsButton.setAttribute("aria-pressed", String(problemsOnly));
+    applyFilter();
+  });
 
   // Compact tiles, remembered per browser: a big rack at a glance.
   const density = document.getElementById("density");
