@@ -15,6 +15,7 @@ import (
 	"github.com/pirack/pirack/agent"
 	"github.com/pirack/pirack/broker"
 	"github.com/pirack/pirack/dashboard"
+	"github.com/pirack/pirack/internal/switchbus"
 	"github.com/pirack/pirack/internal/testlog"
 	"github.com/pirack/pirack/topics"
 )
@@ -28,7 +29,7 @@ const fastReconnect = 300 * time.Millisecond
 type restartRig struct {
 	*rig
 	dir, addr string
-	bus       *switchBus
+	bus       *switchbus.Bus
 	seen      *pressLog
 }
 
@@ -45,9 +46,11 @@ func newRestartRig(t *testing.T) *restartRig {
 
 	rr := &restartRig{dir: dir, addr: addr, seen: newPressLog()}
 	rr.rig = &rig{users: users, log: log}
-	rr.bus = &switchBus{tee: rr.seen.ingest}
+	rr.bus = &switchbus.Bus{Tee: rr.seen.ingest}
 	b := rr.newBroker(t)
-	rr.bus.swap(t, b)
+	if err := rr.bus.Swap(b); err != nil {
+		t.Fatal(err)
+	}
 	dash, err := dashboard.New(dashboard.Config{Bus: rr.bus, Auth: users, Logger: log.With("component", "dashboard")})
 	if err != nil {
 		t.Fatal(err)
@@ -59,7 +62,7 @@ func newRestartRig(t *testing.T) *restartRig {
 	rr.web = httptest.NewServer(dash.Handler())
 	t.Cleanup(func() {
 		rr.web.Close()
-		rr.bus.current().Close()
+		rr.bus.Current().Close()
 	})
 	return rr
 }
@@ -76,7 +79,7 @@ func (rr *restartRig) newBroker(t *testing.T) *broker.Broker {
 // kill closes the broker: every agent loses its connection, and its Will is published.
 func (rr *restartRig) kill(t *testing.T) {
 	t.Helper()
-	if err := rr.bus.current().Close(); err != nil {
+	if err := rr.bus.Current().Close(); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -86,61 +89,13 @@ func (rr *restartRig) kill(t *testing.T) {
 func (rr *restartRig) restart(t *testing.T) {
 	t.Helper()
 	b := rr.newBroker(t)
-	rr.bus.swap(t, b)
+	if err := rr.bus.Swap(b); err != nil {
+		t.Fatal(err)
+	}
 	if err := b.Start(); err != nil {
 		t.Fatal(err)
 	}
 	rr.broker = b
-}
-
-// switchBus is the dashboard's Bus over a broker that can be replaced: swap registers every
-// subscription made so far with the new broker before it starts. tee sees every message the
-// dashboard's handler has ingested, after it.
-type switchBus struct {
-	tee  func(topic string, payload []byte)
-	mu   sync.Mutex
-	b    *broker.Broker
-	subs []busSub
-}
-
-type busSub struct {
-	filter string
-	fn     func(topic string, payload []byte)
-}
-
-func (s *switchBus) swap(t *testing.T, b *broker.Broker) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.b = b
-	for _, sub := range s.subs {
-		if err := b.Subscribe(sub.filter, sub.fn); err != nil {
-			t.Fatal(err)
-		}
-	}
-}
-
-func (s *switchBus) current() *broker.Broker {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b
-}
-
-func (s *switchBus) Subscribe(filter string, fn func(topic string, payload []byte)) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.tee != nil {
-		inner := fn
-		fn = func(topic string, payload []byte) {
-			inner(topic, payload)
-			s.tee(topic, payload)
-		}
-	}
-	s.subs = append(s.subs, busSub{filter, fn})
-	return s.b.Subscribe(filter, fn)
-}
-
-func (s *switchBus) Publish(topic string, payload []byte, retain bool, qos byte) error {
-	return s.current().Publish(topic, payload, retain, qos)
 }
 
 // pressLog records the button presses the dashboard ingested: per MAC, the sequence numbers in

@@ -24,6 +24,7 @@ import (
 	"github.com/pirack/pirack/broker"
 	"github.com/pirack/pirack/dashboard"
 	"github.com/pirack/pirack/hardware/sim"
+	"github.com/pirack/pirack/internal/switchbus"
 	"github.com/pirack/pirack/topics"
 )
 
@@ -220,7 +221,7 @@ type benchRig struct {
 	tmp    bool
 	addr   string // the broker's address, kept across restarts
 	users  *auth.Users
-	bus    *switchBus
+	bus    *switchbus.Bus
 	dash   *dashboard.Server
 	obs    *observer
 	agents []*benchAgent
@@ -261,12 +262,12 @@ func startBenchRig(ctx context.Context, cfg benchConfig, stderr io.Writer) (*ben
 	r.addr = ln.Addr().String()
 	ln.Close()
 
-	r.bus = &switchBus{}
+	r.bus = &switchbus.Bus{}
 	b, err := r.newBroker()
 	if err != nil {
 		return nil, err
 	}
-	r.bus.swap(b) // no subscriptions yet: cannot fail
+	r.bus.Swap(b) // no subscriptions yet: cannot fail
 	r.dash, err = dashboard.New(dashboard.Config{Bus: r.bus, Auth: r.users, Logger: log.With("component", "dashboard")})
 	if err != nil {
 		b.Close()
@@ -323,14 +324,14 @@ func (r *benchRig) newBroker() (*broker.Broker, error) {
 // restart closes the broker, opens it again on the same data directory and port with the
 // dashboard re-subscribed, and returns how long until every agent was online again.
 func (r *benchRig) restart(ctx context.Context, within time.Duration) (time.Duration, error) {
-	if err := r.bus.current().Close(); err != nil {
+	if err := r.bus.Current().Close(); err != nil {
 		return 0, fmt.Errorf("close broker: %w", err)
 	}
 	b, err := r.newBroker()
 	if err != nil {
 		return 0, fmt.Errorf("reopen broker: %w", err)
 	}
-	if err := r.bus.swap(b); err != nil { // replays the dashboard's and the observer's subscriptions
+	if err := r.bus.Swap(b); err != nil { // replays the dashboard's and the observer's subscriptions
 		b.Close()
 		return 0, err
 	}
@@ -446,7 +447,7 @@ func (r *benchRig) close() {
 		r.stopAll()
 	}
 	r.wg.Wait() // agents stop cleanly, before the broker
-	if b := r.bus.current(); b != nil {
+	if b := r.bus.Current(); b != nil {
 		b.Close()
 	}
 	if r.tmp {
@@ -454,49 +455,7 @@ func (r *benchRig) close() {
 	}
 }
 
-// switchBus is a dashboard.Bus over a broker that can be replaced: swap registers every
-// subscription made so far with the new broker, which must not have started yet.
-type switchBus struct {
-	mu   sync.Mutex
-	b    *broker.Broker
-	subs []busSub
-}
-
-type busSub struct {
-	filter string
-	fn     func(topic string, payload []byte)
-}
-
-var _ dashboard.Bus = (*switchBus)(nil)
-
-func (s *switchBus) swap(b *broker.Broker) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.b = b
-	for _, sub := range s.subs {
-		if err := b.Subscribe(sub.filter, sub.fn); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-func (s *switchBus) current() *broker.Broker {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b
-}
-
-func (s *switchBus) Subscribe(filter string, fn func(topic string, payload []byte)) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.subs = append(s.subs, busSub{filter, fn})
-	return s.b.Subscribe(filter, fn)
-}
-
-func (s *switchBus) Publish(topic string, payload []byte, retain bool, qos byte) error {
-	return s.current().Publish(topic, payload, retain, qos)
-}
+var _ dashboard.Bus = (*switchbus.Bus)(nil)
 
 // observer sees every message the dashboard ingests, to count presses by (mac, seq) and the
 // agents' births.
