@@ -4,9 +4,9 @@
 //
 // The broker binds each agent user to one Pi: its name is the Pi's MAC, and the broker only lets
 // it publish under that Pi's topics. Plug users are smart plugs (Tasmota, Shelly) measuring a
-// row's power: they publish only to the plug topics the power bridge is configured with. The
-// other roles are people and programs: viewers read, automations read and send LED commands,
-// admins do anything.
+// row's power: each is bound to its row, and publishes only to the plug topics the power bridge
+// maps to that row. The other roles are people and programs: viewers read, automations read and
+// send LED commands, admins do anything.
 package auth
 
 import (
@@ -25,7 +25,7 @@ var (
 	// ErrInvalidRole is returned by ParseRole, Add and Set for a role that is not one of Roles.
 	ErrInvalidRole = errors.New("invalid role")
 	// ErrInvalidUser is returned by Add and Set for a bad name, or a MAC or row that is missing
-	// (agents) or present (other roles) or malformed.
+	// (a MAC for agents, a row for agents and plugs), present (other roles) or malformed.
 	ErrInvalidUser = errors.New("invalid user")
 	// ErrInvalidPassword is returned by Add and Set for a password shorter than MinPasswordLen or
 	// longer than MaxPasswordLen bytes.
@@ -48,9 +48,9 @@ type Role string
 
 // The roles.
 const (
-	// RolePlug is a smart plug that measures a row's power (see package powerbridge): it may
-	// publish only to the plug topics the power bridge is configured with, never under the
-	// pirack root, and may read nothing.
+	// RolePlug is a smart plug that measures a row's power (see package powerbridge). It is
+	// bound to that row (User.Row) and may publish only to the plug topics the power bridge maps
+	// to its row, never under the pirack root, and may read nothing.
 	RolePlug Role = "plug"
 	// RoleAgent is a Pi's agent: it publishes its own topics and reads its own LED commands.
 	RoleAgent Role = "agent"
@@ -86,7 +86,9 @@ func (r Role) Valid() bool {
 	return false
 }
 
-// User is one account. Hash is a bcrypt hash; MAC and Row are set for agents only.
+// User is one account. Hash is a bcrypt hash. MAC is set for agents only; Row for agents (the
+// Pi's row) and plugs (the row the plug measures). A plug user stored by a pirack that did not
+// bind plugs to rows has no Row: the broker refuses it until it is created again with one.
 type User struct {
 	Name    string    `json:"name"`
 	Role    Role      `json:"role"`
@@ -126,8 +128,18 @@ func (u User) normalize() (User, error) {
 			}
 		}
 		u.Name, u.MAC = mac, mac
-	} else if u.MAC != "" || u.Row != "" {
-		return u, fmt.Errorf("%w %q: only agents have a MAC and a row, not role %s", ErrInvalidUser, clip(u.Name), u.Role)
+	} else if u.MAC != "" {
+		return u, fmt.Errorf("%w %q: only agents have a MAC, not role %s", ErrInvalidUser, clip(u.Name), u.Role)
+	}
+	switch {
+	case u.Role == RolePlug:
+		// The broker lets a plug publish only under its own row's plug, as it binds an agent
+		// to its Pi: one compromised plug cannot report another row's power.
+		if err := topics.ValidateRow(u.Row); err != nil {
+			return u, fmt.Errorf("%w %q: a plug needs the row it measures: %w", ErrInvalidUser, clip(u.Name), err)
+		}
+	case u.Role != RoleAgent && u.Row != "":
+		return u, fmt.Errorf("%w %q: only agents and plugs have a row, not role %s", ErrInvalidUser, clip(u.Name), u.Role)
 	}
 	if err := validateName(u.Name); err != nil {
 		return u, err

@@ -69,10 +69,11 @@ func TestAddValidation(t *testing.T) {
 		{"agent with bad row", User{Role: RoleAgent, MAC: "b8:27:eb:3f:1a:2c", Row: "Row 1"}, pw, "", "", ErrInvalidUser},
 		{"viewer with MAC", User{Name: "bob", Role: RoleViewer, MAC: "b8:27:eb:3f:1a:2c"}, pw, "", "", ErrInvalidUser},
 		{"viewer with row", User{Name: "bob", Role: RoleViewer, Row: "r1"}, pw, "", "", ErrInvalidUser},
-		{"plug", User{Name: "plug-r1", Role: RolePlug}, pw, "plug-r1", "", nil},
-		{"plug with row", User{Name: "plug-r1", Role: RolePlug, Row: "r1"}, pw, "", "", ErrInvalidUser},
-		{"plug with MAC", User{Name: "plug-r1", Role: RolePlug, MAC: "b8:27:eb:3f:1a:2c"}, pw, "", "", ErrInvalidUser},
-		{"plug without name", User{Role: RolePlug}, pw, "", "", ErrInvalidUser},
+		{"plug", User{Name: "plug-r1", Role: RolePlug, Row: "r1"}, pw, "plug-r1", "", nil},
+		{"plug without row", User{Name: "plug-r1", Role: RolePlug}, pw, "", "", ErrInvalidUser},
+		{"plug with bad row", User{Name: "plug-r1", Role: RolePlug, Row: "rack/r1"}, pw, "", "", ErrInvalidUser},
+		{"plug with MAC", User{Name: "plug-r1", Role: RolePlug, Row: "r1", MAC: "b8:27:eb:3f:1a:2c"}, pw, "", "", ErrInvalidUser},
+		{"plug without name", User{Role: RolePlug, Row: "r1"}, pw, "", "", ErrInvalidUser},
 		{"empty name", User{Role: RoleViewer}, pw, "", "", ErrInvalidUser},
 		{"name with slash", User{Name: "a/b", Role: RoleViewer}, pw, "", "", ErrInvalidUser},
 		{"name with plus", User{Name: "a+b", Role: RoleViewer}, pw, "", "", ErrInvalidUser},
@@ -258,6 +259,40 @@ func TestPersistence(t *testing.T) {
 	}
 	if _, err := s2.Authenticate("mike", pw); err != nil {
 		t.Errorf("Authenticate after reopen: %v", err)
+	}
+}
+
+// A plug's row is stored. A plug user without one, written by a pirack that did not bind plugs
+// to rows, still loads and authenticates with its row empty: refusing it is the broker's job,
+// with a log line saying how to fix it, not a users file that no longer opens.
+func TestPlugRow(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "users.json")
+	s, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Cost = bcrypt.MinCost
+	if err := s.Add(User{Name: "plug-r1", Role: RolePlug, Row: "r1"}, pw); err != nil {
+		t.Fatal(err)
+	}
+	if u, ok := s.Get("plug-r1"); !ok || u.Row != "r1" {
+		t.Fatalf("Get(plug-r1) = %+v, %v; want row r1", u, ok)
+	}
+	u, _ := s.Get("plug-r1")
+	u.Name, u.Row = "plug-old", ""
+	b, err := json.Marshal(map[string]any{"v": 1, "users": []User{u}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s2, err := Open(path)
+	if err != nil {
+		t.Fatalf("a users file with a plug user without a row does not open: %v", err)
+	}
+	if got, err := s2.Authenticate("plug-old", pw); err != nil || got.Role != RolePlug || got.Row != "" {
+		t.Errorf("Authenticate(plug-old) = %+v, %v; want the plug user, row empty", got, err)
 	}
 }
 

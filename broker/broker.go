@@ -83,12 +83,15 @@ type Config struct {
 	DataDir string
 	// Users authenticates every MQTT connection. Required.
 	Users *auth.Users
-	// PlugTopics are the MQTT topic filters users of role plug (smart plugs measuring a row's
-	// power) may publish to and leave their Will on: the power bridge's configuration names
-	// them (powerbridge.File.PublishFilters). A filter may not begin with a wildcard, "$" or
-	// the pirack root, and no plug may ever publish under the pirack root whatever the
-	// filters say. nil means plug users may publish nothing.
-	PlugTopics []string
+	// PlugTopics are, by row, the MQTT topic filters a user of role plug (a smart plug
+	// measuring a row's power) may publish to and leave its Will on: a plug user of row r1 only
+	// those of PlugTopics["r1"]. The power bridge's configuration names them
+	// (powerbridge.File.PublishFilters). A key must be a valid row name; a filter may not begin
+	// with a wildcard, "$" or the pirack root, and no plug may ever publish under the pirack
+	// root whatever the filters say. A row without an entry, and nil, mean its plug users may
+	// publish nothing. A plug user without a row (made before plugs were bound to rows) is
+	// refused at CONNECT.
+	PlugTopics map[string][]string
 	// MaxClients bounds connected clients; 0 means 4096. Mochi's default is unlimited.
 	MaxClients int
 	// MaxPacketSize bounds an inbound packet in bytes; 0 means 64 KiB. Mochi's default is
@@ -218,9 +221,14 @@ func New(cfg Config) (*Broker, error) {
 	if cfg.DisableTCP && cfg.TLS == nil && cfg.WSAddr == "" {
 		return nil, errors.New("broker: every listener is off: enable TCP, TLS or WebSocket")
 	}
-	for _, f := range cfg.PlugTopics {
-		if err := checkPlugFilter(f); err != nil {
+	for row, filters := range cfg.PlugTopics {
+		if err := topics.ValidateRow(row); err != nil {
 			return nil, fmt.Errorf("broker: Config.PlugTopics: %w", err)
+		}
+		for _, f := range filters {
+			if err := checkPlugFilter(f); err != nil {
+				return nil, fmt.Errorf("broker: Config.PlugTopics[%q]: %w", row, err)
+			}
 		}
 	}
 	b := &Broker{cfg: cfg, log: cfg.Logger, pending: map[net.Conn]struct{}{}, addrs: map[string]func() string{},
@@ -244,7 +252,7 @@ func New(cfg Config) (*Broker, error) {
 		// on an SD card.
 		SysTopicResendInterval: 10,
 	})
-	b.hook = &authHook{users: cfg.Users, policy: policy{plugTopics: slices.Clone(cfg.PlugTopics)}, log: cfg.Logger, srv: b.srv,
+	b.hook = &authHook{users: cfg.Users, policy: policy{plugTopics: clonePlugTopics(cfg.PlugTopics)}, log: cfg.Logger, srv: b.srv,
 		authenticated: b.authenticated, deliver: b.subs.deliver}
 
 	// The auth hook goes first: Mochi runs OnPublish hooks in order and stops at the first that
@@ -575,6 +583,15 @@ func (b *Broker) wsConnState(c net.Conn, state http.ConnState) {
 	case http.StateHijacked, http.StateClosed:
 		b.release(c)
 	}
+}
+
+// clonePlugTopics copies m, so that the caller changing its map later changes no rights.
+func clonePlugTopics(m map[string][]string) map[string][]string {
+	out := make(map[string][]string, len(m))
+	for row, filters := range m {
+		out[row] = slices.Clone(filters)
+	}
+	return out
 }
 
 // checkPlugFilter refuses a PlugTopics filter that is malformed or could match a pirack topic

@@ -2,6 +2,7 @@ package broker
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -43,7 +44,9 @@ func testUsers(t testing.TB) *auth.Users {
 		{Name: "admin", Role: auth.RoleAdmin},
 		{Name: "viewer", Role: auth.RoleViewer},
 		{Name: "auto", Role: auth.RoleAutomation},
-		{Name: "plug", Role: auth.RolePlug},
+		userPlug,
+		userPlugR2,
+		userPlugR3,
 		{Role: auth.RoleAgent, MAC: macA, Row: "r1"},
 		{Role: auth.RoleAgent, MAC: macB, Row: "r2"},
 	} {
@@ -51,7 +54,40 @@ func testUsers(t testing.TB) *auth.Users {
 			t.Fatal(err)
 		}
 	}
+	addRowlessPlug(t, users, userPlugNo.Name)
 	return users
+}
+
+// addRowlessPlug writes a plug user without a row straight into the users file, as a pirack
+// that did not bind plugs to rows stored it: Add refuses one now. Its password is password.
+func addRowlessPlug(t testing.TB, users *auth.Users, name string) {
+	t.Helper()
+	u, ok := users.Get(userPlug.Name)
+	if !ok {
+		t.Fatal("no plug user to copy")
+	}
+	u.Name, u.Row = name, ""
+	b, err := os.ReadFile(users.Path())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var f struct {
+		V     int         `json:"v"`
+		Users []auth.User `json:"users"`
+	}
+	if err := json.Unmarshal(b, &f); err != nil {
+		t.Fatal(err)
+	}
+	f.Users = append(f.Users, u)
+	if b, err = json.Marshal(f); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(users.Path(), b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if got, ok := users.Get(name); !ok || got.Role != auth.RolePlug || got.Row != "" {
+		t.Fatalf("rowless plug user not loaded: %+v, %v", got, ok)
+	}
 }
 
 func testLogger(t testing.TB) *slog.Logger {

@@ -156,6 +156,9 @@ func (h *authHook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 	if r := clientIDAllowed(u, id); r != nil {
 		return refuse(r)
 	}
+	if r := boundToRow(u); r != nil {
+		return refuse(r)
+	}
 	if pk.Connect.WillFlag && !h.policy.willAllowed(u, pk.Connect.WillTopic) {
 		log.Warn("MQTT Will topic not allowed", "will_topic", clip(pk.Connect.WillTopic))
 		return refuse(refuseAuth("Will topic not allowed for this user"))
@@ -264,6 +267,17 @@ func clientIDAllowed(u auth.User, id string) *refusal {
 	return nil
 }
 
+// boundToRow refuses a plug user without a row: one made before plugs were bound to rows,
+// which used to publish to every plug's folder. It gets no rights rather than guessed ones.
+func boundToRow(u auth.User) *refusal {
+	if u.Role == auth.RolePlug && u.Row == "" {
+		name := clip(u.Name)
+		return refuseAuth("plug user " + name + " has no row (made by an earlier pirack): re-create it with " +
+			"pirack user remove " + name + " and pirack user add " + name + " --role plug --row ROW")
+	}
+	return nil
+}
+
 // OnConnectAuthenticate admits the clients OnConnect accepted. Mochi only calls it after a
 // successful OnConnect; checking again keeps the hook default deny on its own.
 func (h *authHook) OnConnectAuthenticate(cl *mqtt.Client, _ packets.Packet) bool {
@@ -346,10 +360,10 @@ func (h *authHook) session(cl *mqtt.Client) (session, bool) {
 	return s, ok
 }
 
-// policy is who may do what: each role's fixed rights, and the topics plug users may publish to
-// (Config.PlugTopics).
+// policy is who may do what: each role's fixed rights, and the topics plug users may publish to,
+// by row (Config.PlugTopics).
 type policy struct {
-	plugTopics []string
+	plugTopics map[string][]string
 }
 
 // readAllowed says whether u may subscribe to filter (or receive a message on that topic name).
@@ -398,13 +412,14 @@ func (p policy) writeAllowed(u auth.User, topic string) bool {
 		t, err := topics.Parse(topic)
 		return err == nil && t.Kind == topics.KindLED
 	case auth.RolePlug:
-		// Only the plug topics the power bridge reads, and never a pirack topic: the bridge
+		// Only the topics of its own row's plug, and never a pirack topic: the bridge
 		// republishes a plug's reading under the contract after checking it, and a plug must
-		// not be able to skip that check.
-		if first, _, _ := strings.Cut(topic, "/"); first == topics.Root {
+		// not be able to skip that check, nor speak for another row's plug. A plug without a
+		// row (refused at CONNECT anyway) may publish nothing.
+		if first, _, _ := strings.Cut(topic, "/"); first == topics.Root || u.Row == "" {
 			return false
 		}
-		for _, f := range p.plugTopics {
+		for _, f := range p.plugTopics[u.Row] {
 			if filterWithin(topic, f) {
 				return true
 			}
@@ -415,7 +430,7 @@ func (p policy) writeAllowed(u auth.User, topic string) bool {
 
 // willAllowed says whether u may leave a Will on topic. Mochi publishes Wills without any ACL
 // check, so this is checked at CONNECT. An agent's Will is its status, nothing else. A plug's
-// Will (Tasmota's tele/<topic>/LWT, a Shelly's <prefix>/online) must lie within the plug
+// Will (Tasmota's tele/<topic>/LWT, a Shelly's <prefix>/online) must lie within its row's plug
 // topics: a refused Will refuses the connection.
 func (p policy) willAllowed(u auth.User, topic string) bool {
 	if u.Role == auth.RoleAgent {

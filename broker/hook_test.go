@@ -9,6 +9,7 @@ import (
 	pahopackets "github.com/eclipse/paho.mqtt.golang/packets"
 
 	"github.com/pirack/pirack/auth"
+	"github.com/pirack/pirack/internal/testlog"
 	"github.com/pirack/pirack/topics"
 )
 
@@ -55,13 +56,19 @@ var (
 	userAuto   = auth.User{Name: "auto", Role: auth.RoleAutomation}
 	userViewer = auth.User{Name: "viewer", Role: auth.RoleViewer}
 	userAdmin  = auth.User{Name: "admin", Role: auth.RoleAdmin}
-	userPlug   = auth.User{Name: "plug", Role: auth.RolePlug}
+	userPlug   = auth.User{Name: "plug", Role: auth.RolePlug, Row: "r1"}
+	userPlugR2 = auth.User{Name: "plug-r2", Role: auth.RolePlug, Row: "r2"}
+	userPlugR3 = auth.User{Name: "plug-r3", Role: auth.RolePlug, Row: "r3"} // no plug in the file
+	userPlugNo = auth.User{Name: "plug-old", Role: auth.RolePlug}           // made before plugs had rows
 	userNone   = auth.User{Name: "x", Role: "nonsense"}
 )
 
-// testPolicy is the matrix's policy: plugs may publish under one Tasmota's telemetry topics,
-// as the power bridge would configure for tele/rack-r1/SENSOR.
-var testPolicy = policy{plugTopics: []string{"tele/rack-r1/#"}}
+// testPolicy is the matrix's policy: rows r1 and r2 each have a Tasmota, as the power bridge
+// would configure for tele/rack-r1/SENSOR and tele/rack-r2/SENSOR; row r3 has no plug.
+var testPolicy = policy{plugTopics: map[string][]string{
+	"r1": {"tele/rack-r1/#"},
+	"r2": {"tele/rack-r2/#"},
+}}
 
 // matrixColumns are the topic patterns of the authorization matrix.
 var matrixColumns = []struct{ name, topic string }{
@@ -81,6 +88,7 @@ var matrixColumns = []struct{ name, topic string }{
 	{"$SYS/#", "$SYS/#"},
 	{"other", "home/kitchen"},
 	{"plug topic", "tele/rack-r1/SENSOR"},
+	{"r2 plug topic", "tele/rack-r2/SENSOR"},
 }
 
 // authorizationMatrix is who may do what, one row per role and one cell per column above:
@@ -90,15 +98,18 @@ var authorizationMatrix = []struct {
 	role  string
 	user  auth.User
 }{
-	// A     A     A     A     A     A in  B     B     B     A     B     row   rack  $SYS  other plug
-	// stat  metr  butt  ledst alert r2    stat  metr  butt  led   led   power /#    /#          topic
-	{"pw    p     p     p     -     -     -     -     -     s     -     p     -     -     -     -", "agent A", agentA},
-	{"-     -     -     -     -     -     pw    p     p     -     s     -     -     -     -     -", "agent B", agentB},
-	{"s     s     s     s     s     s     s     s     s     psw   psw   s     s     -     -     -", "automation", userAuto},
-	{"s     s     s     s     s     s     s     s     s     s     s     s     s     -     -     -", "viewer", userViewer},
-	{"psw   psw   psw   psw   psw   psw   psw   psw   psw   psw   psw   psw   s     s     psw   psw", "admin", userAdmin},
-	{"-     -     -     -     -     -     -     -     -     -     -     -     -     -     -     pw", "plug", userPlug},
-	{"-     -     -     -     -     -     -     -     -     -     -     -     -     -     -     -", "unknown role", userNone},
+	// A     A     A     A     A     A in  B     B     B     A     B     row   rack  $SYS  other plug  r2
+	// stat  metr  butt  ledst alert r2    stat  metr  butt  led   led   power /#    /#          topic plug
+	{"pw    p     p     p     -     -     -     -     -     s     -     p     -     -     -     -     -", "agent A", agentA},
+	{"-     -     -     -     -     -     pw    p     p     -     s     -     -     -     -     -     -", "agent B", agentB},
+	{"s     s     s     s     s     s     s     s     s     psw   psw   s     s     -     -     -     -", "automation", userAuto},
+	{"s     s     s     s     s     s     s     s     s     s     s     s     s     -     -     -     -", "viewer", userViewer},
+	{"psw   psw   psw   psw   psw   psw   psw   psw   psw   psw   psw   psw   s     s     psw   psw   psw", "admin", userAdmin},
+	{"-     -     -     -     -     -     -     -     -     -     -     -     -     -     -     pw    -", "plug of row r1", userPlug},
+	{"-     -     -     -     -     -     -     -     -     -     -     -     -     -     -     -     pw", "plug of row r2", userPlugR2},
+	{"-     -     -     -     -     -     -     -     -     -     -     -     -     -     -     -     -", "plug of row r3 (no plug)", userPlugR3},
+	{"-     -     -     -     -     -     -     -     -     -     -     -     -     -     -     -     -", "plug without a row", userPlugNo},
+	{"-     -     -     -     -     -     -     -     -     -     -     -     -     -     -     -     -", "unknown role", userNone},
 }
 
 // matrixCells returns a row's cells, one per column.
@@ -138,7 +149,8 @@ func TestAuthorizationEdges(t *testing.T) {
 	viewer := auth.User{Name: "v", Role: auth.RoleViewer}
 	automation := auth.User{Name: "a", Role: auth.RoleAutomation}
 	admin := auth.User{Name: "root", Role: auth.RoleAdmin}
-	plug := auth.User{Name: "plug", Role: auth.RolePlug}
+	plug := auth.User{Name: "plug", Role: auth.RolePlug, Row: "r1"}
+	everything := func(row string) policy { return policy{plugTopics: map[string][]string{row: {"#"}}} }
 	for _, tc := range []struct {
 		name   string
 		policy policy // the zero value unless set
@@ -167,14 +179,18 @@ func TestAuthorizationEdges(t *testing.T) {
 		{"plug without plug topics", policy{}, plug, "tele/rack-r1/SENSOR", false, false},
 		{"plug LWT", testPolicy, plug, "tele/rack-r1/LWT", false, true},
 		{"plug own folder", testPolicy, plug, "tele/rack-r1/#", false, false},
-		{"plug another Tasmota", testPolicy, plug, "tele/rack-r2/SENSOR", false, false},
+		{"plug another row's Tasmota", testPolicy, plug, "tele/rack-r2/SENSOR", false, false},
+		{"plug another row's Tasmota LWT", testPolicy, plug, "tele/rack-r2/LWT", false, false},
+		{"plug an unmapped Tasmota", testPolicy, plug, "tele/rack-r3/SENSOR", false, false},
 		{"plug Tasmota commands", testPolicy, plug, "cmnd/rack-r1/#", false, false},
-		{"plug with a filter of everything: pirack topics", policy{plugTopics: []string{"#"}}, plug, topics.PowerTopic("r1"), false, false},
-		{"plug with a filter of everything: the root alone", policy{plugTopics: []string{"#"}}, plug, topics.Root, false, false},
-		{"plug with a filter of everything: $SYS", policy{plugTopics: []string{"#"}}, plug, "$SYS/x", false, false},
-		{"plug with a filter of everything: a Shelly", policy{plugTopics: []string{"#"}}, plug, "shellies/plug-1/relay/0/power", false, true},
-		{"plug with a filter under the root", policy{plugTopics: []string{topics.AllFilter}}, plug, topics.PowerTopic("r1"), false, false},
-		{"plug Shelly gen2", policy{plugTopics: []string{"shellyplusplugs-a8032ab1/#"}}, plug, "shellyplusplugs-a8032ab1/events/rpc", false, true},
+		{"plug with a filter of everything: pirack topics", everything("r1"), plug, topics.PowerTopic("r1"), false, false},
+		{"plug with a filter of everything: the root alone", everything("r1"), plug, topics.Root, false, false},
+		{"plug with a filter of everything: $SYS", everything("r1"), plug, "$SYS/x", false, false},
+		{"plug with a filter of everything: a Shelly", everything("r1"), plug, "shellies/plug-1/relay/0/power", false, true},
+		{"plug with a filter of everything for another row", everything("r2"), plug, "shellies/plug-1/relay/0/power", false, false},
+		{"plug without a row, filters for the empty row", everything(""), userPlugNo, "shellies/plug-1/relay/0/power", false, false},
+		{"plug with a filter under the root", policy{plugTopics: map[string][]string{"r1": {topics.AllFilter}}}, plug, topics.PowerTopic("r1"), false, false},
+		{"plug Shelly gen2", policy{plugTopics: map[string][]string{"r1": {"shellyplusplugs-a8032ab1/#"}}}, plug, "shellyplusplugs-a8032ab1/events/rpc", false, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if got := tc.policy.readAllowed(tc.user, tc.topic); got != tc.read {
@@ -253,7 +269,8 @@ func TestConfigDefaults(t *testing.T) {
 }
 
 // The authorization matrix end to end: every row but the unknown role (which cannot be
-// enrolled) as a real user over TCP, publishing and subscribing to every column and leaving a
+// enrolled) and the plug without a row (refused at CONNECT: TestRowlessPlugRefused) as a real
+// user over TCP, publishing and subscribing to every column and leaving a
 // Will on it. A publish is judged by the in-process subscriber, which receives an allowed
 // publish before its PUBACK: once the token completes, the verdict is in.
 func TestAuthorizationMatrixTCP(t *testing.T) {
@@ -272,7 +289,7 @@ func TestAuthorizationMatrixTCP(t *testing.T) {
 	}
 
 	for _, row := range authorizationMatrix {
-		if !row.user.Role.Valid() {
+		if !row.user.Role.Valid() || row.user == userPlugNo {
 			continue
 		}
 		cells := matrixCells(t, row.cells)
@@ -318,31 +335,39 @@ func TestAuthorizationMatrixTCP(t *testing.T) {
 	}
 }
 
-// PlugTopics that could reach pirack's own topics or "$" topics are refused before anything
-// starts.
+// PlugTopics that could reach pirack's own topics or "$" topics, or are keyed by something
+// that is not a row, are refused before anything starts.
 func TestPlugTopicsChecked(t *testing.T) {
 	users := testUsers(t)
 	for _, tc := range []struct {
 		filter string
 		want   string // in the error; "" means accepted
+		row    string // the filter's key; "" means r2
 	}{
-		{"tele/rack-r1/#", ""},
-		{"shellies/shellyplug-s-7AB3C1/#", ""},
-		{"home/+/SENSOR", ""},
-		{"tele/rack-r1/SENSOR", ""},
-		{"#", "wildcard"},
-		{"+/r1/power", "wildcard"},
-		{topics.AllFilter, "never publish pirack topics"},
-		{topics.PowerTopic("r1"), "never publish pirack topics"},
-		{topics.Root, "never publish pirack topics"},
-		{"$SYS/#", "$ topic"},
-		{"", "not a valid MQTT topic filter"},
-		{"tele/#/SENSOR", "not a valid MQTT topic filter"},
-		{"tele/rack+/SENSOR", "not a valid MQTT topic filter"},
+		{filter: "tele/rack-r1/#"},
+		{filter: "shellies/shellyplug-s-7AB3C1/#"},
+		{filter: "home/+/SENSOR"},
+		{filter: "tele/rack-r1/SENSOR"},
+		{filter: "#", want: "wildcard"},
+		{filter: "+/r1/power", want: "wildcard"},
+		{filter: topics.AllFilter, want: "never publish pirack topics"},
+		{filter: topics.PowerTopic("r1"), want: "never publish pirack topics"},
+		{filter: topics.Root, want: "never publish pirack topics"},
+		{filter: "$SYS/#", want: "$ topic"},
+		{filter: "", want: "not a valid MQTT topic filter"},
+		{filter: "tele/#/SENSOR", want: "not a valid MQTT topic filter"},
+		{filter: "tele/rack+/SENSOR", want: "not a valid MQTT topic filter"},
+		{filter: "tele/rack-x/#", row: "rack/r1", want: "invalid row name"},
+		{filter: "tele/rack-x/#", row: "+", want: "invalid row name"},
+		{filter: "tele/rack-x/#", row: " ", want: "invalid row name"},
 	} {
-		t.Run(tc.filter, func(t *testing.T) {
+		t.Run(tc.row+" "+tc.filter, func(t *testing.T) {
+			row := tc.row
+			if row == "" {
+				row = "r2"
+			}
 			b, err := New(Config{Addr: "127.0.0.1:0", DataDir: t.TempDir(), Users: users, Logger: discardLogger(),
-				PlugTopics: []string{"shellies/ok/#", tc.filter}})
+				PlugTopics: map[string][]string{"r1": {"shellies/ok/#"}, row: {"shellies/ok2/#", tc.filter}}})
 			if b != nil {
 				defer b.Close()
 			}
@@ -357,4 +382,39 @@ func TestPlugTopicsChecked(t *testing.T) {
 			}
 		})
 	}
+	t.Run("empty row", func(t *testing.T) {
+		b, err := New(Config{Addr: "127.0.0.1:0", DataDir: t.TempDir(), Users: users, Logger: discardLogger(),
+			PlugTopics: map[string][]string{"": {"tele/rack-r1/#"}}})
+		if b != nil {
+			defer b.Close()
+		}
+		if err == nil || !strings.Contains(err.Error(), "invalid row name") {
+			t.Fatalf("PlugTopics keyed by the empty row: error %v, want an invalid row name", err)
+		}
+	})
+}
+
+// A plug user without a row, as the pirack that did not bind plugs to rows stored it, is
+// refused at CONNECT, even with the plug folders it used to publish in, and the log says how to
+// fix it. With a row, the same device connects.
+func TestRowlessPlugRefused(t *testing.T) {
+	var logs testlog.Buffer
+	b := newBroker(t, t.TempDir(), testUsers(t), true, func(c *Config) {
+		c.PlugTopics = testPolicy.plugTopics
+		c.Logger = newBufferLogger(t, &logs)
+	})
+	if _, err := dial(t, b, "DVES_3F1A2C", userPlugNo.Name, password, withWill("tele/rack-r1/LWT")); !errors.Is(err, pahopackets.ErrorRefusedNotAuthorised) {
+		t.Fatalf("plug user without a row: %v, want refused as not authorised", err)
+	}
+	if _, err := dial(t, b, "DVES_3F1A2C", userPlugNo.Name, password); !errors.Is(err, pahopackets.ErrorRefusedNotAuthorised) {
+		t.Fatalf("plug user without a row, without a Will: %v, want refused as not authorised", err)
+	}
+	for _, want := range []string{"MQTT connection refused", "username=plug-old", "has no row",
+		"pirack user add plug-old --role plug --row ROW"} {
+		if !strings.Contains(logs.String(), want) {
+			t.Errorf("log lacks %q:\n%s", want, logs.String())
+		}
+	}
+	c := mustDial(t, b, "DVES_3F1A2C", userPlug.Name, withWill("tele/rack-r1/LWT"))
+	c.expectConnected(t)
 }

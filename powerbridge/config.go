@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"slices"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -246,18 +245,20 @@ func (p Plug) source() string {
 	return p.Type + " " + p.Topic
 }
 
-// PublishFilters are the MQTT filters users of role plug may publish to (broker
-// Config.PlugTopics): each plug's device folder, such as tele/rack-r1/#,
+// PublishFilters are the MQTT filters a user of role plug may publish to, by the user's row
+// (broker Config.PlugTopics): the device folder of that row's plug, such as tele/rack-r1/#,
 // shellyplusplugs-a8032ab1/# or shellies/shellyplug-s-7AB3C1/#. Granting the whole folder
 // keeps the broker from logging a refusal for every STATE or status message the plug sends
-// besides the one the bridge reads, and covers the plug's Will. The file is validated.
-func (f File) PublishFilters() []string {
-	var out []string
+// besides the one the bridge reads, and covers the plug's Will. A row without a plug has no
+// entry, so its plug users may publish nothing. A multi-channel Shelly Gen1 feeding two rows
+// appears under both: it is one device, logged in as one of those rows' users. The file is
+// validated.
+func (f File) PublishFilters() map[string][]string {
+	out := map[string][]string{}
 	for _, p := range f.Plugs {
-		out = append(out, p.folder())
+		out[p.Row] = append(out[p.Row], p.folder()) // one plug per row: Validate
 	}
-	slices.Sort(out)
-	return slices.Compact(out)
+	return out
 }
 
 // filtersOverlap reports whether some topic matches both MQTT filters.

@@ -2,6 +2,7 @@ package powerbridge
 
 import (
 	"errors"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -25,12 +26,28 @@ func TestLoadFileExample(t *testing.T) {
 	}; !slices.Equal(mappings, want) {
 		t.Errorf("mappings %q, want %q", mappings, want)
 	}
-	// Each plug's whole device folder: its Will (tele/rack-r1/LWT, <prefix>/online) lies there.
-	if got, want := f.PublishFilters(), []string{
-		"shellies/shellyplug-s-7AB3C1/#",
-		"shellyplusplugs-a8032ab1/#",
-		"tele/rack-r1/#",
-	}; !slices.Equal(got, want) {
+	// Each row's plug's whole device folder: its Will (tele/rack-r1/LWT, <prefix>/online) lies
+	// there.
+	if got, want := f.PublishFilters(), map[string][]string{
+		"r1": {"tele/rack-r1/#"},
+		"r2": {"shellyplusplugs-a8032ab1/#"},
+		"r3": {"shellies/shellyplug-s-7AB3C1/#"},
+	}; !maps.EqualFunc(got, want, slices.Equal) {
+		t.Errorf("PublishFilters() = %q, want %q", got, want)
+	}
+}
+
+// One two-channel Shelly feeding two rows is one device, with one MQTT login: the user of
+// either row may publish its folder.
+func TestPublishFiltersSharedDevice(t *testing.T) {
+	f, err := ParseFile([]byte(`{"plugs":[
+		{"row":"r1","type":"shelly-gen1","topic":"shellies/shelly25-C45BBE","channel":0},
+		{"row":"r2","type":"shelly-gen1","topic":"shellies/shelly25-C45BBE","channel":1}]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string][]string{"r1": {"shellies/shelly25-C45BBE/#"}, "r2": {"shellies/shelly25-C45BBE/#"}}
+	if got := f.PublishFilters(); !maps.EqualFunc(got, want, slices.Equal) {
 		t.Errorf("PublishFilters() = %q, want %q", got, want)
 	}
 }

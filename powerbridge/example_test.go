@@ -7,7 +7,8 @@ import (
 	"github.com/pirack/pirack/powerbridge"
 )
 
-// A file maps plugs to rows; the broker lets plug users publish under each plug's folder.
+// A file maps plugs to rows; the broker lets a plug user publish under the folder of its own
+// row's plug.
 func ExampleParseFile() {
 	f, err := powerbridge.ParseFile([]byte(`{"plugs":[
 		{"row":"r1","type":"tasmota","topic":"tele/rack-r1/SENSOR"},
@@ -22,7 +23,7 @@ func ExampleParseFile() {
 	// Output:
 	// row r1 <- tasmota tele/rack-r1/SENSOR
 	// row r2 <- shelly-gen2 shellyplusplugs-a8032ab1/status/switch:0
-	// [shellyplusplugs-a8032ab1/# tele/rack-r1/#]
+	// map[r1:[tele/rack-r1/#] r2:[shellyplusplugs-a8032ab1/#]]
 }
 
 // A Tasmota plug's SENSOR message, summed over its channels.

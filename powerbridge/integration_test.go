@@ -28,8 +28,10 @@ const (
 )
 
 // rig is a control center's broker with the bridge wired as `pirack serve` wires it: the
-// broker lets plug users publish to the file's plug topics, and the bridge subscribes before
-// the broker listens.
+// broker lets each plug user publish to its own row's plug topics in the file, and the bridge
+// subscribes before the broker listens. The file (testdata/config/example.json) has plugs for
+// rows r1 (Tasmota), r2 (Shelly Gen2) and r3 (Shelly Gen1); there is a plug user for each,
+// plug-r1 to plug-r3.
 type rig struct {
 	broker *broker.Broker
 	bridge *powerbridge.Bridge
@@ -44,7 +46,12 @@ func newRig(t *testing.T) *rig {
 		t.Fatal(err)
 	}
 	users.Cost = bcrypt.MinCost
-	for _, u := range []auth.User{{Name: "viewer", Role: auth.RoleViewer}, {Name: "plug-1", Role: auth.RolePlug}} {
+	for _, u := range []auth.User{
+		{Name: "viewer", Role: auth.RoleViewer},
+		{Name: "plug-r1", Role: auth.RolePlug, Row: "r1"},
+		{Name: "plug-r2", Role: auth.RolePlug, Row: "r2"},
+		{Name: "plug-r3", Role: auth.RolePlug, Row: "r3"},
+	} {
 		if err := users.Add(u, password); err != nil {
 			t.Fatal(err)
 		}
@@ -158,9 +165,10 @@ func payload(t *testing.T, dir, name string) []byte {
 	return b
 }
 
-// Plugs logged in as a plug user publish their own topics over TCP; a viewer of rack/+/power
-// receives each row's reading under the contract, and a late subscriber the retained ones.
-// A plug cannot publish under rack/, and a malformed plug message publishes nothing.
+// Plugs logged in as their rows' plug users publish their own topics over TCP; a viewer of
+// rack/+/power receives each row's reading under the contract, and a late subscriber the
+// retained ones. A plug cannot publish under rack/, and a malformed plug message publishes
+// nothing.
 func TestPlugsOverTCP(t *testing.T) {
 	r := newRig(t)
 	start := time.Now()
@@ -169,7 +177,7 @@ func TestPlugsOverTCP(t *testing.T) {
 
 	// As a Tasmota connects: its Will on tele/<topic>/LWT, and a subscription to its commands,
 	// which is refused without ending the connection.
-	plug := dial(t, r.broker.Addr(), "DVES_3F1A2C", "plug-1", func(o *paho.ClientOptions) {
+	plug := dial(t, r.broker.Addr(), "DVES_3F1A2C", "plug-r1", func(o *paho.ClientOptions) {
 		o.SetWill("tele/rack-r1/LWT", "Offline", 1, true)
 	})
 	if code := plug.subscribe(t, "cmnd/rack-r1/#"); code != 0x80 {
@@ -182,10 +190,16 @@ func TestPlugsOverTCP(t *testing.T) {
 	plug.publish(t, "tele/rack-r1/SENSOR", payload(t, "tasmota", "pow-r2.json"))
 	expectPower(t, viewer, "r1", 17, "tasmota", start)
 
-	plug.publish(t, "shellyplusplugs-a8032ab1/status/switch:0", payload(t, "shelly-gen2", "plus-plug-s.json"))
+	shellyR2 := dial(t, r.broker.Addr(), "shellyplusplugs-a8032ab1", "plug-r2", func(o *paho.ClientOptions) {
+		o.SetWill("shellyplusplugs-a8032ab1/online", "false", 1, true)
+	})
+	shellyR2.publish(t, "shellyplusplugs-a8032ab1/status/switch:0", payload(t, "shelly-gen2", "plus-plug-s.json"))
 	expectPower(t, viewer, "r2", 16.9, "shelly", start)
 
-	plug.publish(t, "shellies/shellyplug-s-7AB3C1/relay/0/power", []byte("42.5"))
+	shellyR3 := dial(t, r.broker.Addr(), "shellyplug-s-7AB3C1", "plug-r3", func(o *paho.ClientOptions) {
+		o.SetWill("shellies/shellyplug-s-7AB3C1/online", "false", 1, true)
+	})
+	shellyR3.publish(t, "shellies/shellyplug-s-7AB3C1/relay/0/power", []byte("42.5"))
 	expectPower(t, viewer, "r3", 42.5, "shelly", start)
 
 	// A malformed SENSOR is counted and publishes nothing: the next row power is r2's, from a
@@ -194,13 +208,15 @@ func TestPlugsOverTCP(t *testing.T) {
 	if s := r.bridge.Stats(); s.Malformed != 1 || s.Published != 3 {
 		t.Fatalf("after a malformed message: stats %+v, want 1 malformed and 3 published", s)
 	}
-	plug.publish(t, "shellyplusplugs-a8032ab1/events/rpc", payload(t, "shelly-gen2", "rpc-notify-partial.json"))
+	shellyR2.publish(t, "shellyplusplugs-a8032ab1/events/rpc", payload(t, "shelly-gen2", "rpc-notify-partial.json"))
 	expectPower(t, viewer, "r2", 18.2, "shelly", start)
 
-	select {
-	case err := <-plug.lost:
-		t.Fatalf("the plug was disconnected: %v", err)
-	default:
+	for _, c := range []*client{plug, shellyR2, shellyR3} {
+		select {
+		case err := <-c.lost:
+			t.Fatalf("a plug was disconnected: %v", err)
+		default:
+		}
 	}
 
 	// A late subscriber gets each row's last reading, retained.
@@ -222,23 +238,59 @@ func TestPlugsOverTCP(t *testing.T) {
 	}
 }
 
+// A plug of one row cannot report another row's power: row r2's plug user publishing on row
+// r1's Tasmota topic is acknowledged and dropped, so the bridge never takes the reading in and
+// the first power r1 gets is its own plug's. Nor may it leave its Will in r1's plug folder.
+func TestPlugOfAnotherRowRefused(t *testing.T) {
+	r := newRig(t)
+	start := time.Now()
+	viewer := dial(t, r.broker.Addr(), "grafana", "viewer")
+	viewer.subscribe(t, topics.PowerTopic("+"))
+
+	intruder := dial(t, r.broker.Addr(), "shellyplusplugs-a8032ab1", "plug-r2")
+	intruder.publish(t, "tele/rack-r1/SENSOR", []byte(`{"ENERGY":{"Power":999}}`))
+	// The broker hands an allowed publish to the bridge before acknowledging it: by now a
+	// reading that got through would have been counted.
+	if s := r.bridge.Stats(); s.Received != 0 {
+		t.Fatalf("row r2's plug user published on row r1's plug topic: bridge stats %+v, want nothing received", s)
+	}
+	// Its own topic still works: the refusal did not cost it its connection.
+	intruder.publish(t, "shellyplusplugs-a8032ab1/status/switch:0", payload(t, "shelly-gen2", "plus-plug-s.json"))
+	expectPower(t, viewer, "r2", 16.9, "shelly", start)
+
+	plug := dial(t, r.broker.Addr(), "DVES_3F1A2C", "plug-r1")
+	plug.publish(t, "tele/rack-r1/SENSOR", payload(t, "tasmota", "pow-r2.json"))
+	expectPower(t, viewer, "r1", 17, "tasmota", start) // 17 W, never the intruder's 999
+
+	if err := connectErr(t, r.broker.Addr(), "sneaky", "plug-r2", "tele/rack-r1/LWT"); !errors.Is(err, pahopackets.ErrorRefusedNotAuthorised) {
+		t.Fatalf("row r2's plug user with a Will in row r1's plug folder: %v, want refused as not authorised", err)
+	}
+}
+
 // A plug user may not leave its Will under rack/: the connection is refused.
 func TestPlugWillUnderRackRefused(t *testing.T) {
 	r := newRig(t)
-	o := paho.NewClientOptions().AddBroker("tcp://"+r.broker.Addr()).SetClientID("sneaky").SetUsername("plug-1").
+	if err := connectErr(t, r.broker.Addr(), "sneaky", "plug-r1", topics.PowerTopic("r1")); !errors.Is(err, pahopackets.ErrorRefusedNotAuthorised) {
+		t.Fatalf("a plug with a Will on row power: %v, want refused as not authorised", err)
+	}
+}
+
+// connectErr connects as user with a Will on willTopic and returns the CONNECT's error,
+// disconnecting if it was accepted.
+func connectErr(t *testing.T, addr, id, user, willTopic string) error {
+	t.Helper()
+	o := paho.NewClientOptions().AddBroker("tcp://"+addr).SetClientID(id).SetUsername(user).
 		SetPassword(password).SetProtocolVersion(4).SetAutoReconnect(false).SetConnectTimeout(wait).
-		SetWill(topics.PowerTopic("r1"), `{"v":1,"watts":0}`, 1, true)
+		SetWill(willTopic, "Offline", 1, true)
 	c := paho.NewClient(o)
 	tok := c.Connect()
 	if !tok.WaitTimeout(wait) {
 		t.Fatal("no CONNACK")
 	}
-	if err := tok.Error(); !errors.Is(err, pahopackets.ErrorRefusedNotAuthorised) {
-		if err == nil {
-			c.Disconnect(0)
-		}
-		t.Fatalf("a plug with a Will on row power: %v, want refused as not authorised", err)
+	if tok.Error() == nil {
+		c.Disconnect(0)
 	}
+	return tok.Error()
 }
 
 // Interoperability: mosquitto_pub, as a Tasmota-like client with its Will, publishing QoS 0
@@ -257,7 +309,7 @@ func TestMosquittoPubAsPlug(t *testing.T) {
 		t.Fatal(err)
 	}
 	cmd := exec.Command(pub, "-h", host, "-p", port, "-V", "mqttv311", "-i", "tasmota-rack-r1",
-		"-u", "plug-1", "-P", password, "--will-topic", "tele/rack-r1/LWT", "--will-payload", "Offline", "--will-retain",
+		"-u", "plug-r1", "-P", password, "--will-topic", "tele/rack-r1/LWT", "--will-payload", "Offline", "--will-retain",
 		"-q", "0", "-t", "tele/rack-r1/SENSOR", "-f", filepath.Join("testdata", "tasmota", "us-plug.json"))
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("mosquitto_pub: %v\n%s", err, out)

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"os"
 	"path/filepath"
@@ -275,6 +276,7 @@ func loadPowerBridge(cfg serveConfig, users *auth.Users, log *slog.Logger) (powe
 	if path == "" {
 		path = filepath.Join(cfg.DataDir, powerbridge.FileName)
 		if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+			checkPlugUsers(powerbridge.File{}, path, users.List(), log)
 			return powerbridge.File{}, nil
 		}
 	}
@@ -286,8 +288,40 @@ func loadPowerBridge(cfg serveConfig, users *auth.Users, log *slog.Logger) (powe
 		return f, err
 	}
 	log.Info("power bridge file loaded", "file", path, "plugs", len(f.Plugs))
-	if len(f.Plugs) > 0 && !slices.ContainsFunc(users.List(), func(u auth.User) bool { return u.Role == auth.RolePlug }) {
-		log.Warn("power bridge: no user has role plug, so no plug can connect: add one with pirack user add NAME --role plug")
-	}
+	checkPlugUsers(f, path, users.List(), log)
 	return f, nil
+}
+
+// checkPlugUsers warns of what keeps a plug from reporting, or a plug user from doing anything,
+// since the broker binds each plug user to its row: a plug user without a row (made by an
+// earlier pirack), which the broker refuses; a plug user whose row has no plug in the file,
+// which may publish nothing; and a row of the file whose plug no plug user may publish for.
+func checkPlugUsers(f powerbridge.File, path string, users []auth.User, log *slog.Logger) {
+	filters := f.PublishFilters()
+	covered := map[string]bool{} // plug folders some plug user may publish to
+	for _, u := range users {
+		if u.Role != auth.RolePlug {
+			continue
+		}
+		rowFilters, ok := filters[u.Row]
+		switch {
+		case u.Row == "":
+			log.Warn("power bridge: plug user "+u.Name+" has no row (made by an earlier pirack), so the broker refuses it: re-create it with "+
+				"pirack user remove "+u.Name+" and pirack user add "+u.Name+" --role plug --row ROW", "user", u.Name)
+		case !ok:
+			log.Warn("power bridge: plug user "+u.Name+" is for row "+u.Row+", which has no plug in "+filepath.Base(path)+", so it may publish nothing",
+				"user", u.Name, "row", u.Row, "file", path)
+		default:
+			for _, fl := range rowFilters {
+				covered[fl] = true
+			}
+		}
+	}
+	for _, row := range slices.Sorted(maps.Keys(filters)) {
+		if !slices.ContainsFunc(filters[row], func(fl string) bool { return !covered[fl] }) {
+			continue
+		}
+		log.Warn("power bridge: no plug user for row "+row+", so its plug cannot connect: add one with pirack user add plug-"+row+" --role plug --row "+row,
+			"row", row)
+	}
 }

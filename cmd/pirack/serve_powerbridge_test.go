@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"io"
 	"os"
 	"path/filepath"
@@ -120,7 +121,8 @@ func TestServePowerBridgeFromDataDir(t *testing.T) {
 	for _, want := range []string{
 		`plug="row r1 <- tasmota tele/rack-r1/SENSOR"`,
 		`plug="row r2 <- shelly-gen2 shellyplusplugs-a8032ab1/status/switch:0"`,
-		"no user has role plug",
+		"no plug user for row r1, so its plug cannot connect: add one with pirack user add plug-r1 --role plug --row r1",
+		"no plug user for row r2",
 	} {
 		if !strings.Contains(logs.String(), want) {
 			t.Errorf("serve's log lacks %q:\n%s", want, logs.String())
@@ -132,7 +134,7 @@ func TestServePowerBridgeFromDataDir(t *testing.T) {
 		t.Fatal(err)
 	}
 	cc.users.Cost = bcrypt.MinCost
-	if err := cc.users.Add(auth.User{Name: "plug-r1", Role: auth.RolePlug}, "plug-password"); err != nil {
+	if err := cc.users.Add(auth.User{Name: "plug-r1", Role: auth.RolePlug, Row: "r1"}, "plug-password"); err != nil {
 		t.Fatal(err)
 	}
 	plug := paho.NewClient(paho.NewClientOptions().AddBroker("tcp://"+cc.broker.Addr()).SetClientID("DVES_3F1A2C").
@@ -154,5 +156,121 @@ func TestServePowerBridgeFromDataDir(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("no row power published for the plug's reading")
+	}
+}
+
+// At start, serve warns of plug users that can do nothing and of plugs no user can publish for:
+// the broker binds each plug user to its row.
+func TestServePlugUserWarnings(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		file     string // <data-dir>/power-bridge.json; "" means none
+		users    []auth.User
+		rowless  bool // add plug-old, a plug user without a row as an earlier pirack made it
+		want     []string
+		dontWant []string
+	}{
+		{
+			name:     "every row has its plug user",
+			file:     plugConfig,
+			users:    []auth.User{{Name: "plug-r1", Role: auth.RolePlug, Row: "r1"}, {Name: "plug-r2", Role: auth.RolePlug, Row: "r2"}},
+			dontWant: []string{"level=WARN"},
+		},
+		{
+			name:    "a plug user of a row without a plug, a row without a plug user, a plug user without a row",
+			file:    plugConfig,
+			users:   []auth.User{{Name: "plug-r1", Role: auth.RolePlug, Row: "r1"}, {Name: "plug-r3", Role: auth.RolePlug, Row: "r3"}},
+			rowless: true,
+			want: []string{
+				`msg="power bridge: plug user plug-r3 is for row r3, which has no plug in power-bridge.json, so it may publish nothing" user=plug-r3 row=r3`,
+				`msg="power bridge: no plug user for row r2, so its plug cannot connect: add one with pirack user add plug-r2 --role plug --row r2" row=r2`,
+				`msg="power bridge: plug user plug-old has no row (made by an earlier pirack), so the broker refuses it: re-create it with pirack user remove plug-old and pirack user add plug-old --role plug --row ROW"`,
+			},
+			dontWant: []string{"no plug user for row r1", "plug user plug-r1"},
+		},
+		{
+			name:    "no power bridge file",
+			users:   []auth.User{{Name: "plug-r1", Role: auth.RolePlug, Row: "r1"}},
+			rowless: true,
+			want: []string{
+				"plug user plug-r1 is for row r1, which has no plug in power-bridge.json",
+				"plug user plug-old has no row",
+			},
+			dontWant: []string{"no plug user for row"},
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := dataDirWithAdmin(t)
+			if tc.file != "" {
+				if err := os.WriteFile(filepath.Join(dir, "power-bridge.json"), []byte(tc.file), 0o600); err != nil {
+					t.Fatal(err)
+				}
+			}
+			users, err := auth.Open(filepath.Join(dir, "users.json"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, u := range tc.users {
+				if err := users.SetWithCost(u, "plug-password", bcrypt.MinCost); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if tc.rowless {
+				addRowlessPlug(t, users, "plug-old")
+			}
+			var logs testlog.Buffer
+			log, err := newLogger(io.MultiWriter(&logs, testlog.NewWriter(t)), "info")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := loadPowerBridge(serveConfig{DataDir: dir}, users, log); err != nil {
+				t.Fatal(err)
+			}
+			for _, want := range tc.want {
+				if !strings.Contains(logs.String(), want) {
+					t.Errorf("log lacks %q:\n%s", want, logs.String())
+				}
+			}
+			for _, dont := range tc.dontWant {
+				if strings.Contains(logs.String(), dont) {
+					t.Errorf("log has %q:\n%s", dont, logs.String())
+				}
+			}
+		})
+	}
+}
+
+// addRowlessPlug writes a plug user without a row straight into the users file, as a pirack
+// that did not bind plugs to rows stored it (Add refuses one now). Its password is
+// "plug-password".
+func addRowlessPlug(t *testing.T, users *auth.Users, name string) {
+	t.Helper()
+	if err := users.SetWithCost(auth.User{Name: name, Role: auth.RolePlug, Row: "r1"}, "plug-password", bcrypt.MinCost); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(users.Path())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var f struct {
+		V     int         `json:"v"`
+		Users []auth.User `json:"users"`
+	}
+	if err := json.Unmarshal(b, &f); err != nil {
+		t.Fatal(err)
+	}
+	for i := range f.Users {
+		if f.Users[i].Name == name {
+			f.Users[i].Row = ""
+		}
+	}
+	if b, err = json.Marshal(f); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(users.Path(), b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if u, ok := users.Get(name); !ok || u.Row != "" {
+		t.Fatalf("rowless plug user not loaded: %+v, %v", u, ok)
 	}
 }

@@ -24,7 +24,8 @@ const usersFileName = "users.json"
 const agentSecretPath = "/etc/pirack/agent.secret"
 
 const userUsage = `usage:
-  pirack user add NAME --role admin|viewer|automation|plug [--password P] [--data-dir DIR]
+  pirack user add NAME --role admin|viewer|automation [--password P] [--data-dir DIR]
+  pirack user add NAME --role plug --row ROW [--password P] [--data-dir DIR]
   pirack user add --role agent --mac MAC --row ROW [--password P] [--data-dir DIR] [--broker URL]
   pirack user list [--data-dir DIR]
   pirack user remove NAME [--data-dir DIR]
@@ -79,7 +80,7 @@ func runUserAdd(args []string, stdout, stderr io.Writer) error {
 	fs, dataDir := newUserFlagSet("add", stderr)
 	role := fs.String("role", "", "admin, viewer, automation, agent, or plug for a Tasmota or Shelly smart plug (required)")
 	mac := fs.String("mac", "", "agent only: the Pi's MAC address, e.g. b8:27:eb:3f:1a:2c")
-	row := fs.String("row", "", "agent only: the Pi's row, e.g. r1")
+	row := fs.String("row", "", "agent and plug (required): the Pi's row, or the row the plug measures, e.g. r1")
 	password := fs.String("password", "", "password (8-72 bytes); default: a generated one. A password given here stays in the shell history")
 	brokerURL := fs.String("broker", "", "agent only: broker URL to print for the agent; default tcp://<this host>:1883")
 	pos, err := parseInterspersed(fs, args)
@@ -92,6 +93,11 @@ func runUserAdd(args []string, stdout, stderr io.Writer) error {
 	r, err := auth.ParseRole(*role)
 	if err != nil {
 		return fmt.Errorf("user add: %w", err)
+	}
+	if r == auth.RolePlug && *row == "" {
+		// The broker lets a plug publish only for its own row, so a plug user without one
+		// could publish nothing.
+		return errors.New("user add: a plug user needs --row, the row its plug measures, e.g. pirack user add plug-r1 --role plug --row r1")
 	}
 	u := auth.User{Role: r, MAC: *mac, Row: *row}
 	switch {
@@ -128,17 +134,21 @@ func runUserAdd(args []string, stdout, stderr io.Writer) error {
 	}
 
 	if r != auth.RoleAgent {
-		fmt.Fprintf(stdout, "Added user %s with role %s.\n", name, r)
+		if r == auth.RolePlug {
+			fmt.Fprintf(stdout, "Added user %s with role %s, for row %s.\n", name, r, u.Row)
+		} else {
+			fmt.Fprintf(stdout, "Added user %s with role %s.\n", name, r)
+		}
 		if generated {
 			fmt.Fprintf(stdout, "Password (shown only now; pirack keeps only a hash):\n\n  %s\n", secret)
 		}
 		if r == auth.RolePlug {
 			fmt.Fprintf(stdout, `
 Give the plug this user and password in its MQTT settings (Tasmota: Configuration > MQTT, or
-the MqttUser and MqttPassword commands; Shelly: Settings > MQTT), and map it to its row in
+the MqttUser and MqttPassword commands; Shelly: Settings > MQTT), and map it to row %s in
 %s (docs/hardware.md). The plug may publish only to the
-topics that file names, so restart pirack serve after editing it.
-`, filepath.Join(*dataDir, powerbridge.FileName))
+topics that file maps to row %s, so restart pirack serve after editing it.
+`, u.Row, filepath.Join(*dataDir, powerbridge.FileName), u.Row)
 		}
 		return nil
 	}

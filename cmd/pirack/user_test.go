@@ -107,6 +107,11 @@ func TestUserAddErrors(t *testing.T) {
 		{"agent without MAC", []string{"add", "--role", "agent", "--row", "r1"}, "MAC"},
 		{"agent without row", []string{"add", "--role", "agent", "--mac", "b827eb000001"}, "row"},
 		{"viewer with MAC", []string{"add", "bob", "--role", "viewer", "--mac", "b827eb000001"}, "only agents"},
+		{"viewer with row", []string{"add", "bob", "--role", "viewer", "--row", "r1"}, "only agents and plugs have a row"},
+		{"plug without row", []string{"add", "plug-r1", "--role", "plug"}, "a plug user needs --row"},
+		{"plug with empty row", []string{"add", "plug-r1", "--role", "plug", "--row", ""}, "a plug user needs --row"},
+		{"plug with bad row", []string{"add", "plug-r1", "--role", "plug", "--row", "Row 1"}, "invalid row name"},
+		{"plug with MAC", []string{"add", "plug-r1", "--role", "plug", "--row", "r1", "--mac", "b827eb000001"}, "only agents"},
 		{"short password", []string{"add", "bob", "--role", "viewer", "--password", "short"}, "invalid password"},
 		{"two names", []string{"add", "bob", "carol", "--role", "viewer"}, "one name"},
 		{"no subcommand", []string{}, "no subcommand"},
@@ -127,11 +132,11 @@ func TestUserAddErrors(t *testing.T) {
 	}
 }
 
-// A plug user: a name and a password, told where the plug's MQTT settings and its row mapping
-// go.
+// A plug user: a name, a password and its row, stored; told where the plug's MQTT settings and
+// its row mapping go.
 func TestUserAddPlug(t *testing.T) {
 	dir := t.TempDir()
-	out, err := user(t, dir, "add", "plug-r1", "--role", "plug")
+	out, err := user(t, dir, "add", "plug-r1", "--role", "plug", "--row", "r1")
 	if err != nil {
 		t.Fatalf("add plug: %v\n%s", err, out)
 	}
@@ -139,7 +144,8 @@ func TestUserAddPlug(t *testing.T) {
 	if password == nil {
 		t.Fatalf("add plug did not print a generated password:\n%s", out)
 	}
-	for _, want := range []string{"Added user plug-r1 with role plug.", "MqttUser", filepath.Join(dir, "power-bridge.json")} {
+	for _, want := range []string{"Added user plug-r1 with role plug, for row r1.", "MqttUser", filepath.Join(dir, "power-bridge.json"),
+		"map it to row r1", "topics that file maps to row r1"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("add plug output lacks %q:\n%s", want, out)
 		}
@@ -148,11 +154,26 @@ func TestUserAddPlug(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if u, err := users.Authenticate("plug-r1", password[1]); err != nil || u.Role != auth.RolePlug {
-		t.Errorf("printed plug password: %+v, %v; want a plug user", u, err)
+	if u, err := users.Authenticate("plug-r1", password[1]); err != nil || u.Role != auth.RolePlug || u.Row != "r1" {
+		t.Errorf("printed plug password: %+v, %v; want a plug user of row r1", u, err)
 	}
-	if _, err := user(t, dir, "add", "plug-r2", "--role", "plug", "--row", "r2"); err == nil || !strings.Contains(err.Error(), "only agents") {
-		t.Errorf("plug with a row: %v, want refused (a plug's row is in the power bridge file)", err)
+	// Flags before the name work too, and the row shows in the list.
+	if out, err := user(t, dir, "add", "--role", "plug", "--row", "r2", "plug-r2"); err != nil {
+		t.Fatalf("add plug with flags first: %v\n%s", err, out)
+	}
+	out, err = user(t, dir, "list")
+	if err != nil {
+		t.Fatalf("list: %v", err)
+	}
+	if !regexp.MustCompile(`(?m)^plug-r1\s+plug\s+-\s+r1\s`).MatchString(out) || !regexp.MustCompile(`(?m)^plug-r2\s+plug\s+-\s+r2\s`).MatchString(out) {
+		t.Errorf("list does not show the plugs' rows:\n%s", out)
+	}
+	// Refused without --row, and nothing is stored.
+	if _, err := user(t, dir, "add", "plug-r3", "--role", "plug"); err == nil || !strings.Contains(err.Error(), "--row") {
+		t.Errorf("plug without a row: %v, want refused naming --row", err)
+	}
+	if _, ok := users.Get("plug-r3"); ok {
+		t.Error("a plug refused for lack of a row was stored")
 	}
 }
 
