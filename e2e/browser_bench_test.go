@@ -282,15 +282,13 @@ func (f *benchFleet) birth(b *testing.B, br *broker.Broker) {
 		if err := br.Publish(p.status, payload, true, 1); err != nil {
 			b.Fatal(err)
 		}
-		f.publish(b, br, p, true, false)
+		f.publish(b, br, p, false)
 	}
 }
 
-// publish sends one sample of p at QoS 0; last marks the final round's. Agents retain every
-// sample, but here only the first is: the broker's store commits each retained message to disk
-// (about 0.5 ms), which would pace the bursts instead of the page. The dashboard takes both
-// alike.
-func (f *benchFleet) publish(b *testing.B, br *broker.Broker, p *benchPi, retain, last bool) {
+// publish sends one sample of p, retained at QoS 0 as agents send it; last marks the final
+// round's. (The broker group-commits retained messages, so this costs microseconds.)
+func (f *benchFleet) publish(b *testing.B, br *broker.Broker, p *benchPi, last bool) {
 	m, err := p.sim.Collect(context.Background())
 	if err != nil {
 		b.Fatal(err)
@@ -305,7 +303,7 @@ func (f *benchFleet) publish(b *testing.B, br *broker.Broker, p *benchPi, retain
 	if err != nil {
 		b.Fatal(err)
 	}
-	if err := br.Publish(p.metrics, payload, retain, 0); err != nil {
+	if err := br.Publish(p.metrics, payload, true, 0); err != nil {
 		b.Fatal(err)
 	}
 }
@@ -323,7 +321,7 @@ func (f *benchFleet) bursts(b *testing.B, br *broker.Broker) (sent int, took tim
 		for slice := range benchSlices {
 			<-tick.C
 			for i := slice * per; i < min((slice+1)*per, len(f.pis)); i++ {
-				f.publish(b, br, &f.pis[i], false, round == benchRounds-1)
+				f.publish(b, br, &f.pis[i], round == benchRounds-1)
 				sent++
 			}
 		}
