@@ -128,6 +128,9 @@ func nodeOrder(l layout.Layout) func(a, b Node) int {
 
 // assignPress handles a button press while its row is in assign mode: it places the Pi in the
 // next slot. It reports whether the press was taken by assign mode (and so selects nothing).
+// It runs in ingestion and saves layout.json there: the one write ingestion does, a few
+// milliseconds per press and only while an operator walks a row, kept in line so that the
+// slots follow the presses' order.
 func (s *Server) assignPress(row, mac string) bool {
 	now := s.cfg.Now()
 	s.assign.mu.Lock()
