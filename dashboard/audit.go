@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"maps"
 	"os"
@@ -18,8 +19,19 @@ import (
 	"time"
 )
 
-// AuditFile is the name of the audit log in Config.AuditDir.
+// AuditFile is the name of the audit log in Config.AuditDir. When it would grow past
+// Config.AuditMaxBytes it is renamed AuditFile+".1" (the previous ".1" becoming ".2", and so on
+// up to AuditKeep, the oldest being deleted) and a fresh AuditFile is started.
 const AuditFile = "audit.log"
+
+// Audit log rotation.
+const (
+	DefaultAuditMaxBytes = 10 << 20 // Config.AuditMaxBytes when zero
+	AuditKeep            = 5        // rotated files kept: audit.log.1 (newest) to audit.log.5
+
+	auditRotateRetry = time.Minute // after a failed rotation, entries go on into the current file this long before the next try
+	auditRotateLog   = time.Hour   // a rotation that keeps failing is logged as an error at most this often
+)
 
 // Audit actions and outcomes.
 const (
@@ -63,23 +75,49 @@ type auditSink interface {
 
 var _ auditSink = (*os.File)(nil)
 
+// auditOptions are the rotation settings of an auditLog; the zero value never rotates.
+type auditOptions struct {
+	maxBytes int64 // rotate before an entry would take the file past this; <= 0: never
+	keep     int   // rotated files kept; < 1 means 1
+	now      func() time.Time
+	// rename is os.Rename; tests make it fail.
+	rename func(oldpath, newpath string) error
+}
+
 // auditLog writes every entry as a structured log line and, with a directory, appends it as a
 // JSON line to <dir>/audit.log, synced before record returns: an entry that is not on disk is
 // reported as an error, so that the action is not carried out unaudited.
 type auditLog struct {
 	log  *slog.Logger
 	path string // "" means log lines only
+	opts auditOptions
 
 	mu     sync.Mutex
 	sink   auditSink
 	size   int64 // bytes of whole entries in the file
 	closed bool
+
+	// A failed rotation never costs an entry: it goes on into the current file, and rotation
+	// is tried again after auditRotateRetry.
+	rotateErrors  uint64    // failed rotations, ever
+	failStreak    uint64    // failed rotations since the last success
+	nextRotate    time.Time // no rotation before this, after a failure
+	lastRotateLog time.Time // when a failed rotation was last logged as an error
 }
 
 // openAudit opens (creating it 0600, and its directory 0700) the audit log in dir. An existing
 // file readable by others is refused: it names who did what, from where.
-func openAudit(dir string, log *slog.Logger) (*auditLog, error) {
-	a := &auditLog{log: log}
+func openAudit(dir string, opts auditOptions, log *slog.Logger) (*auditLog, error) {
+	if opts.keep < 1 {
+		opts.keep = 1
+	}
+	if opts.now == nil {
+		opts.now = time.Now
+	}
+	if opts.rename == nil {
+		opts.rename = os.Rename
+	}
+	a := &auditLog{log: log, opts: opts}
 	if dir == "" {
 		return a, nil
 	}
@@ -153,6 +191,9 @@ func (a *auditLog) append(line []byte) error {
 	if a.closed {
 		return errAuditClosed
 	}
+	if a.opts.maxBytes > 0 && a.size > 0 && a.size+int64(len(line)) > a.opts.maxBytes {
+		a.maybeRotate()
+	}
 	_, err := a.sink.Write(line)
 	if err == nil {
 		err = a.sink.Sync()
@@ -166,23 +207,28 @@ func (a *auditLog) append(line []byte) error {
 	return nil
 }
 
-// tail returns the last n entries, oldest first. Lines that do not decode (an entry cut by a
-// crash) are skipped.
+// tail returns the last n entries, oldest first, from audit.log and, when it holds fewer, the
+// rotated files before it. Lines that do not decode (an entry cut by a crash) are skipped.
 func (a *auditLog) tail(n int) ([]AuditEntry, error) {
-	a.mu.Lock()
-	size, closed := a.size, a.closed
-	a.mu.Unlock()
-	if closed {
-		return nil, errAuditClosed
-	}
-	f, err := os.Open(a.path)
+	files, sizes, err := a.openForTail()
 	if err != nil {
-		return nil, fmt.Errorf("read audit log: %w", err)
+		return nil, err
 	}
-	defer f.Close()
-	lines, err := lastLines(f, size, n)
-	if err != nil {
-		return nil, fmt.Errorf("read audit log %s: %w", a.path, err)
+	defer func() {
+		for _, f := range files {
+			f.Close()
+		}
+	}()
+	var lines [][]byte // newest file first, each file's lines oldest first
+	for i, f := range files {
+		got, err := lastLines(f, sizes[i], n-len(lines))
+		if err != nil {
+			return nil, fmt.Errorf("read audit log %s: %w", f.Name(), err)
+		}
+		lines = append(got, lines...)
+		if len(lines) >= n {
+			break
+		}
 	}
 	out := make([]AuditEntry, 0, len(lines))
 	for _, l := range lines {
@@ -192,6 +238,46 @@ func (a *auditLog) tail(n int) ([]AuditEntry, error) {
 		}
 	}
 	return out, nil
+}
+
+// openForTail opens audit.log and the rotated files that exist, newest first, with the size to
+// read of each. It holds the lock only to open them: an open file is what it was when opened
+// whatever later rotations rename, and audit.log is only appended to past the size taken here.
+func (a *auditLog) openForTail() ([]*os.File, []int64, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.closed {
+		return nil, nil, errAuditClosed
+	}
+	var files []*os.File
+	var sizes []int64
+	fail := func(err error) ([]*os.File, []int64, error) {
+		for _, f := range files {
+			f.Close()
+		}
+		return nil, nil, fmt.Errorf("read audit log: %w", err)
+	}
+	f, err := os.Open(a.path)
+	if err != nil {
+		return fail(err)
+	}
+	files, sizes = append(files, f), append(sizes, a.size)
+	for i := 1; i <= a.opts.keep; i++ {
+		f, err := os.Open(a.rotatedPath(i))
+		if errors.Is(err, fs.ErrNotExist) {
+			continue // not rotated that often yet, or a gap left by a failed rotation
+		}
+		if err != nil {
+			return fail(err)
+		}
+		fi, err := f.Stat()
+		if err != nil {
+			f.Close()
+			return fail(err)
+		}
+		files, sizes = append(files, f), append(sizes, fi.Size())
+	}
+	return files, sizes, nil
 }
 
 // lastLines reads r backwards from size, a chunk at a time, until it has n whole lines.
@@ -219,6 +305,120 @@ func lastLines(r io.ReaderAt, size int64, n int) ([][]byte, error) {
 		return nil, nil
 	}
 	return lines, nil
+}
+
+// rotatedPath is the name of the i-th newest rotated file: audit.log.1 is the newest.
+func (a *auditLog) rotatedPath(i int) string { return fmt.Sprintf("%s.%d", a.path, i) }
+
+// maybeRotate rotates the audit log unless a recent rotation failed. A failure is counted and
+// logged, at most once per auditRotateLog as an error, and the entry goes on into the current
+// file. a.mu is held.
+func (a *auditLog) maybeRotate() {
+	now := a.opts.now()
+	if now.Before(a.nextRotate) {
+		return
+	}
+	size := a.size
+	err := a.rotate()
+	if err == nil {
+		a.log.Info("audit log rotated", "file", a.rotatedPath(1), "bytes", size, "kept", a.opts.keep, "failures_before", a.failStreak)
+		a.failStreak, a.nextRotate, a.lastRotateLog = 0, time.Time{}, time.Time{}
+		return
+	}
+	a.rotateErrors++
+	a.failStreak++
+	a.nextRotate = now.Add(auditRotateRetry)
+	level := slog.LevelDebug
+	if a.lastRotateLog.IsZero() || now.Sub(a.lastRotateLog) >= auditRotateLog {
+		level, a.lastRotateLog = slog.LevelError, now
+	}
+	a.log.Log(context.Background(), level, "audit log rotation failed; entries go on into the current file, and rotation is retried",
+		"err", err, "file", a.path, "bytes", size, "failures", a.failStreak, "retry_in", auditRotateRetry)
+}
+
+// rotate renames audit.log to audit.log.1 (shifting the older files up, the oldest dropped),
+// starts a fresh audit.log and syncs the directory. The fresh file is created first under a
+// temporary name, so that the likeliest failures (no space, no permission) change nothing, and
+// audit.log is only missing between two renames, under a.mu. An error means nothing was
+// rotated and the current file is still audit.log. a.mu is held.
+func (a *auditLog) rotate() error {
+	tmp := a.path + ".new"
+	if err := os.Remove(tmp); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("remove the leftover %s: %w", tmp, err)
+	}
+	fresh, err := os.OpenFile(tmp, os.O_WRONLY|os.O_APPEND|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return fmt.Errorf("create a fresh audit log: %w", err)
+	}
+	abandon := func(err error) error {
+		fresh.Close()
+		os.Remove(tmp)
+		return err
+	}
+	if err := a.freeFirst(); err != nil {
+		return abandon(err)
+	}
+	if err := a.opts.rename(a.path, a.rotatedPath(1)); err != nil {
+		return abandon(fmt.Errorf("rotate the audit log: %w", err))
+	}
+	if err := a.opts.rename(tmp, a.path); err != nil {
+		// Put the current file back, so that its name stays audit.log.
+		if back := a.opts.rename(a.rotatedPath(1), a.path); back != nil {
+			err = errors.Join(err, fmt.Errorf("and could not rename %s back: %w", a.rotatedPath(1), back))
+		}
+		return abandon(fmt.Errorf("put the fresh audit log in place: %w", err))
+	}
+	// The renames are done: from here on the fresh file is audit.log, whatever fails.
+	old := a.sink
+	a.sink, a.size = fresh, 0
+	if err := old.Close(); err != nil {
+		a.log.Warn("close the rotated audit log", "file", a.rotatedPath(1), "err", err)
+	}
+	if err := syncDir(filepath.Dir(a.path)); err != nil {
+		// Not undone: the entries are synced, only the new names might not survive a crash.
+		a.rotateErrors++
+		a.log.Error("audit log rotated, but its directory could not be synced; is the disk failing?", "dir", filepath.Dir(a.path), "err", err)
+	}
+	return nil
+}
+
+// freeFirst makes room for audit.log.1 by shifting the rotated files up to the first gap; with
+// no gap, audit.log.<keep> is replaced, and so the oldest goes. A rotation that failed after
+// this left audit.log.1 free, so that retrying it does not shift, and drop, again. a.mu is held.
+func (a *auditLog) freeFirst() error {
+	free := a.opts.keep
+	for i := 1; i < a.opts.keep; i++ {
+		if _, err := os.Lstat(a.rotatedPath(i)); errors.Is(err, fs.ErrNotExist) {
+			free = i
+			break
+		}
+	}
+	for i := free - 1; i >= 1; i-- {
+		if err := a.opts.rename(a.rotatedPath(i), a.rotatedPath(i+1)); err != nil {
+			return fmt.Errorf("shift rotated audit logs: %w", err)
+		}
+	}
+	return nil
+}
+
+// syncDir makes renames in dir durable.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	err = d.Sync()
+	if cerr := d.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// rotateFailures returns how many rotations have failed, or could not sync the directory.
+func (a *auditLog) rotateFailures() uint64 {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.rotateErrors
 }
 
 // Close closes the file; later entries fail with errAuditClosed. It is safe to call twice.

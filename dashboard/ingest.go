@@ -39,6 +39,9 @@ type Stats struct {
 	SSEClients   int    `json:"sse_clients"`
 	SSEDropped   uint64 `json:"sse_dropped"`  // live clients dropped for falling behind
 	AuditErrors  uint64 `json:"audit_errors"` // audit entries that could not be written
+	// AuditRotateErrors counts failed rotations of the audit log (its entries were kept in
+	// the current file; see docs/security.md).
+	AuditRotateErrors uint64 `json:"audit_rotate_errors"`
 	// AlertsDropped counts alert transitions not published because the queue was full;
 	// AlertPublishErrors those the Bus refused.
 	AlertsDropped      uint64 `json:"alerts_dropped"`
@@ -318,6 +321,7 @@ func (s *Server) Stats() Stats {
 		SSEClients:         clients,
 		SSEDropped:         dropped,
 		AuditErrors:        s.stats.auditErrors.Load(),
+		AuditRotateErrors:  s.audit.rotateFailures(),
 	}
 	out.AlertsDropped, out.AlertPublishErrors = s.alerts.counts()
 	return out

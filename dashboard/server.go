@@ -66,6 +66,10 @@ type Config struct {
 	// logout and command, synced before the command is carried out. "" means audit entries
 	// go to Logger only.
 	AuditDir string
+	// AuditMaxBytes is the size past which the audit log is rotated, before the entry that
+	// would cross it: audit.log becomes audit.log.1, and AuditKeep rotated files are kept.
+	// 0 means DefaultAuditMaxBytes (10 MiB); negative never rotates.
+	AuditMaxBytes int64
 	// History, when set, receives every new metrics sample, row power reading and event
 	// (button presses, selections and clears, online and offline, Locate commands with who
 	// sent them, alerts raised and cleared), and answers the Pi detail page's charts and
@@ -100,6 +104,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.CommandTTL <= 0 {
 		c.CommandTTL = DefaultCommandTTL
+	}
+	if c.AuditMaxBytes == 0 {
+		c.AuditMaxBytes = DefaultAuditMaxBytes
 	}
 	return c
 }
@@ -162,7 +169,7 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("dashboard: %w", err)
 	}
-	audit, err := openAudit(cfg.AuditDir, cfg.Logger.With("component", "audit"))
+	audit, err := openAudit(cfg.AuditDir, auditOptions{maxBytes: cfg.AuditMaxBytes, keep: AuditKeep, now: cfg.Now}, cfg.Logger.With("component", "audit"))
 	if err != nil {
 		return nil, fmt.Errorf("dashboard: %w", err)
 	}

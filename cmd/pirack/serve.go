@@ -8,10 +8,13 @@ import (
 	"io"
 	"log/slog"
 	"maps"
+	"math"
 	"net"
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/pirack/pirack/alerts"
@@ -43,6 +46,8 @@ type serveConfig struct {
 	// PowerBridgeFile maps smart plugs to rows (package powerbridge); "" means
 	// <data-dir>/power-bridge.json if it exists, and no plugs otherwise.
 	PowerBridgeFile string
+	// AuditMaxSize is dashboard.Config.AuditMaxBytes: 0 = 10 MiB, negative = never rotate.
+	AuditMaxSize byteSize
 }
 
 func (c *serveConfig) register(fs *flag.FlagSet) {
@@ -59,6 +64,7 @@ func (c *serveConfig) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.WebKey, "web-key", "", "TLS private key (PEM, mode 0600) for the Control Center")
 	fs.StringVar(&c.AlertsFile, "alerts", "", "JSON file changing alert thresholds, durations and rules (see docs/alerts.md); empty: defaults")
 	fs.DurationVar(&c.StaleAfter, "stale-after", 0, "mark a Pi stale after this long without telemetry (0: 3 of its own intervals)")
+	fs.Var(&c.AuditMaxSize, "audit-max-size", "rotate audit.log past this `size`, keeping "+strconv.Itoa(dashboard.AuditKeep)+" old files, such as 512KiB or 10MiB (0: 10MiB, -1: never)")
 	fs.StringVar(&c.PowerBridgeFile, "power-bridge", "", "JSON file mapping Tasmota and Shelly smart plugs to rows (docs/topics.md); empty: <data-dir>/"+powerbridge.FileName+" if it exists")
 }
 
@@ -154,16 +160,17 @@ func startControlCenter(cfg serveConfig, log *slog.Logger, stdout io.Writer) (*c
 		return nil, err
 	}
 	dash, err := dashboard.New(dashboard.Config{
-		Layout:      lay,
-		Bus:         b,
-		Auth:        users,
-		Logger:      log.With("component", "dashboard"),
-		TLSCertFile: cfg.WebCert,
-		TLSKeyFile:  cfg.WebKey,
-		StaleAfter:  cfg.StaleAfter,
-		AuditDir:    cfg.DataDir, // audit.log sits with the users it names
-		History:     store,
-		Alerts:      engine,
+		Layout:        lay,
+		Bus:           b,
+		Auth:          users,
+		Logger:        log.With("component", "dashboard"),
+		TLSCertFile:   cfg.WebCert,
+		TLSKeyFile:    cfg.WebKey,
+		StaleAfter:    cfg.StaleAfter,
+		AuditDir:      cfg.DataDir, // audit.log sits with the users it names
+		AuditMaxBytes: int64(cfg.AuditMaxSize),
+		History:       store,
+		Alerts:        engine,
 	})
 	if err != nil {
 		store.Close()
@@ -324,4 +331,28 @@ func checkPlugUsers(f powerbridge.File, path string, users []auth.User, log *slo
 		log.Warn("power bridge: no plug user for row "+row+", so its plug cannot connect: add one with pirack user add plug-"+row+" --role plug --row "+row,
 			"row", row)
 	}
+}
+
+// byteSize is a flag value in bytes, written plain or with a KiB, MiB or GiB suffix.
+type byteSize int64
+
+func (b *byteSize) String() string { return strconv.FormatInt(int64(*b), 10) }
+
+func (b *byteSize) Set(s string) error {
+	n, mult := strings.TrimSpace(s), int64(1)
+	for _, u := range []struct {
+		suffix string
+		mult   int64
+	}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}} {
+		if v, ok := strings.CutSuffix(n, u.suffix); ok {
+			n, mult = strings.TrimSpace(v), u.mult
+			break
+		}
+	}
+	v, err := strconv.ParseInt(n, 10, 64)
+	if err != nil || v > math.MaxInt64/mult || v < math.MinInt64/mult {
+		return fmt.Errorf("size %q: want a number of bytes, optionally followed by KiB, MiB or GiB", s)
+	}
+	*b = byteSize(v * mult)
+	return nil
 }
