@@ -2,8 +2,8 @@
 // and authorization hook, bolt persistence of sessions and of retained messages (the latter by
 // group commit), and limits set on purpose (clients, packet size, message and session expiry,
 // sockets waiting for their CONNECT and a deadline for it, which Mochi lacks). It listens on
-// plain TCP, on TLS (with optional per-agent client certificates) and on WebSocket, with the
-// same authentication on each.
+// plain TCP, on TLS (with optional per-agent client certificates) and on WebSocket, plain or
+// over TLS, with the same authentication on each.
 //
 // Use it in three steps so that nothing published at startup is missed:
 //
@@ -76,8 +76,12 @@ type Config struct {
 	TLS *TLSConfig
 	// WSAddr is the listen address of the MQTT-over-WebSocket listener, for browsers and
 	// Node-RED (any URL path; subprotocol "mqtt"); "" means no WebSocket listener. It is plain
-	// ws://: put a TLS proxy in front of it for wss://.
+	// ws://: passwords cross the network in clear. WSSAddr is its TLS twin.
 	WSAddr string
+	// WSSAddr is the listen address of the MQTT over secure WebSocket listener (wss://), like
+	// WSAddr but over TLS with TLS's certificate, key and client CAs; "" means none. It needs
+	// TLS: New refuses it otherwise.
+	WSSAddr string
 	// DataDir holds broker.db (sessions, inflight messages) and retained.db (retained
 	// messages). Required; it is created (0700) if missing.
 	DataDir string
@@ -204,6 +208,7 @@ const (
 	listenerTCP = "tcp"
 	listenerTLS = "tls"
 	listenerWS  = "ws"
+	listenerWSS = "wss"
 )
 
 // New builds the broker and loads what it persisted in DataDir, but does not listen yet: call
@@ -220,6 +225,9 @@ func New(cfg Config) (*Broker, error) {
 	}
 	if cfg.DisableTCP && cfg.TLS == nil && cfg.WSAddr == "" {
 		return nil, errors.New("broker: every listener is off: enable TCP, TLS or WebSocket")
+	}
+	if cfg.WSSAddr != "" && cfg.TLS == nil {
+		return nil, errors.New("broker: Config.WSSAddr needs Config.TLS, whose certificate and key it serves")
 	}
 	for row, filters := range cfg.PlugTopics {
 		if err := topics.ValidateRow(row); err != nil {
@@ -306,8 +314,8 @@ func (b *Broker) Stats() Stats {
 	return Stats{RetainedCommits: s.commits, RetainedCommitFailures: s.failures, RetainedPending: s.pending}
 }
 
-// Start opens the configured listeners (TCP, TLS, WebSocket) and accepts MQTT clients.
-// Register in-process subscribers before. If Start fails, Close the broker.
+// Start opens the configured listeners (TCP, TLS, WebSocket, secure WebSocket) and accepts MQTT
+// clients. Register in-process subscribers before. If Start fails, Close the broker.
 func (b *Broker) Start() error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -331,8 +339,14 @@ func (b *Broker) Start() error {
 		}
 	}
 	if b.cfg.WSAddr != "" {
-		l := newWSListener(listenerWS, b.cfg.WSAddr, b.cfg.ConnectTimeout, b.wsConnState, b.log)
+		l := newWSListener(listenerWS, b.cfg.WSAddr, nil, b.cfg.ConnectTimeout, b.wsConnState, b.log)
 		if err := b.listen(l, b.cfg.WSAddr, "MQTT over WebSocket"); err != nil {
+			return err
+		}
+	}
+	if b.cfg.WSSAddr != "" {
+		l := newWSListener(listenerWSS, b.cfg.WSSAddr, b.tls, b.cfg.ConnectTimeout, b.wsConnState, b.log)
+		if err := b.listen(l, b.cfg.WSSAddr, "MQTT over secure WebSocket"); err != nil {
 			return err
 		}
 	}
@@ -360,6 +374,10 @@ func (b *Broker) TLSAddr() string { return b.addr(listenerTLS) }
 // WSAddr is the address of the WebSocket listener, or "" before Start or without
 // Config.WSAddr.
 func (b *Broker) WSAddr() string { return b.addr(listenerWS) }
+
+// WSSAddr is the address of the secure WebSocket listener, or "" before Start or without
+// Config.WSSAddr.
+func (b *Broker) WSSAddr() string { return b.addr(listenerWSS) }
 
 func (b *Broker) addr(id string) string {
 	b.mu.Lock()

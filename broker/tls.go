@@ -12,7 +12,9 @@ import (
 	"github.com/pirack/pirack/auth"
 )
 
-// TLSConfig configures the MQTT-over-TLS listener (mqtts).
+// TLSConfig configures the MQTT-over-TLS listener (mqtts), and the MQTT over secure WebSocket
+// listener (wss, Config.WSSAddr) when there is one: both serve the same certificate and take the
+// same client certificates.
 //
 // With ClientCAFile set, a client may present a certificate, which is then verified against
 // those CAs (an unverifiable one fails the TLS handshake). A client certificate identifies an
@@ -63,9 +65,14 @@ func (c *TLSConfig) load() (*tls.Config, error) {
 	return t, nil
 }
 
-// clientCert returns the verified certificate a client presented over TLS, or nil.
+// clientCert returns the verified certificate a client presented over TLS (mqtts or wss), or
+// nil.
 func clientCert(cl *mqtt.Client) *x509.Certificate {
-	tc, ok := cl.Net.Conn.(*tls.Conn)
+	conn := cl.Net.Conn
+	if wc, ok := conn.(*wsConn); ok {
+		conn = wc.Conn // the socket under the WebSocket: a *tls.Conn on wss
+	}
+	tc, ok := conn.(*tls.Conn)
 	if !ok {
 		return nil
 	}

@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"crypto/tls"
 	"errors"
 	"io"
 	"log/slog"
@@ -17,9 +18,10 @@ import (
 // wsListener is MQTT over WebSocket. It replaces Mochi's listeners.Websocket, which binds its
 // port only once serving (so a port in use is logged, not returned by Start, and ":0" has no
 // knowable address), sets no header timeout, and hands Mochi a connection whose write deadlines
-// gorilla/websocket silently overrides.
+// gorilla/websocket silently overrides. With a TLS configuration it serves wss://.
 type wsListener struct {
 	id, addr  string
+	tls       *tls.Config // nil: plain ws://
 	ln        net.Listener
 	srv       *http.Server
 	upgrader  websocket.Upgrader
@@ -32,10 +34,17 @@ var _ listeners.Listener = (*wsListener)(nil)
 // errTextFrame ends a connection that sends a text frame: MQTT travels in binary frames.
 var errTextFrame = errors.New("websocket: text frame; MQTT needs binary frames")
 
-// newWSListener builds the listener; connState sees every HTTP connection (the broker counts
-// them as pending until upgraded) and timeout bounds the HTTP handshake.
-func newWSListener(id, addr string, timeout time.Duration, connState func(net.Conn, http.ConnState), log *slog.Logger) *wsListener {
+// newWSListener builds the listener, serving wss:// if tlsConfig is not nil; connState sees
+// every HTTP connection (the broker counts them as pending until upgraded) and timeout bounds
+// the TLS and HTTP handshakes.
+func newWSListener(id, addr string, tlsConfig *tls.Config, timeout time.Duration, connState func(net.Conn, http.ConnState), log *slog.Logger) *wsListener {
 	l := &wsListener{id: id, addr: addr, log: log}
+	if tlsConfig != nil {
+		l.tls = tlsConfig.Clone()
+		// A clone, so mqtts keeps its own. HTTP/1.1 only, said in ALPN: gorilla/websocket does
+		// not do WebSocket over HTTP/2 (RFC 8441).
+		l.tls.NextProtos = []string{"http/1.1"}
+	}
 	l.upgrader = websocket.Upgrader{
 		HandshakeTimeout: timeout,
 		Subprotocols:     []string{"mqtt", "mqttv3.1"},
@@ -47,7 +56,7 @@ func newWSListener(id, addr string, timeout time.Duration, connState func(net.Co
 	l.srv = &http.Server{
 		Handler:           l,
 		ReadHeaderTimeout: timeout,
-		ReadTimeout:       timeout, // the connection's deadline is set again once upgraded
+		ReadTimeout:       timeout, // also bounds the TLS handshake; set again once upgraded
 		IdleTimeout:       timeout,
 		MaxHeaderBytes:    16 << 10,
 		ConnState:         connState,
@@ -56,8 +65,14 @@ func newWSListener(id, addr string, timeout time.Duration, connState func(net.Co
 	return l
 }
 
-func (l *wsListener) ID() string       { return l.id }
-func (l *wsListener) Protocol() string { return "ws" }
+func (l *wsListener) ID() string { return l.id }
+
+func (l *wsListener) Protocol() string {
+	if l.tls != nil {
+		return "wss"
+	}
+	return "ws"
+}
 
 func (l *wsListener) Address() string {
 	if l.ln != nil {
@@ -72,6 +87,11 @@ func (l *wsListener) Init(*slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	if l.tls != nil {
+		// http.Server runs the handshake itself, under its timeouts, and answers a plain HTTP
+		// request with 400.
+		ln = tls.NewListener(ln, l.tls)
+	}
 	l.ln = ln
 	return nil
 }
@@ -81,7 +101,7 @@ func (l *wsListener) Init(*slog.Logger) error {
 func (l *wsListener) Serve(establish listeners.EstablishFn) {
 	l.establish = establish
 	if err := l.srv.Serve(l.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-		l.log.Error("MQTT WebSocket listener stopped", "error", err)
+		l.log.Error("MQTT WebSocket listener stopped", "listener", l.id, "error", err)
 	}
 }
 

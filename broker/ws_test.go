@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"crypto/tls"
 	"errors"
 	"io"
 	"net"
@@ -18,9 +19,16 @@ import (
 // dialWS connects a paho client over WebSocket.
 func dialWS(t *testing.T, b *Broker, id, user, pass string, opts ...clientOpt) (*client, error) {
 	t.Helper()
+	return dialURL(t, "ws://"+b.WSAddr()+"/mqtt", nil, id, user, pass, opts...)
+}
+
+// dialURL connects a paho client to url, with tlsConfig for a TLS scheme (wss://).
+func dialURL(t *testing.T, url string, tlsConfig *tls.Config, id, user, pass string, opts ...clientOpt) (*client, error) {
+	t.Helper()
 	c := &client{msgs: make(chan paho.Message, 100), lost: make(chan error, 1)}
 	o := paho.NewClientOptions().
-		AddBroker("ws://" + b.WSAddr() + "/mqtt").
+		AddBroker(url).
+		SetTLSConfig(tlsConfig).
 		SetClientID(id).
 		SetUsername(user).
 		SetPassword(pass).
@@ -35,7 +43,7 @@ func dialWS(t *testing.T, b *Broker, id, user, pass string, opts ...clientOpt) (
 	c.Client = paho.NewClient(o)
 	tok := c.Connect()
 	if !tok.WaitTimeout(wait) {
-		t.Fatalf("connect %s over WebSocket: no CONNACK within %v", id, wait)
+		t.Fatalf("connect %s to %s: no CONNACK within %v", id, url, wait)
 	}
 	if err := tok.Error(); err != nil {
 		return nil, err
@@ -148,36 +156,50 @@ func TestWebSocketDeadlines(t *testing.T) {
 	}
 }
 
-// WebSocket connections still in their HTTP handshake count towards MaxPending.
+// WebSocket connections still in their TLS or HTTP handshake count towards MaxPending.
 func TestWebSocketPending(t *testing.T) {
-	b := newBroker(t, t.TempDir(), testUsers(t), false, func(c *Config) {
-		c.WSAddr = "127.0.0.1:0"
-		c.MaxPending = 2
-		c.ConnectTimeout = time.Minute
-	})
-	accepted := make(chan net.Conn, 10)
-	b.afterAccept = func(c net.Conn) { accepted <- c }
-	if err := b.Start(); err != nil {
-		t.Fatal(err)
-	}
-	for range 2 {
-		conn, err := net.Dial("tcp", b.WSAddr())
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer conn.Close()
-		select {
-		case <-accepted:
-		case <-time.After(wait):
-			t.Fatal("socket not accepted")
-		}
-	}
-	extra, err := net.Dial("tcp", b.Addr())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer extra.Close()
-	if got := readUntilClosed(t, extra); len(got) > 0 {
-		t.Fatalf("socket over the cap received % x", got)
+	for _, tc := range []struct {
+		name   string
+		config func(*testing.T, *Config)
+		addr   func(*Broker) string
+	}{
+		{"ws", func(_ *testing.T, c *Config) { c.WSAddr = "127.0.0.1:0" }, (*Broker).WSAddr},
+		{"wss", func(t *testing.T, c *Config) {
+			c.TLS = serverTLS(t, newTestCA(t, "pirack test CA"))
+			c.WSSAddr = "127.0.0.1:0"
+		}, (*Broker).WSSAddr},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b := newBroker(t, t.TempDir(), testUsers(t), false, func(c *Config) {
+				tc.config(t, c)
+				c.MaxPending = 2
+				c.ConnectTimeout = time.Minute
+			})
+			accepted := make(chan net.Conn, 10)
+			b.afterAccept = func(c net.Conn) { accepted <- c }
+			if err := b.Start(); err != nil {
+				t.Fatal(err)
+			}
+			for range 2 {
+				conn, err := net.Dial("tcp", tc.addr(b))
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer conn.Close()
+				select {
+				case <-accepted:
+				case <-time.After(wait):
+					t.Fatal("socket not accepted")
+				}
+			}
+			extra, err := net.Dial("tcp", b.Addr())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer extra.Close()
+			if got := readUntilClosed(t, extra); len(got) > 0 {
+				t.Fatalf("socket over the cap received % x", got)
+			}
+		})
 	}
 }

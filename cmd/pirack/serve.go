@@ -37,6 +37,8 @@ type serveConfig struct {
 	MQTTTLSAddr, MQTTCert, MQTTKey, MQTTClientCA string
 	// MQTTWSAddr opens the MQTT-over-WebSocket listener ("" = off).
 	MQTTWSAddr string
+	// MQTTWSSAddr opens MQTT over secure WebSocket with the mqtts certificate ("" = off).
+	MQTTWSSAddr string
 	// WebCert and WebKey serve the Control Center over HTTPS when both are set.
 	WebCert, WebKey string
 	// AlertsFile is a JSON alert config laid over the defaults ("" = defaults).
@@ -56,10 +58,11 @@ func (c *serveConfig) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.HTTPAddr, "http", ":8080", "Control Center (web) listen address")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&c.MQTTTLSAddr, "mqtts", ":8883", "MQTT over TLS listen address, used when --mqtt-cert is set")
-	fs.StringVar(&c.MQTTCert, "mqtt-cert", "", "TLS certificate (PEM) for the mqtts listener")
-	fs.StringVar(&c.MQTTKey, "mqtt-key", "", "TLS private key (PEM, mode 0600) for the mqtts listener")
+	fs.StringVar(&c.MQTTCert, "mqtt-cert", "", "TLS certificate (PEM) for the mqtts and --mqtt-wss listeners")
+	fs.StringVar(&c.MQTTKey, "mqtt-key", "", "TLS private key (PEM, mode 0600) for the mqtts and --mqtt-wss listeners")
 	fs.StringVar(&c.MQTTClientCA, "mqtt-client-ca", "", "CA (PEM) whose client certificates authenticate agents on mqtts (CN = MAC)")
-	fs.StringVar(&c.MQTTWSAddr, "mqtt-ws", "", "MQTT over WebSocket listen address for browsers and Node-RED (empty: off)")
+	fs.StringVar(&c.MQTTWSAddr, "mqtt-ws", "", "MQTT over plain WebSocket (ws://, passwords in clear) listen address for browsers and Node-RED (empty: off)")
+	fs.StringVar(&c.MQTTWSSAddr, "mqtt-wss", "", "MQTT over secure WebSocket (wss://) listen address, with the --mqtt-cert certificate and --mqtt-client-ca (empty: off)")
 	fs.StringVar(&c.WebCert, "web-cert", "", "TLS certificate (PEM) for the Control Center; with --web-key it serves HTTPS only")
 	fs.StringVar(&c.WebKey, "web-key", "", "TLS private key (PEM, mode 0600) for the Control Center")
 	fs.StringVar(&c.AlertsFile, "alerts", "", "JSON file changing alert thresholds, durations and rules (see docs/alerts.md); empty: defaults")
@@ -131,12 +134,14 @@ func startControlCenter(cfg serveConfig, log *slog.Logger, stdout io.Writer) (*c
 	if err != nil {
 		return nil, err
 	}
-	bcfg := broker.Config{Addr: cfg.MQTTAddr, WSAddr: cfg.MQTTWSAddr, DataDir: cfg.DataDir, Users: users, Logger: log.With("component", "broker"),
+	bcfg := broker.Config{Addr: cfg.MQTTAddr, WSAddr: cfg.MQTTWSAddr, WSSAddr: cfg.MQTTWSSAddr, DataDir: cfg.DataDir, Users: users, Logger: log.With("component", "broker"),
 		PlugTopics: plugs.PublishFilters()}
 	if cfg.MQTTCert != "" || cfg.MQTTKey != "" {
 		bcfg.TLS = &broker.TLSConfig{Addr: cfg.MQTTTLSAddr, CertFile: cfg.MQTTCert, KeyFile: cfg.MQTTKey, ClientCAFile: cfg.MQTTClientCA}
 	} else if cfg.MQTTClientCA != "" {
 		return nil, errors.New("--mqtt-client-ca needs the mqtts listener: set --mqtt-cert and --mqtt-key too")
+	} else if cfg.MQTTWSSAddr != "" {
+		return nil, errors.New("--mqtt-wss serves the mqtts certificate: set --mqtt-cert and --mqtt-key too")
 	}
 	b, err := broker.New(bcfg)
 	if err != nil {
@@ -187,9 +192,9 @@ func startControlCenter(cfg serveConfig, log *slog.Logger, stdout io.Writer) (*c
 		ln.Close()
 		store.Close()
 		b.Close()
-		return nil, fmt.Errorf("start MQTT listeners: %w (is another broker running? pick other addresses with --mqtt, --mqtts or --mqtt-ws)", err)
+		return nil, fmt.Errorf("start MQTT listeners: %w (is another broker running? pick other addresses with --mqtt, --mqtts, --mqtt-ws or --mqtt-wss)", err)
 	}
-	log.Info("control center running", "mqtt", b.Addr(), "mqtts", b.TLSAddr(), "mqtt_ws", b.WSAddr(), "http", ln.Addr().String(), "data_dir", cfg.DataDir)
+	log.Info("control center running", "mqtt", b.Addr(), "mqtts", b.TLSAddr(), "mqtt_ws", b.WSAddr(), "mqtt_wss", b.WSSAddr(), "http", ln.Addr().String(), "data_dir", cfg.DataDir)
 	return &controlCenter{users: users, broker: b, history: store, layout: lay, dash: dash, bridge: bridge, httpLn: ln, log: log, tls: cfg.WebCert != ""}, nil
 }
 

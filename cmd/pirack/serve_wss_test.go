@@ -1,0 +1,131 @@
+package main
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"io"
+	"math/big"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	paho "github.com/eclipse/paho.mqtt.golang"
+
+	"github.com/pirack/pirack/internal/testlog"
+)
+
+// selfSigned writes a self-signed server certificate for 127.0.0.1 and its key (0600) to dir.
+func selfSigned(t *testing.T, dir string) (cert *x509.Certificate, certFile, keyFile string) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(1),
+		Subject:               pkix.Name{CommonName: "rack-control"},
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              time.Now().Add(time.Hour),
+		IsCA:                  true,
+		BasicConstraintsValid: true,
+		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		IPAddresses:           []net.IP{net.ParseIP("127.0.0.1")},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cert, err = x509.ParseCertificate(der); err != nil {
+		t.Fatal(err)
+	}
+	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	certFile, keyFile = filepath.Join(dir, "mqtt.crt"), filepath.Join(dir, "mqtt.key")
+	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return cert, certFile, keyFile
+}
+
+// --mqtt-wss serves MQTT over secure WebSocket with the --mqtt-cert certificate.
+func TestServeMQTTWSS(t *testing.T) {
+	dir := dataDirWithAdmin(t)
+	cert, certFile, keyFile := selfSigned(t, t.TempDir())
+	var logs testlog.Buffer
+	log, err := newLogger(io.MultiWriter(&logs, testlog.NewWriter(t)), "info")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := serveConfig{DataDir: dir, MQTTAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", LogLevel: "info",
+		MQTTTLSAddr: "127.0.0.1:0", MQTTCert: certFile, MQTTKey: keyFile, MQTTWSSAddr: "127.0.0.1:0"}
+	cc, err := startControlCenter(cfg, log, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	served := make(chan error, 1)
+	go func() { served <- cc.serve(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-served; err != nil {
+			t.Errorf("serve: %v", err)
+		}
+		if err := cc.close(); err != nil {
+			t.Errorf("close: %v", err)
+		}
+	}()
+	wss := cc.broker.WSSAddr()
+	if wss == "" || !strings.Contains(logs.String(), "mqtt_wss="+wss) {
+		t.Fatalf("wss listener %q not in the start log:\n%s", wss, logs.String())
+	}
+
+	roots := x509.NewCertPool()
+	roots.AddCert(cert)
+	got := make(chan string, 1)
+	c := paho.NewClient(paho.NewClientOptions().AddBroker("wss://" + wss + "/mqtt").
+		SetTLSConfig(&tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}).
+		SetClientID("browser").SetUsername("admin").SetPassword("admin-password").
+		SetProtocolVersion(4).SetAutoReconnect(false))
+	if tok := c.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		t.Fatalf("connect over wss: %v", tok.Error())
+	}
+	defer c.Disconnect(0)
+	if tok := c.Subscribe("test/wss", 1, func(_ paho.Client, m paho.Message) { got <- string(m.Payload()) }); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		t.Fatalf("subscribe over wss: %v", tok.Error())
+	}
+	if tok := c.Publish("test/wss", 1, false, "hello"); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		t.Fatalf("publish over wss: %v", tok.Error())
+	}
+	select {
+	case p := <-got:
+		if p != "hello" {
+			t.Fatalf("got %q", p)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("own publish not received over wss")
+	}
+}
+
+// --mqtt-wss without a certificate stops serve before anything listens, saying what to add.
+func TestServeMQTTWSSNeedsCertificate(t *testing.T) {
+	dir := dataDirWithAdmin(t)
+	err := run(t.Context(), []string{"serve", "--data-dir", dir, "--http", "127.0.0.1:0", "--mqtt", "127.0.0.1:0", "--mqtt-wss", "127.0.0.1:0"}, io.Discard, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "--mqtt-wss") || !strings.Contains(err.Error(), "--mqtt-cert") {
+		t.Fatalf("serve --mqtt-wss without a certificate: %v, want an error naming --mqtt-cert", err)
+	}
+}
