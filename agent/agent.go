@@ -8,6 +8,7 @@ package agent
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -45,8 +46,15 @@ type Config struct {
 	// Row is the rack row the Pi sits in; see topics.ValidateRow. Required.
 	Row string
 	// Username and Password authenticate to the broker. Username "" means the normalised MAC,
-	// which is what pirack's broker expects of agents.
+	// which is what pirack's broker expects of agents. Password may be "" when TLS presents a
+	// client certificate: the broker accepts the certificate alone.
 	Username, Password string
+	// TLS configures the connection to an ssl:// (or tls://, mqtts://, wss://) broker; build it
+	// with LoadTLS, which sets the CAs, the client certificate, TLS 1.2 at least and the server
+	// name. It is used as given, and is an error with a plain tcp:// or ws:// broker. nil means
+	// the system's root CAs and no client certificate for a TLS broker, and plain MQTT for
+	// the others. A client certificate's CN must be the Pi's MAC in topic form (b827eb3f1a2c).
+	TLS *tls.Config
 	// Interval is the telemetry period. 0 means DefaultInterval.
 	Interval time.Duration
 	// KeepAlive is the MQTT keepalive; the broker publishes the Will after about 1.5 times this
@@ -157,8 +165,12 @@ func newAgent(cfg Config) (*agent, error) {
 	if cfg.Broker == "" {
 		return nil, errors.New("agent: no broker URL; set one such as tcp://rack-host:1883")
 	}
-	if u, err := url.Parse(cfg.Broker); err != nil || u.Scheme == "" || u.Host == "" {
+	u, err := url.Parse(cfg.Broker)
+	if err != nil || u.Scheme == "" || u.Host == "" {
 		return nil, fmt.Errorf("agent: broker %q is not a URL such as tcp://rack-host:1883", cfg.Broker)
+	}
+	if cfg.TLS != nil && !isTLSScheme(u.Scheme) {
+		return nil, fmt.Errorf("agent: %w", errPlainBroker(u))
 	}
 	if err := topics.ValidateRow(cfg.Row); err != nil {
 		return nil, fmt.Errorf("agent: %w", err)
@@ -183,6 +195,11 @@ func newAgent(cfg Config) (*agent, error) {
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
+	}
+	if cfg.TLS == nil && isTLSScheme(u.Scheme) {
+		if cfg.TLS, err = LoadTLS(cfg.Broker, TLSFiles{}, cfg.Now()); err != nil {
+			return nil, fmt.Errorf("agent: %w", err)
+		}
 	}
 	if cfg.Collector == nil {
 		cfg.Collector = new(HostCollector)
@@ -220,6 +237,9 @@ func newAgent(cfg Config) (*agent, error) {
 	}
 	if cfg.Username == "" {
 		cfg.Username = mac
+	}
+	if err := checkCertCN(cfg.TLS, mac); err != nil {
+		return nil, fmt.Errorf("agent: %w", err)
 	}
 
 	session := make([]byte, 8)

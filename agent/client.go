@@ -2,8 +2,16 @@ package agent
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"net/url"
+	"os"
+	"strings"
 	"sync"
 	"time"
 
@@ -58,6 +66,7 @@ func (a *agent) clientOptions() *mqtt.ClientOptions {
 		SetClientID(a.mac).
 		SetUsername(a.cfg.Username).
 		SetPassword(a.cfg.Password).
+		SetTLSConfig(a.cfg.TLS). // nil for a plain broker
 		SetProtocolVersion(4).
 		SetCleanSession(false). // keep subscriptions and queued QoS1 across reconnects
 		SetKeepAlive(a.cfg.KeepAlive).
@@ -95,7 +104,11 @@ func (a *agent) onConnectionNotification(_ mqtt.Client, n mqtt.ConnectionNotific
 	var c mqtt.ConnectionNotificationConnecting
 	switch n := n.(type) {
 	case mqtt.ConnectionNotificationFailed:
-		a.logLimited(connectFailedKey, slog.LevelWarn, "cannot connect to broker; retrying", "broker", a.cfg.Broker, "err", n.Reason)
+		args := []any{"broker", a.cfg.Broker, "err", n.Reason}
+		if h := connectHint(n.Reason); h != "" {
+			args = append(args, "fix", h)
+		}
+		a.logLimited(connectFailedKey, slog.LevelWarn, "cannot connect to broker; retrying", args...)
 		return
 	case mqtt.ConnectionNotificationConnected:
 		a.limit.forget(connectFailedKey) // the next outage is reported at once
@@ -448,4 +461,178 @@ func (l *link) wait(ctx context.Context) (down <-chan struct{}, ok bool) {
 			return nil, false
 		}
 	}
+}
+
+// TLSFiles names the PEM files LoadTLS reads. Every field may be "".
+type TLSFiles struct {
+	// CAFile is a bundle of the CAs that sign the broker's certificate: a control host's
+	// private CA or its self-signed certificate. "" means the system's root CAs.
+	CAFile string
+	// CertFile and KeyFile are the agent's client certificate (its CN the Pi's MAC in topic
+	// form) and private key. Both or neither; the key must be readable by its owner only.
+	CertFile, KeyFile string
+}
+
+// LoadTLS builds the TLS configuration of an agent connecting to broker, which must be a TLS
+// URL (ssl://host:8883). It checks the files now, so that a mistake stops the agent at start
+// with a message saying what to fix, rather than as a retried connection failure: a missing
+// file, one without PEM, a key readable by others, a key that is not the certificate's, and a
+// certificate that has expired at now or is not valid yet. The files are read once: replacing
+// them takes a restart.
+func LoadTLS(broker string, f TLSFiles, now time.Time) (*tls.Config, error) {
+	u, err := url.Parse(broker)
+	if err != nil || u.Host == "" {
+		return nil, fmt.Errorf("broker %q is not a URL such as ssl://rack-host:8883", broker)
+	}
+	if !isTLSScheme(u.Scheme) {
+		return nil, errPlainBroker(u)
+	}
+	// ServerName is set here rather than left to the dialer: paho's proxy path does not set it.
+	t := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: u.Hostname()}
+	if f.CAFile != "" {
+		b, err := os.ReadFile(f.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("broker CA file: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(b) {
+			return nil, fmt.Errorf("broker CA file %s holds no PEM certificate (-----BEGIN CERTIFICATE-----)", f.CAFile)
+		}
+		t.RootCAs = pool
+	}
+	switch {
+	case f.CertFile == "" && f.KeyFile == "":
+		return t, nil
+	case f.KeyFile == "":
+		return nil, fmt.Errorf("client certificate %s given without its key file", f.CertFile)
+	case f.CertFile == "":
+		return nil, fmt.Errorf("client key %s given without its certificate file", f.KeyFile)
+	}
+	cert, err := loadKeyPair(f.CertFile, f.KeyFile)
+	if err != nil {
+		return nil, err
+	}
+	switch leaf := cert.Leaf; {
+	case now.After(leaf.NotAfter):
+		return nil, fmt.Errorf("client certificate %s expired on %s (this Pi's clock says %s): issue a new one, see docs/security.md",
+			f.CertFile, leaf.NotAfter.UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339))
+	case now.Before(leaf.NotBefore):
+		return nil, fmt.Errorf("client certificate %s is valid only from %s, and this Pi's clock says %s: check the clock (NTP)",
+			f.CertFile, leaf.NotBefore.UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339))
+	}
+	t.Certificates = []tls.Certificate{cert}
+	// Always present the certificate. Go's client otherwise leaves out one that the broker's
+	// list of acceptable CAs does not name, and the broker would then refuse a missing
+	// password instead of saying that the certificate's CA is wrong.
+	t.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return &cert, nil }
+	return t, nil
+}
+
+// loadKeyPair reads a client certificate and its key, saying which file is wrong.
+func loadKeyPair(certFile, keyFile string) (tls.Certificate, error) {
+	certPEM, err := os.ReadFile(certFile)
+	if err != nil {
+		return tls.Certificate{}, fmt.Errorf("client certificate: %w", err)
+	}
+	if err := checkKeyFile(keyFile); err != nil {
+		return tls.Certificate{}, err
+	}
+	keyPEM, err := os.ReadFile(keyFile)
+	if err != nil {
+		return tls.Certificate{}, fmt.Errorf("client key: %w", err)
+	}
+	if !hasPEM(certPEM, func(typ string) bool { return typ == "CERTIFICATE" }) {
+		return tls.Certificate{}, fmt.Errorf("client certificate %s holds no PEM certificate (-----BEGIN CERTIFICATE-----)", certFile)
+	}
+	if !hasPEM(keyPEM, func(typ string) bool { return strings.HasSuffix(typ, "PRIVATE KEY") }) {
+		return tls.Certificate{}, fmt.Errorf("client key %s holds no PEM private key (-----BEGIN PRIVATE KEY-----)", keyFile)
+	}
+	cert, err := tls.X509KeyPair(certPEM, keyPEM)
+	if err != nil {
+		if strings.Contains(err.Error(), "does not match") {
+			return tls.Certificate{}, fmt.Errorf("client key %s is not the key of certificate %s (%w): give the key the certificate was made for", keyFile, certFile, err)
+		}
+		return tls.Certificate{}, fmt.Errorf("load client certificate %s and key %s: %w", certFile, keyFile, err)
+	}
+	return cert, nil // X509KeyPair fills Leaf
+}
+
+// hasPEM reports whether b holds a PEM block whose type satisfies ok.
+func hasPEM(b []byte, ok func(typ string) bool) bool {
+	for {
+		var blk *pem.Block
+		if blk, b = pem.Decode(b); blk == nil {
+			return false
+		}
+		if ok(blk.Type) {
+			return true
+		}
+	}
+}
+
+// checkKeyFile refuses a key that anyone but its owner may read or write, as the broker does
+// for its own key (auth.CheckSecretFile, which the agent binary must not link).
+func checkKeyFile(path string) error {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return fmt.Errorf("client key: %w", err)
+	}
+	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
+		return fmt.Errorf("client key %s has mode %04o; it must be readable by its owner only: run chmod 600 %s", path, perm, path)
+	}
+	return nil
+}
+
+// checkCertCN refuses a client certificate made for another Pi: the broker would refuse it.
+func checkCertCN(t *tls.Config, mac string) error {
+	if t == nil || len(t.Certificates) == 0 || t.Certificates[0].Leaf == nil {
+		return nil
+	}
+	if cn := t.Certificates[0].Leaf.Subject.CommonName; cn != mac {
+		return fmt.Errorf("client certificate is for CN %q, not this Pi's MAC %s; the broker would refuse it: issue one with CN=%s", cn, mac, mac)
+	}
+	return nil
+}
+
+// isTLSScheme reports whether paho connects to a broker URL of this scheme over TLS.
+func isTLSScheme(scheme string) bool {
+	switch scheme {
+	case "ssl", "tls", "mqtts", "mqtt+ssl", "tcps", "wss":
+		return true
+	}
+	return false
+}
+
+func errPlainBroker(u *url.URL) error {
+	return fmt.Errorf("broker %s is plain MQTT, but TLS settings are given: use ssl://%s:8883 (the broker's mqtts port), or leave out the CA, certificate and key", u.Redacted(), u.Hostname())
+}
+
+// connectHint says what to do about a failed connection whose cause is TLS; "" for others.
+func connectHint(err error) string {
+	var (
+		unknown  x509.UnknownAuthorityError
+		hostname x509.HostnameError
+		invalid  x509.CertificateInvalidError
+	)
+	switch {
+	case errors.As(err, &unknown):
+		return "the broker's certificate is not signed by a CA this agent trusts: give the CA that signed it (pirack-agent --ca-file)"
+	case errors.As(err, &hostname):
+		return "the broker's certificate is not made for this host name: use a name or address it lists in the broker URL, or reissue it"
+	case errors.As(err, &invalid) && invalid.Reason == x509.Expired:
+		return "the broker's certificate has expired or is not valid yet: renew it, or check this Pi's clock"
+	}
+	// The broker's refusal of a client certificate arrives as an alert, which crypto/tls
+	// reports only as text ("remote error: tls: unknown certificate authority").
+	msg := err.Error()
+	switch {
+	case !strings.Contains(msg, "remote error: tls: "):
+	case strings.Contains(msg, "expired certificate"):
+		return "the broker says this agent's client certificate has expired: issue a new one, or check this Pi's clock"
+	case strings.Contains(msg, "certificate required"):
+		return "the broker wants a client certificate: give one (pirack-agent --cert-file and --key-file)"
+	case strings.Contains(msg, "certificate"), strings.Contains(msg, "access denied"):
+		return "the broker refused this agent's client certificate: it must be signed by the CA given to the broker's --mqtt-client-ca"
+	}
+	return ""
 }

@@ -15,6 +15,7 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/pirack/pirack/agent"
 	"github.com/pirack/pirack/hardware/board"
@@ -69,7 +70,8 @@ type options struct {
 	version bool
 }
 
-// parseFlags turns the command line into the agent's and the board's configs. It opens nothing.
+// parseFlags turns the command line into the agent's and the board's configs. It reads the
+// password and TLS files, and opens no hardware.
 func parseFlags(args []string, stderr io.Writer, getenv func(string) string) (opts options, err error) {
 	cfg, hw := &opts.agent, &opts.board
 	fs := flag.NewFlagSet("pirack-agent", flag.ContinueOnError)
@@ -79,6 +81,10 @@ func parseFlags(args []string, stderr io.Writer, getenv func(string) string) (op
 	fs.StringVar(&cfg.Row, "row", "", "rack row this Pi sits in, 1-32 characters of a-z, 0-9, _ or - (required)")
 	fs.StringVar(&cfg.Username, "username", "", "broker username (default: the normalised MAC)")
 	passwordFile := fs.String("password-file", "", "file holding the broker password; must not be readable by group or others (chmod 600). Or set "+passwordEnv)
+	var tlsFiles agent.TLSFiles
+	fs.StringVar(&tlsFiles.CAFile, "ca-file", "", "ssl:// only: PEM file of the CA(s) that sign the broker's certificate, such as the control host's private CA (default: the system's root CAs)")
+	fs.StringVar(&tlsFiles.CertFile, "cert-file", "", "ssl:// only: PEM client certificate of this Pi, its CN the MAC (b827eb3f1a2c), signed by the broker's --mqtt-client-ca; with it, a password is optional. Needs --key-file")
+	fs.StringVar(&tlsFiles.KeyFile, "key-file", "", "PEM private key of --cert-file; must not be readable by group or others (chmod 600)")
 	fs.DurationVar(&cfg.Interval, "interval", agent.DefaultInterval, "telemetry interval")
 	fs.StringVar(&hw.Backend, "gpio", board.Auto, "LED and button backend: auto (pick from the board model and /dev), rpio (/dev/gpiomem: Pi 1-4, Zero), cdev (/dev/gpiochipN: Pi 5, any board), sim (in memory) or none (telemetry only)")
 	fs.StringVar(&hw.LEDPin, "led-pin", board.DefaultLEDPin, "LED pin: a BCM number (17, bcm17, gpio17), a header pin (pin11), or none")
@@ -122,6 +128,14 @@ func parseFlags(args []string, stderr io.Writer, getenv func(string) string) (op
 		return opts, fmt.Errorf("--power: %w", err)
 	}
 
+	if tlsFiles != (agent.TLSFiles{}) {
+		// Checked now, so a wrong file stops the agent at start, naming the file.
+		if cfg.TLS, err = agent.LoadTLS(cfg.Broker, tlsFiles, time.Now()); err != nil {
+			return opts, fmt.Errorf("TLS flags: %w", err)
+		}
+	}
+
+	// No password is fine with a client certificate, which authenticates on its own.
 	env := getenv(passwordEnv)
 	switch {
 	case *passwordFile != "" && env != "":

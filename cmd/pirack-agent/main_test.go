@@ -3,9 +3,16 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"log/slog"
+	"math/big"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -27,6 +34,12 @@ func TestParseFlags(t *testing.T) {
 	loose := filepath.Join(dir, "loose")
 	os.WriteFile(loose, []byte("s3cret\n"), 0o644)
 	os.Chmod(loose, 0o644) // umask may have narrowed it
+
+	certFile, keyFile := writeCert(t, dir, "b827eb000001")
+	looseKey := filepath.Join(dir, "loose.key")
+	if b, err := os.ReadFile(keyFile); err != nil || os.WriteFile(looseKey, b, 0o644) != nil || os.Chmod(looseKey, 0o644) != nil {
+		t.Fatal("cannot write the loose key")
+	}
 
 	opts, err := parseFlags([]string{"--row=row-1", "--mac=b8:27:eb:00:00:01", "--password-file=" + good, "--interval=2s", "--gpio=sim"}, &bytes.Buffer{}, noEnv)
 	if err != nil {
@@ -63,6 +76,18 @@ func TestParseFlags(t *testing.T) {
 		t.Errorf("--power: %+v, %v; want %+v", opts.power, err, want)
 	}
 
+	// A client certificate without a password: TLS is set up, the password left empty.
+	opts, err = parseFlags([]string{"--row=r", "--broker=ssl://rack-host:8883", "--ca-file=" + certFile, "--cert-file=" + certFile, "--key-file=" + keyFile}, &bytes.Buffer{}, noEnv)
+	if err != nil {
+		t.Fatalf("TLS flags: %v", err)
+	}
+	if c := opts.agent.TLS; c == nil || c.ServerName != "rack-host" || c.RootCAs == nil || len(c.Certificates) != 1 || opts.agent.Password != "" {
+		t.Errorf("TLS flags: config %+v, password %q", c, opts.agent.Password)
+	}
+	if opts, err := parseFlags([]string{"--row=r", "--broker=ssl://rack-host:8883"}, &bytes.Buffer{}, noEnv); err != nil || opts.agent.TLS != nil {
+		t.Errorf("ssl:// without TLS flags: %v, TLS %+v; want the agent's default (system roots)", err, opts.agent.TLS)
+	}
+
 	for name, tc := range map[string]struct {
 		args []string
 		want string
@@ -78,6 +103,14 @@ func TestParseFlags(t *testing.T) {
 		"bad power key":     {[]string{"--row=r", "--power=ina219:bus=1,address=0x40"}, `--power: power sensor "ina219:bus=1,address=0x40": unknown key "address"; want ina219 or ina226`},
 		"bad power chip":    {[]string{"--row=r", "--power=ads1115"}, `unknown chip "ads1115"`},
 		"power too much":    {[]string{"--row=r", "--power=ina226:max-amps=3"}, "at most 0.8192 A"},
+		"cert without key":  {[]string{"--row=r", "--broker=ssl://h:8883", "--cert-file=" + certFile}, "TLS flags: client certificate " + certFile + " given without its key file"},
+		"key without cert":  {[]string{"--row=r", "--broker=ssl://h:8883", "--key-file=" + keyFile}, "given without its certificate file"},
+		"loose key":         {[]string{"--row=r", "--broker=ssl://h:8883", "--cert-file=" + certFile, "--key-file=" + looseKey}, "run chmod 600 " + looseKey},
+		"tcp with TLS":      {[]string{"--row=r", "--broker=tcp://h:1883", "--cert-file=" + certFile, "--key-file=" + keyFile}, "use ssl://h:8883"},
+		"default tcp, CA":   {[]string{"--row=r", "--ca-file=" + certFile}, "broker tcp://127.0.0.1:1883 is plain MQTT"},
+		"missing CA":        {[]string{"--row=r", "--broker=ssl://h:8883", "--ca-file=" + filepath.Join(dir, "nope.pem")}, "broker CA file"},
+		"CA not PEM":        {[]string{"--row=r", "--broker=ssl://h:8883", "--ca-file=" + good}, "holds no PEM certificate"},
+		"key of other cert": {[]string{"--row=r", "--broker=ssl://h:8883", "--cert-file=" + certFile, "--key-file=" + otherKey(t, dir)}, "is not the key of certificate"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			_, err := parseFlags(tc.args, &bytes.Buffer{}, noEnv)
@@ -190,4 +223,43 @@ func TestPowerSensorOpensLater(t *testing.T) {
 	if err := p.Close(); err != nil {
 		t.Error(err)
 	}
+}
+
+// writeCert writes a self-signed client certificate for cn, valid for an hour, and its key
+// (mode 0600) as PEM files in dir.
+func writeCert(t *testing.T, dir, cn string) (certFile, keyFile string) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1),
+		Subject:      pkix.Name{CommonName: cn},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(time.Hour),
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	certFile, keyFile = filepath.Join(dir, cn+".crt"), filepath.Join(dir, cn+".key")
+	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return certFile, keyFile
+}
+
+// otherKey writes the key of another certificate.
+func otherKey(t *testing.T, dir string) string {
+	_, k := writeCert(t, dir, "other")
+	return k
 }
