@@ -67,6 +67,86 @@ func TestDemoRackComesAlive(t *testing.T) {
 		t.Fatalf("%d of %d simulated Pis came online with telemetry: %v", len(alive), rows*perRow, alive)
 	}
 
+	// What the page reads besides the live stream, through the real broker, agents and history:
+	// every row's slots filled in order, an hour of load per Pi for the sparklines (the week's
+	// backfill included), and the rack-wide event log.
+	getJSON := func(path string, v any) {
+		t.Helper()
+		req, _ := http.NewRequestWithContext(t.Context(), http.MethodGet, url+path, nil)
+		req.SetBasicAuth("admin", password)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatalf("GET %s: %v", path, err)
+		}
+		defer resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("GET %s: HTTP %d", path, resp.StatusCode)
+		}
+		if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
+			t.Fatalf("GET %s: %v", path, err)
+		}
+	}
+	var layoutRows []struct {
+		Name  string `json:"name"`
+		Slots []struct {
+			Slot int    `json:"slot"`
+			MAC  string `json:"mac"`
+		} `json:"slots"`
+	}
+	getJSON("/api/rows", &layoutRows)
+	for _, r := range layoutRows {
+		if len(r.Slots) != perRow {
+			t.Errorf("row %s has %d slots, want the demo's %d placed in order", r.Name, len(r.Slots), perRow)
+		}
+		for _, sl := range r.Slots {
+			if !alive[sl.MAC] {
+				t.Errorf("row %s slot %d holds %q, not one of the simulated Pis", r.Name, sl.Slot, sl.MAC)
+			}
+		}
+	}
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		var sparks struct {
+			Series map[string][]*float64 `json:"series"`
+		}
+		getJSON("/api/sparklines?metric=load_1&minutes=60&buckets=60", &sparks)
+		full := 0
+		for mac := range alive {
+			n := 0
+			for _, v := range sparks.Series[mac] {
+				if v != nil {
+					n++
+				}
+			}
+			if n >= 50 { // the backfill's hour, not just the minutes since start
+				full++
+			}
+		}
+		if full == len(alive) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("sparklines: %d of %d Pis have an hour of load: %v", full, len(alive), sparks.Series)
+		}
+		time.Sleep(200 * time.Millisecond) // the backfill runs behind the banner
+	}
+	var log struct {
+		Events []struct {
+			MAC  string `json:"mac"`
+			Kind string `json:"kind"`
+		} `json:"events"`
+	}
+	getJSON("/api/log?kind=online&limit=100", &log)
+	online := map[string]bool{}
+	for _, e := range log.Events {
+		online[e.MAC] = e.Kind == "online" || online[e.MAC]
+	}
+	for mac := range alive {
+		if !online[mac] {
+			t.Errorf("the event log has no online event for %s: %+v", mac, log.Events)
+		}
+	}
+
 	stop()
 	select {
 	case err := <-done:
