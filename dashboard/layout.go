@@ -92,19 +92,6 @@ func placeNode(n *Node, p layout.Place, ok bool) {
 	}
 }
 
-// placesByMAC indexes a layout, for placing many nodes at once.
-func placesByMAC(l layout.Layout) map[string]layout.Place {
-	out := make(map[string]layout.Place)
-	for _, r := range l.Rows {
-		for i, s := range r.Slots {
-			if s.MAC != "" {
-				out[s.MAC] = layout.Place{Row: r.Name, Slot: i + 1, Name: s.Name, Previous: s.Previous}
-			}
-		}
-	}
-	return out
-}
-
 // nodeOrder sorts nodes as the rack stands: rows in the layout's order (rows it does not
 // describe after, by name), then placed Pis by slot, then unplaced ones by MAC.
 func nodeOrder(l layout.Layout) func(a, b Node) int {

@@ -219,7 +219,7 @@ func (s *Server) Handler() http.Handler { return s.handler }
 func (s *Server) Nodes() []Node {
 	nodes := s.rack.list()
 	l := s.layout.Layout()
-	places := placesByMAC(l)
+	places := l.Places()
 	for i := range nodes {
 		nodes[i].Alerts = s.alerts.forMAC(nodes[i].MAC)
 		p, ok := places[nodes[i].MAC]

@@ -99,6 +99,19 @@ func (l Layout) Find(mac string) (Place, bool) {
 	return Place{}, false
 }
 
+// Places indexes the layout by MAC: where every placed Pi is.
+func (l Layout) Places() map[string]Place {
+	out := make(map[string]Place)
+	for _, r := range l.Rows {
+		for i, s := range r.Slots {
+			if s.MAC != "" {
+				out[s.MAC] = Place{Row: r.Name, Slot: i + 1, Name: s.Name, Previous: s.Previous}
+			}
+		}
+	}
+	return out
+}
+
 // Row returns one row; ok is false when the layout does not describe it.
 func (l Layout) Row(name string) (Row, bool) {
 	if i := l.rowIndex(name); i >= 0 {

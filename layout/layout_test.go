@@ -207,6 +207,9 @@ func TestPersistence(t *testing.T) {
 	if !reflect.DeepEqual(again.Layout(), s.Layout()) {
 		t.Fatalf("reopened %+v, want %+v", again.Layout(), s.Layout())
 	}
+	if p, ok := again.Find(mac1); !ok || p != (Place{Row: "r1", Slot: 2, Name: "web"}) {
+		t.Errorf("reopened Find(mac1) = %+v, %v; want row r1 slot 2 named web", p, ok)
+	}
 
 	// The directory vanishing stands for any failed write (a full disk fails the same step).
 	gone := &Store{path: filepath.Join(t.TempDir(), "missing", FileName), l: s.Layout()}

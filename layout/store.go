@@ -27,14 +27,15 @@ type layoutFile struct {
 type Store struct {
 	path string // "" keeps the layout in memory only
 
-	mu sync.RWMutex
-	l  Layout
+	mu     sync.RWMutex
+	l      Layout
+	places map[string]Place // l.Places(), kept with l: Find runs for every live node update
 }
 
 // Open loads the layout file at path; a missing file is an empty rack, created at the first
 // change. path "" gives a Store that is not saved anywhere.
 func Open(path string) (*Store, error) {
-	s := &Store{path: path}
+	s := &Store{path: path, places: map[string]Place{}}
 	if path == "" {
 		return s, nil
 	}
@@ -55,7 +56,7 @@ func Open(path string) (*Store, error) {
 	if err := f.Layout.validate(); err != nil {
 		return nil, fmt.Errorf("layout: %s: %v; fix it or move it away to start with an empty rack", path, err)
 	}
-	s.l = f.Layout
+	s.l, s.places = f.Layout, f.Layout.Places()
 	return s, nil
 }
 
@@ -70,7 +71,8 @@ func (s *Store) Layout() Layout {
 func (s *Store) Find(mac string) (Place, bool) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	return s.l.Find(mac)
+	p, ok := s.places[mac]
+	return p, ok
 }
 
 // update applies change to a copy, saves the copy, and only then makes it the layout.
@@ -84,7 +86,7 @@ func (s *Store) update(change func(l *Layout) error) error {
 	if err := s.save(next); err != nil {
 		return err
 	}
-	s.l = next
+	s.l, s.places = next, next.Places()
 	return nil
 }
 
