@@ -53,7 +53,7 @@ type alertState struct {
 	mu     sync.Mutex
 	byMAC  map[string][]topics.Alert // raised alerts of Pis, by MAC, sorted by rule
 	byRow  map[string][]topics.Alert // raised alerts of rows (MAC ""), by row, sorted by rule
-	queue  chan topics.Alert
+	queue  chan alertPub
 	drops  uint64
 	failed uint64
 }
@@ -63,7 +63,7 @@ func newAlertState(e *alerts.Engine) *alertState {
 		engine: e,
 		byMAC:  make(map[string][]topics.Alert),
 		byRow:  make(map[string][]topics.Alert),
-		queue:  make(chan topics.Alert, alertQueueSize),
+		queue:  make(chan alertPub, alertQueueSize),
 	}
 }
 
@@ -79,7 +79,7 @@ func (s *Server) observe(call func(e *alerts.Engine) []topics.Alert) {
 	for _, al := range out {
 		a.apply(al)
 		select {
-		case a.queue <- al:
+		case a.queue <- alertPub{alert: al}:
 		default:
 			a.drops++
 			s.log.Error("alert queue full; transition not published", "rule", al.Rule, "row", al.Row, "mac", al.MAC, "state", al.State)
@@ -171,9 +171,12 @@ func (s *Server) publishAlerts(ctx context.Context) {
 	}
 }
 
-// alertErase, as the State of a queued alert, deletes the alert's retained topic instead of
-// publishing it; it is never sent as a payload.
-const alertErase = "erase"
+// alertPub is one entry of the publish queue: an alert transition to publish, or, with erase,
+// the deletion of that alert's retained topic.
+type alertPub struct {
+	alert topics.Alert
+	erase bool
+}
 
 // eraseAlerts queues the deletion of every retained alert topic of a Pi (a forgotten one),
 // behind the transitions already queued, so a "cleared" published for it does not outlive it.
@@ -186,7 +189,7 @@ func (s *Server) eraseAlerts(row, mac string) {
 			continue // a row's, not a Pi's
 		}
 		select {
-		case a.queue <- topics.Alert{State: alertErase, Row: row, MAC: mac, Rule: rule}:
+		case a.queue <- alertPub{alert: topics.Alert{Row: row, MAC: mac, Rule: rule}, erase: true}:
 		default:
 			a.drops++
 			s.log.Error("alert queue full; a forgotten Pi's retained alert is not deleted", "rule", rule, "row", row, "mac", mac)
@@ -194,10 +197,11 @@ func (s *Server) eraseAlerts(row, mac string) {
 	}
 }
 
-func (s *Server) publishAlert(al topics.Alert) {
+func (s *Server) publishAlert(p alertPub) {
+	al := p.alert
 	var b []byte // an empty retained message deletes the topic's retained alert
 	var err error
-	if al.State != alertErase {
+	if !p.erase {
 		b, err = topics.Encode(al)
 	}
 	if err == nil {
