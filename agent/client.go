@@ -18,6 +18,7 @@ import (
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/pirack/pirack/internal/buildinfo"
+	"github.com/pirack/pirack/internal/secretfile"
 	"github.com/pirack/pirack/topics"
 )
 
@@ -534,7 +535,7 @@ func loadKeyPair(certFile, keyFile string) (tls.Certificate, error) {
 	if err != nil {
 		return tls.Certificate{}, fmt.Errorf("client certificate: %w", err)
 	}
-	if err := checkKeyFile(keyFile); err != nil {
+	if err := secretfile.Check(keyFile, "client key"); err != nil {
 		return tls.Certificate{}, err
 	}
 	keyPEM, err := os.ReadFile(keyFile)
@@ -568,19 +569,6 @@ func hasPEM(b []byte, ok func(typ string) bool) bool {
 			return true
 		}
 	}
-}
-
-// checkKeyFile refuses a key that anyone but its owner may read or write, as the broker does
-// for its own key (auth.CheckSecretFile, which the agent binary must not link).
-func checkKeyFile(path string) error {
-	fi, err := os.Stat(path)
-	if err != nil {
-		return fmt.Errorf("client key: %w", err)
-	}
-	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
-		return fmt.Errorf("client key %s has mode %04o; it must be readable by its owner only: run chmod 600 %s", path, perm, path)
-	}
-	return nil
 }
 
 // checkCertCN refuses a client certificate made for another Pi: the broker would refuse it.

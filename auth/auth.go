@@ -17,6 +17,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/pirack/pirack/internal/secretfile"
 	"github.com/pirack/pirack/topics"
 )
 
@@ -40,7 +41,7 @@ var (
 	// ErrInsecureFile is returned by Open (and by Authenticate when the file changes) when the
 	// users file can be read or written by anyone but its owner, and by CheckSecretFile for any
 	// secret file (a TLS private key) in that state.
-	ErrInsecureFile = errors.New("secret file permissions too open")
+	ErrInsecureFile = secretfile.ErrInsecure
 )
 
 // Role says what a user may do.

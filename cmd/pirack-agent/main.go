@@ -22,6 +22,7 @@ import (
 	"github.com/pirack/pirack/hardware/button"
 	"github.com/pirack/pirack/hardware/powersensor"
 	"github.com/pirack/pirack/internal/buildinfo"
+	"github.com/pirack/pirack/internal/secretfile"
 )
 
 func main() {
@@ -153,21 +154,9 @@ func parseFlags(args []string, stderr io.Writer, getenv func(string) string) (op
 // readPasswordFile reads a password file, refusing one others can read: a password on a Pi's
 // SD card is only as secret as the file's mode.
 func readPasswordFile(path string) (string, error) {
-	f, err := os.Open(path)
+	b, err := secretfile.Read(path, "password file", 4096)
 	if err != nil {
-		return "", fmt.Errorf("password file: %w", err)
-	}
-	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return "", fmt.Errorf("password file: %w", err)
-	}
-	if st.Mode().Perm()&0o077 != 0 {
-		return "", fmt.Errorf("password file %s is readable by group or others (mode %v); run: chmod 600 %s", path, st.Mode().Perm(), path)
-	}
-	b, err := io.ReadAll(io.LimitReader(f, 4096))
-	if err != nil {
-		return "", fmt.Errorf("password file: %w", err)
+		return "", err
 	}
 	pw := strings.TrimSpace(string(b))
 	if pw == "" {
