@@ -2,19 +2,12 @@ package agent
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
-	"math/big"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -25,94 +18,14 @@ import (
 
 	"github.com/pirack/pirack/auth"
 	"github.com/pirack/pirack/broker"
+	"github.com/pirack/pirack/internal/testcert"
 	"github.com/pirack/pirack/topics"
 )
-
-// testCA is a certificate authority made for one test.
-type testCA struct {
-	cert *x509.Certificate
-	key  *ecdsa.PrivateKey
-}
-
-func newTestCA(t *testing.T, name string) *testCA {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: name},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(time.Hour),
-		IsCA:                  true,
-		BasicConstraintsValid: true,
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &testCA{cert: cert, key: key}
-}
-
-// writeCA writes the CA's certificate as a PEM file in dir.
-func (ca *testCA) writeCA(t *testing.T, dir, name string) string {
-	t.Helper()
-	path := filepath.Join(dir, name)
-	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ca.cert.Raw}), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return path
-}
-
-// issue signs a leaf certificate valid from notBefore to notAfter, a server one (for
-// 127.0.0.1) or a client one, and writes it and its key (mode 0600) as PEM files in dir.
-func (ca *testCA) issue(t *testing.T, dir, cn string, server bool, notBefore, notAfter time.Time) (certFile, keyFile string) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	serial, _ := rand.Int(rand.Reader, big.NewInt(1<<62))
-	tmpl := &x509.Certificate{
-		SerialNumber: serial,
-		Subject:      pkix.Name{CommonName: cn},
-		NotBefore:    notBefore,
-		NotAfter:     notAfter,
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
-	}
-	if server {
-		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}
-		tmpl.IPAddresses = []net.IP{net.ParseIP("127.0.0.1")}
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	certFile, keyFile = filepath.Join(dir, cn+".crt"), filepath.Join(dir, cn+".key")
-	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return certFile, keyFile
-}
 
 // tlsBroker starts pirack's broker with an mqtts listener on loopback, its certificate and its
 // agents' client certificates signed by ca, and an agent user for mac in row. The returned
 // channel receives every status message on the agent's status topic.
-func tlsBroker(t *testing.T, ca *testCA) (url string, statuses <-chan topics.Status) {
+func tlsBroker(t *testing.T, ca *testcert.CA) (url string, statuses <-chan topics.Status) {
 	t.Helper()
 	dir := t.TempDir()
 	users, err := auth.Open(filepath.Join(dir, "users.json"))
@@ -123,12 +36,12 @@ func tlsBroker(t *testing.T, ca *testCA) (url string, statuses <-chan topics.Sta
 	if err := users.Add(auth.User{Role: auth.RoleAgent, MAC: mac, Row: row}, "agent-password-1"); err != nil {
 		t.Fatal(err)
 	}
-	certFile, keyFile := ca.issue(t, dir, "control", true, time.Now().Add(-time.Hour), time.Now().Add(time.Hour))
+	certFile, keyFile := ca.Server(t).WriteFiles(t, dir, "control")
 	b, err := broker.New(broker.Config{
 		Addr:    "127.0.0.1:0",
 		DataDir: filepath.Join(dir, "data"),
 		Users:   users,
-		TLS:     &broker.TLSConfig{Addr: "127.0.0.1:0", CertFile: certFile, KeyFile: keyFile, ClientCAFile: ca.writeCA(t, dir, "clients-ca.pem")},
+		TLS:     &broker.TLSConfig{Addr: "127.0.0.1:0", CertFile: certFile, KeyFile: keyFile, ClientCAFile: ca.WriteFile(t, dir, "clients-ca.pem")},
 		Logger:  slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelInfo})),
 	})
 	if err != nil {
@@ -217,11 +130,11 @@ func loadTLS(t *testing.T, brokerURL string, f TLSFiles) *tls.Config {
 // An agent trusting the control host's private CA, with a client certificate and no password,
 // connects and its birth reaches the broker.
 func TestTLSClientCertificateWithoutPassword(t *testing.T) {
-	ca := newTestCA(t, "pirack test CA")
+	ca := testcert.NewCA(t, "pirack test CA")
 	url, statuses := tlsBroker(t, ca)
 	dir := t.TempDir()
-	certFile, keyFile := ca.issue(t, dir, mac, false, time.Now().Add(-time.Hour), time.Now().Add(time.Hour))
-	cfg := loadTLS(t, url, TLSFiles{CAFile: ca.writeCA(t, dir, "ca.pem"), CertFile: certFile, KeyFile: keyFile})
+	certFile, keyFile := ca.Client(t, mac).WriteFiles(t, dir, mac)
+	cfg := loadTLS(t, url, TLSFiles{CAFile: ca.WriteFile(t, dir, "ca.pem"), CertFile: certFile, KeyFile: keyFile})
 	if cfg.MinVersion != tls.VersionTLS12 || cfg.ServerName != "127.0.0.1" {
 		t.Errorf("MinVersion %x, ServerName %q; want TLS 1.2 and the broker URL's host", cfg.MinVersion, cfg.ServerName)
 	}
@@ -242,12 +155,12 @@ func TestTLSClientCertificateWithoutPassword(t *testing.T) {
 // The broker refuses a certificate its client CA did not sign, at the TLS handshake, and the
 // agent's log says what to do.
 func TestTLSClientCertificateFromAnotherCA(t *testing.T) {
-	ca := newTestCA(t, "pirack test CA")
+	ca := testcert.NewCA(t, "pirack test CA")
 	url, statuses := tlsBroker(t, ca)
 	dir := t.TempDir()
-	certFile, keyFile := newTestCA(t, "rogue CA").issue(t, dir, mac, false, time.Now().Add(-time.Hour), time.Now().Add(time.Hour))
+	certFile, keyFile := testcert.NewCA(t, "rogue CA").Client(t, mac).WriteFiles(t, dir, mac)
 	logs := make(chan logRecord, 1024)
-	runAgent(t, Config{Broker: url, TLS: loadTLS(t, url, TLSFiles{CAFile: ca.writeCA(t, dir, "ca.pem"), CertFile: certFile, KeyFile: keyFile}), Logger: slog.New(recordTap{ch: logs})})
+	runAgent(t, Config{Broker: url, TLS: loadTLS(t, url, TLSFiles{CAFile: ca.WriteFile(t, dir, "ca.pem"), CertFile: certFile, KeyFile: keyFile}), Logger: slog.New(recordTap{ch: logs})})
 	r := awaitConnectFailure(t, logs)
 	if !strings.Contains(r.attrs["err"], "unknown certificate authority") || !strings.Contains(r.attrs["fix"], "--mqtt-client-ca") {
 		t.Errorf("failed connection logged as %+v; want the broker's refusal and what to do", r.attrs)
@@ -262,7 +175,7 @@ func TestTLSClientCertificateFromAnotherCA(t *testing.T) {
 // Without a CA file the agent trusts only the system's roots, which did not sign the control
 // host's certificate: the log says to give the CA.
 func TestTLSWithoutCAFile(t *testing.T) {
-	ca := newTestCA(t, "pirack test CA")
+	ca := testcert.NewCA(t, "pirack test CA")
 	url, _ := tlsBroker(t, ca)
 	logs := make(chan logRecord, 1024)
 	runAgent(t, Config{Broker: url, Password: "agent-password-1", Logger: slog.New(recordTap{ch: logs})})
@@ -274,17 +187,15 @@ func TestTLSWithoutCAFile(t *testing.T) {
 
 func TestLoadTLSErrors(t *testing.T) {
 	dir := t.TempDir()
-	ca := newTestCA(t, "pirack test CA")
-	caFile := ca.writeCA(t, dir, "ca.pem")
+	ca := testcert.NewCA(t, "pirack test CA")
+	caFile := ca.WriteFile(t, dir, "ca.pem")
 	now := time.Now()
-	certFile, keyFile := ca.issue(t, dir, mac, false, now.Add(-time.Hour), now.Add(time.Hour))
-	_, otherKey := ca.issue(t, dir, "other", false, now.Add(-time.Hour), now.Add(time.Hour))
-	expired, expiredKey := ca.issue(t, dir, "expired", false, now.Add(-2*time.Hour), now.Add(-time.Hour))
-	early, earlyKey := ca.issue(t, dir, "early", false, now.Add(time.Hour), now.Add(2*time.Hour))
-	loose := filepath.Join(dir, "loose.key")
-	if b, err := os.ReadFile(keyFile); err != nil || os.WriteFile(loose, b, 0o644) != nil || os.Chmod(loose, 0o644) != nil {
-		t.Fatal("cannot write the loose key")
-	}
+	client := ca.Client(t, mac, testcert.Validity(now.Add(-time.Hour), now.Add(time.Hour)))
+	certFile, keyFile := client.WriteFiles(t, dir, mac)
+	_, otherKey := ca.Client(t, "other").WriteFiles(t, dir, "other")
+	expired, expiredKey := ca.Client(t, "expired", testcert.Validity(now.Add(-2*time.Hour), now.Add(-time.Hour))).WriteFiles(t, dir, "expired")
+	early, earlyKey := ca.Client(t, "early", testcert.Validity(now.Add(time.Hour), now.Add(2*time.Hour))).WriteFiles(t, dir, "early")
+	loose := testcert.WriteFile(t, filepath.Join(dir, "loose.key"), client.KeyPEM, 0o644)
 	notPEM := filepath.Join(dir, "not.pem")
 	if err := os.WriteFile(notPEM, []byte("hello"), 0o600); err != nil {
 		t.Fatal(err)
@@ -320,8 +231,8 @@ func TestLoadTLSErrors(t *testing.T) {
 
 func TestRunRejectsBadTLS(t *testing.T) {
 	dir := t.TempDir()
-	ca := newTestCA(t, "pirack test CA")
-	certFile, keyFile := ca.issue(t, dir, "b827eb000099", false, time.Now().Add(-time.Hour), time.Now().Add(time.Hour))
+	ca := testcert.NewCA(t, "pirack test CA")
+	certFile, keyFile := ca.Client(t, "b827eb000099").WriteFiles(t, dir, "b827eb000099")
 	for name, tc := range map[string]struct {
 		cfg  Config
 		want string

@@ -1,16 +1,10 @@
 package broker
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/pem"
 	"errors"
-	"math/big"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -21,100 +15,18 @@ import (
 	pahopackets "github.com/eclipse/paho.mqtt.golang/packets"
 
 	"github.com/pirack/pirack/auth"
+	"github.com/pirack/pirack/internal/testcert"
 	"github.com/pirack/pirack/topics"
 )
 
-// testCA is a certificate authority made for one test.
-type testCA struct {
-	cert *x509.Certificate
-	key  *ecdsa.PrivateKey
-	pem  []byte
-}
-
-func newTestCA(t *testing.T, name string) *testCA {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: name},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(time.Hour),
-		IsCA:                  true,
-		BasicConstraintsValid: true,
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &testCA{cert: cert, key: key, pem: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})}
-}
-
-// issue signs a leaf certificate: a server one (with 127.0.0.1 as its address) or a client one.
-func (ca *testCA) issue(t *testing.T, cn string, server bool, notAfter time.Time) tls.Certificate {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	serial, _ := rand.Int(rand.Reader, big.NewInt(1<<62))
-	tmpl := &x509.Certificate{
-		SerialNumber: serial,
-		Subject:      pkix.Name{CommonName: cn},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     notAfter,
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
-	}
-	if server {
-		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}
-		tmpl.IPAddresses = []net.IP{net.ParseIP("127.0.0.1")}
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
-}
-
-// writePEM writes a certificate and its key as PEM files in dir, the key with mode keyMode.
-func writePEM(t *testing.T, dir, name string, c tls.Certificate, keyMode os.FileMode) (certFile, keyFile string) {
-	t.Helper()
-	certFile, keyFile = filepath.Join(dir, name+".crt"), filepath.Join(dir, name+".key")
-	der, err := x509.MarshalPKCS8PrivateKey(c.PrivateKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Certificate[0]}), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Chmod(keyFile, keyMode); err != nil {
-		t.Fatal(err)
-	}
-	return certFile, keyFile
-}
-
 // tlsBroker starts a broker with a TLS listener whose client certificates are signed by the
 // returned CA. The server certificate is signed by the same CA.
-func tlsBroker(t *testing.T, users *auth.Users) (*Broker, *testCA) {
+func tlsBroker(t *testing.T, users *auth.Users) (*Broker, *testcert.CA) {
 	t.Helper()
-	ca := newTestCA(t, "pirack test CA")
+	ca := testcert.NewCA(t, "pirack test CA")
 	dir := t.TempDir()
-	certFile, keyFile := writePEM(t, dir, "server", ca.issue(t, "control", true, time.Now().Add(time.Hour)), 0o600)
-	caFile := filepath.Join(dir, "clients-ca.pem")
-	if err := os.WriteFile(caFile, ca.pem, 0o644); err != nil {
-		t.Fatal(err)
-	}
+	certFile, keyFile := ca.Server(t).WriteFiles(t, dir, "server")
+	caFile := ca.WriteFile(t, dir, "clients-ca.pem")
 	b := newBroker(t, t.TempDir(), users, true, func(c *Config) {
 		c.TLS = &TLSConfig{Addr: "127.0.0.1:0", CertFile: certFile, KeyFile: keyFile, ClientCAFile: caFile}
 	})
@@ -123,11 +35,9 @@ func tlsBroker(t *testing.T, users *auth.Users) (*Broker, *testCA) {
 
 // dialTLS connects a paho client over TLS (scheme ssl:// or tls://), trusting ca, presenting
 // cert if it is not nil.
-func dialTLS(t *testing.T, b *Broker, scheme string, ca *testCA, cert *tls.Certificate, id, user, pass string) (*client, error) {
+func dialTLS(t *testing.T, b *Broker, scheme string, ca *testcert.CA, cert *tls.Certificate, id, user, pass string) (*client, error) {
 	t.Helper()
-	roots := x509.NewCertPool()
-	roots.AddCert(ca.cert)
-	cfg := &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}
+	cfg := &tls.Config{RootCAs: ca.Pool(), MinVersion: tls.VersionTLS12}
 	if cert != nil {
 		// Always present it: Go's client would otherwise leave out a certificate that the
 		// server's list of acceptable CAs does not name, and the server would never see it.
@@ -188,15 +98,14 @@ func TestTLSPassword(t *testing.T) {
 func TestTLSClientCertificates(t *testing.T) {
 	users := testUsers(t)
 	b, ca := tlsBroker(t, users)
-	rogue := newTestCA(t, "rogue CA")
-	later := time.Now().Add(time.Hour)
-	certA := ca.issue(t, macA, false, later)
-	certB := ca.issue(t, macB, false, later)
-	certUnknown := ca.issue(t, "b827eb0000ff", false, later) // no such user
-	certPerson := ca.issue(t, "admin", false, later)         // a user, but not an agent, nor a MAC
-	certUpper := ca.issue(t, strings.ToUpper(macA), false, later)
-	certRogue := rogue.issue(t, macA, false, later)
-	certExpired := ca.issue(t, macA, false, time.Now().Add(-time.Minute))
+	rogue := testcert.NewCA(t, "rogue CA")
+	certA := ca.Client(t, macA).TLS
+	certB := ca.Client(t, macB).TLS
+	certUnknown := ca.Client(t, "b827eb0000ff").TLS // no such user
+	certPerson := ca.Client(t, "admin").TLS         // a user, but not an agent, nor a MAC
+	certUpper := ca.Client(t, strings.ToUpper(macA)).TLS
+	certRogue := rogue.Client(t, macA).TLS
+	certExpired := ca.Client(t, macA, testcert.Validity(time.Now().Add(-time.Hour), time.Now().Add(-time.Minute))).TLS
 
 	watcher := mustDial(t, b, "watcher", "admin")
 	watcher.subscribe(t, topics.AllFilter)
@@ -277,13 +186,13 @@ func other(mac string) string {
 // A client certificate on a listener without ClientCAFile is not asked for, so it counts for
 // nothing: the password is what authenticates.
 func TestTLSWithoutClientCA(t *testing.T) {
-	ca := newTestCA(t, "pirack test CA")
+	ca := testcert.NewCA(t, "pirack test CA")
 	dir := t.TempDir()
-	certFile, keyFile := writePEM(t, dir, "server", ca.issue(t, "control", true, time.Now().Add(time.Hour)), 0o600)
+	certFile, keyFile := ca.Server(t).WriteFiles(t, dir, "server")
 	b := newBroker(t, t.TempDir(), testUsers(t), true, func(c *Config) {
 		c.TLS = &TLSConfig{Addr: "127.0.0.1:0", CertFile: certFile, KeyFile: keyFile}
 	})
-	cert := ca.issue(t, macA, false, time.Now().Add(time.Hour))
+	cert := ca.Client(t, macA).TLS
 	if _, err := dialTLS(t, b, "ssl", ca, &cert, macA, "", ""); !errors.Is(err, pahopackets.ErrorRefusedNotAuthorised) {
 		t.Fatalf("certificate without ClientCAFile: %v, want refused (no username)", err)
 	}
@@ -293,12 +202,12 @@ func TestTLSWithoutClientCA(t *testing.T) {
 }
 
 func TestTLSConfigErrors(t *testing.T) {
-	ca := newTestCA(t, "pirack test CA")
+	ca := testcert.NewCA(t, "pirack test CA")
 	dir := t.TempDir()
-	server := ca.issue(t, "control", true, time.Now().Add(time.Hour))
-	certFile, keyFile := writePEM(t, dir, "server", server, 0o600)
-	_, looseKey := writePEM(t, dir, "loose", server, 0o644)
-	_, groupKey := writePEM(t, dir, "group", server, 0o640)
+	server := ca.Server(t)
+	certFile, keyFile := server.WriteFiles(t, dir, "server")
+	looseKey := testcert.WriteFile(t, filepath.Join(dir, "loose.key"), server.KeyPEM, 0o644)
+	groupKey := testcert.WriteFile(t, filepath.Join(dir, "group.key"), server.KeyPEM, 0o640)
 	notPEM := filepath.Join(dir, "not.pem")
 	if err := os.WriteFile(notPEM, []byte("hello"), 0o644); err != nil {
 		t.Fatal(err)
@@ -313,7 +222,7 @@ func TestTLSConfigErrors(t *testing.T) {
 		{"no key", TLSConfig{CertFile: certFile}, "key file"},
 		{"missing key", TLSConfig{CertFile: certFile, KeyFile: filepath.Join(dir, "none.key")}, "no such file"},
 		{"key of another certificate", TLSConfig{CertFile: certFile, KeyFile: func() string {
-			_, k := writePEM(t, dir, "other", ca.issue(t, "x", true, time.Now().Add(time.Hour)), 0o600)
+			_, k := ca.Server(t).WriteFiles(t, dir, "other")
 			return k
 		}()}, "private key does not match"},
 		{"client CAs not PEM", TLSConfig{CertFile: certFile, KeyFile: keyFile, ClientCAFile: notPEM}, "no PEM certificate"},
@@ -336,8 +245,8 @@ func TestDisableTCP(t *testing.T) {
 	if _, err := New(Config{DataDir: t.TempDir(), Users: testUsers(t), DisableTCP: true, Logger: testLogger(t)}); err == nil {
 		t.Error("New with every listener off succeeded")
 	}
-	ca := newTestCA(t, "pirack test CA")
-	certFile, keyFile := writePEM(t, t.TempDir(), "server", ca.issue(t, "control", true, time.Now().Add(time.Hour)), 0o600)
+	ca := testcert.NewCA(t, "pirack test CA")
+	certFile, keyFile := ca.Server(t).WriteFiles(t, t.TempDir(), "server")
 	b := newBroker(t, t.TempDir(), testUsers(t), true, func(c *Config) {
 		c.DisableTCP = true
 		c.TLS = &TLSConfig{Addr: "127.0.0.1:0", CertFile: certFile, KeyFile: keyFile}
@@ -348,4 +257,40 @@ func TestDisableTCP(t *testing.T) {
 	if _, err := dialTLS(t, b, "ssl", ca, nil, "root", "admin", password); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// testCA, newTestCA, issue and writePEM keep wss_test.go and ws_test.go on their old helper
+// names; the certificates come from testcert.
+type testCA struct {
+	cert *x509.Certificate
+	pem  []byte
+	ca   *testcert.CA
+}
+
+func newTestCA(t *testing.T, name string) *testCA {
+	t.Helper()
+	ca := testcert.NewCA(t, name)
+	return &testCA{cert: ca.Cert, pem: ca.PEM, ca: ca}
+}
+
+// issue signs a leaf certificate valid until notAfter: a server one (for 127.0.0.1) or a
+// client one for cn.
+func (ca *testCA) issue(t *testing.T, cn string, server bool, notAfter time.Time) tls.Certificate {
+	t.Helper()
+	if server {
+		return ca.ca.Server(t).TLS
+	}
+	return ca.ca.Client(t, cn, testcert.Validity(time.Now().Add(-time.Hour), notAfter)).TLS
+}
+
+// writePEM writes a certificate and its key as PEM files in dir, the key with mode keyMode.
+func writePEM(t *testing.T, dir, name string, c tls.Certificate, keyMode os.FileMode) (certFile, keyFile string) {
+	t.Helper()
+	der, err := x509.MarshalPKCS8PrivateKey(c.PrivateKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	certFile = testcert.WriteFile(t, filepath.Join(dir, name+".crt"), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Certificate[0]}), 0o644)
+	keyFile = testcert.WriteFile(t, filepath.Join(dir, name+".key"), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), keyMode)
+	return certFile, keyFile
 }

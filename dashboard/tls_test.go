@@ -2,71 +2,22 @@ package dashboard
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"io"
-	"math/big"
 	"net"
 	"net/http"
 	"net/url"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/pirack/pirack/internal/testcert"
 )
 
-// writeCert writes a self-signed certificate for 127.0.0.1 and its key (with keyMode) to dir,
-// and returns their paths and a pool that trusts the certificate.
-func writeCert(t *testing.T, dir string, keyMode os.FileMode) (certFile, keyFile string, pool *x509.CertPool) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1),
-		Subject:      pkix.Name{CommonName: "pirack test"},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(time.Hour),
-		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool = x509.NewCertPool()
-	pool.AddCert(cert)
-	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
-	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), keyMode); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Chmod(keyFile, keyMode); err != nil { // past the umask
-		t.Fatal(err)
-	}
-	return certFile, keyFile, pool
-}
-
 func TestHTTPS(t *testing.T) {
-	certFile, keyFile, pool := writeCert(t, t.TempDir(), 0o600)
+	cert := testcert.SelfSigned(t, "pirack test", "127.0.0.1")
+	certFile, keyFile := cert.WriteFiles(t, t.TempDir(), "server")
 	f := newFixture(t, func(c *Config) { c.TLSCertFile, c.TLSKeyFile = certFile, keyFile })
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -83,7 +34,7 @@ func TestHTTPS(t *testing.T) {
 	})
 	base := "https://" + ln.Addr().String()
 	client := &http.Client{
-		Transport:     &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}},
+		Transport:     &http.Transport{TLSClientConfig: &tls.Config{RootCAs: cert.Pool()}},
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 		Timeout:       10 * time.Second,
 	}
@@ -139,9 +90,11 @@ func TestNoHSTSOverPlainHTTP(t *testing.T) {
 
 func TestTLSConfigRefused(t *testing.T) {
 	dir := t.TempDir()
-	certFile, keyFile, _ := writeCert(t, dir, 0o644)
+	loose := testcert.SelfSigned(t, "pirack test", "127.0.0.1")
+	certFile := testcert.WriteFile(t, filepath.Join(dir, "cert.pem"), loose.CertPEM, 0o644)
+	keyFile := testcert.WriteFile(t, filepath.Join(dir, "key.pem"), loose.KeyPEM, 0o644)
 	other := t.TempDir()
-	goodCert, goodKey, _ := writeCert(t, other, 0o600)
+	goodCert, goodKey := testcert.SelfSigned(t, "pirack test", "127.0.0.1").WriteFiles(t, other, "server")
 	bus := newFixture(t).bus
 	for _, tt := range []struct {
 		name       string

@@ -3,16 +3,9 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
-	"encoding/pem"
 	"errors"
 	"log/slog"
-	"math/big"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -23,6 +16,7 @@ import (
 	"periph.io/x/conn/v3/i2c/i2ctest"
 
 	"github.com/pirack/pirack/hardware/powersensor"
+	"github.com/pirack/pirack/internal/testcert"
 )
 
 func noEnv(string) string { return "" }
@@ -35,11 +29,11 @@ func TestParseFlags(t *testing.T) {
 	os.WriteFile(loose, []byte("s3cret\n"), 0o644)
 	os.Chmod(loose, 0o644) // umask may have narrowed it
 
-	certFile, keyFile := writeCert(t, dir, "b827eb000001")
-	looseKey := filepath.Join(dir, "loose.key")
-	if b, err := os.ReadFile(keyFile); err != nil || os.WriteFile(looseKey, b, 0o644) != nil || os.Chmod(looseKey, 0o644) != nil {
-		t.Fatal("cannot write the loose key")
-	}
+	ca := testcert.NewCA(t, "pirack test CA")
+	client := ca.Client(t, "b827eb000001")
+	certFile, keyFile := client.WriteFiles(t, dir, "b827eb000001")
+	looseKey := testcert.WriteFile(t, filepath.Join(dir, "loose.key"), client.KeyPEM, 0o644)
+	_, otherKey := ca.Client(t, "other").WriteFiles(t, dir, "other")
 
 	opts, err := parseFlags([]string{"--row=row-1", "--mac=b8:27:eb:00:00:01", "--password-file=" + good, "--interval=2s", "--gpio=sim"}, &bytes.Buffer{}, noEnv)
 	if err != nil {
@@ -110,7 +104,7 @@ func TestParseFlags(t *testing.T) {
 		"default tcp, CA":   {[]string{"--row=r", "--ca-file=" + certFile}, "broker tcp://127.0.0.1:1883 is plain MQTT"},
 		"missing CA":        {[]string{"--row=r", "--broker=ssl://h:8883", "--ca-file=" + filepath.Join(dir, "nope.pem")}, "broker CA file"},
 		"CA not PEM":        {[]string{"--row=r", "--broker=ssl://h:8883", "--ca-file=" + good}, "holds no PEM certificate"},
-		"key of other cert": {[]string{"--row=r", "--broker=ssl://h:8883", "--cert-file=" + certFile, "--key-file=" + otherKey(t, dir)}, "is not the key of certificate"},
+		"key of other cert": {[]string{"--row=r", "--broker=ssl://h:8883", "--cert-file=" + certFile, "--key-file=" + otherKey}, "is not the key of certificate"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			_, err := parseFlags(tc.args, &bytes.Buffer{}, noEnv)
@@ -223,43 +217,4 @@ func TestPowerSensorOpensLater(t *testing.T) {
 	if err := p.Close(); err != nil {
 		t.Error(err)
 	}
-}
-
-// writeCert writes a self-signed client certificate for cn, valid for an hour, and its key
-// (mode 0600) as PEM files in dir.
-func writeCert(t *testing.T, dir, cn string) (certFile, keyFile string) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1),
-		Subject:      pkix.Name{CommonName: cn},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(time.Hour),
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	certFile, keyFile = filepath.Join(dir, cn+".crt"), filepath.Join(dir, cn+".key")
-	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return certFile, keyFile
-}
-
-// otherKey writes the key of another certificate.
-func otherKey(t *testing.T, dir string) string {
-	_, k := writeCert(t, dir, "other")
-	return k
 }

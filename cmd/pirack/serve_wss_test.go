@@ -2,70 +2,23 @@ package main
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"io"
-	"math/big"
-	"net"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
 
+	"github.com/pirack/pirack/internal/testcert"
 	"github.com/pirack/pirack/internal/testlog"
 )
-
-// selfSigned writes a self-signed server certificate for 127.0.0.1 and its key (0600) to dir.
-func selfSigned(t *testing.T, dir string) (cert *x509.Certificate, certFile, keyFile string) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: "rack-control"},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(time.Hour),
-		IsCA:                  true,
-		BasicConstraintsValid: true,
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		IPAddresses:           []net.IP{net.ParseIP("127.0.0.1")},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if cert, err = x509.ParseCertificate(der); err != nil {
-		t.Fatal(err)
-	}
-	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	certFile, keyFile = filepath.Join(dir, "mqtt.crt"), filepath.Join(dir, "mqtt.key")
-	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return cert, certFile, keyFile
-}
 
 // --mqtt-wss serves MQTT over secure WebSocket with the --mqtt-cert certificate.
 func TestServeMQTTWSS(t *testing.T) {
 	dir := dataDirWithAdmin(t)
-	cert, certFile, keyFile := selfSigned(t, t.TempDir())
+	cert := testcert.SelfSigned(t, "rack-control", "127.0.0.1")
+	certFile, keyFile := cert.WriteFiles(t, t.TempDir(), "mqtt")
 	var logs testlog.Buffer
 	log, err := newLogger(io.MultiWriter(&logs, testlog.NewWriter(t)), "info")
 	if err != nil {
@@ -94,11 +47,9 @@ func TestServeMQTTWSS(t *testing.T) {
 		t.Fatalf("wss listener %q not in the start log:\n%s", wss, logs.String())
 	}
 
-	roots := x509.NewCertPool()
-	roots.AddCert(cert)
 	got := make(chan string, 1)
 	c := paho.NewClient(paho.NewClientOptions().AddBroker("wss://" + wss + "/mqtt").
-		SetTLSConfig(&tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}).
+		SetTLSConfig(&tls.Config{RootCAs: cert.Pool(), MinVersion: tls.VersionTLS12}).
 		SetClientID("browser").SetUsername("admin").SetPassword("admin-password").
 		SetProtocolVersion(4).SetAutoReconnect(false))
 	if tok := c.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
