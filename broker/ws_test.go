@@ -52,6 +52,34 @@ func dialURL(t *testing.T, url string, tlsConfig *tls.Config, id, user, pass str
 	return c, nil
 }
 
+// checkAcrossTransports checks that an agent on TCP reaches browser (a viewer subscribed to
+// everything, connected over the transport under test), that an automation connected with dial
+// reaches the agent, and that the same ACL holds: the viewer's publish is dropped. over names
+// the transport in failures.
+func checkAcrossTransports(t *testing.T, b *Broker, browser *client, over string, dial func(id, user, pass string) (*client, error)) {
+	t.Helper()
+	agent := mustDial(t, b, macA, macA)
+	agent.subscribe(t, topics.LEDTopic(macA))
+	agent.publish(t, topics.MetricsTopic("r1", macA), 1, false, `{"v":1}`)
+	if m := browser.next(t); m.Topic() != topics.MetricsTopic("r1", macA) {
+		t.Fatalf("browser got %s", m.Topic())
+	}
+	nodeRed, err := dial("node-red", "auto", password)
+	if err != nil {
+		t.Fatalf("automation over %s: %v", over, err)
+	}
+	nodeRed.publish(t, topics.LEDTopic(macA), 1, false, "blink")
+	if m := agent.next(t); string(m.Payload()) != "blink" {
+		t.Fatalf("agent got %q", m.Payload())
+	}
+	browser.publish(t, topics.LEDTopic(macA), 1, false, "forged")
+	browser.barrier(t)
+	nodeRed.publish(t, topics.LEDTopic(macA), 1, false, "second")
+	if m := agent.next(t); string(m.Payload()) != "second" {
+		t.Fatalf("agent got %q, want the automation's second command", m.Payload())
+	}
+}
+
 func wsBroker(t *testing.T, mods ...func(*Config)) *Broker {
 	return newBroker(t, t.TempDir(), testUsers(t), true, append([]func(*Config){func(c *Config) { c.WSAddr = "127.0.0.1:0" }}, mods...)...)
 }
@@ -69,27 +97,9 @@ func TestWebSocket(t *testing.T) {
 	browser.subscribe(t, topics.AllFilter)
 
 	// An agent on TCP reaches the browser on WebSocket, and back the other way.
-	agent := mustDial(t, b, macA, macA)
-	agent.subscribe(t, topics.LEDTopic(macA))
-	agent.publish(t, topics.MetricsTopic("r1", macA), 1, false, `{"v":1}`)
-	if m := browser.next(t); m.Topic() != topics.MetricsTopic("r1", macA) {
-		t.Fatalf("browser got %s", m.Topic())
-	}
-	nodeRed, err := dialWS(t, b, "node-red", "auto", password)
-	if err != nil {
-		t.Fatalf("automation over WebSocket: %v", err)
-	}
-	nodeRed.publish(t, topics.LEDTopic(macA), 1, false, "blink")
-	if m := agent.next(t); string(m.Payload()) != "blink" {
-		t.Fatalf("agent got %q", m.Payload())
-	}
-	// The same ACL: a viewer's publish is dropped.
-	browser.publish(t, topics.LEDTopic(macA), 1, false, "forged")
-	browser.barrier(t)
-	nodeRed.publish(t, topics.LEDTopic(macA), 1, false, "second")
-	if m := agent.next(t); string(m.Payload()) != "second" {
-		t.Fatalf("agent got %q, want the automation's second command", m.Payload())
-	}
+	checkAcrossTransports(t, b, browser, "WebSocket", func(id, user, pass string) (*client, error) {
+		return dialWS(t, b, id, user, pass)
+	})
 
 	// The same authentication.
 	for _, tc := range []struct {

@@ -87,27 +87,9 @@ func TestSecureWebSocket(t *testing.T) {
 	browser.subscribe(t, topics.AllFilter)
 
 	// An agent on TCP reaches the browser on wss, and an automation on wss reaches the agent.
-	agent := mustDial(t, b, macA, macA)
-	agent.subscribe(t, topics.LEDTopic(macA))
-	agent.publish(t, topics.MetricsTopic("r1", macA), 1, false, `{"v":1}`)
-	if m := browser.next(t); m.Topic() != topics.MetricsTopic("r1", macA) {
-		t.Fatalf("browser got %s", m.Topic())
-	}
-	nodeRed, err := dialWSS(t, b, ca, nil, "node-red", "auto", password)
-	if err != nil {
-		t.Fatalf("automation over wss: %v", err)
-	}
-	nodeRed.publish(t, topics.LEDTopic(macA), 1, false, "blink")
-	if m := agent.next(t); string(m.Payload()) != "blink" {
-		t.Fatalf("agent got %q", m.Payload())
-	}
-	// The same ACL: a viewer's publish is dropped.
-	browser.publish(t, topics.LEDTopic(macA), 1, false, "forged")
-	browser.barrier(t)
-	nodeRed.publish(t, topics.LEDTopic(macA), 1, false, "second")
-	if m := agent.next(t); string(m.Payload()) != "second" {
-		t.Fatalf("agent got %q, want the automation's second command", m.Payload())
-	}
+	checkAcrossTransports(t, b, browser, "wss", func(id, user, pass string) (*client, error) {
+		return dialWSS(t, b, ca, nil, id, user, pass)
+	})
 	for _, want := range []string{"blink", "second"} { // and never "forged"
 		if m := browser.next(t); string(m.Payload()) != want {
 			t.Fatalf("browser got %s %q, want %q", m.Topic(), m.Payload(), want)

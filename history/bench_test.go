@@ -24,6 +24,44 @@ var piMetrics = []string{
 // journal (the file is thrown away on failure) and returns the store opened on it.
 func fixture(tb testing.TB, path string, nPis int, now time.Time, interval time.Duration) *Store {
 	tb.Helper()
+	return bulkFixture(tb, path, nPis, now, func(tx *sql.Tx) {
+		// Values shaped like the real ones: fractions stay REAL (8 bytes), byte counts are
+		// integers SQLite stores in 6. Series ids were given in piMetrics order, so (id-1)%7 is
+		// the metric and 3 and above are byte counts. Arithmetic instead of random(): it is
+		// several times cheaper, and the fixture is then the same on every run.
+		const value = `CASE WHEN (s.id - 1) % 7 >= 3 THEN 3000000000 + (ts.t * 7919 + s.id * 104729) % 1000000000
+		ELSE ((ts.t / 5 * 7919 + s.id * 104729) % 100000) / 1000.0 END`
+		end := now.Unix()
+		// Rows go in key order, so every insert appends to the b-tree's right edge: the fastest
+		// way in, and it packs pages fully (the writer's time-ordered inserts leave them a little
+		// emptier; BenchmarkDiskPerPi measures that case).
+		for _, q := range []struct {
+			sql  string
+			step int64
+			keep time.Duration
+		}{
+			{`INSERT INTO raw (series, t, v) SELECT s.id, ts.t, ` + value + ` FROM series s CROSS JOIN ts`,
+				int64(interval / time.Second), DefaultRawRetention},
+			// lo, sum and hi need not agree here: only their storage size matters.
+			{`INSERT INTO agg_1m (series, t, lo, sum, hi, n) SELECT s.id, ts.t, ` + value + `, 12 * ` + value + `, ` + value + `, 12
+			FROM series s CROSS JOIN ts`, 60, DefaultMinuteRetention},
+			{`INSERT INTO agg_1h (series, t, lo, sum, hi, n) SELECT s.id, ts.t, ` + value + `, 720 * ` + value + `, ` + value + `, 720
+			FROM series s CROSS JOIN ts`, 3600, DefaultHourRetention},
+		} {
+			start := floorDiv(end-int64(q.keep/time.Second), q.step) + q.step
+			cte := `WITH RECURSIVE ts(t) AS (SELECT ?1 UNION ALL SELECT t + ?2 FROM ts WHERE t + ?2 <= ?3) `
+			if _, err := tx.Exec(cte+q.sql, start, q.step, end); err != nil {
+				tb.Fatalf("fixture: %v", err)
+			}
+		}
+	})
+}
+
+// bulkFixture creates at path, without a journal (the file is thrown away on failure), the
+// schema and the series of nPis Pis' seven metrics, lets fill add rows in the same
+// transaction, and returns the store opened on it at now.
+func bulkFixture(tb testing.TB, path string, nPis int, now time.Time, fill func(tx *sql.Tx)) *Store {
+	tb.Helper()
 	db, err := sql.Open("sqlite", "file:"+path+"?_pragma=journal_mode(OFF)&_pragma=synchronous(OFF)")
 	if err != nil {
 		tb.Fatal(err)
@@ -45,35 +83,7 @@ func fixture(tb testing.TB, path string, nPis int, now time.Time, interval time.
 			}
 		}
 	}
-	// Values shaped like the real ones: fractions stay REAL (8 bytes), byte counts are
-	// integers SQLite stores in 6. Series ids were given in piMetrics order, so (id-1)%7 is
-	// the metric and 3 and above are byte counts. Arithmetic instead of random(): it is
-	// several times cheaper, and the fixture is then the same on every run.
-	const value = `CASE WHEN (s.id - 1) % 7 >= 3 THEN 3000000000 + (ts.t * 7919 + s.id * 104729) % 1000000000
-		ELSE ((ts.t / 5 * 7919 + s.id * 104729) % 100000) / 1000.0 END`
-	end := now.Unix()
-	// Rows go in key order, so every insert appends to the b-tree's right edge: the fastest
-	// way in, and it packs pages fully (the writer's time-ordered inserts leave them a little
-	// emptier; BenchmarkDiskPerPi measures that case).
-	for _, q := range []struct {
-		sql  string
-		step int64
-		keep time.Duration
-	}{
-		{`INSERT INTO raw (series, t, v) SELECT s.id, ts.t, ` + value + ` FROM series s CROSS JOIN ts`,
-			int64(interval / time.Second), DefaultRawRetention},
-		// lo, sum and hi need not agree here: only their storage size matters.
-		{`INSERT INTO agg_1m (series, t, lo, sum, hi, n) SELECT s.id, ts.t, ` + value + `, 12 * ` + value + `, ` + value + `, 12
-			FROM series s CROSS JOIN ts`, 60, DefaultMinuteRetention},
-		{`INSERT INTO agg_1h (series, t, lo, sum, hi, n) SELECT s.id, ts.t, ` + value + `, 720 * ` + value + `, ` + value + `, 720
-			FROM series s CROSS JOIN ts`, 3600, DefaultHourRetention},
-	} {
-		start := floorDiv(end-int64(q.keep/time.Second), q.step) + q.step
-		cte := `WITH RECURSIVE ts(t) AS (SELECT ?1 UNION ALL SELECT t + ?2 FROM ts WHERE t + ?2 <= ?3) `
-		if _, err := tx.Exec(cte+q.sql, start, q.step, end); err != nil {
-			tb.Fatalf("fixture: %v", err)
-		}
-	}
+	fill(tx)
 	if err := tx.Commit(); err != nil {
 		tb.Fatal(err)
 	}
@@ -254,46 +264,16 @@ func BenchmarkDiskPerPi(b *testing.B) {
 // Sparklines reads; the other tiers would only make the fixture slower to build.
 func minuteFixture(tb testing.TB, path string, nPis int, now time.Time, span time.Duration) *Store {
 	tb.Helper()
-	db, err := sql.Open("sqlite", "file:"+path+"?_pragma=journal_mode(OFF)&_pragma=synchronous(OFF)")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	defer db.Close()
-	db.SetMaxOpenConns(1)
-	tx, err := db.Begin()
-	if err != nil {
-		tb.Fatal(err)
-	}
-	defer tx.Rollback()
-	if _, err := tx.Exec(schema); err != nil {
-		tb.Fatal(err)
-	}
-	for i := range nPis {
-		for _, m := range piMetrics {
-			if _, err := tx.Exec("INSERT INTO series (source, metric) VALUES (?, ?)", fmtMAC(i), m); err != nil {
-				tb.Fatal(err)
-			}
-		}
-	}
-	end := floorDiv(now.Unix(), 60)
-	start := end - int64(span/time.Second) + 60
-	const v = `((ts.t / 60 * 7919 + s.id * 104729) % 100000) / 1000.0`
-	if _, err := tx.Exec(`WITH RECURSIVE ts(t) AS (SELECT ?1 UNION ALL SELECT t + 60 FROM ts WHERE t + 60 <= ?2)
+	return bulkFixture(tb, path, nPis, now, func(tx *sql.Tx) {
+		end := floorDiv(now.Unix(), 60)
+		start := end - int64(span/time.Second) + 60
+		const v = `((ts.t / 60 * 7919 + s.id * 104729) % 100000) / 1000.0`
+		if _, err := tx.Exec(`WITH RECURSIVE ts(t) AS (SELECT ?1 UNION ALL SELECT t + 60 FROM ts WHERE t + 60 <= ?2)
 		INSERT INTO agg_1m (series, t, lo, sum, hi, n)
 		SELECT s.id, ts.t, `+v+`, 12 * `+v+`, `+v+`, 12 FROM series s CROSS JOIN ts`, start, end); err != nil {
-		tb.Fatalf("fixture: %v", err)
-	}
-	if err := tx.Commit(); err != nil {
-		tb.Fatal(err)
-	}
-	if err := db.Close(); err != nil {
-		tb.Fatal(err)
-	}
-	s, err := Open(path, Options{Now: func() time.Time { return now }})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return s
+			tb.Fatalf("fixture: %v", err)
+		}
+	})
 }
 
 // BenchmarkSparklines1000Pis: the sparkline of one metric for every tile of a 1,000-Pi rack

@@ -88,19 +88,16 @@ func TestServePowerBridgeFileRefused(t *testing.T) {
 	}
 }
 
-// With <data-dir>/power-bridge.json and no flag, serve logs each mapping, lets a plug user
-// publish its topic, and republishes the reading as the row's power.
-func TestServePowerBridgeFromDataDir(t *testing.T) {
-	dir := dataDirWithAdmin(t)
-	if err := os.WriteFile(filepath.Join(dir, "power-bridge.json"), []byte(plugConfig), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	var logs testlog.Buffer
-	log, err := newLogger(io.MultiWriter(&logs, testlog.NewWriter(t)), "info")
+// serveControlCenter starts a control center with cfg, logging at info to the test's log and
+// to the returned buffer, and serves it until the test ends; then it stops it and checks that
+// serve and close succeed.
+func serveControlCenter(t *testing.T, cfg serveConfig) (*controlCenter, *testlog.Buffer) {
+	t.Helper()
+	logs := new(testlog.Buffer)
+	log, err := newLogger(io.MultiWriter(logs, testlog.NewWriter(t)), "info")
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := serveConfig{DataDir: dir, MQTTAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", LogLevel: "info"}
 	cc, err := startControlCenter(cfg, log, io.Discard)
 	if err != nil {
 		t.Fatal(err)
@@ -108,7 +105,7 @@ func TestServePowerBridgeFromDataDir(t *testing.T) {
 	ctx, cancel := context.WithCancel(t.Context())
 	served := make(chan error, 1)
 	go func() { served <- cc.serve(ctx) }()
-	defer func() {
+	t.Cleanup(func() {
 		cancel()
 		if err := <-served; err != nil {
 			t.Errorf("serve: %v", err)
@@ -116,7 +113,18 @@ func TestServePowerBridgeFromDataDir(t *testing.T) {
 		if err := cc.close(); err != nil {
 			t.Errorf("close: %v", err)
 		}
-	}()
+	})
+	return cc, logs
+}
+
+// With <data-dir>/power-bridge.json and no flag, serve logs each mapping, lets a plug user
+// publish its topic, and republishes the reading as the row's power.
+func TestServePowerBridgeFromDataDir(t *testing.T) {
+	dir := dataDirWithAdmin(t)
+	if err := os.WriteFile(filepath.Join(dir, "power-bridge.json"), []byte(plugConfig), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cc, logs := serveControlCenter(t, serveConfig{DataDir: dir, MQTTAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", LogLevel: "info"})
 
 	for _, want := range []string{
 		`plug="row r1 <- tasmota tele/rack-r1/SENSOR"`,

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"crypto/tls"
 	"io"
 	"strings"
@@ -11,7 +10,6 @@ import (
 	paho "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/pirack/pirack/internal/testcert"
-	"github.com/pirack/pirack/internal/testlog"
 )
 
 // --mqtt-wss serves MQTT over secure WebSocket with the --mqtt-cert certificate.
@@ -19,29 +17,9 @@ func TestServeMQTTWSS(t *testing.T) {
 	dir := dataDirWithAdmin(t)
 	cert := testcert.SelfSigned(t, "rack-control", "127.0.0.1")
 	certFile, keyFile := cert.WriteFiles(t, t.TempDir(), "mqtt")
-	var logs testlog.Buffer
-	log, err := newLogger(io.MultiWriter(&logs, testlog.NewWriter(t)), "info")
-	if err != nil {
-		t.Fatal(err)
-	}
 	cfg := serveConfig{DataDir: dir, MQTTAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", LogLevel: "info",
 		MQTTTLSAddr: "127.0.0.1:0", MQTTCert: certFile, MQTTKey: keyFile, MQTTWSSAddr: "127.0.0.1:0"}
-	cc, err := startControlCenter(cfg, log, io.Discard)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(t.Context())
-	served := make(chan error, 1)
-	go func() { served <- cc.serve(ctx) }()
-	defer func() {
-		cancel()
-		if err := <-served; err != nil {
-			t.Errorf("serve: %v", err)
-		}
-		if err := cc.close(); err != nil {
-			t.Errorf("close: %v", err)
-		}
-	}()
+	cc, logs := serveControlCenter(t, cfg)
 	wss := cc.broker.WSSAddr()
 	if wss == "" || !strings.Contains(logs.String(), "mqtt_wss="+wss) {
 		t.Fatalf("wss listener %q not in the start log:\n%s", wss, logs.String())
