@@ -18,6 +18,7 @@ import (
 
 	"github.com/pirack/pirack/auth"
 	"github.com/pirack/pirack/broker"
+	"github.com/pirack/pirack/bus"
 	"github.com/pirack/pirack/internal/testcert"
 	"github.com/pirack/pirack/topics"
 )
@@ -52,7 +53,8 @@ func tlsBroker(t *testing.T, ca *testcert.CA) (url string, statuses <-chan topic
 		t.Fatal(err)
 	}
 	ch := make(chan topics.Status, 64)
-	err = b.Subscribe(topics.StatusTopic(row, mac), func(_ string, payload []byte) {
+	err = b.Subscribe(topics.StatusTopic(row, mac), func(m bus.Message) {
+		payload := m.Payload
 		st, err := topics.DecodeStatus(payload)
 		if err != nil {
 			t.Errorf("status payload %s: %v", payload, err)

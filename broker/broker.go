@@ -13,6 +13,7 @@
 package broker
 
 import (
+	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -34,6 +35,7 @@ import (
 	"go.etcd.io/bbolt"
 
 	"github.com/pirack/pirack/auth"
+	"github.com/pirack/pirack/bus"
 	"github.com/pirack/pirack/topics"
 )
 
@@ -427,7 +429,7 @@ func (b *Broker) Close() error {
 //
 // Filters beginning with "$" ($SYS, $share) are refused: $SYS messages are not delivered
 // in-process. Subscriptions are not persisted: register them again after each New.
-func (b *Broker) Subscribe(filter string, fn func(topic string, payload []byte)) error {
+func (b *Broker) Subscribe(filter string, fn bus.Handler) error {
 	if fn == nil {
 		return errors.New("broker: Subscribe with a nil handler")
 	}
@@ -440,15 +442,17 @@ func (b *Broker) Subscribe(filter string, fn func(topic string, payload []byte))
 	b.subs.add(filter, fn)
 	for _, pk := range b.srv.Topics.Messages(filter) { // [MQTT-3.8.4-4]
 		if filterWithin(pk.TopicName, filter) { // the same matching as live messages: no $SYS for "#"
-			fn(pk.TopicName, pk.Payload)
+			fn(bus.Message{Topic: pk.TopicName, Payload: pk.Payload, QoS: pk.FixedHeader.Qos, Retained: true})
 		}
 	}
 	return nil
 }
 
 // Publish publishes a message from inside the process (the dashboard's LED commands). It is not
-// subject to the ACL. qos is the most the subscribers receive it with (0-2).
-func (b *Broker) Publish(topic string, payload []byte, retain bool, qos byte) error {
+// subject to the ACL. m.QoS is the most the subscribers receive it with (0-2). It does not
+// block on clients, so ctx is not used.
+func (b *Broker) Publish(_ context.Context, m bus.Message) error {
+	topic, payload, retain, qos := m.Topic, m.Payload, m.Retained, m.QoS
 	if b.closed.Load() {
 		return errors.New("broker: Publish after Close")
 	}

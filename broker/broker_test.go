@@ -2,6 +2,7 @@ package broker
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -19,6 +20,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/pirack/pirack/auth"
+	"github.com/pirack/pirack/bus"
 	"github.com/pirack/pirack/internal/testlog"
 	"github.com/pirack/pirack/topics"
 )
@@ -317,7 +319,7 @@ func TestClientIDTakeoverByAnotherUser(t *testing.T) {
 // connection closed, and nothing else: no SUBACK, no retained message.
 func TestNoCredentialsReceivesNothing(t *testing.T) {
 	b := startBroker(t)
-	if err := b.Publish(topics.StatusTopic("r1", macA), []byte("online"), true, 1); err != nil {
+	if err := b.Publish(context.Background(), bus.Message{Topic: topics.StatusTopic("r1", macA), Payload: []byte("online"), QoS: 1, Retained: true}); err != nil {
 		t.Fatal(err)
 	}
 	conn, err := net.Dial("tcp", b.Addr())
@@ -418,16 +420,16 @@ func TestSubscribeACL(t *testing.T) {
 // through a refused subscription.
 func TestAgentReceivesOnlyItsLED(t *testing.T) {
 	b := startBroker(t)
-	if err := b.Publish(topics.StatusTopic("r2", macB), []byte("online"), true, 1); err != nil {
+	if err := b.Publish(context.Background(), bus.Message{Topic: topics.StatusTopic("r2", macB), Payload: []byte("online"), QoS: 1, Retained: true}); err != nil {
 		t.Fatal(err)
 	}
 	agent := mustDial(t, b, macA, macA)
 	agent.subscribe(t, topics.AllFilter)
 	agent.subscribe(t, topics.LEDTopic(macA))
-	if err := b.Publish(topics.LEDTopic(macB), []byte("blink"), false, 1); err != nil {
+	if err := b.Publish(context.Background(), bus.Message{Topic: topics.LEDTopic(macB), Payload: []byte("blink"), QoS: 1}); err != nil {
 		t.Fatal(err)
 	}
-	if err := b.Publish(topics.LEDTopic(macA), []byte("on"), false, 1); err != nil {
+	if err := b.Publish(context.Background(), bus.Message{Topic: topics.LEDTopic(macA), Payload: []byte("on"), QoS: 1}); err != nil {
 		t.Fatal(err)
 	}
 	if m := agent.next(t); m.Topic() != topics.LEDTopic(macA) || string(m.Payload()) != "on" {
@@ -456,7 +458,7 @@ func TestLEDCommands(t *testing.T) {
 			sender.barrier(t)
 			sender.expectConnected(t)
 			// The dashboard's in-process publish is never blocked by the ACL; it marks the end.
-			if err := b.Publish(topics.LEDTopic(macA), []byte("marker"), false, 1); err != nil {
+			if err := b.Publish(context.Background(), bus.Message{Topic: topics.LEDTopic(macA), Payload: []byte("marker"), QoS: 1}); err != nil {
 				t.Fatal(err)
 			}
 			first := string(agent.next(t).Payload())
@@ -478,7 +480,8 @@ func TestLEDCommands(t *testing.T) {
 func TestInProcessSubscribe(t *testing.T) {
 	b := newBroker(t, t.TempDir(), testUsers(t), false)
 	got := make(chan string, 100)
-	if err := b.Subscribe(topics.AllFilter, func(topic string, payload []byte) {
+	if err := b.Subscribe(topics.AllFilter, func(m bus.Message) {
+		topic, payload := m.Topic, m.Payload
 		got <- topic + " " + string(payload)
 	}); err != nil {
 		t.Fatal(err)
@@ -505,7 +508,7 @@ func TestInProcessSubscribe(t *testing.T) {
 	}
 	// A refused publish reaches no one, in-process included.
 	agent.publish(t, topics.ButtonTopic("r2", macB), 1, false, "forged")
-	if err := b.Publish(topics.LEDTopic(macA), []byte("blink"), false, 1); err != nil {
+	if err := b.Publish(context.Background(), bus.Message{Topic: topics.LEDTopic(macA), Payload: []byte("blink"), QoS: 1}); err != nil {
 		t.Fatal(err)
 	}
 	expect(topics.LEDTopic(macA) + " blink")
@@ -518,7 +521,7 @@ func TestInProcessSubscribe(t *testing.T) {
 
 	// Exactly once each: nothing else arrived (a second delivery through Mochi's inline
 	// fan-out would be queued by now, since the marker went through the same path).
-	if err := b.Publish("rack/end", []byte("marker"), false, 0); err != nil {
+	if err := b.Publish(context.Background(), bus.Message{Topic: "rack/end", Payload: []byte("marker")}); err != nil {
 		t.Fatal(err)
 	}
 	expect("rack/end marker")
@@ -537,7 +540,7 @@ func TestInProcessBeforePuback(t *testing.T) {
 	var once sync.Once
 	unblock := func() { once.Do(func() { close(release) }) }
 	t.Cleanup(unblock) // runs before the broker's Close, which would wait for the handler
-	if err := b.Subscribe(topics.ButtonTopic("+", "+"), func(string, []byte) {
+	if err := b.Subscribe(topics.ButtonTopic("+", "+"), func(bus.Message) {
 		select {
 		case entered <- struct{}{}:
 		default:
@@ -571,7 +574,7 @@ func TestInProcessBeforePuback(t *testing.T) {
 
 func TestSubscribeErrors(t *testing.T) {
 	b := newBroker(t, t.TempDir(), testUsers(t), false)
-	fn := func(string, []byte) {}
+	fn := func(bus.Message) {}
 	for _, filter := range []string{"", "a/#/b", "$SYS/#", "$share/g/rack/#", "a#"} {
 		if err := b.Subscribe(filter, fn); err == nil {
 			t.Errorf("Subscribe(%q) succeeded", filter)
@@ -588,7 +591,7 @@ func TestRetainedSurviveRestart(t *testing.T) {
 	agent := mustDial(t, b1, macA, macA)
 	agent.publish(t, topics.StatusTopic("r1", macA), 1, true, "online")
 	agent.Disconnect(0)
-	if err := b1.Publish(topics.PowerTopic("r1"), []byte("5.1V"), true, 0); err != nil {
+	if err := b1.Publish(context.Background(), bus.Message{Topic: topics.PowerTopic("r1"), Payload: []byte("5.1V"), Retained: true}); err != nil {
 		t.Fatal(err)
 	}
 	if err := b1.Close(); err != nil {
@@ -605,7 +608,8 @@ func TestRetainedSurviveRestart(t *testing.T) {
 		topics.PowerTopic("r1"):        "5.1V",
 	}
 	got := map[string]string{}
-	if err := b2.Subscribe(topics.AllFilter, func(topic string, payload []byte) {
+	if err := b2.Subscribe(topics.AllFilter, func(m bus.Message) {
+		topic, payload := m.Topic, m.Payload
 		got[topic] = string(payload) // replayed synchronously, inside Subscribe
 	}); err != nil {
 		t.Fatal(err)
@@ -728,7 +732,7 @@ func TestStartErrors(t *testing.T) {
 		t.Errorf("Start on a port in use: %v", err)
 	}
 	_ = b.Close()
-	if err := b.Publish("x", nil, false, 0); err == nil {
+	if err := b.Publish(context.Background(), bus.Message{Topic: "x"}); err == nil {
 		t.Error("Publish after Close succeeded")
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/mochi-mqtt/server/v2/packets"
 
 	"github.com/pirack/pirack/auth"
+	"github.com/pirack/pirack/bus"
 	"github.com/pirack/pirack/topics"
 )
 
@@ -39,7 +40,7 @@ type authHook struct {
 	log           *slog.Logger
 	srv           *mqtt.Server            // for SendConnack
 	authenticated func(*mqtt.Client) bool // tells the broker; false: refuse after all
-	deliver       func(string, []byte)    // to the in-process subscribers
+	deliver       func(bus.Message)       // to the in-process subscribers
 	mu            sync.RWMutex            // guards sessions
 	sessions      map[string]session      // by client id
 }
@@ -313,14 +314,14 @@ func (h *authHook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
 // the in-process subscribers.
 func (h *authHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
 	if cl.Net.Inline {
-		h.deliver(pk.TopicName, pk.Payload)
+		h.deliver(liveMessage(pk))
 		return pk, nil
 	}
 	s, ok := h.session(cl)
 	if ok && h.policy.writeAllowed(s.user, pk.TopicName) {
 		// Mochi acknowledges only after OnPublish returns: what the in-process subscribers
 		// take here is theirs before the client is told it was delivered.
-		h.deliver(pk.TopicName, pk.Payload)
+		h.deliver(liveMessage(pk))
 		return pk, nil
 	}
 	h.log.Warn("MQTT publish refused: acknowledged and dropped",
@@ -331,7 +332,7 @@ func (h *authHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet
 // OnWillSent hands a published Will to the in-process subscribers. Wills do not go through
 // OnPublish; their topics were checked at CONNECT.
 func (h *authHook) OnWillSent(_ *mqtt.Client, pk packets.Packet) {
-	h.deliver(pk.TopicName, pk.Payload)
+	h.deliver(liveMessage(pk))
 }
 
 // OnDisconnect forgets a clean session's client. A persistent session keeps its identity, so
@@ -489,4 +490,9 @@ func clip(s string) string {
 		return s[:max] + "..."
 	}
 	return s
+}
+
+// liveMessage is a publish as the in-process subscribers receive it.
+func liveMessage(pk packets.Packet) bus.Message {
+	return bus.Message{Topic: pk.TopicName, Payload: pk.Payload, QoS: pk.FixedHeader.Qos}
 }

@@ -9,6 +9,7 @@ import (
 	pahopackets "github.com/eclipse/paho.mqtt.golang/packets"
 
 	"github.com/pirack/pirack/auth"
+	"github.com/pirack/pirack/bus"
 	"github.com/pirack/pirack/internal/testlog"
 	"github.com/pirack/pirack/topics"
 )
@@ -277,7 +278,8 @@ func TestAuthorizationMatrixTCP(t *testing.T) {
 	b := newBroker(t, t.TempDir(), testUsers(t), false, func(c *Config) { c.PlugTopics = testPolicy.plugTopics })
 	var mu sync.Mutex
 	seen := map[string]bool{} // payloads that reached subscribers
-	if err := b.Subscribe("#", func(_ string, payload []byte) {
+	if err := b.Subscribe("#", func(m bus.Message) {
+		payload := m.Payload
 		mu.Lock()
 		seen[string(payload)] = true
 		mu.Unlock()

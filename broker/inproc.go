@@ -3,6 +3,8 @@ package broker
 import (
 	"sync"
 	"sync/atomic"
+
+	"github.com/pirack/pirack/bus"
 )
 
 // inprocSubs are the in-process subscribers. They are kept out of Mochi's topic index: Mochi
@@ -15,10 +17,10 @@ type inprocSubs struct {
 
 type inprocSub struct {
 	filter string
-	fn     func(topic string, payload []byte)
+	fn     bus.Handler
 }
 
-func (s *inprocSubs) add(filter string, fn func(topic string, payload []byte)) {
+func (s *inprocSubs) add(filter string, fn bus.Handler) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var next []inprocSub
@@ -29,8 +31,8 @@ func (s *inprocSubs) add(filter string, fn func(topic string, payload []byte)) {
 	s.list.Store(&next)
 }
 
-// deliver passes a message to every subscriber whose filter matches its topic.
-func (s *inprocSubs) deliver(topic string, payload []byte) {
+// deliver passes a live message to every subscriber whose filter matches its topic.
+func (s *inprocSubs) deliver(m bus.Message) {
 	list := s.list.Load()
 	if list == nil {
 		return
@@ -38,8 +40,10 @@ func (s *inprocSubs) deliver(topic string, payload []byte) {
 	for _, sub := range *list {
 		// A topic name is a filter without wildcards: it matches sub.filter when it lies
 		// within it, with MQTT's rules ("$" topics are not matched by a leading wildcard).
-		if filterWithin(topic, sub.filter) {
-			sub.fn(topic, payload)
+		if filterWithin(m.Topic, sub.filter) {
+			sub.fn(m)
 		}
 	}
 }
+
+var _ bus.Bus = (*Broker)(nil)

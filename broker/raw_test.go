@@ -2,6 +2,7 @@ package broker
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"io"
 	"net"
@@ -13,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pirack/pirack/bus"
 	"github.com/pirack/pirack/internal/testlog"
 	"github.com/pirack/pirack/topics"
 )
@@ -185,7 +187,7 @@ func checkHealthy(t *testing.T, b *Broker, id string, want map[string]string) {
 func TestMalformedPackets(t *testing.T) {
 	b := startBroker(t)
 	retained := map[string]string{topics.StatusTopic("r1", macA): "online"}
-	if err := b.Publish(topics.StatusTopic("r1", macA), []byte("online"), true, 1); err != nil {
+	if err := b.Publish(context.Background(), bus.Message{Topic: topics.StatusTopic("r1", macA), Payload: []byte("online"), QoS: 1, Retained: true}); err != nil {
 		t.Fatal(err)
 	}
 	// A client connected through the whole table must stay connected and keep receiving.

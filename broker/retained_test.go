@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"path/filepath"
@@ -17,6 +18,7 @@ import (
 	"github.com/mochi-mqtt/server/v2/packets"
 	"go.etcd.io/bbolt"
 
+	"github.com/pirack/pirack/bus"
 	"github.com/pirack/pirack/internal/testlog"
 	"github.com/pirack/pirack/topics"
 )
@@ -286,7 +288,7 @@ func retainedIn(t *testing.T, dir string) map[string]string {
 	t.Helper()
 	b := newBroker(t, dir, testUsers(t), false)
 	got := map[string]string{}
-	if err := b.Subscribe("#", func(topic string, payload []byte) { got[topic] = string(payload) }); err != nil {
+	if err := b.Subscribe("#", func(m bus.Message) { got[m.Topic] = string(m.Payload) }); err != nil {
 		t.Fatal(err)
 	}
 	if err := b.Close(); err != nil {
@@ -396,7 +398,7 @@ func TestRetainedDeleteSurvivesRestart(t *testing.T) {
 	a2 := mustDial(t, b2, macA, macA)
 	a2.publish(t, status, 0, true, "")
 	a2.barrier(t)
-	if err := b2.Publish(metrics, nil, true, 0); err != nil {
+	if err := b2.Publish(context.Background(), bus.Message{Topic: metrics, Retained: true}); err != nil {
 		t.Fatal(err)
 	}
 	if got := retainedIn(t, b2.store.retained.snapshot(t)); len(got) != 0 {
@@ -427,7 +429,7 @@ func TestRetainedLatestWinsAndCloseFlushes(t *testing.T) {
 		agent.publish(t, metrics, 0, true, fmt.Sprint("m", i))
 	}
 	for i := range 50 {
-		if err := b.Publish(power, []byte(fmt.Sprint("p", i)), true, 0); err != nil {
+		if err := b.Publish(context.Background(), bus.Message{Topic: power, Payload: []byte(fmt.Sprint("p", i)), Retained: true}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -519,7 +521,7 @@ func TestRetainedMovedFromBrokerDB(t *testing.T) {
 		dir := t.TempDir()
 		b := newBroker(t, dir, testUsers(t), false)
 		for topic, p := range map[string]string{"a": "stale", "c": "c"} {
-			if err := b.Publish(topic, []byte(p), true, 0); err != nil {
+			if err := b.Publish(context.Background(), bus.Message{Topic: topic, Payload: []byte(p), Retained: true}); err != nil {
 				t.Fatal(err)
 			}
 		}

@@ -65,8 +65,8 @@ func alertPublications(t *testing.T, f *fixture) []topics.Alert {
 		if err != nil {
 			t.Fatalf("alert on %s: %v", m.Topic, err)
 		}
-		if !m.Retain || m.QoS != 1 || m.Topic != topics.AlertTopic(a.Row, a.MAC, a.Rule) {
-			t.Errorf("alert published on %s retain=%v qos=%d, want retained QoS 1 on %s", m.Topic, m.Retain, m.QoS, topics.AlertTopic(a.Row, a.MAC, a.Rule))
+		if !m.Retained || m.QoS != 1 || m.Topic != topics.AlertTopic(a.Row, a.MAC, a.Rule) {
+			t.Errorf("alert published on %s retain=%v qos=%d, want retained QoS 1 on %s", m.Topic, m.Retained, m.QoS, topics.AlertTopic(a.Row, a.MAC, a.Rule))
 		}
 		out = append(out, a)
 	}

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/pirack/pirack/auth"
+	"github.com/pirack/pirack/bus"
 	"github.com/pirack/pirack/history"
 	"github.com/pirack/pirack/topics"
 )
@@ -221,7 +222,7 @@ func (s *Server) handleBlink(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusServiceUnavailable, auditUnavailable)
 		return
 	}
-	if err := s.cfg.Bus.Publish(topics.LEDTopic(n.MAC), payload, false, 1); err != nil {
+	if err := s.cfg.Bus.Publish(r.Context(), bus.Message{Topic: topics.LEDTopic(n.MAC), Payload: payload, QoS: 1}); err != nil {
 		s.log.Error("publish LED command", "mac", n.MAC, "err", err)
 		entry.Outcome, entry.Reason = AuditFailed, clipLog("publish: "+err.Error())
 		s.record(r, entry)

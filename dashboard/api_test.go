@@ -184,8 +184,8 @@ func TestBlink(t *testing.T) {
 			if m.Topic != topics.LEDTopic(macA) {
 				continue
 			}
-			if m.QoS != 1 || m.Retain {
-				t.Errorf("LED command published with QoS %d, retain %v; want QoS 1, not retained", m.QoS, m.Retain)
+			if m.QoS != 1 || m.Retained {
+				t.Errorf("LED command published with QoS %d, retain %v; want QoS 1, not retained", m.QoS, m.Retained)
 			}
 			c, err := topics.ParseLEDCommand(m.Payload)
 			if err != nil {

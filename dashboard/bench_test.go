@@ -1,6 +1,7 @@
 package dashboard
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"log/slog"
@@ -8,6 +9,7 @@ import (
 	"time"
 
 	"github.com/pirack/pirack/auth"
+	"github.com/pirack/pirack/bus"
 	"github.com/pirack/pirack/dashboard/dashboardtest"
 	"github.com/pirack/pirack/topics"
 )
@@ -17,8 +19,8 @@ import (
 // It runs on the broker's publish path, so it bounds how many messages a second one control
 // center can take in.
 func BenchmarkIngestMetrics(b *testing.B) {
-	bus := new(dashboardtest.Bus)
-	s, err := New(Config{Bus: bus, Auth: dashboardtest.Users{"admin": {Password: "x", Role: auth.RoleAdmin}},
+	fake := new(dashboardtest.Bus)
+	s, err := New(Config{Bus: fake, Auth: dashboardtest.Users{"admin": {Password: "x", Role: auth.RoleAdmin}},
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		b.Fatal(err)
@@ -42,7 +44,7 @@ func BenchmarkIngestMetrics(b *testing.B) {
 	b.ReportAllocs()
 	i := 0
 	for b.Loop() {
-		bus.Publish(topicsByPi[i%pis], payloads[(i/pis)%2], true, 0)
+		fake.Publish(context.Background(), bus.Message{Topic: topicsByPi[i%pis], Payload: payloads[(i/pis)%2], Retained: true})
 		i++
 	}
 }

@@ -1,10 +1,12 @@
 package dashboard_test
 
 import (
+	"context"
 	"fmt"
 	"log"
 
 	"github.com/pirack/pirack/auth"
+	"github.com/pirack/pirack/bus"
 	"github.com/pirack/pirack/dashboard"
 	"github.com/pirack/pirack/dashboard/dashboardtest"
 	"github.com/pirack/pirack/topics"
@@ -13,9 +15,9 @@ import (
 // The Control Center subscribes as soon as it is created, so telemetry published afterwards,
 // by agents through the broker, shows up in Nodes, the API and the live stream.
 func ExampleNew() {
-	bus := &dashboardtest.Bus{} // pirack serve passes the embedded broker here
+	fake := &dashboardtest.Bus{} // pirack serve passes the embedded broker here
 	srv, err := dashboard.New(dashboard.Config{
-		Bus:  bus,
+		Bus:  fake,
 		Auth: dashboardtest.Users{"ops": {Password: "s3cret-pw", Role: auth.RoleAdmin}},
 	})
 	if err != nil {
@@ -23,7 +25,7 @@ func ExampleNew() {
 	}
 
 	birth, _ := topics.Encode(topics.Status{V: topics.Version, State: topics.StateOnline, Session: "1", Hostname: "pi-a"})
-	bus.Publish(topics.StatusTopic("r1", "b827eb3f1a2c"), birth, true, 1)
+	fake.Publish(context.Background(), bus.Message{Topic: topics.StatusTopic("r1", "b827eb3f1a2c"), Payload: birth, QoS: 1, Retained: true})
 
 	for _, n := range srv.Nodes() {
 		fmt.Println(n.Row, n.MAC, n.Hostname, n.State)

@@ -1,6 +1,7 @@
 package dashboard
 
 import (
+	"context"
 	"encoding/json"
 	"io"
 	"log/slog"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/pirack/pirack/auth"
+	"github.com/pirack/pirack/bus"
 	"github.com/pirack/pirack/dashboard/dashboardtest"
 	"github.com/pirack/pirack/internal/testlog"
 	"github.com/pirack/pirack/topics"
@@ -94,7 +96,7 @@ func (f *fixture) publish(t *testing.T, topic string, payload any) {
 			t.Fatal(err)
 		}
 	}
-	if err := f.bus.Publish(topic, b, false, 1); err != nil {
+	if err := f.bus.Publish(context.Background(), bus.Message{Topic: topic, Payload: b, QoS: 1}); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/pirack/pirack/alerts"
+	"github.com/pirack/pirack/bus"
 	"github.com/pirack/pirack/history"
 	"github.com/pirack/pirack/topics"
 )
@@ -77,7 +78,8 @@ const invalidLogEvery = time.Second
 // ingest is the Bus callback for topics.AllFilter. It runs on the publisher's goroutine inside the
 // broker, so it must not block, and its input comes from any client that may publish: nothing
 // here trusts the topic or the payload.
-func (s *Server) ingest(topic string, payload []byte) {
+func (s *Server) ingest(m bus.Message) {
+	topic, payload := m.Topic, m.Payload
 	s.stats.received.Add(1)
 	defer func() {
 		// A bug here must not take the broker's connection goroutine down with it.

@@ -2,6 +2,7 @@ package dashboard
 
 import (
 	"cmp"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/pirack/pirack/alerts"
+	"github.com/pirack/pirack/bus"
 	"github.com/pirack/pirack/history"
 	"github.com/pirack/pirack/layout"
 	"github.com/pirack/pirack/topics"
@@ -506,7 +508,7 @@ func (s *Server) handlePrevious(w http.ResponseWriter, r *http.Request) {
 			writeError(w, http.StatusServiceUnavailable, "not done: could not move the history ("+err.Error()+"); nothing was changed, try again")
 			return
 		}
-		s.forget(rs.Previous, by, "replaced by "+displayMAC(rs.MAC)+" in row "+row+" slot "+strconv.Itoa(slot))
+		s.forget(r.Context(), rs.Previous, by, "replaced by "+displayMAC(rs.MAC)+" in row "+row+" slot "+strconv.Itoa(slot))
 	}
 	if err := s.layout.Acknowledge(row, slot); err != nil {
 		s.layoutError(w, err)
@@ -539,12 +541,12 @@ func (s *Server) handleForget(w http.ResponseWriter, r *http.Request) {
 		s.layoutError(w, err)
 		return
 	}
-	s.forget(n.MAC, principalFrom(r.Context()).name, "removed from the rack")
+	s.forget(r.Context(), n.MAC, principalFrom(r.Context()).name, "removed from the rack")
 	w.WriteHeader(http.StatusNoContent)
 }
 
 // forget drops a Pi from the rack, its alerts and its retained topics.
-func (s *Server) forget(mac, by, why string) {
+func (s *Server) forget(ctx context.Context, mac, by, why string) {
 	row, ok := s.rack.remove(mac)
 	if !ok {
 		return
@@ -553,7 +555,7 @@ func (s *Server) forget(mac, by, why string) {
 	s.eraseAlerts(row, mac)
 	// An empty retained message deletes what the broker keeps for new subscribers.
 	for _, t := range []string{topics.StatusTopic(row, mac), topics.MetricsTopic(row, mac), topics.LEDStateTopic(row, mac)} {
-		if err := s.cfg.Bus.Publish(t, nil, true, 0); err != nil {
+		if err := s.cfg.Bus.Publish(ctx, bus.Message{Topic: t, Retained: true}); err != nil {
 			s.log.Warn("could not delete a forgotten Pi's retained message; it reappears after a restart until deleted", "topic", t, "err", err)
 		}
 	}

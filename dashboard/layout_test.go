@@ -270,7 +270,7 @@ func TestForget(t *testing.T) {
 	}
 	deleted := map[string]bool{}
 	for _, m := range f.bus.Published() {
-		if m.Retain && len(m.Payload) == 0 {
+		if m.Retained && len(m.Payload) == 0 {
 			deleted[m.Topic] = true
 		}
 	}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/pirack/pirack/alerts"
+	"github.com/pirack/pirack/bus"
 	"github.com/pirack/pirack/history"
 	"github.com/pirack/pirack/topics"
 )
@@ -40,6 +41,10 @@ const EventAlert = "alert"
 // bursts only when many Pis change at once (a row losing power: one offline per Pi), so this
 // is generous; past it a transition is dropped, counted and logged.
 const alertQueueSize = 4096
+
+// publishTimeout bounds one alert publish on a network bus whose broker is away; the alert is
+// then counted as a publish error and logged.
+const publishTimeout = 10 * time.Second
 
 // alertState is the alerts side of the Server: the engine, the raised alerts as shown, and the
 // queue of transitions that Serve's publisher sends to the Bus. Publishing from ingestion itself
@@ -157,12 +162,13 @@ func (s *Server) publishAlerts(ctx context.Context) {
 	for {
 		select {
 		case al := <-s.alerts.queue:
-			s.publishAlert(al)
+			s.publishAlert(ctx, al)
 		case <-ctx.Done():
+			ctx := context.WithoutCancel(ctx)
 			for {
 				select {
 				case al := <-s.alerts.queue:
-					s.publishAlert(al)
+					s.publishAlert(ctx, al)
 				default:
 					return
 				}
@@ -197,7 +203,7 @@ func (s *Server) eraseAlerts(row, mac string) {
 	}
 }
 
-func (s *Server) publishAlert(p alertPub) {
+func (s *Server) publishAlert(ctx context.Context, p alertPub) {
 	al := p.alert
 	var b []byte // an empty retained message deletes the topic's retained alert
 	var err error
@@ -205,7 +211,9 @@ func (s *Server) publishAlert(p alertPub) {
 		b, err = topics.Encode(al)
 	}
 	if err == nil {
-		err = s.cfg.Bus.Publish(topics.AlertTopic(al.Row, al.MAC, al.Rule), b, true, 1)
+		pctx, cancel := context.WithTimeout(ctx, publishTimeout)
+		err = s.cfg.Bus.Publish(pctx, bus.Message{Topic: topics.AlertTopic(al.Row, al.MAC, al.Rule), Payload: b, QoS: 1, Retained: true})
+		cancel()
 	}
 	if err != nil {
 		s.alerts.mu.Lock()

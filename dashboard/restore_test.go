@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/pirack/pirack/alerts"
+	"github.com/pirack/pirack/bus"
 	"github.com/pirack/pirack/topics"
 )
 
@@ -34,7 +35,7 @@ func TestAlertsRestoredAfterRestart(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if err := f.bus.Publish(topics.AlertTopic(a.Row, a.MAC, a.Rule), b, true, 1); err != nil {
+			if err := f.bus.Publish(context.Background(), bus.Message{Topic: topics.AlertTopic(a.Row, a.MAC, a.Rule), Payload: b, QoS: 1, Retained: true}); err != nil {
 				t.Fatal(err)
 			}
 		}

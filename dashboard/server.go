@@ -17,18 +17,10 @@ import (
 
 	"github.com/pirack/pirack/alerts"
 	"github.com/pirack/pirack/auth"
+	"github.com/pirack/pirack/bus"
 	"github.com/pirack/pirack/layout"
 	"github.com/pirack/pirack/topics"
 )
-
-// Bus is how the dashboard reaches MQTT: the embedded broker in-process today, a network MQTT
-// client later.
-type Bus interface {
-	// Subscribe calls fn for every message matching filter. fn may be called on the publisher's
-	// goroutine, so it must not block.
-	Subscribe(filter string, fn func(topic string, payload []byte)) error
-	Publish(topic string, payload []byte, retain bool, qos byte) error
-}
 
 // Authenticator checks a user name and password. *auth.Users implements it; it returns
 // auth.ErrBadCredentials for a wrong name or password, and caches, so calling it on every
@@ -42,7 +34,7 @@ var _ Authenticator = (*auth.Users)(nil)
 // Config configures a Server. Bus and Auth are required; every other zero value is usable.
 type Config struct {
 	Addr   string        // HTTP listen address for Run; "" means ":8080"
-	Bus    Bus           // required: where telemetry comes from and LED commands go
+	Bus    bus.Bus       // required: where telemetry comes from and LED commands go
 	Auth   Authenticator // required: checks logins and Basic auth; only admin and viewer may use the dashboard
 	Logger *slog.Logger  // nil discards logs
 	Now    func() time.Time

@@ -18,6 +18,7 @@ import (
 	"github.com/pirack/pirack/agent"
 	"github.com/pirack/pirack/auth"
 	"github.com/pirack/pirack/broker"
+	"github.com/pirack/pirack/bus"
 	"github.com/pirack/pirack/dashboard"
 	"github.com/pirack/pirack/internal/testlog"
 	"github.com/pirack/pirack/topics"
@@ -279,7 +280,7 @@ func (f *benchFleet) birth(b *testing.B, br *broker.Broker) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		if err := br.Publish(p.status, payload, true, 1); err != nil {
+		if err := br.Publish(context.Background(), bus.Message{Topic: p.status, Payload: payload, QoS: 1, Retained: true}); err != nil {
 			b.Fatal(err)
 		}
 		f.publish(b, br, p, false)
@@ -303,7 +304,7 @@ func (f *benchFleet) publish(b *testing.B, br *broker.Broker, p *benchPi, last b
 	if err != nil {
 		b.Fatal(err)
 	}
-	if err := br.Publish(p.metrics, payload, true, 0); err != nil {
+	if err := br.Publish(context.Background(), bus.Message{Topic: p.metrics, Payload: payload, Retained: true}); err != nil {
 		b.Fatal(err)
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/pirack/pirack/agent"
+	"github.com/pirack/pirack/bus"
 	"github.com/pirack/pirack/dashboard"
 	"github.com/pirack/pirack/topics"
 )
@@ -181,7 +182,7 @@ func TestBrowserRack(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if err := r.broker.Publish(topics.PowerTopic(fmt.Sprintf("r%d", row)), p, true, 0); err != nil {
+			if err := r.broker.Publish(context.Background(), bus.Message{Topic: topics.PowerTopic(fmt.Sprintf("r%d", row)), Payload: p, Retained: true}); err != nil {
 				t.Fatal(err)
 			}
 		}

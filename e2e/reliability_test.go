@@ -14,6 +14,7 @@ import (
 
 	"github.com/pirack/pirack/agent"
 	"github.com/pirack/pirack/broker"
+	"github.com/pirack/pirack/bus"
 	"github.com/pirack/pirack/dashboard"
 	"github.com/pirack/pirack/internal/switchbus"
 	"github.com/pirack/pirack/internal/testlog"
@@ -112,7 +113,8 @@ func newPressLog() *pressLog {
 	return &pressLog{order: map[string][]uint64{}, seen: map[string]map[uint64]bool{}, changed: make(chan struct{})}
 }
 
-func (l *pressLog) ingest(topic string, payload []byte) {
+func (l *pressLog) ingest(m bus.Message) {
+	topic, payload := m.Topic, m.Payload
 	tp, err := topics.Parse(topic)
 	if err != nil || tp.Kind != topics.KindButton {
 		return
@@ -400,7 +402,7 @@ func TestLEDCommandExpiresWhileAgentOffline(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := r.broker.Publish(topics.LEDTopic(macA), b, false, 1); err != nil {
+		if err := r.broker.Publish(context.Background(), bus.Message{Topic: topics.LEDTopic(macA), Payload: b, QoS: 1}); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -10,16 +10,9 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/pirack/pirack/bus"
 	"github.com/pirack/pirack/topics"
 )
-
-// Bus is how the bridge reaches MQTT: the embedded broker (*broker.Broker) in `pirack serve`.
-type Bus interface {
-	// Subscribe calls fn for every message matching filter, retained ones at once, before it
-	// returns. fn may be called on the publisher's goroutine, so it must not block.
-	Subscribe(filter string, fn func(topic string, payload []byte)) error
-	Publish(topic string, payload []byte, retain bool, qos byte) error
-}
 
 // DefaultMinInterval is the shortest time between two readings published for one row, unless
 // Config.MinInterval says otherwise. Plugs can be chatty (a Shelly Gen1 EM sends power,
@@ -40,7 +33,7 @@ const (
 // Config configures a Bridge.
 type Config struct {
 	// Bus is where plug messages come from and row power goes. Required.
-	Bus Bus
+	Bus bus.Bus
 	// File maps plugs to rows; New validates it again. A file without plugs makes a bridge that
 	// does nothing.
 	File File
@@ -63,12 +56,11 @@ type Stats struct {
 // Bridge republishes smart plugs' readings as row power. New subscribes to the plugs' topics at
 // once, so call it before the broker accepts clients; Run publishes.
 type Bridge struct {
-	bus      Bus
+	bus      bus.Bus
 	log      *slog.Logger
 	interval time.Duration
 	plugs    []*plugState
 	wake     chan struct{} // a reading is pending
-	live     atomic.Bool   // false while New subscribes (retained messages are replayed then)
 
 	received, malformed, skipped, published atomic.Uint64
 
@@ -141,8 +133,8 @@ func (p Plug) subscriptions() []subscription {
 }
 
 // New validates cfg, subscribes to every plug's topics on cfg.Bus and logs each mapping.
-// Retained plug messages that subscribing replays are skipped: their age is unknown, and the
-// bridge would stamp them as fresh.
+// Retained plug messages (bus.Message.Retained: a replay from the broker's store, whenever it
+// arrives) are skipped: their age is unknown, and the bridge would stamp them as fresh.
 func New(cfg Config) (*Bridge, error) {
 	if cfg.Bus == nil {
 		return nil, errors.New("power bridge: Config.Bus is required")
@@ -173,7 +165,6 @@ func New(cfg Config) (*Bridge, error) {
 		}
 		b.log.Info("power bridge mapping", "plug", p.String())
 	}
-	b.live.Store(true)
 	return b, nil
 }
 
@@ -189,9 +180,10 @@ func (b *Bridge) Stats() Stats {
 
 // handler takes in one of ps's topics. It runs on the publishing plug's goroutine, before the
 // broker acknowledges the message: it parses, merges and returns; Run publishes.
-func (b *Bridge) handler(ps *plugState, decode decoder) func(topic string, payload []byte) {
-	return func(topic string, payload []byte) {
-		if !b.live.Load() {
+func (b *Bridge) handler(ps *plugState, decode decoder) bus.Handler {
+	return func(m bus.Message) {
+		topic, payload := m.Topic, m.Payload
+		if m.Retained {
 			b.skipped.Add(1)
 			return
 		}
@@ -253,7 +245,7 @@ func (b *Bridge) drop(ps *plugState, topic string, err error, now time.Time) {
 // reading still waiting then is dropped. Only one Run may be active at a time.
 func (b *Bridge) Run(ctx context.Context) error {
 	for {
-		wait := b.flush()
+		wait := b.flush(ctx)
 		var timer *time.Timer
 		var timeout <-chan time.Time
 		if wait > 0 {
@@ -276,7 +268,7 @@ func (b *Bridge) Run(ctx context.Context) error {
 
 // flush publishes the pending readings that are due, and returns how long until the next one
 // is (0: none is waiting).
-func (b *Bridge) flush() time.Duration {
+func (b *Bridge) flush(ctx context.Context) time.Duration {
 	type out struct {
 		ps      *plugState
 		power   topics.Power
@@ -307,7 +299,7 @@ func (b *Bridge) flush() time.Duration {
 	for _, d := range due {
 		payload, err := topics.Encode(d.power)
 		if err == nil {
-			err = b.bus.Publish(d.ps.topic, payload, true, 0)
+			err = b.bus.Publish(ctx, bus.Message{Topic: d.ps.topic, Payload: payload, Retained: true})
 		}
 		if err != nil {
 			b.log.Error("power bridge: publish row power", "row", d.ps.plug.Row, "error", err)

@@ -10,6 +10,7 @@ import (
 	"testing/synctest"
 	"time"
 
+	"github.com/pirack/pirack/bus"
 	"github.com/pirack/pirack/internal/testlog"
 	"github.com/pirack/pirack/topics"
 )
@@ -19,7 +20,7 @@ import (
 // the bridge subscribes to. integration_test.go runs the bridge on the real broker.
 type memBus struct {
 	mu        sync.Mutex
-	subs      map[string][]func(string, []byte)
+	subs      map[string][]bus.Handler
 	retained  map[string][]byte
 	published []published
 }
@@ -31,25 +32,26 @@ type published struct {
 	qos    byte
 }
 
-var _ Bus = (*memBus)(nil)
+var _ bus.Bus = (*memBus)(nil)
 
 func newMemBus() *memBus {
-	return &memBus{subs: map[string][]func(string, []byte){}, retained: map[string][]byte{}}
+	return &memBus{subs: map[string][]bus.Handler{}, retained: map[string][]byte{}}
 }
 
-func (m *memBus) Subscribe(filter string, fn func(string, []byte)) error {
+func (m *memBus) Subscribe(filter string, fn bus.Handler) error {
 	m.mu.Lock()
 	m.subs[filter] = append(m.subs[filter], fn)
 	r, ok := m.retained[filter]
 	m.mu.Unlock()
 	if ok {
-		fn(filter, r)
+		fn(bus.Message{Topic: filter, Payload: r, Retained: true})
 	}
 	return nil
 }
 
-func (m *memBus) Publish(topic string, payload []byte, retain bool, qos byte) error {
-	p, err := topics.DecodePower(payload)
+func (m *memBus) Publish(_ context.Context, msg bus.Message) error {
+	topic, retain, qos := msg.Topic, msg.Retained, msg.QoS
+	p, err := topics.DecodePower(msg.Payload)
 	if err != nil {
 		return err
 	}
@@ -65,7 +67,7 @@ func (m *memBus) plug(topic string, payload []byte) {
 	fns := m.subs[topic]
 	m.mu.Unlock()
 	for _, fn := range fns {
-		fn(topic, payload)
+		fn(bus.Message{Topic: topic, Payload: payload})
 	}
 }
 
@@ -288,6 +290,30 @@ func TestBridgeSkipsRetained(t *testing.T) {
 		}
 		if s := b.Stats(); s.Skipped != 1 || s.Received != 0 {
 			t.Errorf("stats %+v, want 1 skipped", s)
+		}
+	})
+}
+
+// On a network bus the broker's retained replay arrives after Subscribe returned, mixed with
+// live messages: the flag, not the timing, tells the bridge to skip it.
+func TestBridgeSkipsRetainedArrivingLate(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		mb := newMemBus()
+		b := runBridge(t, mb, slog.New(slog.NewTextHandler(io.Discard, nil)))
+		for _, fn := range mb.subs["tele/rack-r1/SENSOR"] {
+			fn(bus.Message{Topic: "tele/rack-r1/SENSOR", Payload: tasmota("10"), Retained: true})
+		}
+		synctest.Wait()
+		if got := mb.take(); len(got) != 0 {
+			t.Fatalf("a late retained plug message was republished: %+v", got)
+		}
+		mb.plug("tele/rack-r1/SENSOR", tasmota("12"))
+		synctest.Wait()
+		if got := mb.take(); len(got) != 1 || watts(t, got[0]) != 12 {
+			t.Fatalf("the live message after it: published %+v, want 12 W", got)
+		}
+		if s := b.Stats(); s.Skipped != 1 || s.Received != 1 {
+			t.Errorf("stats %+v, want 1 skipped, 1 received", s)
 		}
 	})
 }

@@ -22,6 +22,7 @@ import (
 	"github.com/pirack/pirack/agent"
 	"github.com/pirack/pirack/auth"
 	"github.com/pirack/pirack/broker"
+	"github.com/pirack/pirack/bus"
 	"github.com/pirack/pirack/dashboard"
 	"github.com/pirack/pirack/hardware/sim"
 	"github.com/pirack/pirack/internal/switchbus"
@@ -401,7 +402,7 @@ func (r *benchRig) commandLoop(ctx context.Context, every time.Duration) {
 		if err != nil {
 			panic(err) // a constant command
 		}
-		if err := r.bus.Publish(topics.LEDTopic(a.mac), b, false, 1); err == nil {
+		if err := r.bus.Publish(ctx, bus.Message{Topic: topics.LEDTopic(a.mac), Payload: b, QoS: 1}); err == nil {
 			r.commands.Add(1)
 		}
 	}
@@ -455,7 +456,7 @@ func (r *benchRig) close() {
 	}
 }
 
-var _ dashboard.Bus = (*switchbus.Bus)(nil)
+var _ bus.Bus = (*switchbus.Bus)(nil)
 
 // observer sees every message the dashboard ingests, to count presses by (mac, seq) and the
 // agents' births.
@@ -482,7 +483,8 @@ func newObserver() *observer {
 }
 
 // ingest runs inside the broker, on the publisher's goroutine: it only records.
-func (o *observer) ingest(topic string, payload []byte) {
+func (o *observer) ingest(m bus.Message) {
+	topic, payload := m.Topic, m.Payload
 	t, err := topics.Parse(topic)
 	if err != nil {
 		return

@@ -18,6 +18,7 @@ import (
 
 	"github.com/pirack/pirack/agent"
 	"github.com/pirack/pirack/auth"
+	"github.com/pirack/pirack/bus"
 	"github.com/pirack/pirack/hardware/sim"
 	"github.com/pirack/pirack/layout"
 	"github.com/pirack/pirack/topics"
@@ -201,7 +202,7 @@ func simulateRowPower(ctx context.Context, cc *controlCenter, log *slog.Logger, 
 				p := topics.Power{V: topics.Version, TS: now.UTC(), Volts: &volts, Amps: &amps, Watts: &watts, Source: "sim"}
 				payload, err := topics.Encode(p)
 				if err == nil {
-					err = cc.broker.Publish(topics.PowerTopic(fmt.Sprintf("r%d", r)), payload, true, 0)
+					err = cc.broker.Publish(ctx, bus.Message{Topic: topics.PowerTopic(fmt.Sprintf("r%d", r)), Payload: payload, Retained: true})
 				}
 				if err != nil {
 					log.Warn("simulated row power", "row", r, "err", err)

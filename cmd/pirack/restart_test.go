@@ -22,6 +22,7 @@ import (
 	"github.com/pirack/pirack/agent"
 	"github.com/pirack/pirack/alerts"
 	"github.com/pirack/pirack/auth"
+	"github.com/pirack/pirack/bus"
 	"github.com/pirack/pirack/dashboard"
 	"github.com/pirack/pirack/hardware/sim"
 	"github.com/pirack/pirack/internal/testlog"
@@ -413,7 +414,8 @@ func alertsOf(t *testing.T, c *ccRun, rule string) []topics.Alert {
 func tapAlerts(t *testing.T, c *ccRun, topic string) <-chan topics.Alert {
 	t.Helper()
 	ch := make(chan topics.Alert, 100)
-	err := c.cc.broker.Subscribe(topic, func(_ string, p []byte) {
+	err := c.cc.broker.Subscribe(topic, func(m bus.Message) {
+		p := m.Payload
 		if len(p) == 0 {
 			return
 		}

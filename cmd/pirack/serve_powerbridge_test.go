@@ -15,6 +15,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/pirack/pirack/auth"
+	"github.com/pirack/pirack/bus"
 	"github.com/pirack/pirack/internal/testlog"
 	"github.com/pirack/pirack/topics"
 )
@@ -138,7 +139,7 @@ func TestServePowerBridgeFromDataDir(t *testing.T) {
 	}
 
 	power := make(chan []byte, 10)
-	if err := cc.broker.Subscribe(topics.PowerTopic("r1"), func(_ string, p []byte) { power <- bytes.Clone(p) }); err != nil {
+	if err := cc.broker.Subscribe(topics.PowerTopic("r1"), func(m bus.Message) { power <- bytes.Clone(m.Payload) }); err != nil {
 		t.Fatal(err)
 	}
 	cc.users.Cost = bcrypt.MinCost

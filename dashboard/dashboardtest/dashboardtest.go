@@ -4,20 +4,14 @@
 package dashboardtest
 
 import (
+	"context"
 	"slices"
 	"strings"
 	"sync"
 
 	"github.com/pirack/pirack/auth"
+	"github.com/pirack/pirack/bus"
 )
-
-// Message is one publication recorded by Bus.
-type Message struct {
-	Topic   string
-	Payload []byte
-	Retain  bool
-	QoS     byte
-}
 
 // Bus is an in-memory MQTT-like bus. Publish records the message and calls every matching
 // subscriber on the publisher's goroutine, as the embedded broker does. Retained messages are
@@ -25,18 +19,18 @@ type Message struct {
 type Bus struct {
 	mu        sync.Mutex
 	subs      []subscription
-	published []Message
+	published []bus.Message
 	// PublishErr, when set, is returned by Publish, which then records and delivers nothing.
 	PublishErr error
 }
 
 type subscription struct {
 	filter string
-	fn     func(topic string, payload []byte)
+	fn     bus.Handler
 }
 
 // Subscribe registers fn for the topics matching filter (MQTT wildcards + and #).
-func (b *Bus) Subscribe(filter string, fn func(topic string, payload []byte)) error {
+func (b *Bus) Subscribe(filter string, fn bus.Handler) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.subs = append(b.subs, subscription{filter, fn})
@@ -44,25 +38,26 @@ func (b *Bus) Subscribe(filter string, fn func(topic string, payload []byte)) er
 }
 
 // Publish records the message and delivers it to matching subscribers.
-func (b *Bus) Publish(topic string, payload []byte, retain bool, qos byte) error {
+func (b *Bus) Publish(_ context.Context, m bus.Message) error {
 	b.mu.Lock()
 	if b.PublishErr != nil {
 		b.mu.Unlock()
 		return b.PublishErr
 	}
-	b.published = append(b.published, Message{topic, slices.Clone(payload), retain, qos})
+	m.Payload = slices.Clone(m.Payload)
+	b.published = append(b.published, m)
 	subs := slices.Clone(b.subs)
 	b.mu.Unlock()
 	for _, s := range subs {
-		if Match(s.filter, topic) {
-			s.fn(topic, payload)
+		if Match(s.filter, m.Topic) {
+			s.fn(bus.Message{Topic: m.Topic, Payload: m.Payload, QoS: m.QoS})
 		}
 	}
 	return nil
 }
 
 // Published returns the messages published so far, oldest first.
-func (b *Bus) Published() []Message {
+func (b *Bus) Published() []bus.Message {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return slices.Clone(b.published)

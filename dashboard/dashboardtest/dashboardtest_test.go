@@ -1,10 +1,12 @@
 package dashboardtest
 
 import (
+	"context"
 	"errors"
 	"testing"
 
 	"github.com/pirack/pirack/auth"
+	"github.com/pirack/pirack/bus"
 )
 
 func TestMatch(t *testing.T) {
@@ -29,17 +31,17 @@ func TestMatch(t *testing.T) {
 func TestBusDeliversAndRecords(t *testing.T) {
 	var b Bus
 	var got []string
-	b.Subscribe("site/#", func(topic string, payload []byte) { got = append(got, topic+"="+string(payload)) })
-	b.Publish("site/a/led", []byte("blink"), false, 1)
-	b.Publish("elsewhere", []byte("x"), true, 0)
+	b.Subscribe("site/#", func(m bus.Message) { got = append(got, m.Topic+"="+string(m.Payload)) })
+	b.Publish(context.Background(), bus.Message{Topic: "site/a/led", Payload: []byte("blink"), QoS: 1})
+	b.Publish(context.Background(), bus.Message{Topic: "elsewhere", Payload: []byte("x"), Retained: true})
 	if len(got) != 1 || got[0] != "site/a/led=blink" {
 		t.Errorf("delivered %q", got)
 	}
-	if p := b.Published(); len(p) != 2 || p[1].Topic != "elsewhere" || !p[1].Retain {
+	if p := b.Published(); len(p) != 2 || p[1].Topic != "elsewhere" || !p[1].Retained {
 		t.Errorf("recorded %+v", p)
 	}
 	b.PublishErr = errors.New("down")
-	if err := b.Publish("site/a/led", nil, false, 1); err == nil || len(b.Published()) != 2 {
+	if err := b.Publish(context.Background(), bus.Message{Topic: "site/a/led", QoS: 1}); err == nil || len(b.Published()) != 2 {
 		t.Error("PublishErr ignored")
 	}
 }

@@ -4,7 +4,10 @@
 package switchbus
 
 import (
+	"context"
 	"sync"
+
+	"github.com/pirack/pirack/bus"
 
 	"github.com/pirack/pirack/broker"
 )
@@ -14,7 +17,7 @@ import (
 type Bus struct {
 	// Tee, when set, sees every message after the subscriber it was delivered to (for example
 	// to count what the dashboard ingested). Set it before the first Subscribe.
-	Tee func(topic string, payload []byte)
+	Tee bus.Handler
 
 	mu   sync.Mutex
 	b    *broker.Broker
@@ -23,7 +26,7 @@ type Bus struct {
 
 type sub struct {
 	filter string
-	fn     func(topic string, payload []byte)
+	fn     bus.Handler
 }
 
 // Swap makes b the current broker and registers every subscription made so far with it. b must
@@ -48,14 +51,14 @@ func (s *Bus) Current() *broker.Broker {
 }
 
 // Subscribe subscribes fn on the current broker and on every broker swapped in later.
-func (s *Bus) Subscribe(filter string, fn func(topic string, payload []byte)) error {
+func (s *Bus) Subscribe(filter string, fn bus.Handler) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if tee := s.Tee; tee != nil {
 		inner := fn
-		fn = func(topic string, payload []byte) {
-			inner(topic, payload)
-			tee(topic, payload)
+		fn = func(m bus.Message) {
+			inner(m)
+			tee(m)
 		}
 	}
 	s.subs = append(s.subs, sub{filter, fn})
@@ -63,6 +66,6 @@ func (s *Bus) Subscribe(filter string, fn func(topic string, payload []byte)) er
 }
 
 // Publish publishes on the current broker.
-func (s *Bus) Publish(topic string, payload []byte, retain bool, qos byte) error {
-	return s.Current().Publish(topic, payload, retain, qos)
+func (s *Bus) Publish(ctx context.Context, m bus.Message) error {
+	return s.Current().Publish(ctx, m)
 }

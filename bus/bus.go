@@ -1,0 +1,38 @@
+// Package bus is how the control center reaches MQTT: a Message type and the small Bus
+// interface that the dashboard, the power bridge and the integrations use. Two implementations
+// exist: the embedded broker in-process (*broker.Broker) and a network client of any MQTT
+// broker (package mqttbus). Code above the bus does not know which one runs.
+package bus
+
+import "context"
+
+// Message is one MQTT message, as delivered to a Handler or given to Publish.
+type Message struct {
+	Topic   string
+	Payload []byte
+	// QoS is the quality of service: on Publish, the one asked for; on delivery, the one the
+	// message arrived with (0, 1 or 2).
+	QoS byte
+	// Retained, on Publish, asks the broker to keep the message for later subscribers. On
+	// delivery it says the message came from the broker's retained store when the
+	// subscription was made, not live: a state as it was, perhaps long ago.
+	Retained bool
+}
+
+// Handler receives the messages of a subscription. It may be called on a broker's or a
+// network client's goroutine, on several at once: it must be safe for concurrent use, must not
+// block, and must not modify or keep Message.Payload beyond the call without copying it.
+type Handler func(Message)
+
+// Bus is an MQTT connection as the control center uses it.
+type Bus interface {
+	// Subscribe calls h for every message matching filter (MQTT wildcards + and #), retained
+	// ones included, with Message.Retained set. On the embedded broker the retained messages
+	// are delivered before Subscribe returns; on a network bus they arrive soon after, in no
+	// set order with live ones.
+	Subscribe(filter string, h Handler) error
+	// Publish sends m. It returns once the message is handed over (embedded broker) or, for
+	// QoS 1 on a network bus, acknowledged or queued for the next connection; ctx bounds the
+	// wait.
+	Publish(ctx context.Context, m Message) error
+}
