@@ -81,9 +81,9 @@ func states(as []topics.Alert) []string {
 	return out
 }
 
-// TestAlerts runs Serve on the bubble's fake clock with the default rules: a hot Pi raises
+// TestAlerts runs Run on the bubble's fake clock with the default rules: a hot Pi raises
 // temp_high after its minute, shown on the API, the page and its tile and published retained;
-// it clears when it cools; an offline Pi raises offline from Serve's tick; every transition is in
+// it clears when it cools; an offline Pi raises offline from Run's tick; every transition is in
 // the event log.
 func TestAlerts(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
@@ -95,7 +95,7 @@ func TestAlerts(t *testing.T) {
 		f := newFixture(t, func(c *Config) { c.Now, c.Alerts, c.History = time.Now, engine, log })
 		ctx, cancel := context.WithCancel(t.Context())
 		done := make(chan error, 1)
-		go func() { done <- f.srv.Serve(ctx, newIdleListener()) }()
+		go func() { done <- f.srv.Run(ctx) }()
 
 		status, metricsTopic := topics.StatusTopic(rowA, macA), topics.MetricsTopic(rowA, macA)
 		f.publish(t, status, online("pi-a", "s1"))
@@ -144,7 +144,7 @@ func TestAlerts(t *testing.T) {
 			t.Errorf("after cooling: active %+v, want none", got)
 		}
 
-		// Offline raises after its 30 s, from Serve's once-a-second tick.
+		// Offline raises after its 30 s, from Run's once-a-second tick.
 		f.publish(t, status, offline("s1"))
 		time.Sleep(29 * time.Second)
 		synctest.Wait()
@@ -163,15 +163,15 @@ func TestAlerts(t *testing.T) {
 		}
 		cancel()
 		if err := <-done; err != nil {
-			t.Errorf("Serve = %v", err)
+			t.Errorf("Run = %v", err)
 		}
 	})
 }
 
-// TestAlertsQueuedUntilServe shows that ingestion never publishes on the bus itself (the
+// TestAlertsQueuedUntilRun shows that ingestion never publishes on the bus itself (the
 // embedded broker delivers inline, so that would re-enter ingestion): transitions wait for
-// Serve's publisher.
-func TestAlertsQueuedUntilServe(t *testing.T) {
+// Run's publisher.
+func TestAlertsQueuedUntilRun(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		lo, hi := 10.0, 30.0
 		cfg := alerts.DefaultConfig()
@@ -195,7 +195,7 @@ func TestAlertsQueuedUntilServe(t *testing.T) {
 
 		ctx, cancel := context.WithCancel(t.Context())
 		done := make(chan error, 1)
-		go func() { done <- f.srv.Serve(ctx, newIdleListener()) }()
+		go func() { done <- f.srv.Run(ctx) }()
 		synctest.Wait()
 		pub := alertPublications(t, f)
 		if got := states(pub); !slices.Equal(got, []string{"power_band raised"}) || pub[0].MAC != "" ||
@@ -204,7 +204,7 @@ func TestAlertsQueuedUntilServe(t *testing.T) {
 		}
 		cancel()
 		if err := <-done; err != nil {
-			t.Errorf("Serve = %v", err)
+			t.Errorf("Run = %v", err)
 		}
 	})
 }

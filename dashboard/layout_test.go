@@ -335,7 +335,7 @@ func TestForgetErasesAlerts(t *testing.T) {
 		f := newFixture(t, func(c *Config) { c.Now, c.Alerts = time.Now, engine })
 		ctx, cancel := context.WithCancel(t.Context())
 		done := make(chan error, 1)
-		go func() { done <- f.srv.Serve(ctx, newIdleListener()) }()
+		go func() { done <- f.srv.Run(ctx) }()
 
 		f.publish(t, topics.StatusTopic(rowA, macA), online("pi-a", "s1"))
 		f.publish(t, topics.StatusTopic(rowA, macA), offline("s1"))
@@ -368,7 +368,7 @@ func TestForgetErasesAlerts(t *testing.T) {
 		}
 		cancel()
 		if err := <-done; err != nil {
-			t.Errorf("Serve = %v", err)
+			t.Errorf("Run = %v", err)
 		}
 	})
 }

@@ -44,10 +44,10 @@ func (l *idleListener) Accept() (net.Conn, error) { <-l.done; return nil, net.Er
 func (l *idleListener) Close() error              { l.once.Do(func() { close(l.done) }); return nil }
 func (l *idleListener) Addr() net.Addr            { return &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)} }
 
-// TestServePushesStaleAndRecovery runs Serve's staleness loop on a fake clock: a Pi whose
+// TestRunPushesStaleAndRecovery runs Run's staleness loop on a fake clock: a Pi whose
 // metrics stop is pushed to live clients as stale after 3 of its learned intervals, pushed
 // again when it recovers, and an offline Pi is never made stale.
-func TestServePushesStaleAndRecovery(t *testing.T) {
+func TestRunPushesStaleAndRecovery(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		f := newFixture(t, func(c *Config) { c.Now = time.Now }) // the bubble's fake clock
 		c, err := f.srv.hub.subscribe()
@@ -56,7 +56,7 @@ func TestServePushesStaleAndRecovery(t *testing.T) {
 		}
 		ctx, cancel := context.WithCancel(t.Context())
 		done := make(chan error, 1)
-		go func() { done <- f.srv.Serve(ctx, newIdleListener()) }()
+		go func() { done <- f.srv.Run(ctx) }()
 
 		const interval = 2 * time.Second // learned; the default would give 15 s, not 6 s
 		status, metricsTopic := topics.StatusTopic(rowA, macA), topics.MetricsTopic(rowA, macA)
@@ -115,23 +115,23 @@ func TestServePushesStaleAndRecovery(t *testing.T) {
 
 		cancel()
 		if err := <-done; err != nil {
-			t.Errorf("Serve = %v", err)
+			t.Errorf("Run = %v", err)
 		}
 	})
 }
 
-// TestServeJoinsStaleLoop: Serve returns only after its staleness loop ended; a leaked
-// goroutine would make synctest.Test fail.
-func TestServeJoinsStaleLoop(t *testing.T) {
+// TestRunJoinsItsLoops: Run returns only after its loops ended; a leaked goroutine would make
+// synctest.Test fail.
+func TestRunJoinsItsLoops(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		f := newFixture(t, func(c *Config) { c.Now = time.Now })
 		ctx, cancel := context.WithCancel(t.Context())
 		done := make(chan error, 1)
-		go func() { done <- f.srv.Serve(ctx, newIdleListener()) }()
+		go func() { done <- f.srv.Run(ctx) }()
 		time.Sleep(3 * staleCheckEvery)
 		cancel()
 		if err := <-done; err != nil {
-			t.Errorf("Serve = %v", err)
+			t.Errorf("Run = %v", err)
 		}
 	})
 }
@@ -305,9 +305,8 @@ type brokenListener struct{ *idleListener }
 
 func (brokenListener) Accept() (net.Conn, error) { return nil, errors.New("listener broke") }
 
-// TestServeStopsStaleLoopOnError: when serving fails by itself, Serve still ends its
-// staleness loop before returning (else it would wait for ever, and synctest reports it).
-func TestServeStopsStaleLoopOnError(t *testing.T) {
+// TestServeReturnsListenerError: when serving fails by itself, Serve says why.
+func TestServeReturnsListenerError(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		f := newFixture(t, func(c *Config) { c.Now = time.Now })
 		err := f.srv.Serve(t.Context(), brokenListener{newIdleListener()})

@@ -33,7 +33,6 @@ var _ Authenticator = (*auth.Users)(nil)
 
 // Config configures a Server. Bus and Auth are required; every other zero value is usable.
 type Config struct {
-	Addr   string        // HTTP listen address for Run; "" means ":8080"
 	Bus    bus.Bus       // required: where telemetry comes from and LED commands go
 	Auth   Authenticator // required: checks logins and Basic auth; only admin and viewer may use the dashboard
 	Logger *slog.Logger  // nil discards logs
@@ -71,23 +70,45 @@ type Config struct {
 	// Layout is where the rack's rows, slots and slot names are kept; nil keeps them in
 	// memory only, lost at a restart.
 	Layout *layout.Store
-	// Alerts, when set, is fed what ingestion applies and ticked every second by Serve; its
+	// Alerts, when set, is fed what ingestion applies and ticked every second by Run; its
 	// transitions are shown on the rack page and published retained, QoS 1, on
 	// topics.AlertTopic. nil turns alerts off.
 	Alerts *alerts.Engine
+	// Routes are mounted beside the dashboard's own routes, behind the same authentication,
+	// security headers and cross-origin protection: an integration's endpoint, such as
+	// Prometheus's /metrics. A pattern that clashes with the dashboard's makes New fail.
+	Routes []Route
 }
+
+// Route is an extra HTTP route for Config.Routes.
+type Route struct {
+	Pattern string       // an http.ServeMux pattern with its method, such as "GET /metrics"
+	Handler http.Handler // called once Access admits the request
+	Access  Access
+}
+
+// Access says who may call a Route.
+type Access int
+
+// Accesses. The zero value asks for a signed-in user, so that a route is never public by
+// omission.
+const (
+	// AccessUser admits the dashboard's users (admin and viewer), by session cookie or HTTP
+	// Basic auth; others get a JSON 401 or 403.
+	AccessUser Access = iota
+	// AccessAdmin admits admins only.
+	AccessAdmin
+	// AccessPublic admits anyone.
+	AccessPublic
+)
 
 // Defaults applied by New.
 const (
-	DefaultAddr       = ":8080"
 	DefaultCommandTTL = 2 * time.Minute
 )
 
 // withDefaults fills in the zero values, in one place.
 func (c Config) withDefaults() Config {
-	if c.Addr == "" {
-		c.Addr = DefaultAddr
-	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -108,7 +129,7 @@ const (
 	readHeaderTimeout = 10 * time.Second
 	idleTimeout       = 2 * time.Minute
 	shutdownTimeout   = 5 * time.Second
-	staleCheckEvery   = time.Second // how often Serve looks for Pis that went stale or recovered
+	staleCheckEvery   = time.Second // how often Run looks for Pis that went stale or recovered
 	heartbeatInterval = 15 * time.Second
 	sseWriteTimeout   = 10 * time.Second // a live client that cannot take an event this fast is dropped
 )
@@ -186,7 +207,10 @@ func New(cfg Config) (*Server, error) {
 		started:       cfg.Now(),
 		secureCookies: cfg.SecureCookies || tlsConfig != nil,
 	}
-	s.handler = s.routes()
+	if s.handler, err = s.routes(); err != nil {
+		audit.Close()
+		return nil, fmt.Errorf("dashboard: %w", err)
+	}
 	if err := cfg.Bus.Subscribe(topics.AllFilter, s.ingest); err != nil {
 		audit.Close()
 		return nil, fmt.Errorf("dashboard: subscribe to %s: %w", topics.AllFilter, err)
@@ -195,7 +219,7 @@ func New(cfg Config) (*Server, error) {
 }
 
 // Close closes the audit log; commands are refused afterwards when Config.AuditDir is set.
-// Serve calls it when it returns. It is safe to call more than once.
+// Call it after Run and Serve have returned. It is safe to call more than once.
 func (s *Server) Close() error {
 	if err := s.audit.Close(); err != nil {
 		return fmt.Errorf("dashboard: close audit log: %w", err)
@@ -203,7 +227,8 @@ func (s *Server) Close() error {
 	return nil
 }
 
-// Handler returns the dashboard's HTTP handler: pages, static assets and the JSON API.
+// Handler returns the dashboard's HTTP handler: pages, static assets, the JSON API and
+// Config.Routes. It can be mounted on any server; the rack it shows is kept live by Run.
 func (s *Server) Handler() http.Handler { return s.handler }
 
 // Nodes returns a snapshot of the rack in the order it stands: rows in the layout's order, then
@@ -281,33 +306,24 @@ func (s *Server) completeRow(r *Row, l layout.Layout) {
 // Alerts returns the raised alerts, sorted by row, MAC and rule; none when alerts are off.
 func (s *Server) Alerts() []topics.Alert { return s.alerts.active() }
 
-// Run listens on Config.Addr and serves until ctx is done.
+// Run keeps the rack live until ctx is done: every second it re-evaluates staleness and pushes
+// the Pis that went stale or recovered to live clients, ticks the alert engine, expires assign
+// modes, and it publishes alert transitions on the Bus. Ingestion itself needs no Run (it
+// happens on the Bus's goroutines), but without Run nothing goes stale and no alert is
+// published. It returns nil once ctx is done, after publishing the transitions still queued.
 func (s *Server) Run(ctx context.Context) error {
-	ln, err := (&net.ListenConfig{}).Listen(ctx, "tcp", s.cfg.Addr)
-	if err != nil {
-		return fmt.Errorf("dashboard: listen on %s: %w", s.cfg.Addr, err)
-	}
-	return s.Serve(ctx, ln)
+	var wg sync.WaitGroup
+	wg.Go(func() { s.watchStale(ctx) })
+	wg.Go(func() { s.publishAlerts(ctx) })
+	wg.Wait()
+	return nil
 }
 
-// Serve serves HTTP (HTTPS when Config.TLSCertFile is set) on ln until ctx is done, then shuts
-// down gracefully: live event streams are ended, and requests in flight get a few seconds to
-// finish. While it serves, it re-evaluates staleness every second and pushes the Pis that went
-// stale or recovered to live clients. It returns nil after a shutdown caused by ctx, and closes
-// the Server. A Server is served once: its live streams stay closed after the shutdown.
+// Serve serves Handler over HTTP (HTTPS when Config.TLSCertFile is set) on ln until ctx is
+// done, then shuts down gracefully: live event streams are ended, and requests in flight get a
+// few seconds to finish. It returns nil after a shutdown caused by ctx. Serve is called once:
+// live streams stay closed after the shutdown.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) (err error) {
-	defer func() {
-		if cerr := s.Close(); cerr != nil {
-			err = errors.Join(err, cerr)
-		}
-	}()
-	wctx, stop := context.WithCancel(ctx)
-	var wg sync.WaitGroup
-	wg.Go(func() { s.watchStale(wctx) })
-	wg.Go(func() { s.publishAlerts(wctx) })
-	defer wg.Wait()
-	defer stop()
-
 	srv := &http.Server{
 		Handler:           s.handler,
 		ReadHeaderTimeout: readHeaderTimeout,
@@ -380,7 +396,7 @@ type route struct {
 // routeTable lists every route. routes registers exactly these, and a test walks them to
 // prove that each state-changing one refuses cross-origin requests.
 func (s *Server) routeTable() []route {
-	return []route{
+	table := []route{
 		{"GET /static/", staticHandler()},
 		{"GET /login", http.HandlerFunc(s.handleLoginPage)},
 		{"POST /login", http.HandlerFunc(s.handleLogin)},
@@ -414,6 +430,17 @@ func (s *Server) routeTable() []route {
 			writeError(w, http.StatusNotFound, "no such API endpoint")
 		})},
 	}
+	for _, x := range s.cfg.Routes {
+		h := x.Handler
+		switch x.Access {
+		case AccessUser:
+			h = s.requireUser(h.ServeHTTP)
+		case AccessAdmin:
+			h = s.requireAdmin("", h.ServeHTTP)
+		}
+		table = append(table, route{x.Pattern, h})
+	}
+	return table
 }
 
 // csrfRefused is the message of the 403 http.CrossOriginProtection answers.
@@ -422,10 +449,12 @@ const csrfRefused = "cross-origin request refused: commands are accepted only fr
 // routes builds the mux. Every route is wrapped in http.CrossOriginProtection, which lets safe
 // methods through and refuses cross-origin POSTs (CSRF), so a state-changing route added later
 // is protected without anyone remembering to.
-func (s *Server) routes() http.Handler {
+func (s *Server) routes() (http.Handler, error) {
 	mux := http.NewServeMux()
 	for _, rt := range s.routeTable() {
-		mux.Handle(rt.pattern, rt.handler)
+		if err := handle(mux, rt); err != nil {
+			return nil, err
+		}
 	}
 	cop := http.NewCrossOriginProtection()
 	cop.SetDenyHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -433,7 +462,19 @@ func (s *Server) routes() http.Handler {
 			"origin", clipLog(r.Header.Get("Origin")), "remote", remoteIP(r))
 		writeError(w, http.StatusForbidden, csrfRefused)
 	}))
-	return securityHeaders(cop.Handler(mux))
+	return securityHeaders(cop.Handler(mux)), nil
+}
+
+// handle registers rt, turning ServeMux's panic on a bad or clashing pattern (an extra route's)
+// into an error.
+func handle(mux *http.ServeMux, rt route) (err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			err = fmt.Errorf("route %q: %v", rt.pattern, v)
+		}
+	}()
+	mux.Handle(rt.pattern, rt.handler)
+	return nil
 }
 
 // securityHeaders sets headers that make injected content inert: no inline or foreign scripts,

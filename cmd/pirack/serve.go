@@ -214,7 +214,11 @@ func (cc *controlCenter) serve(ctx context.Context) error {
 	bridgeDone := make(chan struct{})
 	go func() { cc.bridge.Run(ctx); close(bridgeDone) }()
 	defer func() { <-bridgeDone }() // it publishes into the broker, which closes after serve
+	dashDone := make(chan struct{})
+	go func() { cc.dash.Run(ctx); close(dashDone) }()
 	err := cc.dash.Serve(ctx, cc.httpLn)
+	<-dashDone
+	err = errors.Join(err, cc.dash.Close())
 	if herr := <-histDone; err == nil && !errors.Is(herr, context.Canceled) {
 		err = herr
 	}
