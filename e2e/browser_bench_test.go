@@ -4,8 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"net/http/httptest"
-	"path/filepath"
 	"runtime"
 	"strings"
 	"testing"
@@ -13,13 +11,10 @@ import (
 
 	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
-	"golang.org/x/crypto/bcrypt"
 
 	"github.com/pirack/pirack/agent"
-	"github.com/pirack/pirack/auth"
-	"github.com/pirack/pirack/broker"
 	"github.com/pirack/pirack/bus"
-	"github.com/pirack/pirack/dashboard"
+	"github.com/pirack/pirack/controlcenter"
 	"github.com/pirack/pirack/internal/testlog"
 	"github.com/pirack/pirack/topics"
 )
@@ -52,8 +47,8 @@ const (
 func BenchmarkBrowserRack1000Pis(b *testing.B) {
 	cc := newBenchCenter(b)
 	fleet := newBenchFleet(benchPis, benchPerRow)
-	fleet.birth(b, cc.broker)
-	if n := len(cc.dash.Nodes()); n != benchPis {
+	fleet.birth(b, cc.cc.Bus())
+	if n := len(cc.cc.Dashboard().Nodes()); n != benchPis {
 		b.Fatalf("dashboard holds %d Pis after their births, want %d", n, benchPis)
 	}
 
@@ -61,7 +56,7 @@ func BenchmarkBrowserRack1000Pis(b *testing.B) {
 		chromedp.Flag("enable-precise-memory-info", true), // performance.memory unrounded
 		chromedp.Flag("js-flags", "--expose-gc"),          // window.gc, to weigh what stays
 	)
-	logIn(b, ctx, cc.web.URL)
+	logIn(b, ctx, cc.url)
 	step(b, ctx, "instrument the next page load", 10*time.Second,
 		chromedp.ActionFunc(func(ctx context.Context) error {
 			_, err := page.AddScriptToEvaluateOnNewDocument(fmt.Sprintf(benchProbeJS, benchPis)).Do(ctx)
@@ -71,13 +66,13 @@ func BenchmarkBrowserRack1000Pis(b *testing.B) {
 
 	var load benchLoad
 	step(b, ctx, "first full render of 1,000 tiles", 2*time.Minute,
-		chromedp.Navigate(cc.web.URL+"/"),
+		chromedp.Navigate(cc.url+"/"),
 		chromedp.Poll(`window.pirackBench && window.pirackBench.firstFull !== null`, nil, chromedp.WithPollingInterval(50*time.Millisecond)),
 		chromedp.Evaluate(`window.pirackBench.load()`, &load),
 	)
 
 	step(b, ctx, "start measuring", 5*time.Second, chromedp.Evaluate(`window.pirackBench.reset()`, nil))
-	sent, took := fleet.bursts(b, cc.broker)
+	sent, took := fleet.bursts(b, cc.cc.Bus())
 	// Caught up: every tile shows the final round's load. A page without the load field (a
 	// future layout) reports no lag rather than failing.
 	t0 := time.Now()
@@ -200,44 +195,36 @@ const benchProbeJS = `(() => {
   };
 })()`
 
-// benchCenter is a Control Center wired as `pirack serve` wires it, on 127.0.0.1, logging
-// only warnings (to the benchmark's log).
+// benchCenter is a Control Center built by package controlcenter as `pirack serve` builds
+// it, on 127.0.0.1, logging only warnings (to the benchmark's log).
 type benchCenter struct {
-	broker *broker.Broker
-	dash   *dashboard.Server
-	web    *httptest.Server
+	cc  *controlcenter.ControlCenter
+	url string
 }
 
 func newBenchCenter(b *testing.B) *benchCenter {
 	b.Helper()
-	logs := testlog.NewWriter(b)
-	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	dir := b.TempDir()
-	users, err := auth.Open(filepath.Join(dir, "users.json"))
+	dir, _, _ := newDataDir(b)
+	log := slog.New(slog.NewTextHandler(testlog.NewWriter(b), &slog.HandlerOptions{Level: slog.LevelWarn}))
+	cc, err := controlcenter.New(controlcenter.Config{DataDir: dir, Logger: log, MQTTAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0"})
 	if err != nil {
 		b.Fatal(err)
 	}
-	users.Cost = bcrypt.MinCost
-	if err := users.Add(auth.User{Name: adminUser, Role: auth.RoleAdmin}, adminPassword); err != nil {
-		b.Fatal(err)
-	}
-	br, err := broker.New(broker.Config{Addr: "127.0.0.1:0", DataDir: dir, Users: users, Logger: log.With("component", "broker")})
-	if err != nil {
-		b.Fatal(err)
-	}
-	dash, err := dashboard.New(dashboard.Config{Bus: br, Auth: users, Logger: log.With("component", "dashboard")})
-	if err != nil {
-		b.Fatal(err)
-	}
-	if err := br.Start(); err != nil {
-		b.Fatal(err)
-	}
-	web := httptest.NewServer(dash.Handler())
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- cc.Run(ctx) }()
 	b.Cleanup(func() {
-		web.Close()
-		br.Close()
+		cancel()
+		if err := <-done; err != nil {
+			b.Error(err)
+		}
 	})
-	return &benchCenter{broker: br, dash: dash, web: web}
+	select {
+	case <-cc.Ready():
+	case err := <-done:
+		b.Fatalf("control center stopped at start: %v", err)
+	}
+	return &benchCenter{cc: cc, url: "http://" + cc.HTTPAddr()}
 }
 
 // benchFleet is the simulated Pis: each one's topics and a simulator driven by a shared clock,
@@ -267,7 +254,7 @@ func newBenchFleet(n, perRow int) *benchFleet {
 }
 
 // birth publishes every Pi's retained online status and first sample, as agents do on connect.
-func (f *benchFleet) birth(b *testing.B, br *broker.Broker) {
+func (f *benchFleet) birth(b *testing.B, br bus.Bus) {
 	b.Helper()
 	for i := range f.pis {
 		p := &f.pis[i]
@@ -289,7 +276,7 @@ func (f *benchFleet) birth(b *testing.B, br *broker.Broker) {
 
 // publish sends one sample of p, retained at QoS 0 as agents send it; last marks the final
 // round's. (The broker group-commits retained messages, so this costs microseconds.)
-func (f *benchFleet) publish(b *testing.B, br *broker.Broker, p *benchPi, last bool) {
+func (f *benchFleet) publish(b *testing.B, br bus.Bus, p *benchPi, last bool) {
 	m, err := p.sim.Collect(context.Background())
 	if err != nil {
 		b.Fatal(err)
@@ -311,7 +298,7 @@ func (f *benchFleet) publish(b *testing.B, br *broker.Broker, p *benchPi, last b
 
 // bursts runs benchRounds rounds, a slice of the Pis every benchRound/benchSlices, and returns
 // how many samples it sent and how long that took.
-func (f *benchFleet) bursts(b *testing.B, br *broker.Broker) (sent int, took time.Duration) {
+func (f *benchFleet) bursts(b *testing.B, br bus.Bus) (sent int, took time.Duration) {
 	b.Helper()
 	start := time.Now()
 	tick := time.NewTicker(benchRound / benchSlices)

@@ -134,7 +134,7 @@ func TestBrowserRack(t *testing.T) {
 			if row == 3 && slot == 8 {
 				host = hostileHostname
 			}
-			pis[mac] = r.startPi(t, mac, fmt.Sprintf("r%d", row), r.broker.Addr(),
+			pis[mac] = r.startPi(t, mac, fmt.Sprintf("r%d", row), r.mqttAddr,
 				asInDemo(host, fmt.Sprintf("10.0.%d.%d", row, 10+slot), uint64(row*100+slot)))
 			macs = append(macs, mac)
 		}
@@ -143,7 +143,7 @@ func TestBrowserRack(t *testing.T) {
 		r.awaitNode(t, mac, "online with metrics", func(n dashboard.Node) bool { return n.Online() && n.Metrics != nil })
 	}
 
-	logIn(t, ctx, r.web.URL)
+	logIn(t, ctx, r.url)
 	var tiles, sections int
 	step(t, ctx, "see 24 tiles in 3 rows", 10*time.Second,
 		pollTrue(`document.querySelectorAll("article.tile").length === 24 && document.getElementById("live").dataset.live === "on"`),
@@ -182,9 +182,7 @@ func TestBrowserRack(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if err := r.broker.Publish(context.Background(), bus.Message{Topic: topics.PowerTopic(fmt.Sprintf("r%d", row)), Payload: p, Retained: true}); err != nil {
-				t.Fatal(err)
-			}
+			r.publish(t, bus.Message{Topic: topics.PowerTopic(fmt.Sprintf("r%d", row)), Payload: p, Retained: true})
 		}
 		var png []byte
 		step(t, ctx, "screenshot", 10*time.Second,

@@ -17,7 +17,7 @@ const (
 
 func TestAgentTelemetryReachesDashboard(t *testing.T) {
 	r := newRig(t)
-	r.startPi(t, macA, "r1", r.broker.Addr())
+	r.startPi(t, macA, "r1", r.mqttAddr)
 
 	n := r.awaitNode(t, macA, "online with metrics", func(n dashboard.Node) bool {
 		return n.State == dashboard.StateOnline && n.Metrics != nil
@@ -45,8 +45,8 @@ func TestAgentTelemetryReachesDashboard(t *testing.T) {
 
 func TestButtonPressSelectsPi(t *testing.T) {
 	r := newRig(t)
-	a := r.startPi(t, macA, "r1", r.broker.Addr())
-	r.startPi(t, macB, "r1", r.broker.Addr())
+	a := r.startPi(t, macA, "r1", r.mqttAddr)
+	r.startPi(t, macB, "r1", r.mqttAddr)
 	r.awaitNode(t, macA, "online", func(n dashboard.Node) bool { return n.Online() })
 
 	if !a.button.Press(topics.PressShort) {
@@ -56,7 +56,7 @@ func TestButtonPressSelectsPi(t *testing.T) {
 	if n.SelectedAt.IsZero() {
 		t.Error("selected without a time")
 	}
-	for _, other := range r.dash.Nodes() {
+	for _, other := range r.dash().Nodes() {
 		if other.MAC == macB && other.Selected {
 			t.Errorf("pressing %s's button selected %s too", macA, macB)
 		}
@@ -70,7 +70,7 @@ func TestButtonPressSelectsPi(t *testing.T) {
 
 func TestLocateBlinksAgentLED(t *testing.T) {
 	r := newRig(t)
-	p := r.startPi(t, macA, "r1", r.broker.Addr())
+	p := r.startPi(t, macA, "r1", r.mqttAddr)
 	r.awaitNode(t, macA, "online", func(n dashboard.Node) bool { return n.Online() })
 	changes, stopWatch := p.led.Watch()
 	defer stopWatch()
@@ -130,7 +130,7 @@ func TestLocateUnknownPiIsNotFound(t *testing.T) {
 
 func TestPiMarkedOfflineWhenConnectionDies(t *testing.T) {
 	r := newRig(t)
-	link := newProxy(t, r.broker.Addr())
+	link := newProxy(t, r.mqttAddr)
 	r.startPi(t, macA, "r1", link.addr())
 	r.awaitNode(t, macA, "online", func(n dashboard.Node) bool { return n.Online() })
 
@@ -140,7 +140,7 @@ func TestPiMarkedOfflineWhenConnectionDies(t *testing.T) {
 
 func TestCleanAgentStopShowsOffline(t *testing.T) {
 	r := newRig(t)
-	p := r.startPi(t, macA, "r1", r.broker.Addr())
+	p := r.startPi(t, macA, "r1", r.mqttAddr)
 	r.awaitNode(t, macA, "online", func(n dashboard.Node) bool { return n.Online() })
 
 	p.stop()

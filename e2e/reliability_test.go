@@ -4,8 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"net"
-	"net/http/httptest"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -13,91 +11,14 @@ import (
 	"time"
 
 	"github.com/pirack/pirack/agent"
-	"github.com/pirack/pirack/broker"
 	"github.com/pirack/pirack/bus"
 	"github.com/pirack/pirack/dashboard"
-	"github.com/pirack/pirack/internal/switchbus"
 	"github.com/pirack/pirack/internal/testlog"
 	"github.com/pirack/pirack/topics"
 )
 
 // Agents in these tests reconnect within 300 ms (backoff 200 ms + jitter 100 ms), not 30 s.
 const fastReconnect = 300 * time.Millisecond
-
-// restartRig is a rig whose broker can be killed and started again on the same port and data
-// directory, with the same dashboard re-subscribed, as after a crash and a restart of the
-// broker. Every message the dashboard ingests is also recorded, by (mac, seq) for presses.
-type restartRig struct {
-	*rig
-	dir, addr string
-	bus       *switchbus.Bus
-	seen      *pressLog
-}
-
-func newRestartRig(t *testing.T) *restartRig {
-	t.Helper()
-	dir, users, log := newDataDir(t)
-	// Reserve a port: the broker must come back where the agents look for it.
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-
-	rr := &restartRig{dir: dir, addr: addr, seen: newPressLog()}
-	rr.rig = &rig{users: users, log: log}
-	rr.bus = &switchbus.Bus{Tee: rr.seen.ingest}
-	b := rr.newBroker(t)
-	if err := rr.bus.Swap(b); err != nil {
-		t.Fatal(err)
-	}
-	dash, err := dashboard.New(dashboard.Config{Bus: rr.bus, Auth: users, Logger: log.With("component", "dashboard")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := b.Start(); err != nil {
-		t.Fatal(err)
-	}
-	rr.broker, rr.dash = b, dash
-	rr.web = httptest.NewServer(dash.Handler())
-	t.Cleanup(func() {
-		rr.web.Close()
-		rr.bus.Current().Close()
-	})
-	return rr
-}
-
-func (rr *restartRig) newBroker(t *testing.T) *broker.Broker {
-	t.Helper()
-	b, err := broker.New(broker.Config{Addr: rr.addr, DataDir: rr.dir, Users: rr.users, Logger: rr.log.With("component", "broker")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
-
-// kill closes the broker: every agent loses its connection, and its Will is published.
-func (rr *restartRig) kill(t *testing.T) {
-	t.Helper()
-	if err := rr.bus.Current().Close(); err != nil {
-		t.Fatal(err)
-	}
-}
-
-// restart opens the broker again on the same data directory and port, re-subscribes the
-// dashboard, and listens.
-func (rr *restartRig) restart(t *testing.T) {
-	t.Helper()
-	b := rr.newBroker(t)
-	if err := rr.bus.Swap(b); err != nil {
-		t.Fatal(err)
-	}
-	if err := b.Start(); err != nil {
-		t.Fatal(err)
-	}
-	rr.broker = b
-}
 
 // pressLog records the button presses the dashboard ingested: per MAC, the sequence numbers in
 // the order they first arrived, and how many arrived again.
@@ -232,18 +153,18 @@ func durablePi(dir string, btn *syncButton) func(*agent.Config) {
 }
 
 // TestNoPressLostAcrossBrokerRestarts: 5 agents press 200 times each while the broker is
-// killed and restarted three times; the dashboard must see every (mac, seq), each agent's in
+// killed and restarted three times (the whole control center, on the same data directory); the dashboard must see every (mac, seq), each agent's in
 // order. Redeliveries are allowed (QoS 1) and counted. The dashboard recognises a redelivery
 // among the last 256 presses of each Pi (its dedupe window); 200 presses fit in it.
 func TestNoPressLostAcrossBrokerRestarts(t *testing.T) {
 	const agents, perAgent, restarts = 5, 200, 3
-	rr := newRestartRig(t)
+	rr := newRig(t)
 	want := map[string]uint64{}
 	var buttons []*syncButton
 	for i := range agents {
 		mac := fmt.Sprintf("b827eb00c%03x", i)
 		btn := newSyncButton()
-		rr.startPi(t, mac, "r1", rr.addr, durablePi(t.TempDir(), btn))
+		rr.startPi(t, mac, "r1", rr.mqttAddr, durablePi(t.TempDir(), btn))
 		buttons = append(buttons, btn)
 		want[mac] = perAgent
 	}
@@ -301,7 +222,7 @@ func TestNoPressLostAcrossBrokerRestarts(t *testing.T) {
 		}
 	}
 	t.Logf("%d presses from %d agents across %d broker restarts: 0 missing, %d redelivered (dashboard counted %d duplicates)",
-		total, agents, restarts, rr.seen.duplicates(), rr.dash.Stats().Duplicates)
+		total, agents, restarts, rr.seen.duplicates(), rr.dash().Stats().Duplicates)
 }
 
 // TestPressesBufferedWhileBrokerDown: presses made while the broker is down, before and after
@@ -310,10 +231,10 @@ func TestNoPressLostAcrossBrokerRestarts(t *testing.T) {
 // with the agent's backoff capped (here at 300 ms) a longer outage only adds retries.
 func TestPressesBufferedWhileBrokerDown(t *testing.T) {
 	const outage = 3 * time.Second
-	rr := newRestartRig(t)
+	rr := newRig(t)
 	store := t.TempDir()
 	btn := newSyncButton()
-	p := rr.startPi(t, macA, "r1", rr.addr, durablePi(store, btn))
+	p := rr.startPi(t, macA, "r1", rr.mqttAddr, durablePi(store, btn))
 	rr.awaitNode(t, macA, "online", func(n dashboard.Node) bool { return n.Online() })
 	pressN := func(n int) {
 		t.Helper()
@@ -333,7 +254,7 @@ func TestPressesBufferedWhileBrokerDown(t *testing.T) {
 	pressN(10) // 6-15, queued on disk
 	p.stop()   // a clean stop while disconnected: the queue stays on disk
 	btn = newSyncButton()
-	rr.runPi(t, p, rr.addr, durablePi(store, btn))
+	rr.runPi(t, p, rr.mqttAddr, durablePi(store, btn))
 	pressN(10) // 16-25, queued behind them
 	select {
 	case <-time.After(time.Until(down.Add(outage))):
@@ -362,7 +283,7 @@ func TestOfflineWithinKeepaliveWhenLinkFreezes(t *testing.T) {
 	const keepAlive = 2 * time.Second
 	bound := keepAlive * 3 / 2
 	r := newRig(t)
-	link := newProxy(t, r.broker.Addr())
+	link := newProxy(t, r.mqttAddr)
 	r.startPi(t, macA, "r1", link.addr(), func(c *agent.Config) { c.KeepAlive = keepAlive })
 	r.awaitNode(t, macA, "online with metrics", func(n dashboard.Node) bool { return n.Online() && n.Metrics != nil })
 
@@ -389,7 +310,7 @@ func TestLEDCommandExpiresWhileAgentOffline(t *testing.T) {
 	r := newRig(t)
 	logs := make(chan string, 256)
 	tapped := func(c *agent.Config) { c.Logger = slog.New(testlog.Tap{Handler: c.Logger.Handler(), Msgs: logs}) }
-	p := r.startPi(t, macA, "r1", r.broker.Addr(), tapped)
+	p := r.startPi(t, macA, "r1", r.mqttAddr, tapped)
 	r.awaitNode(t, macA, "online", func(n dashboard.Node) bool { return n.Online() })
 	changes, unwatch := p.led.Watch()
 	defer unwatch()
@@ -402,9 +323,7 @@ func TestLEDCommandExpiresWhileAgentOffline(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := r.broker.Publish(context.Background(), bus.Message{Topic: topics.LEDTopic(macA), Payload: b, QoS: 1}); err != nil {
-			t.Fatal(err)
-		}
+		r.publish(t, bus.Message{Topic: topics.LEDTopic(macA), Payload: b, QoS: 1})
 	}
 	restart := func() {
 		t.Helper()
@@ -420,7 +339,7 @@ func TestLEDCommandExpiresWhileAgentOffline(t *testing.T) {
 	case <-time.After(time.Until(expires) + 50*time.Millisecond):
 	case <-t.Context().Done():
 	}
-	r.runPi(t, p, r.broker.Addr(), tapped)
+	r.runPi(t, p, r.mqttAddr, tapped)
 	awaitLogged(t, logs, "ignoring expired LED command")
 	if n := p.led.Transitions(); n != 0 {
 		t.Fatalf("LED flashed %d times for a command that expired while the agent was away", n)
@@ -429,7 +348,7 @@ func TestLEDCommandExpiresWhileAgentOffline(t *testing.T) {
 	// Reconnecting before the expiry: blink.
 	restart()
 	send(time.Now().Add(time.Minute))
-	r.runPi(t, p, r.broker.Addr(), tapped)
+	r.runPi(t, p, r.mqttAddr, tapped)
 	deadline := time.After(waitLimit)
 	for p.led.Transitions() < 2 {
 		select {

@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -20,10 +19,12 @@ import (
 
 	"github.com/pirack/pirack/agent"
 	"github.com/pirack/pirack/auth"
-	"github.com/pirack/pirack/broker"
+	"github.com/pirack/pirack/bus"
+	"github.com/pirack/pirack/controlcenter"
 	"github.com/pirack/pirack/dashboard"
 	"github.com/pirack/pirack/hardware/sim"
 	"github.com/pirack/pirack/internal/testlog"
+	"github.com/pirack/pirack/topics"
 )
 
 // waitLimit bounds every wait in these tests; they normally finish in milliseconds.
@@ -34,22 +35,27 @@ const (
 	adminPassword = "admin-password-e2e"
 )
 
-// rig is a control center wired like `pirack serve`: dashboard subscribed before the broker
-// listens, both sharing one users file.
+// rig is a control center built by package controlcenter, exactly as `pirack serve` builds
+// it, on 127.0.0.1 ports that stay the same across its restarts. Every message the control
+// center ingests is also recorded, by (mac, seq) for presses.
 type rig struct {
-	users  *auth.Users
-	broker *broker.Broker
-	dash   *dashboard.Server
-	web    *httptest.Server
-	log    *slog.Logger
+	dir      string
+	users    *auth.Users // the control center's users file, opened by the rig too
+	log      *slog.Logger
+	mqttAddr string // where agents connect
+	url      string // the Control Center's base URL
+	seen     *pressLog
+
+	cc      *controlcenter.ControlCenter // the current run
+	stopRun func()                       // stops the current run and waits for it
 }
 
 // newDataDir makes a control center's data directory with the admin user, and a logger to t.
-func newDataDir(t *testing.T) (dir string, users *auth.Users, log *slog.Logger) {
+func newDataDir(t testing.TB) (dir string, users *auth.Users, log *slog.Logger) {
 	t.Helper()
 	logs := testlog.NewWriter(t)
 	dir = t.TempDir()
-	users, err := auth.Open(filepath.Join(dir, "users.json"))
+	users, err := auth.Open(filepath.Join(dir, controlcenter.UsersFile))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -60,27 +66,103 @@ func newDataDir(t *testing.T) (dir string, users *auth.Users, log *slog.Logger) 
 	return dir, users, slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
 }
 
+// freeAddr reserves a loopback port and releases it, so that a control center can listen there
+// in every run.
+func freeAddr(t testing.TB) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// newRig starts a control center on a fresh data directory.
 func newRig(t *testing.T) *rig {
 	t.Helper()
 	dir, users, log := newDataDir(t)
-	b, err := broker.New(broker.Config{Addr: "127.0.0.1:0", DataDir: dir, Users: users, Logger: log.With("component", "broker")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	dash, err := dashboard.New(dashboard.Config{Bus: b, Auth: users, Logger: log.With("component", "dashboard")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := b.Start(); err != nil {
-		t.Fatal(err)
-	}
-	web := httptest.NewServer(dash.Handler())
-	r := &rig{users: users, broker: b, dash: dash, web: web, log: log}
-	t.Cleanup(func() {
-		web.Close()
-		b.Close()
-	})
+	r := &rig{dir: dir, users: users, log: log, mqttAddr: freeAddr(t), seen: newPressLog()}
+	httpAddr := freeAddr(t)
+	r.url = "http://" + httpAddr
+	r.start(t, controlcenter.Config{HTTPAddr: httpAddr, MQTTAddr: r.mqttAddr})
+	t.Cleanup(r.stop)
 	return r
+}
+
+// start runs a control center with cfg on the rig's data directory, the rig's press log
+// subscribed before MQTT is up, and returns once it is.
+func (r *rig) start(t *testing.T, cfg controlcenter.Config) {
+	t.Helper()
+	cfg.DataDir, cfg.Logger = r.dir, r.log
+	if cfg.HTTPAddr == "" {
+		cfg.HTTPAddr = strings.TrimPrefix(r.url, "http://")
+	}
+	if cfg.MQTTAddr == "" {
+		cfg.MQTTAddr = r.mqttAddr
+	}
+	cc, err := controlcenter.New(cfg)
+	if err != nil {
+		t.Fatalf("start the control center: %v", err)
+	}
+	if err := cc.Bus().Subscribe(topics.AllFilter, r.seen.ingest); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- cc.Run(ctx) }()
+	select {
+	case <-cc.Ready():
+	case err := <-done:
+		t.Fatalf("control center stopped at start: %v", err)
+	case <-time.After(waitLimit):
+		t.Fatalf("control center not up within %v", waitLimit)
+	}
+	var once sync.Once
+	r.cc = cc
+	r.stopRun = func() {
+		once.Do(func() {
+			cancel()
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Errorf("control center stopped with: %v", err)
+				}
+			case <-time.After(waitLimit):
+				t.Errorf("control center did not stop within %v", waitLimit)
+			}
+		})
+	}
+}
+
+// stop stops the current run as Ctrl-C does: agents lose the broker, their Wills are published.
+func (r *rig) stop() {
+	if r.stopRun != nil {
+		r.stopRun()
+	}
+}
+
+// kill stops the control center, broker included; restart starts it again on the same data
+// directory and ports, as after a crash or an upgrade.
+func (r *rig) kill(t *testing.T) {
+	t.Helper()
+	r.stop()
+}
+
+func (r *rig) restart(t *testing.T) {
+	t.Helper()
+	r.start(t, controlcenter.Config{})
+}
+
+// dash is the current run's dashboard.
+func (r *rig) dash() *dashboard.Server { return r.cc.Dashboard() }
+
+// publish publishes in-process, as the control center itself does.
+func (r *rig) publish(t testing.TB, m bus.Message) {
+	t.Helper()
+	if err := r.cc.Bus().Publish(t.Context(), m); err != nil {
+		t.Fatalf("publish %s: %v", m.Topic, err)
+	}
 }
 
 // pi is one agent with simulated GPIO, running against the rig's broker.
@@ -150,7 +232,7 @@ func (r *rig) awaitNode(t *testing.T, mac, what string, cond func(dashboard.Node
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), waitLimit)
 	defer cancel()
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, r.web.URL+"/api/events", nil)
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, r.url+"/api/events", nil)
 	req.SetBasicAuth(adminUser, adminPassword)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
@@ -167,7 +249,7 @@ func (r *rig) awaitNode(t *testing.T, mac, what string, cond func(dashboard.Node
 		if !strings.HasPrefix(sc.Text(), "data: ") {
 			continue
 		}
-		for _, n := range r.dash.Nodes() {
+		for _, n := range r.dash().Nodes() {
 			if n.MAC == mac {
 				last = n
 				if cond(n) {
@@ -183,7 +265,7 @@ func (r *rig) awaitNode(t *testing.T, mac, what string, cond func(dashboard.Node
 // post sends an authenticated API request as the admin.
 func (r *rig) post(t *testing.T, path, body string) (int, string) {
 	t.Helper()
-	req, _ := http.NewRequestWithContext(t.Context(), http.MethodPost, r.web.URL+path, strings.NewReader(body))
+	req, _ := http.NewRequestWithContext(t.Context(), http.MethodPost, r.url+path, strings.NewReader(body))
 	req.SetBasicAuth(adminUser, adminPassword)
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := http.DefaultClient.Do(req)
@@ -197,7 +279,7 @@ func (r *rig) post(t *testing.T, path, body string) (int, string) {
 
 func (r *rig) getJSON(t *testing.T, path string, v any) int {
 	t.Helper()
-	req, _ := http.NewRequestWithContext(t.Context(), http.MethodGet, r.web.URL+path, nil)
+	req, _ := http.NewRequestWithContext(t.Context(), http.MethodGet, r.url+path, nil)
 	req.SetBasicAuth(adminUser, adminPassword)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {

@@ -23,6 +23,7 @@ import (
 	"github.com/pirack/pirack/alerts"
 	"github.com/pirack/pirack/auth"
 	"github.com/pirack/pirack/bus"
+	"github.com/pirack/pirack/controlcenter"
 	"github.com/pirack/pirack/dashboard"
 	"github.com/pirack/pirack/hardware/sim"
 	"github.com/pirack/pirack/internal/testlog"
@@ -83,9 +84,9 @@ func newRestartRig(t *testing.T, alertsJSON string) *restartRig {
 
 // ccRun is one run of the control center.
 type ccRun struct {
-	cc      *controlCenter
+	cc      *controlcenter.ControlCenter
 	base    string    // the Control Center's URL
-	started time.Time // before startControlCenter was called
+	started time.Time // before controlcenter.New was called
 	cancel  context.CancelFunc
 	done    chan error // wait's result, once serving
 }
@@ -101,11 +102,11 @@ func (r *restartRig) open(t *testing.T) *ccRun {
 	}
 	cfg := serveConfig{DataDir: r.dir, MQTTAddr: r.mqttAddr, HTTPAddr: "127.0.0.1:0", LogLevel: "info", AlertsFile: r.alertsFile}
 	started := time.Now()
-	cc, err := startControlCenter(cfg, log, io.Discard)
+	cc, err := controlcenter.New(cfg.controlCenter(log, io.Discard))
 	if err != nil {
 		t.Fatalf("start the control center on %s: %v", r.dir, err)
 	}
-	return &ccRun{cc: cc, base: "http://" + cc.httpLn.Addr().String(), started: started}
+	return &ccRun{cc: cc, base: "http://" + cc.HTTPAddr(), started: started}
 }
 
 // serve serves the run until stop (or the end of the test).
@@ -113,8 +114,13 @@ func (c *ccRun) serve(t *testing.T) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	c.cancel, c.done = cancel, make(chan error, 1)
-	go func() { c.done <- c.cc.wait(ctx) }()
+	go func() { c.done <- c.cc.Run(ctx) }()
 	t.Cleanup(func() { c.stop(t) })
+	select {
+	case <-c.cc.Ready():
+	case err := <-c.done:
+		t.Fatalf("control center stopped at start: %v", err)
+	}
 }
 
 // stop stops the run as Ctrl-C does: the web server, then the broker (agents disconnected).
@@ -414,7 +420,7 @@ func alertsOf(t *testing.T, c *ccRun, rule string) []topics.Alert {
 func tapAlerts(t *testing.T, c *ccRun, topic string) <-chan topics.Alert {
 	t.Helper()
 	ch := make(chan topics.Alert, 100)
-	err := c.cc.broker.Subscribe(topic, func(m bus.Message) {
+	err := c.cc.Bus().Subscribe(topic, func(m bus.Message) {
 		p := m.Payload
 		if len(p) == 0 {
 			return

@@ -2,27 +2,17 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
-	"maps"
 	"math"
-	"net"
-	"os"
-	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
 
-	"github.com/pirack/pirack/alerts"
-	"github.com/pirack/pirack/auth"
-	"github.com/pirack/pirack/broker"
+	"github.com/pirack/pirack/controlcenter"
 	"github.com/pirack/pirack/dashboard"
-	"github.com/pirack/pirack/history"
-	"github.com/pirack/pirack/layout"
 	"github.com/pirack/pirack/powerbridge"
 )
 
@@ -50,6 +40,8 @@ type serveConfig struct {
 	PowerBridgeFile string
 	// AuditMaxSize is dashboard.Config.AuditMaxBytes: 0 = 10 MiB, negative = never rotate.
 	AuditMaxSize byteSize
+	// Broker is a foreign MQTT broker to run on instead of the embedded one.
+	Broker controlcenter.ExternalBroker
 }
 
 func (c *serveConfig) register(fs *flag.FlagSet) {
@@ -68,6 +60,13 @@ func (c *serveConfig) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.AlertsFile, "alerts", "", "JSON file changing alert thresholds, durations and rules (see docs/alerts.md); empty: defaults")
 	fs.DurationVar(&c.StaleAfter, "stale-after", 0, "mark a Pi stale after this long without telemetry (0: 3 of its own intervals)")
 	fs.Var(&c.AuditMaxSize, "audit-max-size", "rotate audit.log past this `size`, keeping "+strconv.Itoa(dashboard.AuditKeep)+" old files, such as 512KiB or 10MiB (0: 10MiB, -1: never)")
+	fs.StringVar(&c.Broker.URL, "broker", "", "run on this MQTT broker instead of the embedded one: mqtt://host:1883, mqtts://host:8883, ws://host/mqtt or wss://... (docs/scale.md)")
+	fs.StringVar(&c.Broker.Username, "broker-user", "", "the control center's user name on --broker")
+	fs.StringVar(&c.Broker.PasswordFile, "broker-password-file", "", "file holding the control center's password on --broker (mode 0600)")
+	fs.StringVar(&c.Broker.CAFile, "broker-ca", "", "CA (PEM) that signed --broker's certificate (mqtts, wss); empty: the system's roots")
+	fs.StringVar(&c.Broker.CertFile, "broker-cert", "", "client certificate (PEM) for --broker, when it asks for one")
+	fs.StringVar(&c.Broker.KeyFile, "broker-key", "", "client certificate's private key (PEM, mode 0600) for --broker")
+	fs.StringVar(&c.Broker.ClientID, "broker-client-id", controlcenter.DefaultClientID, "the control center's MQTT client id on --broker: its persistent session (one per control center)")
 	fs.StringVar(&c.PowerBridgeFile, "power-bridge", "", "JSON file mapping Tasmota and Shelly smart plugs to rows (docs/topics.md); empty: <data-dir>/"+powerbridge.FileName+" if it exists")
 }
 
@@ -82,199 +81,49 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if fs.NArg() > 0 {
 		return fmt.Errorf("serve takes no arguments, got %q", fs.Args())
 	}
+	if err := checkBrokerFlags(fs, cfg); err != nil {
+		return err
+	}
 	log, err := newLogger(stderr, cfg.LogLevel)
 	if err != nil {
 		return err
 	}
-	cc, err := startControlCenter(cfg, log, stdout)
+	cc, err := controlcenter.New(cfg.controlCenter(log, stdout))
 	if err != nil {
 		return err
 	}
-	return cc.wait(ctx)
+	return cc.Run(ctx)
 }
 
-// controlCenter is the broker and the dashboard in one process.
-type controlCenter struct {
-	users   *auth.Users
-	broker  *broker.Broker
-	history *history.Store
-	layout  *layout.Store
-	dash    *dashboard.Server
-	bridge  *powerbridge.Bridge
-	httpLn  net.Listener
-	log     *slog.Logger
-	tls     bool // the Control Center speaks HTTPS
+// controlCenter turns the flags into the control center's Config. With --broker, the embedded
+// broker's default listener addresses are dropped.
+func (c serveConfig) controlCenter(log *slog.Logger, stdout io.Writer) controlcenter.Config {
+	cfg := controlcenter.Config{
+		DataDir: c.DataDir, Logger: log, Stdout: stdout,
+		MQTTAddr: c.MQTTAddr, MQTTTLSAddr: c.MQTTTLSAddr, MQTTCert: c.MQTTCert, MQTTKey: c.MQTTKey, MQTTClientCA: c.MQTTClientCA,
+		MQTTWSAddr: c.MQTTWSAddr, MQTTWSSAddr: c.MQTTWSSAddr,
+		HTTPAddr: c.HTTPAddr, WebCert: c.WebCert, WebKey: c.WebKey, AuditMaxBytes: int64(c.AuditMaxSize),
+		AlertsFile: c.AlertsFile, StaleAfter: c.StaleAfter, PowerBridgeFile: c.PowerBridgeFile,
+		Broker: c.Broker,
+	}
+	if c.Broker.URL != "" {
+		cfg.MQTTAddr, cfg.MQTTTLSAddr = "", ""
+	}
+	return cfg
 }
 
-// startControlCenter opens the data directory, bootstraps an admin on first run, and starts the
-// broker and the dashboard. The dashboard subscribes before the broker listens, so nothing an
-// agent publishes right after connecting can slip past it.
-func startControlCenter(cfg serveConfig, log *slog.Logger, stdout io.Writer) (*controlCenter, error) {
-	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
-		return nil, fmt.Errorf("create data directory: %w", err)
-	}
-	users, err := auth.Open(filepath.Join(cfg.DataDir, "users.json"))
-	if err != nil {
-		return nil, err
-	}
-	if err := bootstrapAdmin(users, cfg.DataDir, stdout); err != nil {
-		return nil, err
-	}
-	alertCfg := alerts.DefaultConfig()
-	if cfg.AlertsFile != "" {
-		if alertCfg, err = alerts.LoadConfig(cfg.AlertsFile); err != nil {
-			return nil, err
-		}
-	}
-	engine, err := alerts.New(alertCfg)
-	if err != nil {
-		return nil, err
-	}
-	plugs, err := loadPowerBridge(cfg, users, log)
-	if err != nil {
-		return nil, err
-	}
-	bcfg := broker.Config{Addr: cfg.MQTTAddr, WSAddr: cfg.MQTTWSAddr, WSSAddr: cfg.MQTTWSSAddr, DataDir: cfg.DataDir, Users: users, Logger: log.With("component", "broker"),
-		PlugTopics: plugs.PublishFilters()}
-	if cfg.MQTTCert != "" || cfg.MQTTKey != "" {
-		bcfg.TLS = &broker.TLSConfig{Addr: cfg.MQTTTLSAddr, CertFile: cfg.MQTTCert, KeyFile: cfg.MQTTKey, ClientCAFile: cfg.MQTTClientCA}
-	} else if cfg.MQTTClientCA != "" {
-		return nil, errors.New("--mqtt-client-ca needs the mqtts listener: set --mqtt-cert and --mqtt-key too")
-	} else if cfg.MQTTWSSAddr != "" {
-		return nil, errors.New("--mqtt-wss serves the mqtts certificate: set --mqtt-cert and --mqtt-key too")
-	}
-	b, err := broker.New(bcfg)
-	if err != nil {
-		return nil, fmt.Errorf("start broker: %w", err)
-	}
-	// The bridge subscribes before the broker listens, like the dashboard.
-	bridge, err := powerbridge.New(powerbridge.Config{Bus: b, File: plugs, Logger: log.With("component", "powerbridge")})
-	if err != nil {
-		b.Close()
-		return nil, err
-	}
-	store, err := history.Open(filepath.Join(cfg.DataDir, historyFile), history.Options{Logger: log.With("component", "history")})
-	if err != nil {
-		b.Close()
-		return nil, err
-	}
-	lay, err := layout.Open(filepath.Join(cfg.DataDir, layout.FileName))
-	if err != nil {
-		store.Close()
-		b.Close()
-		return nil, err
-	}
-	dash, err := dashboard.New(dashboard.Config{
-		Layout:        lay,
-		Bus:           b,
-		Auth:          users,
-		Logger:        log.With("component", "dashboard"),
-		TLSCertFile:   cfg.WebCert,
-		TLSKeyFile:    cfg.WebKey,
-		StaleAfter:    cfg.StaleAfter,
-		AuditDir:      cfg.DataDir, // audit.log sits with the users it names
-		AuditMaxBytes: int64(cfg.AuditMaxSize),
-		History:       store,
-		Alerts:        engine,
-	})
-	if err != nil {
-		store.Close()
-		b.Close()
-		return nil, fmt.Errorf("start dashboard: %w", err)
-	}
-	ln, err := net.Listen("tcp", cfg.HTTPAddr)
-	if err != nil {
-		store.Close()
-		b.Close()
-		return nil, fmt.Errorf("listen for the Control Center on %s: %w (is another pirack running? pick another address with --http)", cfg.HTTPAddr, err)
-	}
-	if err := b.Start(); err != nil {
-		ln.Close()
-		store.Close()
-		b.Close()
-		return nil, fmt.Errorf("start MQTT listeners: %w (is another broker running? pick other addresses with --mqtt, --mqtts, --mqtt-ws or --mqtt-wss)", err)
-	}
-	log.Info("control center running", "mqtt", b.Addr(), "mqtts", b.TLSAddr(), "mqtt_ws", b.WSAddr(), "mqtt_wss", b.WSSAddr(), "http", ln.Addr().String(), "data_dir", cfg.DataDir)
-	return &controlCenter{users: users, broker: b, history: store, layout: lay, dash: dash, bridge: bridge, httpLn: ln, log: log, tls: cfg.WebCert != ""}, nil
-}
-
-// wait serves the dashboard until ctx is done, then closes the broker.
-func (cc *controlCenter) wait(ctx context.Context) error {
-	err := cc.serve(ctx)
-	if cerr := cc.close(); err == nil {
-		err = cerr
-	}
-	return err
-}
-
-// serve runs the dashboard, the history writer and the power bridge until ctx is done.
-func (cc *controlCenter) serve(ctx context.Context) error {
-	histDone := make(chan error, 1)
-	go func() { histDone <- cc.history.Run(ctx) }()
-	bridgeDone := make(chan struct{})
-	go func() { cc.bridge.Run(ctx); close(bridgeDone) }()
-	defer func() { <-bridgeDone }() // it publishes into the broker, which closes after serve
-	dashDone := make(chan struct{})
-	go func() { cc.dash.Run(ctx); close(dashDone) }()
-	err := cc.dash.Serve(ctx, cc.httpLn)
-	<-dashDone
-	err = errors.Join(err, cc.dash.Close())
-	if herr := <-histDone; err == nil && !errors.Is(herr, context.Canceled) {
-		err = herr
-	}
-	if errors.Is(err, context.Canceled) {
+// checkBrokerFlags refuses --mqtt and --mqtts given with --broker: they would be ignored.
+func checkBrokerFlags(fs *flag.FlagSet, c serveConfig) error {
+	if c.Broker.URL == "" {
 		return nil
 	}
-	return err
-}
-
-// close stops the broker: connected clients are disconnected and the store is closed. The web
-// server stops first, so no request publishes into a closed broker.
-func (cc *controlCenter) close() error {
-	if err := cc.history.Close(); err != nil {
-		cc.log.Error("close history", "err", err)
-	}
-	if err := cc.broker.Close(); err != nil {
-		return fmt.Errorf("close broker: %w", err)
-	}
-	cc.log.Info("control center stopped")
-	return nil
-}
-
-// httpURL is the address a person on this host types into a browser.
-func (cc *controlCenter) httpURL() string {
-	_, port, _ := net.SplitHostPort(cc.httpLn.Addr().String())
-	scheme := "http"
-	if cc.tls {
-		scheme = "https"
-	}
-	return scheme + "://localhost:" + port
-}
-
-// historyFile is the telemetry and event database inside the data directory.
-const historyFile = "history.db"
-
-// adminPasswordFile keeps the first admin password so `pirack demo` can show it on every start.
-const adminPasswordFile = "admin.password"
-
-// bootstrapAdmin creates the "admin" user on first run, with a generated password written to
-// <data-dir>/admin.password (0600) and printed once.
-func bootstrapAdmin(users *auth.Users, dataDir string, stdout io.Writer) error {
-	for _, u := range users.List() {
-		if u.Role == auth.RoleAdmin {
-			return nil
+	var err error
+	fs.Visit(func(f *flag.Flag) {
+		if f.Name == "mqtt" || f.Name == "mqtts" {
+			err = fmt.Errorf("--%s configures the embedded broker, which --broker switches off", f.Name)
 		}
-	}
-	password := auth.GeneratePassword()
-	if err := users.Add(auth.User{Name: "admin", Role: auth.RoleAdmin}, password); err != nil {
-		return fmt.Errorf("create the first admin user: %w", err)
-	}
-	path := filepath.Join(dataDir, adminPasswordFile)
-	if err := os.WriteFile(path, []byte(password+"\n"), 0o600); err != nil {
-		return fmt.Errorf("save the admin password to %s: %w", path, err)
-	}
-	fmt.Fprintf(stdout, "Created the dashboard user \"admin\" with password %s (saved in %s; delete that file once you have it stored elsewhere).\n", password, path)
-	return nil
+	})
+	return err
 }
 
 func newLogger(w io.Writer, level string) (*slog.Logger, error) {
@@ -283,63 +132,6 @@ func newLogger(w io.Writer, level string) (*slog.Logger, error) {
 		return nil, fmt.Errorf("--log-level %q: want debug, info, warn or error", level)
 	}
 	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l})), nil
-}
-
-// loadPowerBridge reads the power bridge file: --power-bridge, or else
-// <data-dir>/power-bridge.json if there is one. No file means no plugs.
-func loadPowerBridge(cfg serveConfig, users *auth.Users, log *slog.Logger) (powerbridge.File, error) {
-	path := cfg.PowerBridgeFile
-	if path == "" {
-		path = filepath.Join(cfg.DataDir, powerbridge.FileName)
-		if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
-			checkPlugUsers(powerbridge.File{}, path, users.List(), log)
-			return powerbridge.File{}, nil
-		}
-	}
-	f, err := powerbridge.LoadFile(path)
-	if err != nil && cfg.PowerBridgeFile == "" {
-		err = fmt.Errorf("%w (fix it, or move it out of the data directory to run without smart plugs)", err)
-	}
-	if err != nil {
-		return f, err
-	}
-	log.Info("power bridge file loaded", "file", path, "plugs", len(f.Plugs))
-	checkPlugUsers(f, path, users.List(), log)
-	return f, nil
-}
-
-// checkPlugUsers warns of what keeps a plug from reporting, or a plug user from doing anything,
-// since the broker binds each plug user to its row: a plug user without a row (made by an
-// earlier pirack), which the broker refuses; a plug user whose row has no plug in the file,
-// which may publish nothing; and a row of the file whose plug no plug user may publish for.
-func checkPlugUsers(f powerbridge.File, path string, users []auth.User, log *slog.Logger) {
-	filters := f.PublishFilters()
-	covered := map[string]bool{} // plug folders some plug user may publish to
-	for _, u := range users {
-		if u.Role != auth.RolePlug {
-			continue
-		}
-		rowFilters, ok := filters[u.Row]
-		switch {
-		case u.Row == "":
-			log.Warn("power bridge: plug user "+u.Name+" has no row (made by an earlier pirack), so the broker refuses it: re-create it with "+
-				"pirack user remove "+u.Name+" and pirack user add "+u.Name+" --role plug --row ROW", "user", u.Name)
-		case !ok:
-			log.Warn("power bridge: plug user "+u.Name+" is for row "+u.Row+", which has no plug in "+filepath.Base(path)+", so it may publish nothing",
-				"user", u.Name, "row", u.Row, "file", path)
-		default:
-			for _, fl := range rowFilters {
-				covered[fl] = true
-			}
-		}
-	}
-	for _, row := range slices.Sorted(maps.Keys(filters)) {
-		if !slices.ContainsFunc(filters[row], func(fl string) bool { return !covered[fl] }) {
-			continue
-		}
-		log.Warn("power bridge: no plug user for row "+row+", so its plug cannot connect: add one with pirack user add plug-"+row+" --role plug --row "+row,
-			"row", row)
-	}
 }
 
 // byteSize is a flag value in bytes, written plain or with a KiB, MiB or GiB suffix.

@@ -16,6 +16,7 @@ import (
 
 	"github.com/pirack/pirack/auth"
 	"github.com/pirack/pirack/bus"
+	"github.com/pirack/pirack/controlcenter"
 	"github.com/pirack/pirack/internal/testlog"
 	"github.com/pirack/pirack/topics"
 )
@@ -92,29 +93,31 @@ func TestServePowerBridgeFileRefused(t *testing.T) {
 // serveControlCenter starts a control center with cfg, logging at info to the test's log and
 // to the returned buffer, and serves it until the test ends; then it stops it and checks that
 // serve and close succeed.
-func serveControlCenter(t *testing.T, cfg serveConfig) (*controlCenter, *testlog.Buffer) {
+func serveControlCenter(t *testing.T, cfg serveConfig) (*controlcenter.ControlCenter, *testlog.Buffer) {
 	t.Helper()
 	logs := new(testlog.Buffer)
 	log, err := newLogger(io.MultiWriter(logs, testlog.NewWriter(t)), "info")
 	if err != nil {
 		t.Fatal(err)
 	}
-	cc, err := startControlCenter(cfg, log, io.Discard)
+	cc, err := controlcenter.New(cfg.controlCenter(log, io.Discard))
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(t.Context())
 	served := make(chan error, 1)
-	go func() { served <- cc.serve(ctx) }()
+	go func() { served <- cc.Run(ctx) }()
 	t.Cleanup(func() {
 		cancel()
 		if err := <-served; err != nil {
-			t.Errorf("serve: %v", err)
-		}
-		if err := cc.close(); err != nil {
-			t.Errorf("close: %v", err)
+			t.Errorf("run: %v", err)
 		}
 	})
+	select {
+	case <-cc.Ready():
+	case err := <-served:
+		t.Fatalf("control center stopped at start: %v", err)
+	}
 	return cc, logs
 }
 
@@ -139,14 +142,14 @@ func TestServePowerBridgeFromDataDir(t *testing.T) {
 	}
 
 	power := make(chan []byte, 10)
-	if err := cc.broker.Subscribe(topics.PowerTopic("r1"), func(m bus.Message) { power <- bytes.Clone(m.Payload) }); err != nil {
+	if err := cc.Bus().Subscribe(topics.PowerTopic("r1"), func(m bus.Message) { power <- bytes.Clone(m.Payload) }); err != nil {
 		t.Fatal(err)
 	}
-	cc.users.Cost = bcrypt.MinCost
-	if err := cc.users.Add(auth.User{Name: "plug-r1", Role: auth.RolePlug, Row: "r1"}, "plug-password"); err != nil {
+	cc.Users().Cost = bcrypt.MinCost
+	if err := cc.Users().Add(auth.User{Name: "plug-r1", Role: auth.RolePlug, Row: "r1"}, "plug-password"); err != nil {
 		t.Fatal(err)
 	}
-	plug := paho.NewClient(paho.NewClientOptions().AddBroker("tcp://"+cc.broker.Addr()).SetClientID("DVES_3F1A2C").
+	plug := paho.NewClient(paho.NewClientOptions().AddBroker("tcp://"+cc.MQTTAddr()).SetClientID("DVES_3F1A2C").
 		SetUsername("plug-r1").SetPassword("plug-password").SetProtocolVersion(4).SetAutoReconnect(false).
 		SetWill("tele/rack-r1/LWT", "Offline", 1, true))
 	if tok := plug.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
@@ -232,7 +235,11 @@ func TestServePlugUserWarnings(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if _, err := loadPowerBridge(serveConfig{DataDir: dir}, users, log); err != nil {
+			cc, err := controlcenter.New(controlcenter.Config{DataDir: dir, Logger: log, MQTTAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := cc.Close(); err != nil {
 				t.Fatal(err)
 			}
 			for _, want := range tc.want {

@@ -20,7 +20,7 @@ func TestServeMQTTWSS(t *testing.T) {
 	cfg := serveConfig{DataDir: dir, MQTTAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", LogLevel: "info",
 		MQTTTLSAddr: "127.0.0.1:0", MQTTCert: certFile, MQTTKey: keyFile, MQTTWSSAddr: "127.0.0.1:0"}
 	cc, logs := serveControlCenter(t, cfg)
-	wss := cc.broker.WSSAddr()
+	wss := cc.Broker().WSSAddr()
 	if wss == "" || !strings.Contains(logs.String(), "mqtt_wss="+wss) {
 		t.Fatalf("wss listener %q not in the start log:\n%s", wss, logs.String())
 	}

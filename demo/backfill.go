@@ -1,4 +1,4 @@
-package main
+package demo
 
 import (
 	"context"
@@ -51,7 +51,7 @@ type backfillConfig struct {
 	Live *history.Store
 	// Pis are the simulated Pis; each one's seed shapes its week, and their rows are the rows
 	// whose supplies get a week too.
-	Pis []*demoPi
+	Pis []*pi
 	// End is when the simulated agents started: the newest sample is just before it.
 	End time.Time
 	// Bands are the sample steps by age, newest first; the last one's Age is how far back the
@@ -223,7 +223,7 @@ func backfillTimes(end time.Time, bands []backfillBand) []time.Time {
 // simulation starts. The random walks start at 0 at the end and wander going back, so every
 // series meets the live one.
 type piWeek struct {
-	pi  *demoPi
+	pi  *pi
 	row *rowWeek
 	rng *rand.Rand
 	end time.Time
@@ -253,7 +253,7 @@ const (
 	loadToTempC = 3.0 // °C per unit of load above the live start
 )
 
-func newPiWeek(pi *demoPi, end time.Time, span time.Duration) *piWeek {
+func newPiWeek(pi *pi, end time.Time, span time.Duration) *piWeek {
 	// The first reading of a SimCollector with this Pi's seed is exactly what its live agent
 	// publishes first: the week ends there.
 	sim := agent.NewSimCollector(pi.seed, func() time.Time { return end })
@@ -396,7 +396,7 @@ type rowWeek struct {
 }
 
 // newRowWeeks returns the rows of pis, in order.
-func newRowWeeks(pis []*demoPi) []*rowWeek {
+func newRowWeeks(pis []*pi) []*rowWeek {
 	var rows []*rowWeek
 	byName := map[string]*rowWeek{}
 	for _, pi := range pis {

@@ -1,4 +1,4 @@
-package main
+package demo
 
 import (
 	"math"
@@ -15,7 +15,7 @@ import (
 // does on a data directory's first run, and reads it back as the Pi detail charts do.
 func TestDemoHistoryBackfill(t *testing.T) {
 	const perRow = 2
-	path := filepath.Join(t.TempDir(), historyFile)
+	path := filepath.Join(t.TempDir(), "history.db")
 	live, err := history.Open(path, history.Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -27,7 +27,7 @@ func TestDemoHistoryBackfill(t *testing.T) {
 		<-runDone
 	})
 
-	pis := newDemoPis(2, perRow)
+	pis := newPis(2, perRow)
 	bands := defaultBackfillBands
 	if raceEnabled() {
 		// The race detector slows SQLite down more than tenfold: the same week, sampled

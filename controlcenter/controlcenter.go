@@ -1,0 +1,377 @@
+// Package controlcenter assembles pirack's control center, once, for every caller: `pirack
+// serve`, `pirack demo`, `pirack bench` and the end-to-end tests. It owns the MQTT side (the
+// embedded broker, or a network client of a foreign broker), the users, history, layout,
+// alerts, power bridge and dashboard, wires them in the order that loses nothing, runs them
+// with one Run and unwinds whatever was started when a step fails.
+//
+//	cc, err := controlcenter.New(cfg) // everything opened and subscribed; nothing accepts MQTT yet
+//	cc.Bus().Subscribe(filter, h)     // optional: more in-process subscribers, from the first message
+//	err = cc.Run(ctx)                 // MQTT up, parts and tasks running until ctx ends; then closed
+package controlcenter
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+
+	"github.com/pirack/pirack/alerts"
+	"github.com/pirack/pirack/auth"
+	"github.com/pirack/pirack/broker"
+	"github.com/pirack/pirack/bus"
+	"github.com/pirack/pirack/dashboard"
+	"github.com/pirack/pirack/history"
+	"github.com/pirack/pirack/layout"
+	"github.com/pirack/pirack/powerbridge"
+)
+
+// Files in Config.DataDir.
+const (
+	UsersFile   = "users.json"
+	HistoryFile = "history.db"
+	// AdminPasswordFile keeps the first admin's generated password (mode 0600), so that `pirack
+	// demo` can show it on every start.
+	AdminPasswordFile = "admin.password"
+)
+
+// Part names, as Parts reports them.
+const (
+	PartBroker      = "broker"       // the embedded MQTT broker
+	PartNetworkBus  = "network-bus"  // the client of a foreign broker
+	PartHistory     = "history"      // the history writer
+	PartPowerBridge = "power-bridge" // smart plugs to row power
+	PartDashboard   = "dashboard"    // the rack's runtime: staleness, alert ticks and publishing
+	PartHTTP        = "http"         // the Control Center's web server
+)
+
+// ControlCenter is the assembled control center. Create it with New, run it with Run.
+type ControlCenter struct {
+	cfg     Config
+	log     *slog.Logger
+	users   *auth.Users
+	broker  *broker.Broker // nil on a foreign broker
+	net     networkBus     // nil on the embedded broker
+	bus     bus.Bus
+	history *history.Store
+	layout  *layout.Store
+	dash    *dashboard.Server
+	bridge  *powerbridge.Bridge
+	httpLn  net.Listener
+
+	ready    chan struct{}
+	ran      atomic.Bool
+	closers  []func() error // in the order things were opened
+	closeMu  sync.Mutex
+	closed   bool
+	closeErr error
+}
+
+// networkBus is a Bus over a connection to a foreign broker.
+type networkBus interface {
+	bus.Bus
+	// Connect returns once connected, or with an error saying why the broker refused.
+	Connect(ctx context.Context) error
+	Close() error
+}
+
+// New opens the data directory, bootstraps an admin on a first run, and builds every part: the
+// dashboard and the power bridge subscribe before any MQTT client can connect, so nothing
+// published early is missed. It listens for HTTP at once (so an address in use fails here), but
+// serves nothing until Run. A failure closes whatever was opened.
+func New(cfg Config) (cc *ControlCenter, err error) {
+	if cfg.DataDir == "" {
+		return nil, errors.New("controlcenter: Config.DataDir is required")
+	}
+	cfg = cfg.withDefaults()
+	if err := cfg.checkBroker(); err != nil {
+		return nil, err
+	}
+	cc = &ControlCenter{cfg: cfg, log: cfg.Logger, ready: make(chan struct{})}
+	built := cc // the returns below set cc to nil
+	defer func() {
+		if err != nil {
+			built.Close()
+		}
+	}()
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("create data directory: %w", err)
+	}
+	if cc.users, err = auth.Open(filepath.Join(cfg.DataDir, UsersFile)); err != nil {
+		return nil, err
+	}
+	if err := bootstrapAdmin(cc.users, cfg.DataDir, cfg.Stdout); err != nil {
+		return nil, err
+	}
+	alertCfg := alerts.DefaultConfig()
+	if cfg.AlertsFile != "" {
+		if alertCfg, err = alerts.LoadConfig(cfg.AlertsFile); err != nil {
+			return nil, err
+		}
+	}
+	engine, err := alerts.New(alertCfg)
+	if err != nil {
+		return nil, err
+	}
+	plugs, err := loadPowerBridge(cfg, cc.users, cc.log)
+	if err != nil {
+		return nil, err
+	}
+	if err := cc.openBus(plugs); err != nil {
+		return nil, err
+	}
+	if cc.bridge, err = powerbridge.New(powerbridge.Config{Bus: cc.bus, File: plugs, Logger: cfg.Logger.With("component", "powerbridge")}); err != nil {
+		return nil, err
+	}
+	if cc.history, err = history.Open(filepath.Join(cfg.DataDir, HistoryFile), history.Options{Logger: cfg.Logger.With("component", "history")}); err != nil {
+		return nil, err
+	}
+	cc.closers = append(cc.closers, cc.history.Close)
+	if cc.layout, err = layout.Open(filepath.Join(cfg.DataDir, layout.FileName)); err != nil {
+		return nil, err
+	}
+	cc.dash, err = dashboard.New(dashboard.Config{
+		Layout:        cc.layout,
+		Bus:           cc.bus,
+		Auth:          cc.users,
+		Logger:        cfg.Logger.With("component", "dashboard"),
+		TLSCertFile:   cfg.WebCert,
+		TLSKeyFile:    cfg.WebKey,
+		StaleAfter:    cfg.StaleAfter,
+		AuditDir:      cfg.DataDir, // audit.log sits with the users it names
+		AuditMaxBytes: cfg.AuditMaxBytes,
+		History:       cc.history,
+		Alerts:        engine,
+		Routes:        cfg.Routes,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("start dashboard: %w", err)
+	}
+	cc.closers = append(cc.closers, cc.dash.Close)
+	if cc.httpLn, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
+		return nil, fmt.Errorf("listen for the Control Center on %s: %w (is another pirack running? pick another address with --http)", cfg.HTTPAddr, err)
+	}
+	cc.closers = append(cc.closers, cc.closeHTTPListener)
+	return cc, nil
+}
+
+// checkBroker refuses embedded-broker settings next to a foreign broker, and TLS settings the
+// embedded broker cannot use.
+func (c Config) checkBroker() error {
+	if c.Broker.URL != "" {
+		for _, s := range []struct{ flag, v string }{
+			{"--mqtt-cert", c.MQTTCert}, {"--mqtt-key", c.MQTTKey}, {"--mqtt-client-ca", c.MQTTClientCA},
+			{"--mqtt-ws", c.MQTTWSAddr}, {"--mqtt-wss", c.MQTTWSSAddr},
+		} {
+			if s.v != "" {
+				return fmt.Errorf("%s configures the embedded broker, which --broker %s switches off: configure listeners on that broker instead", s.flag, c.Broker.URL)
+			}
+		}
+		return nil
+	}
+	switch {
+	case c.MQTTCert == "" && c.MQTTKey == "" && c.MQTTClientCA != "":
+		return errors.New("--mqtt-client-ca needs the mqtts listener: set --mqtt-cert and --mqtt-key too")
+	case c.MQTTCert == "" && c.MQTTKey == "" && c.MQTTWSSAddr != "":
+		return errors.New("--mqtt-wss serves the mqtts certificate: set --mqtt-cert and --mqtt-key too")
+	}
+	return nil
+}
+
+// openBus opens the embedded broker, or the client of a foreign one.
+func (cc *ControlCenter) openBus(plugs powerbridge.File) error {
+	cfg := cc.cfg
+	if cfg.Broker.URL != "" {
+		nb, err := openNetworkBus(cfg)
+		if err != nil {
+			return err
+		}
+		cc.net, cc.bus = nb, nb
+		cc.closers = append(cc.closers, nb.Close)
+		return nil
+	}
+	bcfg := broker.Config{Addr: cfg.MQTTAddr, WSAddr: cfg.MQTTWSAddr, WSSAddr: cfg.MQTTWSSAddr, DataDir: cfg.DataDir,
+		Users: cc.users, MaxClients: cfg.MaxClients, Logger: cfg.Logger.With("component", "broker"), PlugTopics: plugs.PublishFilters()}
+	if cfg.MQTTCert != "" || cfg.MQTTKey != "" {
+		bcfg.TLS = &broker.TLSConfig{Addr: cfg.MQTTTLSAddr, CertFile: cfg.MQTTCert, KeyFile: cfg.MQTTKey, ClientCAFile: cfg.MQTTClientCA}
+	}
+	b, err := broker.New(bcfg)
+	if err != nil {
+		return fmt.Errorf("start broker: %w", err)
+	}
+	cc.broker, cc.bus = b, b
+	cc.closers = append(cc.closers, b.Close)
+	return nil
+}
+
+func (cc *ControlCenter) closeHTTPListener() error {
+	if err := cc.httpLn.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
+		return err
+	}
+	return nil
+}
+
+// Run brings MQTT up (the embedded broker's listeners, or the connection to the foreign
+// broker), then runs every part and Config.Tasks until ctx is done or one of them fails, and
+// closes the control center. Tasks stop first; the parts then stop and flush; the broker
+// closes last. It returns nil after a shutdown caused by ctx. Run is called once.
+func (cc *ControlCenter) Run(ctx context.Context) (err error) {
+	if !cc.ran.CompareAndSwap(false, true) {
+		return errors.New("controlcenter: Run called twice")
+	}
+	defer func() { err = errors.Join(err, cc.Close()) }()
+	if err := cc.startMQTT(ctx); err != nil {
+		return err
+	}
+	if b := cc.broker; b != nil {
+		cc.log.Info("control center running", "mqtt", b.Addr(), "mqtts", b.TLSAddr(), "mqtt_ws", b.WSAddr(), "mqtt_wss", b.WSSAddr(),
+			"http", cc.HTTPAddr(), "data_dir", cc.cfg.DataDir)
+	} else {
+		cc.log.Info("control center running", "broker", cc.cfg.Broker.URL, "http", cc.HTTPAddr(), "data_dir", cc.cfg.DataDir)
+	}
+	close(cc.ready)
+
+	partsCtx, stopParts := context.WithCancel(ctx)
+	defer stopParts()
+	var failed error
+	var failOnce sync.Once
+	fail := func(what string, err error) {
+		if err != nil && !errors.Is(err, context.Canceled) {
+			failOnce.Do(func() { failed = fmt.Errorf("%s: %w", what, err); stopParts() })
+		}
+	}
+	var parts sync.WaitGroup
+	parts.Go(func() { fail(PartHistory, cc.history.Run(partsCtx)) })
+	parts.Go(func() { fail(PartPowerBridge, cc.bridge.Run(partsCtx)) })
+	parts.Go(func() { fail(PartDashboard, cc.dash.Run(partsCtx)) })
+	parts.Go(func() { fail(PartHTTP, cc.dash.Serve(partsCtx, cc.httpLn)) })
+
+	// Tasks stop before the parts: they publish into the broker and read the dashboard.
+	tasksCtx, stopTasks := context.WithCancel(partsCtx)
+	var tasks sync.WaitGroup
+	for i, t := range cc.cfg.Tasks {
+		tasks.Go(func() { fail(fmt.Sprintf("task %d", i+1), t(tasksCtx, cc)) })
+	}
+	<-partsCtx.Done()
+	stopTasks()
+	tasks.Wait()
+	stopParts()
+	parts.Wait()
+	return failed
+}
+
+// startMQTT opens the embedded broker's listeners, or connects to the foreign broker.
+func (cc *ControlCenter) startMQTT(ctx context.Context) error {
+	if cc.broker != nil {
+		if err := cc.broker.Start(); err != nil {
+			return fmt.Errorf("start MQTT listeners: %w (is another broker running? pick other addresses with --mqtt, --mqtts, --mqtt-ws or --mqtt-wss)", err)
+		}
+		return nil
+	}
+	return cc.net.Connect(ctx)
+}
+
+// Close closes every part that New opened, the broker last but one and the HTTP listener
+// last. Run calls it; call it yourself only when Run was never called. It is idempotent.
+func (cc *ControlCenter) Close() error {
+	cc.closeMu.Lock()
+	defer cc.closeMu.Unlock()
+	if cc.closed {
+		return cc.closeErr
+	}
+	cc.closed = true
+	// history, dashboard and HTTP first (in reverse order of opening), then the MQTT side,
+	// whose closing publishes the Wills of connected clients.
+	var errs []error
+	for i := len(cc.closers) - 1; i >= 0; i-- {
+		if err := cc.closers[i](); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	cc.closeErr = errors.Join(errs...)
+	if cc.closeErr != nil {
+		cc.log.Error("control center closed with errors", "err", cc.closeErr)
+	} else {
+		cc.log.Info("control center stopped")
+	}
+	return cc.closeErr
+}
+
+// Ready is closed once MQTT is up: the embedded broker accepts clients, or the foreign broker
+// accepted the control center.
+func (cc *ControlCenter) Ready() <-chan struct{} { return cc.ready }
+
+// Bus is the control center's MQTT connection. Subscribe on it between New and Run to see
+// every message from the first.
+func (cc *ControlCenter) Bus() bus.Bus { return cc.bus }
+
+// Broker is the embedded broker; nil when the control center runs on a foreign broker.
+func (cc *ControlCenter) Broker() *broker.Broker { return cc.broker }
+
+// Users are the users file: dashboard logins and, on the embedded broker, MQTT clients.
+func (cc *ControlCenter) Users() *auth.Users { return cc.users }
+
+// Dashboard is the Control Center's rack state and web UI.
+func (cc *ControlCenter) Dashboard() *dashboard.Server { return cc.dash }
+
+// History is the telemetry and event store.
+func (cc *ControlCenter) History() *history.Store { return cc.history }
+
+// Layout is where rows and slots are kept.
+func (cc *ControlCenter) Layout() *layout.Store { return cc.layout }
+
+// PowerBridge republishes smart plugs as row power.
+func (cc *ControlCenter) PowerBridge() *powerbridge.Bridge { return cc.bridge }
+
+// Parts names what this control center runs, in the order Run starts it.
+func (cc *ControlCenter) Parts() []string {
+	first := PartBroker
+	if cc.broker == nil {
+		first = PartNetworkBus
+	}
+	return []string{first, PartHistory, PartPowerBridge, PartDashboard, PartHTTP}
+}
+
+// MQTTAddr is the address agents dial: the embedded broker's TCP listener (known once Ready is
+// closed), or the foreign broker's URL.
+func (cc *ControlCenter) MQTTAddr() string {
+	if cc.broker != nil {
+		return dialable(cc.broker.Addr())
+	}
+	return cc.cfg.Broker.URL
+}
+
+// HTTPAddr is the address the Control Center serves on.
+func (cc *ControlCenter) HTTPAddr() string { return cc.httpLn.Addr().String() }
+
+// HTTPURL is the address a person on this host types into a browser.
+func (cc *ControlCenter) HTTPURL() string {
+	scheme := "http"
+	if cc.cfg.WebCert != "" {
+		scheme = "https"
+	}
+	host, port, _ := net.SplitHostPort(cc.HTTPAddr())
+	if ip := net.ParseIP(host); ip == nil || ip.IsUnspecified() || ip.IsLoopback() {
+		host = "localhost"
+	}
+	return scheme + "://" + net.JoinHostPort(host, port)
+}
+
+// dialable turns a listen address such as "[::]:1883" into one a client on this host can dial.
+func dialable(addr string) string {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return addr
+	}
+	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+		host = "127.0.0.1"
+	}
+	return net.JoinHostPort(host, port)
+}
+
+// DataDir is the data directory the control center keeps its files in.
+func (cc *ControlCenter) DataDir() string { return cc.cfg.DataDir }
