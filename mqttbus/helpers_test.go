@@ -144,8 +144,11 @@ func connect(t testing.TB, b *Bus) {
 // pahoClient connects another MQTT client, with a persistent session unless clean.
 func pahoClient(t testing.TB, url, user, id string, clean bool) paho.Client {
 	t.Helper()
-	o := paho.NewClientOptions().AddBroker(url).SetClientID(id).SetUsername(user).SetPassword(password).
+	o := paho.NewClientOptions().AddBroker(url).SetClientID(id).
 		SetProtocolVersion(4).SetCleanSession(clean).SetAutoReconnect(false).SetConnectTimeout(wait)
+	if user != "" {
+		o.SetUsername(user).SetPassword(password)
+	}
 	c := paho.NewClient(o)
 	await(t, c.Connect(), "connect "+id)
 	t.Cleanup(func() { c.Disconnect(0) })

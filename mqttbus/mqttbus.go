@@ -133,6 +133,9 @@ func New(cfg Config) (*Bus, error) {
 	if err := validClientID(cfg.ClientID); err != nil {
 		return nil, err
 	}
+	if cfg.Password != "" && cfg.Username == "" {
+		return nil, errors.New("mqttbus: a password without a user name: MQTT 3.1.1 sends a password only with a user name")
+	}
 	tlsConfig, err := cfg.loadTLS(u, secure)
 	if err != nil {
 		return nil, err

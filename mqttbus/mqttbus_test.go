@@ -34,6 +34,7 @@ func TestNewRefusesBadConfig(t *testing.T) {
 		{"key open to others", Config{URL: "mqtts://broker-host", CertFile: "c.pem", KeyFile: key}, "chmod"},
 		{"missing CA", Config{URL: "wss://broker-host/mqtt", CAFile: filepath.Join(dir, "none.pem")}, "broker CA file"},
 		{"client id", Config{URL: "mqtt://broker-host", ClientID: "a/b"}, "client id"},
+		{"password alone", Config{URL: "mqtt://broker-host", Password: "x"}, "without a user name"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := New(tc.cfg)
