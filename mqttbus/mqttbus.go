@@ -186,6 +186,7 @@ func New(cfg Config) (*Bus, error) {
 // Message.Retained set). It may be called before Connect; the subscription is made at QoS 1
 // on every connection. Called while connected it also subscribes at once and returns the
 // broker's refusal, if any; the subscription is kept and tried again on each reconnection.
+// Then it waits (bounded) for the broker's answer: do not call it from a Handler.
 func (b *Bus) Subscribe(filter string, h bus.Handler) error {
 	if !mqttfilter.Valid(filter) {
 		return fmt.Errorf("mqttbus: %q is not a valid topic filter", filter)
@@ -274,7 +275,8 @@ func (b *Bus) Connect(ctx context.Context) error {
 // Config.StoreDir) and sent on the next connection, and Publish returns nil for it. If ctx
 // ends while waiting for the acknowledgement, Publish returns ctx's error, but the message
 // stays in the store and may still be delivered. An acknowledgement is not proof of delivery:
-// a broker may acknowledge and drop a message its ACLs refuse.
+// a broker may acknowledge and drop a message its ACLs refuse. A QoS 1 Publish waits for the
+// broker, so a Handler must not call it (hand the message to a goroutine of its own instead).
 func (b *Bus) Publish(ctx context.Context, m bus.Message) (err error) {
 	defer func() {
 		if err != nil {
@@ -343,8 +345,9 @@ func (b *Bus) Stats() Stats {
 	}
 }
 
-// Close disconnects cleanly and stops reconnecting. It is idempotent. It may wait for a
-// connection attempt in progress to end (at most Config.ConnectTimeout).
+// Close disconnects cleanly (a DISCONNECT, so the broker does not treat it as a failure) and
+// stops reconnecting. It is idempotent and returns within a fraction of a second; a paho
+// goroutine sleeping between reconnection attempts ends when its sleep does.
 func (b *Bus) Close() error {
 	b.closeOnce.Do(func() {
 		close(b.stop)
