@@ -1,8 +1,33 @@
 package controlcenter
 
-import "errors"
+import (
+	"path/filepath"
 
-// openNetworkBus builds the client of the foreign broker in cfg.Broker.
+	"github.com/pirack/pirack/internal/secretfile"
+	"github.com/pirack/pirack/mqttbus"
+)
+
+// mqttbusStoreDir is where the network bus keeps QoS 1 messages (LED commands, alerts) the
+// foreign broker has not acknowledged, so a restart of the control center still sends them.
+const mqttbusStoreDir = "mqttbus"
+
+// openNetworkBus builds the client of the foreign broker in cfg.Broker. It does not connect:
+// Run does.
 func openNetworkBus(cfg Config) (networkBus, error) {
-	return nil, errors.New("--broker: the network bus is not built yet")
+	b := cfg.Broker
+	var password string
+	if b.PasswordFile != "" {
+		var err error
+		if password, err = secretfile.ReadPassword(b.PasswordFile, "--broker-password-file"); err != nil {
+			return nil, err
+		}
+	}
+	return mqttbus.New(mqttbus.Config{
+		URL: b.URL, Username: b.Username, Password: password, ClientID: b.ClientID,
+		CAFile: b.CAFile, CertFile: b.CertFile, KeyFile: b.KeyFile,
+		StoreDir: filepath.Join(cfg.DataDir, mqttbusStoreDir),
+		Logger:   cfg.Logger.With("component", "mqttbus"),
+	})
 }
+
+var _ networkBus = (*mqttbus.Bus)(nil)

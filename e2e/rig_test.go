@@ -46,8 +46,12 @@ type rig struct {
 	url      string // the Control Center's base URL
 	seen     *pressLog
 
+	base    controlcenter.Config         // every run's settings but the data directory and logger
 	cc      *controlcenter.ControlCenter // the current run
 	stopRun func()                       // stops the current run and waits for it
+	// usersChanged, when set, runs after the rig adds a user: a foreign broker's access files
+	// are regenerated from the users file there.
+	usersChanged func(t *testing.T)
 }
 
 // newDataDir makes a control center's data directory with the admin user, and a logger to t.
@@ -85,22 +89,18 @@ func newRig(t *testing.T) *rig {
 	r := &rig{dir: dir, users: users, log: log, mqttAddr: freeAddr(t), seen: newPressLog()}
 	httpAddr := freeAddr(t)
 	r.url = "http://" + httpAddr
-	r.start(t, controlcenter.Config{HTTPAddr: httpAddr, MQTTAddr: r.mqttAddr})
+	r.base = controlcenter.Config{HTTPAddr: httpAddr, MQTTAddr: r.mqttAddr}
+	r.start(t)
 	t.Cleanup(r.stop)
 	return r
 }
 
-// start runs a control center with cfg on the rig's data directory, the rig's press log
+// start runs a control center with r.base on the rig's data directory, the rig's press log
 // subscribed before MQTT is up, and returns once it is.
-func (r *rig) start(t *testing.T, cfg controlcenter.Config) {
+func (r *rig) start(t *testing.T) {
 	t.Helper()
+	cfg := r.base
 	cfg.DataDir, cfg.Logger = r.dir, r.log
-	if cfg.HTTPAddr == "" {
-		cfg.HTTPAddr = strings.TrimPrefix(r.url, "http://")
-	}
-	if cfg.MQTTAddr == "" {
-		cfg.MQTTAddr = r.mqttAddr
-	}
 	cc, err := controlcenter.New(cfg)
 	if err != nil {
 		t.Fatalf("start the control center: %v", err)
@@ -151,7 +151,7 @@ func (r *rig) kill(t *testing.T) {
 
 func (r *rig) restart(t *testing.T) {
 	t.Helper()
-	r.start(t, controlcenter.Config{})
+	r.start(t)
 }
 
 // dash is the current run's dashboard.
@@ -179,12 +179,21 @@ type pi struct {
 func (r *rig) startPi(t *testing.T, mac, row, brokerAddr string, opts ...func(*agent.Config)) *pi {
 	t.Helper()
 	password := auth.GeneratePassword()
-	if err := r.users.Add(auth.User{Name: mac, Role: auth.RoleAgent, MAC: mac, Row: row}, password); err != nil {
-		t.Fatal(err)
-	}
+	r.addUser(t, auth.User{Name: mac, Role: auth.RoleAgent, MAC: mac, Row: row}, password)
 	p := &pi{mac: mac, row: row, password: password, led: new(sim.LED), button: new(sim.Button)}
 	r.runPi(t, p, brokerAddr, opts...)
 	return p
+}
+
+// addUser adds a user to the control center's users file (and the foreign broker's).
+func (r *rig) addUser(t *testing.T, u auth.User, password string) {
+	t.Helper()
+	if err := r.users.Add(u, password); err != nil {
+		t.Fatal(err)
+	}
+	if r.usersChanged != nil {
+		r.usersChanged(t)
+	}
 }
 
 // runPi runs p's agent (again, after p.stop: the same account, LED and button).

@@ -500,7 +500,7 @@ func (b *Bus) explain(err error) (string, bool) {
 	case errors.Is(err, packets.ErrorRefusedBadProtocolVersion):
 		return who + ": it does not accept MQTT 3.1.1", true
 	case errors.As(err, &unknown):
-		return fmt.Sprintf("TLS to broker %s: its certificate is not signed by a CA the control center trusts: give the CA that signed it (--broker-ca-file): %v", b.url.Redacted(), err), true
+		return fmt.Sprintf("TLS to broker %s: its certificate is not signed by a CA the control center trusts: give the CA that signed it (--broker-ca): %v", b.url.Redacted(), err), true
 	case errors.As(err, &hostname):
 		return fmt.Sprintf("TLS to broker %s: its certificate is not made for %s: use a name it lists in the broker URL, or reissue it: %v", b.url.Redacted(), b.url.Hostname(), err), true
 	case errors.As(err, &invalid):
@@ -508,7 +508,7 @@ func (b *Bus) explain(err error) (string, bool) {
 	case errors.As(err, &record):
 		return fmt.Sprintf("TLS to broker %s: it does not speak TLS on that port: use mqtt:// or the broker's TLS port: %v", b.url.Redacted(), err), true
 	case strings.Contains(msg, "remote error: tls: "):
-		return fmt.Sprintf("TLS to broker %s: it refused the control center's client certificate (check --broker-cert-file and --broker-key-file): %v", b.url.Redacted(), err), true
+		return fmt.Sprintf("TLS to broker %s: it refused the control center's client certificate (check --broker-cert and --broker-key): %v", b.url.Redacted(), err), true
 	}
 	return msg, false
 }

@@ -13,7 +13,6 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
-	"strings"
 	"syscall"
 	"time"
 
@@ -142,25 +141,11 @@ func parseFlags(args []string, stderr io.Writer, getenv func(string) string) (op
 	case *passwordFile != "" && env != "":
 		return opts, fmt.Errorf("both --password-file and %s are set; use one", passwordEnv)
 	case *passwordFile != "":
-		if cfg.Password, err = readPasswordFile(*passwordFile); err != nil {
+		if cfg.Password, err = secretfile.ReadPassword(*passwordFile, "password file"); err != nil {
 			return opts, err
 		}
 	default:
 		cfg.Password = env
 	}
 	return opts, nil
-}
-
-// readPasswordFile reads a password file, refusing one others can read: a password on a Pi's
-// SD card is only as secret as the file's mode.
-func readPasswordFile(path string) (string, error) {
-	b, err := secretfile.Read(path, "password file", 4096)
-	if err != nil {
-		return "", err
-	}
-	pw := strings.TrimSpace(string(b))
-	if pw == "" {
-		return "", fmt.Errorf("password file %s is empty", path)
-	}
-	return pw, nil
 }

@@ -9,11 +9,11 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"strings"
 	"time"
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 
+	"github.com/pirack/pirack/internal/secretfile"
 	"github.com/pirack/pirack/topics"
 )
 
@@ -105,20 +105,5 @@ func readPassword(path string) (string, error) {
 		}
 		return "", errors.New("no password: pass --password-file or set PIRACK_PASSWORD")
 	}
-	st, err := os.Stat(path)
-	if err != nil {
-		return "", fmt.Errorf("read password: %w", err)
-	}
-	if st.Mode().Perm()&0o077 != 0 {
-		return "", fmt.Errorf("password file %s is readable by others (mode %v): run chmod 600 %s", path, st.Mode().Perm(), path)
-	}
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return "", fmt.Errorf("read password: %w", err)
-	}
-	p := strings.TrimSpace(string(b))
-	if p == "" {
-		return "", fmt.Errorf("password file %s is empty", path)
-	}
-	return p, nil
+	return secretfile.ReadPassword(path, "password file")
 }

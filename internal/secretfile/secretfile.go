@@ -9,6 +9,7 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"strings"
 )
 
 // ErrInsecure is wrapped by the errors of Check and Read for a file whose mode lets group or
@@ -45,6 +46,21 @@ func Read(path, what string, max int64) ([]byte, error) {
 		return nil, fmt.Errorf("%s: %w", what, err)
 	}
 	return b, nil
+}
+
+// ReadPassword reads a password file as Read does: the first line, trimmed. An empty password
+// is an error.
+func ReadPassword(path, what string) (string, error) {
+	b, err := Read(path, what, 4096)
+	if err != nil {
+		return "", err
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	pw := strings.TrimSpace(line)
+	if pw == "" {
+		return "", fmt.Errorf("%s %s is empty", what, path)
+	}
+	return pw, nil
 }
 
 func checkMode(path, what string, mode fs.FileMode) error {
