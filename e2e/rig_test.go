@@ -52,6 +52,7 @@ type rig struct {
 	// usersChanged, when set, runs after the rig adds a user: a foreign broker's access files
 	// are regenerated from the users file there.
 	usersChanged func(t *testing.T)
+	proxies      map[string]*proxy // links between agents and the broker, by name
 }
 
 // newDataDir makes a control center's data directory with the admin user, and a logger to t.
@@ -82,14 +83,17 @@ func freeAddr(t testing.TB) string {
 	return ln.Addr().String()
 }
 
-// newRig starts a control center on a fresh data directory.
-func newRig(t *testing.T) *rig {
+// newRig starts a control center on a fresh data directory, changed by opts.
+func newRig(t *testing.T, opts ...rigOption) *rig {
 	t.Helper()
 	dir, users, log := newDataDir(t)
 	r := &rig{dir: dir, users: users, log: log, mqttAddr: freeAddr(t), seen: newPressLog()}
 	httpAddr := freeAddr(t)
 	r.url = "http://" + httpAddr
 	r.base = controlcenter.Config{HTTPAddr: httpAddr, MQTTAddr: r.mqttAddr}
+	for _, o := range opts {
+		o(t, r)
+	}
 	r.start(t)
 	t.Cleanup(r.stop)
 	return r
