@@ -135,7 +135,7 @@ func (r *rig) watchAlerts(t *testing.T) *alertWatch {
 	const user, password = "alert-watch", "alert-watch-password"
 	r.addUser(t, auth.User{Name: user, Role: auth.RoleViewer}, password)
 	w := &alertWatch{news: make(chan struct{}, 1)}
-	c := paho.NewClient(paho.NewClientOptions().AddBroker("tcp://"+r.mqttAddr).SetClientID(user).
+	c := paho.NewClient(paho.NewClientOptions().AddBroker("tcp://" + r.mqttAddr).SetClientID(user).
 		SetUsername(user).SetPassword(password).SetProtocolVersion(4).SetAutoReconnect(false))
 	if tok := c.Connect(); !tok.WaitTimeout(waitLimit) || tok.Error() != nil {
 		t.Fatalf("alert watcher: connect: %v", tok.Error())
