@@ -103,7 +103,10 @@ type Broker struct {
 	port int
 	opts Options
 	out  io.Writer // the test log
-	log  testlog.Buffer
+
+	logMu    sync.Mutex
+	log      strings.Builder
+	logAdded chan struct{} // closed and replaced at each line logged
 
 	mu   sync.Mutex
 	cmd  *exec.Cmd
@@ -134,7 +137,7 @@ func Start(t testing.TB, opts Options) *Broker {
 		}
 		t.Skip("mosquitto not found; install mosquitto: apt-get install mosquitto (set " + RequireEnv + "=require to fail instead)")
 	}
-	b := &Broker{t: t, bin: bin, opts: opts, out: testlog.NewWriter(t)}
+	b := &Broker{t: t, bin: bin, opts: opts, out: testlog.NewWriter(t), logAdded: make(chan struct{})}
 	t.Cleanup(b.Stop) // after the log writer's cleanup is registered, so it runs before it
 	dir := t.TempDir()
 	b.conf = filepath.Join(dir, "mosquitto.conf")
@@ -171,7 +174,40 @@ func (b *Broker) URL() string { return "tcp://" + b.Addr() }
 func (b *Broker) ConfigPath() string { return b.conf }
 
 // Log returns what the broker has logged so far, across restarts.
-func (b *Broker) Log() string { return b.log.String() }
+func (b *Broker) Log() string {
+	b.logMu.Lock()
+	defer b.logMu.Unlock()
+	return b.log.String()
+}
+
+// WaitLog waits until the broker has logged a line containing s, for at most timeout, and
+// reports whether it did. Mosquitto logs some events (a client's connection closing) before it
+// finishes handling them in the same turn of its single-threaded loop, so whatever a test sends
+// after WaitLog is handled after them.
+func (b *Broker) WaitLog(s string, timeout time.Duration) bool {
+	deadline := time.After(timeout)
+	for {
+		b.logMu.Lock()
+		found, added := strings.Contains(b.log.String(), s), b.logAdded
+		b.logMu.Unlock()
+		if found {
+			return true
+		}
+		select {
+		case <-added:
+		case <-deadline:
+			return false
+		}
+	}
+}
+
+func (b *Broker) addLog(l string) {
+	b.logMu.Lock()
+	defer b.logMu.Unlock()
+	b.log.WriteString(l + "\n")
+	close(b.logAdded)
+	b.logAdded = make(chan struct{})
+}
 
 // Stop stops the broker (SIGTERM, then SIGKILL after 5 s) and waits for it to exit. Stopping a
 // stopped broker does nothing.
@@ -231,6 +267,11 @@ func (b *Broker) config() string {
 		"log_timestamp_format %H:%M:%S",
 		"connection_messages true",
 		"allow_anonymous "+strconv.FormatBool(b.opts.AllowAnonymous))
+	if os.Geteuid() == 0 {
+		// Started as root, Mosquitto switches to user mosquitto before reading its password and
+		// ACL files, and could not read them in the test's root-only temporary directory.
+		line("user root")
+	}
 	if b.opts.Debug {
 		line("log_type all")
 	} else {
@@ -278,7 +319,7 @@ func (b *Broker) start() error {
 		for sc.Scan() {
 			l := sc.Text()
 			fmt.Fprintf(b.out, "mosquitto:%d: %s", b.port, l)
-			b.log.Write([]byte(l + "\n"))
+			b.addLog(l)
 			if strings.Contains(l, "Address already in use") {
 				inUse = true
 			}
