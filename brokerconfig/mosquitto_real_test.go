@@ -367,3 +367,32 @@ func TestAgentWillOnAnotherPisStatusIsDropped(t *testing.T) {
 		expectFirst(t, all, topics.LEDTopic(macA), id)
 	}
 }
+
+// Mosquitto cannot bind client ids to users: any user may connect with an agent's client id
+// (its MAC), and Mosquitto then closes the agent's connection (pirack's broker refuses the
+// newcomer). The ACL still binds what the newcomer may do to its own user.
+func TestClientIDNotBoundToUser(t *testing.T) {
+	r := startRack(t)
+	lost := make(chan error, 1)
+	a := paho.NewClient(paho.NewClientOptions().AddBroker(r.broker.URL()).SetClientID(macA).
+		SetUsername(macA).SetPassword(r.pw[macA]).SetProtocolVersion(4).SetAutoReconnect(false).
+		SetConnectTimeout(wait).SetConnectionLostHandler(func(_ paho.Client, err error) { lost <- err }))
+	if tok := a.Connect(); !tok.WaitTimeout(wait) || tok.Error() != nil {
+		t.Fatalf("agent connect: %v", tok.Error())
+	}
+	defer a.Disconnect(0)
+	v, err := r.dial(t, "viewer", r.pw["viewer"], macA)
+	if err != nil {
+		t.Fatalf("viewer with the agent's client id refused (%v): Mosquitto now binds client ids; update docs/security.md", err)
+	}
+	select {
+	case <-lost:
+	case <-time.After(wait):
+		t.Fatal("agent still connected after a viewer took its client id")
+	}
+	// The viewer holding the agent's client id has the viewer's rights, not the agent's.
+	all := r.watch(t)
+	publish(t, v, topics.StatusTopic("r1", macA), "forged", false)
+	publish(t, r.connect(t, "auto"), topics.LEDTopic(macA), "marker", false)
+	expectFirst(t, all, topics.LEDTopic(macA), "marker")
+}
