@@ -90,13 +90,20 @@ func (r Role) Valid() bool {
 // User is one account. Hash is a bcrypt hash. MAC is set for agents only; Row for agents (the
 // Pi's row) and plugs (the row the plug measures). A plug user stored by a pirack that did not
 // bind plugs to rows has no Row: the broker refuses it until it is created again with one.
+//
+// MosquittoHash is the same password hashed for a Mosquitto password file
+// ($7$<iterations>$<salt>$<key>, PBKDF2-SHA512, see MosquittoHash), for running agents against
+// an external Mosquitto (`pirack broker-config mosquitto`). Add and Set store it with every new
+// password; users stored by a pirack that did not have it have none (the field is absent from
+// users.json) until they are created again, since a bcrypt hash cannot be converted.
 type User struct {
-	Name    string    `json:"name"`
-	Role    Role      `json:"role"`
-	MAC     string    `json:"mac,omitempty"` // normalised, as in topics (b827eb3f1a2c)
-	Row     string    `json:"row,omitempty"`
-	Hash    string    `json:"hash"`
-	Created time.Time `json:"created"`
+	Name          string    `json:"name"`
+	Role          Role      `json:"role"`
+	MAC           string    `json:"mac,omitempty"` // normalised, as in topics (b827eb3f1a2c)
+	Row           string    `json:"row,omitempty"`
+	Hash          string    `json:"hash"`
+	MosquittoHash string    `json:"mosquitto_hash,omitempty"`
+	Created       time.Time `json:"created"`
 }
 
 // Password length limits. bcrypt ignores (x/crypto refuses) bytes past 72.

@@ -36,6 +36,10 @@ type Users struct {
 	// Cost is the bcrypt cost of new hashes; zero means bcrypt.DefaultCost. Tests and simulated
 	// agents set bcrypt.MinCost. Set it before the first Add or Set.
 	Cost int
+	// MosquittoIterations is the PBKDF2 iteration count of the Mosquitto hash stored with each
+	// new password (User.MosquittoHash); zero means DefaultMosquittoIterations. Set it before
+	// the first Add or Set.
+	MosquittoIterations int
 
 	path string
 	// macKey keys the cache of verified passwords, so the cache holds no plain hash of a password.
@@ -159,6 +163,11 @@ func (s *Users) put(u User, password string, replace bool, cost int) error {
 		return fmt.Errorf("hash password: %w", err)
 	}
 	u.Hash = string(h)
+	// Kept for `pirack broker-config mosquitto`: a bcrypt hash cannot be turned into one
+	// Mosquitto reads, and the password is only known here.
+	if u.MosquittoHash, err = MosquittoHash(password, s.MosquittoIterations); err != nil {
+		return err
+	}
 
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -22,6 +22,7 @@ func openTemp(t *testing.T) *Users {
 		t.Fatal(err)
 	}
 	s.Cost = bcrypt.MinCost
+	s.MosquittoIterations = 101 // mosquitto_passwd's default: fast enough under -race
 	return s
 }
 

@@ -250,6 +250,9 @@ func AlertTopic(row, mac, rule string) string {
 // AllFilter matches every pirack topic.
 const AllFilter = Root + "/#"
 
+// LEDFilter matches every Pi's LED command topic, rack/+/led: what automations may send to.
+const LEDFilter = Root + "/+/" + leafLED
+
 // AgentFilter matches every topic an agent publishes: rack/<row>/<mac>/#.
 func AgentFilter(row, mac string) string { return Root + "/" + row + "/" + mac + "/#" }
 

@@ -176,3 +176,15 @@ func TestDisplayMAC(t *testing.T) {
 		}
 	}
 }
+
+func TestLEDFilter(t *testing.T) {
+	if LEDFilter != "rack/+/led" {
+		t.Fatalf("LEDFilter = %q", LEDFilter)
+	}
+	// Every LED command topic has the filter's shape: Root, one level, the LED leaf.
+	want := strings.Split(LEDFilter, "/")
+	got := strings.Split(LEDTopic("b827eb3f1a2c"), "/")
+	if len(got) != len(want) || got[0] != want[0] || got[2] != want[2] {
+		t.Fatalf("LEDTopic %v does not match LEDFilter %v", got, want)
+	}
+}

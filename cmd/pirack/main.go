@@ -35,6 +35,7 @@ func commands() []command {
 		{"demo", "run the control center with a simulated 24-Pi rack", runDemo},
 		{"blink", "make a Pi's LED blink so it can be found in the rack", runBlink},
 		{"user", "manage MQTT and dashboard users (add, list, remove)", runUser},
+		{"broker-config", "write an external broker's users and ACL from pirack's (mosquitto)", runBrokerConfig},
 		{"bench", "soak and reconnect benchmarks with simulated agents (not for production hosts)", runBench},
 		{"version", "print the version", runVersion},
 	}
@@ -60,7 +61,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 func usage(w io.Writer) {
 	fmt.Fprintln(w, "usage: pirack <command> [flags]\n\ncommands:")
 	for _, c := range commands() {
-		fmt.Fprintf(w, "  %-8s %s\n", c.name, c.summary)
+		fmt.Fprintf(w, "  %-13s %s\n", c.name, c.summary)
 	}
 	fmt.Fprintln(w, "\nRun 'pirack <command> -h' for a command's flags.")
 }
