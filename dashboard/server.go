@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/pirack/pirack/alerts"
+	"github.com/pirack/pirack/audit"
 	"github.com/pirack/pirack/auth"
 	"github.com/pirack/pirack/bus"
 	"github.com/pirack/pirack/layout"
@@ -121,9 +122,6 @@ func (c Config) withDefaults() Config {
 	if c.CommandTTL <= 0 {
 		c.CommandTTL = DefaultCommandTTL
 	}
-	if c.AuditMaxBytes == 0 {
-		c.AuditMaxBytes = DefaultAuditMaxBytes
-	}
 	return c
 }
 
@@ -148,7 +146,7 @@ type Server struct {
 	assign   assigner
 	sessions *sessions
 	limiter  *loginLimiter
-	audit    *auditLog
+	audit    auditor
 	tls      *tls.Config // nil: plain HTTP
 	pages    *template.Template
 	handler  http.Handler
@@ -190,7 +188,7 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("dashboard: %w", err)
 	}
-	audit, err := openAudit(cfg.AuditDir, auditOptions{maxBytes: cfg.AuditMaxBytes, keep: AuditKeep, now: cfg.Now}, cfg.Logger.With("component", "audit"))
+	alog, err := audit.Open(cfg.AuditDir, audit.Options{MaxBytes: cfg.AuditMaxBytes, Now: cfg.Now, Logger: cfg.Logger.With("component", "audit")})
 	if err != nil {
 		return nil, fmt.Errorf("dashboard: %w", err)
 	}
@@ -208,7 +206,7 @@ func New(cfg Config) (*Server, error) {
 		alerts:        newAlertState(cfg.Alerts),
 		sessions:      newSessions(cfg.Now),
 		limiter:       newLoginLimiter(cfg.Now),
-		audit:         audit,
+		audit:         alog,
 		tls:           tlsConfig,
 		pages:         pages,
 		heartbeat:     heartbeatInterval,
@@ -216,11 +214,11 @@ func New(cfg Config) (*Server, error) {
 		secureCookies: cfg.SecureCookies || tlsConfig != nil,
 	}
 	if s.handler, err = s.routes(); err != nil {
-		audit.Close()
+		alog.Close()
 		return nil, fmt.Errorf("dashboard: %w", err)
 	}
 	if err := cfg.Bus.Subscribe(topics.AllFilter, s.ingest); err != nil {
-		audit.Close()
+		alog.Close()
 		return nil, fmt.Errorf("dashboard: subscribe to %s: %w", topics.AllFilter, err)
 	}
 	return s, nil
