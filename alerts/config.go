@@ -11,6 +11,7 @@ import (
 	"sort"
 	"time"
 
+	"github.com/pirack/pirack/presence"
 	"github.com/pirack/pirack/topics"
 )
 
@@ -63,15 +64,11 @@ type ThresholdRule struct {
 	Clear     float64 `json:"clear"`
 }
 
-// StaleRule raises when a Pi that is not offline sends no metrics for Intervals of its
-// telemetry intervals.
+// StaleRule raises when a Pi that is not offline is stale: its condition is package presence's,
+// under Config.Presence, the same the dashboard's tiles show. Only its Base (severity, for,
+// clear_for, disabled) is the alert's own.
 type StaleRule struct {
 	Base
-	// Intervals is how many telemetry intervals may pass without metrics.
-	Intervals float64 `json:"intervals"`
-	// DefaultInterval is assumed until a Pi's interval is learned from the ts and seq of two
-	// consecutive samples.
-	DefaultInterval Duration `json:"default_interval"`
 }
 
 // ThrottledRule raises on the Pi firmware's throttling flags.
@@ -119,17 +116,19 @@ type Config struct {
 	TempHigh  ThresholdRule `json:"temp_high"` // CPU temperature, °C
 	Throttled ThrottledRule `json:"throttled"`
 	PowerBand PowerBandRule `json:"power_band"`
+	// Presence is when a Pi is stale, for the stale rule. It is not read from the alert
+	// config file: it is the one presence setting of the control center, and must be the one
+	// the dashboard is given (dashboard.Config.StaleAfter, pirack serve --stale-after), which
+	// the dashboard checks. The zero value is presence's default.
+	Presence presence.Rule `json:"-"`
 }
 
 // DefaultConfig returns the default rules. This is the one place defaults live; the package
 // doc's table shows the same values.
 func DefaultConfig() Config {
 	return Config{
-		Offline: Base{Severity: topics.SeverityCritical, For: Duration(30 * time.Second)},
-		Stale: StaleRule{
-			Base:      Base{Severity: topics.SeverityWarning},
-			Intervals: 3, DefaultInterval: Duration(5 * time.Second), // the agent's default interval
-		},
+		Offline:  Base{Severity: topics.SeverityCritical, For: Duration(30 * time.Second)},
+		Stale:    StaleRule{Base: Base{Severity: topics.SeverityWarning}},
 		LoadHigh: ThresholdRule{Base: Base{Severity: topics.SeverityWarning, For: Duration(5 * time.Minute)}, Threshold: 1, Clear: 0.9},
 		MemLow:   ThresholdRule{Base: Base{Severity: topics.SeverityWarning, For: Duration(time.Minute)}, Threshold: 10, Clear: 15},
 		DiskFull: ThresholdRule{Base: Base{Severity: topics.SeverityWarning, For: Duration(time.Minute)}, Threshold: 90, Clear: 85},
@@ -147,8 +146,12 @@ func DefaultConfig() Config {
 
 // ParseConfig reads a JSON config and overlays it on DefaultConfig, so a file names only what
 // it changes: {"temp_high": {"threshold": 75, "clear": 70}}. Unknown fields are errors, so a
-// misspelt rule or field is caught.
+// misspelt rule or field is caught; stale.intervals and stale.default_interval, read by
+// earlier versions, are refused with an error that says where the stale threshold is set now.
 func ParseConfig(b []byte) (Config, error) {
+	if err := checkRemovedStale(b); err != nil {
+		return Config{}, err
+	}
 	cfg := DefaultConfig()
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
@@ -162,6 +165,31 @@ func ParseConfig(b []byte) (Config, error) {
 		return Config{}, err
 	}
 	return cfg, nil
+}
+
+// errStaleMoved says where the stale threshold went.
+const errStaleMoved = "the stale threshold is no longer an alert setting: it is one setting for the tiles and the " +
+	"stale alert alike, pirack serve --stale-after (0, the default: 3 of the Pi's own telemetry intervals); remove it from the alert config"
+
+// checkRemovedStale refuses the stale settings earlier versions read from the file, by name.
+// Anything else wrong with the JSON is left to the decoder.
+func checkRemovedStale(b []byte) error {
+	var doc struct {
+		Stale map[string]json.RawMessage `json:"stale"`
+	}
+	if json.Unmarshal(b, &doc) != nil {
+		return nil
+	}
+	var errs []error
+	for _, k := range []string{"intervals", "default_interval"} {
+		if _, ok := doc.Stale[k]; ok {
+			errs = append(errs, fmt.Errorf("stale.%s: %s", k, errStaleMoved))
+		}
+	}
+	if len(errs) == 0 {
+		return nil
+	}
+	return fmt.Errorf("%w: %w", ErrInvalidConfig, errors.Join(errs...))
 }
 
 // LoadConfig reads and parses the JSON config file at path (see ParseConfig).
@@ -214,11 +242,8 @@ func (c Config) Validate() error {
 
 	base(RuleOffline, c.Offline)
 	base(RuleStale, c.Stale.Base)
-	if math.IsNaN(c.Stale.Intervals) || c.Stale.Intervals < 1 || c.Stale.Intervals > 1000 {
-		bad("stale.intervals %g: want 1 to 1000", c.Stale.Intervals)
-	}
-	if d := time.Duration(c.Stale.DefaultInterval); d < time.Second || d > maxInterval {
-		bad("stale.default_interval %v: want %v to %v", d, time.Second, maxInterval)
+	if err := c.Presence.Validate(); err != nil {
+		bad("presence: %v", err)
 	}
 	threshold(RuleLoadHigh, c.LoadHigh, 0, 1000, true, "load per CPU")
 	threshold(RuleMemLow, c.MemLow, 0, 100, false, "percent available")

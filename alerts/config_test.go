@@ -46,7 +46,7 @@ func TestConfigOverride(t *testing.T) {
 	want.Offline.For = Duration(time.Minute)
 	want.TempHigh = ThresholdRule{Base: Base{Severity: topics.SeverityWarning}, Threshold: 70, Clear: 65}
 	want.LoadHigh.Disabled = true
-	want.Stale.Intervals = 5
+	want.Stale.For = Duration(10 * time.Second)
 	want.PowerBand.Rows = map[string]PowerBand{"r1": {MinW: ptr(10.0), MaxW: ptr(18.0)}}
 	if !reflect.DeepEqual(cfg, want) {
 		t.Fatalf("got  %+v\nwant %+v", cfg, want)
@@ -85,8 +85,9 @@ func TestConfigInvalid(t *testing.T) {
 		{"clear below threshold for mem", `{"mem_low":{"threshold":10,"clear":5}}`, []string{"mem_low.clear 5: must not be below threshold 10"}},
 		{"percent out of range", `{"disk_full":{"threshold":100,"clear":95}}`, []string{"disk_full.threshold 100"}},
 		{"zero load", `{"load_high":{"threshold":0,"clear":0}}`, []string{"load_high.threshold 0", "load_high.clear 0"}},
-		{"stale intervals", `{"stale":{"intervals":0.5}}`, []string{"stale.intervals 0.5"}},
-		{"stale default interval", `{"stale":{"default_interval":"10ms"}}`, []string{"stale.default_interval 10ms"}},
+		{"stale intervals moved", `{"stale":{"intervals":5}}`, []string{"stale.intervals: the stale threshold is no longer an alert setting", "--stale-after"}},
+		{"stale default interval moved", `{"stale":{"intervals":5,"default_interval":"10s"}}`, []string{"stale.intervals:", "stale.default_interval:", "--stale-after"}},
+		{"presence is not a file setting", `{"presence":{"StaleAfter":1}}`, []string{`unknown field "presence"`}},
 		{"power window", `{"power_band":{"window":"10s","warm_up":"0s"}}`, []string{"power_band.window 10s"}},
 		{"power warm-up longer than window", `{"power_band":{"warm_up":"2h"}}`, []string{"power_band.warm_up 2h0m0s"}},
 		{"power margin", `{"power_band":{"margin_percent":0}}`, []string{"power_band.margin_percent 0"}},
@@ -110,6 +111,22 @@ func TestConfigInvalid(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+func TestConfigPresence(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.Presence.StaleAfter = -time.Second
+	if _, err := New(cfg); !errors.Is(err, ErrInvalidConfig) || !strings.Contains(err.Error(), "presence") {
+		t.Fatalf("New with a negative stale threshold = %v, want ErrInvalidConfig naming presence", err)
+	}
+	cfg.Presence.StaleAfter = time.Minute
+	e, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := e.Presence(); got != cfg.Presence {
+		t.Fatalf("Presence() = %+v, want %+v", got, cfg.Presence)
 	}
 }
 

@@ -11,7 +11,7 @@
 //
 //	rule        condition                                      for    clears when                              severity
 //	offline     the Pi's status is offline                     30s    it is online again                       critical
-//	stale       no metrics for 3 telemetry intervals (*)       0      a new sample arrives                     warning
+//	stale       the Pi is stale (package presence) (*)         0      a new sample arrives                     warning
 //	load_high   load_1 over 1.0 x cpu_count                    5m     load_1 under 0.9 x cpu_count             warning
 //	mem_low     memory available under 10 %                    1m     available over 15 %                      warning
 //	disk_full   root filesystem over 90 % used                 1m     under 85 % used                          warning
@@ -20,9 +20,12 @@
 //	            newly seen in throttled_since_boot (**)
 //	power_band  the row's watts outside its band (***)         2m     back inside the band by 0.5 W            warning
 //
-// (*) The interval is learned from the ts and seq of consecutive samples, as the dashboard
-// learns it, and is 5 s until then. The clock starts at the last new sample or the last
-// online birth, whichever is later; a Pi never heard from is never stale.
+// (*) The condition is package presence's, under Config.Presence: the one the dashboard's
+// tiles show stale with, so a tile and its alert never disagree (the rule's "for" may still
+// delay the alert). By default a Pi is stale after 3 of its telemetry intervals, learned from
+// the ts and seq of consecutive samples and 5 s until then; Config.Presence.StaleAfter fixes
+// it instead. The clock starts at the last new sample or the last online birth, whichever is
+// later; a Pi never heard from is never stale. Config.Presence is not read from the JSON file.
 //
 // (**) under_voltage in throttled_since_boot stays set until the Pi reboots. It raises the
 // alert once per boot, at once (the dip is already over, so "for" does not apply), and the
@@ -45,7 +48,8 @@
 // offline") and its other rules are suspended, metrics included, until it is online again:
 // a Pi that is off shows one alert, offline, not offline plus stale plus whatever its last
 // sample said. A stale Pi keeps its other alerts: they describe its last known state.
-// An offline from another session than the Pi's last birth is a late Will and is ignored.
+// A status older than the one held (an offline of another session than the Pi's last birth,
+// a late Will; an earlier status of the same session) is ignored, as on the tiles.
 //
 // # Transitions
 //

@@ -6,6 +6,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/pirack/pirack/presence"
 	"github.com/pirack/pirack/topics"
 )
 
@@ -49,13 +50,6 @@ func ruleByName(name string) (ruleID, bool) {
 	return ruleID(i), i >= 0
 }
 
-// Learned telemetry intervals are clamped like the dashboard's, so a Pi with a broken clock
-// can neither make itself stale at once nor never.
-const (
-	minInterval = time.Second
-	maxInterval = 10 * time.Minute
-)
-
 // Engine evaluates the alert rules. It is fed observations and returns the alert transitions
 // they cause, each a topics.Alert to publish retained on
 // topics.AlertTopic(a.Row, a.MAC, a.Rule) and to show. It starts no goroutine and does no I/O;
@@ -88,15 +82,10 @@ type ruleState struct {
 type node struct {
 	mac, row, hostname string
 
-	offline   bool      // the last status applied said offline
-	offlineAt time.Time // when it did
-	session   string    // Session of the last online birth
-
-	birthAt, metricsAt time.Time // when the last birth and the last new metrics arrived
-	haveMetrics        bool
-	lastSeq            uint64
-	lastTS             time.Time
-	interval           time.Duration // learned; 0 until two samples were seen
+	// p decides presence (offline, stale) exactly as the dashboard's tiles do.
+	p         presence.Tracker
+	offlineAt time.Time // when the Pi last went offline, for the message of a clear
+	backAt    time.Time // when it was last back online since the engine started; zero if never
 
 	haveUptime bool
 	lastUptime uint64
@@ -113,6 +102,10 @@ func New(cfg Config) (*Engine, error) {
 	cfg.PowerBand.Rows = cloneRows(cfg.PowerBand.Rows)
 	return &Engine{cfg: cfg, nodes: make(map[string]*node), rows: make(map[string]*powerRow)}, nil
 }
+
+// Presence returns the presence rule the stale rule is evaluated with (Config.Presence), so
+// that whoever shows presence beside the alerts can check it uses the same.
+func (e *Engine) Presence() presence.Rule { return e.cfg.Presence }
 
 func cloneRows(m map[string]PowerBand) map[string]PowerBand {
 	out := make(map[string]PowerBand, len(m))
@@ -156,11 +149,11 @@ func (n *node) clearAll(now time.Time, why string, out *[]topics.Alert, keep rul
 	}
 }
 
-// ObserveStatus applies a Pi's status. Offline clears the Pi's other alerts at once and
-// suspends its other rules until it is back online; the offline alert itself is raised once
-// the Pi has been offline for the rule's "for" (by ObserveStatus or a later Tick). An offline
-// from another session than the last online birth's is a late Will of an earlier connection
-// and is ignored.
+// ObserveStatus applies a Pi's status, as package presence orders it: a status older than
+// the one held (an offline of another session than the current one, a late Will; or an
+// earlier status of the current session) is ignored. Offline clears the Pi's other alerts at
+// once and suspends its other rules until it is back online; the offline alert itself is
+// raised once the Pi has been offline for the rule's "for" (by ObserveStatus or a later Tick).
 func (e *Engine) ObserveStatus(mac, row string, s topics.Status, now time.Time) []topics.Alert {
 	if !validIDs(mac, row) {
 		return nil
@@ -169,35 +162,33 @@ func (e *Engine) ObserveStatus(mac, row string, s topics.Status, now time.Time) 
 	defer e.mu.Unlock()
 	var out []topics.Alert
 	n := e.node(mac, row, now, &out)
+	applied, changed := n.p.Status(s, now)
+	if !applied {
+		return out
+	}
 	switch s.State {
 	case topics.StateOffline:
-		if s.Session != "" && n.session != "" && s.Session != n.session {
-			return out
-		}
-		if !n.offline {
-			n.offline, n.offlineAt = true, now
+		if changed {
+			n.offlineAt = now
 			n.clearAll(now, "not checked while the Pi is offline", &out, ruleOffline, true)
 		}
 	case topics.StateOnline:
 		for id := range n.rules {
 			n.rules[id].restored = false // back: from now on like any other alert
 		}
-		n.session = s.Session
 		if s.Hostname != "" {
 			n.hostname = s.Hostname
 		}
-		n.birthAt = now
-		n.offline = false
-	default:
-		return out
+		n.backAt = now
 	}
 	e.evalOffline(n, now, &out)
 	e.evalStale(n, now, &out)
 	return out
 }
 
-// ObserveMetrics applies a Pi's metrics sample. Metrics of a Pi that is offline (a retained
-// sample replayed) and a copy of the last sample (same seq and ts) change nothing.
+// ObserveMetrics applies a Pi's metrics sample. A copy of the last sample (same seq and ts)
+// changes nothing. Metrics of a Pi that is offline (a retained sample replayed) only teach
+// presence the Pi's interval, as they do the dashboard; no rule is evaluated on them.
 func (e *Engine) ObserveMetrics(mac, row string, m topics.Metrics, now time.Time) []topics.Alert {
 	if !validIDs(mac, row) {
 		return nil
@@ -206,20 +197,9 @@ func (e *Engine) ObserveMetrics(mac, row string, m topics.Metrics, now time.Time
 	defer e.mu.Unlock()
 	var out []topics.Alert
 	n := e.node(mac, row, now, &out)
-	if n.offline {
+	if !n.p.Metrics(m, now) || n.p.Offline() {
 		return out
 	}
-	if n.haveMetrics {
-		if m.Seq == n.lastSeq && m.TS.Equal(n.lastTS) {
-			return out
-		}
-		// The interval is learned as the dashboard learns it, so tile and alert agree.
-		if m.Seq > n.lastSeq && m.Seq-n.lastSeq <= 1<<20 && m.TS.After(n.lastTS) {
-			iv := m.TS.Sub(n.lastTS) / time.Duration(m.Seq-n.lastSeq)
-			n.interval = min(max(iv, minInterval), maxInterval)
-		}
-	}
-	n.haveMetrics, n.lastSeq, n.lastTS, n.metricsAt = true, m.Seq, m.TS, now
 
 	e.evalStale(n, now, &out)
 	for _, r := range []struct {
@@ -300,7 +280,7 @@ func (e *Engine) Restore(a topics.Alert, now time.Time) []topics.Alert {
 			return []topics.Alert{cleared(a, now, "moved to row "+n.row, nil, nil)}
 		}
 		st = &n.rules[id]
-		restored = n.birthAt.IsZero() // not yet back online since the restart
+		restored = n.backAt.IsZero() // not yet back online since the restart
 	}
 	if st.active == nil {
 		st.active = &a
@@ -359,7 +339,7 @@ func (e *Engine) Active() []topics.Alert {
 }
 
 func (e *Engine) evalOffline(n *node, now time.Time, out *[]topics.Alert) {
-	if !n.offline {
+	if !n.p.Offline() {
 		down := n.offlineAt
 		e.step(n, ruleOffline, reading{level: levelClear, clear: func(time.Duration) string {
 			if down.IsZero() {
@@ -374,30 +354,29 @@ func (e *Engine) evalOffline(n *node, now time.Time, out *[]topics.Alert) {
 	}}, now, out)
 }
 
+// evalStale steps the stale rule on presence's condition, the one the dashboard's tiles show:
+// Tracker.IsStale under Config.Presence.
 func (e *Engine) evalStale(n *node, now time.Time, out *[]topics.Alert) {
-	if n.offline {
-		return // offline says more; the rule's state was reset when the Pi went offline
+	at, ok := n.p.StaleAt(e.cfg.Presence)
+	if !ok {
+		return // offline says more (the rule's state was reset then), or never heard from
 	}
-	ref := n.metricsAt
-	if n.birthAt.After(ref) {
-		ref = n.birthAt
-	}
-	if ref.IsZero() {
-		return // never heard from: nothing to be late with
-	}
-	iv := cmp.Or(n.interval, time.Duration(e.cfg.Stale.DefaultInterval))
-	window := time.Duration(e.cfg.Stale.Intervals * float64(iv))
-	silent := now.Sub(ref)
+	iv := n.p.Interval()
+	window := e.cfg.Presence.Threshold(iv)
+	silent := now.Sub(n.p.Heard())
 	rd := reading{
 		value: ptr(round(silent.Seconds(), 1)), raiseAt: ptr(window.Seconds()), clearAt: ptr(window.Seconds()),
 		unit: topics.UnitSeconds,
 		raise: func(time.Duration) string {
-			return "no metrics for " + human(silent) + ", over " + num(e.cfg.Stale.Intervals) + " intervals of " + human(iv)
+			if e.cfg.Presence.StaleAfter > 0 {
+				return "no metrics for " + human(silent) + ", over the limit of " + human(window)
+			}
+			return "no metrics for " + human(silent) + ", over " + num(presence.StaleIntervals) + " intervals of " + human(cmp.Or(iv, presence.DefaultInterval))
 		},
 		clear: func(time.Duration) string { return "metrics arriving again" },
 	}
-	if silent >= window {
-		rd.level, rd.onset = levelFiring, ref.Add(window)
+	if n.p.IsStale(e.cfg.Presence, now) {
+		rd.level, rd.onset = levelFiring, at
 	} else {
 		rd.level = levelClear
 	}

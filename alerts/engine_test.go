@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pirack/pirack/presence"
 	"github.com/pirack/pirack/topics"
 )
 
@@ -378,6 +379,26 @@ func TestStale(t *testing.T) {
 		}
 		if out := h.metrics(nil); summary(out) != "stale:cleared" || out[0].Message != "metrics arriving again" {
 			t.Fatalf("a new sample gave %+v", out)
+		}
+	})
+	t.Run("fixed threshold from the presence rule", func(t *testing.T) {
+		cfg := DefaultConfig()
+		cfg.Presence = presence.Rule{StaleAfter: 45 * time.Second}
+		h := newHarness(t, cfg)
+		h.status(topics.StateOnline, "s1")
+		for i := range 3 {
+			h.at(time.Duration(i) * 10 * time.Second) // learned 10 s: ignored, the rule is fixed
+			h.metrics(nil)
+		}
+		last := t0.Add(20 * time.Second)
+		h.now = last.Add(44 * time.Second)
+		if out := h.tick(); len(out) != 0 {
+			t.Fatalf("stale before 45 s: %+v", out)
+		}
+		h.now = last.Add(45 * time.Second)
+		out := h.tick()
+		if summary(out) != "stale:raised" || *out[0].Threshold != 45 || out[0].Message != "no metrics for 45 s, over the limit of 45 s" {
+			t.Fatalf("got %+v", out)
 		}
 	})
 	t.Run("default interval until learned", func(t *testing.T) {

@@ -29,11 +29,13 @@ func (l *eventLog) AddEvent(e history.Event) {
 	l.events = append(l.events, e)
 	l.mu.Unlock()
 }
-func (l *eventLog) Events(string, time.Time, int) ([]history.Event, error) { return nil, nil }
-func (l *eventLog) Series(string, string, time.Time, time.Time, int) ([]history.Point, error) {
+func (l *eventLog) Events(context.Context, string, time.Time, int) ([]history.Event, error) {
 	return nil, nil
 }
-func (l *eventLog) PowerSeries(string, string, time.Time, time.Time, int) ([]history.Point, error) {
+func (l *eventLog) Series(context.Context, string, string, time.Time, time.Time, int) ([]history.Point, error) {
+	return nil, nil
+}
+func (l *eventLog) PowerSeries(context.Context, string, string, time.Time, time.Time, int) ([]history.Point, error) {
 	return nil, nil
 }
 

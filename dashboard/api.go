@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/pirack/pirack/audit"
 	"github.com/pirack/pirack/auth"
 	"github.com/pirack/pirack/bus"
 	"github.com/pirack/pirack/history"
@@ -115,11 +116,11 @@ func (s *Server) requireAPI(admin bool, action string, h http.HandlerFunc) http.
 // writes it. A non-nil error means it is not durable: the action must not be carried out.
 func (s *Server) record(r *http.Request, e AuditEntry) error {
 	if e.ID == "" {
-		e.ID = newAuditID()
+		e.ID = audit.NewID()
 	}
 	e.Time = s.cfg.Now().UTC()
 	e.Remote = remoteIP(r)
-	err := s.audit.record(e)
+	err := s.audit.Append(e)
 	if err != nil {
 		s.stats.auditErrors.Add(1)
 	}
@@ -129,7 +130,7 @@ func (s *Server) record(r *http.Request, e AuditEntry) error {
 // commandEntry is the audit entry of a command by the request's principal.
 func commandEntry(r *http.Request, action, mac string, params map[string]any) AuditEntry {
 	p := principalFrom(r.Context())
-	return AuditEntry{ID: newAuditID(), Action: action, Outcome: AuditAllowed, User: p.name, Role: string(p.role), Via: p.via, MAC: mac, Params: params}
+	return AuditEntry{ID: audit.NewID(), Action: action, Outcome: AuditAllowed, User: p.name, Role: string(p.role), Via: p.via, MAC: mac, Params: params}
 }
 
 // auditUnavailable is the answer to a command that could not be audited, and so was not run.
@@ -279,11 +280,11 @@ func (s *Server) handleAudit(w http.ResponseWriter, r *http.Request) {
 		}
 		limit = n
 	}
-	if s.audit.path == "" {
+	if s.audit.Path() == "" {
 		writeError(w, http.StatusNotFound, "no audit file: the Control Center runs without an audit directory, so audit entries are in its log only")
 		return
 	}
-	entries, err := s.audit.tail(limit)
+	entries, err := s.audit.Tail(limit)
 	if err != nil {
 		s.log.Error("read audit log", "err", err)
 		writeError(w, http.StatusServiceUnavailable, "could not read the audit log; see the server log")

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -166,93 +165,45 @@ func TestAuditLogOnly(t *testing.T) {
 	}
 }
 
-// failingSink fails like a full disk: every write after writing half of it, or, with
-// failSync, every sync after a whole write (the data never reached the disk).
-type failingSink struct {
-	failSync    bool
-	truncatedTo []int64
-}
+// failingAuditor is an audit log whose every Append fails, like one on a full disk; it reads
+// from the real log it replaces.
+type failingAuditor struct{ auditor }
 
-func (s *failingSink) Write(p []byte) (int, error) {
-	if s.failSync {
-		return len(p), nil
-	}
-	return len(p) / 2, syscall.ENOSPC
-}
-
-func (s *failingSink) Sync() error {
-	if s.failSync {
-		return syscall.EIO
-	}
-	return nil
-}
-
-func (s *failingSink) Close() error           { return nil }
-func (s *failingSink) Truncate(n int64) error { s.truncatedTo = append(s.truncatedTo, n); return nil }
+func (failingAuditor) Append(AuditEntry) error { return syscall.ENOSPC }
 
 // TestAuditFailureRefusesCommands: a command that cannot be audited is not carried out, and
-// says why; logging out still works.
+// says why; logging out still works. (How the log itself fails, and cleans up after a partial
+// write, is package audit's test.)
 func TestAuditFailureRefusesCommands(t *testing.T) {
-	sinks := map[string]func(t *testing.T) auditSink{
-		"fake ENOSPC":       func(t *testing.T) auditSink { return &failingSink{} },
-		"fake sync failure": func(t *testing.T) auditSink { return &failingSink{failSync: true} },
-		"/dev/full": func(t *testing.T) auditSink {
-			f, err := os.OpenFile("/dev/full", os.O_WRONLY, 0)
-			if err != nil {
-				t.Skipf("no /dev/full: %v", err)
-			}
-			return f
-		},
-	}
-	for name, sink := range sinks {
-		t.Run(name, func(t *testing.T) {
-			f, dir, logs := auditFixture(t)
-			c := f.login(t, "admin", "admin-pw")
-			before := readAudit(t, dir)
-			good := f.srv.audit.sink
-			f.srv.audit.sink = sink(t)
-			t.Cleanup(func() { good.Close() })
-			published := len(f.bus.Published())
+	f, dir, _ := auditFixture(t)
+	c := f.login(t, "admin", "admin-pw")
+	before := readAudit(t, dir)
+	f.srv.audit = failingAuditor{f.srv.audit}
+	published := len(f.bus.Published())
 
-			w := f.do(t, "POST", "/api/nodes/"+macA+"/blink", "", withCookie(c))
-			if w.Code != http.StatusServiceUnavailable || !strings.Contains(jsonError(t, w), "audit log") {
-				t.Errorf("blink: %d %s, want 503 naming the audit log", w.Code, w.Body)
-			}
-			if len(f.bus.Published()) != published {
-				t.Error("an unaudited LED command was published")
-			}
-			w = f.do(t, "POST", "/api/nodes/"+macA+"/clear", "", withCookie(c))
-			if w.Code != http.StatusServiceUnavailable || !only(t, f.srv.Nodes()).Selected {
-				t.Errorf("clear: %d, selected %v; want 503 and the selection kept", w.Code, only(t, f.srv.Nodes()).Selected)
-			}
-			w = f.postLogin(t, "viewer", "viewer-pw")
-			if w.Code != http.StatusServiceUnavailable || len(w.Result().Cookies()) != 0 {
-				t.Errorf("login: %d with cookies %v; want 503 and no session", w.Code, w.Result().Cookies())
-			}
-			if w := f.do(t, "POST", "/logout", "", withCookie(c)); w.Code != http.StatusSeeOther {
-				t.Errorf("logout: %d, want 303", w.Code)
-			}
-			if got := f.srv.Stats().AuditErrors; got != 4 {
-				t.Errorf("AuditErrors = %d, want 4", got)
-			}
-			if !strings.Contains(logs.String(), "audit log write failed") {
-				t.Errorf("no error logged:\n%s", logs)
-			}
-			if fs, ok := f.srv.audit.sink.(*failingSink); ok {
-				size := f.srv.audit.size
-				if len(fs.truncatedTo) != 4 {
-					t.Errorf("partial entries cut %d times, want 4", len(fs.truncatedTo))
-				}
-				for _, n := range fs.truncatedTo {
-					if n != size {
-						t.Errorf("partial entry cut back to %d, want %d", n, size)
-					}
-				}
-			}
-			if after := readAudit(t, dir); len(after) != len(before) {
-				t.Errorf("audit file changed: %d entries, had %d", len(after), len(before))
-			}
-		})
+	w := f.do(t, "POST", "/api/nodes/"+macA+"/blink", "", withCookie(c))
+	if w.Code != http.StatusServiceUnavailable || !strings.Contains(jsonError(t, w), "audit log") {
+		t.Errorf("blink: %d %s, want 503 naming the audit log", w.Code, w.Body)
+	}
+	if len(f.bus.Published()) != published {
+		t.Error("an unaudited LED command was published")
+	}
+	w = f.do(t, "POST", "/api/nodes/"+macA+"/clear", "", withCookie(c))
+	if w.Code != http.StatusServiceUnavailable || !only(t, f.srv.Nodes()).Selected {
+		t.Errorf("clear: %d, selected %v; want 503 and the selection kept", w.Code, only(t, f.srv.Nodes()).Selected)
+	}
+	w = f.postLogin(t, "viewer", "viewer-pw")
+	if w.Code != http.StatusServiceUnavailable || len(w.Result().Cookies()) != 0 {
+		t.Errorf("login: %d with cookies %v; want 503 and no session", w.Code, w.Result().Cookies())
+	}
+	if w := f.do(t, "POST", "/logout", "", withCookie(c)); w.Code != http.StatusSeeOther {
+		t.Errorf("logout: %d, want 303", w.Code)
+	}
+	if got := f.srv.Stats().AuditErrors; got != 4 {
+		t.Errorf("AuditErrors = %d, want 4", got)
+	}
+	if after := readAudit(t, dir); len(after) != len(before) {
+		t.Errorf("audit file changed: %d entries, had %d", len(after), len(before))
 	}
 }
 
@@ -282,36 +233,32 @@ func TestAuditClosed(t *testing.T) {
 	if w := f.do(t, "POST", "/api/nodes/"+macA+"/clear", "", basic("admin", "admin-pw")); w.Code != http.StatusServiceUnavailable {
 		t.Errorf("command after Close: %d, want 503", w.Code)
 	}
-	if err := f.srv.audit.append([]byte("x\n")); !errors.Is(err, errAuditClosed) {
-		t.Errorf("append after close: %v", err)
-	}
 }
 
-func TestLastLines(t *testing.T) {
-	var file bytes.Buffer
-	var all []string
-	for i := range 3000 { // about 150 KiB: several 64 KiB chunks
-		line := fmt.Sprintf(`{"n":%d,"pad":"%s"}`, i, strings.Repeat("x", i%40))
-		all = append(all, line)
-		file.WriteString(line + "\n")
+// TestAuditAPIAfterRotation: GET /api/audit reads through rotated files.
+func TestAuditAPIAfterRotation(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "audit")
+	f := newFixture(t, func(c *Config) {
+		c.AuditDir = dir
+		c.AuditMaxBytes = 1 // every entry in a file of its own
+	})
+	t.Cleanup(func() { f.srv.Close() })
+	f.publish(t, topics.StatusTopic(rowA, macA), online("pi-a", "s"))
+	f.publish(t, topics.ButtonTopic(rowA, macA), press(1))
+	for range 3 {
+		f.do(t, "POST", "/api/nodes/"+macA+"/clear", "", basic("admin", "admin-pw"))
 	}
-	r := bytes.NewReader(file.Bytes())
-	for _, n := range []int{1, 2, 999, 1000, 3000, 5000} {
-		got, err := lastLines(r, int64(file.Len()), n)
-		if err != nil {
-			t.Fatal(err)
-		}
-		want := all[max(len(all)-n, 0):]
-		if len(got) != len(want) {
-			t.Fatalf("n=%d: %d lines, want %d", n, len(got), len(want))
-		}
-		for i := range want {
-			if string(got[i]) != want[i] {
-				t.Fatalf("n=%d: line %d = %q, want %q", n, i, got[i], want[i])
-			}
-		}
+	f.do(t, "POST", "/api/nodes/"+macA+"/blink", "", basic("admin", "admin-pw"))
+	if _, err := os.Stat(filepath.Join(dir, AuditFile+".3")); err != nil {
+		t.Fatalf("not rotated: %v (files %v)", err, dir)
 	}
-	if got, err := lastLines(bytes.NewReader(nil), 0, 10); err != nil || len(got) != 0 {
-		t.Errorf("empty file: %q, %v", got, err)
+
+	w := f.do(t, "GET", "/api/audit?limit=2", "", basic("admin", "admin-pw"))
+	var entries []AuditEntry
+	if err := json.Unmarshal(w.Body.Bytes(), &entries); err != nil || w.Code != http.StatusOK {
+		t.Fatalf("GET /api/audit: %d %s (%v)", w.Code, w.Body, err)
+	}
+	if len(entries) != 2 || entries[0].Action != AuditClear || entries[1].Action != AuditBlink {
+		t.Errorf("limit=2: %+v, want the last clear then the blink", entries)
 	}
 }

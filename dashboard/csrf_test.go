@@ -37,7 +37,7 @@ func TestEveryStateChangingRouteRefusesCrossOrigin(t *testing.T) {
 	f.publish(t, topics.StatusTopic(rowA, macA), online("pi-a", "s"))
 	f.publish(t, topics.ButtonTopic(rowA, macA), press(1))
 	c := f.login(t, "admin", "admin-pw")
-	auditBefore, _ := f.srv.audit.tail(maxAuditLimit)
+	auditBefore, _ := f.srv.audit.Tail(maxAuditLimit)
 	published := len(f.bus.Published())
 
 	unsafe := []string{http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete}
@@ -79,7 +79,7 @@ func TestEveryStateChangingRouteRefusesCrossOrigin(t *testing.T) {
 	if !only(t, f.srv.Nodes()).Selected {
 		t.Error("a cross-origin clear cleared the selection")
 	}
-	if after, _ := f.srv.audit.tail(maxAuditLimit); len(after) != len(auditBefore) {
+	if after, _ := f.srv.audit.Tail(maxAuditLimit); len(after) != len(auditBefore) {
 		t.Errorf("cross-origin requests reached handlers: %d audit entries, had %d", len(after), len(auditBefore))
 	}
 	// The session survived the cross-origin logout.

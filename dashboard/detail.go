@@ -1,6 +1,7 @@
 package dashboard
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"strconv"
@@ -83,18 +84,18 @@ func (s *Server) handleSeries(w http.ResponseWriter, r *http.Request) {
 	var err error
 	switch metric {
 	case ChartMemUsed:
-		pts, err = usedPercent(h, mac, history.MetricMemAvailable, history.MetricMemTotal, from, to)
+		pts, err = usedPercent(r.Context(), h, mac, history.MetricMemAvailable, history.MetricMemTotal, from, to)
 	case ChartDiskUsed:
-		pts, err = usedPercent(h, mac, history.MetricDiskFree, history.MetricDiskTotal, from, to)
+		pts, err = usedPercent(r.Context(), h, mac, history.MetricDiskFree, history.MetricDiskTotal, from, to)
 	case ChartRowWatts:
 		n, known := s.rack.node(mac)
 		if !known {
 			writeError(w, http.StatusNotFound, fmt.Sprintf("the row of %s is not known until it reports", mac))
 			return
 		}
-		pts, err = h.PowerSeries(n.Row, history.MetricWatts, from, to, chartPoints)
+		pts, err = h.PowerSeries(r.Context(), n.Row, history.MetricWatts, from, to, chartPoints)
 	default:
-		pts, err = h.Series(mac, metric, from, to, chartPoints)
+		pts, err = h.Series(r.Context(), mac, metric, from, to, chartPoints)
 	}
 	if err != nil {
 		s.log.Error("read history", "mac", mac, "metric", metric, "err", err)
@@ -110,12 +111,12 @@ func (s *Server) handleSeries(w http.ResponseWriter, r *http.Request) {
 // usedPercent derives "percent in use" from a free series and a total series: both are read
 // over the same range and width, so their buckets line up. The min of the result comes from
 // the max free and the max from the min free; the total barely moves within a bucket.
-func usedPercent(h History, mac, free, total string, from, to time.Time) ([]history.Point, error) {
-	fs, err := h.Series(mac, free, from, to, chartPoints)
+func usedPercent(ctx context.Context, h HistoryReader, mac, free, total string, from, to time.Time) ([]history.Point, error) {
+	fs, err := h.Series(ctx, mac, free, from, to, chartPoints)
 	if err != nil {
 		return nil, err
 	}
-	ts, err := h.Series(mac, total, from, to, chartPoints)
+	ts, err := h.Series(ctx, mac, total, from, to, chartPoints)
 	if err != nil {
 		return nil, err
 	}
@@ -155,7 +156,7 @@ func (s *Server) handleNodeEvents(w http.ResponseWriter, r *http.Request) {
 		}
 		limit = n
 	}
-	evs, err := s.cfg.History.Events(mac, time.Time{}, limit)
+	evs, err := s.cfg.History.Events(r.Context(), mac, time.Time{}, limit)
 	if err != nil {
 		s.log.Error("read event log", "mac", mac, "err", err)
 		writeError(w, http.StatusServiceUnavailable, "could not read the event log; see the server log")

@@ -4,13 +4,15 @@
 //
 // The pieces are kept apart so each can grow on its own:
 //
-//   - rack.go    the state model (nodes, presence, staleness, metrics, selection, press
-//     dedupe, LED state, row power); no HTTP, no MQTT. Staleness is derived from the clock on every read; Serve's
-//     loop only pushes the changes to live clients.
+//   - rack.go    the state model (nodes, metrics, selection, press dedupe, LED state, row
+//     power); no HTTP, no MQTT. Presence and staleness are package presence's, with the rule
+//     the alert engine is given too, derived from the clock on every read; Run's loop only
+//     pushes the changes to live clients.
 //   - ingest.go  the Bus subscriber that decodes payloads into the state model. It runs inside
 //     the broker's publish path, so it never blocks and never trusts its input; what it drops
 //     is logged and counted by reason.
-//   - record.go  what ingestion hands on: events and samples to Config.History (non-blocking),
+//   - record.go  what ingestion hands on: events and samples to Config.History (HistoryWriter:
+//     non-blocking; pages read through HistoryReader, with their request's context),
 //     observations to Config.Alerts, whose transitions are shown at once and published by a
 //     goroutine of Serve, never from ingestion (the embedded broker delivers inline, so a
 //     Publish there would re-enter it).
@@ -22,8 +24,8 @@
 //     one-hour sparklines, read from Config.History.
 //   - hub.go     the SSE fan-out: per-client bounded, coalescing queues; slow clients are dropped.
 //   - session.go login sessions and the failed-login limiter.
-//   - audit.go   the audit log: every login, logout and command, written (and synced) before
-//     the command is carried out.
+//   - audit.go   the dashboard's use of package audit: every login, logout and command is
+//     written (and synced) before the command is carried out; its actions and outcomes.
 //   - tls.go     HTTPS: certificate loading and the key-file permission check.
 //   - server.go, api.go, web.go  HTTP: routes, middleware, JSON API, HTML pages.
 //

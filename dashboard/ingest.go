@@ -323,7 +323,7 @@ func (s *Server) Stats() Stats {
 		SSEClients:         clients,
 		SSEDropped:         dropped,
 		AuditErrors:        s.stats.auditErrors.Load(),
-		AuditRotateErrors:  s.audit.rotateFailures(),
+		AuditRotateErrors:  s.audit.RotateFailures(),
 	}
 	out.AlertsDropped, out.AlertPublishErrors = s.alerts.counts()
 	return out

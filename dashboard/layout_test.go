@@ -208,7 +208,7 @@ func TestReplacementInheritsHistory(t *testing.T) {
 	f.post(t, "/api/rows/"+rowA+"/slots/1", `{"mac":"`+old+`","name":"db"}`, http.StatusOK)
 	f.publish(t, topics.StatusTopic(rowA, old), offline("s1"))
 	flush(t, st)
-	before, err := st.Series(old, history.MetricLoad1, t0.Add(-time.Hour), f.clock.Now().Add(time.Hour), 100)
+	before, err := st.Series(t.Context(), old, history.MetricLoad1, t0.Add(-time.Hour), f.clock.Now().Add(time.Hour), 100)
 	if err != nil || len(before) == 0 {
 		t.Fatalf("the old board's load history: %d points, %v", len(before), err)
 	}
@@ -227,7 +227,7 @@ func TestReplacementInheritsHistory(t *testing.T) {
 
 	f.post(t, "/api/rows/"+rowA+"/slots/1/previous", `{"inherit": true}`, http.StatusOK)
 	flush(t, st)
-	pts, err := st.Series(repl, history.MetricLoad1, t0.Add(-time.Hour), f.clock.Now().Add(time.Hour), 100)
+	pts, err := st.Series(t.Context(), repl, history.MetricLoad1, t0.Add(-time.Hour), f.clock.Now().Add(time.Hour), 100)
 	if err != nil || len(pts) != len(before) || !pts[0].T.Equal(before[0].T) {
 		t.Fatalf("the replacement's load history: %+v, %v; want the old board's %+v", pts, err, before)
 	}
@@ -237,7 +237,7 @@ func TestReplacementInheritsHistory(t *testing.T) {
 	if n := getJSON[Node](t, f, "/api/nodes/"+repl, http.StatusOK); n.Previous != "" || n.SlotName != "db" {
 		t.Errorf("after the handover: %+v, want no open question and the slot's name kept", n)
 	}
-	evs, err := st.Events(repl, time.Time{}, 100)
+	evs, err := st.Events(t.Context(), repl, time.Time{}, 100)
 	if err != nil {
 		t.Fatal(err)
 	}

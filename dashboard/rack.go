@@ -6,17 +6,18 @@ import (
 	"sync"
 	"time"
 
+	"github.com/pirack/pirack/presence"
 	"github.com/pirack/pirack/topics"
 )
 
-// Presence states of a Node. StateUnknown is a Pi seen through telemetry before any status.
-// StateStale is a Pi that is not known to be offline but whose telemetry stopped: see
-// Config.StaleAfter.
+// Presence states of a Node, as package presence decides them. StateUnknown is a Pi seen
+// through telemetry before any status. StateStale is a Pi that is not known to be offline but
+// whose telemetry stopped: see Config.StaleAfter.
 const (
-	StateOnline  = topics.StateOnline
-	StateOffline = topics.StateOffline
-	StateUnknown = "unknown"
-	StateStale   = "stale"
+	StateOnline  = presence.Online
+	StateOffline = presence.Offline
+	StateUnknown = presence.Unknown
+	StateStale   = presence.Stale
 )
 
 // Node is the Control Center's view of one Pi. Values returned by Server.Nodes and the API are
@@ -105,19 +106,9 @@ type Row struct {
 // Online reports whether the Pi's agent is connected and its telemetry is current.
 func (n Node) Online() bool { return n.State == StateOnline }
 
-// Staleness. A Pi whose state is not offline becomes stale when nothing has refreshed it for
-// staleIntervals telemetry intervals: its last metrics, or its last birth when that is newer (a
-// Pi that just connected gets the same grace to send its first sample).
-const (
-	staleIntervals = 3
-	// DefaultTelemetryInterval is assumed until a Pi's interval is learned; it is the agent's
-	// default.
-	DefaultTelemetryInterval = 5 * time.Second
-	// Learned intervals are clamped, so a Pi with a broken clock can neither make itself stale
-	// at once nor never.
-	minInterval = time.Second
-	maxInterval = 10 * time.Minute
-)
+// DefaultTelemetryInterval is assumed until a Pi's interval is learned (see package
+// presence, which decides staleness); it is the agent's default.
+const DefaultTelemetryInterval = presence.DefaultInterval
 
 // pressMemory is how many recent presses are remembered per node to recognise redeliveries.
 // QoS 1 redelivers what was in flight when a connection died, which may be a whole buffer
@@ -148,14 +139,12 @@ const (
 	statusOutOfOrder              // older than what is shown: ignored
 )
 
-// entry is a node plus what the state model needs but does not show. node.State holds the
-// presence (online, offline, unknown); stale is derived from the clock by rack.view.
+// entry is a node plus what the state model needs but does not show. Its presence (online,
+// offline, unknown, stale) is p's: rack.view writes it into node.State and node.Since, which
+// otherwise hold the state and time the entry was created with.
 type entry struct {
-	node     Node
-	session  string    // Session of the current online status, "" if unknown
-	statusTS time.Time // TS of the last applied status of session, zero if it had none
-	birthAt  time.Time // when the last online birth arrived
-	interval time.Duration
+	node Node
+	p    presence.Tracker
 
 	presses []pressID // ring of at most pressMemory
 	next    int       // ring index of the next press to record once full
@@ -185,8 +174,8 @@ func (e *entry) recordPress(id pressID) {
 // report whether anything changed, so that callers know when to notify; it knows nothing of
 // payload bytes or HTTP. It is safe for concurrent use.
 type rack struct {
-	now        func() time.Time
-	staleAfter time.Duration // fixed threshold; 0 means staleIntervals x the learned interval
+	now  func() time.Time
+	rule presence.Rule // the same rule the alert engine is given
 
 	mu    sync.RWMutex
 	nodes map[string]*entry
@@ -199,8 +188,8 @@ type rowPower struct {
 	at time.Time
 }
 
-func newRack(now func() time.Time, staleAfter time.Duration) *rack {
-	return &rack{now: now, staleAfter: staleAfter, nodes: make(map[string]*entry), power: make(map[string]rowPower)}
+func newRack(now func() time.Time, rule presence.Rule) *rack {
+	return &rack{now: now, rule: rule, nodes: make(map[string]*entry), power: make(map[string]rowPower)}
 }
 
 // upsert returns the entry for mac, creating it so that telemetry from an unseen Pi still shows
@@ -215,93 +204,43 @@ func (r *rack) upsert(row, mac string, now time.Time) *entry {
 	return e
 }
 
-// threshold is how long e may go without telemetry before it is stale.
-func (r *rack) threshold(e *entry) time.Duration {
-	if r.staleAfter > 0 {
-		return r.staleAfter
-	}
-	return staleIntervals * cmp.Or(e.interval, DefaultTelemetryInterval)
-}
-
-// staleSince returns when e became stale, and false if it is not stale at now. Offline Pis
-// are never stale: offline says more.
-func (r *rack) staleSince(e *entry, now time.Time) (time.Time, bool) {
-	if e.node.State == StateOffline {
-		return time.Time{}, false
-	}
-	ref := e.node.MetricsAt
-	if e.birthAt.After(ref) {
-		ref = e.birthAt
-	}
-	if ref.IsZero() {
-		return time.Time{}, false // never sent telemetry: nothing to be late with
-	}
-	at := ref.Add(r.threshold(e))
-	return at, !now.Before(at)
-}
-
 // view is the node as shown at now. Call with mu held.
 func (r *rack) view(e *entry, now time.Time) Node {
 	n := e.node
-	n.StaleAfterS = r.threshold(e).Seconds()
-	if e.interval > 0 {
-		n.IntervalS = e.interval.Seconds()
+	n.StaleAfterS = r.rule.Threshold(e.p.Interval()).Seconds()
+	if iv := e.p.Interval(); iv > 0 {
+		n.IntervalS = iv.Seconds()
 	}
-	if at, stale := r.staleSince(e, now); stale {
-		n.State, n.Since = StateStale, at
+	if state, since := e.p.State(r.rule, now); state != StateUnknown {
+		n.State, n.Since = state, since
 	}
 	return n
 }
 
 // touched records that e was changed at now and live clients are about to be told.
 func (r *rack) touched(e *entry, now time.Time) {
-	_, e.shownStale = r.staleSince(e, now)
+	e.shownStale = e.p.IsStale(r.rule, now)
 }
 
-// setStatus applies a status payload. A status that is older than the one shown is ignored:
-//   - an offline from another session than the current birth's (a Will or clean stop of an
-//     earlier connection, delivered or replayed late);
-//   - within one session, a status whose ts is before the last applied one's.
-//
-// A birth of another session always applies: it is a new connection, and Pi clocks (no RTC)
-// cannot be compared across reboots. A Will carries no ts, so a Will of the current session
-// always applies.
-//
-// presence reports whether the Pi's presence (online, offline, unknown) changed.
-func (r *rack) setStatus(row, mac string, st topics.Status) (res statusResult, presence bool) {
+// setStatus applies a status payload, unless package presence finds it older than the one
+// shown. changed reports whether the Pi's presence (online, offline, unknown) changed.
+func (r *rack) setStatus(row, mac string, st topics.Status) (res statusResult, changed bool) {
 	now := r.now()
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	e := r.upsert(row, mac, now)
-	sameSession := st.Session != "" && st.Session == e.session
-	if sameSession && !st.TS.IsZero() && st.TS.Before(e.statusTS) {
+	applied, changed := e.p.Status(st, now)
+	if !applied {
 		return statusOutOfOrder, false
-	}
-	if st.State == topics.StateOffline && st.Session != "" && e.session != "" && !sameSession {
-		return statusOutOfOrder, false
-	}
-	switch {
-	case sameSession && !st.TS.IsZero():
-		e.statusTS = st.TS
-	case !sameSession && st.Session != "":
-		// The first status of a session: a birth, or an offline seen before any birth (a
-		// retained one, after a restart); either way, later statuses are ordered against it.
-		e.session, e.statusTS = st.Session, st.TS
 	}
 	n := &e.node
 	if st.State == topics.StateOnline {
-		e.session = st.Session
 		n.Hostname, n.IP, n.Model, n.Serial, n.AgentVersion = st.Hostname, st.IP, st.Model, st.Serial, st.AgentVersion
 		n.BootTime = st.BootTime
 		n.LastSeen = now
-		e.birthAt = now
-	}
-	if n.State != st.State {
-		n.State, n.Since = st.State, now
-		presence = true
 	}
 	r.touched(e, now)
-	return statusApplied, presence
+	return statusApplied, changed
 }
 
 // setMetrics stores a metrics payload and learns the Pi's telemetry interval from the last
@@ -313,14 +252,8 @@ func (r *rack) setMetrics(row, mac string, m topics.Metrics) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	e := r.upsert(row, mac, now)
-	if prev := e.node.Metrics; prev != nil {
-		if m.Seq == prev.Seq && m.TS.Equal(prev.TS) {
-			return false
-		}
-		if m.Seq > prev.Seq && m.Seq-prev.Seq <= 1<<20 && m.TS.After(prev.TS) {
-			iv := m.TS.Sub(prev.TS) / time.Duration(m.Seq-prev.Seq)
-			e.interval = min(max(iv, minInterval), maxInterval)
-		}
+	if !e.p.Metrics(m, now) {
+		return false
 	}
 	e.node.Metrics = &m
 	e.node.MetricsAt = now
@@ -474,7 +407,7 @@ func (r *rack) sweep() (changed []string, wentStale int) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for mac, e := range r.nodes {
-		if _, stale := r.staleSince(e, now); stale != e.shownStale {
+		if stale := e.p.IsStale(r.rule, now); stale != e.shownStale {
 			e.shownStale = stale
 			changed = append(changed, mac)
 			if stale {

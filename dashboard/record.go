@@ -14,16 +14,31 @@ import (
 	"github.com/pirack/pirack/topics"
 )
 
-// History is where the Control Center keeps metrics, row power and the event log for charts.
-// *history.Store implements it. The writes must not block: they are called from ingestion,
-// inside the broker's publish path.
+// History is where the Control Center keeps metrics, row power and the event log for charts:
+// what ingestion writes and what pages read, in one value. *history.Store implements it.
 type History interface {
+	HistoryWriter
+	HistoryReader
+}
+
+// HistoryWriter is what ingestion writes into the history. Its methods only queue: they must
+// not block and do no I/O, because they are called inside the broker's publish path; so they
+// take no context. A write that cannot be queued is the writer's to count and drop.
+type HistoryWriter interface {
 	Add(mac string, m topics.Metrics)
 	AddPower(row string, p topics.Power)
 	AddEvent(e history.Event)
-	Series(mac, metric string, from, to time.Time, maxPoints int) ([]history.Point, error)
-	PowerSeries(row, metric string, from, to time.Time, maxPoints int) ([]history.Point, error)
-	Events(mac string, since time.Time, limit int) ([]history.Event, error)
+}
+
+// HistoryReader is what the pages and the API read from the history, and the one change an
+// operator makes to it (Move). Every method does I/O and takes the request's context.
+type HistoryReader interface {
+	// Series answers the Pi detail page's charts: source is a MAC.
+	Series(ctx context.Context, source, metric string, from, to time.Time, maxPoints int) ([]history.Point, error)
+	// PowerSeries answers the row power chart.
+	PowerSeries(ctx context.Context, row, metric string, from, to time.Time, maxPoints int) ([]history.Point, error)
+	// Events answers a Pi's event log.
+	Events(ctx context.Context, mac string, since time.Time, limit int) ([]history.Event, error)
 	// RackEvents answers the rack-wide event log page and GET /api/log.
 	RackEvents(ctx context.Context, q history.EventQuery) ([]history.Event, error)
 	// Sparklines answers GET /api/sparklines: per Pi, bucketed means of one metric.
@@ -32,7 +47,11 @@ type History interface {
 	Move(ctx context.Context, fromMAC, toMAC string) error
 }
 
-var _ History = (*history.Store)(nil)
+var (
+	_ History       = (*history.Store)(nil)
+	_ HistoryWriter = (*history.Store)(nil)
+	_ HistoryReader = (*history.Store)(nil)
+)
 
 // EventAlert is the event kind of an alert raised or cleared; Detail says which and why.
 const EventAlert = "alert"

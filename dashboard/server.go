@@ -16,9 +16,11 @@ import (
 	"time"
 
 	"github.com/pirack/pirack/alerts"
+	"github.com/pirack/pirack/audit"
 	"github.com/pirack/pirack/auth"
 	"github.com/pirack/pirack/bus"
 	"github.com/pirack/pirack/layout"
+	"github.com/pirack/pirack/presence"
 	"github.com/pirack/pirack/topics"
 )
 
@@ -51,7 +53,9 @@ type Config struct {
 	// StaleAfter is how long a Pi that is not offline may go without metrics (or, before the
 	// first, since its birth) before it is shown stale. 0 means 3 times the Pi's own telemetry
 	// interval, learned from its consecutive metrics (ts difference over seq difference,
-	// clamped to 1 s - 10 min), and 3 x DefaultTelemetryInterval until learned.
+	// clamped to 1 s - 10 min), and 3 x DefaultTelemetryInterval until learned. It is
+	// presence.Rule.StaleAfter: when Alerts is set, its engine must have been given the same
+	// (alerts.Config.Presence), or New fails, so that a tile and its stale alert never disagree.
 	StaleAfter time.Duration
 	// AuditDir is where the audit log, AuditFile, is appended to: one JSON line per login,
 	// logout and command, synced before the command is carried out. "" means audit entries
@@ -118,9 +122,6 @@ func (c Config) withDefaults() Config {
 	if c.CommandTTL <= 0 {
 		c.CommandTTL = DefaultCommandTTL
 	}
-	if c.AuditMaxBytes == 0 {
-		c.AuditMaxBytes = DefaultAuditMaxBytes
-	}
 	return c
 }
 
@@ -145,7 +146,7 @@ type Server struct {
 	assign   assigner
 	sessions *sessions
 	limiter  *loginLimiter
-	audit    *auditLog
+	audit    auditor
 	tls      *tls.Config // nil: plain HTTP
 	pages    *template.Template
 	handler  http.Handler
@@ -171,8 +172,13 @@ func New(cfg Config) (*Server, error) {
 		return nil, errors.New("dashboard: Config.Auth is required")
 	}
 	cfg = cfg.withDefaults()
-	if cfg.StaleAfter < 0 {
-		return nil, fmt.Errorf("dashboard: Config.StaleAfter %v is negative", cfg.StaleAfter)
+	rule := presence.Rule{StaleAfter: cfg.StaleAfter}
+	if err := rule.Validate(); err != nil {
+		return nil, fmt.Errorf("dashboard: Config.StaleAfter: %w", err)
+	}
+	if cfg.Alerts != nil && cfg.Alerts.Presence() != rule {
+		return nil, fmt.Errorf("dashboard: Config.StaleAfter is %v but the alert engine's stale threshold (alerts.Config.Presence.StaleAfter) is %v; "+
+			"give both the same presence rule, so that a tile and its stale alert agree", cfg.StaleAfter, cfg.Alerts.Presence().StaleAfter)
 	}
 	pages, err := parseTemplates()
 	if err != nil {
@@ -182,7 +188,7 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("dashboard: %w", err)
 	}
-	audit, err := openAudit(cfg.AuditDir, auditOptions{maxBytes: cfg.AuditMaxBytes, keep: AuditKeep, now: cfg.Now}, cfg.Logger.With("component", "audit"))
+	alog, err := audit.Open(cfg.AuditDir, audit.Options{MaxBytes: cfg.AuditMaxBytes, Now: cfg.Now, Logger: cfg.Logger.With("component", "audit")})
 	if err != nil {
 		return nil, fmt.Errorf("dashboard: %w", err)
 	}
@@ -195,12 +201,12 @@ func New(cfg Config) (*Server, error) {
 		layout:        lay,
 		assign:        assigner{rows: make(map[string]*Assign)},
 		log:           cfg.Logger,
-		rack:          newRack(cfg.Now, cfg.StaleAfter),
+		rack:          newRack(cfg.Now, rule),
 		hub:           newHub(defaultMaxPending),
 		alerts:        newAlertState(cfg.Alerts),
 		sessions:      newSessions(cfg.Now),
 		limiter:       newLoginLimiter(cfg.Now),
-		audit:         audit,
+		audit:         alog,
 		tls:           tlsConfig,
 		pages:         pages,
 		heartbeat:     heartbeatInterval,
@@ -208,11 +214,11 @@ func New(cfg Config) (*Server, error) {
 		secureCookies: cfg.SecureCookies || tlsConfig != nil,
 	}
 	if s.handler, err = s.routes(); err != nil {
-		audit.Close()
+		alog.Close()
 		return nil, fmt.Errorf("dashboard: %w", err)
 	}
 	if err := cfg.Bus.Subscribe(topics.AllFilter, s.ingest); err != nil {
-		audit.Close()
+		alog.Close()
 		return nil, fmt.Errorf("dashboard: subscribe to %s: %w", topics.AllFilter, err)
 	}
 	return s, nil

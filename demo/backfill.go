@@ -88,7 +88,7 @@ func backfillDemoHistory(ctx context.Context, cfg backfillConfig) (history.Stats
 	// hour's would answer with the live samples.
 	from, to := cfg.End.Add(-cfg.span()), cfg.End.Truncate(time.Hour).Add(-time.Second)
 	if to.After(from) {
-		has, err := cfg.Live.SeriesContext(ctx, cfg.Pis[0].mac, history.MetricLoad1, from, to, 1)
+		has, err := cfg.Live.Series(ctx, cfg.Pis[0].mac, history.MetricLoad1, from, to, 1)
 		if err != nil {
 			return history.Stats{}, fmt.Errorf("history backfill: look for earlier history: %w", err)
 		}

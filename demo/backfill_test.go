@@ -51,7 +51,7 @@ func TestDemoHistoryBackfill(t *testing.T) {
 
 	week := func(source, metric string) []history.Point {
 		t.Helper()
-		pts, err := live.SeriesContext(t.Context(), source, metric, end.Add(-7*24*time.Hour), end, 300)
+		pts, err := live.Series(t.Context(), source, metric, end.Add(-7*24*time.Hour), end, 300)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -108,7 +108,7 @@ func TestDemoHistoryBackfill(t *testing.T) {
 		// The default bands are there so the Pi detail page draws each range as one line:
 		// node.js breaks it where two points are more than 2.5 times the closest two apart.
 		for _, span := range []time.Duration{time.Hour, 24 * time.Hour, 7 * 24 * time.Hour} {
-			pts, err := live.Series(pis[0].mac, history.MetricLoad1, end.Add(-span), end, 300)
+			pts, err := live.Series(t.Context(), pis[0].mac, history.MetricLoad1, end.Add(-span), end, 300)
 			if err != nil || len(pts) < 2 {
 				t.Fatalf("%v chart: %d points, %v", span, len(pts), err)
 			}
@@ -134,7 +134,7 @@ func TestDemoHistoryBackfill(t *testing.T) {
 		first, _ := agent.NewSimCollector(pi.seed, func() time.Time { return end }).Collect(t.Context())
 		last := func(metric string) float64 {
 			t.Helper()
-			pts, err := live.Series(pi.mac, metric, end.Add(-bands[0].Step), end, 1)
+			pts, err := live.Series(t.Context(), pi.mac, metric, end.Add(-bands[0].Step), end, 1)
 			if err != nil || len(pts) != 1 {
 				t.Fatalf("%s %s in the last step: %v, %v", pi.mac, metric, pts, err)
 			}
@@ -152,7 +152,7 @@ func TestDemoHistoryBackfill(t *testing.T) {
 		near(history.MetricMemTotal, last(history.MetricMemTotal), float64(*first.MemTotalBytes), 0)
 	}
 
-	evs, err := live.Events("", time.Time{}, history.MaxEvents)
+	evs, err := live.Events(t.Context(), "", time.Time{}, history.MaxEvents)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -135,7 +135,7 @@ func BenchmarkSeries7Days100Pis(b *testing.B) {
 			var n int
 			i := 0
 			for b.Loop() {
-				pts, err := s.Series(fmtMAC(i%100), MetricCPUTempC, now.Add(-c.span), now, c.maxPoints)
+				pts, err := s.Series(b.Context(), fmtMAC(i%100), MetricCPUTempC, now.Add(-c.span), now, c.maxPoints)
 				if err != nil {
 					b.Fatal(err)
 				}

@@ -36,7 +36,7 @@ func aggOf(t *testing.T, s *Store, table, source string, at time.Time) aggBucket
 // rawLoads returns a source's raw load_1 points in [from, to] as "offset=value", offset from t0.
 func rawLoads(t *testing.T, s *Store, source string) []string {
 	t.Helper()
-	pts, err := s.SeriesContext(t.Context(), source, MetricLoad1, t0.Add(-time.Hour), t0.Add(time.Hour), 10000)
+	pts, err := s.Series(t.Context(), source, MetricLoad1, t0.Add(-time.Hour), t0.Add(time.Hour), 10000)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -105,7 +105,7 @@ func TestMove(t *testing.T) {
 	// A series only the old board had is renamed; later writes of both boards land right.
 	cpu := func(source string) []float64 {
 		t.Helper()
-		pts, err := s.SeriesContext(t.Context(), source, MetricCPUPercent, t0, t0.Add(5*time.Minute), 10000)
+		pts, err := s.Series(t.Context(), source, MetricCPUPercent, t0, t0.Add(5*time.Minute), 10000)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -123,7 +123,7 @@ func TestMove(t *testing.T) {
 	}
 
 	// Events: the old board's moved, the replacement recorded, nothing left on the old MAC.
-	evs, err := s.Events(newMAC, time.Time{}, 0)
+	evs, err := s.Events(t.Context(), newMAC, time.Time{}, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -139,7 +139,7 @@ func TestMove(t *testing.T) {
 		rep.Detail != "inherited the history of b8:27:eb:3f:1a:2c" {
 		t.Errorf("replaced event = %+v", rep)
 	}
-	if evs, _ := s.Events(mac, time.Time{}, 0); len(evs) != 0 {
+	if evs, _ := s.Events(t.Context(), mac, time.Time{}, 0); len(evs) != 0 {
 		t.Errorf("old board still has events: %+v", evs)
 	}
 	// No rows left pointing at a deleted series.
@@ -203,7 +203,7 @@ func TestMoveErrors(t *testing.T) {
 			}
 		})
 	}
-	if evs, _ := s.Events("", time.Time{}, 0); len(evs) != 0 {
+	if evs, _ := s.Events(t.Context(), "", time.Time{}, 0); len(evs) != 0 {
 		t.Errorf("refused moves recorded events: %+v", evs)
 	}
 

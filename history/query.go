@@ -105,22 +105,12 @@ func (s *Store) choose(from, to time.Time, maxPoints int) plan {
 	return p
 }
 
-// Series returns the samples of one Pi's metric between from and to (inclusive), bucketed into at
-// most maxPoints points (DefaultMaxPoints when maxPoints <= 0), oldest first. A Pi or metric
-// with no samples gives an empty result, not an error; an unknown metric name gives
-// ErrUnknownMetric.
-func (s *Store) Series(mac, metric string, from, to time.Time, maxPoints int) ([]Point, error) {
-	return s.SeriesContext(context.Background(), mac, metric, from, to, maxPoints)
-}
-
-// PowerSeries is Series for a row supply's volts, amps or watts.
-func (s *Store) PowerSeries(row, metric string, from, to time.Time, maxPoints int) ([]Point, error) {
-	return s.SeriesContext(context.Background(), RowSource(row), metric, from, to, maxPoints)
-}
-
-// SeriesContext is Series with a context, for an HTTP handler to pass its request's.
-// source is a MAC or RowSource(row).
-func (s *Store) SeriesContext(ctx context.Context, source, metric string, from, to time.Time, maxPoints int) ([]Point, error) {
+// Series returns the samples of one source's metric between from and to (inclusive), bucketed
+// into at most maxPoints points (DefaultMaxPoints when maxPoints <= 0), oldest first. source is
+// a Pi's MAC or RowSource(row). A source or metric with no samples gives an empty result, not
+// an error; an unknown metric name gives ErrUnknownMetric. ctx bounds the query: an HTTP
+// handler passes its request's.
+func (s *Store) Series(ctx context.Context, source, metric string, from, to time.Time, maxPoints int) ([]Point, error) {
 	if s.isClose.Load() {
 		return nil, ErrClosed
 	}
@@ -140,6 +130,11 @@ func (s *Store) SeriesContext(ctx context.Context, source, metric string, from, 
 	}
 	p := s.choose(from, to, maxPoints)
 	return s.query(ctx, id, p)
+}
+
+// PowerSeries is Series for a row supply's volts, amps or watts.
+func (s *Store) PowerSeries(ctx context.Context, row, metric string, from, to time.Time, maxPoints int) ([]Point, error) {
+	return s.Series(ctx, RowSource(row), metric, from, to, maxPoints)
 }
 
 func (s *Store) lookupSeries(ctx context.Context, key seriesKey) (int64, bool, error) {
@@ -201,13 +196,8 @@ func (s *Store) query(ctx context.Context, id int64, p plan) ([]Point, error) {
 
 // Events returns the event log of the Pi mac (every Pi when mac is ""), newest first, from since
 // on (everything when since is zero), at most limit entries (100 when limit <= 0, MaxEvents at
-// most).
-func (s *Store) Events(mac string, since time.Time, limit int) ([]Event, error) {
-	return s.EventsContext(context.Background(), mac, since, limit)
-}
-
-// EventsContext is Events with a context.
-func (s *Store) EventsContext(ctx context.Context, mac string, since time.Time, limit int) ([]Event, error) {
+// most). ctx bounds the query.
+func (s *Store) Events(ctx context.Context, mac string, since time.Time, limit int) ([]Event, error) {
 	if s.isClose.Load() {
 		return nil, ErrClosed
 	}

@@ -154,7 +154,7 @@ func TestDownsampling(t *testing.T) {
 	}
 
 	// The same through Series: two 1-minute points, read from the minute tier.
-	pts, err := s.Series(mac, MetricLoad1, t0, t0.Add(119*time.Second), 3)
+	pts, err := s.Series(t.Context(), mac, MetricLoad1, t0, t0.Add(119*time.Second), 3)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -206,7 +206,7 @@ func TestAllMetricsStored(t *testing.T) {
 		{RowSource("row-a"), MetricAmps, 2.9},
 		{RowSource("row-a"), MetricWatts, 14.8},
 	} {
-		pts, err := s.SeriesContext(t.Context(), c.source, c.metric, t0.Add(-time.Minute), t0, 10)
+		pts, err := s.Series(t.Context(), c.source, c.metric, t0.Add(-time.Minute), t0, 10)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -214,13 +214,13 @@ func TestAllMetricsStored(t *testing.T) {
 			t.Errorf("%s %s = %v, want one point of %v", c.source, c.metric, pts, c.want)
 		}
 	}
-	if pts, _ := s.PowerSeries("row-a", MetricWatts, t0.Add(-time.Minute), t0, 10); len(pts) != 1 {
+	if pts, _ := s.PowerSeries(t.Context(), "row-a", MetricWatts, t0.Add(-time.Minute), t0, 10); len(pts) != 1 {
 		t.Errorf("PowerSeries = %v, want one point", pts)
 	}
-	if _, err := s.Series(mac, "load_42", t0, t0, 1); !errors.Is(err, ErrUnknownMetric) {
+	if _, err := s.Series(t.Context(), mac, "load_42", t0, t0, 1); !errors.Is(err, ErrUnknownMetric) {
 		t.Errorf("unknown metric: err = %v, want ErrUnknownMetric", err)
 	}
-	if pts, err := s.Series("000000000000", MetricLoad1, t0.Add(-time.Hour), t0, 10); err != nil || len(pts) != 0 {
+	if pts, err := s.Series(t.Context(), "000000000000", MetricLoad1, t0.Add(-time.Hour), t0, 10); err != nil || len(pts) != 0 {
 		t.Errorf("unknown Pi: %v, %v; want no points, no error", pts, err)
 	}
 }
@@ -287,14 +287,14 @@ func TestRestart(t *testing.T) {
 	}
 
 	s2 := openStore(t, path, clock, false, nil)
-	pts, err := s2.Series(mac, MetricLoad1, t0.Add(-time.Minute), t0, 100)
+	pts, err := s2.Series(t.Context(), mac, MetricLoad1, t0.Add(-time.Minute), t0, 100)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(pts) != 10 || pts[9].Max != 9 {
 		t.Errorf("after reopen: %d points (%v), want 10 ending at 9", len(pts), pts)
 	}
-	evs, err := s2.Events(mac, time.Time{}, 10)
+	evs, err := s2.Events(t.Context(), mac, time.Time{}, 10)
 	if err != nil || len(evs) != 1 || evs[0].Kind != EventLocate || evs[0].By != "admin" {
 		t.Errorf("events after reopen: %v, %v", evs, err)
 	}
@@ -346,7 +346,7 @@ func TestClockSkew(t *testing.T) {
 	if st.Stale != 1 || st.Written != 1 {
 		t.Errorf("Stale %d Written %d, want 1 and 1", st.Stale, st.Written)
 	}
-	pts, _ := s.Series(mac, MetricLoad1, t0.Add(-time.Minute), t0, 100)
+	pts, _ := s.Series(t.Context(), mac, MetricLoad1, t0.Add(-time.Minute), t0, 100)
 	if len(pts) != 1 || !pts[0].T.Equal(t0) || pts[0].Avg != 1 {
 		t.Errorf("points = %v, want one at %v of 1", pts, t0)
 	}
@@ -399,7 +399,7 @@ func TestMaxPointsRespected(t *testing.T) {
 	}
 	for _, from := range []time.Time{t0, t0.Add(17 * time.Second), now.Add(-time.Hour), t0.Add(-time.Hour)} {
 		for _, maxPoints := range []int{1, 2, 3, 7, 59, 61, 333, 1800, 10000} {
-			pts, err := s.Series(mac, MetricLoad1, from, now, maxPoints)
+			pts, err := s.Series(t.Context(), mac, MetricLoad1, from, now, maxPoints)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -420,16 +420,16 @@ func TestMaxPointsRespected(t *testing.T) {
 		}
 	}
 	// maxPoints 0 means DefaultMaxPoints.
-	pts, _ := s.Series(mac, MetricLoad1, t0, now, 0)
+	pts, _ := s.Series(t.Context(), mac, MetricLoad1, t0, now, 0)
 	if len(pts) == 0 || len(pts) > DefaultMaxPoints {
 		t.Errorf("maxPoints 0: %d points", len(pts))
 	}
 	// Raw resolution when it fits: one point per sample.
-	pts, _ = s.Series(mac, MetricLoad1, now.Add(-100*time.Second), now, 1000)
+	pts, _ = s.Series(t.Context(), mac, MetricLoad1, now.Add(-100*time.Second), now, 1000)
 	if len(pts) != 25 || pts[0].Min != 7100 {
 		t.Errorf("100 s at raw resolution: %d points from %v, want 25 from 7100", len(pts), pts)
 	}
-	if _, err := s.Series(mac, MetricLoad1, now, t0, 10); err == nil {
+	if _, err := s.Series(t.Context(), mac, MetricLoad1, now, t0, 10); err == nil {
 		t.Error("to before from: want an error")
 	}
 }
@@ -464,7 +464,7 @@ func TestEvents(t *testing.T) {
 		{"limit", "", time.Time{}, 2, "locate,offline"},
 		{"unknown Pi", "000000000000", time.Time{}, 0, ""},
 	} {
-		evs, err := s.Events(c.mac, c.since, c.limit)
+		evs, err := s.Events(t.Context(), c.mac, c.since, c.limit)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -472,7 +472,7 @@ func TestEvents(t *testing.T) {
 			t.Errorf("%s: %s, want %s", c.name, got, c.want)
 		}
 	}
-	evs, _ := s.Events(mac, t0.Add(2*time.Second), 1)
+	evs, _ := s.Events(t.Context(), mac, t0.Add(2*time.Second), 1)
 	want := Event{ID: 4, Time: t0.Add(2 * time.Second), MAC: mac, Row: "a", Kind: EventLocate, Detail: "blink 10", By: "alice"}
 	if len(evs) != 1 || evs[0] != want {
 		t.Errorf("event = %+v, want %+v", evs, want)
@@ -514,7 +514,7 @@ func TestFullDisk(t *testing.T) {
 		t.Errorf("log does not tell what to do:\n%s", logs.String())
 	}
 	// What is stored is still served.
-	pts, err := s.Series(mac, MetricLoad1, t0.Add(-2*time.Minute), t0, 1000)
+	pts, err := s.Series(t.Context(), mac, MetricLoad1, t0.Add(-2*time.Minute), t0, 1000)
 	if err != nil || len(pts) != 1 {
 		t.Errorf("Series on a full disk: %v, %v; want the stored point", pts, err)
 	}
@@ -524,7 +524,7 @@ func TestFullDisk(t *testing.T) {
 	}
 	s.Add(mac, metrics(t0, 2))
 	flush(t, s)
-	if pts, _ := s.Series(mac, MetricLoad1, t0.Add(-2*time.Minute), t0, 1000); len(pts) != 2 {
+	if pts, _ := s.Series(t.Context(), mac, MetricLoad1, t0.Add(-2*time.Minute), t0, 1000); len(pts) != 2 {
 		t.Errorf("after space is freed: %v, want 2 points", pts)
 	}
 }
@@ -592,7 +592,7 @@ func TestLifecycle(t *testing.T) {
 	if err := s.Run(ctx); !errors.Is(err, ErrClosed) {
 		t.Errorf("Run after Close: %v, want ErrClosed", err)
 	}
-	if _, err := s.Series(mac, MetricLoad1, t0, t0, 1); !errors.Is(err, ErrClosed) {
+	if _, err := s.Series(t.Context(), mac, MetricLoad1, t0, t0, 1); !errors.Is(err, ErrClosed) {
 		t.Errorf("Series after Close: %v, want ErrClosed", err)
 	}
 	if err := s.Flush(ctx); !errors.Is(err, ErrClosed) {

@@ -100,7 +100,8 @@ func uptr(it *item, metric string, p *uint64) {
 }
 
 // Add queues the stored metrics of one payload from the Pi mac. It never blocks: when the queue
-// is full the payload is dropped and counted.
+// is full the payload is dropped and counted. It does no I/O (Run writes the queue), so it takes no
+// context; the same holds for AddPower, AddPiPower and AddEvent.
 func (s *Store) Add(mac string, m topics.Metrics) {
 	it := item{source: mac}
 	fptr(&it, MetricLoad1, m.Load1)
@@ -119,7 +120,7 @@ func (s *Store) AddPower(row string, p topics.Power) {
 }
 
 // AddPiPower queues a per-Pi power reading, for racks that meter each board. It never blocks.
-// Its series are read with Series(mac, MetricWatts, ...).
+// Its series are read with Series(ctx, mac, MetricWatts, ...).
 func (s *Store) AddPiPower(mac string, p topics.Power) {
 	s.addPower(mac, p)
 }

@@ -1,10 +1,9 @@
-package dashboard
+package audit
 
 import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
-	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -16,14 +15,15 @@ import (
 	"time"
 
 	"github.com/pirack/pirack/internal/testlog"
-	"github.com/pirack/pirack/topics"
 )
+
+var t0 = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 
 // rotationFixture is an audit log in a temporary directory with a clock the test moves and
 // renames it can make fail.
 type rotationFixture struct {
 	dir  string
-	log  *auditLog
+	log  *Log
 	logs *testlog.Buffer
 
 	mu      sync.Mutex
@@ -34,10 +34,12 @@ type rotationFixture struct {
 func newRotationFixture(t *testing.T, maxBytes int64, keep int) *rotationFixture {
 	t.Helper()
 	r := &rotationFixture{dir: t.TempDir(), logs: &testlog.Buffer{}, now: t0}
-	opts := auditOptions{
-		maxBytes: maxBytes,
-		keep:     keep,
-		now: func() time.Time {
+	log := slog.New(slog.NewTextHandler(r.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	opts := Options{
+		MaxBytes: maxBytes,
+		Keep:     keep,
+		Logger:   log,
+		Now: func() time.Time {
 			r.mu.Lock()
 			defer r.mu.Unlock()
 			return r.now
@@ -52,8 +54,7 @@ func newRotationFixture(t *testing.T, maxBytes int64, keep int) *rotationFixture
 			return os.Rename(oldpath, newpath)
 		},
 	}
-	log := slog.New(slog.NewTextHandler(r.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	a, err := openAudit(r.dir, opts, log)
+	a, err := Open(r.dir, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -75,8 +76,8 @@ func (r *rotationFixture) failRenameOf(path string) {
 }
 
 // numbered is an entry whose ID is i: entries of the same width give lines of the same length.
-func numbered(i int) AuditEntry {
-	return AuditEntry{Time: t0, ID: fmt.Sprintf("%016d", i), Action: AuditClear, Outcome: AuditAllowed, User: "admin", Remote: "192.0.2.1"}
+func numbered(i int) Entry {
+	return Entry{Time: t0, ID: fmt.Sprintf("%016d", i), Action: "clear", Outcome: "allowed", User: "admin", Remote: "192.0.2.1"}
 }
 
 // lineLen is the length of numbered's lines in the file.
@@ -92,7 +93,7 @@ func lineLen(t *testing.T) int64 {
 func (r *rotationFixture) record(t *testing.T, from, to int) {
 	t.Helper()
 	for i := from; i < to; i++ {
-		if err := r.log.record(numbered(i)); err != nil {
+		if err := r.log.Append(numbered(i)); err != nil {
 			t.Fatalf("record %d: %v", i, err)
 		}
 	}
@@ -102,7 +103,7 @@ func (r *rotationFixture) record(t *testing.T, from, to int) {
 func ids(t *testing.T, dir, name string) []int {
 	t.Helper()
 	var out []int
-	for _, e := range readAuditFile(t, filepath.Join(dir, name)) {
+	for _, e := range readFile(t, filepath.Join(dir, name)) {
 		n, err := strconv.Atoi(e.ID)
 		if err != nil {
 			t.Fatalf("%s: id %q: %v", name, e.ID, err)
@@ -112,19 +113,19 @@ func ids(t *testing.T, dir, name string) []int {
 	return out
 }
 
-// readAuditFile decodes every line of one audit file, failing on a line that is not an entry.
-func readAuditFile(t *testing.T, path string) []AuditEntry {
+// readFile decodes every line of one audit file, failing on a line that is not an entry.
+func readFile(t *testing.T, path string) []Entry {
 	t.Helper()
 	b, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var out []AuditEntry
+	var out []Entry
 	for l := range strings.Lines(string(b)) {
 		if !strings.HasSuffix(l, "\n") {
 			t.Fatalf("%s: unterminated line %q", path, l)
 		}
-		var e AuditEntry
+		var e Entry
 		dec := json.NewDecoder(strings.NewReader(l))
 		dec.DisallowUnknownFields()
 		if err := dec.Decode(&e); err != nil {
@@ -164,22 +165,22 @@ func TestAuditRotation(t *testing.T) {
 			r := newRotationFixture(t, 3*L, keep)
 
 			r.record(t, 0, 3) // exactly 3*L: full, not over
-			if got := auditFiles(t, r.dir); !slices.Equal(got, []string{AuditFile}) {
+			if got := auditFiles(t, r.dir); !slices.Equal(got, []string{File}) {
 				t.Fatalf("files after filling up to the limit: %v, want audit.log only", got)
 			}
 			r.record(t, 3, 4) // would cross the limit: rotates first
-			if got, want := ids(t, r.dir, AuditFile+".1"), seq(0, 3); !slices.Equal(got, want) {
+			if got, want := ids(t, r.dir, File+".1"), seq(0, 3); !slices.Equal(got, want) {
 				t.Errorf("audit.log.1 = %v, want %v", got, want)
 			}
-			if got := ids(t, r.dir, AuditFile); !slices.Equal(got, []int{3}) {
+			if got := ids(t, r.dir, File); !slices.Equal(got, []int{3}) {
 				t.Errorf("audit.log = %v, want the entry that crossed the limit, [3]", got)
 			}
 
 			total := 3 * (keep + 3)
 			r.record(t, 4, total)
-			want := []string{AuditFile}
+			want := []string{File}
 			for i := 1; i <= keep; i++ {
-				want = append(want, fmt.Sprintf("%s.%d", AuditFile, i))
+				want = append(want, fmt.Sprintf("%s.%d", File, i))
 			}
 			if got := auditFiles(t, r.dir); !slices.Equal(got, want) {
 				t.Fatalf("files = %v, want %v: %d kept, the oldest removed", got, want, keep)
@@ -197,17 +198,17 @@ func TestAuditRotation(t *testing.T) {
 			if n := strings.Count(r.logs.String(), "msg=\"audit log rotated\""); n != keep+2 {
 				t.Errorf("%d rotations logged, want %d:\n%s", n, keep+2, r.logs)
 			}
-			if r.log.rotateFailures() != 0 {
-				t.Errorf("rotateFailures = %d", r.log.rotateFailures())
+			if r.log.RotateFailures() != 0 {
+				t.Errorf("rotateFailures = %d", r.log.RotateFailures())
 			}
 		})
 	}
 }
 
 func TestAuditRotationNever(t *testing.T) {
-	r := newRotationFixture(t, -1, AuditKeep)
+	r := newRotationFixture(t, -1, Keep)
 	r.record(t, 0, 50)
-	if got := auditFiles(t, r.dir); !slices.Equal(got, []string{AuditFile}) {
+	if got := auditFiles(t, r.dir); !slices.Equal(got, []string{File}) {
 		t.Errorf("files = %v, want audit.log only", got)
 	}
 }
@@ -217,7 +218,7 @@ func TestAuditTailAcrossRotation(t *testing.T) {
 	r := newRotationFixture(t, 3*L, 3)
 	tail := func(n int) []int {
 		t.Helper()
-		entries, err := r.log.tail(n)
+		entries, err := r.log.Tail(n)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -246,39 +247,11 @@ func TestAuditTailAcrossRotation(t *testing.T) {
 	}
 
 	// A gap left by a failed rotation is stepped over.
-	if err := os.Remove(filepath.Join(r.dir, AuditFile+".2")); err != nil {
+	if err := os.Remove(filepath.Join(r.dir, File+".2")); err != nil {
 		t.Fatal(err)
 	}
 	if got, want := tail(8), []int{6, 7, 8, 12, 13, 14, 15, 16}; !slices.Equal(got, want) {
 		t.Errorf("tail(8) with audit.log.2 missing = %v, want %v", got, want)
-	}
-}
-
-// TestAuditAPIAfterRotation: GET /api/audit reads through rotated files.
-func TestAuditAPIAfterRotation(t *testing.T) {
-	dir := filepath.Join(t.TempDir(), "audit")
-	f := newFixture(t, func(c *Config) {
-		c.AuditDir = dir
-		c.AuditMaxBytes = 1 // every entry in a file of its own
-	})
-	t.Cleanup(func() { f.srv.Close() })
-	f.publish(t, topics.StatusTopic(rowA, macA), online("pi-a", "s"))
-	f.publish(t, topics.ButtonTopic(rowA, macA), press(1))
-	for range 3 {
-		f.do(t, "POST", "/api/nodes/"+macA+"/clear", "", basic("admin", "admin-pw"))
-	}
-	f.do(t, "POST", "/api/nodes/"+macA+"/blink", "", basic("admin", "admin-pw"))
-	if _, err := os.Stat(filepath.Join(dir, AuditFile+".3")); err != nil {
-		t.Fatalf("not rotated: %v (files %v)", err, auditFiles(t, dir))
-	}
-
-	w := f.do(t, "GET", "/api/audit?limit=2", "", basic("admin", "admin-pw"))
-	var entries []AuditEntry
-	if err := json.Unmarshal(w.Body.Bytes(), &entries); err != nil || w.Code != http.StatusOK {
-		t.Fatalf("GET /api/audit: %d %s (%v)", w.Code, w.Body, err)
-	}
-	if len(entries) != 2 || entries[0].Action != AuditClear || entries[1].Action != AuditBlink {
-		t.Errorf("limit=2: %+v, want the last clear then the blink", entries)
 	}
 }
 
@@ -291,12 +264,12 @@ func TestAuditRotationFailure(t *testing.T) {
 	}{
 		{
 			name:   "audit.log cannot be renamed",
-			break_: func(t *testing.T, r *rotationFixture) { r.failRenameOf(filepath.Join(r.dir, AuditFile)) },
+			break_: func(t *testing.T, r *rotationFixture) { r.failRenameOf(filepath.Join(r.dir, File)) },
 			fix:    func(t *testing.T, r *rotationFixture) { r.failRenameOf("") },
 		},
 		{
 			name:   "the fresh file cannot be put in place",
-			break_: func(t *testing.T, r *rotationFixture) { r.failRenameOf(filepath.Join(r.dir, AuditFile+".new")) },
+			break_: func(t *testing.T, r *rotationFixture) { r.failRenameOf(filepath.Join(r.dir, File+".new")) },
 			fix:    func(t *testing.T, r *rotationFixture) { r.failRenameOf("") },
 		},
 		{
@@ -304,12 +277,12 @@ func TestAuditRotationFailure(t *testing.T) {
 			// fresh file is created.
 			name: "the fresh file cannot be created",
 			break_: func(t *testing.T, r *rotationFixture) {
-				if err := os.MkdirAll(filepath.Join(r.dir, AuditFile+".new", "x"), 0o700); err != nil {
+				if err := os.MkdirAll(filepath.Join(r.dir, File+".new", "x"), 0o700); err != nil {
 					t.Fatal(err)
 				}
 			},
 			fix: func(t *testing.T, r *rotationFixture) {
-				if err := os.RemoveAll(filepath.Join(r.dir, AuditFile+".new")); err != nil {
+				if err := os.RemoveAll(filepath.Join(r.dir, File+".new")); err != nil {
 					t.Fatal(err)
 				}
 			},
@@ -323,23 +296,23 @@ func TestAuditRotationFailure(t *testing.T) {
 			c.break_(t, r)
 
 			r.record(t, 8, 12) // crosses the limit at 9: the rotation fails
-			if got := r.log.rotateFailures(); got != 1 {
-				t.Errorf("rotateFailures = %d, want 1 (no retry before %v)", got, auditRotateRetry)
+			if got := r.log.RotateFailures(); got != 1 {
+				t.Errorf("rotateFailures = %d, want 1 (no retry before %v)", got, rotateRetry)
 			}
-			if got, want := ids(t, r.dir, AuditFile), seq(6, 12); !slices.Equal(got, want) {
+			if got, want := ids(t, r.dir, File), seq(6, 12); !slices.Equal(got, want) {
 				t.Errorf("audit.log = %v, want %v: entries go on into the current file", got, want)
 			}
 
 			for i := range 2 { // tried again, fails again: counted, not shifted, not logged as an error again
-				r.advance(auditRotateRetry)
+				r.advance(rotateRetry)
 				r.record(t, 12+i, 13+i)
 			}
-			if got := r.log.rotateFailures(); got != 3 {
+			if got := r.log.RotateFailures(); got != 3 {
 				t.Errorf("rotateFailures after two retries = %d, want 3", got)
 			}
 			all := map[int]int{}
 			for _, name := range auditFiles(t, r.dir) {
-				if name == AuditFile+".new" {
+				if name == File+".new" {
 					continue
 				}
 				for _, id := range ids(t, r.dir, name) {
@@ -360,15 +333,15 @@ func TestAuditRotationFailure(t *testing.T) {
 			}
 
 			c.fix(t, r)
-			r.record(t, 14, 15) // within auditRotateRetry of the last failure: not tried yet
-			r.advance(auditRotateRetry)
+			r.record(t, 14, 15) // within rotateRetry of the last failure: not tried yet
+			r.advance(rotateRetry)
 			r.record(t, 15, 16)
-			for name, want := range map[string][]int{AuditFile: {15}, AuditFile + ".1": seq(6, 15), AuditFile + ".2": seq(3, 6), AuditFile + ".3": seq(0, 3)} {
+			for name, want := range map[string][]int{File: {15}, File + ".1": seq(6, 15), File + ".2": seq(3, 6), File + ".3": seq(0, 3)} {
 				if got := ids(t, r.dir, name); !slices.Equal(got, want) {
 					t.Errorf("%s after recovery = %v, want %v", name, got, want)
 				}
 			}
-			if got, want := auditFiles(t, r.dir), []string{AuditFile, AuditFile + ".1", AuditFile + ".2", AuditFile + ".3"}; !slices.Equal(got, want) {
+			if got, want := auditFiles(t, r.dir), []string{File, File + ".1", File + ".2", File + ".3"}; !slices.Equal(got, want) {
 				t.Errorf("files after recovery = %v, want %v", got, want)
 			}
 			if !strings.Contains(r.logs.String(), "failures_before=3") {
@@ -391,7 +364,7 @@ func TestAuditRotationConcurrent(t *testing.T) {
 	for w := range writers {
 		wg.Go(func() {
 			for i := range each {
-				if err := r.log.record(numbered(w*each + i)); err != nil {
+				if err := r.log.Append(numbered(w*each + i)); err != nil {
 					t.Errorf("record: %v", err)
 					return
 				}
@@ -407,7 +380,7 @@ func TestAuditRotationConcurrent(t *testing.T) {
 				return
 			default:
 			}
-			entries, err := r.log.tail(40)
+			entries, err := r.log.Tail(40)
 			if err != nil {
 				t.Errorf("tail during rotations: %v", err)
 				return
@@ -435,7 +408,7 @@ func TestAuditRotationConcurrent(t *testing.T) {
 		if fi.Size() > maxBytes || fi.Mode().Perm() != 0o600 {
 			t.Errorf("%s: %d bytes, mode %v; want at most %d, 0600", name, fi.Size(), fi.Mode(), maxBytes)
 		}
-		for _, e := range readAuditFile(t, path) {
+		for _, e := range readFile(t, path) {
 			seen[e.ID]++
 		}
 	}
@@ -450,8 +423,8 @@ func TestAuditRotationConcurrent(t *testing.T) {
 			t.Errorf("entry %s written %d times", id, n)
 		}
 	}
-	entries, err := r.log.tail(maxAuditLimit)
-	if err != nil || len(entries) != maxAuditLimit {
-		t.Errorf("tail(%d) after the writers: %d entries (%v)", maxAuditLimit, len(entries), err)
+	entries, err := r.log.Tail(1000)
+	if err != nil || len(entries) != 1000 {
+		t.Errorf("tail(%d) after the writers: %d entries (%v)", 1000, len(entries), err)
 	}
 }
