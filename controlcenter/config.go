@@ -75,6 +75,9 @@ type ExternalBroker struct {
 	// ClientID is the control center's fixed MQTT client id, its persistent session's name;
 	// "" means DefaultClientID. Two control centers on one broker need two ids.
 	ClientID string
+	// MaxReconnectDelay caps the wait between two connection attempts after the broker is
+	// lost; 0 means mqttbus.DefaultMaxReconnectDelay (30 s).
+	MaxReconnectDelay time.Duration
 }
 
 // Task is work that runs beside the control center (see Config.Tasks). It returns when ctx is

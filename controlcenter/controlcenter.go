@@ -28,6 +28,7 @@ import (
 	"github.com/pirack/pirack/history"
 	"github.com/pirack/pirack/layout"
 	"github.com/pirack/pirack/powerbridge"
+	"github.com/pirack/pirack/presence"
 )
 
 // Files in Config.DataDir.
@@ -113,6 +114,9 @@ func New(cfg Config) (cc *ControlCenter, err error) {
 			return nil, err
 		}
 	}
+	// One presence rule for the tiles and the alerts: a tile is stale exactly when the stale
+	// alert's condition holds.
+	alertCfg.Presence = presence.Rule{StaleAfter: cfg.StaleAfter}
 	engine, err := alerts.New(alertCfg)
 	if err != nil {
 		return nil, err

@@ -184,3 +184,14 @@ type fakeListener struct {
 }
 
 func (f fakeListener) Addr() net.Addr { a, _ := net.ResolveTCPAddr("tcp", f.addr); return a }
+
+// --stale-after reaches the tiles and the stale alert alike (dashboard.New refuses a mismatch).
+func TestStaleAfterReachesTilesAndAlerts(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.StaleAfter = 30 * time.Second
+	cc, err := New(cfg)
+	if err != nil {
+		t.Fatalf("New with StaleAfter: %v", err)
+	}
+	cc.Close()
+}

@@ -24,7 +24,7 @@ func openNetworkBus(cfg Config) (networkBus, error) {
 	}
 	return mqttbus.New(mqttbus.Config{
 		URL: b.URL, Username: b.Username, Password: password, ClientID: b.ClientID,
-		CAFile: b.CAFile, CertFile: b.CertFile, KeyFile: b.KeyFile,
+		CAFile: b.CAFile, CertFile: b.CertFile, KeyFile: b.KeyFile, MaxReconnectDelay: b.MaxReconnectDelay,
 		StoreDir: filepath.Join(cfg.DataDir, mqttbusStoreDir),
 		Logger:   cfg.Logger.With("component", "mqttbus"),
 	})

@@ -51,7 +51,7 @@ type rig struct {
 	stopRun func()                       // stops the current run and waits for it
 	// usersChanged, when set, runs after the rig adds a user: a foreign broker's access files
 	// are regenerated from the users file there.
-	usersChanged func(t *testing.T)
+	usersChanged func(t *testing.T, u auth.User, password string)
 	proxies      map[string]*proxy // links between agents and the broker, by name
 }
 
@@ -196,7 +196,7 @@ func (r *rig) addUser(t *testing.T, u auth.User, password string) {
 		t.Fatal(err)
 	}
 	if r.usersChanged != nil {
-		r.usersChanged(t)
+		r.usersChanged(t, u, password)
 	}
 }
 
