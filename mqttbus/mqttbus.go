@@ -20,6 +20,8 @@
 // those the broker sends for the persistent session before the subscriptions are renewed are
 // delivered, not dropped.
 //
+// Handlers are called one message at a time, in the order the broker sent them.
+//
 // QoS 1 is at least once: a message can be delivered twice (a redelivery after a lost
 // PUBACK). mqttbus does not deduplicate: the dashboard drops repeated button presses by
 // (mac, seq, ts) and counts replayed metrics itself.
@@ -172,7 +174,10 @@ func New(cfg Config) (*Bus, error) {
 		SetConnectRetry(true).
 		SetConnectRetryInterval(b.backoff.ConnectRetry).
 		SetMaxReconnectInterval(b.backoff.MaxBackoff).
-		SetOrderMatters(false). // a slow handler cannot stall the client
+		// In the order received, one at a time: one Pi's presses must reach the dashboard in
+		// the order it made them, and paho runs each message on a goroutine of its own
+		// otherwise. Handlers never block (bus.Handler), so the client is not stalled.
+		SetOrderMatters(true).
 		SetStore(store).
 		SetDefaultPublishHandler(b.deliver).
 		SetOnConnectHandler(b.onConnect).

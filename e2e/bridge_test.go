@@ -1,0 +1,190 @@
+package e2e
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"testing"
+
+	"github.com/pirack/pirack/auth"
+	"github.com/pirack/pirack/controlcenter"
+	"github.com/pirack/pirack/dashboard"
+	"github.com/pirack/pirack/internal/mosquittotest"
+	"github.com/pirack/pirack/topics"
+)
+
+// bridgeUser is the user a site's bridge logs in to the central broker as, and whose rights it
+// has on its own broker (local_username): it carries every pirack topic both ways.
+const bridgeUser = "site-bridge"
+
+// bridgedRig is a spread fleet: agents on a site's Mosquitto, bridged to a central Mosquitto
+// where the control center connects; both brokers' access files are generated from the same
+// users file. The bridge runs through link, which can be cut and restored.
+type bridgedRig struct {
+	*rig
+	site, central *mosquittoSite
+	link          *switchLink
+}
+
+func newBridgedRig(t *testing.T, opts ...rigOption) *bridgedRig {
+	t.Helper()
+	dir, users, log := newDataDir(t)
+	ccPassword, bridgePassword := auth.GeneratePassword(), auth.GeneratePassword()
+	for _, u := range []struct {
+		name, password string
+	}{{ccUser, ccPassword}, {bridgeUser, bridgePassword}} {
+		if err := users.Add(auth.User{Name: u.name, Role: auth.RoleAdmin}, u.password); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pwFile := filepath.Join(t.TempDir(), "cc.password")
+	if err := os.WriteFile(pwFile, []byte(ccPassword+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	b := &bridgedRig{}
+	b.central = startMosquittoSite(t, users, mosquittotest.Options{PersistenceDir: t.TempDir()})
+	b.link = newSwitchLink(t, b.central.Addr())
+	b.site = startMosquittoSite(t, users, mosquittotest.Options{PersistenceDir: t.TempDir(), Bridges: []mosquittotest.Bridge{{
+		Name: "site-a", Addr: b.link.addr(), RemoteUsername: bridgeUser, RemotePassword: bridgePassword,
+		LocalUsername: bridgeUser, Topics: []string{topics.AllFilter + " both 1"},
+	}}})
+	if !b.central.WaitLog("New bridge connected", waitLimit) {
+		t.Fatalf("the site's bridge did not connect to the central broker:\n%s", b.central.Log())
+	}
+	r := &rig{dir: dir, users: users, log: log, mqttAddr: b.site.Addr(), seen: newPressLog()}
+	httpAddr := freeAddr(t)
+	r.url = "http://" + httpAddr
+	r.base = controlcenter.Config{HTTPAddr: httpAddr, Broker: controlcenter.ExternalBroker{
+		URL: "mqtt://" + b.central.Addr(), Username: ccUser, PasswordFile: pwFile, MaxReconnectDelay: fastReconnect,
+	}}
+	r.usersChanged = func(t *testing.T, u auth.User, password string) {
+		b.central.refresh(t, u, password)
+		b.site.refresh(t, u, password)
+	}
+	for _, o := range opts {
+		o(t, r)
+	}
+	r.start(t)
+	t.Cleanup(r.stop)
+	b.rig = r
+	return b
+}
+
+func TestFlowThroughABridge(t *testing.T) {
+	t.Parallel()
+	testFlow(t, newBridgedRig(t, withAlerts(t, flowAlerts)).rig)
+}
+
+// The link between the site and the central broker is cut while a Pi's button is pressed, then
+// restored: every press reaches the control center, in order.
+func TestNoPressLostWhenTheBridgeLinkIsCut(t *testing.T) {
+	t.Parallel()
+	b := newBridgedRig(t)
+	btn := newSyncButton()
+	b.startPi(t, macA, "r1", b.mqttAddr, durablePi(t.TempDir(), btn))
+	b.awaitNode(t, macA, "online", func(n dashboard.Node) bool { return n.Online() })
+	press := func(n int) {
+		t.Helper()
+		for range n {
+			if err := btn.press(topics.PressShort); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	press(5)
+	if missing := b.seen.await(t, map[string]uint64{macA: 5}); missing != nil {
+		t.Fatalf("with the bridge up: missing %v", missing)
+	}
+	b.link.cut()
+	press(20) // acknowledged by the site's broker, queued there for the bridge
+	b.link.restore()
+	if missing := b.seen.await(t, map[string]uint64{macA: 25}); missing != nil {
+		t.Fatalf("after the bridge link was cut and restored: missing %v\ncentral:\n%s\nsite:\n%s", missing, b.central.Log(), b.site.Log())
+	}
+	want := make([]uint64, 25)
+	for i := range want {
+		want[i] = uint64(i + 1)
+	}
+	if got := b.seen.firstSeen(macA); fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("presses arrived in the order %v, want 1..25", got)
+	}
+}
+
+// switchLink is a TCP relay that can be cut (every relayed connection closed, new ones refused)
+// and restored, on the same address.
+type switchLink struct {
+	ln     net.Listener
+	target string
+	down   atomic.Bool
+	mu     sync.Mutex
+	conns  []net.Conn
+}
+
+func newSwitchLink(t *testing.T, target string) *switchLink {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := &switchLink{ln: ln, target: target}
+	go l.serve()
+	t.Cleanup(func() { ln.Close(); l.cut() })
+	return l
+}
+
+func (l *switchLink) addr() string { return l.ln.Addr().String() }
+
+func (l *switchLink) serve() {
+	for {
+		c, err := l.ln.Accept()
+		if err != nil {
+			return
+		}
+		if l.down.Load() {
+			c.Close()
+			continue
+		}
+		up, err := net.Dial("tcp", l.target)
+		if err != nil {
+			c.Close()
+			continue
+		}
+		l.mu.Lock()
+		l.conns = append(l.conns, c, up)
+		l.mu.Unlock()
+		go relayAll(up, c)
+		go relayAll(c, up)
+	}
+}
+
+func relayAll(dst, src net.Conn) {
+	defer dst.Close()
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := src.Read(buf)
+		if n > 0 {
+			if _, werr := dst.Write(buf[:n]); werr != nil {
+				return
+			}
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+// cut closes every relayed connection and refuses new ones until restore.
+func (l *switchLink) cut() {
+	l.down.Store(true)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, c := range l.conns {
+		c.Close()
+	}
+	l.conns = nil
+}
+
+func (l *switchLink) restore() { l.down.Store(false) }

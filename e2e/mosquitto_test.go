@@ -1,0 +1,107 @@
+package e2e
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	paho "github.com/eclipse/paho.mqtt.golang"
+
+	"github.com/pirack/pirack/auth"
+	"github.com/pirack/pirack/brokerconfig"
+	"github.com/pirack/pirack/controlcenter"
+	"github.com/pirack/pirack/internal/mosquittotest"
+)
+
+// ccUser is the control center's own user on a foreign broker: an admin, as security.md says.
+const ccUser = "pirack-cc"
+
+// foreignAccess writes the Mosquitto password and ACL files generated from users into dir, as
+// `pirack broker-config mosquitto --out dir` does.
+func foreignAccess(t *testing.T, users *auth.Users, dir string) (passwd, acl string) {
+	t.Helper()
+	m, err := brokerconfig.GenerateMosquitto(users.List(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := brokerconfig.WriteMosquitto(dir, m); err != nil {
+		t.Fatal(err)
+	}
+	return filepath.Join(dir, "passwd"), filepath.Join(dir, "acl")
+}
+
+// mosquittoSite is a Mosquitto whose access files are generated from a rig's users file.
+type mosquittoSite struct {
+	*mosquittotest.Broker
+	users     *auth.Users
+	accessDir string
+}
+
+func startMosquittoSite(t *testing.T, users *auth.Users, opts mosquittotest.Options) *mosquittoSite {
+	t.Helper()
+	s := &mosquittoSite{users: users, accessDir: t.TempDir()}
+	opts.PasswordFile, opts.ACLFile = foreignAccess(t, users, s.accessDir)
+	s.Broker = mosquittotest.Start(t, opts)
+	return s
+}
+
+// refresh regenerates the access files, reloads Mosquitto, and waits until it lets u in.
+func (s *mosquittoSite) refresh(t *testing.T, u auth.User, password string) {
+	t.Helper()
+	foreignAccess(t, s.users, s.accessDir)
+	s.Reload()
+	deadline := time.Now().Add(waitLimit)
+	for {
+		c := paho.NewClient(paho.NewClientOptions().AddBroker(s.URL()).SetClientID(u.Name + "-probe").
+			SetUsername(u.Name).SetPassword(password).SetProtocolVersion(4).SetAutoReconnect(false))
+		tok := c.Connect()
+		if tok.WaitTimeout(waitLimit) && tok.Error() == nil {
+			c.Disconnect(0)
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("mosquitto does not let the new user %s in after a reload: %v", u.Name, tok.Error())
+		}
+		time.Sleep(20 * time.Millisecond) // the reload is asynchronous: SIGHUP, then a reread
+	}
+}
+
+// newMosquittoRig is a rig whose control center runs on Debian's Mosquitto (`pirack serve
+// --broker`), with the access files `pirack broker-config mosquitto` generates. Agents connect
+// to Mosquitto. Adding a user regenerates the files and reloads Mosquitto.
+func newMosquittoRig(t *testing.T, opts ...rigOption) (*rig, *mosquittoSite) {
+	t.Helper()
+	dir, users, log := newDataDir(t)
+	ccPassword := auth.GeneratePassword()
+	if err := users.Add(auth.User{Name: ccUser, Role: auth.RoleAdmin}, ccPassword); err != nil {
+		t.Fatal(err)
+	}
+	pwFile := filepath.Join(t.TempDir(), "cc.password")
+	if err := os.WriteFile(pwFile, []byte(ccPassword+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	site := startMosquittoSite(t, users, mosquittotest.Options{PersistenceDir: t.TempDir()})
+	r := &rig{dir: dir, users: users, log: log, mqttAddr: site.Addr(), seen: newPressLog()}
+	httpAddr := freeAddr(t)
+	r.url = "http://" + httpAddr
+	r.base = controlcenter.Config{HTTPAddr: httpAddr, Broker: controlcenter.ExternalBroker{
+		URL: "mqtt://" + site.Addr(), Username: ccUser, PasswordFile: pwFile, MaxReconnectDelay: fastReconnect,
+	}}
+	r.usersChanged = site.refresh
+	for _, o := range opts {
+		o(t, r)
+	}
+	r.start(t)
+	t.Cleanup(r.stop)
+	return r, site
+}
+
+func TestFlowOnMosquitto(t *testing.T) {
+	t.Parallel()
+	r, _ := newMosquittoRig(t, withAlerts(t, flowAlerts))
+	if r.cc.Broker() != nil {
+		t.Fatal("the control center runs its own broker next to Mosquitto")
+	}
+	testFlow(t, r)
+}
