@@ -3,6 +3,7 @@ package e2e
 import (
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
@@ -11,7 +12,10 @@ import (
 	"github.com/pirack/pirack/auth"
 	"github.com/pirack/pirack/brokerconfig"
 	"github.com/pirack/pirack/controlcenter"
+	"github.com/pirack/pirack/dashboard"
 	"github.com/pirack/pirack/internal/mosquittotest"
+	"github.com/pirack/pirack/mqttbus"
+	"github.com/pirack/pirack/topics"
 )
 
 // ccUser is the control center's own user on a foreign broker: an admin, as security.md says.
@@ -104,4 +108,65 @@ func TestFlowOnMosquitto(t *testing.T) {
 		t.Fatal("the control center runs its own broker next to Mosquitto")
 	}
 	testFlow(t, r)
+}
+
+// brokerOutage is how long the foreign broker stays down in TestForeignBrokerOutage.
+const brokerOutage = 30 * time.Second
+
+// The foreign broker goes away for 30 s while a Pi's button is pressed: the control center,
+// still running, reconnects by itself and every press arrives, in order, from the agent's
+// on-disk queue.
+func TestForeignBrokerOutage(t *testing.T) {
+	t.Parallel()
+	r, site := newMosquittoRig(t)
+	btn := newSyncButton()
+	r.startPi(t, macA, "r1", r.mqttAddr, durablePi(t.TempDir(), btn))
+	r.awaitNode(t, macA, "online", func(n dashboard.Node) bool { return n.Online() })
+	press := func(n int) {
+		t.Helper()
+		for range n {
+			if err := btn.press(topics.PressShort); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	press(5)
+	if missing := r.seen.await(t, map[string]uint64{macA: 5}); missing != nil {
+		t.Fatalf("with the broker up: missing %v", missing)
+	}
+	cc := r.cc
+	nb, ok := cc.Bus().(*mqttbus.Bus)
+	if !ok {
+		t.Fatalf("the control center's bus is a %T, want the network bus", cc.Bus())
+	}
+
+	site.Stop()
+	down := time.Now()
+	press(10) // 6-15, queued on the agent's disk
+	select {  // the outage, held for its length
+	case <-time.After(time.Until(down.Add(brokerOutage))):
+	case <-t.Context().Done():
+	}
+	if nb.Connected() {
+		t.Fatal("the network bus says it is connected to a stopped broker")
+	}
+	site.Restart()
+	press(5) // 16-20, while everything reconnects
+
+	if missing := r.seen.await(t, map[string]uint64{macA: 20}); missing != nil {
+		t.Fatalf("after a %v outage of the broker: missing %v", brokerOutage, missing)
+	}
+	if r.cc != cc {
+		t.Fatal("the control center was restarted; it should have reconnected by itself")
+	}
+	want := make([]uint64, 20)
+	for i := range want {
+		want[i] = uint64(i + 1)
+	}
+	if got := r.seen.firstSeen(macA); !slices.Equal(got, want) {
+		t.Errorf("presses arrived in the order %v, want 1..20", got)
+	}
+	n := r.awaitNode(t, macA, "online again", func(n dashboard.Node) bool { return n.Online() })
+	t.Logf("broker down %v: 20 presses, 10 of them during the outage, all shown in order; %d duplicates dropped; network bus %+v; Pi %s",
+		brokerOutage, r.dash().Stats().Duplicates, nb.Stats(), n.State)
 }
