@@ -49,7 +49,7 @@ func newBridgedRig(t *testing.T, opts ...rigOption) *bridgedRig {
 	b.link = newSwitchLink(t, b.central.Addr())
 	b.site = startMosquittoSite(t, users, mosquittotest.Options{PersistenceDir: t.TempDir(), Bridges: []mosquittotest.Bridge{{
 		Name: "site-a", Addr: b.link.addr(), RemoteUsername: bridgeUser, RemotePassword: bridgePassword,
-		LocalUsername: bridgeUser, Topics: []string{topics.AllFilter + " both 1"},
+		LocalUsername: bridgeUser, Topics: siteBridgeTopics(),
 	}}})
 	if !b.central.WaitLog("New bridge connected", waitLimit) {
 		t.Fatalf("the site's bridge did not connect to the central broker:\n%s", b.central.Log())
@@ -71,6 +71,21 @@ func newBridgedRig(t *testing.T, opts ...rigOption) *bridgedRig {
 	t.Cleanup(r.stop)
 	b.rig = r
 	return b
+}
+
+// siteBridgeTopics are the bridge's topic lines as docs/scale.md gives them: one direction per
+// topic, so that each retained topic has one writer side (with "rack/# both", the central
+// broker's older retained status flows back to the site when the link returns).
+func siteBridgeTopics() []string {
+	var lines []string
+	for _, t := range []string{topics.StatusTopic("+", "+"), topics.MetricsTopic("+", "+"), topics.ButtonTopic("+", "+"),
+		topics.LEDStateTopic("+", "+"), topics.PowerTopic("+")} {
+		lines = append(lines, t+" out 1")
+	}
+	for _, t := range []string{topics.LEDFilter, topics.AlertTopic("+", "+", "+"), topics.AlertTopic("+", "", "+")} {
+		lines = append(lines, t+" in 1")
+	}
+	return lines
 }
 
 func TestFlowThroughABridge(t *testing.T) {
