@@ -22,6 +22,7 @@ import (
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/pirack/pirack/hardware"
+	"github.com/pirack/pirack/internal/backoff"
 	"github.com/pirack/pirack/internal/buildinfo"
 	"github.com/pirack/pirack/topics"
 )
@@ -150,7 +151,7 @@ type agent struct {
 	queue     *pressQueue   // presses not yet acknowledged by the broker
 	sent      chan struct{} // signalled (buffered 1) each time a press is acknowledged
 	link      *link         // whether paho is connected, for the press sender
-	backoff   backoff
+	backoff   backoff.Backoff
 	connected chan struct{} // OnConnect → main loop, buffered 1
 	stop      chan struct{} // closed when Run is stopping; releases connect attempts
 
@@ -256,7 +257,7 @@ func newAgent(cfg Config) (*agent, error) {
 		limit:     newLimiter(logEvery),
 		sent:      make(chan struct{}, 1),
 		link:      newLink(),
-		backoff:   newBackoff(cfg.MaxReconnectDelay),
+		backoff:   backoff.New(cfg.MaxReconnectDelay),
 		connected: make(chan struct{}, 1),
 		stop:      make(chan struct{}),
 	}

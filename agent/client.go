@@ -37,23 +37,6 @@ const (
 	disconnectQuiesceMS = 250
 )
 
-// backoff is the reconnection timing derived from Config.MaxReconnectDelay.
-type backoff struct {
-	connectRetry time.Duration // first connection: paho retries at this fixed interval, plus jitter
-	maxBackoff   time.Duration // cap of paho's doubling reconnect interval
-	baseJitter   time.Duration // jitter window of the first retry; doubles per failed attempt
-	maxJitter    time.Duration
-}
-
-// newBackoff splits max between paho's backoff (two thirds) and our jitter (a third). With the
-// default of 30 s: retries every 1 s, backoff up to 20 s, jitter from 2 s up to 10 s.
-func newBackoff(max time.Duration) backoff {
-	b := backoff{maxBackoff: max * 2 / 3, maxJitter: max / 3}
-	b.connectRetry = min(time.Second, b.maxBackoff)
-	b.baseJitter = b.maxJitter / 5
-	return b
-}
-
 const connectFailedKey = "connect"
 
 func (a *agent) clientOptions() *mqtt.ClientOptions {
@@ -75,8 +58,8 @@ func (a *agent) clientOptions() *mqtt.ClientOptions {
 		SetWriteTimeout(writeTimeout).
 		SetAutoReconnect(true).
 		SetConnectRetry(true).
-		SetConnectRetryInterval(a.backoff.connectRetry).
-		SetMaxReconnectInterval(a.backoff.maxBackoff).
+		SetConnectRetryInterval(a.backoff.ConnectRetry).
+		SetMaxReconnectInterval(a.backoff.MaxBackoff).
 		SetOrderMatters(false). // handlers run concurrently, so a slow one cannot stall the client
 		SetBinaryWill(topics.StatusTopic(a.row, a.mac), willPayload, 1, true).
 		SetOnConnectHandler(func(mqtt.Client) {
@@ -119,7 +102,7 @@ func (a *agent) onConnectionNotification(_ mqtt.Client, n mqtt.ConnectionNotific
 	default:
 		return
 	}
-	w := a.backoff.jitterWindow(c.IsReconnect, c.Attempt)
+	w := a.backoff.JitterWindow(c.IsReconnect, c.Attempt)
 	if w <= 0 {
 		return
 	}
@@ -131,22 +114,6 @@ func (a *agent) onConnectionNotification(_ mqtt.Client, n mqtt.ConnectionNotific
 	case <-t.C:
 	case <-a.stop:
 	}
-}
-
-// jitterWindow is the range of the random delay before a connection attempt. The very first
-// attempt is not delayed; later ones get a window doubling from baseJitter up to maxJitter.
-func (b backoff) jitterWindow(isReconnect bool, attempt int) time.Duration {
-	n := attempt
-	if !isReconnect {
-		if attempt == 0 {
-			return 0
-		}
-		n--
-	}
-	if n > 8 {
-		n = 8 // avoid overflow; the cap applies long before
-	}
-	return min(b.baseJitter<<n, b.maxJitter)
 }
 
 // publish validates p, encodes it and publishes it. The token is only a hint: paho can report

@@ -37,33 +37,6 @@ func TestPickPrimary(t *testing.T) {
 	}
 }
 
-func TestJitterWindow(t *testing.T) {
-	b := newBackoff(DefaultMaxReconnectDelay)
-	if b.baseJitter != 2*time.Second || b.maxJitter != 10*time.Second || b.maxBackoff != 20*time.Second || b.connectRetry != time.Second {
-		t.Errorf("default backoff = %+v, want jitter 2 s..10 s, backoff up to 20 s, retry 1 s", b)
-	}
-	for _, tc := range []struct {
-		reconnect bool
-		attempt   int
-		want      time.Duration
-	}{
-		{false, 0, 0}, // a fresh start connects at once
-		{false, 1, b.baseJitter},
-		{false, 2, 2 * b.baseJitter},
-		{true, 0, b.baseJitter}, // a whole rack losing the broker spreads out at once
-		{true, 1, 2 * b.baseJitter},
-		{true, 3, b.maxJitter},
-		{true, 1000, b.maxJitter},
-	} {
-		if got := b.jitterWindow(tc.reconnect, tc.attempt); got != tc.want {
-			t.Errorf("jitterWindow(%v, %d) = %v, want %v", tc.reconnect, tc.attempt, got, tc.want)
-		}
-	}
-	if s := newBackoff(300 * time.Millisecond); s.maxBackoff != 200*time.Millisecond || s.maxJitter != 100*time.Millisecond || s.connectRetry != 200*time.Millisecond {
-		t.Errorf("short backoff = %+v, want every part within 300 ms", s)
-	}
-}
-
 func TestLimiter(t *testing.T) {
 	l := newLimiter(time.Minute)
 	t0 := time.Unix(0, 0)

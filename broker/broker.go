@@ -36,6 +36,7 @@ import (
 
 	"github.com/pirack/pirack/auth"
 	"github.com/pirack/pirack/bus"
+	"github.com/pirack/pirack/internal/mqttfilter"
 	"github.com/pirack/pirack/topics"
 )
 
@@ -433,7 +434,7 @@ func (b *Broker) Subscribe(filter string, fn bus.Handler) error {
 	if fn == nil {
 		return errors.New("broker: Subscribe with a nil handler")
 	}
-	if !validFilter(filter) {
+	if !mqttfilter.Valid(filter) {
 		return fmt.Errorf("broker: subscribe %q: %w", clip(filter), packets.ErrTopicFilterInvalid)
 	}
 	if strings.HasPrefix(filter, "$") {
@@ -441,7 +442,7 @@ func (b *Broker) Subscribe(filter string, fn bus.Handler) error {
 	}
 	b.subs.add(filter, fn)
 	for _, pk := range b.srv.Topics.Messages(filter) { // [MQTT-3.8.4-4]
-		if filterWithin(pk.TopicName, filter) { // the same matching as live messages: no $SYS for "#"
+		if mqttfilter.Within(pk.TopicName, filter) { // the same matching as live messages: no $SYS for "#"
 			fn(bus.Message{Topic: pk.TopicName, Payload: pk.Payload, QoS: pk.FixedHeader.Qos, Retained: true})
 		}
 	}
@@ -621,7 +622,7 @@ func clonePlugTopics(m map[string][]string) map[string][]string {
 func checkPlugFilter(f string) error {
 	first, _, _ := strings.Cut(f, "/")
 	switch {
-	case !validFilter(f) || strings.ContainsRune(f, 0):
+	case !mqttfilter.Valid(f) || strings.ContainsRune(f, 0):
 		return fmt.Errorf("%q is not a valid MQTT topic filter", clip(f))
 	case first == "+" || first == "#":
 		return fmt.Errorf("%q begins with a wildcard: it could match pirack's own topics; name the plug's own topic prefix", clip(f))
@@ -631,22 +632,4 @@ func checkPlugFilter(f string) error {
 		return fmt.Errorf("%q is a $ topic, which only the broker publishes", clip(f))
 	}
 	return nil
-}
-
-// validFilter checks an MQTT topic filter: not empty, "+" only as a whole level, "#" only as
-// the whole last level. (Mochi's check lets "a#" through.)
-func validFilter(filter string) bool {
-	if filter == "" {
-		return false
-	}
-	levels := strings.Split(filter, "/")
-	for i, l := range levels {
-		if strings.Contains(l, "+") && l != "+" {
-			return false
-		}
-		if strings.Contains(l, "#") && (l != "#" || i != len(levels)-1) {
-			return false
-		}
-	}
-	return true
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/pirack/pirack/auth"
 	"github.com/pirack/pirack/bus"
+	"github.com/pirack/pirack/internal/mqttfilter"
 	"github.com/pirack/pirack/topics"
 )
 
@@ -377,9 +378,9 @@ func (policy) readAllowed(u auth.User, filter string) bool {
 	case auth.RoleAdmin:
 		return true
 	case auth.RoleAgent:
-		return filterWithin(filter, topics.LEDTopic(u.MAC))
+		return mqttfilter.Within(filter, topics.LEDTopic(u.MAC))
 	case auth.RoleViewer, auth.RoleAutomation:
-		return filterWithin(filter, topics.AllFilter)
+		return mqttfilter.Within(filter, topics.AllFilter)
 	}
 	return false
 }
@@ -421,7 +422,7 @@ func (p policy) writeAllowed(u auth.User, topic string) bool {
 			return false
 		}
 		for _, f := range p.plugTopics[u.Row] {
-			if filterWithin(topic, f) {
+			if mqttfilter.Within(topic, f) {
 				return true
 			}
 		}
@@ -451,36 +452,6 @@ func unshare(filter string) string {
 		return f
 	}
 	return filter // malformed; Mochi refuses it anyway
-}
-
-// filterWithin reports whether every topic that filter matches is also matched by allowed,
-// using MQTT matching rules ("+" one level, "#" any remaining levels including none). A topic
-// name is a filter without wildcards. Topics beginning with "$" are only matched by filters
-// that spell the "$" level.
-func filterWithin(filter, allowed string) bool {
-	fl := strings.Split(filter, "/")
-	al := strings.Split(allowed, "/")
-	for i, a := range al {
-		if a == "#" {
-			// "a/#" also matches "a"; a wildcard may not stand for a "$" level.
-			return i > 0 || (len(fl) > 0 && !strings.HasPrefix(fl[0], "$"))
-		}
-		if i >= len(fl) {
-			return false
-		}
-		f := fl[i]
-		switch {
-		case f == "#":
-			return false
-		case a == "+":
-			if i == 0 && strings.HasPrefix(f, "$") {
-				return false
-			}
-		case f != a:
-			return false
-		}
-	}
-	return len(fl) == len(al)
 }
 
 // clip keeps hostile input out of logs at a bounded length.

@@ -14,41 +14,6 @@ import (
 	"github.com/pirack/pirack/topics"
 )
 
-func TestFilterWithin(t *testing.T) {
-	// Generic MQTT matching, tested on a neutral tree.
-	for _, tc := range []struct {
-		filter, allowed string
-		want            bool
-	}{
-		{"a/#", "a/#", true},
-		{"a", "a/#", true},
-		{"a/r1/m1/status", "a/#", true},
-		{"a/+/+/status", "a/#", true},
-		{"a/+/#", "a/#", true},
-		{"#", "a/#", false},
-		{"+/r1/x", "a/#", false},
-		{"+", "a/#", false},
-		{"$SYS/#", "a/#", false},
-		{"as/x", "a/#", false},
-		{"", "a/#", false},
-		{"a/m1/led", "a/m1/led", true},
-		{"a/+/led", "a/m1/led", false},
-		{"a/m1/#", "a/m1/led", false},
-		{"a/m1/led/x", "a/m1/led", false},
-		{"a/m1", "a/m1/led", false},
-		{"a/x/led", "a/+/led", true},
-		{"a/+/led", "a/+/led", true},
-		{"a/#", "a/+/led", false},
-		{"$SYS/x", "+/x", false},
-		{"$SYS/x", "#", false},
-		{"a/b", "#", true},
-	} {
-		if got := filterWithin(tc.filter, tc.allowed); got != tc.want {
-			t.Errorf("filterWithin(%q, %q) = %v, want %v", tc.filter, tc.allowed, got, tc.want)
-		}
-	}
-}
-
 // Pis of the authorization matrix: A (macA, row r1) and B (macB, row r2). For agent A, A's
 // topics are its own and B's foreign; for agent B the other way round.
 var (

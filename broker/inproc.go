@@ -5,6 +5,7 @@ import (
 	"sync/atomic"
 
 	"github.com/pirack/pirack/bus"
+	"github.com/pirack/pirack/internal/mqttfilter"
 )
 
 // inprocSubs are the in-process subscribers. They are kept out of Mochi's topic index: Mochi
@@ -40,7 +41,7 @@ func (s *inprocSubs) deliver(m bus.Message) {
 	for _, sub := range *list {
 		// A topic name is a filter without wildcards: it matches sub.filter when it lies
 		// within it, with MQTT's rules ("$" topics are not matched by a leading wildcard).
-		if filterWithin(m.Topic, sub.filter) {
+		if mqttfilter.Within(m.Topic, sub.filter) {
 			sub.fn(m)
 		}
 	}

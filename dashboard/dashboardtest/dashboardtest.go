@@ -6,11 +6,11 @@ package dashboardtest
 import (
 	"context"
 	"slices"
-	"strings"
 	"sync"
 
 	"github.com/pirack/pirack/auth"
 	"github.com/pirack/pirack/bus"
+	"github.com/pirack/pirack/internal/mqttfilter"
 )
 
 // Bus is an in-memory MQTT-like bus. Publish records the message and calls every matching
@@ -74,21 +74,8 @@ func (b *Bus) Filters() []string {
 	return out
 }
 
-// Match reports whether an MQTT topic filter matches a topic name.
-func Match(filter, topic string) bool {
-	f, t := strings.Split(filter, "/"), strings.Split(topic, "/")
-	for i, level := range f {
-		switch {
-		case level == "#":
-			return true
-		case i >= len(t):
-			return false
-		case level != "+" && level != t[i]:
-			return false
-		}
-	}
-	return len(f) == len(t)
-}
+// Match reports whether topic matches the MQTT filter, by the rules the broker uses.
+func Match(filter, topic string) bool { return mqttfilter.Match(filter, topic) }
 
 // User is one account of Users.
 type User struct {

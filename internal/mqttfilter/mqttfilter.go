@@ -1,8 +1,7 @@
 // Package mqttfilter holds MQTT's topic filter rules ("+" one level, "#" the remaining levels,
 // "$" topics only for filters that spell their first level), for every pirack package that
-// routes or authorises messages itself: the network bus delivers by them, and the embedded
-// broker's ACLs and in-process subscribers use the same rules (broker.filterWithin and
-// dashboardtest.Match are the copies this package is meant to replace).
+// routes or authorises messages itself: the network bus delivers by them, the embedded broker's
+// ACLs and in-process subscribers, and the dashboard's test bus.
 package mqttfilter
 
 import "strings"
