@@ -220,6 +220,9 @@ func (e *Engine) ObserveMetrics(mac, row string, m topics.Metrics, now time.Time
 // Tick evaluates the rules that fire on time passing rather than on data: offline (its "for")
 // and stale. Call it every few seconds; the resolution of those rules is the tick's period.
 func (e *Engine) Tick(now time.Time) []topics.Alert {
+	if deaf, _ := e.cfg.Presence.Hearing.Deaf(); deaf {
+		return nil // nothing can be heard: nothing to judge (see presence.Hearing)
+	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	var out []topics.Alert
@@ -433,6 +436,9 @@ func (e *Engine) advance(st *ruleState, id ruleID, row, mac, host string, rd rea
 				st.pending = onset
 			}
 			held := now.Sub(st.pending)
+			if back := e.cfg.Presence.Hearing.HeardSince(); st.pending.Before(back) {
+				held = now.Sub(back) // time the broker was lost does not count
+			}
 			if held < time.Duration(b.For) && !rd.immediate {
 				return
 			}

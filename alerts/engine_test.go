@@ -734,3 +734,33 @@ func TestHuman(t *testing.T) {
 		t.Fatalf("clip gave %d bytes: %q", len(long), long)
 	}
 }
+
+// While the control center cannot hear (its broker lost), nothing is judged, and the time it
+// could not hear does not count toward a rule's "for": the offline Will published as the
+// broker went down raises nothing if the Pi is back soon after the broker is.
+func TestHearingLost(t *testing.T) {
+	hearing := new(presence.Hearing)
+	cfg := DefaultConfig()
+	cfg.Presence.Hearing = hearing
+	h := newHarness(t, cfg)
+	h.status(topics.StateOnline, "s1")
+	h.metrics(nil)
+	h.at(5 * time.Second)
+	h.status(topics.StateOffline, "s1") // the broker's Wills as it shuts down
+	hearing.Lost(h.now)
+	for _, d := range []time.Duration{10 * time.Second, time.Minute, 5 * time.Minute} {
+		h.at(d)
+		if out := h.tick(); len(out) != 0 {
+			t.Fatalf("judged while deaf, at %v: %+v", d, out)
+		}
+	}
+	hearing.Back(h.now)
+	h.at(5*time.Minute + 29*time.Second)
+	if out := h.tick(); len(out) != 0 {
+		t.Fatalf("the outage counted toward offline's 30 s: %+v", out)
+	}
+	h.at(5*time.Minute + 30*time.Second)
+	if out := h.tick(); summary(out) != "offline:raised" {
+		t.Fatalf("still offline 30 s after the broker came back: got %q, want offline raised", summary(out))
+	}
+}

@@ -63,6 +63,7 @@ type ControlCenter struct {
 	dash    *dashboard.Server
 	bridge  *powerbridge.Bridge
 	httpLn  net.Listener
+	hearing *presence.Hearing // nil on the embedded broker, which is never lost
 
 	ready    chan struct{}
 	ran      atomic.Bool
@@ -116,7 +117,10 @@ func New(cfg Config) (cc *ControlCenter, err error) {
 	}
 	// One presence rule for the tiles and the alerts: a tile is stale exactly when the stale
 	// alert's condition holds.
-	alertCfg.Presence = presence.Rule{StaleAfter: cfg.StaleAfter}
+	if cfg.Broker.URL != "" {
+		cc.hearing = new(presence.Hearing) // a network bus can lose its broker
+	}
+	alertCfg.Presence = presence.Rule{StaleAfter: cfg.StaleAfter, Hearing: cc.hearing}
 	engine, err := alerts.New(alertCfg)
 	if err != nil {
 		return nil, err
@@ -146,6 +150,7 @@ func New(cfg Config) (cc *ControlCenter, err error) {
 		TLSCertFile:   cfg.WebCert,
 		TLSKeyFile:    cfg.WebKey,
 		StaleAfter:    cfg.StaleAfter,
+		Hearing:       cc.hearing,
 		AuditDir:      cfg.DataDir, // audit.log sits with the users it names
 		AuditMaxBytes: cfg.AuditMaxBytes,
 		History:       cc.history,
@@ -190,7 +195,7 @@ func (c Config) checkBroker() error {
 func (cc *ControlCenter) openBus(plugs powerbridge.File) error {
 	cfg := cc.cfg
 	if cfg.Broker.URL != "" {
-		nb, err := openNetworkBus(cfg)
+		nb, err := openNetworkBus(cfg, cc.hearing)
 		if err != nil {
 			return err
 		}

@@ -2,9 +2,11 @@ package controlcenter
 
 import (
 	"path/filepath"
+	"time"
 
 	"github.com/pirack/pirack/internal/secretfile"
 	"github.com/pirack/pirack/mqttbus"
+	"github.com/pirack/pirack/presence"
 )
 
 // mqttbusStoreDir is where the network bus keeps QoS 1 messages (LED commands, alerts) the
@@ -13,7 +15,7 @@ const mqttbusStoreDir = "mqttbus"
 
 // openNetworkBus builds the client of the foreign broker in cfg.Broker. It does not connect:
 // Run does.
-func openNetworkBus(cfg Config) (networkBus, error) {
+func openNetworkBus(cfg Config, hearing *presence.Hearing) (networkBus, error) {
 	b := cfg.Broker
 	var password string
 	if b.PasswordFile != "" {
@@ -27,6 +29,13 @@ func openNetworkBus(cfg Config) (networkBus, error) {
 		CAFile: b.CAFile, CertFile: b.CertFile, KeyFile: b.KeyFile, MaxReconnectDelay: b.MaxReconnectDelay,
 		StoreDir: filepath.Join(cfg.DataDir, mqttbusStoreDir),
 		Logger:   cfg.Logger.With("component", "mqttbus"),
+		OnConnectionChange: func(connected bool) {
+			if connected {
+				hearing.Back(time.Now())
+			} else {
+				hearing.Lost(time.Now())
+			}
+		},
 	})
 }
 

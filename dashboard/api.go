@@ -333,6 +333,9 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
 		if err := writeEvent(w, "snapshot", s.Nodes()); err != nil {
 			return err
 		}
+		if err := writeEvent(w, brokerKey, s.brokerState()); err != nil {
+			return err
+		}
 		return writeEvent(w, "rows", s.Rows())
 	}) {
 		return
@@ -349,6 +352,12 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
 		case <-c.wake:
 			ok := send(func() error {
 				for _, key := range c.take() {
+					if key == brokerKey {
+						if err := writeEvent(w, brokerKey, s.brokerState()); err != nil {
+							return err
+						}
+						continue
+					}
 					if name, ok := strings.CutPrefix(key, "row/"); ok {
 						if row, ok := s.row(name); ok {
 							if err := writeEvent(w, "row", row); err != nil {

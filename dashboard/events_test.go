@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pirack/pirack/presence"
 	"github.com/pirack/pirack/topics"
 )
 
@@ -82,10 +83,14 @@ func (s *stream) next(t *testing.T) sseEvent {
 	}
 }
 
-// snapshot reads what a new stream starts with: every node, then every row.
+// snapshot reads what a new stream starts with: every node, the broker's state, then every
+// row.
 func (s *stream) snapshot(t *testing.T) ([]Node, []Row) {
 	t.Helper()
 	nodes := decodeAs[[]Node](t, s.next(t), "snapshot")
+	if b := decodeAs[Broker](t, s.next(t), brokerKey); b.Lost {
+		t.Fatalf("the stream starts with the broker lost (%+v), and no Hearing said so", b)
+	}
 	return nodes, decodeAs[[]Row](t, s.next(t), "rows")
 }
 
@@ -261,5 +266,36 @@ func TestNewRequiresBusAndAuth(t *testing.T) {
 	f := newFixture(t)
 	if _, err := New(Config{Bus: f.bus}); err == nil {
 		t.Error("New without Auth succeeded")
+	}
+}
+
+// A control center that loses its broker says so on the live stream, from the snapshot on and
+// when it changes; the tiles are not made stale by the silence.
+func TestStreamSaysWhenTheBrokerIsLost(t *testing.T) {
+	hearing := new(presence.Hearing)
+	f := newFixture(t, func(c *Config) { c.Hearing = hearing })
+	ts := httptest.NewServer(f.srv.Handler())
+	t.Cleanup(ts.Close)
+	f.publish(t, topics.StatusTopic(rowA, macA), online("pi-a", "s1"))
+	f.publish(t, topics.MetricsTopic(rowA, macA), metrics(1, 0.5))
+
+	lost := f.clock.Now()
+	hearing.Lost(lost)
+	st := openStream(t, t.Context(), ts.URL)
+	decodeAs[[]Node](t, st.next(t), "snapshot")
+	if b := decodeAs[Broker](t, st.next(t), brokerKey); !b.Lost || !b.Since.Equal(lost) {
+		t.Fatalf("snapshot's broker state %+v, want lost since %v", b, lost)
+	}
+	decodeAs[[]Row](t, st.next(t), "rows")
+
+	f.clock.Advance(time.Hour)
+	f.srv.tick()
+	if n, _ := f.srv.node(macA); n.State != StateOnline {
+		t.Errorf("an hour without hearing the broker: the Pi shows %s, want online as last heard", n.State)
+	}
+	hearing.Back(f.clock.Now())
+	f.srv.tick()
+	// The first tick's event may show it still lost, if the stream sent it before the return.
+	for b := decodeAs[Broker](t, st.next(t), brokerKey); b.Lost; b = decodeAs[Broker](t, st.next(t), brokerKey) {
 	}
 }

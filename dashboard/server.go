@@ -57,6 +57,10 @@ type Config struct {
 	// presence.Rule.StaleAfter: when Alerts is set, its engine must have been given the same
 	// (alerts.Config.Presence), or New fails, so that a tile and its stale alert never disagree.
 	StaleAfter time.Duration
+	// Hearing, when set, says when the control center could not hear the Pis (its broker
+	// lost, on a network bus): that silence turns no Pi stale (presence.Rule.Hearing), and the
+	// page says the broker is lost. It must be the alert engine's too. nil: always hearing.
+	Hearing *presence.Hearing
 	// AuditDir is where the audit log, AuditFile, is appended to: one JSON line per login,
 	// logout and command, synced before the command is carried out. "" means audit entries
 	// go to Logger only.
@@ -160,6 +164,7 @@ type Server struct {
 
 	stats          counters
 	lastInvalidLog atomic.Int64 // unix nanoseconds of the last invalid-payload warning
+	wasDeaf        bool         // the broker was lost at the last tick (tick's own)
 }
 
 // New builds the Control Center and subscribes it to topics.AllFilter on cfg.Bus at once, so that
@@ -172,12 +177,12 @@ func New(cfg Config) (*Server, error) {
 		return nil, errors.New("dashboard: Config.Auth is required")
 	}
 	cfg = cfg.withDefaults()
-	rule := presence.Rule{StaleAfter: cfg.StaleAfter}
+	rule := presence.Rule{StaleAfter: cfg.StaleAfter, Hearing: cfg.Hearing}
 	if err := rule.Validate(); err != nil {
 		return nil, fmt.Errorf("dashboard: Config.StaleAfter: %w", err)
 	}
 	if cfg.Alerts != nil && cfg.Alerts.Presence() != rule {
-		return nil, fmt.Errorf("dashboard: Config.StaleAfter is %v but the alert engine's stale threshold (alerts.Config.Presence.StaleAfter) is %v; "+
+		return nil, fmt.Errorf("dashboard: Config.StaleAfter %v and Hearing differ from the alert engine's presence rule (alerts.Config.Presence: stale after %v); "+
 			"give both the same presence rule, so that a tile and its stale alert agree", cfg.StaleAfter, cfg.Alerts.Presence().StaleAfter)
 	}
 	pages, err := parseTemplates()
@@ -384,6 +389,10 @@ func (s *Server) watchStale(ctx context.Context) {
 
 // tick is one look of watchStale.
 func (s *Server) tick() {
+	if deaf, _ := s.cfg.Hearing.Deaf(); deaf != s.wasDeaf {
+		s.wasDeaf = deaf
+		s.hub.notify(brokerKey)
+	}
 	changed, wentStale := s.rack.sweep()
 	s.stats.wentStale.Add(uint64(wentStale))
 	for _, mac := range changed {
@@ -391,6 +400,22 @@ func (s *Server) tick() {
 	}
 	s.observe(func(e *alerts.Engine) []topics.Alert { return e.Tick(s.cfg.Now()) })
 	s.expireAssign(s.cfg.Now())
+}
+
+// brokerKey is the live stream's key for the broker's state (node keys are MACs, row keys
+// "row/<name>").
+const brokerKey = "broker"
+
+// Broker is whether the control center can hear its broker, for the page's live indicator.
+type Broker struct {
+	Lost  bool      `json:"lost"`           // the connection to a foreign broker is lost
+	Since time.Time `json:"since,omitzero"` // since when, while Lost
+}
+
+// brokerState is the broker as the live stream reports it.
+func (s *Server) brokerState() Broker {
+	deaf, since := s.cfg.Hearing.Deaf()
+	return Broker{Lost: deaf, Since: since}
 }
 
 // route is one entry of the route table.

@@ -1,9 +1,11 @@
 package e2e
 
 import (
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -13,6 +15,7 @@ import (
 	"github.com/pirack/pirack/brokerconfig"
 	"github.com/pirack/pirack/controlcenter"
 	"github.com/pirack/pirack/dashboard"
+	"github.com/pirack/pirack/history"
 	"github.com/pirack/pirack/internal/mosquittotest"
 	"github.com/pirack/pirack/mqttbus"
 	"github.com/pirack/pirack/topics"
@@ -150,6 +153,14 @@ func TestForeignBrokerOutage(t *testing.T) {
 	if nb.Connected() {
 		t.Fatal("the network bus says it is connected to a stopped broker")
 	}
+	// 30 s without a word from a Pi that reports every 50 ms: the control center knows it
+	// could not hear, and does not call the Pi stale. (It shows it offline: Mosquitto publishes
+	// its clients' Wills as it shuts down.)
+	for _, n := range r.dash().Nodes() {
+		if n.MAC == macA && n.State == dashboard.StateStale {
+			t.Errorf("during the broker outage the Pi shows %s", n.State)
+		}
+	}
 	site.Restart()
 	press(5) // 16-20, while everything reconnects
 
@@ -167,6 +178,83 @@ func TestForeignBrokerOutage(t *testing.T) {
 		t.Errorf("presses arrived in the order %v, want 1..20", got)
 	}
 	n := r.awaitNode(t, macA, "online again", func(n dashboard.Node) bool { return n.Online() })
+	var events []history.Event
+	if code := r.getJSON(t, "/api/nodes/"+macA+"/events", &events); code != http.StatusOK {
+		t.Fatalf("GET events: HTTP %d", code)
+	}
+	for _, e := range events {
+		if e.Kind == dashboard.EventAlert {
+			t.Errorf("an alert about the Pi during the broker outage: %+v", e)
+		}
+	}
 	t.Logf("broker down %v: 20 presses, 10 of them during the outage, all shown in order; %d duplicates dropped; network bus %+v; Pi %s",
 		brokerOutage, r.dash().Stats().Duplicates, nb.Stats(), n.State)
+}
+
+// viaLink puts a link that can be cut between the control center and its foreign broker.
+func viaLink(link **switchLink) rigOption {
+	return func(t *testing.T, r *rig) {
+		*link = newSwitchLink(t, strings.TrimPrefix(r.base.Broker.URL, "mqtt://"))
+		r.base.Broker.URL = "mqtt://" + (*link).addr()
+	}
+}
+
+// Only the control center's own link to the broker dies; the Pis go on publishing. It cannot
+// hear them, so it calls none of them stale and raises no alert, and the page (in Chromium)
+// says the broker is lost; once back, the press made meanwhile arrives (queued by the broker
+// for its persistent session) and the Pi's fresh telemetry with it.
+func TestControlCenterLinkLost(t *testing.T) {
+	t.Parallel()
+	var link *switchLink
+	r, _ := newMosquittoRig(t, viaLink(&link), func(_ *testing.T, r *rig) { r.base.StaleAfter = time.Second })
+	btn := newSyncButton()
+	r.startPi(t, macA, "r1", r.mqttAddr, durablePi(t.TempDir(), btn))
+	r.awaitNode(t, macA, "online with metrics", func(n dashboard.Node) bool { return n.Online() && n.Metrics != nil })
+	nb := r.cc.Bus().(*mqttbus.Bus)
+	ctx := browser(t)
+	logIn(t, ctx, r.url)
+	step(t, ctx, "the page is live", 20*time.Second, pollTrue(`document.getElementById("live").textContent === "live"`))
+
+	link.cut()
+	eventually(t, "the network bus notices the lost link", func() bool { return !nb.Connected() })
+	step(t, ctx, "the page says the broker is lost", 20*time.Second,
+		pollTrue(`document.getElementById("live").textContent.startsWith("MQTT broker lost since")`))
+	if err := btn.press(topics.PressShort); err != nil {
+		t.Fatal(err)
+	}
+	// Twice the stale threshold (1 s): the Pi would be stale if the control center blamed it.
+	time.Sleep(2 * time.Second) // holding the outage, not waiting for something
+	for _, n := range r.dash().Nodes() {
+		if n.MAC == macA && n.State != dashboard.StateOnline {
+			t.Errorf("with only the control center's link lost, the Pi shows %s, want online as last heard", n.State)
+		}
+	}
+	link.restore()
+	step(t, ctx, "the page is live again", 20*time.Second, pollTrue(`document.getElementById("live").textContent === "live"`))
+	if missing := r.seen.await(t, map[string]uint64{macA: 1}); missing != nil {
+		t.Fatalf("the press made while the control center's link was down never arrived: %v", missing)
+	}
+	before := r.dash().Stats()
+	r.awaitNode(t, macA, "fresh telemetry", func(n dashboard.Node) bool { return r.dash().Stats().Applied > before.Applied+3 })
+	var events []history.Event
+	if code := r.getJSON(t, "/api/nodes/"+macA+"/events", &events); code != http.StatusOK {
+		t.Fatalf("GET events: HTTP %d", code)
+	}
+	for _, e := range events {
+		if e.Kind == dashboard.EventAlert {
+			t.Errorf("an alert about the Pi while the control center could not hear it: %+v", e)
+		}
+	}
+}
+
+// eventually polls cond until it holds, failing after waitLimit.
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(waitLimit)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within %v", what, waitLimit)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }

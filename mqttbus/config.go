@@ -62,6 +62,9 @@ type Config struct {
 	StoreDir string
 	// Logger receives connection events; nil discards them.
 	Logger *slog.Logger
+	// OnConnectionChange, when set, is called with true at each connection and false at each
+	// loss of it, on paho's goroutines, in the order they happen. It must not block.
+	OnConnectionChange func(connected bool)
 }
 
 func (c Config) withDefaults() Config {

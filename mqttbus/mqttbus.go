@@ -404,6 +404,9 @@ func (b *Bus) onConnect(mqtt.Client) {
 	b.online = true
 	subs := b.subs
 	b.lastFail = ""
+	if f := b.cfg.OnConnectionChange; f != nil {
+		f(true) // under mu: in order with the losses
+	}
 	b.mu.Unlock()
 	n := b.connects.Add(1)
 	if n == 1 {
@@ -425,6 +428,9 @@ func (b *Bus) onConnectionLost(_ mqtt.Client, err error) {
 		b.online = false
 		close(b.down)
 		b.down = make(chan struct{})
+		if f := b.cfg.OnConnectionChange; f != nil {
+			f(false)
+		}
 	}
 	b.mu.Unlock()
 	b.losses.Add(1)

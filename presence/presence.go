@@ -17,6 +17,11 @@
 // just connected gets the same grace to send its first sample). Offline is never stale:
 // offline says more. A Pi never heard from (no birth, no metrics) is never stale.
 //
+// Silence the control center could not hear is nobody's fault: on a network bus it hears
+// nothing while its broker is lost (Rule.Hearing). Meanwhile presence is judged as of the
+// moment it was lost, and once it hears again every Pi gets a full threshold to be heard
+// from, as after a restart of the control center, so a broker outage turns no Pi stale.
+//
 // The telemetry interval is learned from consecutive metrics: ts difference over seq
 // difference, clamped to MinInterval - MaxInterval so that a Pi with a broken clock can neither
 // make itself stale at once nor never; DefaultInterval is assumed until two have arrived.
@@ -26,6 +31,7 @@ import (
 	"cmp"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/pirack/pirack/topics"
@@ -64,6 +70,77 @@ type Rule struct {
 	// StaleAfter is how long a Pi that is not offline may go without news before it is stale.
 	// 0 means StaleIntervals times the Pi's learned interval (DefaultInterval until learned).
 	StaleAfter time.Duration
+	// Hearing, when set, says when the control center could not hear the Pis at all (its
+	// broker lost); nil means it always hears, as on the embedded broker. The tiles and the
+	// alert engine share one.
+	Hearing *Hearing
+}
+
+// Hearing records whether the control center can hear the Pis. Its zero value hears; a nil
+// *Hearing always hears and ignores Lost and Back. It is safe for concurrent use.
+type Hearing struct {
+	mu        sync.Mutex
+	deafSince time.Time // zero while hearing
+	since     time.Time // when it last began to hear again; zero if it never stopped
+}
+
+// Lost records that nothing can be heard from at on (the broker connection was lost).
+func (h *Hearing) Lost(at time.Time) {
+	if h == nil {
+		return
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.deafSince.IsZero() {
+		h.deafSince = at
+	}
+}
+
+// Back records that the Pis can be heard again from at on.
+func (h *Hearing) Back(at time.Time) {
+	if h == nil {
+		return
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if !h.deafSince.IsZero() {
+		h.deafSince, h.since = time.Time{}, at
+	}
+}
+
+// Deaf reports whether nothing can be heard now, and since when.
+func (h *Hearing) Deaf() (deaf bool, since time.Time) {
+	if h == nil {
+		return false, time.Time{}
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return !h.deafSince.IsZero(), h.deafSince
+}
+
+// HeardSince is when the control center last began to hear again after losing its broker;
+// zero if it never lost it. Time before it does not count toward an alert's "for".
+func (h *Hearing) HeardSince() time.Time {
+	if h == nil {
+		return time.Time{}
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.since
+}
+
+// judge returns the moment to judge presence at instead of now (the moment hearing was lost,
+// while it is), and the earliest a Pi counts as heard from (when hearing came back).
+func (h *Hearing) judge(now time.Time) (at, heardFloor time.Time) {
+	if h == nil {
+		return now, time.Time{}
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if !h.deafSince.IsZero() && h.deafSince.Before(now) {
+		now = h.deafSince
+	}
+	return now, h.since
 }
 
 // Validate reports a negative StaleAfter, wrapping ErrInvalidRule.
@@ -168,6 +245,11 @@ func (t *Tracker) Heard() time.Time {
 // StaleAt returns when the Pi becomes (or became) stale under r, and false when it cannot be
 // stale: offline, or never heard from.
 func (t *Tracker) StaleAt(r Rule) (time.Time, bool) {
+	_, floor := r.Hearing.judge(time.Time{})
+	return t.staleAt(r, floor)
+}
+
+func (t *Tracker) staleAt(r Rule, heardFloor time.Time) (time.Time, bool) {
 	if t.state == Offline {
 		return time.Time{}, false
 	}
@@ -175,20 +257,25 @@ func (t *Tracker) StaleAt(r Rule) (time.Time, bool) {
 	if heard.IsZero() {
 		return time.Time{}, false
 	}
+	if heard.Before(heardFloor) {
+		heard = heardFloor // the broker was lost meanwhile: a full threshold from its return
+	}
 	return heard.Add(r.Threshold(t.interval)), true
 }
 
 // IsStale reports whether the Pi is stale at now under r. This is the condition both the
 // tiles and the stale alert use.
 func (t *Tracker) IsStale(r Rule, now time.Time) bool {
-	at, ok := t.StaleAt(r)
+	now, floor := r.Hearing.judge(now)
+	at, ok := t.staleAt(r, floor)
 	return ok && !now.Before(at)
 }
 
 // State returns the Pi's state at now under r, and since when: for Stale, the moment the
 // telemetry became overdue; for Unknown, zero.
 func (t *Tracker) State(r Rule, now time.Time) (state string, since time.Time) {
-	if at, ok := t.StaleAt(r); ok && !now.Before(at) {
+	now, floor := r.Hearing.judge(now)
+	if at, ok := t.staleAt(r, floor); ok && !now.Before(at) {
 		return Stale, at
 	}
 	if t.state == "" {

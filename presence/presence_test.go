@@ -118,3 +118,51 @@ func TestState(t *testing.T) {
 		t.Fatalf("offline Pi an hour later: %s; offline is never stale", st)
 	}
 }
+
+// A broker outage turns no Pi stale: presence is judged as of the loss while deaf, and every Pi
+// gets a full threshold from the broker's return. A Pi silent before the loss is still stale.
+func TestHearing(t *testing.T) {
+	h := new(Hearing)
+	r := Rule{StaleAfter: 10 * time.Second, Hearing: h}
+	var live, silent Tracker
+	live.Status(status(Online, "a", t0), t0)
+	silent.Status(status(Online, "b", t0), t0)
+	live.Metrics(sample(1, t0), t0.Add(5*time.Second))
+	silent.Metrics(sample(1, t0), t0)
+
+	if deaf, _ := h.Deaf(); deaf {
+		t.Fatal("a new Hearing is deaf")
+	}
+	lost := t0.Add(12 * time.Second)
+	h.Lost(lost)
+	h.Lost(lost.Add(time.Second)) // a second report keeps the first moment
+	if deaf, since := h.Deaf(); !deaf || !since.Equal(lost) {
+		t.Fatalf("Deaf() = %v, %v; want true since %v", deaf, since, lost)
+	}
+	during := lost.Add(time.Minute)
+	if live.IsStale(r, during) {
+		t.Error("a Pi heard 7 s before the broker was lost is stale a minute into the outage")
+	}
+	if st, _ := live.State(r, during); st != Online {
+		t.Errorf("State during the outage = %s, want online", st)
+	}
+	if !silent.IsStale(r, during) {
+		t.Error("a Pi silent for 12 s before the loss (threshold 10 s) is not stale")
+	}
+
+	back := during
+	h.Back(back)
+	if live.IsStale(r, back.Add(9*time.Second)) {
+		t.Error("stale within the threshold after the broker's return")
+	}
+	if !live.IsStale(r, back.Add(10*time.Second)) {
+		t.Error("not stale a full threshold after the broker's return without news")
+	}
+	live.Metrics(sample(2, back.Add(time.Second)), back.Add(time.Second))
+	if live.IsStale(r, back.Add(10*time.Second)) {
+		t.Error("stale although a sample came after the return")
+	}
+	if (Rule{StaleAfter: 10 * time.Second}).Hearing != nil || (&Tracker{}).IsStale(Rule{}, t0) {
+		t.Error("a rule without Hearing should always hear")
+	}
+}

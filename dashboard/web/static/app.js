@@ -430,9 +430,22 @@
 
   // ---- Live stream ----
 
+  // The stream's own state, and whether the control center has lost its MQTT broker (then the
+  // tiles show the rack as last heard, and nothing turns stale for it).
+  let streamState = "off", streamText = "static page", brokerLostSince = null;
   function setLive(state, text) {
-    live.dataset.live = state;
-    live.textContent = text;
+    streamState = state;
+    streamText = text;
+    showLive();
+  }
+  function showLive() {
+    if (streamState === "on" && brokerLostSince) {
+      live.dataset.live = "off";
+      live.textContent = "MQTT broker lost since " + brokerLostSince.toLocaleTimeString() + ": showing the rack as last heard";
+      return;
+    }
+    live.dataset.live = streamState;
+    live.textContent = streamText;
   }
 
   let hideTimer;
@@ -454,6 +467,11 @@
     es.addEventListener("gone", (e) => { pendingNodes.set(JSON.parse(e.data).mac, null); queue(); });
     es.addEventListener("rows", (e) => { for (const r of JSON.parse(e.data)) pendingRows.set(r.name, r); queue(); });
     es.addEventListener("row", (e) => { const r = JSON.parse(e.data); pendingRows.set(r.name, r); queue(); });
+    es.addEventListener("broker", (e) => {
+      const b = JSON.parse(e.data);
+      brokerLostSince = b.lost ? new Date(b.since) : null;
+      showLive();
+    });
     es.onerror = () => {
       if (es.readyState !== EventSource.CLOSED) {
         setLive("off", "reconnecting\u2026");
