@@ -19,6 +19,7 @@ import (
 	"path/filepath"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/pirack/pirack/alerts"
 	"github.com/pirack/pirack/auth"
@@ -225,24 +226,28 @@ func (cc *ControlCenter) closeHTTPListener() error {
 }
 
 // Run brings MQTT up (the embedded broker's listeners, or the connection to the foreign
-// broker), then runs every part and Config.Tasks until ctx is done or one of them fails, and
-// closes the control center. Tasks stop first; the parts then stop and flush; the broker
-// closes last. It returns nil after a shutdown caused by ctx. Run is called once.
+// broker), runs every part and Config.Tasks until ctx is done or one of them fails, and closes
+// the control center. On a foreign broker the Control Center serves its page while it
+// connects, showing the broker lost until it is reached; a broker that refuses the login stops
+// Run with what to fix. Tasks start once MQTT is up (Ready) and stop first; the parts then stop
+// and flush; the broker closes last. It returns nil after a shutdown caused by ctx. Run is
+// called once.
 func (cc *ControlCenter) Run(ctx context.Context) (err error) {
 	if !cc.ran.CompareAndSwap(false, true) {
 		return errors.New("controlcenter: Run called twice")
 	}
 	defer func() { err = errors.Join(err, cc.Close()) }()
-	if err := cc.startMQTT(ctx); err != nil {
-		return err
-	}
 	if b := cc.broker; b != nil {
+		if err := b.Start(); err != nil {
+			return fmt.Errorf("start MQTT listeners: %w (is another broker running? pick other addresses with --mqtt, --mqtts, --mqtt-ws or --mqtt-wss)", err)
+		}
 		cc.log.Info("control center running", "mqtt", b.Addr(), "mqtts", b.TLSAddr(), "mqtt_ws", b.WSAddr(), "mqtt_wss", b.WSSAddr(),
 			"http", cc.HTTPAddr(), "data_dir", cc.cfg.DataDir)
+		close(cc.ready)
 	} else {
-		cc.log.Info("control center running", "broker", cc.cfg.Broker.URL, "http", cc.HTTPAddr(), "data_dir", cc.cfg.DataDir)
+		cc.hearing.Lost(time.Now()) // nothing heard until the first connection
+		cc.log.Info("control center running; connecting to the broker", "broker", cc.cfg.Broker.URL, "http", cc.HTTPAddr(), "data_dir", cc.cfg.DataDir)
 	}
-	close(cc.ready)
 
 	partsCtx, stopParts := context.WithCancel(ctx)
 	defer stopParts()
@@ -258,12 +263,33 @@ func (cc *ControlCenter) Run(ctx context.Context) (err error) {
 	parts.Go(func() { fail(PartPowerBridge, cc.bridge.Run(partsCtx)) })
 	parts.Go(func() { fail(PartDashboard, cc.dash.Run(partsCtx)) })
 	parts.Go(func() { fail(PartHTTP, cc.dash.Serve(partsCtx, cc.httpLn)) })
+	if cc.net != nil {
+		parts.Go(func() {
+			if err := cc.net.Connect(partsCtx); err != nil {
+				if partsCtx.Err() == nil {
+					fail(PartNetworkBus, err) // refused: retrying will not help
+				}
+				return
+			}
+			close(cc.ready)
+		})
+	}
 
 	// Tasks stop before the parts: they publish into the broker and read the dashboard.
 	tasksCtx, stopTasks := context.WithCancel(partsCtx)
 	var tasks sync.WaitGroup
 	for i, t := range cc.cfg.Tasks {
-		tasks.Go(func() { fail(fmt.Sprintf("task %d", i+1), t(tasksCtx, cc)) })
+		tasks.Go(func() {
+			select {
+			case <-cc.ready:
+			case <-tasksCtx.Done():
+			}
+			select {
+			case <-cc.ready: // a task started runs to its end, even if stopped at once
+				fail(fmt.Sprintf("task %d", i+1), t(tasksCtx, cc))
+			default: // MQTT never came up
+			}
+		})
 	}
 	<-partsCtx.Done()
 	stopTasks()
@@ -271,17 +297,6 @@ func (cc *ControlCenter) Run(ctx context.Context) (err error) {
 	stopParts()
 	parts.Wait()
 	return failed
-}
-
-// startMQTT opens the embedded broker's listeners, or connects to the foreign broker.
-func (cc *ControlCenter) startMQTT(ctx context.Context) error {
-	if cc.broker != nil {
-		if err := cc.broker.Start(); err != nil {
-			return fmt.Errorf("start MQTT listeners: %w (is another broker running? pick other addresses with --mqtt, --mqtts, --mqtt-ws or --mqtt-wss)", err)
-		}
-		return nil
-	}
-	return cc.net.Connect(ctx)
 }
 
 // Close closes every part that New opened, the broker last but one and the HTTP listener
@@ -311,7 +326,7 @@ func (cc *ControlCenter) Close() error {
 }
 
 // Ready is closed once MQTT is up: the embedded broker accepts clients, or the foreign broker
-// accepted the control center.
+// accepted the control center. It is never closed if Run fails first.
 func (cc *ControlCenter) Ready() <-chan struct{} { return cc.ready }
 
 // Bus is the control center's MQTT connection. Subscribe on it between New and Run to see

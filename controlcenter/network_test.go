@@ -1,7 +1,10 @@
 package controlcenter
 
 import (
+	"bufio"
 	"context"
+	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -20,6 +23,16 @@ import (
 // broker, with a user for the control center (admin) and one agent.
 func foreignBroker(t *testing.T) (addr, passwordFile string) {
 	t.Helper()
+	b, passwordFile := newForeignBroker(t, "127.0.0.1:0")
+	if err := b.Start(); err != nil {
+		t.Fatal(err)
+	}
+	return b.Addr(), passwordFile
+}
+
+// newForeignBroker builds the foreign broker on addr without starting it.
+func newForeignBroker(t *testing.T, addr string) (b *broker.Broker, passwordFile string) {
+	t.Helper()
 	dir := t.TempDir()
 	users, err := auth.Open(filepath.Join(dir, UsersFile))
 	if err != nil {
@@ -31,11 +44,8 @@ func foreignBroker(t *testing.T) (addr, passwordFile string) {
 			t.Fatal(err)
 		}
 	}
-	b, err := broker.New(broker.Config{Addr: "127.0.0.1:0", DataDir: dir, Users: users})
+	b, err = broker.New(broker.Config{Addr: addr, DataDir: dir, Users: users})
 	if err != nil {
-		t.Fatal(err)
-	}
-	if err := b.Start(); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { b.Close() })
@@ -43,7 +53,60 @@ func foreignBroker(t *testing.T) (addr, passwordFile string) {
 	if err := os.WriteFile(passwordFile, []byte("foreign-password\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	return b.Addr(), passwordFile
+	return b, passwordFile
+}
+
+// A foreign broker that is down when the control center starts: the page is served at once and
+// says the broker is lost, and the control center connects when the broker comes up.
+func TestForeignBrokerDownAtStart(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	fb, pwFile := newForeignBroker(t, addr)
+	cfg := testConfig(t)
+	cfg.MQTTAddr = ""
+	cfg.Broker = ExternalBroker{URL: "mqtt://" + addr, Username: "cc", PasswordFile: pwFile, MaxReconnectDelay: 300 * time.Millisecond}
+	cc, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cc.Run(t.Context()) }()
+
+	req, _ := http.NewRequestWithContext(t.Context(), http.MethodGet, "http://"+cc.HTTPAddr()+"/api/events", nil)
+	req.SetBasicAuth("admin", "admin-password")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("the page is not served while the broker is down: %v", err)
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() && sc.Text() != "event: broker" {
+	}
+	if sc.Scan(); !strings.Contains(sc.Text(), `"lost":true`) {
+		t.Fatalf("live stream before the broker is reached: %q, want the broker lost", sc.Text())
+	}
+	select {
+	case <-cc.Ready():
+		t.Fatal("Ready before the broker is up")
+	default:
+	}
+	if err := fb.Start(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-cc.Ready():
+	case err := <-done:
+		t.Fatalf("Run ended: %v", err)
+	case <-time.After(wait):
+		t.Fatal("not connected within the wait after the broker came up")
+	}
+	if deaf, _ := cc.hearing.Deaf(); deaf {
+		t.Error("connected, but still deaf")
+	}
 }
 
 // On a foreign broker the control center is one client: an agent's birth published there
