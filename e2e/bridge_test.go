@@ -2,17 +2,15 @@ package e2e
 
 import (
 	"fmt"
-	"net"
 	"os"
 	"path/filepath"
-	"sync"
-	"sync/atomic"
 	"testing"
 
 	"github.com/pirack/pirack/auth"
 	"github.com/pirack/pirack/controlcenter"
 	"github.com/pirack/pirack/dashboard"
 	"github.com/pirack/pirack/internal/mosquittotest"
+	"github.com/pirack/pirack/internal/tcpproxy"
 	"github.com/pirack/pirack/topics"
 )
 
@@ -26,7 +24,7 @@ const bridgeUser = "site-bridge"
 type bridgedRig struct {
 	*rig
 	site, central *mosquittoSite
-	link          *switchLink
+	link          *tcpproxy.Proxy
 }
 
 func newBridgedRig(t *testing.T, opts ...rigOption) *bridgedRig {
@@ -46,9 +44,9 @@ func newBridgedRig(t *testing.T, opts ...rigOption) *bridgedRig {
 	}
 	b := &bridgedRig{}
 	b.central = startMosquittoSite(t, users, mosquittotest.Options{PersistenceDir: t.TempDir()})
-	b.link = newSwitchLink(t, b.central.Addr())
+	b.link = tcpproxy.New(t, b.central.Addr())
 	b.site = startMosquittoSite(t, users, mosquittotest.Options{PersistenceDir: t.TempDir(), Bridges: []mosquittotest.Bridge{{
-		Name: "site-a", Addr: b.link.addr(), RemoteUsername: bridgeUser, RemotePassword: bridgePassword,
+		Name: "site-a", Addr: b.link.Addr(), RemoteUsername: bridgeUser, RemotePassword: bridgePassword,
 		LocalUsername: bridgeUser, Topics: siteBridgeTopics(),
 	}}})
 	if !b.central.WaitLog("New bridge connected", waitLimit) {
@@ -101,21 +99,13 @@ func TestNoPressLostWhenTheBridgeLinkIsCut(t *testing.T) {
 	btn := newSyncButton()
 	b.startPi(t, macA, "r1", b.mqttAddr, durablePi(t.TempDir(), btn))
 	b.awaitNode(t, macA, "online", func(n dashboard.Node) bool { return n.Online() })
-	press := func(n int) {
-		t.Helper()
-		for range n {
-			if err := btn.press(topics.PressShort); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
-	press(5)
+	btn.pressN(t, 5)
 	if missing := b.seen.await(t, map[string]uint64{macA: 5}); missing != nil {
 		t.Fatalf("with the bridge up: missing %v", missing)
 	}
-	b.link.cut()
-	press(20) // acknowledged by the site's broker, queued there for the bridge
-	b.link.restore()
+	b.link.Cut()
+	btn.pressN(t, 20) // acknowledged by the site's broker, queued there for the bridge
+	b.link.Restore()
 	if missing := b.seen.await(t, map[string]uint64{macA: 25}); missing != nil {
 		t.Fatalf("after the bridge link was cut and restored: missing %v\ncentral:\n%s\nsite:\n%s", missing, b.central.Log(), b.site.Log())
 	}
@@ -127,79 +117,3 @@ func TestNoPressLostWhenTheBridgeLinkIsCut(t *testing.T) {
 		t.Errorf("presses arrived in the order %v, want 1..25", got)
 	}
 }
-
-// switchLink is a TCP relay that can be cut (every relayed connection closed, new ones refused)
-// and restored, on the same address.
-type switchLink struct {
-	ln     net.Listener
-	target string
-	down   atomic.Bool
-	mu     sync.Mutex
-	conns  []net.Conn
-}
-
-func newSwitchLink(t *testing.T, target string) *switchLink {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	l := &switchLink{ln: ln, target: target}
-	go l.serve()
-	t.Cleanup(func() { ln.Close(); l.cut() })
-	return l
-}
-
-func (l *switchLink) addr() string { return l.ln.Addr().String() }
-
-func (l *switchLink) serve() {
-	for {
-		c, err := l.ln.Accept()
-		if err != nil {
-			return
-		}
-		if l.down.Load() {
-			c.Close()
-			continue
-		}
-		up, err := net.Dial("tcp", l.target)
-		if err != nil {
-			c.Close()
-			continue
-		}
-		l.mu.Lock()
-		l.conns = append(l.conns, c, up)
-		l.mu.Unlock()
-		go relayAll(up, c)
-		go relayAll(c, up)
-	}
-}
-
-func relayAll(dst, src net.Conn) {
-	defer dst.Close()
-	buf := make([]byte, 32<<10)
-	for {
-		n, err := src.Read(buf)
-		if n > 0 {
-			if _, werr := dst.Write(buf[:n]); werr != nil {
-				return
-			}
-		}
-		if err != nil {
-			return
-		}
-	}
-}
-
-// cut closes every relayed connection and refuses new ones until restore.
-func (l *switchLink) cut() {
-	l.down.Store(true)
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	for _, c := range l.conns {
-		c.Close()
-	}
-	l.conns = nil
-}
-
-func (l *switchLink) restore() { l.down.Store(false) }

@@ -13,6 +13,7 @@ import (
 	"github.com/pirack/pirack/auth"
 	"github.com/pirack/pirack/dashboard"
 	"github.com/pirack/pirack/history"
+	"github.com/pirack/pirack/internal/tcpproxy"
 	"github.com/pirack/pirack/topics"
 )
 
@@ -63,7 +64,7 @@ func testFlow(t *testing.T, r *rig) {
 
 	// The link of A dies without a DISCONNECT: the broker publishes its Will, the tile shows
 	// offline, and the offline alert is raised and published retained.
-	r.proxies["a"].cut()
+	r.proxies["a"].Cut()
 	r.awaitNode(t, macA, "offline", func(n dashboard.Node) bool { return n.State == dashboard.StateOffline })
 	al := alerts.await(t, macA, "offline", topics.AlertRaised)
 	if al.Row != "r1" || al.Severity == "" {
@@ -111,15 +112,15 @@ func withAlerts(t *testing.T, js string) rigOption {
 	return func(_ *testing.T, r *rig) { r.base.AlertsFile = path }
 }
 
-// newProxyAddr puts a cuttable link (see proxy) named name between an agent and the broker,
+// newProxyAddr puts a cuttable link (see tcpproxy) named name between an agent and the broker,
 // and returns the address the agent dials.
 func newProxyAddr(t *testing.T, r *rig, name string) string {
-	p := newProxy(t, r.mqttAddr)
+	p := tcpproxy.New(t, r.mqttAddr)
 	if r.proxies == nil {
-		r.proxies = map[string]*proxy{}
+		r.proxies = map[string]*tcpproxy.Proxy{}
 	}
 	r.proxies[name] = p
-	return p.addr()
+	return p.Addr()
 }
 
 // alertWatch is an MQTT client of the rig's broker that records the alerts published there.

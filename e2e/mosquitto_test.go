@@ -17,6 +17,7 @@ import (
 	"github.com/pirack/pirack/dashboard"
 	"github.com/pirack/pirack/history"
 	"github.com/pirack/pirack/internal/mosquittotest"
+	"github.com/pirack/pirack/internal/tcpproxy"
 	"github.com/pirack/pirack/mqttbus"
 	"github.com/pirack/pirack/topics"
 )
@@ -125,15 +126,7 @@ func TestForeignBrokerOutage(t *testing.T) {
 	btn := newSyncButton()
 	r.startPi(t, macA, "r1", r.mqttAddr, durablePi(t.TempDir(), btn))
 	r.awaitNode(t, macA, "online", func(n dashboard.Node) bool { return n.Online() })
-	press := func(n int) {
-		t.Helper()
-		for range n {
-			if err := btn.press(topics.PressShort); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
-	press(5)
+	btn.pressN(t, 5)
 	if missing := r.seen.await(t, map[string]uint64{macA: 5}); missing != nil {
 		t.Fatalf("with the broker up: missing %v", missing)
 	}
@@ -145,8 +138,8 @@ func TestForeignBrokerOutage(t *testing.T) {
 
 	site.Stop()
 	down := time.Now()
-	press(10) // 6-15, queued on the agent's disk
-	select {  // the outage, held for its length
+	btn.pressN(t, 10) // 6-15, queued on the agent's disk
+	select {          // the outage, held for its length
 	case <-time.After(time.Until(down.Add(brokerOutage))):
 	case <-t.Context().Done():
 	}
@@ -162,7 +155,7 @@ func TestForeignBrokerOutage(t *testing.T) {
 		}
 	}
 	site.Restart()
-	press(5) // 16-20, while everything reconnects
+	btn.pressN(t, 5) // 16-20, while everything reconnects
 
 	if missing := r.seen.await(t, map[string]uint64{macA: 20}); missing != nil {
 		t.Fatalf("after a %v outage of the broker: missing %v", brokerOutage, missing)
@@ -178,24 +171,16 @@ func TestForeignBrokerOutage(t *testing.T) {
 		t.Errorf("presses arrived in the order %v, want 1..20", got)
 	}
 	n := r.awaitNode(t, macA, "online again", func(n dashboard.Node) bool { return n.Online() })
-	var events []history.Event
-	if code := r.getJSON(t, "/api/nodes/"+macA+"/events", &events); code != http.StatusOK {
-		t.Fatalf("GET events: HTTP %d", code)
-	}
-	for _, e := range events {
-		if e.Kind == dashboard.EventAlert {
-			t.Errorf("an alert about the Pi during the broker outage: %+v", e)
-		}
-	}
+	r.noAlerts(t, macA, "an alert about the Pi during the broker outage")
 	t.Logf("broker down %v: 20 presses, 10 of them during the outage, all shown in order; %d duplicates dropped; network bus %+v; Pi %s",
 		brokerOutage, r.dash().Stats().Duplicates, nb.Stats(), n.State)
 }
 
 // viaLink puts a link that can be cut between the control center and its foreign broker.
-func viaLink(link **switchLink) rigOption {
+func viaLink(link **tcpproxy.Proxy) rigOption {
 	return func(t *testing.T, r *rig) {
-		*link = newSwitchLink(t, strings.TrimPrefix(r.base.Broker.URL, "mqtt://"))
-		r.base.Broker.URL = "mqtt://" + (*link).addr()
+		*link = tcpproxy.New(t, strings.TrimPrefix(r.base.Broker.URL, "mqtt://"))
+		r.base.Broker.URL = "mqtt://" + (*link).Addr()
 	}
 }
 
@@ -205,7 +190,7 @@ func viaLink(link **switchLink) rigOption {
 // for its persistent session) and the Pi's fresh telemetry with it.
 func TestControlCenterLinkLost(t *testing.T) {
 	t.Parallel()
-	var link *switchLink
+	var link *tcpproxy.Proxy
 	r, _ := newMosquittoRig(t, viaLink(&link), func(_ *testing.T, r *rig) { r.base.StaleAfter = time.Second })
 	btn := newSyncButton()
 	r.startPi(t, macA, "r1", r.mqttAddr, durablePi(t.TempDir(), btn))
@@ -215,7 +200,7 @@ func TestControlCenterLinkLost(t *testing.T) {
 	logIn(t, ctx, r.url)
 	step(t, ctx, "the page is live", 20*time.Second, pollTrue(`document.getElementById("live").textContent === "live"`))
 
-	link.cut()
+	link.Cut()
 	eventually(t, "the network bus notices the lost link", func() bool { return !nb.Connected() })
 	step(t, ctx, "the page says the broker is lost", 20*time.Second,
 		pollTrue(`document.getElementById("live").textContent.startsWith("MQTT broker lost since")`))
@@ -229,22 +214,14 @@ func TestControlCenterLinkLost(t *testing.T) {
 			t.Errorf("with only the control center's link lost, the Pi shows %s, want online as last heard", n.State)
 		}
 	}
-	link.restore()
+	link.Restore()
 	step(t, ctx, "the page is live again", 20*time.Second, pollTrue(`document.getElementById("live").textContent === "live"`))
 	if missing := r.seen.await(t, map[string]uint64{macA: 1}); missing != nil {
 		t.Fatalf("the press made while the control center's link was down never arrived: %v", missing)
 	}
 	before := r.dash().Stats()
 	r.awaitNode(t, macA, "fresh telemetry", func(n dashboard.Node) bool { return r.dash().Stats().Applied > before.Applied+3 })
-	var events []history.Event
-	if code := r.getJSON(t, "/api/nodes/"+macA+"/events", &events); code != http.StatusOK {
-		t.Fatalf("GET events: HTTP %d", code)
-	}
-	for _, e := range events {
-		if e.Kind == dashboard.EventAlert {
-			t.Errorf("an alert about the Pi while the control center could not hear it: %+v", e)
-		}
-	}
+	r.noAlerts(t, macA, "an alert about the Pi while the control center could not hear it")
 }
 
 // eventually polls cond until it holds, failing after waitLimit.
@@ -256,5 +233,19 @@ func eventually(t *testing.T, what string, cond func() bool) {
 			t.Fatalf("%s: not within %v", what, waitLimit)
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// noAlerts fails the test if the Pi's event log has an alert; why says when none was due.
+func (r *rig) noAlerts(t *testing.T, mac, why string) {
+	t.Helper()
+	var events []history.Event
+	if code := r.getJSON(t, "/api/nodes/"+mac+"/events", &events); code != http.StatusOK {
+		t.Fatalf("GET events: HTTP %d", code)
+	}
+	for _, e := range events {
+		if e.Kind == dashboard.EventAlert {
+			t.Errorf("%s: %+v", why, e)
+		}
 	}
 }

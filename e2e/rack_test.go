@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/pirack/pirack/dashboard"
+	"github.com/pirack/pirack/internal/tcpproxy"
 	"github.com/pirack/pirack/topics"
 )
 
@@ -130,11 +131,11 @@ func TestLocateUnknownPiIsNotFound(t *testing.T) {
 
 func TestPiMarkedOfflineWhenConnectionDies(t *testing.T) {
 	r := newRig(t)
-	link := newProxy(t, r.mqttAddr)
-	r.startPi(t, macA, "r1", link.addr())
+	link := tcpproxy.New(t, r.mqttAddr)
+	r.startPi(t, macA, "r1", link.Addr())
 	r.awaitNode(t, macA, "online", func(n dashboard.Node) bool { return n.Online() })
 
-	link.cut() // no DISCONNECT: the broker must publish the agent's Will
+	link.Cut() // no DISCONNECT: the broker must publish the agent's Will
 	r.awaitNode(t, macA, "offline", func(n dashboard.Node) bool { return n.State == dashboard.StateOffline })
 }
 

@@ -13,6 +13,7 @@ import (
 	"github.com/pirack/pirack/agent"
 	"github.com/pirack/pirack/bus"
 	"github.com/pirack/pirack/dashboard"
+	"github.com/pirack/pirack/internal/tcpproxy"
 	"github.com/pirack/pirack/internal/testlog"
 	"github.com/pirack/pirack/topics"
 )
@@ -142,6 +143,16 @@ func (b *syncButton) press(kind string) error {
 	}
 }
 
+// pressN presses n times, as press does, failing the test on an error.
+func (b *syncButton) pressN(t *testing.T, n int) {
+	t.Helper()
+	for range n {
+		if err := b.press(topics.PressShort); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
 // durablePi configures an agent that keeps its press queue in dir, reconnects fast and takes
 // presses from btn.
 func durablePi(dir string, btn *syncButton) func(*agent.Config) {
@@ -236,26 +247,18 @@ func TestPressesBufferedWhileBrokerDown(t *testing.T) {
 	btn := newSyncButton()
 	p := rr.startPi(t, macA, "r1", rr.mqttAddr, durablePi(store, btn))
 	rr.awaitNode(t, macA, "online", func(n dashboard.Node) bool { return n.Online() })
-	pressN := func(n int) {
-		t.Helper()
-		for range n {
-			if err := btn.press(topics.PressShort); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
-	pressN(5) // 1-5, delivered
+	btn.pressN(t, 5) // 1-5, delivered
 	if missing := rr.seen.await(t, map[string]uint64{macA: 5}); missing != nil {
 		t.Fatalf("with the broker up: missing %v", missing)
 	}
 
 	rr.kill(t)
 	down := time.Now()
-	pressN(10) // 6-15, queued on disk
-	p.stop()   // a clean stop while disconnected: the queue stays on disk
+	btn.pressN(t, 10) // 6-15, queued on disk
+	p.stop()          // a clean stop while disconnected: the queue stays on disk
 	btn = newSyncButton()
 	rr.runPi(t, p, rr.mqttAddr, durablePi(store, btn))
-	pressN(10) // 16-25, queued behind them
+	btn.pressN(t, 10) // 16-25, queued behind them
 	select {
 	case <-time.After(time.Until(down.Add(outage))):
 	case <-t.Context().Done():
@@ -283,11 +286,11 @@ func TestOfflineWithinKeepaliveWhenLinkFreezes(t *testing.T) {
 	const keepAlive = 2 * time.Second
 	bound := keepAlive * 3 / 2
 	r := newRig(t)
-	link := newProxy(t, r.mqttAddr)
-	r.startPi(t, macA, "r1", link.addr(), func(c *agent.Config) { c.KeepAlive = keepAlive })
+	link := tcpproxy.New(t, r.mqttAddr)
+	r.startPi(t, macA, "r1", link.Addr(), func(c *agent.Config) { c.KeepAlive = keepAlive })
 	r.awaitNode(t, macA, "online with metrics", func(n dashboard.Node) bool { return n.Online() && n.Metrics != nil })
 
-	link.freeze() // the agent's last packet (metrics every 50 ms) went through just before
+	link.Freeze() // the agent's last packet (metrics every 50 ms) went through just before
 	frozen := time.Now()
 	r.awaitNode(t, macA, "offline", func(n dashboard.Node) bool { return n.State == dashboard.StateOffline })
 	took := time.Since(frozen)

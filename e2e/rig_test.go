@@ -11,7 +11,6 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -23,6 +22,7 @@ import (
 	"github.com/pirack/pirack/controlcenter"
 	"github.com/pirack/pirack/dashboard"
 	"github.com/pirack/pirack/hardware/sim"
+	"github.com/pirack/pirack/internal/tcpproxy"
 	"github.com/pirack/pirack/internal/testlog"
 	"github.com/pirack/pirack/topics"
 )
@@ -52,7 +52,7 @@ type rig struct {
 	// usersChanged, when set, runs after the rig adds a user: a foreign broker's access files
 	// are regenerated from the users file there.
 	usersChanged func(t *testing.T, u auth.User, password string)
-	proxies      map[string]*proxy // links between agents and the broker, by name
+	proxies      map[string]*tcpproxy.Proxy // links between agents and the broker, by name
 }
 
 // newDataDir makes a control center's data directory with the admin user, and a logger to t.
@@ -303,79 +303,4 @@ func (r *rig) getJSON(t *testing.T, path string, v any) int {
 		t.Fatalf("GET %s: decode: %v", path, err)
 	}
 	return resp.StatusCode
-}
-
-// proxy is a TCP relay between an agent and the broker whose links can be cut, to kill a
-// connection the way a crashed Pi does (no DISCONNECT packet), or frozen, the way a pulled
-// cable does (no packet at all, and no FIN either).
-type proxy struct {
-	ln     net.Listener
-	target string
-	frozen atomic.Bool
-	mu     sync.Mutex
-	conns  []net.Conn
-}
-
-func newProxy(t *testing.T, target string) *proxy {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &proxy{ln: ln, target: target}
-	go p.serve()
-	t.Cleanup(p.cut)
-	return p
-}
-
-func (p *proxy) addr() string { return p.ln.Addr().String() }
-
-func (p *proxy) serve() {
-	for {
-		c, err := p.ln.Accept()
-		if err != nil {
-			return
-		}
-		up, err := net.Dial("tcp", p.target)
-		if err != nil {
-			c.Close()
-			continue
-		}
-		p.mu.Lock()
-		p.conns = append(p.conns, c, up)
-		p.mu.Unlock()
-		go p.relay(up, c)
-		go p.relay(c, up)
-	}
-}
-
-// relay copies src to dst, dropping what arrives while the proxy is frozen.
-func (p *proxy) relay(dst, src net.Conn) {
-	defer dst.Close()
-	buf := make([]byte, 32<<10)
-	for {
-		n, err := src.Read(buf)
-		if n > 0 && !p.frozen.Load() {
-			if _, werr := dst.Write(buf[:n]); werr != nil {
-				return
-			}
-		}
-		if err != nil {
-			return
-		}
-	}
-}
-
-// freeze stops forwarding bytes, both ways and on every link, without closing anything.
-func (p *proxy) freeze() { p.frozen.Store(true) }
-
-// cut stops accepting and drops every relayed connection.
-func (p *proxy) cut() {
-	p.ln.Close()
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	for _, c := range p.conns {
-		c.Close()
-	}
-	p.conns = nil
 }

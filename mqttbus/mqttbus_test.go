@@ -10,7 +10,9 @@ import (
 	"time"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
+
 	"github.com/pirack/pirack/bus"
+	"github.com/pirack/pirack/internal/tcpproxy"
 	"github.com/pirack/pirack/topics"
 )
 
@@ -239,8 +241,8 @@ func TestBrokerRestart(t *testing.T) {
 // queued by paho, and both are delivered once the link is back.
 func TestQueuedWhileAway(t *testing.T) {
 	e := startEmbedded(t)
-	p := newProxy(t, e.addr)
-	b := newBus(t, Config{URL: p.url(), Username: ccUser, Password: password})
+	p := tcpproxy.New(t, e.addr)
+	b := newBus(t, Config{URL: "mqtt://" + p.Addr(), Username: ccUser, Password: password})
 	all := newRecorder()
 	if err := b.Subscribe(topics.AllFilter, all.handle); err != nil {
 		t.Fatal(err)
@@ -249,7 +251,7 @@ func TestQueuedWhileAway(t *testing.T) {
 	agent := pahoClient(t, e.url(), mac, mac, false)
 	leds := pahoRecorder(t, agent, topics.LEDTopic(mac))
 
-	p.cut()
+	p.Cut()
 	eventually(t, "connection lost", func() bool { return !b.Connected() })
 	button := topics.ButtonTopic(row, mac)
 	await(t, agent.Publish(button, 1, false, buttonPayload(t, 42)), "publish button while the bus is away")
@@ -262,7 +264,7 @@ func TestQueuedWhileAway(t *testing.T) {
 		t.Errorf("Stats.Queued = %d, want 1", s.Queued)
 	}
 
-	p.restore()
+	p.Restore()
 	eventually(t, "reconnected", b.Connected)
 	if m := all.expect(t, button, false); !strings.Contains(string(m.Payload), `"seq":42`) {
 		t.Errorf("got %s, want press 42", m.Payload)
@@ -276,22 +278,22 @@ func TestQueuedWhileAway(t *testing.T) {
 // survives a restart of the control center with a StoreDir.
 func TestStoreDirKeepsQueuedAcrossRestart(t *testing.T) {
 	e := startEmbedded(t)
-	p := newProxy(t, e.addr)
+	p := tcpproxy.New(t, e.addr)
 	store := t.TempDir()
-	cfg := Config{URL: p.url(), Username: ccUser, Password: password, StoreDir: store}
+	cfg := Config{URL: "mqtt://" + p.Addr(), Username: ccUser, Password: password, StoreDir: store}
 	agent := pahoClient(t, e.url(), mac, mac, false)
 	leds := pahoRecorder(t, agent, topics.LEDTopic(mac))
 
 	b1 := newBus(t, cfg)
 	connect(t, b1)
-	p.cut()
+	p.Cut()
 	eventually(t, "connection lost", func() bool { return !b1.Connected() })
 	if err := b1.Publish(t.Context(), bus.Message{Topic: topics.LEDTopic(mac), QoS: 1, Payload: ledPayload(t, "stored")}); err != nil {
 		t.Fatal(err)
 	}
 	b1.Close()
 
-	p.restore()
+	p.Restore()
 	b2 := newBus(t, cfg)
 	connect(t, b2)
 	if by := ledBy(t, leds.expect(t, topics.LEDTopic(mac), false)); by != "stored" {
@@ -306,8 +308,8 @@ func TestStoreDirKeepsQueuedAcrossRestart(t *testing.T) {
 // itself within a second.
 func TestDeliveredInOrder(t *testing.T) {
 	url := startMosquitto(t)
-	p := newProxy(t, strings.TrimPrefix(url, "mqtt://"))
-	b := newBus(t, Config{URL: p.url(), MaxReconnectDelay: 300 * time.Millisecond})
+	p := tcpproxy.New(t, strings.TrimPrefix(url, "mqtt://"))
+	b := newBus(t, Config{URL: "mqtt://" + p.Addr(), MaxReconnectDelay: 300 * time.Millisecond})
 	got := make(chan uint64, 300)
 	if err := b.Subscribe(topics.ButtonTopic(row, mac), func(m bus.Message) {
 		ev, err := topics.DecodeButton(m.Payload)
@@ -319,7 +321,7 @@ func TestDeliveredInOrder(t *testing.T) {
 	}
 	connect(t, b)
 	agent := pahoClient(t, url, "", mac, false)
-	p.cut()
+	p.Cut()
 	eventually(t, "connection lost", func() bool { return !b.Connected() })
 	const n = 200
 	var toks []paho.Token
@@ -329,7 +331,7 @@ func TestDeliveredInOrder(t *testing.T) {
 	for _, tok := range toks {
 		await(t, tok, "publish a press")
 	}
-	p.restore()
+	p.Restore()
 	for want := uint64(1); want <= n; want++ {
 		select {
 		case seq := <-got:
