@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
@@ -32,27 +31,7 @@ func TestBrokerConfigMosquitto(t *testing.T) {
 		}
 	}
 	// "old" was made by an earlier pirack: no Mosquitto hash in the file.
-	usersPath := filepath.Join(dir, usersFileName)
-	b, err := os.ReadFile(usersPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var f struct {
-		V     int         `json:"v"`
-		Users []auth.User `json:"users"`
-	}
-	if err := json.Unmarshal(b, &f); err != nil {
-		t.Fatal(err)
-	}
-	for i := range f.Users {
-		if f.Users[i].Name == "old" {
-			f.Users[i].MosquittoHash = ""
-		}
-	}
-	b, _ = json.Marshal(f)
-	if err := os.WriteFile(usersPath, b, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	rewriteUser(t, filepath.Join(dir, usersFileName), "old", func(u *auth.User) { u.MosquittoHash = "" })
 	bridge := `{"plugs":[{"row":"r1","type":"tasmota","topic":"tele/rack-r1/SENSOR"}]}`
 	if err := os.WriteFile(filepath.Join(dir, powerbridge.FileName), []byte(bridge), 0o600); err != nil {
 		t.Fatal(err)

@@ -264,7 +264,17 @@ func addRowlessPlug(t *testing.T, users *auth.Users, name string) {
 	if err := users.SetWithCost(auth.User{Name: name, Role: auth.RolePlug, Row: "r1"}, "plug-password", bcrypt.MinCost); err != nil {
 		t.Fatal(err)
 	}
-	b, err := os.ReadFile(users.Path())
+	rewriteUser(t, users.Path(), name, func(u *auth.User) { u.Row = "" })
+	if u, ok := users.Get(name); !ok || u.Row != "" {
+		t.Fatalf("rowless plug user not loaded: %+v, %v", u, ok)
+	}
+}
+
+// rewriteUser changes a user straight in the users file at path, as an earlier pirack may have
+// written it (Add and Set refuse what these tests need).
+func rewriteUser(t *testing.T, path, name string, change func(*auth.User)) {
+	t.Helper()
+	b, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -277,16 +287,13 @@ func addRowlessPlug(t *testing.T, users *auth.Users, name string) {
 	}
 	for i := range f.Users {
 		if f.Users[i].Name == name {
-			f.Users[i].Row = ""
+			change(&f.Users[i])
 		}
 	}
 	if b, err = json.Marshal(f); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(users.Path(), b, 0o600); err != nil {
+	if err := os.WriteFile(path, b, 0o600); err != nil {
 		t.Fatal(err)
-	}
-	if u, ok := users.Get(name); !ok || u.Row != "" {
-		t.Fatalf("rowless plug user not loaded: %+v, %v", u, ok)
 	}
 }
