@@ -443,3 +443,35 @@ func TestSetWithCost(t *testing.T) {
 		t.Error("SetWithCost accepted cost 99")
 	}
 }
+
+func TestRights(t *testing.T) {
+	plugs := map[string][]string{"r1": {"tele/rack-r1/#"}}
+	agent := User{Name: "b827eb3f1a2c", Role: RoleAgent, MAC: "b827eb3f1a2c", Row: "r1"}
+	for _, c := range []struct {
+		name        string
+		u           User
+		read, write string
+	}{
+		{"admin", User{Role: RoleAdmin}, "# $SYS/#", "#"},
+		{"viewer", User{Role: RoleViewer}, "rack/#", ""},
+		{"automation", User{Role: RoleAutomation}, "rack/#", "rack/+/led"},
+		{"agent", agent, "rack/b827eb3f1a2c/led", "rack/r1/b827eb3f1a2c/status rack/r1/b827eb3f1a2c/metrics rack/r1/b827eb3f1a2c/button rack/r1/b827eb3f1a2c/led_state rack/r1/power"},
+		{"plug", User{Role: RolePlug, Row: "r1"}, "", "tele/rack-r1/#"},
+		{"plug of a row without plugs", User{Role: RolePlug, Row: "r2"}, "", ""},
+		{"plug without a row", User{Role: RolePlug}, "", ""},
+		{"unknown role", User{Role: "root"}, "", ""},
+	} {
+		r := c.u.Rights(plugs)
+		if got := strings.Join(r.Read, " "); got != c.read {
+			t.Errorf("%s: read %q, want %q", c.name, got, c.read)
+		}
+		if got := strings.Join(r.Write, " "); got != c.write {
+			t.Errorf("%s: write %q, want %q", c.name, got, c.write)
+		}
+	}
+	r := User{Role: RolePlug, Row: "r1"}.Rights(plugs)
+	r.Write[0] = "changed"
+	if plugs["r1"][0] != "tele/rack-r1/#" {
+		t.Error("Rights hands out the caller's plug filters: a change to them changed the map")
+	}
+}

@@ -368,63 +368,39 @@ type policy struct {
 	plugTopics map[string][]string
 }
 
-// readAllowed says whether u may subscribe to filter (or receive a message on that topic name).
-// A plug reads nothing: pirack never commands plugs, so a refused subscription (a Tasmota
-// subscribing to its cmnd/ topics, a Shelly to its rpc topic) only costs a failure code in the
-// SUBACK, and the plug stays connected.
-func (policy) readAllowed(u auth.User, filter string) bool {
+// readAllowed says whether u may subscribe to filter (or receive a message on that topic name):
+// it lies within one of u's read filters (auth.User.Rights). A plug reads nothing: a refused
+// subscription (a Tasmota subscribing to its cmnd/ topics, a Shelly to its rpc topic) only
+// costs a failure code in the SUBACK, and the plug stays connected.
+func (p policy) readAllowed(u auth.User, filter string) bool {
 	filter = unshare(filter)
-	switch u.Role {
-	case auth.RoleAdmin:
-		return true
-	case auth.RoleAgent:
-		return mqttfilter.Within(filter, topics.LEDTopic(u.MAC))
-	case auth.RoleViewer, auth.RoleAutomation:
-		return mqttfilter.Within(filter, topics.AllFilter)
+	for _, r := range u.Rights(p.plugTopics).Read {
+		if mqttfilter.Within(filter, r) {
+			return true
+		}
 	}
 	return false
 }
 
-// writeAllowed says whether u may publish to topic. Nobody publishes to a wildcard (not a
-// topic name) or to a "$" topic (the broker's own; Mochi drops them anyway).
+// writeAllowed says whether u may publish to topic: it matches one of u's write filters
+// (auth.User.Rights). Nobody publishes to a wildcard (not a topic name) or to a "$" topic (the
+// broker's own; Mochi drops them anyway), and nobody but an admin to a topic under the pirack
+// root that the contract does not know (an automation's LED command names a real MAC).
 func (p policy) writeAllowed(u auth.User, topic string) bool {
 	if topic == "" || strings.ContainsAny(topic, "+#") || strings.HasPrefix(topic, "$") {
 		return false
 	}
-	switch u.Role {
-	case auth.RoleAdmin:
-		return true
-	case auth.RoleAgent:
-		// Only the topics an agent publishes by contract, for its own row and MAC: anything
-		// else under its prefix (an alert about itself, say) would let a Pi forge the control
-		// center's voice.
-		t, err := topics.Parse(topic)
-		if err != nil || t.Row != u.Row {
+	if first, _, _ := strings.Cut(topic, "/"); first == topics.Root {
+		if u.Role == auth.RolePlug {
+			return false // whatever its row's filters say: a plug never speaks under the contract
+		}
+		if _, err := topics.Parse(topic); err != nil && u.Role != auth.RoleAdmin {
 			return false
 		}
-		switch t.Kind {
-		case topics.KindStatus, topics.KindMetrics, topics.KindButton, topics.KindLEDState:
-			return t.MAC == u.MAC
-		case topics.KindPower:
-			// The row's supply is read by whichever Pi of the row has the sensor wired.
+	}
+	for _, w := range u.Rights(p.plugTopics).Write {
+		if mqttfilter.Match(w, topic) {
 			return true
-		}
-		return false
-	case auth.RoleAutomation:
-		t, err := topics.Parse(topic)
-		return err == nil && t.Kind == topics.KindLED
-	case auth.RolePlug:
-		// Only the topics of its own row's plug, and never a pirack topic: the bridge
-		// republishes a plug's reading under the contract after checking it, and a plug must
-		// not be able to skip that check, nor speak for another row's plug. A plug without a
-		// row (refused at CONNECT anyway) may publish nothing.
-		if first, _, _ := strings.Cut(topic, "/"); first == topics.Root || u.Row == "" {
-			return false
-		}
-		for _, f := range p.plugTopics[u.Row] {
-			if mqttfilter.Within(topic, f) {
-				return true
-			}
 		}
 	}
 	return false

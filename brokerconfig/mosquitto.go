@@ -41,10 +41,6 @@ type Skipped struct {
 	Reason string
 }
 
-// sysFilter is the broker's own status tree, readable by admins only. It is Mosquitto's, not a
-// pirack topic.
-const sysFilter = "$SYS/#"
-
 // GenerateMosquitto returns the Mosquitto password and ACL files for users. plugFilters are the
 // filters each row's plug may publish to, by row (powerbridge.File.PublishFilters); nil means no
 // plugs.
@@ -118,30 +114,15 @@ type rule struct {
 	topic  string
 }
 
-// rules returns u's ACL lines, or why u is left out.
+// rules returns u's ACL lines, from the rights pirack's broker enforces (auth.User.Rights),
+// or why u is left out.
 func rules(u auth.User, plugFilters map[string][]string) (lines []rule, skip string, err error) {
 	switch u.Role {
-	case auth.RoleAdmin:
-		// "#" does not match $SYS topics in Mosquitto (nor in MQTT): the broker's status needs
-		// its own line. Writing to $ topics stays refused, as on the embedded broker.
-		return []rule{{"readwrite", "#"}, {"read", sysFilter}}, "", nil
-	case auth.RoleViewer:
-		return []rule{{"read", topics.AllFilter}}, "", nil
-	case auth.RoleAutomation:
-		return []rule{{"read", topics.AllFilter}, {"write", topics.LEDFilter}}, "", nil
+	case auth.RoleAdmin, auth.RoleViewer, auth.RoleAutomation:
 	case auth.RoleAgent:
 		if !topics.IsMAC(u.MAC) || u.Name != u.MAC || topics.ValidateRow(u.Row) != nil {
 			return nil, "", fmt.Errorf("agent user %q: MAC %q and row %q do not bind it to a Pi (is the users file hand-edited?)", u.Name, u.MAC, u.Row)
 		}
-		return []rule{
-			{"write", topics.StatusTopic(u.Row, u.MAC)},
-			{"write", topics.MetricsTopic(u.Row, u.MAC)},
-			{"write", topics.ButtonTopic(u.Row, u.MAC)},
-			{"write", topics.LEDStateTopic(u.Row, u.MAC)},
-			// The row's supply is read by whichever Pi of the row has the sensor wired.
-			{"write", topics.PowerTopic(u.Row)},
-			{"read", topics.LEDTopic(u.MAC)},
-		}, "", nil
 	case auth.RolePlug:
 		if u.Row == "" {
 			return nil, "plug user without a row (made by an earlier pirack), refused by pirack's broker too: re-create it with pirack user remove " +
@@ -154,11 +135,31 @@ func rules(u auth.User, plugFilters map[string][]string) (lines []rule, skip str
 			if err := checkPlugFilter(f); err != nil {
 				return nil, "", fmt.Errorf("plug folder %q of row %s: %w", f, u.Row, err)
 			}
-			lines = append(lines, rule{"write", f})
 		}
-		return lines, "", nil
+	default:
+		return nil, "unknown role " + strings.ToValidUTF8(string(u.Role), "?") + ": it has no rights", nil
 	}
-	return nil, "unknown role " + strings.ToValidUTF8(string(u.Role), "?") + ": it has no rights", nil
+	// A filter both read and written is one "readwrite" line, in the order the rights give.
+	r := u.Rights(plugFilters)
+	access := map[string]string{}
+	var order []string
+	for _, f := range r.Write {
+		access[f] = "write"
+		order = append(order, f)
+	}
+	for _, f := range r.Read {
+		switch access[f] {
+		case "write":
+			access[f] = "readwrite"
+		case "":
+			access[f] = "read"
+			order = append(order, f)
+		}
+	}
+	for _, f := range order {
+		lines = append(lines, rule{access[f], f})
+	}
+	return lines, "", nil
 }
 
 func describe(u auth.User) string {

@@ -34,8 +34,8 @@ topic read $SYS/#
 
 # automation
 user auto
-topic read rack/#
 topic write rack/+/led
+topic read rack/#
 
 # agent b8:27:eb:3f:1a:2c, row r1
 user b827eb3f1a2c
