@@ -29,7 +29,7 @@ type Mosquitto struct {
 	// Users lists the names included, sorted.
 	Users []string
 	// NoHash lists, sorted, the users left out because they have no Mosquitto hash: they were
-	// created by a pirack that did not store one, and need a new password (re-create them).
+	// created by a pirack that did not store one, and need their password set again (pirack user passwd).
 	NoHash []string
 	// Skipped lists the other users left out, with why.
 	Skipped []Skipped
@@ -187,7 +187,7 @@ func checkName(name string) error {
 func checkHash(u auth.User) error {
 	h := u.MosquittoHash
 	if !strings.HasPrefix(h, "$7$") || strings.ContainsFunc(h, func(r rune) bool { return r <= ' ' || r == ':' || r > '~' }) {
-		return fmt.Errorf("user %s: mosquitto_hash is not a $7$ PBKDF2 hash (is the users file hand-edited?): re-create the user", u.Name)
+		return fmt.Errorf("user %s: mosquitto_hash is not a $7$ PBKDF2 hash (is the users file hand-edited?): set its password again with pirack user passwd", u.Name)
 	}
 	return nil
 }

@@ -90,9 +90,8 @@ func runBrokerConfig(_ context.Context, args []string, stdout, stderr io.Writer)
 		fmt.Fprintf(stdout, `
 Left out, so they cannot log in to Mosquitto: %s.
 They were created before pirack kept a password hash Mosquitto can read, and a bcrypt hash
-cannot be converted. There is no password change command: re-create each one
-(pirack user remove NAME, then pirack user add NAME with its role, and --mac/--row for agents
-and plugs, or --password to keep its password) and run this command again.
+cannot be converted. Give each a password again (pirack user passwd NAME, with --password to
+keep its old one) and run this command again.
 `, strings.Join(m.NoHash, ", "))
 	}
 	for _, s := range m.Skipped {
@@ -108,7 +107,7 @@ In mosquitto.conf (Mosquitto 2.0):
 
 Mosquitto reads both files as its own user (mosquitto), after dropping root: make the password
 file readable by it and no one else (chown mosquitto %s).
-Run this again after every change of users (pirack user add/remove) or of the power bridge file,
+Run this again after every change of users (pirack user add/remove/passwd) or of the power bridge file,
 then reload Mosquitto: systemctl reload mosquitto, or kill -HUP <its pid>.
 `, passwd, acl, passwd)
 	return nil

@@ -45,7 +45,7 @@ func TestBrokerConfigMosquitto(t *testing.T) {
 	for _, want := range []string{
 		"for 3 users: alice, b827eb3f1a2c, plug-r1.",
 		"Left out, so they cannot log in to Mosquitto: old.",
-		"pirack user remove NAME",
+		"pirack user passwd NAME",
 		"per_listener_settings false\n  allow_anonymous false\n  password_file " + filepath.Join(out, "passwd") + "\n  acl_file " + filepath.Join(out, "acl"),
 		"kill -HUP",
 	} {

@@ -29,6 +29,7 @@ const userUsage = `usage:
   pirack user add --role agent --mac MAC --row ROW [--password P] [--data-dir DIR] [--broker URL]
   pirack user list [--data-dir DIR]
   pirack user remove NAME [--data-dir DIR]
+  pirack user passwd NAME [--password P] [--data-dir DIR]
 
 A running 'pirack serve' on the same data directory picks up changes at the next connection.`
 
@@ -37,7 +38,7 @@ func runUser(_ context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
 		fmt.Fprintln(stderr, userUsage)
 		if len(args) == 0 {
-			return errors.New("user: no subcommand given (add, list or remove)")
+			return errors.New("user: no subcommand given (add, list, remove or passwd)")
 		}
 		return flag.ErrHelp
 	}
@@ -48,9 +49,11 @@ func runUser(_ context.Context, args []string, stdout, stderr io.Writer) error {
 		return runUserList(args[1:], stdout, stderr)
 	case "remove", "rm":
 		return runUserRemove(args[1:], stdout, stderr)
+	case "passwd":
+		return runUserPasswd(args[1:], stdout, stderr)
 	}
 	fmt.Fprintln(stderr, userUsage)
-	return fmt.Errorf("user: unknown subcommand %q (want add, list or remove)", args[0])
+	return fmt.Errorf("user: unknown subcommand %q (want add, list, remove or passwd)", args[0])
 }
 
 // parseInterspersed parses flags that may come before or after the positional arguments
@@ -220,6 +223,41 @@ func runUserRemove(args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("user remove: %w", err)
 	}
 	fmt.Fprintf(stdout, "Removed user %s. A connection it already has stays open until it reconnects; restart pirack serve to end it now.\n", pos[0])
+	return nil
+}
+
+// runUserPasswd gives a user a new password, keeping its role, MAC and row. It also brings a
+// user made before pirack stored Mosquitto hashes into `pirack broker-config mosquitto`.
+func runUserPasswd(args []string, stdout, stderr io.Writer) error {
+	fs, dataDir := newUserFlagSet("passwd", stderr)
+	password := fs.String("password", "", "the new password (8-72 bytes); default: a generated one. A password given here stays in the shell history")
+	pos, err := parseInterspersed(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 {
+		return errors.New("user passwd: give exactly one user name (see pirack user list)")
+	}
+	users, err := auth.Open(filepath.Join(*dataDir, usersFileName))
+	if err != nil {
+		return fmt.Errorf("user passwd: %w", err)
+	}
+	u, ok := users.Get(pos[0])
+	if !ok {
+		return fmt.Errorf("user passwd: no user %q in %s (see pirack user list)", pos[0], users.Path())
+	}
+	secret := *password
+	if secret == "" {
+		secret = auth.GeneratePassword()
+	}
+	if err := users.Set(u, secret); err != nil {
+		return fmt.Errorf("user passwd: %w", err)
+	}
+	fmt.Fprintf(stdout, "New password for %s. Clients logged in with the old one stay connected until they reconnect.\n", u.Name)
+	if *password == "" {
+		fmt.Fprintf(stdout, "Password (shown only now; pirack keeps only a hash):\n\n  %s\n", secret)
+	}
+	fmt.Fprintln(stdout, "On a foreign broker, run pirack broker-config mosquitto again and reload it.")
 	return nil
 }
 

@@ -184,3 +184,41 @@ func TestUserListEmpty(t *testing.T) {
 		t.Fatalf("list of an empty data dir: %q, %v", out, err)
 	}
 }
+
+// passwd gives a new password and keeps the rest; a user made before pirack stored Mosquitto
+// hashes gets one, so broker-config includes it.
+func TestUserPasswd(t *testing.T) {
+	dir := t.TempDir()
+	if out, err := user(t, dir, "add", "--role", "agent", "--mac", "b8:27:eb:3f:1a:2c", "--row", "r2", "--password", "old-password-1"); err != nil {
+		t.Fatalf("add: %v\n%s", err, out)
+	}
+	rewriteUser(t, filepath.Join(dir, usersFileName), "b827eb3f1a2c", func(u *auth.User) { u.MosquittoHash = "" })
+
+	out, err := user(t, dir, "passwd", "b827eb3f1a2c")
+	if err != nil {
+		t.Fatalf("passwd: %v\n%s", err, out)
+	}
+	var generated string
+	for _, l := range strings.Split(out, "\n") {
+		if strings.HasPrefix(l, "  ") {
+			generated = strings.TrimSpace(l)
+		}
+	}
+	users, err := auth.Open(filepath.Join(dir, usersFileName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := users.Authenticate("b827eb3f1a2c", "old-password-1"); err == nil {
+		t.Error("the old password still works")
+	}
+	u, err := users.Authenticate("b827eb3f1a2c", generated)
+	if err != nil {
+		t.Fatalf("the printed password %q does not work: %v\n%s", generated, err, out)
+	}
+	if u.Role != auth.RoleAgent || u.MAC != "b827eb3f1a2c" || u.Row != "r2" || u.MosquittoHash == "" {
+		t.Errorf("after passwd: %+v, want the agent of row r2 with a Mosquitto hash", u)
+	}
+	if _, err := user(t, dir, "passwd", "nobody"); err == nil || !strings.Contains(err.Error(), "no user") {
+		t.Errorf("passwd of an unknown user = %v", err)
+	}
+}
