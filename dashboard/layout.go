@@ -120,65 +120,96 @@ func nodeOrder(l layout.Layout) func(a, b Node) int {
 // It runs in ingestion and saves layout.json there: the one write ingestion does, a few
 // milliseconds per press and only while an operator walks a row, kept in line so that the
 // slots follow the presses' order.
-func (s *Server) assignPress(row, mac string) bool {
-	now := s.cfg.Now()
-	s.assign.mu.Lock()
-	x, ok := s.assign.rows[row]
+func (rk *Rack) assignPress(row, mac string) bool {
+	now := rk.cfg.Now()
+	rk.assign.mu.Lock()
+	x, ok := rk.assign.rows[row]
 	if !ok || !now.Before(x.Until) {
-		s.assign.mu.Unlock()
+		rk.assign.mu.Unlock()
 		return false
 	}
 	for _, m := range x.Placed {
 		if m == mac {
-			s.assign.mu.Unlock()
+			rk.assign.mu.Unlock()
 			return true // a second press of a board just placed
 		}
 	}
 	slot := x.Next
-	ch, err := s.layout.Put(row, slot, mac)
+	ch, err := rk.layout.Put(row, slot, mac)
 	if err != nil {
-		s.assign.mu.Unlock()
-		s.log.Error("assign mode: could not place the Pi; press its button again once fixed", "row", row, "slot", slot, "mac", mac, "err", err)
+		rk.assign.mu.Unlock()
+		rk.log.Error("assign mode: could not place the Pi; press its button again once fixed", "row", row, "slot", slot, "mac", mac, "err", err)
 		return true
 	}
 	x.Placed = append(x.Placed, mac)
 	x.Next = min(slot+1, layout.MaxSlots)
 	x.Until = now.Add(assignIdle)
 	by := x.By
-	s.assign.mu.Unlock()
+	rk.assign.mu.Unlock()
 
-	s.log.Info("assign mode placed a Pi", "row", row, "slot", slot, "mac", mac, "displaced", ch.Displaced)
-	s.placed(row, slot, mac, ch, "assign mode, started by "+by, "agent")
+	rk.log.Info("assign mode placed a Pi", "row", row, "slot", slot, "mac", mac, "displaced", ch.Displaced)
+	rk.placed(row, slot, mac, ch, "assign mode, started by "+by, "agent")
 	return true
 }
 
 // placed tells live clients and the event log about a Put.
-func (s *Server) placed(row string, slot int, mac string, ch layout.Change, how, by string) {
+func (rk *Rack) placed(row string, slot int, mac string, ch layout.Change, how, by string) {
 	detail := fmt.Sprintf("put into row %s slot %d (%s)", row, slot, how)
 	if ch.Displaced != "" {
 		detail += "; replaces " + displayMAC(ch.Displaced)
-		s.hub.notify(ch.Displaced)
+		rk.hub.notify(ch.Displaced)
 	}
-	s.event(history.Event{MAC: mac, Row: row, Kind: EventPlaced, Detail: detail, By: by})
-	s.hub.notify(mac)
-	s.hub.notify(rowKey(row))
+	rk.event(history.Event{MAC: mac, Row: row, Kind: EventPlaced, Detail: detail, By: by})
+	rk.hub.notify(mac)
+	rk.hub.notify(rowKey(row))
 }
 
 // expireAssign ends assign modes nobody used for assignIdle, telling live clients.
-func (s *Server) expireAssign(now time.Time) {
-	s.assign.mu.Lock()
+func (rk *Rack) expireAssign(now time.Time) {
+	rk.assign.mu.Lock()
 	var ended []string
-	for row, x := range s.assign.rows {
+	for row, x := range rk.assign.rows {
 		if !now.Before(x.Until) {
-			delete(s.assign.rows, row)
+			delete(rk.assign.rows, row)
 			ended = append(ended, row)
 		}
 	}
-	s.assign.mu.Unlock()
+	rk.assign.mu.Unlock()
 	for _, row := range ended {
-		s.log.Info("assign mode ended: nobody pressed a button for a while", "row", row)
-		s.hub.notify(rowKey(row))
+		rk.log.Info("assign mode ended: nobody pressed a button for a while", "row", row)
+		rk.hub.notify(rowKey(row))
 	}
+}
+
+// slotMAC returns the Pi in a slot.
+func (rk *Rack) slotMAC(row string, slot int) (string, bool) {
+	rs := rk.rowSlot(row, slot)
+	return rs.MAC, rs.MAC != ""
+}
+
+// rowSlot returns one slot as the API shows it.
+func (rk *Rack) rowSlot(row string, slot int) RowSlot {
+	lr, _ := rk.layout.Layout().Row(row)
+	if slot >= 1 && slot <= len(lr.Slots) {
+		return rowSlots(lr)[slot-1]
+	}
+	return RowSlot{Slot: slot}
+}
+
+// moveRow puts row at position (0 = top) among the rows shown, which the layout may not all
+// describe yet.
+func (rk *Rack) moveRow(row string, position int) error {
+	var names []string
+	for _, x := range rk.Rows() {
+		if x.Name != row {
+			names = append(names, x.Name)
+		}
+	}
+	if position < 0 || position > len(names) {
+		return fmt.Errorf("%w: position %d: want 0 (top) to %d (bottom)", layout.ErrInvalid, position, len(names))
+	}
+	names = append(names[:position], append([]string{row}, names[position:]...)...)
+	return rk.layout.Reorder(names)
 }
 
 // decodeBody decodes a small JSON body into v; an empty body leaves v as it is.
@@ -221,11 +252,6 @@ func (s *Server) layoutError(w http.ResponseWriter, err error) {
 	writeError(w, http.StatusServiceUnavailable, "not done: "+err.Error()+" (is the disk full?)")
 }
 
-// handleLayout serves GET /api/layout: the rows in rack order with their slots.
-func (s *Server) handleLayout(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusOK, s.layout.Layout())
-}
-
 // slotRequest is the body of POST /api/rows/{row}/slots/{slot}: a Pi to put in the slot, a
 // name for the slot, or both. Name nil leaves the name; "" removes it.
 type slotRequest struct {
@@ -249,7 +275,7 @@ func (s *Server) handleSlot(w http.ResponseWriter, r *http.Request) {
 	}
 	var mac string
 	if req.MAC != "" {
-		n, known := s.node(normalizedOr(req.MAC))
+		n, known := s.rack.node(normalizedOr(req.MAC))
 		switch {
 		case !known:
 			writeError(w, http.StatusNotFound, fmt.Sprintf("no Pi with MAC %s has reported to this Control Center; start its agent first, or use assign mode", clipLog(req.MAC)))
@@ -274,28 +300,23 @@ func (s *Server) handleSlot(w http.ResponseWriter, r *http.Request) {
 	}
 	by := principalFrom(r.Context()).name
 	if req.Name != nil {
-		if err := s.layout.Name(row, slot, *req.Name); err != nil {
+		if err := s.rack.name(row, slot, *req.Name); err != nil {
 			s.layoutError(w, err)
 			return
-		}
-		s.hub.notify(rowKey(row))
-		if cur, ok := s.slotMAC(row, slot); ok {
-			s.hub.notify(cur)
 		}
 	}
 	var ch layout.Change
 	if mac != "" {
 		var err error
-		if ch, err = s.layout.Put(row, slot, mac); err != nil {
+		if ch, err = s.rack.put(row, slot, mac, by); err != nil {
 			s.layoutError(w, err)
 			return
 		}
-		s.placed(row, slot, mac, ch, "by hand", by)
 	}
 	writeJSON(w, http.StatusOK, struct {
 		RowSlot
 		Displaced string `json:"displaced,omitempty"`
-	}{s.rowSlot(row, slot), ch.Displaced})
+	}{s.rack.rowSlot(row, slot), ch.Displaced})
 }
 
 // normalizedOr returns the MAC in topic form, or s itself when it is not a MAC (which then
@@ -305,21 +326,6 @@ func normalizedOr(s string) string {
 		return m
 	}
 	return s
-}
-
-// slotMAC returns the Pi in a slot.
-func (s *Server) slotMAC(row string, slot int) (string, bool) {
-	rs := s.rowSlot(row, slot)
-	return rs.MAC, rs.MAC != ""
-}
-
-// rowSlot returns one slot as the API shows it.
-func (s *Server) rowSlot(row string, slot int) RowSlot {
-	lr, _ := s.layout.Layout().Row(row)
-	if slot >= 1 && slot <= len(lr.Slots) {
-		return rowSlots(lr)[slot-1]
-	}
-	return RowSlot{Slot: slot}
 }
 
 // handleUnplace serves POST /api/nodes/{mac}/unplace: the Pi leaves its slot, which keeps its
@@ -333,16 +339,11 @@ func (s *Server) handleUnplace(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusServiceUnavailable, auditUnavailable)
 		return
 	}
-	p, err := s.layout.Unplace(n.MAC)
-	if err != nil {
+	if err := s.rack.unplace(n.MAC, n.Row, principalFrom(r.Context()).name); err != nil {
 		s.layoutError(w, err)
 		return
 	}
-	s.event(history.Event{MAC: n.MAC, Row: n.Row, Kind: EventPlaced, By: principalFrom(r.Context()).name,
-		Detail: fmt.Sprintf("taken out of row %s slot %d", p.Row, p.Slot)})
-	s.hub.notify(n.MAC)
-	s.hub.notify(rowKey(p.Row))
-	n, _ = s.node(n.MAC)
+	n, _ = s.rack.node(n.MAC)
 	writeJSON(w, http.StatusOK, n)
 }
 
@@ -378,40 +379,12 @@ func (s *Server) handleShelf(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusServiceUnavailable, auditUnavailable)
 		return
 	}
-	if req.Slots != nil {
-		if err := s.layout.Resize(row, *req.Slots); err != nil {
-			s.layoutError(w, err)
-			return
-		}
+	if err := s.rack.shelf(row, req.Slots, req.Position); err != nil {
+		s.layoutError(w, err)
+		return
 	}
-	if req.Position != nil {
-		if err := s.moveRow(row, *req.Position); err != nil {
-			s.layoutError(w, err)
-			return
-		}
-		for _, x := range s.Rows() { // every row's position may have changed
-			s.hub.notify(rowKey(x.Name))
-		}
-	}
-	s.hub.notify(rowKey(row))
-	out, _ := s.row(row)
+	out, _ := s.rack.row(row)
 	writeJSON(w, http.StatusOK, out)
-}
-
-// moveRow puts row at position (0 = top) among the rows shown, which the layout may not all
-// describe yet.
-func (s *Server) moveRow(row string, position int) error {
-	var names []string
-	for _, x := range s.Rows() {
-		if x.Name != row {
-			names = append(names, x.Name)
-		}
-	}
-	if position < 0 || position > len(names) {
-		return fmt.Errorf("%w: position %d: want 0 (top) to %d (bottom)", layout.ErrInvalid, position, len(names))
-	}
-	names = append(names[:position], append([]string{row}, names[position:]...)...)
-	return s.layout.Reorder(names)
 }
 
 // assignRequest is the body of POST /api/rows/{row}/assign: the slot the first press fills.
@@ -438,15 +411,7 @@ func (s *Server) handleAssignStart(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusServiceUnavailable, auditUnavailable)
 		return
 	}
-	by := principalFrom(r.Context()).name
-	now := s.cfg.Now()
-	x := &Assign{Next: req.From, By: by, Until: now.Add(assignIdle)}
-	s.assign.mu.Lock()
-	s.assign.rows[row] = x
-	s.assign.mu.Unlock()
-	s.log.Info("assign mode started", "row", row, "from", req.From, "by", by)
-	s.hub.notify(rowKey(row))
-	writeJSON(w, http.StatusOK, s.assign.get(row, now))
+	writeJSON(w, http.StatusOK, s.rack.startAssign(row, req.From, principalFrom(r.Context()).name))
 }
 
 // handleAssignStop serves POST /api/rows/{row}/assign/stop.
@@ -459,10 +424,7 @@ func (s *Server) handleAssignStop(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusServiceUnavailable, auditUnavailable)
 		return
 	}
-	s.assign.mu.Lock()
-	delete(s.assign.rows, row)
-	s.assign.mu.Unlock()
-	s.hub.notify(rowKey(row))
+	s.rack.stopAssign(row)
 	w.WriteHeader(http.StatusNoContent)
 }
 
@@ -484,7 +446,7 @@ func (s *Server) handlePrevious(w http.ResponseWriter, r *http.Request) {
 	if !decodeBody(w, r, &req, `{"inherit": true}`) {
 		return
 	}
-	rs := s.rowSlot(row, slot)
+	rs := s.rack.rowSlot(row, slot)
 	if rs.MAC == "" || rs.Previous == "" {
 		writeError(w, http.StatusConflict, fmt.Sprintf("row %s slot %d has no replaced board to decide about", row, slot))
 		return
@@ -493,7 +455,7 @@ func (s *Server) handlePrevious(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusConflict, "history is off on this Control Center: there is no history to inherit")
 		return
 	}
-	if n, ok := s.node(rs.Previous); ok && n.Online() {
+	if n, ok := s.rack.node(rs.Previous); ok && n.Online() {
 		writeError(w, http.StatusConflict, fmt.Sprintf("the replaced board %s is online: it is still in use, so its history stays its own", displayMAC(rs.Previous)))
 		return
 	}
@@ -501,22 +463,17 @@ func (s *Server) handlePrevious(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusServiceUnavailable, auditUnavailable)
 		return
 	}
-	by := principalFrom(r.Context()).name
 	if req.Inherit {
-		if err := s.cfg.History.Move(r.Context(), rs.Previous, rs.MAC); err != nil {
-			s.log.Error("move history to a replacement board", "from", rs.Previous, "to", rs.MAC, "err", err)
+		if err := s.rack.inherit(r.Context(), row, rs, principalFrom(r.Context()).name); err != nil {
 			writeError(w, http.StatusServiceUnavailable, "not done: could not move the history ("+err.Error()+"); nothing was changed, try again")
 			return
 		}
-		s.forget(r.Context(), rs.Previous, by, "replaced by "+displayMAC(rs.MAC)+" in row "+row+" slot "+strconv.Itoa(slot))
 	}
-	if err := s.layout.Acknowledge(row, slot); err != nil {
+	if err := s.rack.acknowledge(row, rs); err != nil {
 		s.layoutError(w, err)
 		return
 	}
-	s.hub.notify(rs.MAC)
-	s.hub.notify(rowKey(row))
-	n, _ := s.node(rs.MAC)
+	n, _ := s.rack.node(rs.MAC)
 	writeJSON(w, http.StatusOK, n)
 }
 
@@ -537,30 +494,138 @@ func (s *Server) handleForget(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusServiceUnavailable, auditUnavailable)
 		return
 	}
-	if err := s.layout.Forget(n.MAC); err != nil {
+	if err := s.rack.forgetRemoved(r.Context(), n.MAC, principalFrom(r.Context()).name); err != nil {
 		s.layoutError(w, err)
 		return
 	}
-	s.forget(r.Context(), n.MAC, principalFrom(r.Context()).name, "removed from the rack")
 	w.WriteHeader(http.StatusNoContent)
 }
 
+// name names a slot ("" removes the name), telling live clients about the row and its Pi.
+func (rk *Rack) name(row string, slot int, name string) error {
+	if err := rk.layout.Name(row, slot, name); err != nil {
+		return err
+	}
+	rk.hub.notify(rowKey(row))
+	if cur, ok := rk.slotMAC(row, slot); ok {
+		rk.hub.notify(cur)
+	}
+	return nil
+}
+
+// put puts a Pi into a slot by hand, on behalf of by.
+func (rk *Rack) put(row string, slot int, mac, by string) (layout.Change, error) {
+	ch, err := rk.layout.Put(row, slot, mac)
+	if err != nil {
+		return ch, err
+	}
+	rk.placed(row, slot, mac, ch, "by hand", by)
+	return ch, nil
+}
+
+// unplace takes a Pi of row out of its slot, which keeps its name and remembers the Pi, so
+// the next board put there can inherit its history.
+func (rk *Rack) unplace(mac, row, by string) error {
+	p, err := rk.layout.Unplace(mac)
+	if err != nil {
+		return err
+	}
+	rk.event(history.Event{MAC: mac, Row: row, Kind: EventPlaced, By: by,
+		Detail: fmt.Sprintf("taken out of row %s slot %d", p.Row, p.Slot)})
+	rk.hub.notify(mac)
+	rk.hub.notify(rowKey(p.Row))
+	return nil
+}
+
+// shelf gives a row its number of slots and its position in the rack (0 = top); nil leaves
+// either as it is.
+func (rk *Rack) shelf(row string, slots, position *int) error {
+	if slots != nil {
+		if err := rk.layout.Resize(row, *slots); err != nil {
+			return err
+		}
+	}
+	if position != nil {
+		if err := rk.moveRow(row, *position); err != nil {
+			return err
+		}
+		for _, x := range rk.Rows() { // every row's position may have changed
+			rk.hub.notify(rowKey(x.Name))
+		}
+	}
+	rk.hub.notify(rowKey(row))
+	return nil
+}
+
+// startAssign puts a row into assign mode from slot from, replacing one already running, and
+// returns it.
+func (rk *Rack) startAssign(row string, from int, by string) *Assign {
+	now := rk.cfg.Now()
+	x := &Assign{Next: from, By: by, Until: now.Add(assignIdle)}
+	rk.assign.mu.Lock()
+	rk.assign.rows[row] = x
+	rk.assign.mu.Unlock()
+	rk.log.Info("assign mode started", "row", row, "from", from, "by", by)
+	rk.hub.notify(rowKey(row))
+	return rk.assign.get(row, now)
+}
+
+// stopAssign ends a row's assign mode.
+func (rk *Rack) stopAssign(row string) {
+	rk.assign.mu.Lock()
+	delete(rk.assign.rows, row)
+	rk.assign.mu.Unlock()
+	rk.hub.notify(rowKey(row))
+}
+
+// inherit gives the Pi in slot rs of row the history of the board it replaced there
+// (rs.Previous), and forgets that board. An error is Config.History's: nothing was changed.
+// History must be set.
+func (rk *Rack) inherit(ctx context.Context, row string, rs RowSlot, by string) error {
+	if err := rk.cfg.History.Move(ctx, rs.Previous, rs.MAC); err != nil {
+		rk.log.Error("move history to a replacement board", "from", rs.Previous, "to", rs.MAC, "err", err)
+		return err
+	}
+	rk.forget(ctx, rs.Previous, by, "replaced by "+displayMAC(rs.MAC)+" in row "+row+" slot "+strconv.Itoa(rs.Slot))
+	return nil
+}
+
+// acknowledge closes the question whether the Pi in slot rs of row inherits its
+// predecessor's history.
+func (rk *Rack) acknowledge(row string, rs RowSlot) error {
+	if err := rk.layout.Acknowledge(row, rs.Slot); err != nil {
+		return err
+	}
+	rk.hub.notify(rs.MAC)
+	rk.hub.notify(rowKey(row))
+	return nil
+}
+
+// forgetRemoved forgets a Pi taken out of the rack: its slot, then what forget drops.
+func (rk *Rack) forgetRemoved(ctx context.Context, mac, by string) error {
+	if err := rk.layout.Forget(mac); err != nil {
+		return err
+	}
+	rk.forget(ctx, mac, by, "removed from the rack")
+	return nil
+}
+
 // forget drops a Pi from the rack, its alerts and its retained topics.
-func (s *Server) forget(ctx context.Context, mac, by, why string) {
-	row, ok := s.rack.remove(mac)
+func (rk *Rack) forget(ctx context.Context, mac, by, why string) {
+	row, ok := rk.state.remove(mac)
 	if !ok {
 		return
 	}
-	s.observe(func(e *alerts.Engine) []topics.Alert { return e.Forget(mac, s.cfg.Now()) })
-	s.eraseAlerts(row, mac)
+	rk.observe(func(e *alerts.Engine) []topics.Alert { return e.Forget(mac, rk.cfg.Now()) })
+	rk.eraseAlerts(row, mac)
 	// An empty retained message deletes what the broker keeps for new subscribers.
 	for _, t := range []string{topics.StatusTopic(row, mac), topics.MetricsTopic(row, mac), topics.LEDStateTopic(row, mac)} {
-		if err := s.cfg.Bus.Publish(ctx, bus.Message{Topic: t, Retained: true}); err != nil {
-			s.log.Warn("could not delete a forgotten Pi's retained message; it reappears after a restart until deleted", "topic", t, "err", err)
+		if err := rk.cfg.Bus.Publish(ctx, bus.Message{Topic: t, Retained: true}); err != nil {
+			rk.log.Warn("could not delete a forgotten Pi's retained message; it reappears after a restart until deleted", "topic", t, "err", err)
 		}
 	}
-	s.event(history.Event{MAC: mac, Row: row, Kind: EventForgotten, Detail: why, By: by})
-	s.log.Info("Pi forgotten", "mac", mac, "row", row, "why", why, "by", by)
-	s.hub.notify(mac)
-	s.hub.notify(rowKey(row))
+	rk.event(history.Event{MAC: mac, Row: row, Kind: EventForgotten, Detail: why, By: by})
+	rk.log.Info("Pi forgotten", "mac", mac, "row", row, "why", why, "by", by)
+	rk.hub.notify(mac)
+	rk.hub.notify(rowKey(row))
 }
