@@ -31,8 +31,8 @@
 //     Publish there would re-enter it).
 //   - layout.go  shelves and slots as Rack operations: placing and naming (Config.Layout,
 //     package layout), assign mode (each button press of a row fills its next slot), a
-//     replacement inheriting its predecessor's history, and forgetting a removed Pi; and
-//     their HTTP handlers.
+//     replacement inheriting its predecessor's history, and forgetting a removed Pi;
+//     layoutapi.go is their HTTP side.
 //   - detail.go  the Pi detail page and its chart and event-log API, read from Config.History.
 //   - eventlog.go, sparklines.go  the rack-wide event log page and API, and the tiles'
 //     one-hour sparklines, read from Config.History.
