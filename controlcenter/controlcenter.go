@@ -261,7 +261,7 @@ func (cc *ControlCenter) Run(ctx context.Context) (err error) {
 	var parts sync.WaitGroup
 	parts.Go(func() { fail(PartHistory, cc.history.Run(partsCtx)) })
 	parts.Go(func() { fail(PartPowerBridge, cc.bridge.Run(partsCtx)) })
-	parts.Go(func() { fail(PartDashboard, cc.dash.Run(partsCtx)) })
+	parts.Go(func() { fail(PartDashboard, cc.dash.Rack().Run(partsCtx)) })
 	parts.Go(func() { fail(PartHTTP, cc.dash.Serve(partsCtx, cc.httpLn)) })
 	if cc.net != nil {
 		parts.Go(func() {
@@ -339,8 +339,11 @@ func (cc *ControlCenter) Broker() *broker.Broker { return cc.broker }
 // Users are the users file: dashboard logins and, on the embedded broker, MQTT clients.
 func (cc *ControlCenter) Users() *auth.Users { return cc.users }
 
-// Dashboard is the Control Center's rack state and web UI.
+// Dashboard is the Control Center's web UI, JSON API and live stream, on top of Rack.
 func (cc *ControlCenter) Dashboard() *dashboard.Server { return cc.dash }
+
+// Rack is the rack's state, as ingestion keeps it from the bus: what integrations read.
+func (cc *ControlCenter) Rack() *dashboard.Rack { return cc.dash.Rack() }
 
 // History is the telemetry and event store.
 func (cc *ControlCenter) History() *history.Store { return cc.history }

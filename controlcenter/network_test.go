@@ -137,11 +137,11 @@ func TestRunsOnAForeignBroker(t *testing.T) {
 	}
 	deadline := time.Now().Add(wait)
 	for {
-		if n := cc.Dashboard().Nodes(); len(n) == 1 && n[0].State == dashboard.StateOnline && n[0].Hostname == "pi-a" {
+		if n := cc.Rack().Nodes(); len(n) == 1 && n[0].State == dashboard.StateOnline && n[0].Hostname == "pi-a" {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("the agent's birth on the foreign broker never reached the dashboard: %+v", cc.Dashboard().Nodes())
+			t.Fatalf("the agent's birth on the foreign broker never reached the dashboard: %+v", cc.Rack().Nodes())
 		}
 		time.Sleep(10 * time.Millisecond)
 	}

@@ -97,7 +97,7 @@ func TestAlerts(t *testing.T) {
 		f := newFixture(t, func(c *Config) { c.Now, c.Alerts, c.History = time.Now, engine, log })
 		ctx, cancel := context.WithCancel(t.Context())
 		done := make(chan error, 1)
-		go func() { done <- f.srv.Run(ctx) }()
+		go func() { done <- f.rack.Run(ctx) }()
 
 		status, metricsTopic := topics.StatusTopic(rowA, macA), topics.MetricsTopic(rowA, macA)
 		f.publish(t, status, online("pi-a", "s1"))
@@ -197,7 +197,7 @@ func TestAlertsQueuedUntilRun(t *testing.T) {
 
 		ctx, cancel := context.WithCancel(t.Context())
 		done := make(chan error, 1)
-		go func() { done <- f.srv.Run(ctx) }()
+		go func() { done <- f.rack.Run(ctx) }()
 		synctest.Wait()
 		pub := alertPublications(t, f)
 		if got := states(pub); !slices.Equal(got, []string{"power_band raised"}) || pub[0].MAC != "" ||

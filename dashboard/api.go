@@ -14,8 +14,6 @@ import (
 
 	"github.com/pirack/pirack/audit"
 	"github.com/pirack/pirack/auth"
-	"github.com/pirack/pirack/bus"
-	"github.com/pirack/pirack/history"
 	"github.com/pirack/pirack/topics"
 )
 
@@ -122,7 +120,7 @@ func (s *Server) record(r *http.Request, e AuditEntry) error {
 	e.Remote = remoteIP(r)
 	err := s.audit.Append(e)
 	if err != nil {
-		s.stats.auditErrors.Add(1)
+		s.auditErrors.Add(1)
 	}
 	return err
 }
@@ -146,11 +144,6 @@ func clipAudit(s string) string {
 	return s
 }
 
-// handleNodes serves GET /api/nodes: every node, sorted by row, then MAC.
-func (s *Server) handleNodes(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusOK, s.Nodes())
-}
-
 // handleNode serves GET /api/nodes/{mac}.
 func (s *Server) handleNode(w http.ResponseWriter, r *http.Request) {
 	n, ok := s.lookup(w, r)
@@ -168,7 +161,7 @@ func (s *Server) lookup(w http.ResponseWriter, r *http.Request) (Node, bool) {
 		writeError(w, http.StatusBadRequest, fmt.Sprintf("%v; expected a MAC address such as b827eb3f1a2c or b8:27:eb:3f:1a:2c", err))
 		return Node{}, false
 	}
-	n, ok := s.node(mac)
+	n, ok := s.rack.node(mac)
 	if !ok {
 		writeError(w, http.StatusNotFound, fmt.Sprintf("no Pi with MAC %s has reported to this Control Center", mac))
 		return Node{}, false
@@ -223,19 +216,12 @@ func (s *Server) handleBlink(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusServiceUnavailable, auditUnavailable)
 		return
 	}
-	if err := s.cfg.Bus.Publish(r.Context(), bus.Message{Topic: topics.LEDTopic(n.MAC), Payload: payload, QoS: 1}); err != nil {
-		s.log.Error("publish LED command", "mac", n.MAC, "err", err)
+	if err := s.rack.locate(r.Context(), n, cmd, payload); err != nil {
 		entry.Outcome, entry.Reason = AuditFailed, clipLog("publish: "+err.Error())
 		s.record(r, entry)
 		writeError(w, http.StatusBadGateway, "could not publish the LED command to the broker; try again")
 		return
 	}
-	s.log.Info("LED command sent", "mac", n.MAC, "action", cmd.Action, "count", cmd.Count, "by", p.name)
-	if s.rack.locate(n.MAC, p.name) {
-		s.hub.notify(n.MAC)
-	}
-	s.event(history.Event{MAC: n.MAC, Row: n.Row, Kind: history.EventLocate, By: p.name,
-		Detail: fmt.Sprintf("%s %d times every %d ms", cmd.Action, cmd.Count, cmd.PeriodMS)})
 	writeJSON(w, http.StatusAccepted, cmd)
 }
 
@@ -249,17 +235,7 @@ func (s *Server) handleClear(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusServiceUnavailable, auditUnavailable)
 		return
 	}
-	n, _ = s.rack.clearSelection(n.MAC)
-	n.Alerts = s.alerts.forMAC(n.MAC)
-	s.hub.notify(n.MAC)
-	s.event(history.Event{MAC: n.MAC, Row: n.Row, Kind: history.EventSelect, Detail: "cleared", By: principalFrom(r.Context()).name})
-	s.log.Info("selection cleared", "mac", n.MAC, "by", principalFrom(r.Context()).name)
-	writeJSON(w, http.StatusOK, n)
-}
-
-// handleStats serves GET /api/stats.
-func (s *Server) handleStats(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusOK, s.Stats())
+	writeJSON(w, http.StatusOK, s.rack.clearSelection(n.MAC, principalFrom(r.Context()).name))
 }
 
 // Limits of GET /api/audit?limit=N.
@@ -301,12 +277,12 @@ func (s *Server) handleAudit(w http.ResponseWriter, r *http.Request) {
 // a fresh snapshot.
 func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
 	rc := http.NewResponseController(w)
-	c, err := s.hub.subscribe()
+	c, err := s.rack.hub.subscribe()
 	if err != nil {
 		writeError(w, http.StatusServiceUnavailable, err.Error())
 		return
 	}
-	defer s.hub.unsubscribe(c)
+	defer s.rack.hub.unsubscribe(c)
 
 	h := w.Header()
 	h.Set("Content-Type", "text/event-stream")
@@ -330,13 +306,13 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
 		if _, err := io.WriteString(w, "retry: 3000\n"); err != nil {
 			return err
 		}
-		if err := writeEvent(w, "snapshot", s.Nodes()); err != nil {
+		if err := writeEvent(w, "snapshot", s.rack.Nodes()); err != nil {
 			return err
 		}
-		if err := writeEvent(w, brokerKey, s.brokerState()); err != nil {
+		if err := writeEvent(w, brokerKey, s.rack.brokerState()); err != nil {
 			return err
 		}
-		return writeEvent(w, "rows", s.Rows())
+		return writeEvent(w, "rows", s.rack.Rows())
 	}) {
 		return
 	}
@@ -353,20 +329,20 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
 			ok := send(func() error {
 				for _, key := range c.take() {
 					if key == brokerKey {
-						if err := writeEvent(w, brokerKey, s.brokerState()); err != nil {
+						if err := writeEvent(w, brokerKey, s.rack.brokerState()); err != nil {
 							return err
 						}
 						continue
 					}
 					if name, ok := strings.CutPrefix(key, "row/"); ok {
-						if row, ok := s.row(name); ok {
+						if row, ok := s.rack.row(name); ok {
 							if err := writeEvent(w, "row", row); err != nil {
 								return err
 							}
 						}
 						continue
 					}
-					n, ok := s.node(key)
+					n, ok := s.rack.node(key)
 					if !ok {
 						// Forgotten: the page drops its tile.
 						if err := writeEvent(w, "gone", struct {

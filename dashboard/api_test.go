@@ -300,7 +300,7 @@ func TestBlink(t *testing.T) {
 func TestClearSelection(t *testing.T) {
 	f := newFixture(t)
 	f.publish(t, topics.ButtonTopic(rowA, macA), press(1))
-	if n := only(t, f.srv.Nodes()); !n.Selected {
+	if n := only(t, f.rack.Nodes()); !n.Selected {
 		t.Fatal("press did not select")
 	}
 	w := f.do(t, "POST", "/api/nodes/"+macA+"/clear", "", basic("admin", "admin-pw"))
@@ -308,7 +308,7 @@ func TestClearSelection(t *testing.T) {
 	if err := json.Unmarshal(w.Body.Bytes(), &n); err != nil || w.Code != http.StatusOK || n.Selected {
 		t.Errorf("clear: %d %s", w.Code, w.Body)
 	}
-	if n := only(t, f.srv.Nodes()); n.Selected || n.SelectedBy != "" {
+	if n := only(t, f.rack.Nodes()); n.Selected || n.SelectedBy != "" {
 		t.Errorf("after clear: %+v", n)
 	}
 	if w := f.do(t, "POST", "/api/nodes/"+macB+"/clear", "", basic("admin", "admin-pw")); w.Code != http.StatusNotFound {

@@ -189,8 +189,8 @@ func TestAuditFailureRefusesCommands(t *testing.T) {
 		t.Error("an unaudited LED command was published")
 	}
 	w = f.do(t, "POST", "/api/nodes/"+macA+"/clear", "", withCookie(c))
-	if w.Code != http.StatusServiceUnavailable || !only(t, f.srv.Nodes()).Selected {
-		t.Errorf("clear: %d, selected %v; want 503 and the selection kept", w.Code, only(t, f.srv.Nodes()).Selected)
+	if w.Code != http.StatusServiceUnavailable || !only(t, f.rack.Nodes()).Selected {
+		t.Errorf("clear: %d, selected %v; want 503 and the selection kept", w.Code, only(t, f.rack.Nodes()).Selected)
 	}
 	w = f.postLogin(t, "viewer", "viewer-pw")
 	if w.Code != http.StatusServiceUnavailable || len(w.Result().Cookies()) != 0 {
@@ -199,7 +199,7 @@ func TestAuditFailureRefusesCommands(t *testing.T) {
 	if w := f.do(t, "POST", "/logout", "", withCookie(c)); w.Code != http.StatusSeeOther {
 		t.Errorf("logout: %d, want 303", w.Code)
 	}
-	if got := f.srv.Stats().AuditErrors; got != 4 {
+	if got := f.rack.Stats().AuditErrors; got != 4 {
 		t.Errorf("AuditErrors = %d, want 4", got)
 	}
 	if after := readAudit(t, dir); len(after) != len(before) {

@@ -76,7 +76,7 @@ func TestEveryStateChangingRouteRefusesCrossOrigin(t *testing.T) {
 	if n := len(f.bus.Published()) - published; n != 0 {
 		t.Errorf("cross-origin requests published %d messages", n)
 	}
-	if !only(t, f.srv.Nodes()).Selected {
+	if !only(t, f.rack.Nodes()).Selected {
 		t.Error("a cross-origin clear cleared the selection")
 	}
 	if after, _ := f.srv.audit.Tail(maxAuditLimit); len(after) != len(auditBefore) {

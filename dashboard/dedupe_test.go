@@ -72,13 +72,13 @@ func TestPressDedupe(t *testing.T) {
 					f.publish(t, status, s.msg)
 					continue
 				}
-				f.srv.rack.clearSelection(macA)
+				f.rack.state.clearSelection(macA)
 				f.publish(t, button, ev)
-				if n := only(t, f.srv.Nodes()); n.Selected != s.applied {
+				if n := only(t, f.rack.Nodes()); n.Selected != s.applied {
 					t.Errorf("step %d (seq %d): selected = %v, want %v", i, ev.Seq, n.Selected, s.applied)
 				}
 			}
-			st := f.srv.Stats()
+			st := f.rack.Stats()
 			if st.Duplicates != tt.dups || st.PressCounterResets != tt.resets {
 				t.Errorf("Duplicates %d, PressCounterResets %d; want %d, %d", st.Duplicates, st.PressCounterResets, tt.dups, tt.resets)
 			}
@@ -91,7 +91,7 @@ func TestPressDedupeIsPerMAC(t *testing.T) {
 	f := newFixture(t)
 	f.publish(t, topics.ButtonTopic(rowA, macA), press(1))
 	f.publish(t, topics.ButtonTopic(rowA, macB), press(1))
-	if st := f.srv.Stats(); st.Duplicates != 0 || st.Applied != 2 {
+	if st := f.rack.Stats(); st.Duplicates != 0 || st.Applied != 2 {
 		t.Errorf("Stats = %+v", st)
 	}
 }

@@ -53,7 +53,7 @@ const historyOff = "no history: this Control Center runs without a history store
 // handleSeries serves GET /api/nodes/{mac}/series?metric=M&range=1h|24h|7d: one chart's
 // points, each the min, mean and max of its bucket.
 func (s *Server) handleSeries(w http.ResponseWriter, r *http.Request) {
-	mac, ok := s.pathMAC(w, r)
+	mac, ok := pathMAC(w, r)
 	if !ok {
 		return
 	}
@@ -88,7 +88,7 @@ func (s *Server) handleSeries(w http.ResponseWriter, r *http.Request) {
 	case ChartDiskUsed:
 		pts, err = usedPercent(r.Context(), h, mac, history.MetricDiskFree, history.MetricDiskTotal, from, to)
 	case ChartRowWatts:
-		n, known := s.rack.node(mac)
+		n, known := s.rack.state.node(mac)
 		if !known {
 			writeError(w, http.StatusNotFound, fmt.Sprintf("the row of %s is not known until it reports", mac))
 			return
@@ -139,7 +139,7 @@ func usedPercent(ctx context.Context, h HistoryReader, mac, free, total string, 
 // handleNodeEvents serves GET /api/nodes/{mac}/events?limit=N: the Pi's event log, newest
 // first.
 func (s *Server) handleNodeEvents(w http.ResponseWriter, r *http.Request) {
-	mac, ok := s.pathMAC(w, r)
+	mac, ok := pathMAC(w, r)
 	if !ok {
 		return
 	}
@@ -168,19 +168,9 @@ func (s *Server) handleNodeEvents(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, evs)
 }
 
-// handleAlerts serves GET /api/alerts: the raised alerts, sorted by row, MAC and rule.
-func (s *Server) handleAlerts(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusOK, s.Alerts())
-}
-
-// handleRows serves GET /api/rows: every row with its power and alerts.
-func (s *Server) handleRows(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusOK, s.Rows())
-}
-
 // pathMAC normalises the {mac} path value, writing a 400 when it is not a MAC. The Pi need not
 // be known: its history outlives a restart of the Control Center.
-func (s *Server) pathMAC(w http.ResponseWriter, r *http.Request) (string, bool) {
+func pathMAC(w http.ResponseWriter, r *http.Request) (string, bool) {
 	mac, err := topics.NormalizeMAC(r.PathValue("mac"))
 	if err != nil {
 		writeError(w, http.StatusBadRequest, fmt.Sprintf("%v; expected a MAC address such as b827eb3f1a2c or b8:27:eb:3f:1a:2c", err))
@@ -206,7 +196,7 @@ func (s *Server) handleNodePage(w http.ResponseWriter, r *http.Request, p princi
 		http.Error(w, "not a MAC address: "+err.Error(), http.StatusBadRequest)
 		return
 	}
-	n, known := s.node(mac)
+	n, known := s.rack.node(mac)
 	if !known && s.cfg.History == nil {
 		http.Error(w, "no Pi with MAC "+displayMAC(mac)+" has reported to this Control Center", http.StatusNotFound)
 		return

@@ -134,7 +134,7 @@ func (s *Server) eventLog(ctx context.Context, q history.EventQuery) (LogRespons
 	for _, e := range evs {
 		h, ok := hosts[e.MAC]
 		if !ok && e.MAC != "" {
-			if n, known := s.node(e.MAC); known {
+			if n, known := s.rack.node(e.MAC); known {
 				h = n.Hostname
 			}
 			hosts[e.MAC] = h
@@ -197,7 +197,7 @@ type eventLogPage struct {
 // without the script; web/static/events.js then adds new entries live and pages back in place.
 func (s *Server) handleEventLogPage(w http.ResponseWriter, r *http.Request, p principal) {
 	page := eventLogPage{User: p.name, Role: string(p.role), History: s.cfg.History != nil, Kinds: logKinds}
-	for _, row := range s.Rows() {
+	for _, row := range s.rack.Rows() {
 		page.Rows = append(page.Rows, row.Name)
 	}
 	v := r.URL.Query()

@@ -170,13 +170,13 @@ func TestEventsHandlerReturnsWhenClientLeaves(t *testing.T) {
 	ctx, cancel := context.WithCancel(t.Context())
 	s := openStream(t, ctx, ts.URL)
 	s.snapshot(t)
-	if got := f.srv.Stats().SSEClients; got != 1 {
+	if got := f.rack.Stats().SSEClients; got != 1 {
 		t.Fatalf("SSEClients = %d, want 1", got)
 	}
 	cancel()
 	// ts.Close waits for handlers; it returning at all proves the handler ended.
 	ts.Close()
-	if got := f.srv.Stats().SSEClients; got != 0 {
+	if got := f.rack.Stats().SSEClients; got != 0 {
 		t.Errorf("SSEClients = %d after the client left, want 0", got)
 	}
 }
@@ -289,12 +289,12 @@ func TestStreamSaysWhenTheBrokerIsLost(t *testing.T) {
 	decodeAs[[]Row](t, st.next(t), "rows")
 
 	f.clock.Advance(time.Hour)
-	f.srv.tick()
-	if n, _ := f.srv.node(macA); n.State != StateOnline {
+	f.rack.tick()
+	if n, _ := f.rack.node(macA); n.State != StateOnline {
 		t.Errorf("an hour without hearing the broker: the Pi shows %s, want online as last heard", n.State)
 	}
 	hearing.Back(f.clock.Now())
-	f.srv.tick()
+	f.rack.tick()
 	// The first tick's event may show it still lost, if the stream sent it before the return.
 	for b := decodeAs[Broker](t, st.next(t), brokerKey); b.Lost; b = decodeAs[Broker](t, st.next(t), brokerKey) {
 	}

@@ -18,7 +18,7 @@ func TestLocateThenFound(t *testing.T) {
 	if w := f.do(t, "POST", "/api/nodes/"+macA+"/blink", "", withCookie(c)); w.Code != http.StatusAccepted {
 		t.Fatalf("blink: %d %s", w.Code, w.Body)
 	}
-	n, _ := f.srv.node(macA)
+	n, _ := f.rack.node(macA)
 	if n.Locate == nil || n.Locate.By != "admin" || !n.Locate.At.Equal(t0) || !n.Locate.FoundAt.IsZero() {
 		t.Fatalf("after Locate: %+v, want by admin at t0, not found", n.Locate)
 	}
@@ -26,7 +26,7 @@ func TestLocateThenFound(t *testing.T) {
 	// A press without found (the operator pressed before the blink, say) changes nothing.
 	f.clock.Advance(10 * time.Second)
 	f.publish(t, topics.ButtonTopic(rowA, macA), press(1))
-	if n, _ := f.srv.node(macA); !n.Locate.FoundAt.IsZero() {
+	if n, _ := f.rack.node(macA); !n.Locate.FoundAt.IsZero() {
 		t.Fatalf("a press without found marked the Pi found: %+v", n.Locate)
 	}
 
@@ -34,7 +34,7 @@ func TestLocateThenFound(t *testing.T) {
 	found := press(2)
 	found.Found = true
 	f.publish(t, topics.ButtonTopic(rowA, macA), found)
-	n, _ = f.srv.node(macA)
+	n, _ = f.rack.node(macA)
 	if n.Locate == nil || !n.Locate.FoundAt.Equal(t0.Add(42*time.Second)) || n.Locate.FoundAfterS != 42 {
 		t.Fatalf("after the found press: %+v, want found 42 s after the Locate", n.Locate)
 	}

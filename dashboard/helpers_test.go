@@ -55,6 +55,7 @@ func (c *clock) Advance(d time.Duration) {
 
 type fixture struct {
 	srv   *Server
+	rack  *Rack // srv.Rack()
 	bus   *dashboardtest.Bus
 	clock *clock
 	logs  *testlog.Buffer
@@ -76,7 +77,7 @@ func newFixture(t *testing.T, configure ...func(*Config)) *fixture {
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
-	f.srv = srv
+	f.srv, f.rack = srv, srv.Rack()
 	return f
 }
 

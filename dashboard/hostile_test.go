@@ -99,7 +99,7 @@ func TestHostileStatusStrings(t *testing.T) {
 				ts := httptest.NewServer(f.srv.Handler())
 				t.Cleanup(ts.Close)
 				f.publish(t, statusTopicA, online("pi-a", "s1"))
-				before := f.srv.Nodes()
+				before := f.rack.Nodes()
 				live := openStream(t, t.Context(), ts.URL)
 				live.snapshot(t)
 
@@ -107,7 +107,7 @@ func TestHostileStatusStrings(t *testing.T) {
 				set(&st, h.value)
 				f.publish(t, statusTopicA, st)
 
-				stats := f.srv.Stats()
+				stats := f.rack.Stats()
 				page := f.do(t, "GET", "/", "", basic("admin", "admin-pw")).Body.String()
 				checkInert(t, page)
 				api := f.do(t, "GET", "/api/nodes", "", basic("viewer", "viewer-pw")).Body.String()
@@ -119,7 +119,7 @@ func TestHostileStatusStrings(t *testing.T) {
 					if stats.Invalid != 1 || invalidCounters(stats)[h.reason] != 1 || stats.Applied != 1 {
 						t.Errorf("Stats = %+v, want 1 invalid for %s", stats, h.reason)
 					}
-					if after := f.srv.Nodes(); !reflect.DeepEqual(after, before) {
+					if after := f.rack.Nodes(); !reflect.DeepEqual(after, before) {
 						t.Errorf("state changed by an invalid status:\n%+v\nwas\n%+v", after, before)
 					}
 					logs := f.logs.String()
@@ -141,7 +141,7 @@ func TestHostileStatusStrings(t *testing.T) {
 				if stats.Invalid != 0 || stats.Applied != 2 {
 					t.Errorf("Stats = %+v, want the status applied", stats)
 				}
-				n := only(t, f.srv.Nodes())
+				n := only(t, f.rack.Nodes())
 				got, shown := nodeField(n, field)
 				if shown && got != h.value {
 					t.Errorf("%s = %q, want %q", field, got, h.value)
@@ -193,10 +193,10 @@ func TestHostileMessages(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			f := newFixture(t)
 			f.publish(t, statusTopicA, online("pi-a", "s1"))
-			before := f.srv.Nodes()
+			before := f.rack.Nodes()
 			f.publish(t, tt.topic, []byte(tt.payload))
 
-			stats := f.srv.Stats()
+			stats := f.rack.Stats()
 			counts := invalidCounters(stats)
 			var n uint64
 			for _, r := range strings.Split(tt.reason, "|") {
@@ -205,7 +205,7 @@ func TestHostileMessages(t *testing.T) {
 			if stats.Invalid != 1 || n != 1 {
 				t.Errorf("Stats = %+v, want one invalid for %s", stats, tt.reason)
 			}
-			if after := f.srv.Nodes(); !reflect.DeepEqual(after, before) {
+			if after := f.rack.Nodes(); !reflect.DeepEqual(after, before) {
 				t.Errorf("state changed:\n%+v\nwas\n%+v", after, before)
 			}
 			logs := f.logs.String()

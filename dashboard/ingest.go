@@ -66,8 +66,8 @@ const (
 )
 
 type counters struct {
-	received, applied, ignored, invalid, duplicates, resets, replays, outOfOrder, wentStale, panics, auditErrors atomic.Uint64
-	invalidJSON, invalidPayload, oversized, unknownTopic                                                         atomic.Uint64
+	received, applied, ignored, invalid, duplicates, resets, replays, outOfOrder, wentStale, panics atomic.Uint64
+	invalidJSON, invalidPayload, oversized, unknownTopic                                            atomic.Uint64
 }
 
 // invalidLogEvery bounds warnings about invalid messages: a broken or hostile publisher can send
@@ -78,25 +78,25 @@ const invalidLogEvery = time.Second
 // ingest is the Bus callback for topics.AllFilter. It runs on the publisher's goroutine inside the
 // broker, so it must not block, and its input comes from any client that may publish: nothing
 // here trusts the topic or the payload.
-func (s *Server) ingest(m bus.Message) {
+func (rk *Rack) ingest(m bus.Message) {
 	topic, payload := m.Topic, m.Payload
-	s.stats.received.Add(1)
+	rk.stats.received.Add(1)
 	defer func() {
 		// A bug here must not take the broker's connection goroutine down with it.
 		if v := recover(); v != nil {
-			s.stats.panics.Add(1)
-			s.log.Error("dashboard ingest panicked", "topic", clipLog(topic), "panic", v)
+			rk.stats.panics.Add(1)
+			rk.log.Error("dashboard ingest panicked", "topic", clipLog(topic), "panic", v)
 		}
 	}()
 
 	t, err := topics.Parse(topic)
 	if err != nil {
-		s.invalid(topic, reasonUnknownTopic, err)
+		rk.invalid(topic, reasonUnknownTopic, err)
 		return
 	}
 	if len(payload) == 0 {
 		// A retained message being deleted (a forgotten Pi's, say): nothing to show.
-		s.stats.ignored.Add(1)
+		rk.stats.ignored.Add(1)
 		return
 	}
 	changed := false
@@ -107,13 +107,13 @@ func (s *Server) ingest(m bus.Message) {
 			err = checkDisplayed(st)
 		}
 		if err != nil {
-			s.invalid(topic, classify(payload), err)
+			rk.invalid(topic, classify(payload), err)
 			return
 		}
-		res, presence := s.rack.setStatus(t.Row, t.MAC, st)
+		res, presence := rk.state.setStatus(t.Row, t.MAC, st)
 		if changed = res == statusApplied; !changed {
-			s.stats.outOfOrder.Add(1)
-			s.log.Debug("ignoring status older than the one shown", "topic", topic, "state", st.State, "session", st.Session)
+			rk.stats.outOfOrder.Add(1)
+			rk.log.Debug("ignoring status older than the one shown", "topic", topic, "state", st.State, "session", st.Session)
 			break
 		}
 		if presence {
@@ -121,119 +121,119 @@ func (s *Server) ingest(m bus.Message) {
 			if st.State == topics.StateOffline {
 				kind = history.EventOffline
 			}
-			s.event(history.Event{MAC: t.MAC, Row: t.Row, Kind: kind, By: "agent"})
+			rk.event(history.Event{MAC: t.MAC, Row: t.Row, Kind: kind, By: "agent"})
 		}
-		s.observe(func(e *alerts.Engine) []topics.Alert { return e.ObserveStatus(t.MAC, t.Row, st, s.cfg.Now()) })
+		rk.observe(func(e *alerts.Engine) []topics.Alert { return e.ObserveStatus(t.MAC, t.Row, st, rk.cfg.Now()) })
 	case topics.KindMetrics:
 		m, err := topics.DecodeMetrics(payload)
 		if err != nil {
-			s.invalid(topic, classify(payload), err)
+			rk.invalid(topic, classify(payload), err)
 			return
 		}
-		if changed = s.rack.setMetrics(t.Row, t.MAC, m); !changed {
-			s.stats.replays.Add(1)
+		if changed = rk.state.setMetrics(t.Row, t.MAC, m); !changed {
+			rk.stats.replays.Add(1)
 			break
 		}
-		if s.cfg.History != nil {
-			s.cfg.History.Add(t.MAC, m)
+		if rk.cfg.History != nil {
+			rk.cfg.History.Add(t.MAC, m)
 		}
-		s.observe(func(e *alerts.Engine) []topics.Alert { return e.ObserveMetrics(t.MAC, t.Row, m, s.cfg.Now()) })
+		rk.observe(func(e *alerts.Engine) []topics.Alert { return e.ObserveMetrics(t.MAC, t.Row, m, rk.cfg.Now()) })
 	case topics.KindButton:
 		ev, err := topics.DecodeButton(payload)
 		if err != nil {
-			s.invalid(topic, classify(payload), err)
+			rk.invalid(topic, classify(payload), err)
 			return
 		}
 		// In assign mode a press places the Pi instead of selecting it.
-		assigning := s.assign.get(t.Row, s.cfg.Now()) != nil
-		res, selected := s.rack.press(t.Row, t.MAC, ev, !assigning)
+		assigning := rk.assign.get(t.Row, rk.cfg.Now()) != nil
+		res, selected := rk.state.press(t.Row, t.MAC, ev, !assigning)
 		switch res {
 		case pressDuplicate:
-			s.stats.duplicates.Add(1)
+			rk.stats.duplicates.Add(1)
 		case pressReset:
-			s.stats.resets.Add(1)
-			s.log.Info("press counter of a Pi restarted; forgetting its old sequence numbers", "mac", t.MAC, "seq", ev.Seq)
+			rk.stats.resets.Add(1)
+			rk.log.Info("press counter of a Pi restarted; forgetting its old sequence numbers", "mac", t.MAC, "seq", ev.Seq)
 			changed = true
 		default:
 			changed = true
 		}
 		if changed {
-			s.event(history.Event{MAC: t.MAC, Row: t.Row, Kind: history.EventButton, Detail: ev.Press + " press", By: "agent"})
+			rk.event(history.Event{MAC: t.MAC, Row: t.Row, Kind: history.EventButton, Detail: ev.Press + " press", By: "agent"})
 			if selected {
-				s.event(history.Event{MAC: t.MAC, Row: t.Row, Kind: history.EventSelect, Detail: "selected by a " + ev.Press + " press", By: "agent"})
+				rk.event(history.Event{MAC: t.MAC, Row: t.Row, Kind: history.EventSelect, Detail: "selected by a " + ev.Press + " press", By: "agent"})
 			}
 			if ev.Found {
-				s.event(history.Event{MAC: t.MAC, Row: t.Row, Kind: history.EventFound, Detail: foundText(s.rack, t.MAC), By: "agent"})
+				rk.event(history.Event{MAC: t.MAC, Row: t.Row, Kind: history.EventFound, Detail: foundText(rk.state, t.MAC), By: "agent"})
 			}
 			if assigning {
-				s.assignPress(t.Row, t.MAC)
+				rk.assignPress(t.Row, t.MAC)
 			}
 		}
 	case topics.KindLEDState:
 		st, err := topics.DecodeLEDState(payload)
 		if err != nil {
-			s.invalid(topic, classify(payload), err)
+			rk.invalid(topic, classify(payload), err)
 			return
 		}
-		if changed = s.rack.setLED(t.Row, t.MAC, st); !changed {
-			s.stats.replays.Add(1)
+		if changed = rk.state.setLED(t.Row, t.MAC, st); !changed {
+			rk.stats.replays.Add(1)
 		}
 	case topics.KindPower:
 		p, err := topics.DecodePower(payload)
 		if err != nil {
-			s.invalid(topic, classify(payload), err)
+			rk.invalid(topic, classify(payload), err)
 			return
 		}
-		if !s.rack.setPower(t.Row, p) {
-			s.stats.replays.Add(1)
+		if !rk.state.setPower(t.Row, p) {
+			rk.stats.replays.Add(1)
 			return
 		}
-		s.stats.applied.Add(1)
-		if s.cfg.History != nil {
-			s.cfg.History.AddPower(t.Row, p)
+		rk.stats.applied.Add(1)
+		if rk.cfg.History != nil {
+			rk.cfg.History.AddPower(t.Row, p)
 		}
-		s.observe(func(e *alerts.Engine) []topics.Alert { return e.ObservePower(t.Row, p, s.cfg.Now()) })
-		s.hub.notify(rowKey(t.Row))
+		rk.observe(func(e *alerts.Engine) []topics.Alert { return e.ObservePower(t.Row, p, rk.cfg.Now()) })
+		rk.hub.notify(rowKey(t.Row))
 		return
 	case topics.KindAlert:
-		// Our own alerts come back here. Those stamped before this Server started were
+		// Our own alerts come back here. Those stamped before this Rack started were
 		// raised by an earlier run and found retained: hand them back to the engine, so that
 		// one whose condition ended while we were down is cleared instead of staying raised
 		// on MQTT for ever.
 		a, err := topics.DecodeAlert(payload)
-		if err != nil || a.State != topics.AlertRaised || !a.TS.Before(s.started) {
-			s.stats.ignored.Add(1)
+		if err != nil || a.State != topics.AlertRaised || !a.TS.Before(rk.started) {
+			rk.stats.ignored.Add(1)
 			return
 		}
-		s.restoreAlert(a)
-		s.stats.applied.Add(1)
+		rk.restoreAlert(a)
+		rk.stats.applied.Add(1)
 		return
 	default:
 		// LED commands (our own among them) are not state to show.
-		s.stats.ignored.Add(1)
+		rk.stats.ignored.Add(1)
 		return
 	}
 	if changed {
-		s.stats.applied.Add(1)
-		s.hub.notify(t.MAC)
+		rk.stats.applied.Add(1)
+		rk.hub.notify(t.MAC)
 	}
 }
 
 // restoreAlert hands an alert raised by an earlier run to the engine and shows it while the
 // engine holds it raised; the engine clears it (and observe publishes that) when its condition
 // is found ended.
-func (s *Server) restoreAlert(a topics.Alert) {
-	s.observe(func(e *alerts.Engine) []topics.Alert {
-		out := e.Restore(a, s.cfg.Now())
+func (rk *Rack) restoreAlert(a topics.Alert) {
+	rk.observe(func(e *alerts.Engine) []topics.Alert {
+		out := e.Restore(a, rk.cfg.Now())
 		if held, ok := e.Raised(a.Row, a.MAC, a.Rule); ok {
-			s.alerts.apply(held) // observe holds s.alerts.mu
+			rk.alerts.apply(held) // observe holds rk.alerts.mu
 		}
 		return out
 	})
 	if a.MAC != "" {
-		s.hub.notify(a.MAC)
+		rk.hub.notify(a.MAC)
 	} else {
-		s.hub.notify(rowKey(a.Row))
+		rk.hub.notify(rowKey(a.Row))
 	}
 }
 
@@ -279,53 +279,54 @@ func isBidiControl(r rune) bool {
 
 // invalid counts a dropped message by reason and logs it with its topic and reason, at
 // warning level at most once per invalidLogEvery.
-func (s *Server) invalid(topic, reason string, err error) {
-	s.stats.invalid.Add(1)
+func (rk *Rack) invalid(topic, reason string, err error) {
+	rk.stats.invalid.Add(1)
 	switch reason {
 	case reasonJSON:
-		s.stats.invalidJSON.Add(1)
+		rk.stats.invalidJSON.Add(1)
 	case reasonOversized:
-		s.stats.oversized.Add(1)
+		rk.stats.oversized.Add(1)
 	case reasonUnknownTopic:
-		s.stats.unknownTopic.Add(1)
+		rk.stats.unknownTopic.Add(1)
 	default:
-		s.stats.invalidPayload.Add(1)
+		rk.stats.invalidPayload.Add(1)
 	}
 	level := slog.LevelDebug
 	now := time.Now().UnixNano()
-	if last := s.lastInvalidLog.Load(); now-last >= int64(invalidLogEvery) && s.lastInvalidLog.CompareAndSwap(last, now) {
+	if last := rk.lastInvalidLog.Load(); now-last >= int64(invalidLogEvery) && rk.lastInvalidLog.CompareAndSwap(last, now) {
 		level = slog.LevelWarn
 	}
-	s.log.Log(context.Background(), level, "dropping invalid payload",
-		"topic", clipLog(topic), "reason", reason, "err", clipLog(err.Error()), "invalid_total", s.stats.invalid.Load())
+	rk.log.Log(context.Background(), level, "dropping invalid payload",
+		"topic", clipLog(topic), "reason", reason, "err", clipLog(err.Error()), "invalid_total", rk.stats.invalid.Load())
 }
 
-// Stats returns the ingestion, live-stream and audit counters.
-func (s *Server) Stats() Stats {
-	clients, dropped := s.hub.stats()
+// Stats returns the ingestion, live-stream and alert counters, and the Server's audit counters.
+func (rk *Rack) Stats() Stats {
+	clients, dropped := rk.hub.stats()
 	out := Stats{
-		Received: s.stats.received.Load(),
-		Applied:  s.stats.applied.Load(),
-		Ignored:  s.stats.ignored.Load(),
-		Invalid:  s.stats.invalid.Load(),
+		Received: rk.stats.received.Load(),
+		Applied:  rk.stats.applied.Load(),
+		Ignored:  rk.stats.ignored.Load(),
+		Invalid:  rk.stats.invalid.Load(),
 		InvalidBy: InvalidCounts{
-			JSON:         s.stats.invalidJSON.Load(),
-			Payload:      s.stats.invalidPayload.Load(),
-			Oversized:    s.stats.oversized.Load(),
-			UnknownTopic: s.stats.unknownTopic.Load(),
+			JSON:         rk.stats.invalidJSON.Load(),
+			Payload:      rk.stats.invalidPayload.Load(),
+			Oversized:    rk.stats.oversized.Load(),
+			UnknownTopic: rk.stats.unknownTopic.Load(),
 		},
-		Duplicates:         s.stats.duplicates.Load(),
-		PressCounterResets: s.stats.resets.Load(),
-		Replays:            s.stats.replays.Load(),
-		StatusOutOfOrder:   s.stats.outOfOrder.Load(),
-		WentStale:          s.stats.wentStale.Load(),
-		IngestPanics:       s.stats.panics.Load(),
+		Duplicates:         rk.stats.duplicates.Load(),
+		PressCounterResets: rk.stats.resets.Load(),
+		Replays:            rk.stats.replays.Load(),
+		StatusOutOfOrder:   rk.stats.outOfOrder.Load(),
+		WentStale:          rk.stats.wentStale.Load(),
+		IngestPanics:       rk.stats.panics.Load(),
 		SSEClients:         clients,
 		SSEDropped:         dropped,
-		AuditErrors:        s.stats.auditErrors.Load(),
-		AuditRotateErrors:  s.audit.RotateFailures(),
 	}
-	out.AlertsDropped, out.AlertPublishErrors = s.alerts.counts()
+	if rk.auditStats != nil {
+		out.AuditErrors, out.AuditRotateErrors = rk.auditStats()
+	}
+	out.AlertsDropped, out.AlertPublishErrors = rk.alerts.counts()
 	return out
 }
 

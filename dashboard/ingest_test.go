@@ -145,8 +145,8 @@ func TestIngest(t *testing.T) {
 			for _, m := range tt.msgs {
 				f.publish(t, m.topic, m.payload)
 			}
-			tt.check(t, f.srv.Nodes())
-			got := f.srv.Stats()
+			tt.check(t, f.rack.Nodes())
+			got := f.rack.Stats()
 			got.SSEClients, got.SSEDropped = 0, 0
 			if got != tt.want {
 				t.Errorf("Stats = %+v, want %+v", got, tt.want)
@@ -177,7 +177,7 @@ func TestNodesSortedByRowThenMAC(t *testing.T) {
 	f.publish(t, topics.StatusTopic(rowA, macA), online("a-a", "s")) // macA moves to row A
 	f.publish(t, topics.StatusTopic(rowB, "000000000001"), online("b-1", "s"))
 	var got []string
-	for _, n := range f.srv.Nodes() {
+	for _, n := range f.rack.Nodes() {
 		got = append(got, n.Hostname)
 	}
 	if want := []string{"a-a", "a-b", "b-1"}; !slices.Equal(got, want) {
@@ -191,16 +191,16 @@ func TestPressMemoryIsBounded(t *testing.T) {
 	for seq := range uint64(pressMemory + 1) {
 		f.publish(t, topic, press(seq))
 	}
-	f.srv.rack.clearSelection(macA)
+	f.rack.state.clearSelection(macA)
 	// Seq 0 has left the memory: an agent whose counter restarted is not locked out.
 	f.publish(t, topic, press(0))
-	if n := only(t, f.srv.Nodes()); !n.Selected {
+	if n := only(t, f.rack.Nodes()); !n.Selected {
 		t.Error("press with a forgotten seq was dropped")
 	}
 	// A recent seq is still a duplicate.
-	f.srv.rack.clearSelection(macA)
+	f.rack.state.clearSelection(macA)
 	f.publish(t, topic, press(pressMemory))
-	if n := only(t, f.srv.Nodes()); n.Selected {
+	if n := only(t, f.rack.Nodes()); n.Selected {
 		t.Error("recent duplicate press selected the node")
 	}
 }
@@ -217,7 +217,7 @@ func TestInvalidPayloadLogIsRateLimited(t *testing.T) {
 	if !strings.Contains(logs, "topic="+topics.MetricsTopic(rowA, macA)) || !strings.Contains(logs, "err=") {
 		t.Errorf("warning lacks topic or error:\n%s", logs)
 	}
-	if got := f.srv.Stats().Invalid; got != 20 {
+	if got := f.rack.Stats().Invalid; got != 20 {
 		t.Errorf("Invalid = %d, want 20", got)
 	}
 }
@@ -227,7 +227,7 @@ func TestLastSeenFollowsTheClock(t *testing.T) {
 	f.publish(t, topics.StatusTopic(rowA, macA), online("pi", "s"))
 	f.clock.Advance(time.Minute)
 	f.publish(t, topics.MetricsTopic(rowA, macA), metrics(1, 1))
-	if n := only(t, f.srv.Nodes()); !n.LastSeen.Equal(t0.Add(time.Minute)) || !n.Since.Equal(t0) {
+	if n := only(t, f.rack.Nodes()); !n.LastSeen.Equal(t0.Add(time.Minute)) || !n.Since.Equal(t0) {
 		t.Errorf("LastSeen %v, Since %v", n.LastSeen, n.Since)
 	}
 }

@@ -3,11 +3,7 @@ package dashboard
 import (
 	"cmp"
 	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
-	"net/http"
 	"strconv"
 	"sync"
 	"time"
@@ -17,16 +13,6 @@ import (
 	"github.com/pirack/pirack/history"
 	"github.com/pirack/pirack/layout"
 	"github.com/pirack/pirack/topics"
-)
-
-// Audit actions of the layout.
-const (
-	AuditPlace   = "place"   // a Pi put into a slot, or taken out of one
-	AuditName    = "name"    // a slot named
-	AuditShelf   = "shelf"   // a row's slot count or the rows' order changed
-	AuditAssign  = "assign"  // assign mode started or stopped
-	AuditInherit = "inherit" // a replacement board took (or did not take) its predecessor's history
-	AuditForget  = "forget"  // a removed Pi forgotten
 )
 
 // Event kinds of the layout, in the event log.
@@ -120,289 +106,87 @@ func nodeOrder(l layout.Layout) func(a, b Node) int {
 // It runs in ingestion and saves layout.json there: the one write ingestion does, a few
 // milliseconds per press and only while an operator walks a row, kept in line so that the
 // slots follow the presses' order.
-func (s *Server) assignPress(row, mac string) bool {
-	now := s.cfg.Now()
-	s.assign.mu.Lock()
-	x, ok := s.assign.rows[row]
+func (rk *Rack) assignPress(row, mac string) bool {
+	now := rk.cfg.Now()
+	rk.assign.mu.Lock()
+	x, ok := rk.assign.rows[row]
 	if !ok || !now.Before(x.Until) {
-		s.assign.mu.Unlock()
+		rk.assign.mu.Unlock()
 		return false
 	}
 	for _, m := range x.Placed {
 		if m == mac {
-			s.assign.mu.Unlock()
+			rk.assign.mu.Unlock()
 			return true // a second press of a board just placed
 		}
 	}
 	slot := x.Next
-	ch, err := s.layout.Put(row, slot, mac)
+	ch, err := rk.layout.Put(row, slot, mac)
 	if err != nil {
-		s.assign.mu.Unlock()
-		s.log.Error("assign mode: could not place the Pi; press its button again once fixed", "row", row, "slot", slot, "mac", mac, "err", err)
+		rk.assign.mu.Unlock()
+		rk.log.Error("assign mode: could not place the Pi; press its button again once fixed", "row", row, "slot", slot, "mac", mac, "err", err)
 		return true
 	}
 	x.Placed = append(x.Placed, mac)
 	x.Next = min(slot+1, layout.MaxSlots)
 	x.Until = now.Add(assignIdle)
 	by := x.By
-	s.assign.mu.Unlock()
+	rk.assign.mu.Unlock()
 
-	s.log.Info("assign mode placed a Pi", "row", row, "slot", slot, "mac", mac, "displaced", ch.Displaced)
-	s.placed(row, slot, mac, ch, "assign mode, started by "+by, "agent")
+	rk.log.Info("assign mode placed a Pi", "row", row, "slot", slot, "mac", mac, "displaced", ch.Displaced)
+	rk.placed(row, slot, mac, ch, "assign mode, started by "+by, "agent")
 	return true
 }
 
 // placed tells live clients and the event log about a Put.
-func (s *Server) placed(row string, slot int, mac string, ch layout.Change, how, by string) {
+func (rk *Rack) placed(row string, slot int, mac string, ch layout.Change, how, by string) {
 	detail := fmt.Sprintf("put into row %s slot %d (%s)", row, slot, how)
 	if ch.Displaced != "" {
 		detail += "; replaces " + displayMAC(ch.Displaced)
-		s.hub.notify(ch.Displaced)
+		rk.hub.notify(ch.Displaced)
 	}
-	s.event(history.Event{MAC: mac, Row: row, Kind: EventPlaced, Detail: detail, By: by})
-	s.hub.notify(mac)
-	s.hub.notify(rowKey(row))
+	rk.event(history.Event{MAC: mac, Row: row, Kind: EventPlaced, Detail: detail, By: by})
+	rk.hub.notify(mac)
+	rk.hub.notify(rowKey(row))
 }
 
 // expireAssign ends assign modes nobody used for assignIdle, telling live clients.
-func (s *Server) expireAssign(now time.Time) {
-	s.assign.mu.Lock()
+func (rk *Rack) expireAssign(now time.Time) {
+	rk.assign.mu.Lock()
 	var ended []string
-	for row, x := range s.assign.rows {
+	for row, x := range rk.assign.rows {
 		if !now.Before(x.Until) {
-			delete(s.assign.rows, row)
+			delete(rk.assign.rows, row)
 			ended = append(ended, row)
 		}
 	}
-	s.assign.mu.Unlock()
+	rk.assign.mu.Unlock()
 	for _, row := range ended {
-		s.log.Info("assign mode ended: nobody pressed a button for a while", "row", row)
-		s.hub.notify(rowKey(row))
+		rk.log.Info("assign mode ended: nobody pressed a button for a while", "row", row)
+		rk.hub.notify(rowKey(row))
 	}
-}
-
-// decodeBody decodes a small JSON body into v; an empty body leaves v as it is.
-func decodeBody(w http.ResponseWriter, r *http.Request, v any, example string) bool {
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBodyBytes))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil && !errors.Is(err, io.EOF) {
-		writeError(w, http.StatusBadRequest, fmt.Sprintf("body must be JSON like %s: %v", example, err))
-		return false
-	}
-	return true
-}
-
-// pathRowSlot reads the {row} and, when want, {slot} path values.
-func pathRowSlot(w http.ResponseWriter, r *http.Request, want bool) (row string, slot int, ok bool) {
-	row = r.PathValue("row")
-	if err := topics.ValidateRow(row); err != nil {
-		writeError(w, http.StatusBadRequest, fmt.Sprintf("row %q: %v", clipLog(row), err))
-		return "", 0, false
-	}
-	if !want {
-		return row, 0, true
-	}
-	slot, err := strconv.Atoi(r.PathValue("slot"))
-	if err != nil || slot < 1 || slot > layout.MaxSlots {
-		writeError(w, http.StatusBadRequest, fmt.Sprintf("slot %q: want a number from 1 to %d", clipLog(r.PathValue("slot")), layout.MaxSlots))
-		return "", 0, false
-	}
-	return row, slot, true
-}
-
-// layoutError answers a refused layout change: the operator's mistake (400) or a file that
-// could not be written (503: nothing was changed).
-func (s *Server) layoutError(w http.ResponseWriter, err error) {
-	if errors.Is(err, layout.ErrInvalid) || errors.Is(err, layout.ErrNotPlaced) {
-		writeError(w, http.StatusBadRequest, err.Error())
-		return
-	}
-	s.log.Error("save the rack layout", "err", err)
-	writeError(w, http.StatusServiceUnavailable, "not done: "+err.Error()+" (is the disk full?)")
-}
-
-// handleLayout serves GET /api/layout: the rows in rack order with their slots.
-func (s *Server) handleLayout(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusOK, s.layout.Layout())
-}
-
-// slotRequest is the body of POST /api/rows/{row}/slots/{slot}: a Pi to put in the slot, a
-// name for the slot, or both. Name nil leaves the name; "" removes it.
-type slotRequest struct {
-	MAC  string  `json:"mac"`
-	Name *string `json:"name"`
-}
-
-// handleSlot serves POST /api/rows/{row}/slots/{slot}.
-func (s *Server) handleSlot(w http.ResponseWriter, r *http.Request) {
-	row, slot, ok := pathRowSlot(w, r, true)
-	if !ok {
-		return
-	}
-	var req slotRequest
-	if !decodeBody(w, r, &req, `{"mac": "b827eb3f1a2c", "name": "web-1"}`) {
-		return
-	}
-	if req.MAC == "" && req.Name == nil {
-		writeError(w, http.StatusBadRequest, `nothing to do: send {"mac": ...} to put a Pi in the slot, {"name": ...} to name it, or both`)
-		return
-	}
-	var mac string
-	if req.MAC != "" {
-		n, known := s.node(normalizedOr(req.MAC))
-		switch {
-		case !known:
-			writeError(w, http.StatusNotFound, fmt.Sprintf("no Pi with MAC %s has reported to this Control Center; start its agent first, or use assign mode", clipLog(req.MAC)))
-			return
-		case n.Row != row:
-			writeError(w, http.StatusConflict, fmt.Sprintf("%s reports row %s, not %s: a Pi goes into a slot of the row its agent is configured for (--row)", displayMAC(n.MAC), n.Row, row))
-			return
-		}
-		mac = n.MAC
-	}
-	params := map[string]any{"row": row, "slot": slot}
-	action := AuditPlace
-	if req.Name != nil {
-		params["name"] = *req.Name
-		if mac == "" {
-			action = AuditName
-		}
-	}
-	if err := s.record(r, commandEntry(r, action, mac, params)); err != nil {
-		writeError(w, http.StatusServiceUnavailable, auditUnavailable)
-		return
-	}
-	by := principalFrom(r.Context()).name
-	if req.Name != nil {
-		if err := s.layout.Name(row, slot, *req.Name); err != nil {
-			s.layoutError(w, err)
-			return
-		}
-		s.hub.notify(rowKey(row))
-		if cur, ok := s.slotMAC(row, slot); ok {
-			s.hub.notify(cur)
-		}
-	}
-	var ch layout.Change
-	if mac != "" {
-		var err error
-		if ch, err = s.layout.Put(row, slot, mac); err != nil {
-			s.layoutError(w, err)
-			return
-		}
-		s.placed(row, slot, mac, ch, "by hand", by)
-	}
-	writeJSON(w, http.StatusOK, struct {
-		RowSlot
-		Displaced string `json:"displaced,omitempty"`
-	}{s.rowSlot(row, slot), ch.Displaced})
-}
-
-// normalizedOr returns the MAC in topic form, or s itself when it is not a MAC (which then
-// matches no node).
-func normalizedOr(s string) string {
-	if m, err := topics.NormalizeMAC(s); err == nil {
-		return m
-	}
-	return s
 }
 
 // slotMAC returns the Pi in a slot.
-func (s *Server) slotMAC(row string, slot int) (string, bool) {
-	rs := s.rowSlot(row, slot)
+func (rk *Rack) slotMAC(row string, slot int) (string, bool) {
+	rs := rk.rowSlot(row, slot)
 	return rs.MAC, rs.MAC != ""
 }
 
 // rowSlot returns one slot as the API shows it.
-func (s *Server) rowSlot(row string, slot int) RowSlot {
-	lr, _ := s.layout.Layout().Row(row)
+func (rk *Rack) rowSlot(row string, slot int) RowSlot {
+	lr, _ := rk.layout.Layout().Row(row)
 	if slot >= 1 && slot <= len(lr.Slots) {
 		return rowSlots(lr)[slot-1]
 	}
 	return RowSlot{Slot: slot}
 }
 
-// handleUnplace serves POST /api/nodes/{mac}/unplace: the Pi leaves its slot, which keeps its
-// name and remembers the Pi, so the next board put there can inherit its history.
-func (s *Server) handleUnplace(w http.ResponseWriter, r *http.Request) {
-	n, ok := s.lookup(w, r)
-	if !ok {
-		return
-	}
-	if err := s.record(r, commandEntry(r, AuditPlace, n.MAC, map[string]any{"unplace": true})); err != nil {
-		writeError(w, http.StatusServiceUnavailable, auditUnavailable)
-		return
-	}
-	p, err := s.layout.Unplace(n.MAC)
-	if err != nil {
-		s.layoutError(w, err)
-		return
-	}
-	s.event(history.Event{MAC: n.MAC, Row: n.Row, Kind: EventPlaced, By: principalFrom(r.Context()).name,
-		Detail: fmt.Sprintf("taken out of row %s slot %d", p.Row, p.Slot)})
-	s.hub.notify(n.MAC)
-	s.hub.notify(rowKey(p.Row))
-	n, _ = s.node(n.MAC)
-	writeJSON(w, http.StatusOK, n)
-}
-
-// shelfRequest is the body of POST /api/rows/{row}/shelf: how many slots the row has, and
-// where it stands in the rack (0 = top shelf). Nil fields are left as they are.
-type shelfRequest struct {
-	Slots    *int `json:"slots"`
-	Position *int `json:"position"`
-}
-
-// handleShelf serves POST /api/rows/{row}/shelf.
-func (s *Server) handleShelf(w http.ResponseWriter, r *http.Request) {
-	row, _, ok := pathRowSlot(w, r, false)
-	if !ok {
-		return
-	}
-	var req shelfRequest
-	if !decodeBody(w, r, &req, `{"slots": 16, "position": 0}`) {
-		return
-	}
-	if req.Slots == nil && req.Position == nil {
-		writeError(w, http.StatusBadRequest, `nothing to do: send {"slots": n} and/or {"position": p}`)
-		return
-	}
-	params := map[string]any{"row": row}
-	if req.Slots != nil {
-		params["slots"] = *req.Slots
-	}
-	if req.Position != nil {
-		params["position"] = *req.Position
-	}
-	if err := s.record(r, commandEntry(r, AuditShelf, "", params)); err != nil {
-		writeError(w, http.StatusServiceUnavailable, auditUnavailable)
-		return
-	}
-	if req.Slots != nil {
-		if err := s.layout.Resize(row, *req.Slots); err != nil {
-			s.layoutError(w, err)
-			return
-		}
-	}
-	if req.Position != nil {
-		if err := s.moveRow(row, *req.Position); err != nil {
-			s.layoutError(w, err)
-			return
-		}
-		for _, x := range s.Rows() { // every row's position may have changed
-			s.hub.notify(rowKey(x.Name))
-		}
-	}
-	s.hub.notify(rowKey(row))
-	out, _ := s.row(row)
-	writeJSON(w, http.StatusOK, out)
-}
-
 // moveRow puts row at position (0 = top) among the rows shown, which the layout may not all
 // describe yet.
-func (s *Server) moveRow(row string, position int) error {
+func (rk *Rack) moveRow(row string, position int) error {
 	var names []string
-	for _, x := range s.Rows() {
+	for _, x := range rk.Rows() {
 		if x.Name != row {
 			names = append(names, x.Name)
 		}
@@ -411,156 +195,134 @@ func (s *Server) moveRow(row string, position int) error {
 		return fmt.Errorf("%w: position %d: want 0 (top) to %d (bottom)", layout.ErrInvalid, position, len(names))
 	}
 	names = append(names[:position], append([]string{row}, names[position:]...)...)
-	return s.layout.Reorder(names)
+	return rk.layout.Reorder(names)
 }
 
-// assignRequest is the body of POST /api/rows/{row}/assign: the slot the first press fills.
-type assignRequest struct {
-	From int `json:"from"`
+// name names a slot ("" removes the name), telling live clients about the row and its Pi.
+func (rk *Rack) name(row string, slot int, name string) error {
+	if err := rk.layout.Name(row, slot, name); err != nil {
+		return err
+	}
+	rk.hub.notify(rowKey(row))
+	if cur, ok := rk.slotMAC(row, slot); ok {
+		rk.hub.notify(cur)
+	}
+	return nil
 }
 
-// handleAssignStart serves POST /api/rows/{row}/assign: the row enters assign mode, replacing
-// one already running.
-func (s *Server) handleAssignStart(w http.ResponseWriter, r *http.Request) {
-	row, _, ok := pathRowSlot(w, r, false)
-	if !ok {
-		return
+// put puts a Pi into a slot by hand, on behalf of by.
+func (rk *Rack) put(row string, slot int, mac, by string) (layout.Change, error) {
+	ch, err := rk.layout.Put(row, slot, mac)
+	if err != nil {
+		return ch, err
 	}
-	req := assignRequest{From: 1}
-	if !decodeBody(w, r, &req, `{"from": 1}`) {
-		return
-	}
-	if req.From < 1 || req.From > layout.MaxSlots {
-		writeError(w, http.StatusBadRequest, fmt.Sprintf("from %d: want a slot from 1 to %d", req.From, layout.MaxSlots))
-		return
-	}
-	if err := s.record(r, commandEntry(r, AuditAssign, "", map[string]any{"row": row, "from": req.From})); err != nil {
-		writeError(w, http.StatusServiceUnavailable, auditUnavailable)
-		return
-	}
-	by := principalFrom(r.Context()).name
-	now := s.cfg.Now()
-	x := &Assign{Next: req.From, By: by, Until: now.Add(assignIdle)}
-	s.assign.mu.Lock()
-	s.assign.rows[row] = x
-	s.assign.mu.Unlock()
-	s.log.Info("assign mode started", "row", row, "from", req.From, "by", by)
-	s.hub.notify(rowKey(row))
-	writeJSON(w, http.StatusOK, s.assign.get(row, now))
+	rk.placed(row, slot, mac, ch, "by hand", by)
+	return ch, nil
 }
 
-// handleAssignStop serves POST /api/rows/{row}/assign/stop.
-func (s *Server) handleAssignStop(w http.ResponseWriter, r *http.Request) {
-	row, _, ok := pathRowSlot(w, r, false)
-	if !ok {
-		return
+// unplace takes a Pi of row out of its slot, which keeps its name and remembers the Pi, so
+// the next board put there can inherit its history.
+func (rk *Rack) unplace(mac, row, by string) error {
+	p, err := rk.layout.Unplace(mac)
+	if err != nil {
+		return err
 	}
-	if err := s.record(r, commandEntry(r, AuditAssign, "", map[string]any{"row": row, "stop": true})); err != nil {
-		writeError(w, http.StatusServiceUnavailable, auditUnavailable)
-		return
-	}
-	s.assign.mu.Lock()
-	delete(s.assign.rows, row)
-	s.assign.mu.Unlock()
-	s.hub.notify(rowKey(row))
-	w.WriteHeader(http.StatusNoContent)
+	rk.event(history.Event{MAC: mac, Row: row, Kind: EventPlaced, By: by,
+		Detail: fmt.Sprintf("taken out of row %s slot %d", p.Row, p.Slot)})
+	rk.hub.notify(mac)
+	rk.hub.notify(rowKey(p.Row))
+	return nil
 }
 
-// previousRequest is the body of POST /api/rows/{row}/slots/{slot}/previous.
-type previousRequest struct {
-	Inherit bool `json:"inherit"`
-}
-
-// handlePrevious serves POST /api/rows/{row}/slots/{slot}/previous: the operator decides
-// whether the board in the slot inherits the history of the one it replaced. Inheriting moves
-// that board's history and events to the new MAC and forgets the old board; either way the
-// question is closed.
-func (s *Server) handlePrevious(w http.ResponseWriter, r *http.Request) {
-	row, slot, ok := pathRowSlot(w, r, true)
-	if !ok {
-		return
-	}
-	var req previousRequest
-	if !decodeBody(w, r, &req, `{"inherit": true}`) {
-		return
-	}
-	rs := s.rowSlot(row, slot)
-	if rs.MAC == "" || rs.Previous == "" {
-		writeError(w, http.StatusConflict, fmt.Sprintf("row %s slot %d has no replaced board to decide about", row, slot))
-		return
-	}
-	if req.Inherit && s.cfg.History == nil {
-		writeError(w, http.StatusConflict, "history is off on this Control Center: there is no history to inherit")
-		return
-	}
-	if n, ok := s.node(rs.Previous); ok && n.Online() {
-		writeError(w, http.StatusConflict, fmt.Sprintf("the replaced board %s is online: it is still in use, so its history stays its own", displayMAC(rs.Previous)))
-		return
-	}
-	if err := s.record(r, commandEntry(r, AuditInherit, rs.MAC, map[string]any{"row": row, "slot": slot, "previous": rs.Previous, "inherit": req.Inherit})); err != nil {
-		writeError(w, http.StatusServiceUnavailable, auditUnavailable)
-		return
-	}
-	by := principalFrom(r.Context()).name
-	if req.Inherit {
-		if err := s.cfg.History.Move(r.Context(), rs.Previous, rs.MAC); err != nil {
-			s.log.Error("move history to a replacement board", "from", rs.Previous, "to", rs.MAC, "err", err)
-			writeError(w, http.StatusServiceUnavailable, "not done: could not move the history ("+err.Error()+"); nothing was changed, try again")
-			return
+// shelf gives a row its number of slots and its position in the rack (0 = top); nil leaves
+// either as it is.
+func (rk *Rack) shelf(row string, slots, position *int) error {
+	if slots != nil {
+		if err := rk.layout.Resize(row, *slots); err != nil {
+			return err
 		}
-		s.forget(r.Context(), rs.Previous, by, "replaced by "+displayMAC(rs.MAC)+" in row "+row+" slot "+strconv.Itoa(slot))
 	}
-	if err := s.layout.Acknowledge(row, slot); err != nil {
-		s.layoutError(w, err)
-		return
+	if position != nil {
+		if err := rk.moveRow(row, *position); err != nil {
+			return err
+		}
+		for _, x := range rk.Rows() { // every row's position may have changed
+			rk.hub.notify(rowKey(x.Name))
+		}
 	}
-	s.hub.notify(rs.MAC)
-	s.hub.notify(rowKey(row))
-	n, _ := s.node(rs.MAC)
-	writeJSON(w, http.StatusOK, n)
+	rk.hub.notify(rowKey(row))
+	return nil
 }
 
-// handleForget serves POST /api/nodes/{mac}/forget: a Pi taken out of the rack disappears from
-// the page, its alerts clear, and its retained status, metrics and LED state are removed from
-// the broker. Its history stays (under its MAC) until retention drops it. A Pi that is online
-// would come straight back, so it is refused.
-func (s *Server) handleForget(w http.ResponseWriter, r *http.Request) {
-	n, ok := s.lookup(w, r)
-	if !ok {
-		return
+// startAssign puts a row into assign mode from slot from, replacing one already running, and
+// returns it.
+func (rk *Rack) startAssign(row string, from int, by string) *Assign {
+	now := rk.cfg.Now()
+	x := &Assign{Next: from, By: by, Until: now.Add(assignIdle)}
+	rk.assign.mu.Lock()
+	rk.assign.rows[row] = x
+	rk.assign.mu.Unlock()
+	rk.log.Info("assign mode started", "row", row, "from", from, "by", by)
+	rk.hub.notify(rowKey(row))
+	return rk.assign.get(row, now)
+}
+
+// stopAssign ends a row's assign mode.
+func (rk *Rack) stopAssign(row string) {
+	rk.assign.mu.Lock()
+	delete(rk.assign.rows, row)
+	rk.assign.mu.Unlock()
+	rk.hub.notify(rowKey(row))
+}
+
+// inherit gives the Pi in slot rs of row the history of the board it replaced there
+// (rs.Previous), and forgets that board. An error is Config.History's: nothing was changed.
+// History must be set.
+func (rk *Rack) inherit(ctx context.Context, row string, rs RowSlot, by string) error {
+	if err := rk.cfg.History.Move(ctx, rs.Previous, rs.MAC); err != nil {
+		rk.log.Error("move history to a replacement board", "from", rs.Previous, "to", rs.MAC, "err", err)
+		return err
 	}
-	if n.Online() {
-		writeError(w, http.StatusConflict, fmt.Sprintf("%s is online: stop its agent (or unplug it) first, or it comes straight back", cmp.Or(n.Hostname, displayMAC(n.MAC))))
-		return
+	rk.forget(ctx, rs.Previous, by, "replaced by "+displayMAC(rs.MAC)+" in row "+row+" slot "+strconv.Itoa(rs.Slot))
+	return nil
+}
+
+// acknowledge closes the question whether the Pi in slot rs of row inherits its
+// predecessor's history.
+func (rk *Rack) acknowledge(row string, rs RowSlot) error {
+	if err := rk.layout.Acknowledge(row, rs.Slot); err != nil {
+		return err
 	}
-	if err := s.record(r, commandEntry(r, AuditForget, n.MAC, nil)); err != nil {
-		writeError(w, http.StatusServiceUnavailable, auditUnavailable)
-		return
+	rk.hub.notify(rs.MAC)
+	rk.hub.notify(rowKey(row))
+	return nil
+}
+
+// forgetRemoved forgets a Pi taken out of the rack: its slot, then what forget drops.
+func (rk *Rack) forgetRemoved(ctx context.Context, mac, by string) error {
+	if err := rk.layout.Forget(mac); err != nil {
+		return err
 	}
-	if err := s.layout.Forget(n.MAC); err != nil {
-		s.layoutError(w, err)
-		return
-	}
-	s.forget(r.Context(), n.MAC, principalFrom(r.Context()).name, "removed from the rack")
-	w.WriteHeader(http.StatusNoContent)
+	rk.forget(ctx, mac, by, "removed from the rack")
+	return nil
 }
 
 // forget drops a Pi from the rack, its alerts and its retained topics.
-func (s *Server) forget(ctx context.Context, mac, by, why string) {
-	row, ok := s.rack.remove(mac)
+func (rk *Rack) forget(ctx context.Context, mac, by, why string) {
+	row, ok := rk.state.remove(mac)
 	if !ok {
 		return
 	}
-	s.observe(func(e *alerts.Engine) []topics.Alert { return e.Forget(mac, s.cfg.Now()) })
-	s.eraseAlerts(row, mac)
+	rk.observe(func(e *alerts.Engine) []topics.Alert { return e.Forget(mac, rk.cfg.Now()) })
+	rk.eraseAlerts(row, mac)
 	// An empty retained message deletes what the broker keeps for new subscribers.
 	for _, t := range []string{topics.StatusTopic(row, mac), topics.MetricsTopic(row, mac), topics.LEDStateTopic(row, mac)} {
-		if err := s.cfg.Bus.Publish(ctx, bus.Message{Topic: t, Retained: true}); err != nil {
-			s.log.Warn("could not delete a forgotten Pi's retained message; it reappears after a restart until deleted", "topic", t, "err", err)
+		if err := rk.cfg.Bus.Publish(ctx, bus.Message{Topic: t, Retained: true}); err != nil {
+			rk.log.Warn("could not delete a forgotten Pi's retained message; it reappears after a restart until deleted", "topic", t, "err", err)
 		}
 	}
-	s.event(history.Event{MAC: mac, Row: row, Kind: EventForgotten, Detail: why, By: by})
-	s.log.Info("Pi forgotten", "mac", mac, "row", row, "why", why, "by", by)
-	s.hub.notify(mac)
-	s.hub.notify(rowKey(row))
+	rk.event(history.Event{MAC: mac, Row: row, Kind: EventForgotten, Detail: why, By: by})
+	rk.log.Info("Pi forgotten", "mac", mac, "row", row, "why", why, "by", by)
+	rk.hub.notify(mac)
+	rk.hub.notify(rowKey(row))
 }

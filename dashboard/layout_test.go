@@ -107,7 +107,7 @@ func TestAssignModeEndsWhenIdle(t *testing.T) {
 	f.publish(t, topics.StatusTopic(rowA, macA), online("pi-a", "s1"))
 	f.post(t, "/api/rows/"+rowA+"/assign", "", http.StatusOK)
 	f.clock.Advance(assignIdle)
-	f.srv.tick()
+	f.rack.tick()
 	f.publish(t, topics.ButtonTopic(rowA, macA), press(1))
 	if n := getJSON[Node](t, f, "/api/nodes/"+macA, http.StatusOK); n.Slot != 0 || !n.Selected {
 		t.Errorf("a press after assign mode timed out: %+v, want it to select, not place", n)
@@ -279,7 +279,7 @@ func TestForget(t *testing.T) {
 			t.Errorf("retained %s not deleted (published %v)", topic, f.bus.Published())
 		}
 	}
-	if st := f.srv.Stats(); st.Invalid != 0 {
+	if st := f.rack.Stats(); st.Invalid != 0 {
 		t.Errorf("the deletions counted as invalid payloads: %+v", st)
 	}
 }
@@ -335,7 +335,7 @@ func TestForgetErasesAlerts(t *testing.T) {
 		f := newFixture(t, func(c *Config) { c.Now, c.Alerts = time.Now, engine })
 		ctx, cancel := context.WithCancel(t.Context())
 		done := make(chan error, 1)
-		go func() { done <- f.srv.Run(ctx) }()
+		go func() { done <- f.rack.Run(ctx) }()
 
 		f.publish(t, topics.StatusTopic(rowA, macA), online("pi-a", "s1"))
 		f.publish(t, topics.StatusTopic(rowA, macA), offline("s1"))

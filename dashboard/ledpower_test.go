@@ -21,12 +21,12 @@ func TestLEDState(t *testing.T) {
 	f.publish(t, topic, ledState(topics.LEDStateOff, t0.Add(-time.Second))) // older: ignored
 	f.publish(t, topic, `{"v":1,"ts":"2026-03-01T12:00:00Z","state":"disco"}`)
 
-	n, _ := f.srv.node(macA)
+	n, _ := f.rack.node(macA)
 	if n.LED == nil || n.LED.State != topics.LEDStateBlinking || n.LED.By != "admin" || n.LED.Action != topics.LEDBlink ||
 		!n.LED.Until.Equal(t0.Add(2500*time.Millisecond)) {
 		t.Fatalf("LED = %+v, want blinking by admin until ts+2.5s", n.LED)
 	}
-	if st := f.srv.Stats(); st.Applied != 1 || st.Replays != 1 || st.InvalidBy.Payload != 1 {
+	if st := f.rack.Stats(); st.Applied != 1 || st.Replays != 1 || st.InvalidBy.Payload != 1 {
 		t.Errorf("stats %+v: want 1 applied, 1 replay, 1 invalid payload", st)
 	}
 	page := f.do(t, http.MethodGet, "/", "", basic("viewer", "viewer-pw")).Body.String()
@@ -37,7 +37,7 @@ func TestLEDState(t *testing.T) {
 	}
 
 	f.publish(t, topic, ledState(topics.LEDStateOff, t0.Add(3*time.Second)))
-	if n, _ := f.srv.node(macA); n.LED.State != topics.LEDStateOff {
+	if n, _ := f.rack.node(macA); n.LED.State != topics.LEDStateOff {
 		t.Errorf("LED after the blink = %+v, want off", n.LED)
 	}
 }
@@ -58,7 +58,7 @@ func TestRowPower(t *testing.T) {
 		rows[0].WattsPerPi == nil || *rows[0].WattsPerPi != watts/2 || !rows[0].PowerAt.Equal(t0) {
 		t.Fatalf("rows = %+v, want %s with 2 Pis, %v W and %v W per Pi", rows, rowA, watts, watts/2)
 	}
-	if st := f.srv.Stats(); st.Replays != 1 {
+	if st := f.rack.Stats(); st.Replays != 1 {
 		t.Errorf("Replays = %d, want 1", st.Replays)
 	}
 	page := f.do(t, http.MethodGet, "/", "", basic("viewer", "viewer-pw")).Body.String()

@@ -54,8 +54,8 @@ func checkAgreement(t *testing.T, rule presence.Rule, ops []agreeOp) (stale, off
 		default:
 			f.clock.Advance(op.advance)
 		}
-		f.srv.tick() // what Run does every second: the engine is ticked at the same now
-		n, ok := f.srv.node(macA)
+		f.rack.tick() // what Run does every second: the engine is ticked at the same now
+		n, ok := f.rack.node(macA)
 		if !ok {
 			n.State = StateUnknown // nothing received yet
 		}

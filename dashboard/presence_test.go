@@ -50,13 +50,13 @@ func (l *idleListener) Addr() net.Addr            { return &net.TCPAddr{IP: net.
 func TestRunPushesStaleAndRecovery(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		f := newFixture(t, func(c *Config) { c.Now = time.Now }) // the bubble's fake clock
-		c, err := f.srv.hub.subscribe()
+		c, err := f.rack.hub.subscribe()
 		if err != nil {
 			t.Fatal(err)
 		}
 		ctx, cancel := context.WithCancel(t.Context())
 		done := make(chan error, 1)
-		go func() { done <- f.srv.Run(ctx) }()
+		go func() { done <- f.rack.Run(ctx) }()
 
 		const interval = 2 * time.Second // learned; the default would give 15 s, not 6 s
 		status, metricsTopic := topics.StatusTopic(rowA, macA), topics.MetricsTopic(rowA, macA)
@@ -68,7 +68,7 @@ func TestRunPushesStaleAndRecovery(t *testing.T) {
 		synctest.Wait()
 		c.take() // the pushes of ingestion itself
 
-		state := func() string { n, _ := f.srv.rack.node(macA); return n.State }
+		state := func() string { n, _ := f.rack.state.node(macA); return n.State }
 
 		time.Sleep(3*interval - time.Second)
 		synctest.Wait()
@@ -80,11 +80,11 @@ func TestRunPushesStaleAndRecovery(t *testing.T) {
 		if got := c.take(); !slices.Equal(got, []string{macA}) {
 			t.Fatalf("after 3 intervals without metrics: pushed %q, want [%s]", got, macA)
 		}
-		n, _ := f.srv.rack.node(macA)
+		n, _ := f.rack.state.node(macA)
 		if n.State != StateStale || !n.Since.Equal(lastMetrics.Add(3*interval)) || n.IntervalS != interval.Seconds() {
 			t.Fatalf("node = %+v, want stale since %v with a learned interval of %v", n, lastMetrics.Add(3*interval), interval)
 		}
-		if got := f.srv.Stats().WentStale; got != 1 {
+		if got := f.rack.Stats().WentStale; got != 1 {
 			t.Errorf("WentStale = %d, want 1", got)
 		}
 		time.Sleep(10 * time.Second)
@@ -127,7 +127,7 @@ func TestRunJoinsItsLoops(t *testing.T) {
 		f := newFixture(t, func(c *Config) { c.Now = time.Now })
 		ctx, cancel := context.WithCancel(t.Context())
 		done := make(chan error, 1)
-		go func() { done <- f.srv.Run(ctx) }()
+		go func() { done <- f.rack.Run(ctx) }()
 		time.Sleep(3 * staleCheckEvery)
 		cancel()
 		if err := <-done; err != nil {
@@ -237,7 +237,7 @@ func TestStaleRule(t *testing.T) {
 			f := newFixture(t, func(c *Config) { c.StaleAfter = tt.staleAfter })
 			tt.run(t, f)
 			f.clock.Advance(tt.age)
-			n := only(t, f.srv.Nodes())
+			n := only(t, f.rack.Nodes())
 			if n.State != tt.want {
 				t.Errorf("State = %q after %v, want %q (node %+v)", n.State, tt.age, tt.want, n)
 			}
@@ -290,10 +290,10 @@ func TestStatusOrdering(t *testing.T) {
 			for _, m := range tt.msgs {
 				f.publish(t, status, m)
 			}
-			if n := only(t, f.srv.Nodes()); n.State != tt.want {
+			if n := only(t, f.rack.Nodes()); n.State != tt.want {
 				t.Errorf("State = %q, want %q", n.State, tt.want)
 			}
-			if got := f.srv.Stats().StatusOutOfOrder; got != tt.outOfOrder {
+			if got := f.rack.Stats().StatusOutOfOrder; got != tt.outOfOrder {
 				t.Errorf("StatusOutOfOrder = %d, want %d", got, tt.outOfOrder)
 			}
 		})

@@ -20,7 +20,7 @@ const (
 	StateStale   = presence.Stale
 )
 
-// Node is the Control Center's view of one Pi. Values returned by Server.Nodes and the API are
+// Node is the Control Center's view of one Pi. Values returned by Rack.Nodes and the API are
 // snapshots: changing them changes nothing. Metrics is shared between snapshots and must be
 // treated as read-only.
 type Node struct {
@@ -170,9 +170,9 @@ func (e *entry) recordPress(id pressID) {
 	e.next = (e.next + 1) % pressMemory
 }
 
-// rack is the state model: every known Pi by MAC. Its methods take already-validated values and
-// report whether anything changed, so that callers know when to notify; it knows nothing of
-// payload bytes or HTTP. It is safe for concurrent use.
+// rack is the state model held by a Rack (its state field): every known Pi by MAC. Its methods
+// take already-validated values and report whether anything changed, so that callers know when
+// to notify; it knows nothing of payload bytes or HTTP. It is safe for concurrent use.
 type rack struct {
 	now  func() time.Time
 	rule presence.Rule // the same rule the alert engine is given

@@ -65,8 +65,8 @@ const alertQueueSize = 4096
 // then counted as a publish error and logged.
 const publishTimeout = 10 * time.Second
 
-// alertState is the alerts side of the Server: the engine, the raised alerts as shown, and the
-// queue of transitions that Serve's publisher sends to the Bus. Publishing from ingestion itself
+// alertState is the alerts side of the Rack: the engine, the raised alerts as shown, and the
+// queue of transitions that Run's publisher sends to the Bus. Publishing from ingestion itself
 // is not possible: the embedded broker delivers inline, so Publish would re-enter ingest on the
 // same goroutine, inside the broker's locks.
 type alertState struct {
@@ -93,8 +93,8 @@ func newAlertState(e *alerts.Engine) *alertState {
 
 // observe runs one engine call and applies its transitions: the shown alerts, the event log,
 // live clients and the publish queue. It never blocks.
-func (s *Server) observe(call func(e *alerts.Engine) []topics.Alert) {
-	a := s.alerts
+func (rk *Rack) observe(call func(e *alerts.Engine) []topics.Alert) {
+	a := rk.alerts
 	if a.engine == nil {
 		return
 	}
@@ -106,17 +106,17 @@ func (s *Server) observe(call func(e *alerts.Engine) []topics.Alert) {
 		case a.queue <- alertPub{alert: al}:
 		default:
 			a.drops++
-			s.log.Error("alert queue full; transition not published", "rule", al.Rule, "row", al.Row, "mac", al.MAC, "state", al.State)
+			rk.log.Error("alert queue full; transition not published", "rule", al.Rule, "row", al.Row, "mac", al.MAC, "state", al.State)
 		}
 	}
 	a.mu.Unlock()
 	for _, al := range out {
-		s.event(history.Event{MAC: al.MAC, Row: al.Row, Kind: EventAlert, By: "system",
+		rk.event(history.Event{MAC: al.MAC, Row: al.Row, Kind: EventAlert, By: "system",
 			Detail: clipLog(fmt.Sprintf("%s %s: %s", al.Rule, al.State, al.Message))})
 		if al.MAC != "" {
-			s.hub.notify(al.MAC)
+			rk.hub.notify(al.MAC)
 		} else {
-			s.hub.notify(rowKey(al.Row))
+			rk.hub.notify(rowKey(al.Row))
 		}
 	}
 }
@@ -177,17 +177,17 @@ func (a *alertState) active() []topics.Alert {
 
 // publishAlerts publishes queued transitions, retained at QoS 1, until ctx is done; then it
 // publishes what is still queued, so a shutdown does not lose a clear.
-func (s *Server) publishAlerts(ctx context.Context) {
+func (rk *Rack) publishAlerts(ctx context.Context) {
 	for {
 		select {
-		case al := <-s.alerts.queue:
-			s.publishAlert(ctx, al)
+		case al := <-rk.alerts.queue:
+			rk.publishAlert(ctx, al)
 		case <-ctx.Done():
 			ctx := context.WithoutCancel(ctx)
 			for {
 				select {
-				case al := <-s.alerts.queue:
-					s.publishAlert(ctx, al)
+				case al := <-rk.alerts.queue:
+					rk.publishAlert(ctx, al)
 				default:
 					return
 				}
@@ -205,8 +205,8 @@ type alertPub struct {
 
 // eraseAlerts queues the deletion of every retained alert topic of a Pi (a forgotten one),
 // behind the transitions already queued, so a "cleared" published for it does not outlive it.
-func (s *Server) eraseAlerts(row, mac string) {
-	a := s.alerts
+func (rk *Rack) eraseAlerts(row, mac string) {
+	a := rk.alerts
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	for _, rule := range alerts.Rules() {
@@ -217,12 +217,12 @@ func (s *Server) eraseAlerts(row, mac string) {
 		case a.queue <- alertPub{alert: topics.Alert{Row: row, MAC: mac, Rule: rule}, erase: true}:
 		default:
 			a.drops++
-			s.log.Error("alert queue full; a forgotten Pi's retained alert is not deleted", "rule", rule, "row", row, "mac", mac)
+			rk.log.Error("alert queue full; a forgotten Pi's retained alert is not deleted", "rule", rule, "row", row, "mac", mac)
 		}
 	}
 }
 
-func (s *Server) publishAlert(ctx context.Context, p alertPub) {
+func (rk *Rack) publishAlert(ctx context.Context, p alertPub) {
 	al := p.alert
 	var b []byte // an empty retained message deletes the topic's retained alert
 	var err error
@@ -231,26 +231,26 @@ func (s *Server) publishAlert(ctx context.Context, p alertPub) {
 	}
 	if err == nil {
 		pctx, cancel := context.WithTimeout(ctx, publishTimeout)
-		err = s.cfg.Bus.Publish(pctx, bus.Message{Topic: topics.AlertTopic(al.Row, al.MAC, al.Rule), Payload: b, QoS: 1, Retained: true})
+		err = rk.cfg.Bus.Publish(pctx, bus.Message{Topic: topics.AlertTopic(al.Row, al.MAC, al.Rule), Payload: b, QoS: 1, Retained: true})
 		cancel()
 	}
 	if err != nil {
-		s.alerts.mu.Lock()
-		s.alerts.failed++
-		s.alerts.mu.Unlock()
-		s.log.Error("publish alert", "rule", al.Rule, "row", al.Row, "mac", al.MAC, "state", al.State, "err", err)
+		rk.alerts.mu.Lock()
+		rk.alerts.failed++
+		rk.alerts.mu.Unlock()
+		rk.log.Error("publish alert", "rule", al.Rule, "row", al.Row, "mac", al.MAC, "state", al.State, "err", err)
 	}
 }
 
 // event records an event in the history, when there is one. It never blocks.
-func (s *Server) event(e history.Event) {
-	if s.cfg.History == nil {
+func (rk *Rack) event(e history.Event) {
+	if rk.cfg.History == nil {
 		return
 	}
 	if e.Time.IsZero() {
-		e.Time = s.cfg.Now().UTC()
+		e.Time = rk.cfg.Now().UTC()
 	}
-	s.cfg.History.AddEvent(e)
+	rk.cfg.History.AddEvent(e)
 }
 
 // rowKey is the hub key of a row; a MAC never contains a slash.

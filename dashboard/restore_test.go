@@ -49,7 +49,7 @@ func TestAlertsRestoredAfterRestart(t *testing.T) {
 		}
 		ctx, cancel := context.WithCancel(t.Context())
 		done := make(chan error, 1)
-		go func() { done <- f.srv.Run(ctx) }()
+		go func() { done <- f.rack.Run(ctx) }()
 		f.publish(t, topics.StatusTopic(rowA, macA), online("pi-a", "s1"))
 		if n := getJSON[Node](t, f, "/api/nodes/"+macA, http.StatusOK); len(n.Alerts) != 1 {
 			t.Errorf("tile alerts %+v, want the restored one", n.Alerts)

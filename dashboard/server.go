@@ -1,7 +1,6 @@
 package dashboard
 
 import (
-	"cmp"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -10,8 +9,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"slices"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -33,7 +30,8 @@ type Authenticator interface {
 
 var _ Authenticator = (*auth.Users)(nil)
 
-// Config configures a Server. Bus and Auth are required; every other zero value is usable.
+// Config configures New: the Rack and the Server on top of it. Bus and Auth are required; every
+// other zero value is usable.
 type Config struct {
 	Bus    bus.Bus       // required: where telemetry comes from and LED commands go
 	Auth   Authenticator // required: checks logins and Basic auth; only admin and viewer may use the dashboard
@@ -45,7 +43,7 @@ type Config struct {
 	// SecureCookies marks the session cookie Secure; set it when served behind an HTTPS proxy.
 	// It is implied by TLSCertFile.
 	SecureCookies bool
-	// TLSCertFile and TLSKeyFile, both set, make Serve and Run speak HTTPS only, with Secure
+	// TLSCertFile and TLSKeyFile, both set, make Serve speak HTTPS only, with Secure
 	// cookies and HSTS. The key file must have mode 0600 (or 0400): New refuses a key others
 	// can read. Both "" means plain HTTP.
 	TLSCertFile string
@@ -73,12 +71,12 @@ type Config struct {
 	// (button presses, selections and clears, online and offline, Locate commands with who
 	// sent them, alerts raised and cleared), and answers the Pi detail page's charts and
 	// event log. *history.Store implements it; the caller opens it, runs its Run and closes
-	// it after Serve returns. nil turns history off: no detail charts, no event log.
+	// it after Rack.Run and Serve return. nil turns history off: no detail charts, no event log.
 	History History
 	// Layout is where the rack's rows, slots and slot names are kept; nil keeps them in
 	// memory only, lost at a restart.
 	Layout *layout.Store
-	// Alerts, when set, is fed what ingestion applies and ticked every second by Run; its
+	// Alerts, when set, is fed what ingestion applies and ticked every second by Rack.Run; its
 	// transitions are shown on the rack page and published retained, QoS 1, on
 	// topics.AlertTopic. nil turns alerts off.
 	Alerts *alerts.Engine
@@ -134,20 +132,17 @@ const (
 	readHeaderTimeout = 10 * time.Second
 	idleTimeout       = 2 * time.Minute
 	shutdownTimeout   = 5 * time.Second
-	staleCheckEvery   = time.Second // how often Run looks for Pis that went stale or recovered
 	heartbeatInterval = 15 * time.Second
 	sseWriteTimeout   = 10 * time.Second // a live client that cannot take an event this fast is dropped
 )
 
-// Server is the Control Center. Create it with New.
+// Server is the Control Center's HTTP layer on top of its Rack: routes, pages, the JSON API,
+// the live stream, sessions, the login limiter, the audit of commands and TLS. Its handlers
+// parse a request, call the Rack and write the answer. Create it with New.
 type Server struct {
 	cfg      Config
 	log      *slog.Logger
-	rack     *rack
-	hub      *hub
-	alerts   *alertState
-	layout   *layout.Store
-	assign   assigner
+	rack     *Rack
 	sessions *sessions
 	limiter  *loginLimiter
 	audit    auditor
@@ -159,16 +154,12 @@ type Server struct {
 
 	heartbeat time.Duration
 
-	// started is when New ran: alerts stamped earlier come from a previous run.
-	started time.Time
-
-	stats          counters
-	lastInvalidLog atomic.Int64 // unix nanoseconds of the last invalid-payload warning
-	wasDeaf        bool         // the broker was lost at the last tick (tick's own)
+	auditErrors atomic.Uint64 // audit entries that could not be written
 }
 
-// New builds the Control Center and subscribes it to topics.AllFilter on cfg.Bus at once, so that
-// the caller can do this before the broker accepts clients and no early event is lost.
+// New builds the Control Center, its Rack and the Server on top, and subscribes the Rack's
+// ingestion to topics.AllFilter on cfg.Bus at once, so that the caller can do this before the
+// broker accepts clients and no early event is lost.
 func New(cfg Config) (*Server, error) {
 	if cfg.Bus == nil {
 		return nil, errors.New("dashboard: Config.Bus is required")
@@ -201,28 +192,34 @@ func New(cfg Config) (*Server, error) {
 	if lay == nil {
 		lay, _ = layout.Open("") // in memory: cannot fail
 	}
+	rk := &Rack{
+		cfg:     cfg,
+		log:     cfg.Logger,
+		state:   newRack(cfg.Now, rule),
+		hub:     newHub(defaultMaxPending),
+		alerts:  newAlertState(cfg.Alerts),
+		layout:  lay,
+		assign:  assigner{rows: make(map[string]*Assign)},
+		started: cfg.Now(),
+	}
 	s := &Server{
 		cfg:           cfg,
-		layout:        lay,
-		assign:        assigner{rows: make(map[string]*Assign)},
 		log:           cfg.Logger,
-		rack:          newRack(cfg.Now, rule),
-		hub:           newHub(defaultMaxPending),
-		alerts:        newAlertState(cfg.Alerts),
+		rack:          rk,
 		sessions:      newSessions(cfg.Now),
 		limiter:       newLoginLimiter(cfg.Now),
 		audit:         alog,
 		tls:           tlsConfig,
 		pages:         pages,
 		heartbeat:     heartbeatInterval,
-		started:       cfg.Now(),
 		secureCookies: cfg.SecureCookies || tlsConfig != nil,
 	}
+	rk.auditStats = func() (uint64, uint64) { return s.auditErrors.Load(), s.audit.RotateFailures() }
 	if s.handler, err = s.routes(); err != nil {
 		alog.Close()
 		return nil, fmt.Errorf("dashboard: %w", err)
 	}
-	if err := cfg.Bus.Subscribe(topics.AllFilter, s.ingest); err != nil {
+	if err := cfg.Bus.Subscribe(topics.AllFilter, rk.ingest); err != nil {
 		alog.Close()
 		return nil, fmt.Errorf("dashboard: subscribe to %s: %w", topics.AllFilter, err)
 	}
@@ -230,7 +227,7 @@ func New(cfg Config) (*Server, error) {
 }
 
 // Close closes the audit log; commands are refused afterwards when Config.AuditDir is set.
-// Call it after Run and Serve have returned. It is safe to call more than once.
+// Call it after Rack().Run and Serve have returned. It is safe to call more than once.
 func (s *Server) Close() error {
 	if err := s.audit.Close(); err != nil {
 		return fmt.Errorf("dashboard: close audit log: %w", err)
@@ -238,97 +235,12 @@ func (s *Server) Close() error {
 	return nil
 }
 
+// Rack returns the rack the Server shows: its state, read API and Run.
+func (s *Server) Rack() *Rack { return s.rack }
+
 // Handler returns the dashboard's HTTP handler: pages, static assets, the JSON API and
-// Config.Routes. It can be mounted on any server; the rack it shows is kept live by Run.
+// Config.Routes. It can be mounted on any server; the rack it shows is kept live by Rack().Run.
 func (s *Server) Handler() http.Handler { return s.handler }
-
-// Nodes returns a snapshot of the rack in the order it stands: rows in the layout's order, then
-// placed Pis by slot, then unplaced ones by MAC.
-func (s *Server) Nodes() []Node {
-	nodes := s.rack.list()
-	l := s.layout.Layout()
-	places := l.Places()
-	for i := range nodes {
-		nodes[i].Alerts = s.alerts.forMAC(nodes[i].MAC)
-		p, ok := places[nodes[i].MAC]
-		placeNode(&nodes[i], p, ok)
-	}
-	slices.SortFunc(nodes, nodeOrder(l))
-	return nodes
-}
-
-// node returns one node by normalised MAC, with its alerts and slot.
-func (s *Server) node(mac string) (Node, bool) {
-	n, ok := s.rack.node(mac)
-	if ok {
-		n.Alerts = s.alerts.forMAC(mac)
-		p, placed := s.layout.Find(mac)
-		placeNode(&n, p, placed)
-	}
-	return n, ok
-}
-
-// Rows returns the rows that have Pis, a power reading or a layout, in the rack's order, with
-// their slots, assign modes and alerts.
-func (s *Server) Rows() []Row {
-	rows := s.rack.rows()
-	l := s.layout.Layout()
-	for _, lr := range l.Rows {
-		if !slices.ContainsFunc(rows, func(r Row) bool { return r.Name == lr.Name }) {
-			rows = append(rows, Row{Name: lr.Name})
-		}
-	}
-	for i := range rows {
-		s.completeRow(&rows[i], l)
-	}
-	slices.SortFunc(rows, func(a, b Row) int {
-		return cmp.Or(cmp.Compare(a.Position, b.Position), cmp.Compare(a.Name, b.Name))
-	})
-	for i := range rows {
-		rows[i].Position = i
-	}
-	return rows
-}
-
-// row returns one row, with its slots, assign mode and alerts.
-func (s *Server) row(name string) (Row, bool) {
-	for _, r := range s.Rows() {
-		if r.Name == name {
-			return r, true
-		}
-	}
-	return Row{}, false
-}
-
-// completeRow adds what the rack model does not hold: alerts, slots, position, assign mode.
-func (s *Server) completeRow(r *Row, l layout.Layout) {
-	r.Alerts = s.alerts.forRow(r.Name)
-	r.Slots = []RowSlot{}
-	if lr, ok := l.Row(r.Name); ok {
-		r.Slots = rowSlots(lr)
-	}
-	r.Position = l.Order(r.Name)
-	if r.Position < 0 {
-		r.Position = len(l.Rows) // after the described rows, by name (see Rows)
-	}
-	r.Assign = s.assign.get(r.Name, s.cfg.Now())
-}
-
-// Alerts returns the raised alerts, sorted by row, MAC and rule; none when alerts are off.
-func (s *Server) Alerts() []topics.Alert { return s.alerts.active() }
-
-// Run keeps the rack live until ctx is done: every second it re-evaluates staleness and pushes
-// the Pis that went stale or recovered to live clients, ticks the alert engine, expires assign
-// modes, and it publishes alert transitions on the Bus. Ingestion itself needs no Run (it
-// happens on the Bus's goroutines), but without Run nothing goes stale and no alert is
-// published. It returns nil once ctx is done, after publishing the transitions still queued.
-func (s *Server) Run(ctx context.Context) error {
-	var wg sync.WaitGroup
-	wg.Go(func() { s.watchStale(ctx) })
-	wg.Go(func() { s.publishAlerts(ctx) })
-	wg.Wait()
-	return nil
-}
 
 // Serve serves Handler over HTTP (HTTPS when Config.TLSCertFile is set) on ln until ctx is
 // done, then shuts down gracefully: live event streams are ended, and requests in flight get a
@@ -343,7 +255,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) (err error) {
 		// No WriteTimeout: it would cut event streams. The SSE handler sets its own deadlines.
 	}
 	// SSE streams never go idle, so Shutdown would wait for them until its timeout.
-	srv.RegisterOnShutdown(s.hub.close)
+	srv.RegisterOnShutdown(s.rack.hub.close)
 
 	errc := make(chan error, 1)
 	if s.tls != nil {
@@ -371,53 +283,6 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) (err error) {
 	return err
 }
 
-// watchStale pushes the Pis whose staleness changed to live clients, and ticks the alert
-// engine, until ctx is done. Staleness itself is computed on every read, so the API is right
-// between two looks.
-func (s *Server) watchStale(ctx context.Context) {
-	tick := time.NewTicker(staleCheckEvery)
-	defer tick.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick.C:
-		}
-		s.tick()
-	}
-}
-
-// tick is one look of watchStale.
-func (s *Server) tick() {
-	if deaf, _ := s.cfg.Hearing.Deaf(); deaf != s.wasDeaf {
-		s.wasDeaf = deaf
-		s.hub.notify(brokerKey)
-	}
-	changed, wentStale := s.rack.sweep()
-	s.stats.wentStale.Add(uint64(wentStale))
-	for _, mac := range changed {
-		s.hub.notify(mac)
-	}
-	s.observe(func(e *alerts.Engine) []topics.Alert { return e.Tick(s.cfg.Now()) })
-	s.expireAssign(s.cfg.Now())
-}
-
-// brokerKey is the live stream's key for the broker's state (node keys are MACs, row keys
-// "row/<name>").
-const brokerKey = "broker"
-
-// Broker is whether the control center can hear its broker, for the page's live indicator.
-type Broker struct {
-	Lost  bool      `json:"lost"`           // the connection to a foreign broker is lost
-	Since time.Time `json:"since,omitzero"` // since when, while Lost
-}
-
-// brokerState is the broker as the live stream reports it.
-func (s *Server) brokerState() Broker {
-	deaf, since := s.cfg.Hearing.Deaf()
-	return Broker{Lost: deaf, Since: since}
-}
-
 // route is one entry of the route table.
 type route struct {
 	pattern string // an http.ServeMux pattern, with its method
@@ -438,24 +303,24 @@ func (s *Server) routeTable() []route {
 
 		{"GET /api/log", s.requireUser(s.handleLog)},
 		{"GET /api/sparklines", s.requireUser(s.handleSparklines)},
-		{"GET /api/nodes", s.requireUser(s.handleNodes)},
+		{"GET /api/nodes", s.requireUser(serveJSON(s.rack.Nodes))}, // every node, in rack order
 		{"GET /api/nodes/{mac}", s.requireUser(s.handleNode)},
 		{"GET /api/nodes/{mac}/series", s.requireUser(s.handleSeries)},
 		{"GET /api/nodes/{mac}/events", s.requireUser(s.handleNodeEvents)},
-		{"GET /api/rows", s.requireUser(s.handleRows)},
-		{"GET /api/alerts", s.requireUser(s.handleAlerts)},
+		{"GET /api/rows", s.requireUser(serveJSON(s.rack.Rows))},     // every row with its slots, power and alerts
+		{"GET /api/alerts", s.requireUser(serveJSON(s.rack.Alerts))}, // the raised alerts, by row, MAC and rule
 		{"POST /api/nodes/{mac}/blink", s.requireAdmin(AuditBlink, s.handleBlink)},
 		{"POST /api/nodes/{mac}/clear", s.requireAdmin(AuditClear, s.handleClear)},
 		{"POST /api/nodes/{mac}/unplace", s.requireAdmin(AuditPlace, s.handleUnplace)},
 		{"POST /api/nodes/{mac}/forget", s.requireAdmin(AuditForget, s.handleForget)},
-		{"GET /api/layout", s.requireUser(s.handleLayout)},
+		{"GET /api/layout", s.requireUser(serveJSON(s.rack.layout.Layout))}, // the rows in rack order with their slots
 		{"POST /api/rows/{row}/slots/{slot}", s.requireAdmin(AuditPlace, s.handleSlot)},
 		{"POST /api/rows/{row}/slots/{slot}/previous", s.requireAdmin(AuditInherit, s.handlePrevious)},
 		{"POST /api/rows/{row}/shelf", s.requireAdmin(AuditShelf, s.handleShelf)},
 		{"POST /api/rows/{row}/assign", s.requireAdmin(AuditAssign, s.handleAssignStart)},
 		{"POST /api/rows/{row}/assign/stop", s.requireAdmin(AuditAssign, s.handleAssignStop)},
 		{"GET /api/events", s.requireUser(s.handleEvents)},
-		{"GET /api/stats", s.requireUser(s.handleStats)},
+		{"GET /api/stats", s.requireUser(serveJSON(s.rack.Stats))},
 		{"GET /api/audit", s.requireAdmin("", s.handleAudit)},
 		{"/api/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			writeError(w, http.StatusNotFound, "no such API endpoint")
@@ -472,6 +337,11 @@ func (s *Server) routeTable() []route {
 		table = append(table, route{x.Pattern, h})
 	}
 	return table
+}
+
+// serveJSON answers a GET with what get returns, as JSON.
+func serveJSON[T any](get func() T) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) { writeJSON(w, http.StatusOK, get()) }
 }
 
 // csrfRefused is the message of the 403 http.CrossOriginProtection answers.

@@ -118,17 +118,17 @@ type rackPage struct {
 func (s *Server) handleRack(w http.ResponseWriter, r *http.Request, p principal) {
 	page := rackPage{User: p.name, Role: string(p.role), CanCommand: p.canCommand()}
 	byRow := make(map[string][]Node)
-	for _, n := range s.Nodes() {
+	for _, n := range s.rack.Nodes() {
 		byRow[n.Row] = append(byRow[n.Row], n)
 		page.Total++
 		if n.Online() {
 			page.Online++
 		}
 	}
-	for _, r := range s.Rows() {
+	for _, r := range s.rack.Rows() {
 		page.Rows = append(page.Rows, rowView{Row: r, Cells: cells(r, byRow[r.Name])})
 	}
-	page.Alerts = s.Alerts()
+	page.Alerts = s.rack.Alerts()
 	page.Blank = &Node{State: StateUnknown}
 	s.render(w, http.StatusOK, "rack.html", page)
 }

@@ -48,7 +48,7 @@ func BenchmarkBrowserRack1000Pis(b *testing.B) {
 	cc := newBenchCenter(b)
 	fleet := newBenchFleet(benchPis, benchPerRow)
 	fleet.birth(b, cc.cc.Bus())
-	if n := len(cc.cc.Dashboard().Nodes()); n != benchPis {
+	if n := len(cc.cc.Rack().Nodes()); n != benchPis {
 		b.Fatalf("dashboard holds %d Pis after their births, want %d", n, benchPis)
 	}
 

@@ -149,7 +149,7 @@ func TestForeignBrokerOutage(t *testing.T) {
 	// 30 s without a word from a Pi that reports every 50 ms: the control center knows it
 	// could not hear, and does not call the Pi stale. (It shows it offline: Mosquitto publishes
 	// its clients' Wills as it shuts down.)
-	for _, n := range r.dash().Nodes() {
+	for _, n := range r.rack().Nodes() {
 		if n.MAC == macA && n.State == dashboard.StateStale {
 			t.Errorf("during the broker outage the Pi shows %s", n.State)
 		}
@@ -173,7 +173,7 @@ func TestForeignBrokerOutage(t *testing.T) {
 	n := r.awaitNode(t, macA, "online again", func(n dashboard.Node) bool { return n.Online() })
 	r.noAlerts(t, macA, "an alert about the Pi during the broker outage")
 	t.Logf("broker down %v: 20 presses, 10 of them during the outage, all shown in order; %d duplicates dropped; network bus %+v; Pi %s",
-		brokerOutage, r.dash().Stats().Duplicates, nb.Stats(), n.State)
+		brokerOutage, r.rack().Stats().Duplicates, nb.Stats(), n.State)
 }
 
 // viaLink puts a link that can be cut between the control center and its foreign broker.
@@ -209,7 +209,7 @@ func TestControlCenterLinkLost(t *testing.T) {
 	}
 	// Twice the stale threshold (1 s): the Pi would be stale if the control center blamed it.
 	time.Sleep(2 * time.Second) // holding the outage, not waiting for something
-	for _, n := range r.dash().Nodes() {
+	for _, n := range r.rack().Nodes() {
 		if n.MAC == macA && n.State != dashboard.StateOnline {
 			t.Errorf("with only the control center's link lost, the Pi shows %s, want online as last heard", n.State)
 		}
@@ -219,8 +219,8 @@ func TestControlCenterLinkLost(t *testing.T) {
 	if missing := r.seen.await(t, map[string]uint64{macA: 1}); missing != nil {
 		t.Fatalf("the press made while the control center's link was down never arrived: %v", missing)
 	}
-	before := r.dash().Stats()
-	r.awaitNode(t, macA, "fresh telemetry", func(n dashboard.Node) bool { return r.dash().Stats().Applied > before.Applied+3 })
+	before := r.rack().Stats()
+	r.awaitNode(t, macA, "fresh telemetry", func(n dashboard.Node) bool { return r.rack().Stats().Applied > before.Applied+3 })
 	r.noAlerts(t, macA, "an alert about the Pi while the control center could not hear it")
 }
 

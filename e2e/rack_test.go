@@ -57,7 +57,7 @@ func TestButtonPressSelectsPi(t *testing.T) {
 	if n.SelectedAt.IsZero() {
 		t.Error("selected without a time")
 	}
-	for _, other := range r.dash().Nodes() {
+	for _, other := range r.rack().Nodes() {
 		if other.MAC == macB && other.Selected {
 			t.Errorf("pressing %s's button selected %s too", macA, macB)
 		}

@@ -233,7 +233,7 @@ func TestNoPressLostAcrossBrokerRestarts(t *testing.T) {
 		}
 	}
 	t.Logf("%d presses from %d agents across %d broker restarts: 0 missing, %d redelivered (dashboard counted %d duplicates)",
-		total, agents, restarts, rr.seen.duplicates(), rr.dash().Stats().Duplicates)
+		total, agents, restarts, rr.seen.duplicates(), rr.rack().Stats().Duplicates)
 }
 
 // TestPressesBufferedWhileBrokerDown: presses made while the broker is down, before and after

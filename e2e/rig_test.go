@@ -158,8 +158,8 @@ func (r *rig) restart(t *testing.T) {
 	r.start(t)
 }
 
-// dash is the current run's dashboard.
-func (r *rig) dash() *dashboard.Server { return r.cc.Dashboard() }
+// rack is the current run's rack state.
+func (r *rig) rack() *dashboard.Rack { return r.cc.Rack() }
 
 // publish publishes in-process, as the control center itself does.
 func (r *rig) publish(t testing.TB, m bus.Message) {
@@ -262,7 +262,7 @@ func (r *rig) awaitNode(t *testing.T, mac, what string, cond func(dashboard.Node
 		if !strings.HasPrefix(sc.Text(), "data: ") {
 			continue
 		}
-		for _, n := range r.dash().Nodes() {
+		for _, n := range r.rack().Nodes() {
 			if n.MAC == mac {
 				last = n
 				if cond(n) {

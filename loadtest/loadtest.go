@@ -118,7 +118,7 @@ func Soak(ctx context.Context, cfg SoakConfig, stdout io.Writer) error {
 	for _, a := range r.agents {
 		flashes += a.led.Transitions()
 	}
-	st := r.cc.Load().Dashboard().Stats()
+	st := r.cc.Load().Rack().Stats()
 	fmt.Fprintf(stdout, "presses:   %d pressed, %d reached the dashboard, %d lost, %d duplicates (dashboard counted %d)\n",
 		pressed, seen, pressed-min(seen, pressed), dups, st.Duplicates)
 	fmt.Fprintf(stdout, "latency:   press to dashboard p50 %v, p95 %v, p99 %v, max %v (%d samples)\n",

@@ -1,0 +1,209 @@
+package dashboard
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/pirack/pirack/alerts"
+	"github.com/pirack/pirack/bus"
+	"github.com/pirack/pirack/history"
+	"github.com/pirack/pirack/layout"
+	"github.com/pirack/pirack/topics"
+)
+
+// staleCheckEvery is how often Run looks for Pis that went stale or recovered.
+const staleCheckEvery = time.Second
+
+// Rack is the Control Center's rack: the state ingestion keeps from the Bus (nodes, rows,
+// presence, alerts, the layout and assign modes), the operations that change it, the events
+// they record in the history, and Run, whose loops keep it live. It knows nothing of HTTP:
+// Server is the layer on top, and integrations read a Rack directly. New builds it; get it
+// from Server.Rack.
+type Rack struct {
+	cfg    Config
+	log    *slog.Logger
+	state  *rack
+	hub    *hub // live clients are told what changed; Server streams them
+	alerts *alertState
+	layout *layout.Store
+	assign assigner
+
+	// started is when New ran: alerts stamped earlier come from a previous run.
+	started time.Time
+
+	stats          counters
+	lastInvalidLog atomic.Int64 // unix nanoseconds of the last invalid-payload warning
+	wasDeaf        bool         // the broker was lost at the last tick (tick's own)
+
+	// auditStats reads the audit counters of the HTTP layer, which Stats reports too; nil
+	// reports none.
+	auditStats func() (failed, rotateFailed uint64)
+}
+
+// Nodes returns a snapshot of the rack in the order it stands: rows in the layout's order, then
+// placed Pis by slot, then unplaced ones by MAC.
+func (rk *Rack) Nodes() []Node {
+	nodes := rk.state.list()
+	l := rk.layout.Layout()
+	places := l.Places()
+	for i := range nodes {
+		nodes[i].Alerts = rk.alerts.forMAC(nodes[i].MAC)
+		p, ok := places[nodes[i].MAC]
+		placeNode(&nodes[i], p, ok)
+	}
+	slices.SortFunc(nodes, nodeOrder(l))
+	return nodes
+}
+
+// node returns one node by normalised MAC, with its alerts and slot.
+func (rk *Rack) node(mac string) (Node, bool) {
+	n, ok := rk.state.node(mac)
+	if ok {
+		n.Alerts = rk.alerts.forMAC(mac)
+		p, placed := rk.layout.Find(mac)
+		placeNode(&n, p, placed)
+	}
+	return n, ok
+}
+
+// Rows returns the rows that have Pis, a power reading or a layout, in the rack's order, with
+// their slots, assign modes and alerts.
+func (rk *Rack) Rows() []Row {
+	rows := rk.state.rows()
+	l := rk.layout.Layout()
+	for _, lr := range l.Rows {
+		if !slices.ContainsFunc(rows, func(r Row) bool { return r.Name == lr.Name }) {
+			rows = append(rows, Row{Name: lr.Name})
+		}
+	}
+	for i := range rows {
+		rk.completeRow(&rows[i], l)
+	}
+	slices.SortFunc(rows, func(a, b Row) int {
+		return cmp.Or(cmp.Compare(a.Position, b.Position), cmp.Compare(a.Name, b.Name))
+	})
+	for i := range rows {
+		rows[i].Position = i
+	}
+	return rows
+}
+
+// row returns one row, with its slots, assign mode and alerts.
+func (rk *Rack) row(name string) (Row, bool) {
+	for _, r := range rk.Rows() {
+		if r.Name == name {
+			return r, true
+		}
+	}
+	return Row{}, false
+}
+
+// completeRow adds what the rack model does not hold: alerts, slots, position, assign mode.
+func (rk *Rack) completeRow(r *Row, l layout.Layout) {
+	r.Alerts = rk.alerts.forRow(r.Name)
+	r.Slots = []RowSlot{}
+	if lr, ok := l.Row(r.Name); ok {
+		r.Slots = rowSlots(lr)
+	}
+	r.Position = l.Order(r.Name)
+	if r.Position < 0 {
+		r.Position = len(l.Rows) // after the described rows, by name (see Rows)
+	}
+	r.Assign = rk.assign.get(r.Name, rk.cfg.Now())
+}
+
+// Alerts returns the raised alerts, sorted by row, MAC and rule; none when alerts are off.
+func (rk *Rack) Alerts() []topics.Alert { return rk.alerts.active() }
+
+// Run keeps the rack live until ctx is done: every second it re-evaluates staleness and pushes
+// the Pis that went stale or recovered to live clients, ticks the alert engine, expires assign
+// modes, and it publishes alert transitions on the Bus. Ingestion itself needs no Run (it
+// happens on the Bus's goroutines), but without Run nothing goes stale and no alert is
+// published. It returns nil once ctx is done, after publishing the transitions still queued.
+func (rk *Rack) Run(ctx context.Context) error {
+	var wg sync.WaitGroup
+	wg.Go(func() { rk.watchStale(ctx) })
+	wg.Go(func() { rk.publishAlerts(ctx) })
+	wg.Wait()
+	return nil
+}
+
+// watchStale pushes the Pis whose staleness changed to live clients, and ticks the alert
+// engine, until ctx is done. Staleness itself is computed on every read, so the API is right
+// between two looks.
+func (rk *Rack) watchStale(ctx context.Context) {
+	tick := time.NewTicker(staleCheckEvery)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		rk.tick()
+	}
+}
+
+// tick is one look of watchStale.
+func (rk *Rack) tick() {
+	if deaf, _ := rk.cfg.Hearing.Deaf(); deaf != rk.wasDeaf {
+		rk.wasDeaf = deaf
+		rk.hub.notify(brokerKey)
+	}
+	changed, wentStale := rk.state.sweep()
+	rk.stats.wentStale.Add(uint64(wentStale))
+	for _, mac := range changed {
+		rk.hub.notify(mac)
+	}
+	rk.observe(func(e *alerts.Engine) []topics.Alert { return e.Tick(rk.cfg.Now()) })
+	rk.expireAssign(rk.cfg.Now())
+}
+
+// brokerKey is the live stream's key for the broker's state (node keys are MACs, row keys
+// "row/<name>").
+const brokerKey = "broker"
+
+// Broker is whether the control center can hear its broker, for the page's live indicator.
+type Broker struct {
+	Lost  bool      `json:"lost"`           // the connection to a foreign broker is lost
+	Since time.Time `json:"since,omitzero"` // since when, while Lost
+}
+
+// brokerState is the broker as the live stream reports it.
+func (rk *Rack) brokerState() Broker {
+	deaf, since := rk.cfg.Hearing.Deaf()
+	return Broker{Lost: deaf, Since: since}
+}
+
+// locate publishes an LED command (payload, cmd encoded) on n's LED topic and, once the Bus
+// took it, records the Locate: on the node, for live clients and in the event log. An error
+// is the Bus's: nothing was recorded.
+func (rk *Rack) locate(ctx context.Context, n Node, cmd topics.LEDCommand, payload []byte) error {
+	if err := rk.cfg.Bus.Publish(ctx, bus.Message{Topic: topics.LEDTopic(n.MAC), Payload: payload, QoS: 1}); err != nil {
+		rk.log.Error("publish LED command", "mac", n.MAC, "err", err)
+		return err
+	}
+	rk.log.Info("LED command sent", "mac", n.MAC, "action", cmd.Action, "count", cmd.Count, "by", cmd.By)
+	if rk.state.locate(n.MAC, cmd.By) {
+		rk.hub.notify(n.MAC)
+	}
+	rk.event(history.Event{MAC: n.MAC, Row: n.Row, Kind: history.EventLocate, By: cmd.By,
+		Detail: fmt.Sprintf("%s %d times every %d ms", cmd.Action, cmd.Count, cmd.PeriodMS)})
+	return nil
+}
+
+// clearSelection clears a Pi's selection on behalf of by, and returns the node as it is now.
+func (rk *Rack) clearSelection(mac, by string) Node {
+	n, _ := rk.state.clearSelection(mac)
+	n.Alerts = rk.alerts.forMAC(n.MAC)
+	rk.hub.notify(n.MAC)
+	rk.event(history.Event{MAC: n.MAC, Row: n.Row, Kind: history.EventSelect, Detail: "cleared", By: by})
+	rk.log.Info("selection cleared", "mac", n.MAC, "by", by)
+	return n
+}
