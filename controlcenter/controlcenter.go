@@ -339,9 +339,6 @@ func (cc *ControlCenter) Broker() *broker.Broker { return cc.broker }
 // Users are the users file: dashboard logins and, on the embedded broker, MQTT clients.
 func (cc *ControlCenter) Users() *auth.Users { return cc.users }
 
-// Dashboard is the Control Center's web UI, JSON API and live stream, on top of Rack.
-func (cc *ControlCenter) Dashboard() *dashboard.Server { return cc.dash }
-
 // Rack is the rack's state, as ingestion keeps it from the bus: what integrations read.
 func (cc *ControlCenter) Rack() *dashboard.Rack { return cc.dash.Rack() }
 

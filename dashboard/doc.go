@@ -17,7 +17,7 @@
 //
 //   - runtime.go the Rack: its read API, Run and its loops, and the Locate and clear
 //     operations.
-//   - rack.go    the state model (nodes, metrics, selection, press dedupe, LED state, row
+//   - rack.go    the state model, type model (nodes, metrics, selection, press dedupe, LED state, row
 //     power); no HTTP, no MQTT. Presence and staleness are package presence's, with the rule
 //     the alert engine is given too, derived from the clock on every read; Run's loop only
 //     pushes the changes to live clients.

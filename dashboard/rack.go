@@ -170,10 +170,10 @@ func (e *entry) recordPress(id pressID) {
 	e.next = (e.next + 1) % pressMemory
 }
 
-// rack is the state model held by a Rack (its state field): every known Pi by MAC. Its methods
+// model is the state model held by a Rack (its state field): every known Pi by MAC. Its methods
 // take already-validated values and report whether anything changed, so that callers know when
 // to notify; it knows nothing of payload bytes or HTTP. It is safe for concurrent use.
-type rack struct {
+type model struct {
 	now  func() time.Time
 	rule presence.Rule // the same rule the alert engine is given
 
@@ -188,13 +188,13 @@ type rowPower struct {
 	at time.Time
 }
 
-func newRack(now func() time.Time, rule presence.Rule) *rack {
-	return &rack{now: now, rule: rule, nodes: make(map[string]*entry), power: make(map[string]rowPower)}
+func newModel(now func() time.Time, rule presence.Rule) *model {
+	return &model{now: now, rule: rule, nodes: make(map[string]*entry), power: make(map[string]rowPower)}
 }
 
 // upsert returns the entry for mac, creating it so that telemetry from an unseen Pi still shows
 // up; the row is updated because a board may be moved. Call with mu held.
-func (r *rack) upsert(row, mac string, now time.Time) *entry {
+func (r *model) upsert(row, mac string, now time.Time) *entry {
 	e, ok := r.nodes[mac]
 	if !ok {
 		e = &entry{node: Node{MAC: mac, State: StateUnknown, Since: now}}
@@ -205,7 +205,7 @@ func (r *rack) upsert(row, mac string, now time.Time) *entry {
 }
 
 // view is the node as shown at now. Call with mu held.
-func (r *rack) view(e *entry, now time.Time) Node {
+func (r *model) view(e *entry, now time.Time) Node {
 	n := e.node
 	n.StaleAfterS = r.rule.Threshold(e.p.Interval()).Seconds()
 	if iv := e.p.Interval(); iv > 0 {
@@ -218,13 +218,13 @@ func (r *rack) view(e *entry, now time.Time) Node {
 }
 
 // touched records that e was changed at now and live clients are about to be told.
-func (r *rack) touched(e *entry, now time.Time) {
+func (r *model) touched(e *entry, now time.Time) {
 	e.shownStale = e.p.IsStale(r.rule, now)
 }
 
 // setStatus applies a status payload, unless package presence finds it older than the one
 // shown. changed reports whether the Pi's presence (online, offline, unknown) changed.
-func (r *rack) setStatus(row, mac string, st topics.Status) (res statusResult, changed bool) {
+func (r *model) setStatus(row, mac string, st topics.Status) (res statusResult, changed bool) {
 	now := r.now()
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -247,7 +247,7 @@ func (r *rack) setStatus(row, mac string, st topics.Status) (res statusResult, c
 // one. Presence is left alone: retained metrics of a Pi that is offline must not make it look
 // online. It reports false for a copy of the metrics already held (a retained message
 // replayed), which must not make a silent Pi look fresh.
-func (r *rack) setMetrics(row, mac string, m topics.Metrics) bool {
+func (r *model) setMetrics(row, mac string, m topics.Metrics) bool {
 	now := r.now()
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -264,7 +264,7 @@ func (r *rack) setMetrics(row, mac string, m topics.Metrics) bool {
 
 // setLED stores an LED state report. It reports false for a report not newer than the one held
 // (a retained message replayed, or one overtaken by a later report).
-func (r *rack) setLED(row, mac string, st topics.LEDState) bool {
+func (r *model) setLED(row, mac string, st topics.LEDState) bool {
 	now := r.now()
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -280,7 +280,7 @@ func (r *rack) setLED(row, mac string, st topics.LEDState) bool {
 
 // setPower stores a row supply's reading. It reports false for a copy of the reading held (a
 // retained message replayed) and for one older than it.
-func (r *rack) setPower(row string, p topics.Power) bool {
+func (r *model) setPower(row string, p topics.Power) bool {
 	now := r.now()
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -292,7 +292,7 @@ func (r *rack) setPower(row string, p topics.Power) bool {
 }
 
 // rows returns every row that has Pis or a power reading, sorted by name.
-func (r *rack) rows() []Row {
+func (r *model) rows() []Row {
 	r.mu.RLock()
 	byName := make(map[string]*Row)
 	get := func(name string) *Row {
@@ -331,7 +331,7 @@ func (x *Row) fill() {
 // press records a button press and, when sel, selects the node, unless the press is a
 // redelivery of one already seen. selected reports whether the press newly selected the node
 // (it was not selected before).
-func (r *rack) press(row, mac string, ev topics.ButtonEvent, sel bool) (res pressResult, selected bool) {
+func (r *model) press(row, mac string, ev topics.ButtonEvent, sel bool) (res pressResult, selected bool) {
 	now := r.now()
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -361,7 +361,7 @@ func (r *rack) press(row, mac string, ev topics.ButtonEvent, sel bool) (res pres
 }
 
 // locate records that by asked the node's LED to blink. It returns false for an unknown MAC.
-func (r *rack) locate(mac, by string) bool {
+func (r *model) locate(mac, by string) bool {
 	now := r.now()
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -375,7 +375,7 @@ func (r *rack) locate(mac, by string) bool {
 }
 
 // remove forgets a node and returns the row it was in; false for an unknown MAC.
-func (r *rack) remove(mac string) (string, bool) {
+func (r *model) remove(mac string) (string, bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	e, ok := r.nodes[mac]
@@ -387,7 +387,7 @@ func (r *rack) remove(mac string) (string, bool) {
 }
 
 // clearSelection unselects a node. It returns the node and false for an unknown MAC.
-func (r *rack) clearSelection(mac string) (Node, bool) {
+func (r *model) clearSelection(mac string) (Node, bool) {
 	now := r.now()
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -402,7 +402,7 @@ func (r *rack) clearSelection(mac string) (Node, bool) {
 
 // sweep finds the nodes whose staleness changed since live clients were last told, records
 // that they are being told now, and returns their MACs and how many went stale.
-func (r *rack) sweep() (changed []string, wentStale int) {
+func (r *model) sweep() (changed []string, wentStale int) {
 	now := r.now()
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -419,7 +419,7 @@ func (r *rack) sweep() (changed []string, wentStale int) {
 }
 
 // node returns one node by normalised MAC.
-func (r *rack) node(mac string) (Node, bool) {
+func (r *model) node(mac string) (Node, bool) {
 	now := r.now()
 	r.mu.RLock()
 	defer r.mu.RUnlock()
@@ -431,7 +431,7 @@ func (r *rack) node(mac string) (Node, bool) {
 }
 
 // list returns all nodes sorted by row, then MAC.
-func (r *rack) list() []Node {
+func (r *model) list() []Node {
 	now := r.now()
 	r.mu.RLock()
 	out := make([]Node, 0, len(r.nodes))

@@ -28,7 +28,7 @@ const staleCheckEvery = time.Second
 type Rack struct {
 	cfg    Config
 	log    *slog.Logger
-	state  *rack
+	state  *model
 	hub    *hub // live clients are told what changed; Server streams them
 	alerts *alertState
 	layout *layout.Store

@@ -195,7 +195,7 @@ func New(cfg Config) (*Server, error) {
 	rk := &Rack{
 		cfg:     cfg,
 		log:     cfg.Logger,
-		state:   newRack(cfg.Now, rule),
+		state:   newModel(cfg.Now, rule),
 		hub:     newHub(defaultMaxPending),
 		alerts:  newAlertState(cfg.Alerts),
 		layout:  lay,

@@ -358,7 +358,7 @@ func locateText(l *Locate) string {
 }
 
 // foundText describes a found press for the event log.
-func foundText(r *rack, mac string) string {
+func foundText(r *model, mac string) string {
 	if n, ok := r.node(mac); ok && n.Locate != nil && !n.Locate.FoundAt.IsZero() {
 		return locateText(n.Locate)
 	}
