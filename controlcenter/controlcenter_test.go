@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"net"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -194,4 +195,27 @@ func TestStaleAfterReachesTilesAndAlerts(t *testing.T) {
 		t.Fatalf("New with StaleAfter: %v", err)
 	}
 	cc.Close()
+}
+
+// The first start's admin password is kept in a file, and only the file is named on stdout
+// (the journal, under systemd).
+func TestFirstAdminPasswordStaysOutOfTheLog(t *testing.T) {
+	var out strings.Builder
+	dir := t.TempDir()
+	cc, err := New(Config{DataDir: dir, MQTTAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", Stdout: &out})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cc.Close()
+	b, err := os.ReadFile(filepath.Join(dir, AdminPasswordFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	password := strings.TrimSpace(string(b))
+	if _, err := cc.Users().Authenticate("admin", password); err != nil {
+		t.Fatalf("the saved password does not log the admin in: %v", err)
+	}
+	if strings.Contains(out.String(), password) || !strings.Contains(out.String(), AdminPasswordFile) {
+		t.Fatalf("first-start announcement %q: want the file named and the password left out", out.String())
+	}
 }

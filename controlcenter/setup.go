@@ -15,7 +15,8 @@ import (
 )
 
 // bootstrapAdmin creates the "admin" user on first run, with a generated password written to
-// <data-dir>/admin.password (0600) and announced once on stdout.
+// <data-dir>/admin.password (0600). The announcement names the file, not the password: under
+// systemd stdout goes to the journal, which more people may read than the data directory.
 func bootstrapAdmin(users *auth.Users, dataDir string, stdout io.Writer) error {
 	for _, u := range users.List() {
 		if u.Role == auth.RoleAdmin {
@@ -30,7 +31,7 @@ func bootstrapAdmin(users *auth.Users, dataDir string, stdout io.Writer) error {
 	if err := os.WriteFile(path, []byte(password+"\n"), 0o600); err != nil {
 		return fmt.Errorf("save the admin password to %s: %w", path, err)
 	}
-	fmt.Fprintf(stdout, "Created the dashboard user \"admin\" with password %s (saved in %s; delete that file once you have it stored elsewhere).\n", password, path)
+	fmt.Fprintf(stdout, "Created the dashboard user \"admin\"; its password is in %s (readable by this user only): store it elsewhere, then delete that file.\n", path)
 	return nil
 }
 

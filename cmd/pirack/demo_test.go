@@ -179,7 +179,7 @@ func readBanner(t *testing.T, r io.Reader) (url, password string) {
 	}
 	b := banner.String()
 	u := regexp.MustCompile(`Control Center\s+(http://\S+)`).FindStringSubmatch(b)
-	p := regexp.MustCompile(`password\s+(\S+)`).FindStringSubmatch(b)
+	p := regexp.MustCompile(`(?m)^\s+password\s+(\S+)$`).FindStringSubmatch(b)
 	if u == nil || p == nil {
 		t.Fatalf("demo banner lacks the URL or the password:\n%s", b)
 	}
