@@ -108,6 +108,12 @@ func (s *Users) reloadLocked() error {
 	}
 	users := make(map[string]User, len(f.Users))
 	for _, u := range f.Users {
+		if err := checkStored(u); err != nil {
+			return fmt.Errorf("users file %s: %w; fix that entry, or remove it with pirack user remove", s.path, err)
+		}
+		if _, dup := users[u.Name]; dup {
+			return fmt.Errorf("users file %s: user %q is there twice; remove one", s.path, clip(u.Name))
+		}
 		users[u.Name] = u
 	}
 	s.users, s.loaded = users, fi
@@ -358,5 +364,23 @@ func (s *Users) saveLocked(users map[string]User) error {
 		return fmt.Errorf("save users: %w", err)
 	}
 	s.users, s.loaded = users, fi
+	return nil
+}
+
+// checkStored refuses an entry pirack would not have written (a hand-edited or damaged file): an
+// unknown role, an agent without its MAC or row, a bad name. It would otherwise load with
+// rights nobody chose. A plug without a row, as an earlier pirack wrote it, loads: the broker
+// refuses it at CONNECT with what to do.
+func checkStored(u User) error {
+	if u.Role == RolePlug && u.Row == "" {
+		return validateName(u.Name)
+	}
+	n, err := u.normalize()
+	if err != nil {
+		return err
+	}
+	if n.Name != u.Name || n.MAC != u.MAC {
+		return fmt.Errorf("%w %q: stored as name %q, MAC %q, where pirack writes name and MAC %q", ErrInvalidUser, clip(u.Name), clip(u.Name), clip(u.MAC), n.MAC)
+	}
 	return nil
 }

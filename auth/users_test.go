@@ -475,3 +475,47 @@ func TestRights(t *testing.T) {
 		t.Error("Rights hands out the caller's plug filters: a change to them changed the map")
 	}
 }
+
+// An entry pirack would not have written does not load with rights nobody chose: the file is
+// refused, naming the entry.
+func TestOpenRefusesEntriesPirackWouldNotWrite(t *testing.T) {
+	hash, err := bcrypt.GenerateFromPassword([]byte(pw), bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		name string
+		u    User
+		want string
+	}{
+		{"unknown role", User{Name: "root", Role: "superuser"}, `"superuser"`},
+		{"agent without a MAC", User{Name: "pi", Role: RoleAgent, Row: "r1"}, "MAC"},
+		{"agent without a row", User{Name: "b827eb3f1a2c", Role: RoleAgent, MAC: "b827eb3f1a2c"}, "row"},
+		{"agent named apart from its MAC", User{Name: "dca6320a0b0c", Role: RoleAgent, MAC: "b827eb3f1a2c", Row: "r1"}, "MAC"},
+		{"viewer with a MAC", User{Name: "eve", Role: RoleViewer, MAC: "b827eb3f1a2c"}, "only agents"},
+		{"bad name", User{Name: "eve\nadmin", Role: RoleViewer}, "not allowed"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "users.json")
+			c.u.Hash = string(hash)
+			b, _ := json.Marshal(map[string]any{"v": 1, "users": []User{c.u}})
+			if err := os.WriteFile(path, b, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := Open(path); err == nil || !strings.Contains(err.Error(), c.want) || !strings.Contains(err.Error(), path) {
+				t.Fatalf("Open = %v, want an error naming the file and %s", err, c.want)
+			}
+		})
+	}
+	t.Run("twice the same name", func(t *testing.T) {
+		path := filepath.Join(t.TempDir(), "users.json")
+		u := User{Name: "eve", Role: RoleViewer, Hash: string(hash)}
+		b, _ := json.Marshal(map[string]any{"v": 1, "users": []User{u, u}})
+		if err := os.WriteFile(path, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := Open(path); err == nil || !strings.Contains(err.Error(), "twice") {
+			t.Fatalf("Open = %v, want the duplicate named", err)
+		}
+	})
+}

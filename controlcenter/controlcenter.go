@@ -107,7 +107,7 @@ func New(cfg Config) (cc *ControlCenter, err error) {
 	if cc.users, err = auth.Open(filepath.Join(cfg.DataDir, UsersFile)); err != nil {
 		return nil, err
 	}
-	if err := bootstrapAdmin(cc.users, cfg.DataDir, cfg.Stdout); err != nil {
+	if err := bootstrapAdmin(cc.users, cfg.DataDir, cfg.Stdout, cfg.Logger); err != nil {
 		return nil, err
 	}
 	alertCfg := alerts.DefaultConfig()

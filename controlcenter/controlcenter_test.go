@@ -219,3 +219,33 @@ func TestFirstAdminPasswordStaysOutOfTheLog(t *testing.T) {
 		t.Fatalf("first-start announcement %q: want the file named and the password left out", out.String())
 	}
 }
+
+// A users file with users but no admin gets no new admin behind the operator's back: a warning
+// says how to add one.
+func TestNoAdminIsNotRecreated(t *testing.T) {
+	dir := t.TempDir()
+	users, err := auth.Open(filepath.Join(dir, UsersFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	users.Cost = bcrypt.MinCost
+	if err := users.Add(auth.User{Name: "wall", Role: auth.RoleViewer}, "viewer-password"); err != nil {
+		t.Fatal(err)
+	}
+	var logs strings.Builder
+	cc, err := New(Config{DataDir: dir, MQTTAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0",
+		Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cc.Close()
+	if _, ok := cc.Users().Get("admin"); ok {
+		t.Error("an admin was created although the users file has users")
+	}
+	if _, err := os.Stat(filepath.Join(dir, AdminPasswordFile)); err == nil {
+		t.Error("an admin password file was written")
+	}
+	if !strings.Contains(logs.String(), "pirack user add NAME --role admin") {
+		t.Errorf("no warning about the missing admin:\n%s", logs.String())
+	}
+}

@@ -17,11 +17,18 @@ import (
 // bootstrapAdmin creates the "admin" user on first run, with a generated password written to
 // <data-dir>/admin.password (0600). The announcement names the file, not the password: under
 // systemd stdout goes to the journal, which more people may read than the data directory.
-func bootstrapAdmin(users *auth.Users, dataDir string, stdout io.Writer) error {
-	for _, u := range users.List() {
-		if u.Role == auth.RoleAdmin {
-			return nil
+//
+// Only a users file without any user is bootstrapped: once users exist, an admin is not made
+// behind the operator's back (removing the last admin does not bring one back); a warning
+// says how to add one.
+func bootstrapAdmin(users *auth.Users, dataDir string, stdout io.Writer, log *slog.Logger) error {
+	list := users.List()
+	if len(list) > 0 {
+		if !slices.ContainsFunc(list, func(u auth.User) bool { return u.Role == auth.RoleAdmin }) {
+			log.Warn("no admin user: nobody can send commands from the Control Center; add one with pirack user add NAME --role admin",
+				"users_file", users.Path())
 		}
+		return nil
 	}
 	password := auth.GeneratePassword()
 	if err := users.Add(auth.User{Name: "admin", Role: auth.RoleAdmin}, password); err != nil {
