@@ -301,7 +301,7 @@ func newAgent(cfg Config) (*agent, error) {
 
 func (a *agent) run(ctx context.Context) error {
 	defer a.queue.close()
-	client := mqtt.NewClient(a.clientOptions())
+	client := a.newClient()
 	a.log.Info("agent starting", "broker", a.cfg.Broker, "session", a.session, "version", buildinfo.Version())
 	// With ConnectRetry the token only completes once connected, so it is not waited on:
 	// OnConnect tells the main loop instead.

@@ -80,6 +80,17 @@ func (a *agent) clientOptions() *mqtt.ClientOptions {
 	return o
 }
 
+// newClient is the agent's paho client, its LED route already in place. A broker re-sends a
+// command queued for this Pi's persistent session right after the CONNACK, before announce
+// has called Subscribe (always so for a new agent process, after a reboot); paho drops a
+// message no route matches and never acknowledges it, so the command would be lost until the
+// next reconnect.
+func (a *agent) newClient() mqtt.Client {
+	client := mqtt.NewClient(a.clientOptions())
+	client.AddRoute(topics.LEDTopic(a.mac), a.onLED)
+	return client
+}
+
 // onConnectionNotification adds jitter before connection attempts. paho calls it synchronously
 // from its connect goroutine just before dialling, so waiting here delays the attempt; the wait
 // ends early when Run stops, so a Disconnect is never held up.
