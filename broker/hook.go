@@ -43,7 +43,7 @@ type authHook struct {
 	authenticated func(*mqtt.Client) bool // tells the broker; false: refuse after all
 	deliver       func(bus.Message)       // to the in-process subscribers
 	mu            sync.RWMutex            // guards sessions
-	sessions      map[string]session      // by client id
+	sessions      map[string]session      // by client id; restored sessions are added when first seen
 }
 
 // session is who a client id is connected (or persisted) as.
@@ -171,7 +171,7 @@ func (h *authHook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 	cl.Properties.Will.WillDelayInterval = 0
 
 	h.mu.Lock()
-	prev, held := h.sessions[cl.ID]
+	prev, held := h.holderLocked(cl.ID)
 	if held && prev.user.Name != u.Name {
 		h.mu.Unlock()
 		return refuse(refuseID("client id in use by user " + prev.user.Name))
@@ -296,8 +296,6 @@ func (h *authHook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
 	}
 	s, ok := h.session(cl)
 	if !ok {
-		// A session restored from broker.db whose client has not reconnected since the restart:
-		// nothing is delivered to it until it authenticates again.
 		return false
 	}
 	if write {
@@ -355,11 +353,47 @@ func (h *authHook) forget(cl *mqtt.Client) {
 	}
 }
 
+// session is who cl's client id belongs to, restored sessions included (see holderLocked).
 func (h *authHook) session(cl *mqtt.Client) (session, bool) {
 	h.mu.RLock()
-	defer h.mu.RUnlock()
 	s, ok := h.sessions[cl.ID]
-	return s, ok
+	h.mu.RUnlock()
+	if ok || cl.Net.Conn != nil {
+		return s, ok
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.holderLocked(cl.ID)
+}
+
+// holderLocked is who holds client id id: a session of this process, or one Mochi restored
+// from broker.db at start. A restored session's owner is read from the record Mochi saved
+// with it, its username (an agent's owner is the MAC it uses as client id, certificate agents
+// send no username), and adopted with the owner's current rights: the real owner resumes it,
+// queued messages wait for it, and nobody else may take it. A restored session whose owner has
+// been removed keeps its owner's name but gets no rights: it can only expire. h.mu is held.
+func (h *authHook) holderLocked(id string) (session, bool) {
+	if s, ok := h.sessions[id]; ok {
+		return s, true
+	}
+	cl, ok := h.srv.Clients.Get(id)
+	if !ok || cl.Net.Inline || cl.Net.Conn != nil {
+		return session{}, false
+	}
+	name := string(cl.Properties.Username)
+	if topics.IsMAC(id) {
+		name = id // only that Pi's agent may use its MAC as client id (clientIDAllowed)
+	}
+	u, err := h.users.Lookup(name)
+	if err != nil {
+		if !errors.Is(err, auth.ErrBadCredentials) {
+			h.log.Error("cannot look up the owner of a restored MQTT session", "client", clip(id), "user", clip(name), "error", err)
+		}
+		u = auth.User{Name: name} // no role: no rights, but the client id stays its owner's
+	}
+	s := session{cl: cl, user: u}
+	h.sessions[id] = s
+	return s, true
 }
 
 // policy is who may do what: each role's fixed rights, and the topics plug users may publish to,
