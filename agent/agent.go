@@ -24,6 +24,7 @@ import (
 	"github.com/pirack/pirack/hardware"
 	"github.com/pirack/pirack/internal/backoff"
 	"github.com/pirack/pirack/internal/buildinfo"
+	"github.com/pirack/pirack/internal/logthrottle"
 	"github.com/pirack/pirack/topics"
 )
 
@@ -142,7 +143,7 @@ type agent struct {
 	ip        func() string // IP of the primary interface, looked up at each birth
 	session   string
 	log       *slog.Logger
-	limit     *limiter
+	limit     *logthrottle.Limiter
 	leds      *mailbox[topics.LEDCommand] // nil when there is no LED
 	ledStates *mailbox[topics.LEDState]   // driver → ledStateLoop; nil when there is no LED
 	driver    *ledDriver                  // nil when there is no LED
@@ -254,7 +255,7 @@ func newAgent(cfg Config) (*agent, error) {
 		ip:        func() string { return interfaceIP(mac) },
 		session:   hex.EncodeToString(session),
 		log:       log,
-		limit:     newLimiter(logEvery),
+		limit:     logthrottle.New(logEvery),
 		sent:      make(chan struct{}, 1),
 		link:      newLink(),
 		backoff:   backoff.New(cfg.MaxReconnectDelay),

@@ -106,7 +106,7 @@ func (a *agent) onConnectionNotification(_ mqtt.Client, n mqtt.ConnectionNotific
 		a.logLimited(connectFailedKey, slog.LevelWarn, "cannot connect to broker; retrying", args...)
 		return
 	case mqtt.ConnectionNotificationConnected:
-		a.limit.forget(connectFailedKey) // the next outage is reported at once
+		a.limit.Forget(connectFailedKey) // the next outage is reported at once
 		return
 	case mqtt.ConnectionNotificationConnecting:
 		c = n
@@ -356,7 +356,7 @@ func (a *agent) publishPower(client mqtt.Client) {
 	}
 	if a.powerFailing {
 		a.powerFailing = false
-		a.limit.forget(powerReadKey) // the next failure is reported at once
+		a.limit.Forget(powerReadKey) // the next failure is reported at once
 		a.log.Info("power sensor readings are back")
 	}
 	p.V, p.TS = topics.Version, a.now()

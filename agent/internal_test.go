@@ -2,7 +2,6 @@ package agent
 
 import (
 	"testing"
-	"time"
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 	"github.com/eclipse/paho.mqtt.golang/packets"
@@ -34,25 +33,6 @@ func TestPickPrimary(t *testing.T) {
 	}
 	if _, ok := pickPrimary(ifs[:3]); ok {
 		t.Error("picked an interface that is down, loopback or without a MAC")
-	}
-}
-
-func TestLimiter(t *testing.T) {
-	l := newLimiter(time.Minute)
-	t0 := time.Unix(0, 0)
-	if ok, _ := l.allow("a", t0); !ok {
-		t.Fatal("first message held back")
-	}
-	for i := range 5 {
-		if ok, _ := l.allow("a", t0.Add(time.Duration(i+1)*time.Second)); ok {
-			t.Fatal("repeat let through within the period")
-		}
-	}
-	if ok, _ := l.allow("b", t0); !ok {
-		t.Error("other key held back")
-	}
-	if ok, n := l.allow("a", t0.Add(time.Minute)); !ok || n != 5 {
-		t.Errorf("after the period: %v with %d suppressed, want true with 5", ok, n)
 	}
 }
 
