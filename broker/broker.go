@@ -50,6 +50,7 @@ const (
 	DefaultConnectTimeout = 5 * time.Second
 	DefaultRetainedExpiry = 30 * 24 * time.Hour
 	DefaultSessionExpiry  = 7 * 24 * time.Hour
+	DefaultMaxQueuedLED   = 16
 
 	DefaultRetainedFlushInterval = 200 * time.Millisecond
 )
@@ -121,6 +122,11 @@ type Config struct {
 	// SessionExpiry is how long the session of a disconnected persistent client is kept; 0 means
 	// 7 days. Mochi's default is about 136 years.
 	SessionExpiry time.Duration
+	// MaxQueuedLED bounds the LED commands the broker queues for one offline Pi; later ones
+	// are dropped and logged until it comes back. 0 means 16. Commands the dashboard sends
+	// expire after 2 minutes, so a longer queue only holds commands the Pi will ignore, and
+	// each may be up to 16 KiB in broker.db.
+	MaxQueuedLED int
 	// RetainedFlushInterval is the longest a QoS 0 retained message (agents' metrics, power
 	// readings) waits in memory before it is written to retained.db, in one commit with every
 	// other change of the interval; 0 means 200 ms. A crash (SIGKILL, power cut) can lose the
@@ -160,6 +166,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.SessionExpiry == 0 {
 		c.SessionExpiry = DefaultSessionExpiry
+	}
+	if c.MaxQueuedLED == 0 {
+		c.MaxQueuedLED = DefaultMaxQueuedLED
 	}
 	if c.RetainedFlushInterval == 0 {
 		c.RetainedFlushInterval = DefaultRetainedFlushInterval
@@ -264,6 +273,7 @@ func New(cfg Config) (*Broker, error) {
 		SysTopicResendInterval: 10,
 	})
 	b.hook = &authHook{users: cfg.Users, policy: policy{plugTopics: clonePlugTopics(cfg.PlugTopics)}, log: cfg.Logger, srv: b.srv,
+		maxQueuedLED:  cfg.MaxQueuedLED,
 		authenticated: b.authenticated, deliver: b.subs.deliver}
 
 	// The auth hook goes first: Mochi runs OnPublish hooks in order and stops at the first that
@@ -309,12 +319,21 @@ type Stats struct {
 	// RetainedPending is the number of topics whose retained message changed since the last
 	// commit began: at most one per topic, however often it changes.
 	RetainedPending int
+	// PublishesRefused counts client publishes dropped because the sender may not publish
+	// there; PublishesInvalid those dropped for breaking the topic contract. Both were
+	// acknowledged, neither was retained nor delivered.
+	PublishesRefused, PublishesInvalid int64
+	// LEDCommandsDropped counts LED commands not queued for an offline Pi that already had
+	// Config.MaxQueuedLED waiting.
+	LEDCommandsDropped int64
 }
 
 // Stats returns the broker's counters.
 func (b *Broker) Stats() Stats {
 	s := b.store.retained.stats()
-	return Stats{RetainedCommits: s.commits, RetainedCommitFailures: s.failures, RetainedPending: s.pending}
+	return Stats{RetainedCommits: s.commits, RetainedCommitFailures: s.failures, RetainedPending: s.pending,
+		PublishesRefused: b.hook.refused.Load(), PublishesInvalid: b.hook.invalid.Load(),
+		LEDCommandsDropped: b.hook.ledDropped.Load()}
 }
 
 // Start opens the configured listeners (TCP, TLS, WebSocket, secure WebSocket) and accepts MQTT

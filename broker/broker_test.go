@@ -364,12 +364,13 @@ func TestAgentCannotPublishForOthers(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			// The refused publish is acknowledged (the token completes)...
-			agent.publish(t, tc.topic, tc.qos, true, "forged")
+			agent.publish(t, tc.topic, tc.qos, true, valid(tc.topic, "forged"))
 			// ...the agent keeps its connection, and its next, allowed, publish is the first
 			// thing the watcher sees: the refused one was dropped.
-			agent.publish(t, topics.MetricsTopic("r1", macA), 1, false, "own")
+			own := valid(topics.MetricsTopic("r1", macA), "own")
+			agent.publish(t, topics.MetricsTopic("r1", macA), 1, false, own)
 			m := watcher.next(t)
-			if m.Topic() != topics.MetricsTopic("r1", macA) || string(m.Payload()) != "own" {
+			if m.Topic() != topics.MetricsTopic("r1", macA) || string(m.Payload()) != own {
 				t.Fatalf("watcher received %s %q, want only the agent's own metrics", m.Topic(), m.Payload())
 			}
 			agent.expectConnected(t)
@@ -454,7 +455,7 @@ func TestLEDCommands(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			sender := mustDial(t, b, tc.id, tc.user)
 			defer sender.Disconnect(0)
-			sender.publish(t, topics.LEDTopic(macA), 1, false, "blink from "+tc.name)
+			sender.publish(t, topics.LEDTopic(macA), 1, false, valid(topics.LEDTopic(macA), tc.name))
 			sender.barrier(t)
 			sender.expectConnected(t)
 			// The dashboard's in-process publish is never blocked by the ACL; it marks the end.
@@ -463,7 +464,7 @@ func TestLEDCommands(t *testing.T) {
 			}
 			first := string(agent.next(t).Payload())
 			if tc.allowed {
-				if first != "blink from "+tc.name {
+				if first != valid(topics.LEDTopic(macA), tc.name) {
 					t.Fatalf("agent received %q, want the command from %s", first, tc.name)
 				}
 				first = string(agent.next(t).Payload())
@@ -503,11 +504,12 @@ func TestInProcessSubscribe(t *testing.T) {
 
 	agent := mustDial(t, b, macA, macA)
 	for _, qos := range []byte{0, 1, 2} {
-		agent.publish(t, topics.ButtonTopic("r1", macA), qos, false, fmt.Sprintf("qos%d", qos))
-		expect(topics.ButtonTopic("r1", macA) + fmt.Sprintf(" qos%d", qos))
+		label := fmt.Sprintf("qos%d", qos)
+		agent.publish(t, topics.ButtonTopic("r1", macA), qos, false, valid(topics.ButtonTopic("r1", macA), label))
+		expect(topics.ButtonTopic("r1", macA) + " " + valid(topics.ButtonTopic("r1", macA), label))
 	}
 	// A refused publish reaches no one, in-process included.
-	agent.publish(t, topics.ButtonTopic("r2", macB), 1, false, "forged")
+	agent.publish(t, topics.ButtonTopic("r2", macB), 1, false, valid(topics.ButtonTopic("r2", macB), "forged"))
 	if err := b.Publish(context.Background(), bus.Message{Topic: topics.LEDTopic(macA), Payload: []byte("blink"), QoS: 1}); err != nil {
 		t.Fatal(err)
 	}
@@ -553,7 +555,7 @@ func TestInProcessBeforePuback(t *testing.T) {
 		t.Fatal(err)
 	}
 	agent := mustDial(t, b, macA, macA)
-	tok := agent.Publish(topics.ButtonTopic("r1", macA), 1, false, "short")
+	tok := agent.Publish(topics.ButtonTopic("r1", macA), 1, false, valid(topics.ButtonTopic("r1", macA), "short"))
 	select {
 	case <-entered:
 	case <-time.After(wait):

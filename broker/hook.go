@@ -2,18 +2,22 @@ package broker
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
 
 	"github.com/pirack/pirack/auth"
 	"github.com/pirack/pirack/bus"
+	"github.com/pirack/pirack/internal/logthrottle"
 	"github.com/pirack/pirack/internal/mqttfilter"
 	"github.com/pirack/pirack/topics"
 )
@@ -42,6 +46,11 @@ type authHook struct {
 	srv           *mqtt.Server            // for SendConnack
 	authenticated func(*mqtt.Client) bool // tells the broker; false: refuse after all
 	deliver       func(bus.Message)       // to the in-process subscribers
+	limit         *logthrottle.Limiter    // for lines a hostile client could repeat at will
+	refused       atomic.Int64            // publishes refused for the sender's rights
+	invalid       atomic.Int64            // publishes refused for breaking the topic contract
+	ledDropped    atomic.Int64            // LED commands not queued for a Pi (maxQueuedLED)
+	maxQueuedLED  int                     // Config.MaxQueuedLED
 	mu            sync.RWMutex            // guards sessions
 	sessions      map[string]session      // by client id; restored sessions are added when first seen
 }
@@ -71,8 +80,13 @@ func (h *authHook) Provides(b byte) bool {
 
 func (h *authHook) Init(any) error {
 	h.sessions = map[string]session{}
+	h.limit = logthrottle.New(logEvery)
 	return nil
 }
+
+// logEvery is how often a line a client can repeat at will (an invalid publish each
+// millisecond) is logged again for the same client.
+const logEvery = time.Minute
 
 // MQTT 3.1.1 CONNACK return codes; MQTT 5 clients get the matching reason codes.
 const (
@@ -302,9 +316,22 @@ func (h *authHook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
 		return true
 	}
 	if h.policy.readAllowed(s.user, topic) {
-		return true
+		return h.queueRoom(cl, s.user, topic)
 	}
 	h.log.Warn("MQTT subscription refused", "username", s.user.Name, "role", s.user.Role, "filter", clip(topic), "remote", cl.Net.Remote)
+	return false
+}
+
+// queueRoom says whether a message on topic may be queued for cl: an offline Pi's agent gets at
+// most maxQueuedLED commands waiting, so a user allowed to send commands cannot fill the disk
+// through broker.db while a Pi is off (each waiting command is saved there).
+func (h *authHook) queueRoom(cl *mqtt.Client, u auth.User, topic string) bool {
+	if u.Role != auth.RoleAgent || !cl.Closed() || cl.State.Inflight.Len() < h.maxQueuedLED {
+		return true
+	}
+	h.ledDropped.Add(1)
+	h.logLimited("queue/"+cl.ID, slog.LevelWarn, "LED command dropped: the Pi is offline and has the most commands queued it may have",
+		"mac", cl.ID, "topic", clip(topic), "queued", cl.State.Inflight.Len(), "max", h.maxQueuedLED)
 	return false
 }
 
@@ -317,15 +344,54 @@ func (h *authHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet
 		return pk, nil
 	}
 	s, ok := h.session(cl)
-	if ok && h.policy.writeAllowed(s.user, pk.TopicName) {
-		// Mochi acknowledges only after OnPublish returns: what the in-process subscribers
-		// take here is theirs before the client is told it was delivered.
-		h.deliver(liveMessage(pk))
-		return pk, nil
+	if !ok || !h.policy.writeAllowed(s.user, pk.TopicName) {
+		h.refused.Add(1)
+		h.log.Warn("MQTT publish refused: acknowledged and dropped",
+			"username", s.user.Name, "role", s.user.Role, "client", cl.ID, "topic", clip(pk.TopicName), "qos", pk.FixedHeader.Qos, "remote", cl.Net.Remote)
+		return pk, packets.CodeSuccessIgnore
 	}
-	h.log.Warn("MQTT publish refused: acknowledged and dropped",
-		"username", s.user.Name, "role", s.user.Role, "client", cl.ID, "topic", clip(pk.TopicName), "qos", pk.FixedHeader.Qos, "remote", cl.Net.Remote)
-	return pk, packets.CodeSuccessIgnore
+	if err := contractViolation(pk); err != nil {
+		h.invalid.Add(1)
+		h.logLimited("invalid/"+cl.ID, slog.LevelWarn, "MQTT publish breaks the topic contract: acknowledged and dropped, not retained nor delivered",
+			"username", s.user.Name, "client", cl.ID, "topic", clip(pk.TopicName), "reason", err, "remote", cl.Net.Remote)
+		return pk, packets.CodeSuccessIgnore
+	}
+	// Mochi acknowledges only after OnPublish returns: what the in-process subscribers take
+	// here is theirs before the client is told it was delivered.
+	h.deliver(liveMessage(pk))
+	return pk, nil
+}
+
+// contractViolation says why a client's publish on a topic of the contract breaks it, or nil.
+// The broker checks what every reader would: an invalid message is never retained, queued or
+// delivered, so Home Assistant or Grafana never see a value pirack itself rejects. A topic
+// outside the contract is not checked (only plugs' own topics and admins get there, see
+// writeAllowed), nor an empty retained publish, which deletes a retained message.
+func contractViolation(pk packets.Packet) error {
+	t, err := topics.Parse(pk.TopicName)
+	if err != nil {
+		return nil
+	}
+	if pk.FixedHeader.Retain && len(pk.Payload) == 0 {
+		return nil
+	}
+	if t.Kind == topics.KindLED && pk.FixedHeader.Retain {
+		// A retained command would fire again at every reconnect; agents ignore them.
+		return fmt.Errorf("%w: LED commands must be published without the retain flag", topics.ErrInvalidPayload)
+	}
+	return topics.Validate(t.Kind, pk.Payload)
+}
+
+// logLimited logs at most once per logEvery for the same key, with the count held back.
+func (h *authHook) logLimited(key string, level slog.Level, msg string, args ...any) {
+	ok, suppressed := h.limit.Allow(key, time.Now())
+	if !ok {
+		return
+	}
+	if suppressed > 0 {
+		args = append(args, "repeats_suppressed", suppressed)
+	}
+	h.log.Log(context.Background(), level, msg, args...)
 }
 
 // OnWillSent hands a published Will to the in-process subscribers. Wills do not go through

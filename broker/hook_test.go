@@ -287,7 +287,7 @@ func TestAuthorizationMatrixTCP(t *testing.T) {
 				if strings.ContainsAny(col.topic, "+#") || strings.HasPrefix(col.topic, "$") {
 					continue // not a topic a client can publish to (the pure test covers the rule)
 				}
-				payload := row.role + " -> " + col.name
+				payload := valid(col.topic, row.role+" -> "+col.name)
 				c.publish(t, col.topic, 1, false, payload)
 				mu.Lock()
 				delivered := seen[payload]

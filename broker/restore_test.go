@@ -55,7 +55,7 @@ func TestRestoredSessionsKeepTheirOwner(t *testing.T) {
 	}
 
 	b2 := newBroker(t, dir, users, true)
-	press := `{"v":1,"kind":"short","ts":"2026-12-03T07:00:00Z","id":1}`
+	press := `{"v":1,"press":"short","seq":1,"ts":"2026-12-03T07:00:00Z"}`
 	led := `{"action":"blink","count":3,"period_ms":100}`
 	for _, m := range []bus.Message{
 		{Topic: topics.ButtonTopic("r1", macA), Payload: []byte(press), QoS: 1},

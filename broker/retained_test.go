@@ -336,10 +336,10 @@ func TestRetainedQoS0SavedByTheWriter(t *testing.T) {
 	})
 	agent := mustDial(t, b, macA, macA)
 	metrics := topics.MetricsTopic("r1", macA)
-	agent.publish(t, metrics, 0, true, "m1")
+	agent.publish(t, metrics, 0, true, valid(metrics, "m1"))
 	awaitCommit(t, commits, true)
 
-	if got := retainedIn(t, b.store.retained.snapshot(t)); got[metrics] != "m1" {
+	if got := retainedIn(t, b.store.retained.snapshot(t)); got[metrics] != valid(metrics, "m1") {
 		t.Fatalf("retained.db after the writer's commit holds %v, want %s = m1", got, metrics)
 	}
 	if st := b.Stats(); st.RetainedCommits != 1 || st.RetainedPending != 0 {
@@ -355,7 +355,7 @@ func TestRetainedQoS1WrittenThrough(t *testing.T) {
 	agent := mustDial(t, b, macA, macA)
 	metrics, status := topics.MetricsTopic("r1", macA), topics.StatusTopic("r1", macA)
 
-	agent.publish(t, metrics, 0, true, "m1")
+	agent.publish(t, metrics, 0, true, valid(metrics, "m1"))
 	agent.barrier(t)
 	if got := retainedIn(t, b.store.retained.snapshot(t)); len(got) != 0 {
 		t.Fatalf("a QoS 0 retained message was saved before the interval: %v", got)
@@ -365,7 +365,7 @@ func TestRetainedQoS1WrittenThrough(t *testing.T) {
 	}
 
 	agent.publish(t, status, 1, true, "online") // returns at the PUBACK
-	want := map[string]string{metrics: "m1", status: "online"}
+	want := map[string]string{metrics: valid(metrics, "m1"), status: "online"}
 	if got := retainedIn(t, b.store.retained.snapshot(t)); !equalMaps(got, want) {
 		t.Fatalf("after the PUBACK of a QoS 1 retained message retained.db holds %v, want %v", got, want)
 	}
@@ -383,13 +383,13 @@ func TestRetainedDeleteSurvivesRestart(t *testing.T) {
 	b1 := newBroker(t, dir, users, true)
 	a1 := mustDial(t, b1, macA, macA)
 	a1.publish(t, status, 1, true, "online")
-	a1.publish(t, metrics, 0, true, "m1")
+	a1.publish(t, metrics, 0, true, valid(metrics, "m1"))
 	a1.barrier(t)
 	a1.Disconnect(0)
 	if err := b1.Close(); err != nil {
 		t.Fatal(err)
 	}
-	want := map[string]string{metrics: "m1", status: "online"}
+	want := map[string]string{metrics: valid(metrics, "m1"), status: "online"}
 	if got := retainedIn(t, dir); !equalMaps(got, want) {
 		t.Fatalf("after a clean restart: %v, want %v", got, want)
 	}
@@ -426,7 +426,7 @@ func TestRetainedLatestWinsAndCloseFlushes(t *testing.T) {
 	agent := mustDial(t, b, macA, macA)
 	metrics, power := topics.MetricsTopic("r1", macA), topics.PowerTopic("r1")
 	for i := range 200 {
-		agent.publish(t, metrics, 0, true, fmt.Sprint("m", i))
+		agent.publish(t, metrics, 0, true, valid(metrics, fmt.Sprint("m", i)))
 	}
 	for i := range 50 {
 		if err := b.Publish(context.Background(), bus.Message{Topic: power, Payload: []byte(fmt.Sprint("p", i)), Retained: true}); err != nil {
@@ -446,7 +446,7 @@ func TestRetainedLatestWinsAndCloseFlushes(t *testing.T) {
 		t.Errorf("commits at Close: %v topics each, want one commit of 2", n)
 	}
 	mu.Unlock()
-	want := map[string]string{metrics: "m199", power: "p49"}
+	want := map[string]string{metrics: valid(metrics, "m199"), power: "p49"}
 	if got := retainedIn(t, dir); !equalMaps(got, want) {
 		t.Fatalf("after Close and restart: %v, want %v", got, want)
 	}
@@ -555,7 +555,7 @@ func TestRetainedCommitFailureOverTCP(t *testing.T) {
 
 	agent := mustDial(t, b, macA, macA)
 	metrics, status := topics.MetricsTopic("r1", macA), topics.StatusTopic("r1", macA)
-	agent.publish(t, metrics, 0, true, "m1")
+	agent.publish(t, metrics, 0, true, valid(metrics, "m1"))
 	awaitCommit(t, commits, false)
 	agent.publish(t, status, 1, true, "online")
 	if st := b.Stats(); st.RetainedCommitFailures < 1 || st.RetainedPending != 2 {
@@ -567,7 +567,7 @@ func TestRetainedCommitFailureOverTCP(t *testing.T) {
 
 	b.store.retained.failCommit.Store(nil)
 	awaitCommit(t, commits, true)
-	want := map[string]string{metrics: "m1", status: "online"}
+	want := map[string]string{metrics: valid(metrics, "m1"), status: "online"}
 	if got := retainedIn(t, b.store.retained.snapshot(t)); !equalMaps(got, want) {
 		t.Fatalf("after the disk recovered retained.db holds %v, want %v", got, want)
 	}
