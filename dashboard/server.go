@@ -80,6 +80,11 @@ type Config struct {
 	// transitions are shown on the rack page and published retained, QoS 1, on
 	// topics.AlertTopic. nil turns alerts off.
 	Alerts *alerts.Engine
+	// LoginLimit is how many login attempts (form or HTTP Basic) one address (an IPv4
+	// address, an IPv6 /64) may have failed, or have in progress, in a minute; past it,
+	// attempts are refused with 429 before any password is checked. 0 means
+	// DefaultLoginLimit (5).
+	LoginLimit int
 	// Routes are mounted beside the dashboard's own routes, behind the same authentication,
 	// security headers and cross-origin protection: an integration's endpoint, such as
 	// Prometheus's /metrics. A pattern that clashes with the dashboard's makes New fail.
@@ -124,6 +129,9 @@ func (c Config) withDefaults() Config {
 	if c.CommandTTL <= 0 {
 		c.CommandTTL = DefaultCommandTTL
 	}
+	if c.LoginLimit <= 0 {
+		c.LoginLimit = DefaultLoginLimit
+	}
 	return c
 }
 
@@ -154,7 +162,8 @@ type Server struct {
 
 	heartbeat time.Duration
 
-	auditErrors atomic.Uint64 // audit entries that could not be written
+	auditErrors   atomic.Uint64 // audit entries that could not be written
+	loginsLimited atomic.Uint64 // login attempts refused by the limiter, passwords unchecked
 }
 
 // New builds the Control Center, its Rack and the Server on top, and subscribes the Rack's
@@ -166,6 +175,9 @@ func New(cfg Config) (*Server, error) {
 	}
 	if cfg.Auth == nil {
 		return nil, errors.New("dashboard: Config.Auth is required")
+	}
+	if cfg.LoginLimit < 0 {
+		return nil, fmt.Errorf("dashboard: Config.LoginLimit %d: want 0 (the default, %d) or more failed logins a minute", cfg.LoginLimit, DefaultLoginLimit)
 	}
 	cfg = cfg.withDefaults()
 	rule := presence.Rule{StaleAfter: cfg.StaleAfter, Hearing: cfg.Hearing}
@@ -207,14 +219,17 @@ func New(cfg Config) (*Server, error) {
 		log:           cfg.Logger,
 		rack:          rk,
 		sessions:      newSessions(cfg.Now),
-		limiter:       newLoginLimiter(cfg.Now),
+		limiter:       newLoginLimiter(cfg.Now, cfg.LoginLimit),
 		audit:         alog,
 		tls:           tlsConfig,
 		pages:         pages,
 		heartbeat:     heartbeatInterval,
 		secureCookies: cfg.SecureCookies || tlsConfig != nil,
 	}
-	rk.auditStats = func() (uint64, uint64) { return s.auditErrors.Load(), s.audit.RotateFailures() }
+	rk.httpStats = func(st *Stats) {
+		st.AuditErrors, st.AuditRotateErrors = s.auditErrors.Load(), s.audit.RotateFailures()
+		st.LoginsRateLimited = s.loginsLimited.Load()
+	}
 	if s.handler, err = s.routes(); err != nil {
 		alog.Close()
 		return nil, fmt.Errorf("dashboard: %w", err)
