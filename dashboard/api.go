@@ -57,7 +57,7 @@ func (s *Server) authenticate(r *http.Request) (principal, *authFailure) {
 	}
 	if c, err := r.Cookie(sessionCookie); err == nil {
 		if sess, ok := s.sessions.get(c.Value); ok {
-			return principal{name: sess.user, role: sess.role, via: "session"}, nil
+			return s.checkSession(r, c.Value, sess)
 		}
 	}
 	return principal{}, &authFailure{status: http.StatusUnauthorized, msg: "login required: sign in at /login, or use HTTP Basic auth"}
@@ -98,6 +98,33 @@ func (s *Server) checkLogin(r *http.Request, via, name, pw string) (auth.User, *
 		return auth.User{}, &authFailure{status: http.StatusForbidden, msg: fmt.Sprintf("role %q may not use the Control Center; use an admin or viewer account", u.Role)}
 	}
 	return u, nil
+}
+
+// checkSession looks the session's user up again, so that removing a user or changing its
+// role or password (pirack user remove, set, passwd) takes effect on its next request, not
+// when the session expires. The users file is reread only when it changed.
+func (s *Server) checkSession(r *http.Request, id string, sess session) (principal, *authFailure) {
+	u, err := s.cfg.Auth.Lookup(sess.user)
+	if err != nil && !errors.Is(err, auth.ErrBadCredentials) {
+		s.log.Error("look up session user", "user", sess.user, "err", err)
+		return principal{}, &authFailure{status: http.StatusServiceUnavailable, msg: "could not check the session's user; see the server log"}
+	}
+	var why string
+	switch {
+	case err != nil:
+		why = "user removed"
+	case u.Hash != sess.hash:
+		why = "password changed, or user made again"
+	case !mayUseDashboard(u.Role):
+		why = fmt.Sprintf("role is now %s", u.Role)
+	}
+	if why != "" {
+		s.sessions.delete(id)
+		s.log.Info("session ended", "user", sess.user, "reason", why, "remote", remoteIP(r))
+		s.record(r, AuditEntry{Action: AuditLogout, Outcome: AuditAllowed, User: sess.user, Role: string(sess.role), Via: "session", Reason: "session ended: " + why})
+		return principal{}, &authFailure{status: http.StatusUnauthorized, msg: "your session has ended (" + why + "); sign in again at /login"}
+	}
+	return principal{name: u.Name, role: u.Role, via: "session"}, nil
 }
 
 // requireUser admits authenticated users, answering JSON errors otherwise.

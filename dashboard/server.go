@@ -21,11 +21,13 @@ import (
 	"github.com/pirack/pirack/topics"
 )
 
-// Authenticator checks a user name and password. *auth.Users implements it; it returns
-// auth.ErrBadCredentials for a wrong name or password, and caches, so calling it on every
-// Basic-auth API request is cheap.
+// Authenticator checks a user name and password, and looks a signed-in user up again.
+// *auth.Users implements it; it returns auth.ErrBadCredentials for a wrong name or password
+// and for an unknown user, and caches, so calling Authenticate on every Basic-auth API request
+// and Lookup on every request with a session is cheap.
 type Authenticator interface {
 	Authenticate(name, password string) (auth.User, error)
+	Lookup(name string) (auth.User, error)
 }
 
 var _ Authenticator = (*auth.Users)(nil)

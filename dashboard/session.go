@@ -17,7 +17,8 @@ const sessionTTL = 12 * time.Hour
 // session is what a session cookie stands for.
 type session struct {
 	user    string
-	role    auth.Role
+	role    auth.Role // at login; each request uses the role the users store holds now
+	hash    string    // the user's password hash at login: a new password ends the session
 	expires time.Time
 }
 
@@ -49,7 +50,7 @@ func (s *sessions) create(u auth.User) (string, time.Time) {
 			delete(s.m, k)
 		}
 	}
-	s.m[id] = session{user: u.Name, role: u.Role, expires: exp}
+	s.m[id] = session{user: u.Name, role: u.Role, hash: u.Hash, expires: exp}
 	return id, exp
 }
 
