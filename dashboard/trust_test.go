@@ -1,6 +1,7 @@
 package dashboard
 
 import (
+	"bufio"
 	"context"
 	"io"
 	"net"
@@ -253,5 +254,69 @@ func TestSuccessfulLoginsDoNotUseUpTheLimit(t *testing.T) {
 	}
 	if w := f.postLogin(t, "viewer", "viewer-pw"); w.Code != http.StatusSeeOther {
 		t.Errorf("right password after %d failures: %d, want 303", DefaultLoginLimit-1, w.Code)
+	}
+}
+
+// rawGet sends path exactly as given, unclean, over a new TCP connection, and returns the
+// status, the Location header and the body.
+func rawGet(t *testing.T, base, path string) (int, string, string) {
+	t.Helper()
+	conn, err := net.Dial("tcp", strings.TrimPrefix(base, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.WriteString(conn, "GET "+path+" HTTP/1.1\r\nHost: pirack\r\nConnection: close\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatalf("GET %s: %v", path, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("GET %s: read body: %v", path, err)
+	}
+	return resp.StatusCode, resp.Header.Get("Location"), string(b)
+}
+
+// TestStaticServesOnlyStaticFiles asks the static route for directories and for what lies
+// beside web/static (the templates), with raw paths no client would clean first.
+func TestStaticServesOnlyStaticFiles(t *testing.T) {
+	f := newFixture(t)
+	base := serveTCP(t, f)
+	for _, path := range []string{
+		"/static/",
+		"/static",
+		"/static/%2e%2e/",
+		"/static/%2e%2e",
+		"/static/%2e%2e/templates/",
+		"/static/%2e%2e/templates/login.html",
+		"/static/%2e%2e%2ftemplates%2flogin.html",
+		"/static/%2e%2e/static/app.js/..",
+		"/static/../templates/login.html",
+		"/static/./../templates/login.html",
+		"/static//",
+		"/static/.",
+	} {
+		// ServeMux answers some with a redirect to the cleaned path: follow those too.
+		for hop, p := 0, path; ; hop++ {
+			status, loc, body := rawGet(t, base, p)
+			if status/100 == 3 && loc != "" && hop < 3 {
+				p = loc
+				continue
+			}
+			if status == http.StatusOK || strings.Contains(body, "{{") || strings.Contains(body, "<a href") {
+				t.Errorf("GET %s (%s): %d, body %.200q; want no file, listing nor template", path, p, status, body)
+			}
+			break
+		}
+	}
+	for _, path := range []string{"/static/app.js", "/static/%61pp.js", "/static/style.css"} {
+		if status, _, body := rawGet(t, base, path); status != http.StatusOK || body == "" {
+			t.Errorf("GET %s: %d, want 200 with the file", path, status)
+		}
 	}
 }

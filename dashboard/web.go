@@ -6,6 +6,7 @@ import (
 	"html/template"
 	"io/fs"
 	"net/http"
+	"path"
 	"strings"
 	"time"
 
@@ -37,17 +38,26 @@ func parseTemplates() (*template.Template, error) {
 	}).ParseFS(web, "web/templates/*.html")
 }
 
+// staticHandler serves the files of web/static under /static/, and nothing else: no directory
+// listings, and nothing beside web/static. Rooted at web/, it served the templates' sources and
+// listings through /static/%2e%2e/, which ServeMux does not clean.
 func staticHandler() http.Handler {
-	sub, err := fs.Sub(web, "web")
+	sub, err := fs.Sub(web, "web/static")
 	if err != nil {
 		panic(err) // the embed pattern above guarantees the directory
 	}
 	fsh := http.FileServerFS(sub)
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	return http.StripPrefix("/static", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// The name FileServer will open: rooted, so ".." cannot climb out of sub.
+		name := strings.TrimPrefix(path.Clean("/"+r.URL.Path), "/")
+		if fi, err := fs.Stat(sub, name); err != nil || !fi.Mode().IsRegular() {
+			http.NotFound(w, r)
+			return
+		}
 		// Revalidate, so a new binary's assets are picked up at once.
 		w.Header().Set("Cache-Control", "no-cache")
 		fsh.ServeHTTP(w, r)
-	})
+	}))
 }
 
 // requirePage admits users with a session (or Basic auth) and sends the others to /login.
