@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"html/template"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -144,6 +145,10 @@ const (
 	shutdownTimeout   = 5 * time.Second
 	heartbeatInterval = 15 * time.Second
 	sseWriteTimeout   = 10 * time.Second // a live client that cannot take an event this fast is dropped
+	// bodyReadTimeout bounds the time from a request's start to the end of its body: a client
+	// sending a body byte by byte would otherwise hold a connection and a goroutine for ever.
+	// (http.Server.ReadTimeout would do it too, but it also cancels live streams.)
+	bodyReadTimeout = 10 * time.Second
 )
 
 // Server is the Control Center's HTTP layer on top of its Rack: routes, pages, the JSON API,
@@ -162,7 +167,8 @@ type Server struct {
 
 	secureCookies bool
 
-	heartbeat time.Duration
+	heartbeat   time.Duration
+	bodyTimeout time.Duration
 
 	auditErrors   atomic.Uint64 // audit entries that could not be written
 	loginsLimited atomic.Uint64 // login attempts refused by the limiter, passwords unchecked
@@ -226,6 +232,7 @@ func New(cfg Config) (*Server, error) {
 		tls:           tlsConfig,
 		pages:         pages,
 		heartbeat:     heartbeatInterval,
+		bodyTimeout:   bodyReadTimeout,
 		secureCookies: cfg.SecureCookies || tlsConfig != nil,
 	}
 	rk.httpStats = func(st *Stats) {
@@ -380,7 +387,40 @@ func (s *Server) routes() (http.Handler, error) {
 			"origin", clipLog(r.Header.Get("Origin")), "remote", remoteIP(r))
 		writeError(w, http.StatusForbidden, csrfRefused)
 	}))
-	return securityHeaders(cop.Handler(mux)), nil
+	return s.bodyDeadline(securityHeaders(cop.Handler(mux))), nil
+}
+
+// bodyDeadline gives a request with a body s.bodyTimeout to deliver all of it; a body still
+// arriving then fails to read, and the connection is closed. The deadline is lifted once the
+// body has been read, so a handler may take its time afterwards (past the deadline, the server
+// would cancel the request's context). Requests without a body, such as the live stream, get
+// none.
+func (s *Server) bodyDeadline(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.ContentLength != 0 && r.Body != nil && r.Body != http.NoBody {
+			rc := http.NewResponseController(w)
+			// ErrNotSupported (a handler mounted on something that is not an http.Server)
+			// leaves the body unbounded in time, as it was.
+			if err := rc.SetReadDeadline(time.Now().Add(s.bodyTimeout)); err == nil {
+				r.Body = &deadlineBody{ReadCloser: r.Body, rc: rc}
+			}
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// deadlineBody lifts the read deadline once the body is read to its end.
+type deadlineBody struct {
+	io.ReadCloser
+	rc *http.ResponseController
+}
+
+func (b *deadlineBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if err == io.EOF {
+		_ = b.rc.SetReadDeadline(time.Time{})
+	}
+	return n, err
 }
 
 // handle registers rt, turning ServeMux's panic on a bad or clashing pattern (an extra route's)

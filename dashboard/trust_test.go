@@ -320,3 +320,61 @@ func TestStaticServesOnlyStaticFiles(t *testing.T) {
 		}
 	}
 }
+
+// TestSlowBodyIsCutOff sends a request's headers, then trickles its body a byte at a time,
+// over TCP: the server must give up on the body after its body timeout and close the
+// connection, though bytes keep arriving.
+func TestSlowBodyIsCutOff(t *testing.T) {
+	for _, tc := range []struct{ name, head string }{
+		{"login form", "POST /login HTTP/1.1\r\nContent-Type: application/x-www-form-urlencoded\r\n"},
+		{"API command", "POST /api/nodes/" + macA + "/blink HTTP/1.1\r\nAuthorization: Basic YWRtaW46YWRtaW4tcHc=\r\nContent-Type: application/json\r\n"}, // admin:admin-pw
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFixture(t)
+			f.publish(t, statusTopicA, online("pi-a", "s1"))
+			f.srv.bodyTimeout = 200 * time.Millisecond
+			base := serveTCP(t, f)
+			published := len(f.bus.Published())
+
+			conn, err := net.Dial("tcp", strings.TrimPrefix(base, "http://"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			if _, err := io.WriteString(conn, tc.head+"Host: pirack\r\nContent-Length: 10000\r\n\r\n"); err != nil {
+				t.Fatal(err)
+			}
+			stop := make(chan struct{})
+			trickled := make(chan struct{})
+			go func() {
+				defer close(trickled)
+				tick := time.NewTicker(10 * time.Millisecond)
+				defer tick.Stop()
+				for {
+					select {
+					case <-stop:
+						return
+					case <-tick.C:
+						if _, err := conn.Write([]byte{'x'}); err != nil {
+							return
+						}
+					}
+				}
+			}()
+			defer func() { close(stop); <-trickled }()
+
+			// Well past the test's body timeout, well short of the trickle's 100 s.
+			conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+			answer, err := io.ReadAll(conn)
+			if ne, ok := err.(net.Error); ok && ne.Timeout() {
+				t.Fatalf("the server was still reading a trickled body after 5 s (answered %q)", answer)
+			}
+			if !strings.HasPrefix(string(answer), "HTTP/1.1 400") {
+				t.Errorf("answered %.80q, want 400 for a body that never arrived", answer)
+			}
+			if len(f.bus.Published()) != published {
+				t.Error("a command was published from a body that never arrived")
+			}
+		})
+	}
+}
