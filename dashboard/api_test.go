@@ -348,6 +348,15 @@ func (l *loginLimiter) fail(ip string) {
 	}
 }
 
+// blocked reports whether an attempt from ip would be refused now.
+func (l *loginLimiter) blocked(ip string) bool {
+	key := limiterKey(ip)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	w, ok := l.m[key]
+	return ok && l.now().Sub(w.start) < loginWindow && w.attempts >= l.limit
+}
+
 func TestLoginLimiterMemoryIsBounded(t *testing.T) {
 	c := &clock{t: t0}
 	l := newLoginLimiter(c.Now, DefaultLoginLimit)

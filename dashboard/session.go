@@ -166,15 +166,6 @@ func (l *loginLimiter) begin(ip string) (done func(ok bool), r refusal) {
 	}, refusal{}
 }
 
-// blocked reports whether an attempt from ip would be refused now.
-func (l *loginLimiter) blocked(ip string) bool {
-	key := limiterKey(ip)
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	w, ok := l.m[key]
-	return ok && l.now().Sub(w.start) < loginWindow && w.attempts >= l.limit
-}
-
 // makeRoom bounds the map before a window is added. l.mu is held.
 func (l *loginLimiter) makeRoom(now time.Time) {
 	if len(l.m) < maxLimiterEntries {
