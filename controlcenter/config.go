@@ -43,6 +43,9 @@ type Config struct {
 	WebCert, WebKey string
 	// AuditMaxBytes is dashboard.Config.AuditMaxBytes: 0 means 10 MiB, negative never rotates.
 	AuditMaxBytes int64
+	// LoginLimit is dashboard.Config.LoginLimit: failed (or in-flight) logins per minute per
+	// address before 429; 0 means 5.
+	LoginLimit int
 	// Routes are extra HTTP routes mounted beside the dashboard's (integrations).
 	Routes []dashboard.Route
 

@@ -154,6 +154,7 @@ func New(cfg Config) (cc *ControlCenter, err error) {
 		Hearing:       cc.hearing,
 		AuditDir:      cfg.DataDir, // audit.log sits with the users it names
 		AuditMaxBytes: cfg.AuditMaxBytes,
+		LoginLimit:    cfg.LoginLimit,
 		History:       cc.history,
 		Alerts:        engine,
 		Routes:        cfg.Routes,

@@ -40,41 +40,91 @@ const sessionCookie = "pirack_session"
 
 // authFailure says why a request is not authenticated, as an HTTP status and a message.
 type authFailure struct {
-	status int
-	msg    string
+	status     int
+	msg        string
+	retryAfter time.Duration // with 429: when to try again
 }
 
-// authenticate identifies the user by session cookie or, for scripts, HTTP Basic auth. Failed
-// Basic attempts count against the same per-IP limit as the login form.
+// authenticate identifies the user by session cookie or, for scripts, HTTP Basic auth. Basic
+// attempts count against the same per-address limit as the login form.
 func (s *Server) authenticate(r *http.Request) (principal, *authFailure) {
 	if name, pw, ok := r.BasicAuth(); ok {
-		ip := remoteIP(r)
-		if s.limiter.blocked(ip) {
-			return principal{}, &authFailure{http.StatusTooManyRequests, "too many failed logins; wait a minute"}
-		}
-		u, err := s.cfg.Auth.Authenticate(name, pw)
-		if err != nil && !errors.Is(err, auth.ErrBadCredentials) {
-			s.log.Error("check credentials", "user", clipLog(name), "err", err)
-			return principal{}, &authFailure{http.StatusServiceUnavailable, "could not check credentials; see the server log"}
-		}
-		if err != nil {
-			s.limiter.fail(ip)
-			s.log.Info("basic auth refused", "user", clipLog(name), "remote", ip, "err", err)
-			s.record(r, AuditEntry{Action: AuditLogin, Outcome: AuditDenied, User: clipAudit(name), Via: "basic", Reason: "wrong user name or password"})
-			return principal{}, &authFailure{http.StatusUnauthorized, "wrong user name or password"}
-		}
-		if !mayUseDashboard(u.Role) {
-			s.record(r, AuditEntry{Action: AuditLogin, Outcome: AuditDenied, User: u.Name, Role: string(u.Role), Via: "basic", Reason: "role may not use the Control Center"})
-			return principal{}, &authFailure{http.StatusForbidden, fmt.Sprintf("role %q may not use the Control Center; use an admin or viewer account", u.Role)}
+		u, fail := s.checkLogin(r, "basic", name, pw)
+		if fail != nil {
+			return principal{}, fail
 		}
 		return principal{name: u.Name, role: u.Role, via: "basic"}, nil
 	}
 	if c, err := r.Cookie(sessionCookie); err == nil {
 		if sess, ok := s.sessions.get(c.Value); ok {
-			return principal{name: sess.user, role: sess.role, via: "session"}, nil
+			return s.checkSession(r, c.Value, sess)
 		}
 	}
-	return principal{}, &authFailure{http.StatusUnauthorized, "login required: sign in at /login, or use HTTP Basic auth"}
+	return principal{}, &authFailure{status: http.StatusUnauthorized, msg: "login required: sign in at /login, or use HTTP Basic auth"}
+}
+
+// checkLogin checks a name and password given by the login form or Basic auth (via), within
+// the per-address limit: past it the attempt is refused with 429 before any password is
+// checked, and only the first refusal of a window is audited, so a flood of guesses cannot
+// rotate real entries out of the audit log. Failures are logged and audited.
+func (s *Server) checkLogin(r *http.Request, via, name, pw string) (auth.User, *authFailure) {
+	ip := remoteIP(r)
+	done, refused := s.limiter.begin(ip)
+	if done == nil {
+		s.loginsLimited.Add(1)
+		if refused.first {
+			s.log.Warn("login attempts refused: too many failures from this address", "user", clipLog(name), "remote", ip, "via", via,
+				"limit_per_minute", s.cfg.LoginLimit)
+			s.record(r, AuditEntry{Action: AuditLogin, Outcome: AuditDenied, User: clipAudit(name), Via: via,
+				Reason: "too many failed logins from this address; refused unchecked, and not audited again this minute"})
+		}
+		return auth.User{}, &authFailure{status: http.StatusTooManyRequests, msg: "too many failed logins; wait a minute", retryAfter: refused.retryAfter}
+	}
+	u, err := s.cfg.Auth.Authenticate(name, pw)
+	if err != nil && !errors.Is(err, auth.ErrBadCredentials) {
+		done(true) // not the guesser's failure: the users file could not be read
+		s.log.Error("check credentials", "user", clipLog(name), "err", err)
+		return auth.User{}, &authFailure{status: http.StatusServiceUnavailable, msg: "could not check credentials; see the server log"}
+	}
+	done(err == nil)
+	if err != nil {
+		s.log.Info("login refused", "user", clipLog(name), "remote", ip, "via", via, "err", err)
+		s.record(r, AuditEntry{Action: AuditLogin, Outcome: AuditDenied, User: clipAudit(name), Via: via, Reason: "wrong user name or password"})
+		return auth.User{}, &authFailure{status: http.StatusUnauthorized, msg: "wrong user name or password"}
+	}
+	if !mayUseDashboard(u.Role) {
+		s.log.Info("login refused for role", "user", u.Name, "role", u.Role, "remote", ip, "via", via)
+		s.record(r, AuditEntry{Action: AuditLogin, Outcome: AuditDenied, User: u.Name, Role: string(u.Role), Via: via, Reason: "role may not use the Control Center"})
+		return auth.User{}, &authFailure{status: http.StatusForbidden, msg: fmt.Sprintf("role %q may not use the Control Center; use an admin or viewer account", u.Role)}
+	}
+	return u, nil
+}
+
+// checkSession looks the session's user up again, so that removing a user or changing its
+// role or password (pirack user remove, set, passwd) takes effect on its next request, not
+// when the session expires. The users file is reread only when it changed.
+func (s *Server) checkSession(r *http.Request, id string, sess session) (principal, *authFailure) {
+	u, err := s.cfg.Auth.Lookup(sess.user)
+	if err != nil && !errors.Is(err, auth.ErrBadCredentials) {
+		s.log.Error("look up session user", "user", sess.user, "err", err)
+		return principal{}, &authFailure{status: http.StatusServiceUnavailable, msg: "could not check the session's user; see the server log"}
+	}
+	var why string
+	switch {
+	case err != nil:
+		why = "user removed"
+	case u.Hash != sess.hash:
+		why = "password changed, or user made again"
+	case !mayUseDashboard(u.Role):
+		why = fmt.Sprintf("role is now %s", u.Role)
+	}
+	if why != "" {
+		s.sessions.delete(id)
+		s.log.Info("session ended", "user", sess.user, "reason", why, "remote", remoteIP(r))
+		s.record(r, AuditEntry{Action: AuditLogout, Outcome: AuditAllowed, User: sess.user, Role: string(sess.role), Via: "session", Reason: "session ended: " + why})
+		return principal{}, &authFailure{status: http.StatusUnauthorized, msg: "your session has ended (" + why + "); sign in again at /login"}
+	}
+	return principal{name: u.Name, role: u.Role, via: "session"}, nil
 }
 
 // requireUser admits authenticated users, answering JSON errors otherwise.
@@ -92,6 +142,7 @@ func (s *Server) requireAPI(admin bool, action string, h http.HandlerFunc) http.
 		w.Header().Set("Cache-Control", "no-store")
 		p, fail := s.authenticate(r)
 		if fail != nil {
+			setRetryAfter(w, fail.retryAfter)
 			writeError(w, fail.status, fail.msg)
 			return
 		}
@@ -393,6 +444,15 @@ type apiError struct {
 
 func writeError(w http.ResponseWriter, status int, msg string) {
 	writeJSON(w, status, apiError{Error: msg})
+}
+
+// setRetryAfter tells a refused client when to try again, in whole seconds rounded up; d <= 0
+// sets nothing.
+func setRetryAfter(w http.ResponseWriter, d time.Duration) {
+	if d <= 0 {
+		return
+	}
+	w.Header().Set("Retry-After", strconv.FormatInt(int64((d+time.Second-1)/time.Second), 10))
 }
 
 // remoteIP is the client address the login limit is kept by. X-Forwarded-For is not trusted:

@@ -104,17 +104,17 @@ func TestLogin(t *testing.T) {
 
 func TestLoginRateLimit(t *testing.T) {
 	f := newFixture(t)
-	for i := range maxLoginFailures {
+	for i := range DefaultLoginLimit {
 		if w := f.postLogin(t, "admin", "guess", fromIP("198.51.100.9")); w.Code != http.StatusUnauthorized {
 			t.Fatalf("failure %d: %d, want 401", i+1, w.Code)
 		}
 	}
 	// Blocked now, even with the right password, and for Basic auth too.
 	if w := f.postLogin(t, "admin", "admin-pw", fromIP("198.51.100.9")); w.Code != http.StatusTooManyRequests {
-		t.Errorf("after %d failures: %d, want 429", maxLoginFailures, w.Code)
+		t.Errorf("after %d failures: %d, want 429", DefaultLoginLimit, w.Code)
 	}
 	if w := f.do(t, "GET", "/api/nodes", "", basic("admin", "admin-pw"), fromIP("198.51.100.9")); w.Code != http.StatusTooManyRequests {
-		t.Errorf("Basic auth after %d failures: %d, want 429", maxLoginFailures, w.Code)
+		t.Errorf("Basic auth after %d failures: %d, want 429", DefaultLoginLimit, w.Code)
 	}
 	// Another address is not affected.
 	if w := f.postLogin(t, "admin", "admin-pw", fromIP("198.51.100.10")); w.Code != http.StatusSeeOther {
@@ -341,9 +341,25 @@ func TestUnknownAPIPathIsJSON404(t *testing.T) {
 	jsonError(t, w)
 }
 
+// fail records a failed attempt from ip, as a wrong password does.
+func (l *loginLimiter) fail(ip string) {
+	if done, _ := l.begin(ip); done != nil {
+		done(false)
+	}
+}
+
+// blocked reports whether an attempt from ip would be refused now.
+func (l *loginLimiter) blocked(ip string) bool {
+	key := limiterKey(ip)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	w, ok := l.m[key]
+	return ok && l.now().Sub(w.start) < loginWindow && w.attempts >= l.limit
+}
+
 func TestLoginLimiterMemoryIsBounded(t *testing.T) {
 	c := &clock{t: t0}
-	l := newLoginLimiter(c.Now)
+	l := newLoginLimiter(c.Now, DefaultLoginLimit)
 	ip := func(i int) string { return fmt.Sprintf("10.%d.%d.%d", i>>16&255, i>>8&255, i&255) }
 
 	// Half the table expires; the other half is live, with one blocked address.
@@ -355,7 +371,7 @@ func TestLoginLimiterMemoryIsBounded(t *testing.T) {
 		l.fail(ip(i))
 	}
 	blockedIP := ip(maxLimiterEntries - 1)
-	for range maxLoginFailures - 1 {
+	for range DefaultLoginLimit - 1 {
 		l.fail(blockedIP)
 	}
 	if got := l.size(); got != maxLimiterEntries {
@@ -381,8 +397,8 @@ func TestLoginLimiterMemoryIsBounded(t *testing.T) {
 
 func TestLoginLimiterKeysIPv6ByNetwork(t *testing.T) {
 	c := &clock{t: t0}
-	l := newLoginLimiter(c.Now)
-	for i := range maxLoginFailures {
+	l := newLoginLimiter(c.Now, DefaultLoginLimit)
+	for i := range DefaultLoginLimit {
 		l.fail(fmt.Sprintf("2001:db8:1:2::%x", i+1)) // a new address per guess, same /64
 	}
 	if !l.blocked("2001:db8:1:2:ffff::1") {
@@ -391,7 +407,7 @@ func TestLoginLimiterKeysIPv6ByNetwork(t *testing.T) {
 	if l.blocked("2001:db8:1:3::1") {
 		t.Error("another /64 is blocked")
 	}
-	for range maxLoginFailures {
+	for range DefaultLoginLimit {
 		l.fail("::ffff:198.51.100.9")
 	}
 	if !l.blocked("198.51.100.9") {

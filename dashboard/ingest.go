@@ -43,6 +43,9 @@ type Stats struct {
 	// AuditRotateErrors counts failed rotations of the audit log (its entries were kept in
 	// the current file; see docs/security.md).
 	AuditRotateErrors uint64 `json:"audit_rotate_errors"`
+	// LoginsRateLimited counts login attempts (form and HTTP Basic) refused with 429 by the
+	// per-address limit, before their password was checked.
+	LoginsRateLimited uint64 `json:"logins_rate_limited"`
 	// AlertsDropped counts alert transitions not published because the queue was full;
 	// AlertPublishErrors those the Bus refused.
 	AlertsDropped      uint64 `json:"alerts_dropped"`
@@ -300,7 +303,8 @@ func (rk *Rack) invalid(topic, reason string, err error) {
 		"topic", clipLog(topic), "reason", reason, "err", clipLog(err.Error()), "invalid_total", rk.stats.invalid.Load())
 }
 
-// Stats returns the ingestion, live-stream and alert counters, and the Server's audit counters.
+// Stats returns the ingestion, live-stream and alert counters, and the Server's audit and
+// login-limit counters.
 func (rk *Rack) Stats() Stats {
 	clients, dropped := rk.hub.stats()
 	out := Stats{
@@ -323,8 +327,8 @@ func (rk *Rack) Stats() Stats {
 		SSEClients:         clients,
 		SSEDropped:         dropped,
 	}
-	if rk.auditStats != nil {
-		out.AuditErrors, out.AuditRotateErrors = rk.auditStats()
+	if rk.httpStats != nil {
+		rk.httpStats(&out)
 	}
 	out.AlertsDropped, out.AlertPublishErrors = rk.alerts.counts()
 	return out

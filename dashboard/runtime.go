@@ -41,9 +41,9 @@ type Rack struct {
 	lastInvalidLog atomic.Int64 // unix nanoseconds of the last invalid-payload warning
 	wasDeaf        bool         // the broker was lost at the last tick (tick's own)
 
-	// auditStats reads the audit counters of the HTTP layer, which Stats reports too; nil
-	// reports none.
-	auditStats func() (failed, rotateFailed uint64)
+	// httpStats fills in the HTTP layer's counters (audit, login limiter), which Stats
+	// reports too; nil reports none.
+	httpStats func(*Stats)
 }
 
 // Nodes returns a snapshot of the rack in the order it stands: rows in the layout's order, then

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"html/template"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -21,11 +22,13 @@ import (
 	"github.com/pirack/pirack/topics"
 )
 
-// Authenticator checks a user name and password. *auth.Users implements it; it returns
-// auth.ErrBadCredentials for a wrong name or password, and caches, so calling it on every
-// Basic-auth API request is cheap.
+// Authenticator checks a user name and password, and looks a signed-in user up again.
+// *auth.Users implements it; it returns auth.ErrBadCredentials for a wrong name or password
+// and for an unknown user, and caches, so calling Authenticate on every Basic-auth API request
+// and Lookup on every request with a session is cheap.
 type Authenticator interface {
 	Authenticate(name, password string) (auth.User, error)
+	Lookup(name string) (auth.User, error)
 }
 
 var _ Authenticator = (*auth.Users)(nil)
@@ -80,6 +83,11 @@ type Config struct {
 	// transitions are shown on the rack page and published retained, QoS 1, on
 	// topics.AlertTopic. nil turns alerts off.
 	Alerts *alerts.Engine
+	// LoginLimit is how many login attempts (form or HTTP Basic) one address (an IPv4
+	// address, an IPv6 /64) may have failed, or have in progress, in a minute; past it,
+	// attempts are refused with 429 before any password is checked. 0 means
+	// DefaultLoginLimit (5).
+	LoginLimit int
 	// Routes are mounted beside the dashboard's own routes, behind the same authentication,
 	// security headers and cross-origin protection: an integration's endpoint, such as
 	// Prometheus's /metrics. A pattern that clashes with the dashboard's makes New fail.
@@ -124,6 +132,9 @@ func (c Config) withDefaults() Config {
 	if c.CommandTTL <= 0 {
 		c.CommandTTL = DefaultCommandTTL
 	}
+	if c.LoginLimit <= 0 {
+		c.LoginLimit = DefaultLoginLimit
+	}
 	return c
 }
 
@@ -134,6 +145,10 @@ const (
 	shutdownTimeout   = 5 * time.Second
 	heartbeatInterval = 15 * time.Second
 	sseWriteTimeout   = 10 * time.Second // a live client that cannot take an event this fast is dropped
+	// bodyReadTimeout bounds the time from a request's start to the end of its body: a client
+	// sending a body byte by byte would otherwise hold a connection and a goroutine for ever.
+	// (http.Server.ReadTimeout would do it too, but it also cancels live streams.)
+	bodyReadTimeout = 10 * time.Second
 )
 
 // Server is the Control Center's HTTP layer on top of its Rack: routes, pages, the JSON API,
@@ -152,9 +167,11 @@ type Server struct {
 
 	secureCookies bool
 
-	heartbeat time.Duration
+	heartbeat   time.Duration
+	bodyTimeout time.Duration
 
-	auditErrors atomic.Uint64 // audit entries that could not be written
+	auditErrors   atomic.Uint64 // audit entries that could not be written
+	loginsLimited atomic.Uint64 // login attempts refused by the limiter, passwords unchecked
 }
 
 // New builds the Control Center, its Rack and the Server on top, and subscribes the Rack's
@@ -166,6 +183,9 @@ func New(cfg Config) (*Server, error) {
 	}
 	if cfg.Auth == nil {
 		return nil, errors.New("dashboard: Config.Auth is required")
+	}
+	if cfg.LoginLimit < 0 {
+		return nil, fmt.Errorf("dashboard: Config.LoginLimit %d: want 0 (the default, %d) or more failed logins a minute", cfg.LoginLimit, DefaultLoginLimit)
 	}
 	cfg = cfg.withDefaults()
 	rule := presence.Rule{StaleAfter: cfg.StaleAfter, Hearing: cfg.Hearing}
@@ -207,14 +227,18 @@ func New(cfg Config) (*Server, error) {
 		log:           cfg.Logger,
 		rack:          rk,
 		sessions:      newSessions(cfg.Now),
-		limiter:       newLoginLimiter(cfg.Now),
+		limiter:       newLoginLimiter(cfg.Now, cfg.LoginLimit),
 		audit:         alog,
 		tls:           tlsConfig,
 		pages:         pages,
 		heartbeat:     heartbeatInterval,
+		bodyTimeout:   bodyReadTimeout,
 		secureCookies: cfg.SecureCookies || tlsConfig != nil,
 	}
-	rk.auditStats = func() (uint64, uint64) { return s.auditErrors.Load(), s.audit.RotateFailures() }
+	rk.httpStats = func(st *Stats) {
+		st.AuditErrors, st.AuditRotateErrors = s.auditErrors.Load(), s.audit.RotateFailures()
+		st.LoginsRateLimited = s.loginsLimited.Load()
+	}
 	if s.handler, err = s.routes(); err != nil {
 		alog.Close()
 		return nil, fmt.Errorf("dashboard: %w", err)
@@ -363,7 +387,40 @@ func (s *Server) routes() (http.Handler, error) {
 			"origin", clipLog(r.Header.Get("Origin")), "remote", remoteIP(r))
 		writeError(w, http.StatusForbidden, csrfRefused)
 	}))
-	return securityHeaders(cop.Handler(mux)), nil
+	return s.bodyDeadline(securityHeaders(cop.Handler(mux))), nil
+}
+
+// bodyDeadline gives a request with a body s.bodyTimeout to deliver all of it; a body still
+// arriving then fails to read, and the connection is closed. The deadline is lifted once the
+// body has been read, so a handler may take its time afterwards (past the deadline, the server
+// would cancel the request's context). Requests without a body, such as the live stream, get
+// none.
+func (s *Server) bodyDeadline(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.ContentLength != 0 && r.Body != nil && r.Body != http.NoBody {
+			rc := http.NewResponseController(w)
+			// ErrNotSupported (a handler mounted on something that is not an http.Server)
+			// leaves the body unbounded in time, as it was.
+			if err := rc.SetReadDeadline(time.Now().Add(s.bodyTimeout)); err == nil {
+				r.Body = &deadlineBody{ReadCloser: r.Body, rc: rc}
+			}
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// deadlineBody lifts the read deadline once the body is read to its end.
+type deadlineBody struct {
+	io.ReadCloser
+	rc *http.ResponseController
+}
+
+func (b *deadlineBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if err == io.EOF {
+		_ = b.rc.SetReadDeadline(time.Time{})
+	}
+	return n, err
 }
 
 // handle registers rt, turning ServeMux's panic on a bad or clashing pattern (an extra route's)

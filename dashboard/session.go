@@ -17,7 +17,8 @@ const sessionTTL = 12 * time.Hour
 // session is what a session cookie stands for.
 type session struct {
 	user    string
-	role    auth.Role
+	role    auth.Role // at login; each request uses the role the users store holds now
+	hash    string    // the user's password hash at login: a new password ends the session
 	expires time.Time
 }
 
@@ -49,7 +50,7 @@ func (s *sessions) create(u auth.User) (string, time.Time) {
 			delete(s.m, k)
 		}
 	}
-	s.m[id] = session{user: u.Name, role: u.Role, expires: exp}
+	s.m[id] = session{user: u.Name, role: u.Role, hash: u.Hash, expires: exp}
 	return id, exp
 }
 
@@ -76,11 +77,13 @@ func (s *sessions) delete(id string) {
 
 // Failed-login limits: per remote IPv4 address or IPv6 /64, a fixed window. Small and simple on
 // purpose; it slows a password guesser down to a few tries a minute without any state on disk.
-// Memory is bounded: at maxLimiterEntries, expired windows are pruned, and if every window is
-// still live the map is cleared (a spray from that many networks is not stopped per address
-// anyway).
+// An attempt counts when it starts, before its password is checked (bcrypt takes ~50 ms), and a
+// successful one is given back when it ends: counting after the check let 200 concurrent
+// guesses through a limit of 5. Memory is bounded: at maxLimiterEntries, expired windows are
+// pruned, and if every window is still live the map is cleared (a spray from that many
+// networks is not stopped per address anyway).
 const (
-	maxLoginFailures  = 5
+	DefaultLoginLimit = 5 // Config.LoginLimit when zero
 	loginWindow       = time.Minute
 	maxLimiterEntries = 10000
 )
@@ -101,7 +104,8 @@ func limiterKey(ip string) string {
 }
 
 type loginLimiter struct {
-	now func() time.Time
+	now   func() time.Time
+	limit int // attempts per window that are failures or still being checked
 
 	mu sync.Mutex
 	m  map[string]*window
@@ -116,49 +120,63 @@ func (l *loginLimiter) size() int {
 
 type window struct {
 	start    time.Time
-	failures int
+	attempts int  // failed, or still being checked
+	refused  bool // an attempt was refused in this window (and audited, once)
 }
 
-func newLoginLimiter(now func() time.Time) *loginLimiter {
-	return &loginLimiter{now: now, m: make(map[string]*window)}
+func newLoginLimiter(now func() time.Time, limit int) *loginLimiter {
+	return &loginLimiter{now: now, limit: limit, m: make(map[string]*window)}
 }
 
-// blocked reports whether ip has used up its failures in the current window.
-func (l *loginLimiter) blocked(ip string) bool {
-	ip = limiterKey(ip)
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	w, ok := l.m[ip]
-	if !ok {
-		return false
-	}
-	if l.now().Sub(w.start) >= loginWindow {
-		delete(l.m, ip)
-		return false
-	}
-	return w.failures >= maxLoginFailures
+// refusal says why begin refused an attempt.
+type refusal struct {
+	retryAfter time.Duration // until the window ends
+	first      bool          // the first refusal of this address in its window: audit this one only
 }
 
-// fail records a failed login from ip.
-func (l *loginLimiter) fail(ip string) {
-	ip = limiterKey(ip)
+// begin admits a login attempt from ip and counts it at once. It returns done, to be called
+// with whether the credentials were right (a success is given back), or, past the limit, nil
+// and why: the caller must then refuse without checking the password.
+func (l *loginLimiter) begin(ip string) (done func(ok bool), r refusal) {
+	key := limiterKey(ip)
 	now := l.now()
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	w, ok := l.m[ip]
+	w, ok := l.m[key]
 	if !ok || now.Sub(w.start) >= loginWindow {
-		if len(l.m) >= maxLimiterEntries {
-			for k, v := range l.m {
-				if now.Sub(v.start) >= loginWindow {
-					delete(l.m, k)
-				}
-			}
-			if len(l.m) >= maxLimiterEntries {
-				clear(l.m) // a spray this wide is not stopped per IP anyway
-			}
-		}
+		l.makeRoom(now)
 		w = &window{start: now}
-		l.m[ip] = w
+		l.m[key] = w
 	}
-	w.failures++
+	if w.attempts >= l.limit {
+		r = refusal{retryAfter: w.start.Add(loginWindow).Sub(now), first: !w.refused}
+		w.refused = true
+		return nil, r
+	}
+	w.attempts++
+	return func(ok bool) {
+		if !ok {
+			return
+		}
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		if l.m[key] == w && w.attempts > 0 { // not if the window was replaced meanwhile
+			w.attempts--
+		}
+	}, refusal{}
+}
+
+// makeRoom bounds the map before a window is added. l.mu is held.
+func (l *loginLimiter) makeRoom(now time.Time) {
+	if len(l.m) < maxLimiterEntries {
+		return
+	}
+	for k, v := range l.m {
+		if now.Sub(v.start) >= loginWindow {
+			delete(l.m, k)
+		}
+	}
+	if len(l.m) >= maxLimiterEntries {
+		clear(l.m) // a spray this wide is not stopped per IP anyway
+	}
 }

@@ -2,15 +2,14 @@ package dashboard
 
 import (
 	"embed"
-	"errors"
 	"fmt"
 	"html/template"
 	"io/fs"
 	"net/http"
+	"path"
 	"strings"
 	"time"
 
-	"github.com/pirack/pirack/auth"
 	"github.com/pirack/pirack/topics"
 )
 
@@ -39,17 +38,26 @@ func parseTemplates() (*template.Template, error) {
 	}).ParseFS(web, "web/templates/*.html")
 }
 
+// staticHandler serves the files of web/static under /static/, and nothing else: no directory
+// listings, and nothing beside web/static. Rooted at web/, it served the templates' sources and
+// listings through /static/%2e%2e/, which ServeMux does not clean.
 func staticHandler() http.Handler {
-	sub, err := fs.Sub(web, "web")
+	sub, err := fs.Sub(web, "web/static")
 	if err != nil {
 		panic(err) // the embed pattern above guarantees the directory
 	}
 	fsh := http.FileServerFS(sub)
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	return http.StripPrefix("/static", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// The name FileServer will open: rooted, so ".." cannot climb out of sub.
+		name := strings.TrimPrefix(path.Clean("/"+r.URL.Path), "/")
+		if fi, err := fs.Stat(sub, name); err != nil || !fi.Mode().IsRegular() {
+			http.NotFound(w, r)
+			return
+		}
 		// Revalidate, so a new binary's assets are picked up at once.
 		w.Header().Set("Cache-Control", "no-cache")
 		fsh.ServeHTTP(w, r)
-	})
+	}))
 }
 
 // requirePage admits users with a session (or Basic auth) and sends the others to /login.
@@ -62,6 +70,7 @@ func (s *Server) requirePage(h func(http.ResponseWriter, *http.Request, principa
 				http.Redirect(w, r, "/login", http.StatusSeeOther)
 				return
 			}
+			setRetryAfter(w, fail.retryAfter)
 			http.Error(w, fail.msg, fail.status)
 			return
 		}
@@ -167,39 +176,29 @@ func (s *Server) handleLoginPage(w http.ResponseWriter, r *http.Request) {
 	s.render(w, http.StatusOK, "login.html", loginPage{})
 }
 
-// handleLogin serves POST /login. Failures are counted per remote IP; past the limit every
-// attempt, right or wrong, gets 429 until the window passes.
+// handleLogin serves POST /login. Attempts are counted per remote address as they start; past
+// the limit every attempt, right or wrong, gets 429 until the window passes.
 func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "no-store")
-	ip := remoteIP(r)
-	if s.limiter.blocked(ip) {
-		w.Header().Set("Retry-After", fmt.Sprint(int(loginWindow/time.Second)))
-		s.render(w, http.StatusTooManyRequests, "login.html", loginPage{Error: "Too many failed logins. Wait a minute and try again."})
-		return
-	}
 	r.Body = http.MaxBytesReader(w, r.Body, maxBodyBytes)
 	if err := r.ParseForm(); err != nil {
 		s.render(w, http.StatusBadRequest, "login.html", loginPage{Error: "The form could not be read; reload the page and try again."})
 		return
 	}
 	name, pw := r.PostForm.Get("user"), r.PostForm.Get("password")
-	u, err := s.cfg.Auth.Authenticate(name, pw)
-	if err != nil && !errors.Is(err, auth.ErrBadCredentials) {
-		s.log.Error("check credentials", "user", clipLog(name), "err", err)
-		s.render(w, http.StatusServiceUnavailable, "login.html", loginPage{Error: "Credentials could not be checked; see the server log."})
-		return
-	}
-	if err != nil {
-		s.limiter.fail(ip)
-		s.log.Info("login refused", "user", clipLog(name), "remote", ip, "err", err)
-		s.record(r, AuditEntry{Action: AuditLogin, Outcome: AuditDenied, User: clipAudit(name), Via: "form", Reason: "wrong user name or password"})
-		s.render(w, http.StatusUnauthorized, "login.html", loginPage{Error: "Wrong user name or password."})
-		return
-	}
-	if !mayUseDashboard(u.Role) {
-		s.log.Info("login refused for role", "user", u.Name, "role", u.Role, "remote", ip)
-		s.record(r, AuditEntry{Action: AuditLogin, Outcome: AuditDenied, User: u.Name, Role: string(u.Role), Via: "form", Reason: "role may not use the Control Center"})
-		s.render(w, http.StatusForbidden, "login.html", loginPage{Error: "This account is for MQTT clients; sign in with an admin or viewer account."})
+	u, fail := s.checkLogin(r, "form", name, pw)
+	if fail != nil {
+		page := loginPage{Error: "Wrong user name or password."}
+		switch fail.status {
+		case http.StatusTooManyRequests:
+			setRetryAfter(w, fail.retryAfter)
+			page.Error = "Too many failed logins. Wait a minute and try again."
+		case http.StatusServiceUnavailable:
+			page.Error = "Credentials could not be checked; see the server log."
+		case http.StatusForbidden:
+			page.Error = "This account is for MQTT clients; sign in with an admin or viewer account."
+		}
+		s.render(w, fail.status, "login.html", page)
 		return
 	}
 	// A session that cannot be audited is not opened.
@@ -218,7 +217,7 @@ func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request) {
 		Secure:   s.secureCookies,
 		SameSite: http.SameSiteLaxMode,
 	})
-	s.log.Info("login", "user", u.Name, "role", u.Role, "remote", ip)
+	s.log.Info("login", "user", u.Name, "role", u.Role, "remote", remoteIP(r))
 	http.Redirect(w, r, "/", http.StatusSeeOther)
 }
 

@@ -40,6 +40,8 @@ type serveConfig struct {
 	PowerBridgeFile string
 	// AuditMaxSize is dashboard.Config.AuditMaxBytes: 0 = 10 MiB, negative = never rotate.
 	AuditMaxSize byteSize
+	// LoginLimit is dashboard.Config.LoginLimit (0 = 5).
+	LoginLimit int
 	// Broker is a foreign MQTT broker to run on instead of the embedded one.
 	Broker controlcenter.ExternalBroker
 }
@@ -60,6 +62,7 @@ func (c *serveConfig) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.AlertsFile, "alerts", "", "JSON file changing alert thresholds, durations and rules (see docs/alerts.md); empty: defaults")
 	fs.DurationVar(&c.StaleAfter, "stale-after", 0, "mark a Pi stale after this long without telemetry (0: 3 of its own intervals)")
 	fs.Var(&c.AuditMaxSize, "audit-max-size", "rotate audit.log past this `size`, keeping "+strconv.Itoa(dashboard.AuditKeep)+" old files, such as 512KiB or 10MiB (0: 10MiB, -1: never)")
+	fs.IntVar(&c.LoginLimit, "login-limit", 0, "failed Control Center logins (form or HTTP Basic) one address may make per minute before it gets 429 (0: "+strconv.Itoa(dashboard.DefaultLoginLimit)+")")
 	fs.StringVar(&c.Broker.URL, "broker", "", "run on this MQTT broker instead of the embedded one: mqtt://host:1883, mqtts://host:8883, ws://host/mqtt or wss://... (docs/scale.md)")
 	fs.StringVar(&c.Broker.Username, "broker-user", "", "the control center's user name on --broker")
 	fs.StringVar(&c.Broker.PasswordFile, "broker-password-file", "", "file holding the control center's password on --broker (mode 0600)")
@@ -103,6 +106,7 @@ func (c serveConfig) controlCenter(log *slog.Logger, stdout io.Writer) controlce
 		MQTTAddr: c.MQTTAddr, MQTTTLSAddr: c.MQTTTLSAddr, MQTTCert: c.MQTTCert, MQTTKey: c.MQTTKey, MQTTClientCA: c.MQTTClientCA,
 		MQTTWSAddr: c.MQTTWSAddr, MQTTWSSAddr: c.MQTTWSSAddr,
 		HTTPAddr: c.HTTPAddr, WebCert: c.WebCert, WebKey: c.WebKey, AuditMaxBytes: int64(c.AuditMaxSize),
+		LoginLimit: c.LoginLimit,
 		AlertsFile: c.AlertsFile, StaleAfter: c.StaleAfter, PowerBridgeFile: c.PowerBridgeFile,
 		Broker: c.Broker,
 	}

@@ -1,0 +1,164 @@
+package dashboard
+
+import (
+	"encoding/json"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/pirack/pirack/auth"
+)
+
+// loginTCP signs in through the login form over TCP and returns the session cookie.
+func loginTCP(t *testing.T, c *http.Client, base, user, pw string) *http.Cookie {
+	t.Helper()
+	form := url.Values{"user": {user}, "password": {pw}}.Encode()
+	resp, err := c.Post(base+"/login", "application/x-www-form-urlencoded", strings.NewReader(form))
+	if err != nil {
+		t.Fatalf("POST /login: %v", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("login %s: %d, want 303", user, resp.StatusCode)
+	}
+	for _, ck := range resp.Cookies() {
+		if ck.Name == sessionCookie {
+			return ck
+		}
+	}
+	t.Fatalf("login %s: no session cookie", user)
+	return nil
+}
+
+// setRoleByHand rewrites the users file with user's role changed and its hash kept, as an
+// operator editing users.json would, and as a later `pirack user` command that changes a role
+// alone might.
+func setRoleByHand(t *testing.T, path, user string, role auth.Role) {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var f struct {
+		V     int         `json:"v"`
+		Users []auth.User `json:"users"`
+	}
+	if err := json.Unmarshal(b, &f); err != nil {
+		t.Fatal(err)
+	}
+	for i := range f.Users {
+		if f.Users[i].Name == user {
+			f.Users[i].Role = role
+		}
+	}
+	if b, err = json.Marshal(f); err != nil {
+		t.Fatal(err)
+	}
+	tmp := filepath.Join(filepath.Dir(path), "users.json.new")
+	if err := os.WriteFile(tmp, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestSessionFollowsUsersStore logs an admin in through the form, over TCP, against a real
+// users file, then changes the user the way `pirack user` does (another auth.Open of the same
+// file, as the command is another process): the very next request sees the change.
+func TestSessionFollowsUsersStore(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		change func(t *testing.T, cli *auth.Users, path string)
+		// what the admin's session may do afterwards: 0 means the session has ended
+		audit, nodes, blink int
+	}{
+		{"removed (pirack user remove)", func(t *testing.T, cli *auth.Users, _ string) {
+			if err := cli.Remove("ops"); err != nil {
+				t.Fatal(err)
+			}
+		}, 0, 0, 0},
+		{"made again as a viewer (remove, then add)", func(t *testing.T, cli *auth.Users, _ string) {
+			if err := cli.Remove("ops"); err != nil {
+				t.Fatal(err)
+			}
+			if err := cli.Add(auth.User{Name: "ops", Role: auth.RoleViewer}, "ops-password"); err != nil {
+				t.Fatal(err)
+			}
+		}, 0, 0, 0},
+		{"new password (pirack user passwd)", func(t *testing.T, cli *auth.Users, _ string) {
+			if err := cli.Set(auth.User{Name: "ops", Role: auth.RoleAdmin}, "a-new-password"); err != nil {
+				t.Fatal(err)
+			}
+		}, 0, 0, 0},
+		{"demoted to viewer in users.json", func(t *testing.T, _ *auth.Users, path string) {
+			setRoleByHand(t, path, "ops", auth.RoleViewer)
+		}, http.StatusForbidden, http.StatusOK, http.StatusForbidden},
+		{"made an automation in users.json", func(t *testing.T, _ *auth.Users, path string) {
+			setRoleByHand(t, path, "ops", auth.RoleAutomation)
+		}, 0, 0, 0},
+		{"unchanged", func(*testing.T, *auth.Users, string) {}, http.StatusOK, http.StatusOK, http.StatusAccepted},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			users, path := realUsers(t)
+			auditDir := t.TempDir()
+			f := newFixture(t, func(c *Config) { c.Auth = users; c.AuditDir = auditDir })
+			t.Cleanup(func() { f.srv.Close() })
+			f.publish(t, statusTopicA, online("pi-a", "s1"))
+			base := serveTCP(t, f)
+			client := noRedirects(t)
+
+			ck := loginTCP(t, client, base, "ops", "ops-password")
+			if st, _, _ := send(t, client, "GET", base+"/api/audit", "", withCookie(ck)); st != http.StatusOK {
+				t.Fatalf("admin reads the audit log: %d, want 200", st)
+			}
+
+			cli, err := auth.Open(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			cli.Cost, cli.MosquittoIterations = users.Cost, users.MosquittoIterations
+			tc.change(t, cli, path)
+
+			ended := tc.audit == 0
+			check := func(what string, got, want int) {
+				t.Helper()
+				if ended {
+					want = http.StatusUnauthorized
+				}
+				if got != want {
+					t.Errorf("%s: %d, want %d", what, got, want)
+				}
+			}
+			before := len(f.bus.Published())
+			st, _, _ := send(t, client, "POST", base+"/api/nodes/"+macA+"/blink", "", withCookie(ck))
+			check("blink", st, tc.blink)
+			if st != http.StatusAccepted && len(f.bus.Published()) != before {
+				t.Error("a refused blink published a command")
+			}
+			st, _, _ = send(t, client, "GET", base+"/api/audit", "", withCookie(ck))
+			check("GET /api/audit", st, tc.audit)
+			st, _, _ = send(t, client, "GET", base+"/api/nodes", "", withCookie(ck))
+			check("GET /api/nodes", st, tc.nodes)
+			st, _, h := send(t, client, "GET", base+"/", "", withCookie(ck))
+			if ended && (st != http.StatusSeeOther || h.Get("Location") != "/login") {
+				t.Errorf("GET / after the session ended: %d to %q, want 303 to /login", st, h.Get("Location"))
+			}
+			if !ended && st != http.StatusOK {
+				t.Errorf("GET /: %d, want 200", st)
+			}
+			var endings int
+			for _, e := range readAudit(t, auditDir) {
+				if e.Action == AuditLogout && e.User == "ops" && strings.HasPrefix(e.Reason, "session ended: ") {
+					endings++
+				}
+			}
+			if want := map[bool]int{true: 1, false: 0}[ended]; endings != want {
+				t.Errorf("%d audit entries for the session's end, want %d", endings, want)
+			}
+		})
+	}
+}
