@@ -44,6 +44,9 @@ type authHook struct {
 	deliver       func(bus.Message)       // to the in-process subscribers
 	mu            sync.RWMutex            // guards sessions
 	sessions      map[string]session      // by client id
+
+	// sessionAllowed, if set, refuses a user over its sessions (Broker.sessionAllowed).
+	sessionAllowed func(u auth.User, id string) *refusal
 }
 
 // session is who a client id is connected (or persisted) as.
@@ -164,6 +167,11 @@ func (h *authHook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 	if pk.Connect.WillFlag && !h.policy.willAllowed(u, pk.Connect.WillTopic) {
 		log.Warn("MQTT Will topic not allowed", "will_topic", clip(pk.Connect.WillTopic))
 		return refuse(refuseAuth("Will topic not allowed for this user"))
+	}
+	if h.sessionAllowed != nil {
+		if r := h.sessionAllowed(u, cl.ID); r != nil {
+			return refuse(r)
+		}
 	}
 	// A delayed Will (MQTT 5) would be published by Mochi's housekeeping without OnWillSent once
 	// the session is gone, out of the in-process subscribers' sight; and presence wants the
