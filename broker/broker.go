@@ -36,6 +36,7 @@ import (
 
 	"github.com/pirack/pirack/auth"
 	"github.com/pirack/pirack/bus"
+	"github.com/pirack/pirack/internal/logthrottle"
 	"github.com/pirack/pirack/internal/mqttfilter"
 	"github.com/pirack/pirack/topics"
 )
@@ -111,10 +112,14 @@ type Config struct {
 	ConnectTimeout time.Duration
 	// MaxPending bounds the sockets, over all listeners, that are connected but not yet
 	// authenticated (no CONNECT yet, or its credentials being checked); beyond it a new socket is
-	// closed at once, with a log line (at most one a second). 0 means 256. MaxClients only
+	// closed at once, with a log line (at most one per source address and 10 s, with a count).
+	// 0 means 256. Limits.MaxPendingPerSource is one address's share. MaxClients only
 	// counts clients once their CONNECT is read, so without this bound a flood of silent
 	// sockets would each hold a goroutine and buffers until ConnectTimeout.
 	MaxPending int
+	// Limits bound what one source address, client or user may take: its share of MaxPending,
+	// its queue and write timeout, its sessions and subscriptions.
+	Limits
 	// RetainedExpiry is the longest a message (retained ones included) is kept; 0 means 30 days.
 	// Mochi's default of one day would silently drop the last status of a Pi that is off for a
 	// weekend.
@@ -156,6 +161,24 @@ func (c Config) withDefaults() Config {
 	if c.MaxPending == 0 {
 		c.MaxPending = DefaultMaxPending
 	}
+	if c.MaxPendingPerSource == 0 {
+		c.MaxPendingPerSource = DefaultMaxPendingPerSource
+	}
+	if c.MaxWritesPending == 0 {
+		c.MaxWritesPending = DefaultMaxWritesPending
+	}
+	if c.WriteTimeout == 0 {
+		c.WriteTimeout = DefaultWriteTimeout
+	}
+	if c.MaxSessionsPerUser == 0 {
+		c.MaxSessionsPerUser = DefaultMaxSessionsPerUser
+	}
+	if c.MaxSessionsPerAdmin == 0 {
+		c.MaxSessionsPerAdmin = DefaultMaxSessionsPerAdmin
+	}
+	if c.MaxSubscriptions == 0 {
+		c.MaxSubscriptions = DefaultMaxSubscriptions
+	}
 	if c.TLS != nil && c.TLS.Addr == "" {
 		t := *c.TLS
 		t.Addr = DefaultTLSAddr
@@ -184,6 +207,7 @@ func (c Config) capabilities() *mqtt.Capabilities {
 	caps := mqtt.NewDefaultServerCapabilities()
 	caps.MaximumClients = int64(c.MaxClients)
 	caps.MaximumPacketSize = c.MaxPacketSize
+	caps.MaximumClientWritesPending = int32(min(c.MaxWritesPending, 1<<31-1))
 	caps.MaximumMessageExpiryInterval = int64(c.RetainedExpiry / time.Second)
 	caps.MaximumSessionExpiryInterval = uint32(min(c.SessionExpiry/time.Second, 1<<32-1))
 	return caps
@@ -191,12 +215,13 @@ func (c Config) capabilities() *mqtt.Capabilities {
 
 // Broker is a running embedded MQTT broker.
 type Broker struct {
-	cfg   Config
-	log   *slog.Logger
-	srv   *mqtt.Server
-	hook  *authHook
-	store *boltStore
-	tls   *tls.Config // nil without Config.TLS
+	cfg    Config
+	log    *slog.Logger
+	srv    *mqtt.Server
+	hook   *authHook
+	limits *limitsHook
+	store  *boltStore
+	tls    *tls.Config // nil without Config.TLS
 
 	subs   inprocSubs
 	closed atomic.Bool
@@ -204,15 +229,19 @@ type Broker struct {
 	mu        sync.Mutex
 	started   bool
 	addrs     map[string]func() string // listener id -> its address
-	pending   map[net.Conn]struct{}    // sockets not yet authenticated
-	refused   int                      // sockets refused over MaxPending since the last log line
-	refusedAt time.Time                // when that log line was written
+	pending   map[net.Conn]string      // sockets not yet authenticated, with their source
+	bySource  map[string]int           // pending sockets by source (sourceKey)
+	throttle  *logthrottle.Limiter     // log lines about hostile sockets, per source
+	slow      atomic.Int64             // clients disconnected because a write timed out
 	live      map[string]*liveConn     // by client id: its latest authenticated connection
 	liveConns map[net.Conn]*liveConn   // the same, by socket
 
-	// Test hooks: a socket was registered as pending, or stopped being pending.
+	// Test hooks: a socket was registered as pending, refused over MaxPending or
+	// MaxPendingPerSource, stopped being pending, or ended (its log line written).
 	afterAccept  func(net.Conn)
+	afterRefuse  func(net.Conn)
 	afterRelease func(net.Conn)
+	afterEnd     func(net.Conn)
 }
 
 // Mochi's names for our listeners.
@@ -251,7 +280,7 @@ func New(cfg Config) (*Broker, error) {
 			}
 		}
 	}
-	b := &Broker{cfg: cfg, log: cfg.Logger, pending: map[net.Conn]struct{}{}, addrs: map[string]func() string{},
+	b := &Broker{cfg: cfg, log: cfg.Logger, throttle: logthrottle.New(limitLogEvery), pending: map[net.Conn]string{}, bySource: map[string]int{}, addrs: map[string]func() string{},
 		live: map[string]*liveConn{}, liveConns: map[net.Conn]*liveConn{}}
 	if cfg.TLS != nil {
 		t, err := cfg.TLS.load()
@@ -280,6 +309,12 @@ func New(cfg Config) (*Broker, error) {
 	// ignores a packet, so no later hook ever sees a refused publish.
 	if err := b.srv.AddHook(b.hook, nil); err != nil {
 		return nil, fmt.Errorf("broker: add auth hook: %w", err)
+	}
+	b.hook.sessionAllowed = b.sessionAllowed
+	// Before the store: its OnSubscribed must see the filters refused over MaxSubscriptions.
+	b.limits = &limitsHook{maxSubs: cfg.MaxSubscriptions, log: b.throttle, logf: cfg.Logger.Warn}
+	if err := b.srv.AddHook(b.limits, nil); err != nil {
+		return nil, fmt.Errorf("broker: add limits hook: %w", err)
 	}
 	b.store = newBoltStore(retainedConfig{
 		Path:        filepath.Join(cfg.DataDir, RetainedDBFile),
@@ -326,6 +361,16 @@ type Stats struct {
 	// LEDCommandsDropped counts LED commands not queued for an offline Pi that already had
 	// Config.MaxQueuedLED waiting.
 	LEDCommandsDropped int64
+	// SlowClientsDisconnected counts clients disconnected because a write to their socket
+	// blocked for Limits.WriteTimeout: they stopped reading.
+	SlowClientsDisconnected int64
+	// MessagesDroppedQueueFull counts messages not delivered to a client because its queue
+	// (Limits.MaxWritesPending) was full.
+	MessagesDroppedQueueFull int64
+	// SubscriptionsRefused counts topic filters refused over Limits.MaxSubscriptions.
+	SubscriptionsRefused int64
+	// SessionsRefused counts connections refused over the sessions a user may hold.
+	SessionsRefused int64
 }
 
 // Stats returns the broker's counters.
@@ -333,7 +378,12 @@ func (b *Broker) Stats() Stats {
 	s := b.store.retained.stats()
 	return Stats{RetainedCommits: s.commits, RetainedCommitFailures: s.failures, RetainedPending: s.pending,
 		PublishesRefused: b.hook.refused.Load(), PublishesInvalid: b.hook.invalid.Load(),
-		LEDCommandsDropped: b.hook.ledDropped.Load()}
+		LEDCommandsDropped:       b.hook.ledDropped.Load(),
+		SlowClientsDisconnected:  b.slow.Load(),
+		MessagesDroppedQueueFull: b.limits.dropped.Load(),
+		SubscriptionsRefused:     b.limits.subsRefused.Load(),
+		SessionsRefused:          b.limits.sessionRefused.Load(),
+	}
 }
 
 // Start opens the configured listeners (TCP, TLS, WebSocket, secure WebSocket) and accepts MQTT
@@ -488,7 +538,9 @@ func (b *Broker) Publish(_ context.Context, m bus.Message) error {
 // establish runs for each accepted socket, for as long as it stays connected. It gives the
 // socket a deadline for its CONNECT packet; Mochi replaces that deadline with the client's
 // keepalive once the client is authenticated, and refreshes it at each packet.
-func (b *Broker) establish(listener string, c net.Conn) error {
+func (b *Broker) establish(listener string, raw net.Conn) error {
+	wc := &writeLimitConn{Conn: raw, timeout: b.cfg.WriteTimeout}
+	c := net.Conn(wc)
 	b.mu.Lock()
 	if b.closed.Load() || !b.admitLocked(c) {
 		b.mu.Unlock()
@@ -500,7 +552,7 @@ func (b *Broker) establish(listener string, c net.Conn) error {
 	b.srv.Listeners.ClientsWg.Add(1)
 	b.mu.Unlock()
 	defer b.srv.Listeners.ClientsWg.Done()
-	_ = c.SetDeadline(time.Now().Add(b.cfg.ConnectTimeout))
+	_ = raw.SetDeadline(time.Now().Add(b.cfg.ConnectTimeout))
 	if b.afterAccept != nil {
 		b.afterAccept(c)
 	}
@@ -508,45 +560,73 @@ func (b *Broker) establish(listener string, c net.Conn) error {
 	err := b.srv.EstablishConnection(listener, c)
 
 	beforeAuth := b.release(c)
-	b.ended(c)
+	id := b.ended(c)
 
 	// Log here rather than returning the error: Mochi's listener would log it without a message
-	// or the remote address.
+	// or the remote address. What unauthenticated sockets cause is logged once per source and
+	// interval, with a count.
 	remote := c.RemoteAddr().String()
+	warn := func(kind, msg string, args ...any) {
+		if ok, held := b.throttle.Allow(kind+"|"+sourceKey(c.RemoteAddr()), time.Now()); ok {
+			b.log.Warn(msg, append(args, "listener", listener, "remote", remote, "count", held+1)...)
+		}
+	}
 	switch {
+	case wc.stalled.Load():
+		b.slow.Add(1)
+		warn("slow", "MQTT client disconnected: it stopped reading (a write to it blocked)", "client", id, "write_timeout", b.cfg.WriteTimeout)
 	case err == nil, errors.Is(err, errRefused): // refusals are logged by the hook
 	case beforeAuth && errors.Is(err, os.ErrDeadlineExceeded):
-		b.log.Warn("MQTT connection closed: no CONNECT packet in time", "listener", listener, "remote", remote, "timeout", b.cfg.ConnectTimeout)
+		warn("timeout", "MQTT connection closed: no CONNECT packet in time", "timeout", b.cfg.ConnectTimeout)
 	case beforeAuth:
-		b.log.Warn("MQTT connection closed at CONNECT", "listener", listener, "remote", remote, "error", err)
+		warn("closed", "MQTT connection closed at CONNECT", "error", err)
 	default:
 		b.log.Info("MQTT connection ended", "listener", listener, "remote", remote, "error", err)
+	}
+	if b.afterEnd != nil {
+		b.afterEnd(raw)
 	}
 	return nil
 }
 
-// admitLocked registers c as pending, or refuses it when MaxPending sockets already are.
-// b.mu is held.
+// admitLocked registers c as pending, or refuses it when MaxPending sockets already are, or
+// MaxPendingPerSource from its source: one host flooding silent sockets fills its own share,
+// not everyone's. b.mu is held.
 func (b *Broker) admitLocked(c net.Conn) bool {
-	if len(b.pending) >= b.cfg.MaxPending {
-		b.refused++
-		if now := time.Now(); now.Sub(b.refusedAt) >= time.Second {
-			b.log.Warn("MQTT connection refused: too many sockets waiting for CONNECT",
-				"remote", c.RemoteAddr().String(), "max_pending", b.cfg.MaxPending, "refused", b.refused)
-			b.refused, b.refusedAt = 0, now
-		}
-		return false
+	src := sourceKey(c.RemoteAddr())
+	var limit string
+	switch {
+	case b.bySource[src] >= b.cfg.MaxPendingPerSource:
+		limit = "per_source"
+	case len(b.pending) >= b.cfg.MaxPending:
+		limit = "total"
+	default:
+		b.pending[c] = src
+		b.bySource[src]++
+		return true
 	}
-	b.pending[c] = struct{}{}
-	return true
+	if b.afterRefuse != nil {
+		b.afterRefuse(c)
+	}
+	if ok, held := b.throttle.Allow("refused|"+src, time.Now()); ok {
+		n := held + 1
+		b.log.Warn("MQTT connection refused: too many sockets waiting for CONNECT", "remote", c.RemoteAddr().String(),
+			"limit", limit, "max_pending", b.cfg.MaxPending, "max_pending_per_source", b.cfg.MaxPendingPerSource, "refused", n)
+	}
+	return false
 }
 
 // release forgets a pending socket, once it is authenticated or gone, and says whether it was
 // still pending.
 func (b *Broker) release(c net.Conn) bool {
 	b.mu.Lock()
-	_, ok := b.pending[c]
-	delete(b.pending, c)
+	src, ok := b.pending[c]
+	if ok {
+		delete(b.pending, c)
+		if b.bySource[src]--; b.bySource[src] <= 0 {
+			delete(b.bySource, src)
+		}
+	}
 	b.mu.Unlock()
 	if ok && b.afterRelease != nil {
 		b.afterRelease(c)
@@ -592,19 +672,20 @@ func (b *Broker) authenticated(cl *mqtt.Client) bool {
 	}
 }
 
-// ended is called once Mochi is done with c.
-func (b *Broker) ended(c net.Conn) {
+// ended is called once Mochi is done with c. It returns c's client id, if it authenticated.
+func (b *Broker) ended(c net.Conn) string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	e, ok := b.liveConns[c]
 	if !ok {
-		return
+		return ""
 	}
 	delete(b.liveConns, c)
 	if b.live[e.id] == e {
 		delete(b.live, e.id)
 	}
 	close(e.done)
+	return e.id
 }
 
 // wsConnState counts WebSocket sockets as pending from their first byte of HTTP to the upgrade,

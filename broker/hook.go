@@ -53,6 +53,9 @@ type authHook struct {
 	maxQueuedLED  int                     // Config.MaxQueuedLED
 	mu            sync.RWMutex            // guards sessions
 	sessions      map[string]session      // by client id; restored sessions are added when first seen
+
+	// sessionAllowed, if set, refuses a user over its sessions (Broker.sessionAllowed).
+	sessionAllowed func(u auth.User, id string) *refusal
 }
 
 // session is who a client id is connected (or persisted) as.
@@ -178,6 +181,11 @@ func (h *authHook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 	if pk.Connect.WillFlag && !h.policy.willAllowed(u, pk.Connect.WillTopic) {
 		log.Warn("MQTT Will topic not allowed", "will_topic", clip(pk.Connect.WillTopic))
 		return refuse(refuseAuth("Will topic not allowed for this user"))
+	}
+	if h.sessionAllowed != nil {
+		if r := h.sessionAllowed(u, cl.ID); r != nil {
+			return refuse(r)
+		}
 	}
 	// A delayed Will (MQTT 5) would be published by Mochi's housekeeping without OnWillSent once
 	// the session is gone, out of the in-process subscribers' sight; and presence wants the

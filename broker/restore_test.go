@@ -17,9 +17,9 @@ import (
 
 func persistent(o *paho.ClientOptions) { o.SetCleanSession(false) }
 
-// connectV5 sends an MQTT 5 CONNECT for a persistent session (expiry 1 h) and returns the
+// resumeV5 sends an MQTT 5 CONNECT for a persistent session (expiry 1 h) and returns the
 // CONNACK's reason code.
-func connectV5(t *testing.T, addr, id, user, pass string) byte {
+func resumeV5(t *testing.T, addr, id, user, pass string) byte {
 	t.Helper()
 	props := []byte{0x11, 0, 0, 0x0e, 0x10} // session expiry interval: 3600 s
 	header := [][]byte{str("MQTT"), {5, 0x80 | 0x40, 0, 60}, varint(len(props)), props}
@@ -70,7 +70,7 @@ func TestRestoredSessionsKeepTheirOwner(t *testing.T) {
 		if _, err := dial(t, b2, "flows", user, password, persistent); !errors.Is(err, pahopackets.ErrorRefusedIDRejected) {
 			t.Errorf("%s took the restored session of flows (MQTT 3.1.1): %v", user, err)
 		}
-		if code := connectV5(t, b2.Addr(), "flows", user, password); code != 0x85 {
+		if code := resumeV5(t, b2.Addr(), "flows", user, password); code != 0x85 {
 			t.Errorf("%s connecting as flows over MQTT 5: CONNACK reason %#x, want 0x85 (client identifier not valid)", user, code)
 		}
 	}

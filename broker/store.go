@@ -101,3 +101,21 @@ func packetIDFromKey(key string) uint16 {
 	}
 	return uint16(id)
 }
+
+// OnSubscribed saves the filters that were granted. Mochi's hook saves refused ones too, with
+// the failure code as their QoS, and restores them at the next start as live subscriptions:
+// filters refused by the ACL or over Limits.MaxSubscriptions would come back after a restart.
+func (h *boltStore) OnSubscribed(cl *mqtt.Client, pk packets.Packet, codes []byte) {
+	granted := pk
+	granted.Filters = nil
+	var grantedCodes []byte
+	for i, f := range pk.Filters {
+		if i < len(codes) && codes[i] < packets.ErrUnspecifiedError.Code {
+			granted.Filters = append(granted.Filters, f)
+			grantedCodes = append(grantedCodes, codes[i])
+		}
+	}
+	if len(granted.Filters) > 0 {
+		h.Hook.OnSubscribed(cl, granted, grantedCodes)
+	}
+}

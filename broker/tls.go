@@ -68,7 +68,7 @@ func (c *TLSConfig) load() (*tls.Config, error) {
 // clientCert returns the verified certificate a client presented over TLS (mqtts or wss), or
 // nil.
 func clientCert(cl *mqtt.Client) *x509.Certificate {
-	conn := cl.Net.Conn
+	conn := unwrapConn(cl.Net.Conn)
 	if wc, ok := conn.(*wsConn); ok {
 		conn = wc.Conn // the socket under the WebSocket: a *tls.Conn on wss
 	}

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/pirack/pirack/broker"
 	"github.com/pirack/pirack/dashboard"
 )
 
@@ -36,6 +37,9 @@ type Config struct {
 	MQTTWSSAddr string
 	// MaxClients bounds the embedded broker's connected clients; 0 means the broker's default.
 	MaxClients int
+	// BrokerLimits are the embedded broker's per-source, per-client and per-user limits; zero
+	// fields take the broker's defaults (broker.Limits).
+	BrokerLimits broker.Limits
 
 	// HTTPAddr is the Control Center's web listener; "" means DefaultHTTPAddr.
 	HTTPAddr string

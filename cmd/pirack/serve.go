@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/pirack/pirack/broker"
 	"github.com/pirack/pirack/controlcenter"
 	"github.com/pirack/pirack/dashboard"
 	"github.com/pirack/pirack/powerbridge"
@@ -44,6 +45,8 @@ type serveConfig struct {
 	LoginLimit int
 	// Broker is a foreign MQTT broker to run on instead of the embedded one.
 	Broker controlcenter.ExternalBroker
+	// BrokerLimits are the embedded broker's limits (0: its defaults, docs/security.md).
+	BrokerLimits broker.Limits
 }
 
 func (c *serveConfig) register(fs *flag.FlagSet) {
@@ -70,6 +73,12 @@ func (c *serveConfig) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.Broker.CertFile, "broker-cert", "", "client certificate (PEM) for --broker, when it asks for one")
 	fs.StringVar(&c.Broker.KeyFile, "broker-key", "", "client certificate's private key (PEM, mode 0600) for --broker")
 	fs.StringVar(&c.Broker.ClientID, "broker-client-id", controlcenter.DefaultClientID, "the control center's MQTT client id on --broker: its persistent session (one per control center)")
+	fs.IntVar(&c.BrokerLimits.MaxPendingPerSource, "mqtt-max-pending-per-source", 0, "sockets one address (IPv6: one /64) may have waiting for their CONNECT (0: "+strconv.Itoa(broker.DefaultMaxPendingPerSource)+"; agents behind one NAT share it)")
+	fs.IntVar(&c.BrokerLimits.MaxWritesPending, "mqtt-max-queued", 0, "packets queued for one MQTT client before messages to it are dropped (0: "+strconv.Itoa(broker.DefaultMaxWritesPending)+")")
+	fs.DurationVar(&c.BrokerLimits.WriteTimeout, "mqtt-write-timeout", 0, "disconnect an MQTT client whose socket takes nothing for this long (0: "+broker.DefaultWriteTimeout.String()+")")
+	fs.IntVar(&c.BrokerLimits.MaxSessionsPerUser, "mqtt-max-sessions", 0, "MQTT sessions, connected or persistent, one viewer, automation or plug user may hold (0: "+strconv.Itoa(broker.DefaultMaxSessionsPerUser)+")")
+	fs.IntVar(&c.BrokerLimits.MaxSessionsPerAdmin, "mqtt-max-sessions-admin", 0, "the same for an admin user (0: "+strconv.Itoa(broker.DefaultMaxSessionsPerAdmin)+")")
+	fs.IntVar(&c.BrokerLimits.MaxSubscriptions, "mqtt-max-subscriptions", 0, "topic filters one MQTT session may subscribe to (0: "+strconv.Itoa(broker.DefaultMaxSubscriptions)+")")
 	fs.StringVar(&c.PowerBridgeFile, "power-bridge", "", "JSON file mapping Tasmota and Shelly smart plugs to rows (docs/topics.md); empty: <data-dir>/"+powerbridge.FileName+" if it exists")
 }
 
@@ -108,7 +117,7 @@ func (c serveConfig) controlCenter(log *slog.Logger, stdout io.Writer) controlce
 		HTTPAddr: c.HTTPAddr, WebCert: c.WebCert, WebKey: c.WebKey, AuditMaxBytes: int64(c.AuditMaxSize),
 		LoginLimit: c.LoginLimit,
 		AlertsFile: c.AlertsFile, StaleAfter: c.StaleAfter, PowerBridgeFile: c.PowerBridgeFile,
-		Broker: c.Broker,
+		Broker: c.Broker, BrokerLimits: c.BrokerLimits,
 	}
 	if c.Broker.URL != "" {
 		cfg.MQTTAddr, cfg.MQTTTLSAddr = "", ""
@@ -116,14 +125,15 @@ func (c serveConfig) controlCenter(log *slog.Logger, stdout io.Writer) controlce
 	return cfg
 }
 
-// checkBrokerFlags refuses --mqtt and --mqtts given with --broker: they would be ignored.
+// checkBrokerFlags refuses --mqtt, --mqtts and the embedded broker's limits given with --broker:
+// they would be ignored.
 func checkBrokerFlags(fs *flag.FlagSet, c serveConfig) error {
 	if c.Broker.URL == "" {
 		return nil
 	}
 	var err error
 	fs.Visit(func(f *flag.Flag) {
-		if f.Name == "mqtt" || f.Name == "mqtts" {
+		if f.Name == "mqtt" || f.Name == "mqtts" || strings.HasPrefix(f.Name, "mqtt-max-") || f.Name == "mqtt-write-timeout" {
 			err = fmt.Errorf("--%s configures the embedded broker, which --broker switches off", f.Name)
 		}
 	})

@@ -8,8 +8,9 @@ import (
 )
 
 // maxKeys bounds the memory keys can take (they may include error texts or addresses chosen
-// by a client): past it, every key is forgotten and the next line of each is let through.
-const maxKeys = 1000
+// by a client): past it, keys quiet for a period are forgotten, and if that is not enough (a
+// flood from more sources than that), every key is.
+const maxKeys = 4096
 
 // Limiter lets a message with a given key through once per period, counting what it held
 // back. The zero value is not usable; make one with New. It is safe for concurrent use.
@@ -37,7 +38,14 @@ func (l *Limiter) Allow(key string, now time.Time) (bool, int) {
 	e, ok := l.seen[key]
 	if !ok {
 		if len(l.seen) >= maxKeys {
-			clear(l.seen)
+			for k, e := range l.seen {
+				if now.Sub(e.last) >= l.every {
+					delete(l.seen, k)
+				}
+			}
+			if len(l.seen) >= maxKeys {
+				clear(l.seen)
+			}
 		}
 		l.seen[key] = &limited{last: now}
 		return true, 0
