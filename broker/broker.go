@@ -177,6 +177,9 @@ func (c Config) capabilities() *mqtt.Capabilities {
 	caps.MaximumPacketSize = c.MaxPacketSize
 	caps.MaximumMessageExpiryInterval = int64(c.RetainedExpiry / time.Second)
 	caps.MaximumSessionExpiryInterval = uint32(min(c.SessionExpiry/time.Second, 1<<32-1))
+	// Mochi copies a publisher's MQTT 5 properties into its PUBACK, and with them its reason
+	// code, which is the QoS (0x01, not a PUBACK code): MQTT.js then resends for ever.
+	caps.Compatibilities.NoInheritedPropertiesOnAck = true
 	return caps
 }
 

@@ -310,8 +310,8 @@ func (h *authHook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
 	return false
 }
 
-// OnPublish drops a publish its sender may not make. Mochi still acknowledges it (PUBACK for
-// QoS 1) but neither retains nor delivers it. An allowed one (and every in-process one) goes to
+// OnPublish drops a publish its sender may not make. It is still acknowledged (by Mochi for
+// MQTT 3.1.1, with "not authorized" for MQTT 5) but neither retained nor delivered. An allowed one (and every in-process one) goes to
 // the in-process subscribers.
 func (h *authHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
 	if cl.Net.Inline {
@@ -327,6 +327,11 @@ func (h *authHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet
 	}
 	h.log.Warn("MQTT publish refused: acknowledged and dropped",
 		"username", s.user.Name, "role", s.user.Role, "client", cl.ID, "topic", clip(pk.TopicName), "qos", pk.FixedHeader.Qos, "remote", cl.Net.Remote)
+	if cl.Properties.ProtocolVersion == 5 {
+		// MQTT 5 can say "not authorized"; Mochi's own acknowledgement would say success.
+		ackRefused(cl, pk)
+		return pk, packets.ErrRejectPacket
+	}
 	return pk, packets.CodeSuccessIgnore
 }
 
