@@ -274,6 +274,10 @@ func New(cfg Config) (*Broker, error) {
 	if err := b.srv.AddHook(b.hook, nil); err != nil {
 		return nil, fmt.Errorf("broker: add auth hook: %w", err)
 	}
+	// After the auth hook, so that it sees only the packets the auth hook let through.
+	if err := b.srv.AddHook(&protocolHook{log: cfg.Logger, caps: b.srv.Options.Capabilities}, nil); err != nil {
+		return nil, fmt.Errorf("broker: add protocol hook: %w", err)
+	}
 	b.store = newBoltStore(retainedConfig{
 		Path:        filepath.Join(cfg.DataDir, RetainedDBFile),
 		Interval:    cfg.RetainedFlushInterval,

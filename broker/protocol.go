@@ -1,9 +1,100 @@
 package broker
 
 import (
+	"bytes"
+	"log/slog"
+	"slices"
+	"sync"
+
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
 )
+
+// protocolHook mends what Mochi gets wrong in MQTT itself; the authHook decides who may do
+// what, this hook only how the broker answers:
+//
+//   - Packet ids: Mochi keeps the ids of the client's packets and of its own in one map, and
+//     answers a SUBSCRIBE or UNSUBSCRIBE whose id a message queued for the client took with
+//     0x91 "packet identifier in use" (not even an MQTT 3.1.1 code), without applying it. Each
+//     direction has its own ids, so Mochi is handed id 0, which it never uses, and the ack
+//     gets the client's id back.
+//   - An MQTT 3.1.1 SUBACK carries only 3.1.1 codes.
+type protocolHook struct {
+	mqtt.HookBase
+	log  *slog.Logger
+	caps *mqtt.Capabilities
+
+	mu  sync.Mutex
+	ids map[*mqtt.Client]uint16 // the id of the client's SUBSCRIBE or UNSUBSCRIBE being answered
+}
+
+var _ mqtt.Hook = (*protocolHook)(nil)
+
+func (h *protocolHook) ID() string { return "pirack-protocol" }
+
+func (h *protocolHook) Provides(b byte) bool {
+	return bytes.Contains([]byte{
+		mqtt.OnPacketRead,
+		mqtt.OnPacketEncode,
+		mqtt.OnDisconnect,
+	}, []byte{b})
+}
+
+func (h *protocolHook) Init(any) error {
+	h.ids = map[*mqtt.Client]uint16{}
+	return nil
+}
+
+// OnPacketRead takes a SUBSCRIBE's or UNSUBSCRIBE's id out of Mochi's sight.
+func (h *protocolHook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
+	switch pk.FixedHeader.Type {
+	case packets.Subscribe, packets.Unsubscribe:
+		if len(pk.Filters) == 0 || pk.PacketID == 0 {
+			return pk, nil // Mochi closes the connection
+		}
+		if in, ok := cl.State.Inflight.Get(pk.PacketID); ok && in.FixedHeader.Type == packets.Pubrec {
+			return pk, nil // the id of the client's own QoS 2 publish: a real clash, for Mochi to refuse
+		}
+		// Always, not only on a clash: a message for the client may take the id at any moment.
+		h.mu.Lock()
+		h.ids[cl] = pk.PacketID
+		h.mu.Unlock()
+		pk.PacketID = 0
+		pk.FixedHeader.Qos = 0 // Mochi wants an id only when these flag bits say QoS 1
+	}
+	return pk, nil
+}
+
+// OnPacketEncode gives a SUBACK or UNSUBACK its client's id back, and keeps an MQTT 3.1.1
+// SUBACK to 3.1.1's codes (granted QoS, or 0x80).
+func (h *protocolHook) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packets.Packet {
+	if pk.FixedHeader.Type != packets.Suback && pk.FixedHeader.Type != packets.Unsuback {
+		return pk
+	}
+	if pk.PacketID == 0 {
+		h.mu.Lock()
+		pk.PacketID = h.ids[cl]
+		delete(h.ids, cl)
+		h.mu.Unlock()
+	}
+	if pk.FixedHeader.Type == packets.Suback && cl.Properties.ProtocolVersion < 5 {
+		codes := slices.Clone(pk.ReasonCodes)
+		for i, c := range codes {
+			if c > packets.CodeGrantedQos2.Code {
+				codes[i] = packets.ErrUnspecifiedError.Code
+			}
+		}
+		pk.ReasonCodes = codes
+	}
+	return pk
+}
+
+// OnDisconnect forgets an id whose ack was never sent.
+func (h *protocolHook) OnDisconnect(cl *mqtt.Client, _ error, _ bool) {
+	h.mu.Lock()
+	delete(h.ids, cl)
+	h.mu.Unlock()
+}
 
 // ackRefused acknowledges a QoS 1 or 2 publish the broker drops: PUBACK or PUBREC with
 // "not authorized" (0x87), which MQTT 5 clients read as a refusal that ends the flow, with

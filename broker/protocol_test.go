@@ -251,3 +251,92 @@ func TestV5AcksWithUserProperties(t *testing.T) {
 		})
 	}
 }
+
+// A message queued for an offline persistent session takes a packet id of the broker's; the
+// client, back, subscribes with the same id (its own counter restarted at 1, as mosquitto_sub
+// -c does). Both directions have their own ids: the SUBSCRIBE and a later UNSUBSCRIBE are
+// applied and answered with the client's id, not with 0x91 "packet identifier in use".
+func TestSubscribeIDOfAQueuedMessage(t *testing.T) {
+	b := startBroker(t)
+	const queued, live = "watch/queued", "watch/live"
+	session := connectPacket{id: "buttons-watch", user: "admin", pass: password, persistent: true}
+	conn := rawConnect(t, b.Addr(), session)
+	expectConnack(t, conn, 0)
+	if _, err := conn.Write(subscribeV3(1, queued)); err != nil {
+		t.Fatal(err)
+	}
+	if ack := readPacket(t, conn); !bytes.Equal(ack.body, []byte{0, 1, 1}) {
+		t.Fatalf("SUBACK %v, want QoS 1 granted", ack)
+	}
+	if _, err := conn.Write([]byte{0xe0, 0}); err != nil { // DISCONNECT
+		t.Fatal(err)
+	}
+	readUntilClosed(t, conn)
+	publish := func(topic, payload string) {
+		t.Helper()
+		if err := b.Publish(context.Background(), bus.Message{Topic: topic, Payload: []byte(payload), QoS: 1}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	publish(queued, "while away") // queued for the session, with the broker's next packet id
+
+	conn = rawConnect(t, b.Addr(), session)
+	if ack := readPacket(t, conn); !bytes.Equal(ack.body, []byte{1, 0}) {
+		t.Fatalf("CONNACK %v, want the session present", ack)
+	}
+	// The queued message is resent at once; subscribe with its id before acknowledging it.
+	pub := readPacket(t, conn)
+	if pub.kind() != 3 || !bytes.Contains(pub.body, []byte("while away")) {
+		t.Fatalf("got %v, want the queued message", pub)
+	}
+	inUse := uint16(pub.body[2+len(queued)])<<8 | uint16(pub.body[3+len(queued)])
+	if _, err := conn.Write(subscribeV3(inUse, live)); err != nil {
+		t.Fatal(err)
+	}
+	ack, _ := readUntil(t, conn, 9)
+	if want := append(id16(inUse), 1); !bytes.Equal(ack.body, want) {
+		t.Fatalf("SUBACK % x, want % x: QoS 1 granted for id %d", ack.body, want, inUse)
+	}
+	publish(live, "hello")
+	msg := readPacket(t, conn)
+	if msg.kind() != 3 || !bytes.HasSuffix(msg.body, []byte("hello")) {
+		t.Fatalf("got %v, want the message on %s: the subscription was not applied", msg, live)
+	}
+	if _, err := conn.Write(packet(0x40, msg.body[2+len(live):4+len(live)])); err != nil { // PUBACK
+		t.Fatal(err)
+	}
+
+	// UNSUBSCRIBE with the id still in use by the queued message: applied too.
+	if _, err := conn.Write(packet(0xa2, id16(inUse), str(live))); err != nil {
+		t.Fatal(err)
+	}
+	unsuback, _ := readUntil(t, conn, 11)
+	if !bytes.Equal(unsuback.body, id16(inUse)) {
+		t.Fatalf("UNSUBACK % x, want id %d", unsuback.body, inUse)
+	}
+	publish(live, "after unsubscribe")
+	publish(queued, "marker")
+	if msg := readPacket(t, conn); !bytes.HasSuffix(msg.body, []byte("marker")) {
+		t.Fatalf("got %v, want the marker: the unsubscribe was not applied", msg)
+	}
+}
+
+// A SUBSCRIBE whose id is still in use by the client's own QoS 2 publish is a real clash; the
+// refusal is answered with a code MQTT 3.1.1 has (0x80), not with MQTT 5's 0x91.
+func TestSubscribeIDClashV3Code(t *testing.T) {
+	b := startBroker(t)
+	conn := rawConnect(t, b.Addr(), connectPacket{id: "clash", user: "admin", pass: password})
+	expectConnack(t, conn, 0)
+	if _, err := conn.Write(publishPacket("home/x", 2, "x")); err != nil { // id 1, PUBREL not sent
+		t.Fatal(err)
+	}
+	if rec := readPacket(t, conn); rec.kind() != 5 || rec.id() != 1 {
+		t.Fatalf("got %v, want PUBREC for id 1", rec)
+	}
+	if _, err := conn.Write(subscribeV3(1, "home/y")); err != nil {
+		t.Fatal(err)
+	}
+	if ack := readPacket(t, conn); !bytes.Equal(ack.body, []byte{0, 1, 0x80}) {
+		t.Fatalf("SUBACK %v, want failure 0x80", ack)
+	}
+}
