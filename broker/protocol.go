@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
@@ -18,6 +19,8 @@ import (
 //     0x91 "packet identifier in use" (not even an MQTT 3.1.1 code), without applying it. Each
 //     direction has its own ids, so Mochi is handed id 0, which it never uses, and the ack
 //     gets the client's id back.
+//   - $SYS publishes, which Mochi drops unanswered (the client's inflight window fills), are
+//     acknowledged and dropped like every refused publish.
 //   - An MQTT 3.1.1 SUBACK carries only 3.1.1 codes.
 type protocolHook struct {
 	mqtt.HookBase
@@ -45,7 +48,8 @@ func (h *protocolHook) Init(any) error {
 	return nil
 }
 
-// OnPacketRead takes a SUBSCRIBE's or UNSUBSCRIBE's id out of Mochi's sight.
+// OnPacketRead takes a SUBSCRIBE's or UNSUBSCRIBE's id out of Mochi's sight, and acknowledges
+// a $SYS publish, which Mochi then drops.
 func (h *protocolHook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
 	switch pk.FixedHeader.Type {
 	case packets.Subscribe, packets.Unsubscribe:
@@ -61,8 +65,19 @@ func (h *protocolHook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets
 		h.mu.Unlock()
 		pk.PacketID = 0
 		pk.FixedHeader.Qos = 0 // Mochi wants an id only when these flag bits say QoS 1
+	case packets.Publish:
+		if isSysTopic(pk.TopicName) && pk.PublishValidate(h.caps.TopicAliasMaximum) == packets.CodeSuccess {
+			h.log.Warn("MQTT publish refused: acknowledged and dropped", "username", clip(string(cl.Properties.Username)),
+				"client", cl.ID, "topic", clip(pk.TopicName), "qos", pk.FixedHeader.Qos, "reason", "$SYS topics are the broker's", "remote", cl.Net.Remote)
+			ackRefused(cl, pk)
+		}
 	}
 	return pk, nil
+}
+
+// isSysTopic says whether Mochi drops a publish to topic unanswered: $SYS, in any case.
+func isSysTopic(topic string) bool {
+	return len(topic) >= len(mqtt.SysPrefix) && strings.EqualFold(topic[:len(mqtt.SysPrefix)], mqtt.SysPrefix)
 }
 
 // OnPacketEncode gives a SUBACK or UNSUBACK its client's id back, and keeps an MQTT 3.1.1

@@ -340,3 +340,58 @@ func TestSubscribeIDClashV3Code(t *testing.T) {
 		t.Fatalf("SUBACK %v, want failure 0x80", ack)
 	}
 }
+
+// QoS 1 and 2 publishes to $SYS topics are acknowledged and dropped, like every refused
+// publish: Mochi dropped them unanswered, and the client's inflight window filled.
+func TestSysPublishAcknowledged(t *testing.T) {
+	b := startBroker(t)
+	watcher := mustDial(t, b, "sys-watcher", "admin")
+	watcher.subscribe(t, "$SYS/forged/#")
+
+	conn := rawConnect(t, b.Addr(), connectPacket{id: "sys-v3", user: "admin", pass: password})
+	expectConnack(t, conn, 0)
+	if _, err := conn.Write(packet(0x32, str("$SYS/forged/a"), id16(7), []byte("x"))); err != nil {
+		t.Fatal(err)
+	}
+	if p := readPacket(t, conn); p.first != 0x40 || !bytes.Equal(p.body, id16(7)) {
+		t.Fatalf("got %v, want PUBACK for id 7", p)
+	}
+	if _, err := conn.Write(packet(0x34, str("$sys/forged/b"), id16(8), []byte("x"))); err != nil {
+		t.Fatal(err)
+	}
+	if p := readPacket(t, conn); p.first != 0x50 || !bytes.Equal(p.body, id16(8)) {
+		t.Fatalf("got %v, want PUBREC for id 8", p)
+	}
+	if _, err := conn.Write(packet(0x62, id16(8))); err != nil {
+		t.Fatal(err)
+	}
+	if p := readPacket(t, conn); p.first != 0x70 || !bytes.Equal(p.body, id16(8)) {
+		t.Fatalf("got %v, want PUBCOMP for id 8", p)
+	}
+
+	v5, err := net.Dial("tcp", b.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer v5.Close()
+	if _, err := v5.Write(connectV5("sys-v5", "admin", password)); err != nil {
+		t.Fatal(err)
+	}
+	readPacket(t, v5) // CONNACK
+	for _, qos := range []byte{1, 2} {
+		if _, err := v5.Write(publishV5("$SYS/forged/c", qos, 9, "x")); err != nil {
+			t.Fatal(err)
+		}
+		if a := decodeAckV5(t, readPacket(t, v5)); a.kind != 3+qos || a.id != 9 || a.reason != 0x87 {
+			t.Fatalf("QoS %d: got %+v, want type %d for id 9 with reason 0x87 (not authorized)", qos, a, 3+qos)
+		}
+	}
+
+	watcher.publish(t, "$SYS/forged/end", 1, false, "end") // dropped as well: only the barrier ends
+	watcher.barrier(t)
+	select {
+	case m := <-watcher.msgs:
+		t.Fatalf("a forged $SYS message was delivered: %s %q", m.Topic(), m.Payload())
+	default:
+	}
+}
