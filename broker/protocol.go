@@ -9,6 +9,8 @@ import (
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
+
+	"github.com/pirack/pirack/internal/mqttfilter"
 )
 
 // protocolHook mends what Mochi gets wrong in MQTT itself; the authHook decides who may do
@@ -19,6 +21,8 @@ import (
 //     0x91 "packet identifier in use" (not even an MQTT 3.1.1 code), without applying it. Each
 //     direction has its own ids, so Mochi is handed id 0, which it never uses, and the ack
 //     gets the client's id back.
+//   - Malformed filters ("rack/a#", "rack/+x"), which Mochi grants, are refused: 0x8F "topic
+//     filter invalid" for MQTT 5, 0x80 for 3.1.1.
 //   - $SYS publishes, which Mochi drops unanswered (the client's inflight window fills), are
 //     acknowledged and dropped like every refused publish.
 //   - An MQTT 3.1.1 SUBACK carries only 3.1.1 codes.
@@ -39,6 +43,7 @@ func (h *protocolHook) Provides(b byte) bool {
 	return bytes.Contains([]byte{
 		mqtt.OnPacketRead,
 		mqtt.OnPacketEncode,
+		mqtt.OnSubscribe,
 		mqtt.OnDisconnect,
 	}, []byte{b})
 }
@@ -78,6 +83,24 @@ func (h *protocolHook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets
 // isSysTopic says whether Mochi drops a publish to topic unanswered: $SYS, in any case.
 func isSysTopic(topic string) bool {
 	return len(topic) >= len(mqtt.SysPrefix) && strings.EqualFold(topic[:len(mqtt.SysPrefix)], mqtt.SysPrefix)
+}
+
+// OnSubscribe refuses malformed filters: Mochi refuses an empty one as invalid.
+func (h *protocolHook) OnSubscribe(cl *mqtt.Client, pk packets.Packet) packets.Packet {
+	filters, cloned := pk.Filters, false
+	for i, sub := range filters {
+		if mqttfilter.Valid(unshare(sub.Filter)) {
+			continue
+		}
+		h.log.Warn("MQTT subscription refused", "username", clip(string(cl.Properties.Username)), "client", cl.ID,
+			"filter", clip(sub.Filter), "reason", "malformed topic filter: + and # must be whole levels, # the last", "remote", cl.Net.Remote)
+		if !cloned {
+			filters, cloned = slices.Clone(filters), true // the read packet's own slice stays as it was
+		}
+		filters[i].Filter = ""
+	}
+	pk.Filters = filters
+	return pk
 }
 
 // OnPacketEncode gives a SUBACK or UNSUBACK its client's id back, and keeps an MQTT 3.1.1

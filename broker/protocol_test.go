@@ -395,3 +395,39 @@ func TestSysPublishAcknowledged(t *testing.T) {
 	default:
 	}
 }
+
+// Filters with a wildcard that is not a whole level ("rack/a#", "rack/+x") are refused with
+// a failure code, 0x80 on MQTT 3.1.1 and 0x8F "topic filter invalid" on MQTT 5 (where a filter
+// the role may not read gets 0x87); the valid filters of the same SUBSCRIBE are granted.
+func TestMalformedFilterRefused(t *testing.T) {
+	b := startBroker(t)
+	filters := []string{"rack/a#", "rack/+x/status", "$share/g/rack/a#", topics.AllFilter, "$SYS/#"}
+
+	v3 := rawConnect(t, b.Addr(), connectPacket{id: "filters-v3", user: "viewer", pass: password})
+	expectConnack(t, v3, 0)
+	if _, err := v3.Write(subscribeV3(3, filters...)); err != nil {
+		t.Fatal(err)
+	}
+	if ack := readPacket(t, v3); !bytes.Equal(ack.body, []byte{0, 3, 0x80, 0x80, 0x80, 1, 0x80}) {
+		t.Errorf("MQTT 3.1.1 SUBACK % x, want 0x80 for each malformed filter", ack.body)
+	}
+
+	v5, err := net.Dial("tcp", b.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer v5.Close()
+	if _, err := v5.Write(connectV5("filters-v5", "viewer", password)); err != nil {
+		t.Fatal(err)
+	}
+	readPacket(t, v5) // CONNACK
+	if _, err := v5.Write(subscribeV5(4, filters...)); err != nil {
+		t.Fatal(err)
+	}
+	ack := readPacket(t, v5)
+	codes := ack.body[len(ack.body)-len(filters):]
+	if ack.id() != 4 || !bytes.Equal(codes, []byte{0x8f, 0x8f, 0x8f, 1, 0x87}) {
+		t.Errorf("MQTT 5 SUBACK %v, want 0x8F for each malformed filter", ack)
+	}
+
+}
