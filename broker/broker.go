@@ -210,6 +210,9 @@ func (c Config) capabilities() *mqtt.Capabilities {
 	caps.MaximumClientWritesPending = int32(min(c.MaxWritesPending, 1<<31-1))
 	caps.MaximumMessageExpiryInterval = int64(c.RetainedExpiry / time.Second)
 	caps.MaximumSessionExpiryInterval = uint32(min(c.SessionExpiry/time.Second, 1<<32-1))
+	// Mochi copies a publisher's MQTT 5 properties into its PUBACK, and with them its reason
+	// code, which is the QoS (0x01, not a PUBACK code): MQTT.js then resends for ever.
+	caps.Compatibilities.NoInheritedPropertiesOnAck = true
 	return caps
 }
 
@@ -311,6 +314,10 @@ func New(cfg Config) (*Broker, error) {
 		return nil, fmt.Errorf("broker: add auth hook: %w", err)
 	}
 	b.hook.sessionAllowed = b.sessionAllowed
+	// After the auth hook, so that it sees only the packets the auth hook let through.
+	if err := b.srv.AddHook(&protocolHook{log: cfg.Logger, caps: b.srv.Options.Capabilities}, nil); err != nil {
+		return nil, fmt.Errorf("broker: add protocol hook: %w", err)
+	}
 	// Before the store: its OnSubscribed must see the filters refused over MaxSubscriptions.
 	b.limits = &limitsHook{maxSubs: cfg.MaxSubscriptions, log: b.throttle, logf: cfg.Logger.Warn}
 	if err := b.srv.AddHook(b.limits, nil); err != nil {

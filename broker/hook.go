@@ -343,8 +343,9 @@ func (h *authHook) queueRoom(cl *mqtt.Client, u auth.User, topic string) bool {
 	return false
 }
 
-// OnPublish drops a publish its sender may not make. Mochi still acknowledges it (PUBACK for
-// QoS 1) but neither retains nor delivers it. An allowed one (and every in-process one) goes to
+// OnPublish drops a publish its sender may not make, or that breaks the topic contract. It is
+// still acknowledged (see drop) but neither retained nor delivered. An allowed one (and every
+// in-process one) goes to
 // the in-process subscribers.
 func (h *authHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
 	if cl.Net.Inline {
@@ -356,18 +357,30 @@ func (h *authHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet
 		h.refused.Add(1)
 		h.log.Warn("MQTT publish refused: acknowledged and dropped",
 			"username", s.user.Name, "role", s.user.Role, "client", cl.ID, "topic", clip(pk.TopicName), "qos", pk.FixedHeader.Qos, "remote", cl.Net.Remote)
-		return pk, packets.CodeSuccessIgnore
+		return drop(cl, pk, packets.ErrNotAuthorized)
 	}
 	if err := contractViolation(pk); err != nil {
 		h.invalid.Add(1)
 		h.logLimited("invalid/"+cl.ID, slog.LevelWarn, "MQTT publish breaks the topic contract: acknowledged and dropped, not retained nor delivered",
 			"username", s.user.Name, "client", cl.ID, "topic", clip(pk.TopicName), "reason", err, "remote", cl.Net.Remote)
-		return pk, packets.CodeSuccessIgnore
+		return drop(cl, pk, packets.ErrPayloadFormatInvalid)
 	}
 	// Mochi acknowledges only after OnPublish returns: what the in-process subscribers take
 	// here is theirs before the client is told it was delivered.
 	h.deliver(liveMessage(pk))
 	return pk, nil
+}
+
+// drop acknowledges a refused publish and drops it. An MQTT 3.1.1 client gets Mochi's plain
+// acknowledgement (3.1.1 has no negative one, and a client disconnected for a QoS 1 message
+// would resend it at every reconnect); an MQTT 5 client is told why, with code, which ends the
+// flow: Mochi's own would say success.
+func drop(cl *mqtt.Client, pk packets.Packet, code packets.Code) (packets.Packet, error) {
+	if cl.Properties.ProtocolVersion == 5 {
+		ackRefused(cl, pk, code)
+		return pk, packets.ErrRejectPacket
+	}
+	return pk, packets.CodeSuccessIgnore
 }
 
 // contractViolation says why a client's publish on a topic of the contract breaks it, or nil.
