@@ -162,7 +162,8 @@ func decodeAckV5(t testing.TB, p rawPacket) ackV5 {
 var validPubackV5 = map[byte]bool{0x00: true, 0x10: true, 0x80: true, 0x83: true, 0x87: true, 0x90: true, 0x91: true, 0x97: true, 0x99: true}
 
 // An MQTT 5 QoS 1 or 2 publish with user properties (Node-RED, MQTT.js) gets a valid
-// acknowledgement: success, or "not authorized" when refused, never the publisher's own
+// acknowledgement: success, "not authorized" when refused, or "payload format invalid" when
+// it breaks the topic contract, never the publisher's own
 // properties or Mochi's QoS code 0x01. A refused one is not delivered, and the flow ends there
 // (no PUBREL is expected after a refusing PUBREC).
 func TestV5AcksWithUserProperties(t *testing.T) {
@@ -184,6 +185,9 @@ func TestV5AcksWithUserProperties(t *testing.T) {
 		{"allowed QoS 2", "admin", "home/kitchen", 2, 0x00},
 		{"refused QoS 1", "viewer", topics.LEDTopic(macA), 1, 0x87},
 		{"refused QoS 2", "viewer", topics.LEDTopic(macA), 2, 0x87},
+		// Allowed, but not an LED command the contract knows: "payload format invalid".
+		{"invalid QoS 1", "auto", topics.LEDTopic(macA), 1, 0x99},
+		{"invalid QoS 2", "auto", topics.LEDTopic(macA), 2, 0x99},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			conn, err := net.Dial("tcp", b.Addr())
