@@ -24,8 +24,9 @@ type saveReq struct {
 //
 // Calls made at the same time share one commit (group commit): the writer takes every call
 // waiting when it is free, up to maxSaveBatch, and answers them all with that commit's result.
-// A lone call is committed at once, not after a window, and does not wait for the batches of
-// Add; it may wait for a batch or a retention pass being committed at that moment.
+// A lone call is committed at once, not after a window. What Add, AddPower and AddEvent queued
+// before it is committed first (unsynced, as their batches always are), so the log keeps the
+// order of recording; a call may also wait for a retention pass under way.
 //
 // It needs an active Run; ctx bounds the wait, including for a Run that is not there. A
 // failed commit (a full disk) is logged, at most once per LogEvery, and counted in Stats.

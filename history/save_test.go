@@ -72,7 +72,7 @@ func TestSaveEventGroupCommit(t *testing.T) {
 	}
 
 	// A lone call is committed without waiting for the batch interval of Add (1 s by
-	// default; an hour here).
+	// default; an hour here), and takes what was queued before it along, first.
 	s2 := openStore(t, "", &fakeClock{now: t0}, true, func(o *Options) { o.FlushInterval = time.Hour })
 	s2.AddEvent(Event{Time: t0, Kind: EventOnline, MAC: mac})
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
@@ -81,8 +81,8 @@ func TestSaveEventGroupCommit(t *testing.T) {
 		t.Fatal(err)
 	}
 	evs, _ := s2.RackEvents(t.Context(), EventQuery{})
-	if len(evs) != 1 || evs[0].Kind != EventButton {
-		t.Errorf("stored %+v, want only the saved press (the queued event waits for its batch)", evs)
+	if len(evs) != 2 || evs[0].Kind != EventButton || evs[1].Kind != EventOnline {
+		t.Errorf("stored %+v, want the queued online, then the press", evs)
 	}
 }
 

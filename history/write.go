@@ -245,6 +245,11 @@ func (s *Store) Run(ctx context.Context) error {
 			s.drainSaves()
 			return nil
 		case r := <-s.saveQ:
+			// What was queued before goes first, so that the log keeps the order events were
+			// recorded in (an online, then the press it came with, in the same millisecond).
+			// It is a commit the next tick would make anyway, and it is not synced.
+			batch, _ = s.drain(batch)
+			commit()
 			s.saveEvents(r)
 		case it := <-s.queue:
 			batch = append(batch, it)
