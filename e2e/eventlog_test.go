@@ -186,4 +186,3 @@ func TestAcknowledgedPressesSurviveSIGKILL(t *testing.T) {
 		t.Errorf("%d presses in the log, want the %d sent", len(stored), sent)
 	}
 }
-
