@@ -2,9 +2,14 @@ package e2e
 
 import (
 	"database/sql"
+	"errors"
 	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
 	"path/filepath"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -12,8 +17,11 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/pirack/pirack/auth"
+	"github.com/pirack/pirack/bus"
 	"github.com/pirack/pirack/controlcenter"
+	"github.com/pirack/pirack/dashboard"
 	"github.com/pirack/pirack/history" // registers the sqlite driver the checks read with
+	"github.com/pirack/pirack/internal/testlog"
 	"github.com/pirack/pirack/topics"
 )
 
@@ -185,4 +193,128 @@ func TestAcknowledgedPressesSurviveSIGKILL(t *testing.T) {
 	if len(stored) != sent {
 		t.Errorf("%d presses in the log, want the %d sent", len(stored), sent)
 	}
+}
+
+// mountTmpfs mounts a tmpfs of size bytes on a new directory and unmounts it at cleanup. It
+// skips the test where mounting is not allowed (not root, or in a container without the
+// capability).
+func mountTmpfs(t *testing.T, size int) string {
+	t.Helper()
+	dir := t.TempDir()
+	out, err := exec.Command("mount", "-t", "tmpfs", "-o", fmt.Sprintf("size=%d,mode=0700", size), "tmpfs", dir).CombinedOutput()
+	if err != nil {
+		t.Skipf("cannot mount a tmpfs to fill (needs root): %v: %s", err, out)
+	}
+	t.Cleanup(func() {
+		if out, err := exec.Command("umount", dir).CombinedOutput(); err != nil {
+			t.Errorf("umount %s: %v: %s", dir, err, out)
+		}
+	})
+	return dir
+}
+
+// fillDisk writes a file in dir until the file system is full, and returns its path.
+func fillDisk(t *testing.T, dir string) string {
+	t.Helper()
+	path := filepath.Join(dir, "filler")
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	buf := make([]byte, 64<<10)
+	for {
+		if _, err := f.Write(buf); err != nil {
+			if !errors.Is(err, syscall.ENOSPC) {
+				t.Fatalf("fill %s: %v", dir, err)
+			}
+			break
+		}
+	}
+	// The last partial blocks too, so that no write finds room.
+	for {
+		if _, err := f.Write(buf[:512]); err != nil {
+			return path
+		}
+	}
+}
+
+// TestPressesWaitOutAFullDisk: the control center's data directory is a small tmpfs, filled up
+// while a real agent presses its button. Presses made while the disk is full are not
+// acknowledged: none reaches the event log, and each delivery is refused again as the agent
+// sends it again on every reconnection. Once space is freed they all arrive, each once.
+func TestPressesWaitOutAFullDisk(t *testing.T) {
+	const before, during = 3, 5
+	tmpfs := mountTmpfs(t, 16<<20)
+	logs := make(chan string, 1024)
+	r := newRig(t, func(t *testing.T, r *rig) {
+		users, err := auth.Open(filepath.Join(tmpfs, controlcenter.UsersFile))
+		if err != nil {
+			t.Fatal(err)
+		}
+		users.Cost = bcrypt.MinCost
+		if err := users.Add(auth.User{Name: adminUser, Role: auth.RoleAdmin}, adminPassword); err != nil {
+			t.Fatal(err)
+		}
+		r.dir, r.users = tmpfs, users
+		r.log = slog.New(testlog.Tap{Handler: r.log.Handler(), Msgs: logs})
+	})
+	// Every button message, after the dashboard has saved or refused it: in-process
+	// subscribers run in the order they subscribed.
+	delivered := make(chan struct{}, 1024)
+	if err := r.cc.Bus().Subscribe(topics.ButtonTopic("+", "+"), func(bus.Message) {
+		select {
+		case delivered <- struct{}{}:
+		default:
+		}
+	}); err != nil {
+		t.Fatal(err)
+	}
+	btn := newSyncButton()
+	p := r.startPi(t, macA, "r1", r.mqttAddr, durablePi(t.TempDir(), btn))
+	r.awaitNode(t, macA, "online", func(n dashboard.Node) bool { return n.Online() })
+	inLog := func() int {
+		evs, err := r.cc.History().RackEvents(t.Context(), history.EventQuery{MAC: p.mac, Kinds: []string{history.EventButton}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(evs)
+	}
+	// awaitLog waits, one delivery at a time, until the log holds want presses.
+	awaitLog := func(want int) {
+		t.Helper()
+		deadline := time.After(waitLimit)
+		for inLog() != want {
+			select {
+			case <-delivered:
+			case <-deadline:
+				t.Fatalf("%d presses in the event log after %v, want %d, checked after each delivery (a press acknowledged before it is saved would be seen late)", inLog(), waitLimit, want)
+			}
+		}
+	}
+	btn.pressN(t, before)
+	awaitLog(before)
+
+	filler := fillDisk(t, tmpfs)
+	btn.pressN(t, during)
+	// The first press of the outage is refused, sent again after a reconnection, refused
+	// again: three refusals, and nothing new in the log meanwhile.
+	deadline := time.After(waitLimit)
+	for r.rack().Stats().PressesRefused < 3 {
+		select {
+		case <-delivered:
+		case <-deadline:
+			t.Fatalf("%d refused deliveries within %v, want 3", r.rack().Stats().PressesRefused, waitLimit)
+		}
+		if n := inLog(); n != before {
+			t.Fatalf("%d presses in the event log while the disk is full, want %d", n, before)
+		}
+	}
+	awaitLogged(t, logs, "button press not saved to the event log: not acknowledged, the Pi sends it again")
+
+	if err := os.Remove(filler); err != nil {
+		t.Fatal(err)
+	}
+	awaitLog(before + during)
+	t.Logf("%d presses refused while the disk was full; all %d in the event log once it was not", r.rack().Stats().PressesRefused, before+during)
 }
