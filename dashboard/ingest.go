@@ -163,11 +163,12 @@ func (rk *Rack) ingest(m bus.Message) (refused error) {
 		default:
 			changed = true
 		}
-		press := history.Event{MAC: t.MAC, Row: t.Row, Kind: history.EventButton, Detail: ev.Press + " press", By: "agent"}
-		if m.QoS > 0 && rk.cfg.History != nil {
+		press := history.Event{MAC: t.MAC, Row: t.Row, Kind: history.EventButton, Detail: ev.Press + " press", By: "agent",
+			Key: fmt.Sprintf("button/%s/%d/%d", t.MAC, ev.Seq, ev.TS.UnixNano())}
+		if m.QoS > 0 && rk.savePresses && rk.cfg.History != nil {
 			// A redelivery too: the first delivery's save may have failed. The key stores
 			// it once.
-			refused = rk.savePress(press, ev)
+			refused = rk.savePress(press, ev.Seq)
 		} else if changed {
 			rk.event(press)
 		}
@@ -240,9 +241,8 @@ func (rk *Rack) ingest(m bus.Message) (refused error) {
 // most once per invalidLogEvery, and refused: the broker does not acknowledge it and the agent
 // sends it again, while the rack already shows it (its redelivery is then a duplicate here,
 // saved but not applied again).
-func (rk *Rack) savePress(e history.Event, ev topics.ButtonEvent) error {
+func (rk *Rack) savePress(e history.Event, seq uint64) error {
 	e.Time = rk.cfg.Now().UTC()
-	e.Key = fmt.Sprintf("button/%s/%d/%d", e.MAC, ev.Seq, ev.TS.UnixNano())
 	ctx, cancel := context.WithTimeout(context.Background(), rk.cfg.PressSaveTimeout)
 	defer cancel()
 	err := rk.cfg.History.SaveEvent(ctx, e)
@@ -255,8 +255,8 @@ func (rk *Rack) savePress(e history.Event, ev topics.ButtonEvent) error {
 		level = slog.LevelWarn
 	}
 	rk.log.Log(context.Background(), level, "button press not saved to the event log: not acknowledged, the Pi sends it again",
-		"mac", e.MAC, "seq", ev.Seq, "err", err, "refused_total", total)
-	return fmt.Errorf("dashboard: press %d of %s not saved: %w", ev.Seq, e.MAC, err)
+		"mac", e.MAC, "seq", seq, "err", err, "refused_total", total)
+	return fmt.Errorf("dashboard: press %d of %s not saved: %w", seq, e.MAC, err)
 }
 
 // logNow reports whether a rate-limited warning whose last time last holds may be logged now,

@@ -44,6 +44,7 @@ func (h *failingSaves) SaveEvent(ctx context.Context, e history.Event) error {
 func TestPressRefusedWhenNotSaved(t *testing.T) {
 	h := &failingSaves{err: errors.New("database or disk is full")}
 	f := newFixture(t, func(c *Config) { c.History = h })
+	f.rack.savePresses = true // as on the embedded broker (dashboardtest.Bus cannot withhold a PUBACK)
 	msg := func(seq uint64, qos byte) bus.Message {
 		b, _ := json.Marshal(press(seq))
 		return bus.Message{Topic: topics.ButtonTopic(rowA, macA), Payload: b, QoS: qos}
@@ -79,6 +80,9 @@ func TestPressRefusedWhenNotSaved(t *testing.T) {
 	defer h.mu.Unlock()
 	if len(h.asked) != 3 || h.deadlines != 3 {
 		t.Fatalf("SaveEvent called %d times (%d with a deadline), want 3, all bounded", len(h.asked), h.deadlines)
+	}
+	if got := h.eventLog.events[len(h.eventLog.events)-1]; got.Key == "" || got.Key == h.asked[0].Key {
+		t.Errorf("queued QoS 0 press has key %q: want its own", got.Key)
 	}
 	if k := h.asked[0].Key; k == "" || k != h.asked[1].Key || h.asked[0].Kind != history.EventButton {
 		t.Errorf("keys %q and %q: want the same, non-empty, for a press sent again", k, h.asked[1].Key)

@@ -40,7 +40,10 @@ type Rack struct {
 	stats          counters
 	lastInvalidLog atomic.Int64 // unix nanoseconds of the last invalid-payload warning
 	lastRefuseLog  atomic.Int64 // unix nanoseconds of the last refused-press warning
-	wasDeaf        bool         // the broker was lost at the last tick (tick's own)
+	// savePresses: QoS 1 presses are saved before their publisher is acknowledged
+	// (savePress); set before the first message, on a bus that can withhold it.
+	savePresses bool
+	wasDeaf     bool // the broker was lost at the last tick (tick's own)
 
 	// auditStats reads the audit counters of the HTTP layer, which Stats reports too; nil
 	// reports none.

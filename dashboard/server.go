@@ -230,21 +230,23 @@ func New(cfg Config) (*Server, error) {
 		alog.Close()
 		return nil, fmt.Errorf("dashboard: %w", err)
 	}
-	if err := subscribeIngest(cfg.Bus, rk.ingest); err != nil {
+	if err := rk.subscribe(cfg.Bus); err != nil {
 		alog.Close()
 		return nil, fmt.Errorf("dashboard: subscribe to %s: %w", topics.AllFilter, err)
 	}
 	return s, nil
 }
 
-// subscribeIngest subscribes ingestion to every pirack topic. On a bus that can withhold a
-// publisher's acknowledgement (the embedded broker), ingestion refuses a press it could not
-// save, so that the agent sends it again; a network bus's broker has acknowledged already.
-func subscribeIngest(b bus.Bus, ingest bus.CheckedHandler) error {
+// subscribe subscribes ingestion to every pirack topic. On a bus that can withhold a
+// publisher's acknowledgement (the embedded broker), presses are saved before it and refused
+// when they cannot be. A network bus's broker has acknowledged already, and its handlers must
+// not block: presses are queued like every other event there.
+func (rk *Rack) subscribe(b bus.Bus) error {
 	if cb, ok := b.(bus.CheckedSubscriber); ok {
-		return cb.SubscribeChecked(topics.AllFilter, ingest)
+		rk.savePresses = true
+		return cb.SubscribeChecked(topics.AllFilter, rk.ingest)
 	}
-	return b.Subscribe(topics.AllFilter, func(m bus.Message) { _ = ingest(m) })
+	return b.Subscribe(topics.AllFilter, func(m bus.Message) { _ = rk.ingest(m) })
 }
 
 // Close closes the audit log; commands are refused afterwards when Config.AuditDir is set.
