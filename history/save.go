@@ -48,6 +48,13 @@ func (s *Store) SaveEvent(ctx context.Context, e Event) error {
 	select {
 	case err := <-r.done:
 		return err
+	case <-s.done: // closed: Run has answered what it took, and will take nothing more
+		select {
+		case err := <-r.done:
+			return err
+		default:
+			return ErrClosed
+		}
 	case <-ctx.Done():
 		return fmt.Errorf("history: save event: not committed yet: %w", ctx.Err())
 	}
