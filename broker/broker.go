@@ -510,6 +510,21 @@ func (b *Broker) Subscribe(filter string, fn bus.Handler) error {
 	if fn == nil {
 		return errors.New("broker: Subscribe with a nil handler")
 	}
+	return b.SubscribeChecked(filter, func(m bus.Message) error { fn(m); return nil })
+}
+
+// SubscribeChecked is Subscribe with a handler that can refuse a client's publish: when fn
+// returns an error for a QoS 1 or 2 publish, the broker does not acknowledge it and closes the
+// client's connection (without its Will), so that the client sends it again when it reconnects
+// (MQTT 3.1.1 has no negative acknowledgement, and a publish left unacknowledged on a live
+// connection would only be sent again by a client's own timeout, if it has one). fn may block
+// until the message is safe, for a bounded time: the client's connection waits meanwhile.
+// Errors for QoS 0 publishes, in-process publishes, Wills and retained messages delivered here
+// are ignored: there is no acknowledgement to withhold.
+func (b *Broker) SubscribeChecked(filter string, fn bus.CheckedHandler) error {
+	if fn == nil {
+		return errors.New("broker: Subscribe with a nil handler")
+	}
 	if !mqttfilter.Valid(filter) {
 		return fmt.Errorf("broker: subscribe %q: %w", clip(filter), packets.ErrTopicFilterInvalid)
 	}

@@ -35,7 +35,8 @@ var errRefused = errors.New("connection refused")
 //   - OnPublish decides publishes. Mochi's write ACL check would disconnect a 3.1.1 client
 //     refused a QoS 1 publish, and paho re-sends that message at every reconnect, forever;
 //     here a refused publish is acknowledged and dropped instead. An allowed publish is handed
-//     to the in-process subscribers here, before Mochi acknowledges it;
+//     to the in-process subscribers here, before Mochi acknowledges it; one they refuse is not
+//     acknowledged, and its client disconnected to send it again (refuseDelivery);
 //   - OnWillSent hands Wills to the in-process subscribers: Mochi publishes them without
 //     OnPublish.
 type authHook struct {
@@ -45,7 +46,7 @@ type authHook struct {
 	log           *slog.Logger
 	srv           *mqtt.Server            // for SendConnack
 	authenticated func(*mqtt.Client) bool // tells the broker; false: refuse after all
-	deliver       func(bus.Message)       // to the in-process subscribers
+	deliver       func(bus.Message) error // to the in-process subscribers; an error: they refused it
 	limit         *logthrottle.Limiter    // for lines a hostile client could repeat at will
 	refused       atomic.Int64            // publishes refused for the sender's rights
 	invalid       atomic.Int64            // publishes refused for breaking the topic contract
@@ -345,11 +346,11 @@ func (h *authHook) queueRoom(cl *mqtt.Client, u auth.User, topic string) bool {
 
 // OnPublish drops a publish its sender may not make, or that breaks the topic contract. It is
 // still acknowledged (see drop) but neither retained nor delivered. An allowed one (and every
-// in-process one) goes to
-// the in-process subscribers.
+// in-process one) goes to the in-process subscribers; a QoS 1 or 2 one they refuse (a press
+// the event log could not save) is not acknowledged (see refuseDelivery).
 func (h *authHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
 	if cl.Net.Inline {
-		h.deliver(liveMessage(pk))
+		_ = h.deliver(liveMessage(pk)) // nothing to acknowledge
 		return pk, nil
 	}
 	s, ok := h.session(cl)
@@ -367,7 +368,9 @@ func (h *authHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet
 	}
 	// Mochi acknowledges only after OnPublish returns: what the in-process subscribers take
 	// here is theirs before the client is told it was delivered.
-	h.deliver(liveMessage(pk))
+	if err := h.deliver(liveMessage(pk)); err != nil && pk.FixedHeader.Qos > 0 {
+		return pk, h.refuseDelivery(cl, s, pk, err)
+	}
 	return pk, nil
 }
 
@@ -413,6 +416,28 @@ func (h *authHook) logLimited(key string, level slog.Level, msg string, args ...
 		args = append(args, "repeats_suppressed", suppressed)
 	}
 	h.log.Log(context.Background(), level, msg, args...)
+}
+
+// refuseDelivery answers a QoS 1 or 2 publish that an in-process subscriber refused (an event it
+// could not commit to disk): no acknowledgement, and the connection is closed, so that the client
+// sends the message again when it reconnects. MQTT 3.1.1 has no negative PUBACK, and [MQTT-3.3.5-2]
+// leaves a server that will not acknowledge a publish only this; a pirack agent would otherwise
+// wait a minute before sending it again on the same connection. The Will is not published: the
+// client is not gone, only asked to come back, and a Pi shown offline at each refused press
+// would raise alerts for a full disk. A client that does not come back is shown stale instead.
+func (h *authHook) refuseDelivery(cl *mqtt.Client, s session, pk packets.Packet, err error) error {
+	h.log.Debug("MQTT publish not acknowledged: refused in-process; disconnecting the client so that it sends it again",
+		"username", s.user.Name, "client", cl.ID, "topic", clip(pk.TopicName), "remote", cl.Net.Remote, "err", err)
+	// Mochi v2.7.9 already skips the Will of a client stopped while its packet is handled
+	// (its read loop finds the client closed and returns no error); cleared here so that the
+	// promise does not rest on that.
+	atomic.StoreUint32(&cl.Properties.Will.Flag, 0)
+	if cl.Properties.ProtocolVersion == 5 {
+		_ = h.srv.DisconnectClient(cl, packets.ErrServerBusy) // DISCONNECT 0x89: try again later
+	} else {
+		cl.Stop(packets.ErrServerBusy) // a 3.1.1 server sends no DISCONNECT: it closes the socket
+	}
+	return packets.ErrRejectPacket // Mochi drops it: no PUBACK, not retained, not fanned out
 }
 
 // OnWillSent hands a published Will to the in-process subscribers. Wills do not go through

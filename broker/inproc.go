@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"errors"
 	"sync"
 	"sync/atomic"
 
@@ -18,10 +19,10 @@ type inprocSubs struct {
 
 type inprocSub struct {
 	filter string
-	fn     bus.Handler
+	fn     bus.CheckedHandler
 }
 
-func (s *inprocSubs) add(filter string, fn bus.Handler) {
+func (s *inprocSubs) add(filter string, fn bus.CheckedHandler) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var next []inprocSub
@@ -32,19 +33,27 @@ func (s *inprocSubs) add(filter string, fn bus.Handler) {
 	s.list.Store(&next)
 }
 
-// deliver passes a live message to every subscriber whose filter matches its topic.
-func (s *inprocSubs) deliver(m bus.Message) {
+// deliver passes a live message to every subscriber whose filter matches its topic, and
+// returns the errors of those that refused it. Each subscriber gets it either way: a refused
+// message comes again, and subscribers see redeliveries anyway.
+func (s *inprocSubs) deliver(m bus.Message) error {
 	list := s.list.Load()
 	if list == nil {
-		return
+		return nil
 	}
+	var errs []error
 	for _, sub := range *list {
 		// A topic name is a filter without wildcards: it matches sub.filter when it lies
 		// within it, with MQTT's rules ("$" topics are not matched by a leading wildcard).
 		if mqttfilter.Within(m.Topic, sub.filter) {
-			sub.fn(m)
+			if err := sub.fn(m); err != nil {
+				errs = append(errs, err)
+			}
 		}
 	}
+	return errors.Join(errs...)
 }
+
+var _ bus.CheckedSubscriber = (*Broker)(nil)
 
 var _ bus.Bus = (*Broker)(nil)

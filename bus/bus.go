@@ -24,6 +24,22 @@ type Message struct {
 // block, and must not modify or keep Message.Payload beyond the call without copying it.
 type Handler func(Message)
 
+// CheckedHandler receives the messages of a subscription like a Handler, and may refuse one by
+// returning an error: a bus that can (CheckedSubscriber) then does not acknowledge the publish,
+// so that its publisher sends it again. It may block, for a bounded time, until the message is
+// safe (an event committed to disk): the publisher's connection waits meanwhile.
+type CheckedHandler func(Message) error
+
+// CheckedSubscriber is implemented by a Bus that hands a client's publish to in-process
+// subscribers before acknowledging it, and can withhold the acknowledgement: the embedded
+// broker. A network bus cannot: its broker acknowledged the publish before delivering it.
+type CheckedSubscriber interface {
+	// SubscribeChecked is Subscribe with a CheckedHandler. Errors for retained messages
+	// delivered at subscription time, and for publishes that have no acknowledgement (QoS 0,
+	// in-process ones), are ignored.
+	SubscribeChecked(filter string, h CheckedHandler) error
+}
+
 // Bus is an MQTT connection as the control center uses it.
 type Bus interface {
 	// Subscribe calls h for every message matching filter (MQTT wildcards + and #), retained

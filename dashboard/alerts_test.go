@@ -29,6 +29,19 @@ func (l *eventLog) AddEvent(e history.Event) {
 	l.events = append(l.events, e)
 	l.mu.Unlock()
 }
+
+// SaveEvent records e unless an event with its Key is recorded, as history.Store does.
+func (l *eventLog) SaveEvent(_ context.Context, e history.Event) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, x := range l.events {
+		if e.Key != "" && x.Key == e.Key {
+			return nil
+		}
+	}
+	l.events = append(l.events, e)
+	return nil
+}
 func (l *eventLog) Events(context.Context, string, time.Time, int) ([]history.Event, error) {
 	return nil, nil
 }

@@ -26,6 +26,9 @@ type Stats struct {
 	InvalidBy InvalidCounts `json:"invalid_by"`
 	// Duplicates counts button presses already seen (same MAC, seq and ts): redeliveries.
 	Duplicates uint64 `json:"duplicates"`
+	// PressesRefused counts QoS 1 presses whose event could not be saved to the history
+	// within Config.PressSaveTimeout (a full disk): they were not acknowledged, and come again.
+	PressesRefused uint64 `json:"presses_refused"`
 	// PressCounterResets counts presses that reused a remembered seq with another ts: the
 	// agent's press counter restarted, and the press was taken as new.
 	PressCounterResets uint64 `json:"press_counter_resets"`
@@ -70,6 +73,7 @@ const (
 
 type counters struct {
 	received, applied, ignored, invalid, duplicates, resets, replays, outOfOrder, wentStale, panics atomic.Uint64
+	refused                                                                                         atomic.Uint64
 	invalidJSON, invalidPayload, oversized, unknownTopic                                            atomic.Uint64
 }
 
@@ -80,8 +84,10 @@ const invalidLogEvery = time.Second
 
 // ingest is the Bus callback for topics.AllFilter. It runs on the publisher's goroutine inside the
 // broker, so it must not block, and its input comes from any client that may publish: nothing
-// here trusts the topic or the payload.
-func (rk *Rack) ingest(m bus.Message) {
+// here trusts the topic or the payload. The one wait is a QoS 1 button press's: it returns once
+// the press is in the event log on disk, or with the error that kept it out (savePress), so
+// that the broker acknowledges only a saved press.
+func (rk *Rack) ingest(m bus.Message) (refused error) {
 	topic, payload := m.Topic, m.Payload
 	rk.stats.received.Add(1)
 	defer func() {
@@ -160,8 +166,16 @@ func (rk *Rack) ingest(m bus.Message) {
 		default:
 			changed = true
 		}
+		press := history.Event{MAC: t.MAC, Row: t.Row, Kind: history.EventButton, Detail: ev.Press + " press", By: "agent",
+			Key: fmt.Sprintf("button/%s/%d/%d", t.MAC, ev.Seq, ev.TS.UnixNano())}
+		if m.QoS > 0 && rk.savePresses && rk.cfg.History != nil {
+			// A redelivery too: the first delivery's save may have failed. The key stores
+			// it once.
+			refused = rk.savePress(press, ev.Seq)
+		} else if changed {
+			rk.event(press)
+		}
 		if changed {
-			rk.event(history.Event{MAC: t.MAC, Row: t.Row, Kind: history.EventButton, Detail: ev.Press + " press", By: "agent"})
 			if selected {
 				rk.event(history.Event{MAC: t.MAC, Row: t.Row, Kind: history.EventSelect, Detail: "selected by a " + ev.Press + " press", By: "agent"})
 			}
@@ -220,6 +234,40 @@ func (rk *Rack) ingest(m bus.Message) {
 		rk.stats.applied.Add(1)
 		rk.hub.notify(t.MAC)
 	}
+	return refused
+}
+
+// savePress records a button press in the event log and waits, at most PressSaveTimeout,
+// until it is on disk. Presses saved at the same time share a commit (history.SaveEvent). The
+// press's key, its MAC, seq and ts, stores a press sent again once; a reused seq with another
+// ts (a Pi that lost its counter) is another press. A press not saved is counted, logged at
+// most once per invalidLogEvery, and refused: the broker does not acknowledge it and the agent
+// sends it again, while the rack already shows it (its redelivery is then a duplicate here,
+// saved but not applied again).
+func (rk *Rack) savePress(e history.Event, seq uint64) error {
+	e.Time = rk.cfg.Now().UTC()
+	ctx, cancel := context.WithTimeout(context.Background(), rk.cfg.PressSaveTimeout)
+	defer cancel()
+	err := rk.cfg.History.SaveEvent(ctx, e)
+	if err == nil {
+		return nil
+	}
+	total := rk.stats.refused.Add(1)
+	level := slog.LevelDebug
+	if rk.logNow(&rk.lastRefuseLog) {
+		level = slog.LevelWarn
+	}
+	rk.log.Log(context.Background(), level, "button press not saved to the event log: not acknowledged, the Pi sends it again",
+		"mac", e.MAC, "seq", seq, "err", err, "refused_total", total)
+	return fmt.Errorf("dashboard: press %d of %s not saved: %w", seq, e.MAC, err)
+}
+
+// logNow reports whether a rate-limited warning whose last time last holds may be logged now,
+// and if so takes the slot: at most one per invalidLogEvery.
+func (rk *Rack) logNow(last *atomic.Int64) bool {
+	now := time.Now().UnixNano()
+	prev := last.Load()
+	return now-prev >= int64(invalidLogEvery) && last.CompareAndSwap(prev, now)
 }
 
 // restoreAlert hands an alert raised by an earlier run to the engine and shows it while the
@@ -295,8 +343,7 @@ func (rk *Rack) invalid(topic, reason string, err error) {
 		rk.stats.invalidPayload.Add(1)
 	}
 	level := slog.LevelDebug
-	now := time.Now().UnixNano()
-	if last := rk.lastInvalidLog.Load(); now-last >= int64(invalidLogEvery) && rk.lastInvalidLog.CompareAndSwap(last, now) {
+	if rk.logNow(&rk.lastInvalidLog) {
 		level = slog.LevelWarn
 	}
 	rk.log.Log(context.Background(), level, "dropping invalid payload",
@@ -319,6 +366,7 @@ func (rk *Rack) Stats() Stats {
 			UnknownTopic: rk.stats.unknownTopic.Load(),
 		},
 		Duplicates:         rk.stats.duplicates.Load(),
+		PressesRefused:     rk.stats.refused.Load(),
 		PressCounterResets: rk.stats.resets.Load(),
 		Replays:            rk.stats.replays.Load(),
 		StatusOutOfOrder:   rk.stats.outOfOrder.Load(),

@@ -21,13 +21,17 @@ type History interface {
 	HistoryReader
 }
 
-// HistoryWriter is what ingestion writes into the history. Its methods only queue: they must
-// not block and do no I/O, because they are called inside the broker's publish path; so they
-// take no context. A write that cannot be queued is the writer's to count and drop.
+// HistoryWriter is what ingestion writes into the history. Add, AddPower and AddEvent only
+// queue: they must not block and do no I/O, because they are called inside the broker's
+// publish path; so they take no context. A write that cannot be queued is the writer's to
+// count and drop. SaveEvent is the exception, for button presses: it returns once the event is
+// on disk, or with why not, sharing its commit with the presses saved at the same time; ctx
+// bounds its wait (Config.PressSaveTimeout).
 type HistoryWriter interface {
 	Add(mac string, m topics.Metrics)
 	AddPower(row string, p topics.Power)
 	AddEvent(e history.Event)
+	SaveEvent(ctx context.Context, e history.Event) error
 }
 
 // HistoryReader is what the pages and the API read from the history, and the one change an

@@ -39,7 +39,11 @@ type Rack struct {
 
 	stats          counters
 	lastInvalidLog atomic.Int64 // unix nanoseconds of the last invalid-payload warning
-	wasDeaf        bool         // the broker was lost at the last tick (tick's own)
+	lastRefuseLog  atomic.Int64 // unix nanoseconds of the last refused-press warning
+	// savePresses: QoS 1 presses are saved before their publisher is acknowledged
+	// (savePress); set before the first message, on a bus that can withhold it.
+	savePresses bool
+	wasDeaf     bool // the broker was lost at the last tick (tick's own)
 
 	// httpStats fills in the HTTP layer's counters (audit, login limiter), which Stats
 	// reports too; nil reports none.

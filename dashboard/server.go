@@ -76,6 +76,13 @@ type Config struct {
 	// event log. *history.Store implements it; the caller opens it, runs its Run and closes
 	// it after Rack.Run and Serve return. nil turns history off: no detail charts, no event log.
 	History History
+	// PressSaveTimeout bounds how long a button press published at QoS 1 waits for its event
+	// to be committed to History before the broker acknowledges it. A press not saved by then
+	// (the disk is full, or too slow) is refused: the embedded broker does not acknowledge it
+	// and disconnects its agent, which sends it again when it reconnects. The publishing
+	// agent's connection waits meanwhile, so keep it well under the agents' keepalive.
+	// 0 means DefaultPressSaveTimeout (5 s).
+	PressSaveTimeout time.Duration
 	// Layout is where the rack's rows, slots and slot names are kept; nil keeps them in
 	// memory only, lost at a restart.
 	Layout *layout.Store
@@ -118,7 +125,8 @@ const (
 
 // Defaults applied by New.
 const (
-	DefaultCommandTTL = 2 * time.Minute
+	DefaultCommandTTL       = 2 * time.Minute
+	DefaultPressSaveTimeout = 5 * time.Second
 )
 
 // withDefaults fills in the zero values, in one place.
@@ -134,6 +142,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.LoginLimit <= 0 {
 		c.LoginLimit = DefaultLoginLimit
+	}
+	if c.PressSaveTimeout <= 0 {
+		c.PressSaveTimeout = DefaultPressSaveTimeout
 	}
 	return c
 }
@@ -243,11 +254,23 @@ func New(cfg Config) (*Server, error) {
 		alog.Close()
 		return nil, fmt.Errorf("dashboard: %w", err)
 	}
-	if err := cfg.Bus.Subscribe(topics.AllFilter, rk.ingest); err != nil {
+	if err := rk.subscribe(cfg.Bus); err != nil {
 		alog.Close()
 		return nil, fmt.Errorf("dashboard: subscribe to %s: %w", topics.AllFilter, err)
 	}
 	return s, nil
+}
+
+// subscribe subscribes ingestion to every pirack topic. On a bus that can withhold a
+// publisher's acknowledgement (the embedded broker), presses are saved before it and refused
+// when they cannot be. A network bus's broker has acknowledged already, and its handlers must
+// not block: presses are queued like every other event there.
+func (rk *Rack) subscribe(b bus.Bus) error {
+	if cb, ok := b.(bus.CheckedSubscriber); ok {
+		rk.savePresses = true
+		return cb.SubscribeChecked(topics.AllFilter, rk.ingest)
+	}
+	return b.Subscribe(topics.AllFilter, func(m bus.Message) { _ = rk.ingest(m) })
 }
 
 // Close closes the audit log; commands are refused afterwards when Config.AuditDir is set.

@@ -48,6 +48,14 @@
 // its context ends. A failed commit (a full disk, typically) is logged with what to do and
 // counted; the batch is dropped and the store keeps answering queries from what it has.
 //
+// SaveEvent is the one write that waits: it returns once the event is committed and synced
+// (synchronous=FULL for that transaction), or with the commit's error, so that a caller can
+// refuse what it could not store (a button press is then not acknowledged, and its agent sends
+// it again). Calls waiting at the same time share one commit, taken by the same writer as soon
+// as it is free: a commit per press caps a rack at 1,300-2,700 presses a second on the test
+// machine, 256 agents pressing at once got 31,000-42,000 (BenchmarkSaveEvent). An event with a
+// Key is stored once however often it is sent.
+//
 // # Reads
 //
 // Series picks the coarsest tier whose step still fits the bucket width the caller's maxPoints

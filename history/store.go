@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -117,7 +118,11 @@ type Stats struct {
 	Stale   uint64 // samples dropped because they were older than RawRetention
 	Written uint64 // samples committed (duplicates of a stored (series, second) excluded)
 	Failed  uint64 // samples and events lost to a failed commit (full disk, I/O error)
-	Events  uint64 // events committed
+	Events  uint64 // events committed (by AddEvent and SaveEvent)
+	// Saved counts the SaveEvent calls answered with success, SaveCommits the transactions
+	// they took: Saved / SaveCommits events shared a commit. SaveFailed counts the calls
+	// answered with a commit's error (their callers still hold the events).
+	Saved, SaveCommits, SaveFailed uint64
 }
 
 // Store is the history database. Its methods are safe for concurrent use.
@@ -128,6 +133,7 @@ type Store struct {
 	log  *slog.Logger
 
 	queue     chan item
+	saveQ     chan *saveReq // SaveEvent's callers, waiting for a commit
 	flushReq  chan chan error
 	compactRq chan chan error
 	moveRq    chan moveReq
@@ -137,7 +143,8 @@ type Store struct {
 	ids   map[seriesKey]int64
 
 	queued, dropped, stale, written, failed, events atomic.Uint64
-	dropLog, failLog                                rateLog
+	saved, saveCommits, saveFailed                  atomic.Uint64
+	dropLog, failLog, saveLog                       rateLog
 
 	done    chan struct{} // closed by Close
 	mu      sync.Mutex
@@ -198,8 +205,18 @@ CREATE TABLE IF NOT EXISTS events (
 );
 CREATE INDEX IF NOT EXISTS events_mac_t ON events (mac, t);
 CREATE INDEX IF NOT EXISTS events_t ON events (t);
-PRAGMA user_version = 1;
 `
+
+// migrations bring a file of an earlier version up to date; migrations[i] takes it from
+// user_version i to i+1. Version 0 is a file just created by schema.
+var migrations = []string{
+	`PRAGMA user_version = 1;`,
+	// Event.Key: an event sent again (a press redelivered after a restart) is stored once.
+	// Older versions of pirack insert without naming the column, so it must allow NULL.
+	`ALTER TABLE events ADD COLUMN dedupe TEXT;
+	CREATE UNIQUE INDEX IF NOT EXISTS events_dedupe ON events (dedupe) WHERE dedupe IS NOT NULL;
+	PRAGMA user_version = 2;`,
+}
 
 // Open opens or creates the history database at path and returns a Store. Nothing is written
 // until Run is started. A file that is not a usable database, or that another process keeps
@@ -246,6 +263,10 @@ func Open(path string, opts Options) (*Store, error) {
 		db.Close()
 		return nil, openError(path, err)
 	}
+	if err := migrate(ctx, db); err != nil {
+		db.Close()
+		return nil, openError(path, err)
+	}
 	var mode string
 	if err := db.QueryRowContext(ctx, "PRAGMA journal_mode").Scan(&mode); err != nil {
 		db.Close()
@@ -262,6 +283,7 @@ func Open(path string, opts Options) (*Store, error) {
 		db:        db,
 		log:       opts.Logger.With("history", path),
 		queue:     make(chan item, opts.QueueSize),
+		saveQ:     make(chan *saveReq, maxSaveBatch),
 		flushReq:  make(chan chan error),
 		compactRq: make(chan chan error),
 		moveRq:    make(chan moveReq),
@@ -273,6 +295,34 @@ func Open(path string, opts Options) (*Store, error) {
 		return nil, openError(path, err)
 	}
 	return s, nil
+}
+
+// migrate applies the migrations the file has not had yet, each in its own transaction.
+func migrate(ctx context.Context, db *sql.DB) error {
+	var v int
+	if err := db.QueryRowContext(ctx, "PRAGMA user_version").Scan(&v); err != nil {
+		return err
+	}
+	if v >= len(migrations) {
+		// Written even when there is nothing to do: a write is how Open finds out that another
+		// process (a second pirack serve) holds the file's write lock.
+		_, err := db.ExecContext(ctx, "PRAGMA user_version = "+strconv.Itoa(v))
+		return err
+	}
+	for ; v < len(migrations); v++ {
+		tx, err := db.BeginTx(ctx, nil)
+		if err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, migrations[v]); err != nil {
+			tx.Rollback()
+			return fmt.Errorf("upgrade to version %d: %w", v+1, err)
+		}
+		if err := tx.Commit(); err != nil {
+			return fmt.Errorf("upgrade to version %d: %w", v+1, err)
+		}
+	}
+	return nil
 }
 
 // openError turns SQLite's terse codes into advice for the operator.
@@ -344,6 +394,10 @@ func (s *Store) Stats() Stats {
 		Written: s.written.Load(),
 		Failed:  s.failed.Load(),
 		Events:  s.events.Load(),
+
+		Saved:       s.saved.Load(),
+		SaveCommits: s.saveCommits.Load(),
+		SaveFailed:  s.saveFailed.Load(),
 	}
 }
 

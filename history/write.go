@@ -69,6 +69,10 @@ type Event struct {
 	Kind   string    `json:"kind"`
 	Detail string    `json:"detail,omitempty"`
 	By     string    `json:"by,omitempty"` // who caused it: a user, "agent", "system"
+	// Key, when not "", names the event for deduplication: an event whose Key is already in
+	// the log is not stored again (a button press sent again after its publisher missed the
+	// acknowledgement). Reads leave it "".
+	Key string `json:"-"`
 }
 
 // item is one queued Add (all metrics of one payload, copied out of the caller's pointers) or
@@ -238,7 +242,15 @@ func (s *Store) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			batch, _ = s.drain(batch)
 			commit()
+			s.drainSaves()
 			return nil
+		case r := <-s.saveQ:
+			// What was queued before goes first, so that the log keeps the order events were
+			// recorded in (an online, then the press it came with, in the same millisecond).
+			// It is a commit the next tick would make anyway, and it is not synced.
+			batch, _ = s.drain(batch)
+			commit()
+			s.saveEvents(r)
 		case it := <-s.queue:
 			batch = append(batch, it)
 			if len(batch) >= s.opts.BatchSize {
@@ -358,7 +370,7 @@ func (s *Store) write(batch []item) error {
 			samples += uint64(popcount(batch[i].set))
 		}
 	}
-	written, newIDs, err := s.writeTx(batch)
+	written, added, newIDs, err := s.writeTx(batch)
 	if err != nil {
 		s.failed.Add(samples + evs)
 		total := s.failed.Load()
@@ -377,15 +389,17 @@ func (s *Store) write(batch []item) error {
 		s.idsMu.Unlock()
 	}
 	s.written.Add(written)
-	s.events.Add(evs)
+	s.events.Add(added)
 	return nil
 }
 
-func (s *Store) writeTx(batch []item) (written uint64, newIDs map[seriesKey]int64, err error) {
+// writeTx returns the samples written, the events added (those with a Key already stored
+// are not) and the series it created.
+func (s *Store) writeTx(batch []item) (written, added uint64, newIDs map[seriesKey]int64, err error) {
 	ctx := context.Background()
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
-		return 0, nil, err
+		return 0, 0, nil, err
 	}
 	defer func() {
 		if err != nil {
@@ -394,7 +408,7 @@ func (s *Store) writeTx(batch []item) (written uint64, newIDs map[seriesKey]int6
 	}()
 	insRaw, err := tx.PrepareContext(ctx, "INSERT OR IGNORE INTO raw (series, t, v) VALUES (?, ?, ?)")
 	if err != nil {
-		return 0, nil, err
+		return 0, 0, nil, err
 	}
 	defer insRaw.Close()
 
@@ -403,11 +417,12 @@ func (s *Store) writeTx(batch []item) (written uint64, newIDs map[seriesKey]int6
 	for i := range batch {
 		it := &batch[i]
 		if it.ev != nil {
-			e := it.ev
-			if _, err := tx.ExecContext(ctx,
-				"INSERT INTO events (t, mac, row, kind, detail, by) VALUES (?, ?, ?, ?, ?, ?)",
-				e.Time.UnixMilli(), e.MAC, e.Row, e.Kind, e.Detail, e.By); err != nil {
-				return 0, nil, err
+			ok, err := insertEvent(ctx, tx, *it.ev)
+			if err != nil {
+				return 0, 0, nil, err
+			}
+			if ok {
+				added++
 			}
 			continue
 		}
@@ -418,11 +433,11 @@ func (s *Store) writeTx(batch []item) (written uint64, newIDs map[seriesKey]int6
 			key := seriesKey{it.source, uint8(m)}
 			id, err := s.seriesID(ctx, tx, key, &newIDs)
 			if err != nil {
-				return 0, nil, err
+				return 0, 0, nil, err
 			}
 			res, err := insRaw.ExecContext(ctx, id, it.t, it.v[m])
 			if err != nil {
-				return 0, nil, err
+				return 0, 0, nil, err
 			}
 			// A payload seen twice (a retained message redelivered after a restart) must
 			// not count twice in the aggregates.
@@ -445,20 +460,37 @@ func (s *Store) writeTx(batch []item) (written uint64, newIDs map[seriesKey]int6
 			ON CONFLICT (series, t) DO UPDATE SET lo = min(lo, excluded.lo), sum = sum + excluded.sum,
 			hi = max(hi, excluded.hi), n = n + excluded.n`)
 		if err != nil {
-			return 0, nil, err
+			return 0, 0, nil, err
 		}
 		for k, b := range tier.buckets {
 			if _, err := up.ExecContext(ctx, k.series, k.t, b.lo, b.sum, b.hi, b.n); err != nil {
 				up.Close()
-				return 0, nil, err
+				return 0, 0, nil, err
 			}
 		}
 		up.Close()
 	}
 	if err := tx.Commit(); err != nil {
-		return 0, nil, err
+		return 0, 0, nil, err
 	}
-	return written, newIDs, nil
+	return written, added, newIDs, nil
+}
+
+// insertEvent adds e to the events table, unless an event with the same Key is there; added
+// says which.
+func insertEvent(ctx context.Context, tx *sql.Tx, e Event) (added bool, err error) {
+	var key sql.NullString
+	if e.Key != "" {
+		key = sql.NullString{String: e.Key, Valid: true}
+	}
+	res, err := tx.ExecContext(ctx,
+		"INSERT OR IGNORE INTO events (t, mac, row, kind, detail, by, dedupe) VALUES (?, ?, ?, ?, ?, ?, ?)",
+		e.Time.UnixMilli(), e.MAC, e.Row, e.Kind, e.Detail, e.By, key)
+	if err != nil {
+		return false, err
+	}
+	n, _ := res.RowsAffected()
+	return n > 0, nil
 }
 
 func addBucket(m map[bucketKey]*bucket, k bucketKey, v float64) {
