@@ -8,7 +8,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"strings"
 	"text/tabwriter"
 
 	"github.com/pirack/pirack/auth"
@@ -163,19 +162,24 @@ topics that file maps to row %s, so restart pirack serve after editing it.
 		}
 		broker = "tcp://" + host + ":1883"
 	}
-	fmt.Fprintf(stdout, `Added agent %s for row %s. Its password is shown only now (pirack keeps only a hash).
+	// The secret is typed (pasted) at a prompt that does not echo, not written into the
+	// command: a command line ends up in the shell's history file, and in ps while it runs.
+	fmt.Fprintf(stdout, `Added agent %s for row %s. Its password is shown only now (pirack keeps only a hash):
 
-On that Pi, store the password (readable by root only; systemd hands it to the agent):
+  %s
+
+On that Pi, store it readable by root only (systemd hands it to the agent). Paste it at the
+prompt, which does not echo it; it stays out of the shell's history:
 
   sudo install -d -m 700 %s
-  printf '%%s\n' %s | sudo install -m 600 /dev/stdin %s
+  read -rs -p 'agent password: ' s && printf '%%s\n' "$s" | sudo install -m 600 /dev/stdin %s; unset s
 
 then set PIRACK_BROKER=%s and PIRACK_ROW=%s in /etc/pirack/agent.env and start
 deploy/pirack-agent.service (docs/deploy.md, step by step). The agent runs unprivileged; to try
 it by hand first, as a user in the gpio group:
 
   pirack-agent --broker %s --mac %s --row %s --username %s --password-file <a copy of the secret, mode 600>
-`, name, u.Row, filepath.Dir(agentSecretPath), shellQuote(secret), agentSecretPath,
+`, name, u.Row, secret, filepath.Dir(agentSecretPath), agentSecretPath,
 		broker, u.Row, broker, u.MAC, u.Row, name)
 	return nil
 }
@@ -266,9 +270,4 @@ func dash(s string) string {
 		return "-"
 	}
 	return s
-}
-
-// shellQuote quotes s for a POSIX shell.
-func shellQuote(s string) string {
-	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }

@@ -48,9 +48,15 @@ func TestUserAddListRemove(t *testing.T) {
 			t.Errorf("add agent output lacks %q:\n%s", want, out)
 		}
 	}
-	secret := regexp.MustCompile(`printf '%s\\n' '([^']+)'`).FindStringSubmatch(out)
+	secret := regexp.MustCompile(`only a hash\):\n\n  (\S+)\n`).FindStringSubmatch(out)
 	if secret == nil {
 		t.Fatalf("add agent did not print the secret:\n%s", out)
+	}
+	// The secret is pasted at a prompt, never part of a command the shell keeps in its history.
+	for _, line := range strings.Split(out, "\n") {
+		if strings.Contains(line, secret[1]) && strings.TrimSpace(line) != secret[1] {
+			t.Errorf("the secret is part of a command line, which lands in shell history: %q", line)
+		}
 	}
 
 	// What was printed is what authenticates.
