@@ -43,14 +43,15 @@ func TestRefusedDeliveryNotAcknowledged(t *testing.T) {
 	}
 	agent := connectPacket{id: macA, user: macA, pass: password, persistent: true,
 		will: topics.StatusTopic("r1", macA), willPayload: "offline"}
-	press := publishPacket(topics.ButtonTopic("r1", macA), 1, "press-1")
+	button := topics.ButtonTopic("r1", macA)
+	press := publishPacket(button, 1, valid(button, "press-1"))
 	puback := []byte{0x40, 2, 0, 1}
 
 	refuse.Store(true)
 	conn := rawConnect(t, b.Addr(), agent)
 	expectConnack(t, conn, 0)
 	// QoS 0: nothing to withhold; the connection stays (a PINGREQ is answered).
-	if _, err := conn.Write(append(publishPacket(topics.ButtonTopic("r1", macA), 0, "press-0"), 0xc0, 0)); err != nil {
+	if _, err := conn.Write(append(publishPacket(button, 0, valid(button, "press-0")), 0xc0, 0)); err != nil {
 		t.Fatal(err)
 	}
 	if got := readN(t, conn, 2); !bytes.Equal(got, []byte{0xd0, 0}) {
@@ -79,7 +80,7 @@ func TestRefusedDeliveryNotAcknowledged(t *testing.T) {
 	}
 	mu.Lock()
 	defer mu.Unlock()
-	if want := []string{"press-0", "press-1", "press-1"}; !equal(presses, want) {
+	if want := []string{valid(button, "press-0"), valid(button, "press-1"), valid(button, "press-1")}; !equal(presses, want) {
 		t.Errorf("subscriber saw %q, want %q", presses, want)
 	}
 	if len(statuses) != 0 {
