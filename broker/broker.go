@@ -51,7 +51,6 @@ const (
 	DefaultConnectTimeout = 5 * time.Second
 	DefaultRetainedExpiry = 30 * 24 * time.Hour
 	DefaultSessionExpiry  = 7 * 24 * time.Hour
-	DefaultMaxQueuedLED   = 16
 
 	DefaultRetainedFlushInterval = 200 * time.Millisecond
 )
@@ -127,11 +126,6 @@ type Config struct {
 	// SessionExpiry is how long the session of a disconnected persistent client is kept; 0 means
 	// 7 days. Mochi's default is about 136 years.
 	SessionExpiry time.Duration
-	// MaxQueuedLED bounds the LED commands the broker queues for one offline Pi; later ones
-	// are dropped and logged until it comes back. 0 means 16. Commands the dashboard sends
-	// expire after 2 minutes, so a longer queue only holds commands the Pi will ignore, and
-	// each may be up to 16 KiB in broker.db.
-	MaxQueuedLED int
 	// RetainedFlushInterval is the longest a QoS 0 retained message (agents' metrics, power
 	// readings) waits in memory before it is written to retained.db, in one commit with every
 	// other change of the interval; 0 means 200 ms. A crash (SIGKILL, power cut) can lose the
@@ -179,6 +173,12 @@ func (c Config) withDefaults() Config {
 	if c.MaxSubscriptions == 0 {
 		c.MaxSubscriptions = DefaultMaxSubscriptions
 	}
+	if c.MaxQueuedLED == 0 {
+		c.MaxQueuedLED = DefaultMaxQueuedLED
+	}
+	if c.ViewerSessionExpiry == 0 {
+		c.ViewerSessionExpiry = DefaultViewerSessionExpiry
+	}
 	if c.TLS != nil && c.TLS.Addr == "" {
 		t := *c.TLS
 		t.Addr = DefaultTLSAddr
@@ -190,9 +190,7 @@ func (c Config) withDefaults() Config {
 	if c.SessionExpiry == 0 {
 		c.SessionExpiry = DefaultSessionExpiry
 	}
-	if c.MaxQueuedLED == 0 {
-		c.MaxQueuedLED = DefaultMaxQueuedLED
-	}
+
 	if c.RetainedFlushInterval == 0 {
 		c.RetainedFlushInterval = DefaultRetainedFlushInterval
 	}
@@ -236,6 +234,8 @@ type Broker struct {
 	bySource  map[string]int           // pending sockets by source (sourceKey)
 	throttle  *logthrottle.Limiter     // log lines about hostile sockets, per source
 	slow      atomic.Int64             // clients disconnected because a write timed out
+	stopSweep chan struct{}            // closed by Close: ends sweepSessions
+	sweeper   sync.WaitGroup           // sweepSessions, from Start
 	live      map[string]*liveConn     // by client id: its latest authenticated connection
 	liveConns map[net.Conn]*liveConn   // the same, by socket
 
@@ -283,7 +283,7 @@ func New(cfg Config) (*Broker, error) {
 			}
 		}
 	}
-	b := &Broker{cfg: cfg, log: cfg.Logger, throttle: logthrottle.New(limitLogEvery), pending: map[net.Conn]string{}, bySource: map[string]int{}, addrs: map[string]func() string{},
+	b := &Broker{cfg: cfg, log: cfg.Logger, throttle: logthrottle.New(limitLogEvery), stopSweep: make(chan struct{}), pending: map[net.Conn]string{}, bySource: map[string]int{}, addrs: map[string]func() string{},
 		live: map[string]*liveConn{}, liveConns: map[net.Conn]*liveConn{}}
 	if cfg.TLS != nil {
 		t, err := cfg.TLS.load()
@@ -405,6 +405,7 @@ func (b *Broker) Start() error {
 		return errors.New("broker: already started")
 	}
 	b.started = true
+	b.sweeper.Go(func() { b.sweepSessions(b.stopSweep) })
 	if !b.cfg.DisableTCP {
 		l := listeners.NewTCP(listeners.Config{Type: listeners.TypeTCP, ID: listenerTCP, Address: b.cfg.Addr})
 		if err := b.listen(l, b.cfg.Addr, "MQTT"); err != nil {
@@ -486,6 +487,8 @@ func (b *Broker) Close() error {
 		_ = c.Close()
 	}
 	b.mu.Unlock()
+	close(b.stopSweep)
+	b.sweeper.Wait()
 	return b.srv.Close()
 }
 

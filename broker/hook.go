@@ -465,6 +465,16 @@ func (h *authHook) forget(cl *mqtt.Client) {
 	}
 }
 
+// ownerName is the user a session was made by, as Mochi recorded it: its username, or for an
+// agent, which may authenticate by certificate and send none, the MAC it uses as client id
+// (only that Pi's agent may, see clientIDAllowed).
+func (h *authHook) ownerName(cl *mqtt.Client) string {
+	if topics.IsMAC(cl.ID) {
+		return cl.ID
+	}
+	return string(cl.Properties.Username)
+}
+
 // session is who cl's client id belongs to, restored sessions included (see holderLocked).
 func (h *authHook) session(cl *mqtt.Client) (session, bool) {
 	h.mu.RLock()
@@ -492,10 +502,7 @@ func (h *authHook) holderLocked(id string) (session, bool) {
 	if !ok || cl.Net.Inline || cl.Net.Conn != nil {
 		return session{}, false
 	}
-	name := string(cl.Properties.Username)
-	if topics.IsMAC(id) {
-		name = id // only that Pi's agent may use its MAC as client id (clientIDAllowed)
-	}
+	name := h.ownerName(cl)
 	u, err := h.users.Lookup(name)
 	if err != nil {
 		if !errors.Is(err, auth.ErrBadCredentials) {

@@ -42,6 +42,15 @@ type Limits struct {
 	// MaxSubscriptions bounds the topic filters one session is subscribed to; a SUBSCRIBE
 	// beyond it is refused filter by filter. 0 means 100.
 	MaxSubscriptions int
+	// MaxQueuedLED bounds the LED commands queued for one offline Pi; later ones are dropped
+	// and logged until it comes back. 0 means 16. The dashboard's commands expire after 2
+	// minutes, so a longer queue holds commands the Pi would ignore, each up to 16 KiB of
+	// broker.db.
+	MaxQueuedLED int
+	// ViewerSessionExpiry is how long the disconnected persistent session of a viewer or a plug
+	// is kept (agents', automations' and admins' are kept Config.SessionExpiry); 0 means 24
+	// hours.
+	ViewerSessionExpiry time.Duration
 }
 
 // Defaults applied by New to zero Limits fields.
@@ -52,6 +61,8 @@ const (
 	DefaultMaxSessionsPerUser  = 16
 	DefaultMaxSessionsPerAdmin = 64
 	DefaultMaxSubscriptions    = 100
+	DefaultMaxQueuedLED        = 16
+	DefaultViewerSessionExpiry = 24 * time.Hour
 )
 
 // limitLogEvery is how often one source (or client) may cause a log line of a kind; the line

@@ -16,7 +16,7 @@ import (
 func TestLimitsDefaults(t *testing.T) {
 	c := Config{}.withDefaults()
 	want := Limits{MaxPendingPerSource: 16, MaxWritesPending: 1024, WriteTimeout: 10 * time.Second,
-		MaxSessionsPerUser: 16, MaxSessionsPerAdmin: 64, MaxSubscriptions: 100}
+		MaxSessionsPerUser: 16, MaxSessionsPerAdmin: 64, MaxSubscriptions: 100, MaxQueuedLED: 16, ViewerSessionExpiry: 24 * time.Hour}
 	if c.Limits != want {
 		t.Errorf("Limits defaults %+v, want %+v", c.Limits, want)
 	}

@@ -78,6 +78,8 @@ func (c *serveConfig) register(fs *flag.FlagSet) {
 	fs.DurationVar(&c.BrokerLimits.WriteTimeout, "mqtt-write-timeout", 0, "disconnect an MQTT client whose socket takes nothing for this long (0: "+broker.DefaultWriteTimeout.String()+")")
 	fs.IntVar(&c.BrokerLimits.MaxSessionsPerUser, "mqtt-max-sessions", 0, "MQTT sessions, connected or persistent, one viewer, automation or plug user may hold (0: "+strconv.Itoa(broker.DefaultMaxSessionsPerUser)+")")
 	fs.IntVar(&c.BrokerLimits.MaxSessionsPerAdmin, "mqtt-max-sessions-admin", 0, "the same for an admin user (0: "+strconv.Itoa(broker.DefaultMaxSessionsPerAdmin)+")")
+	fs.IntVar(&c.BrokerLimits.MaxQueuedLED, "mqtt-max-queued-led", 0, "LED commands queued for one offline Pi; later ones are dropped (0: "+strconv.Itoa(broker.DefaultMaxQueuedLED)+")")
+	fs.DurationVar(&c.BrokerLimits.ViewerSessionExpiry, "mqtt-viewer-session-expiry", 0, "how long a viewer's or plug's disconnected persistent MQTT session is kept (0: "+broker.DefaultViewerSessionExpiry.String()+"; agents', automations' and admins' are kept 7 days)")
 	fs.IntVar(&c.BrokerLimits.MaxSubscriptions, "mqtt-max-subscriptions", 0, "topic filters one MQTT session may subscribe to (0: "+strconv.Itoa(broker.DefaultMaxSubscriptions)+")")
 	fs.StringVar(&c.PowerBridgeFile, "power-bridge", "", "JSON file mapping Tasmota and Shelly smart plugs to rows (docs/topics.md); empty: <data-dir>/"+powerbridge.FileName+" if it exists")
 }
