@@ -127,6 +127,27 @@ func (s *Server) checkSession(r *http.Request, id string, sess session) (princip
 	return principal{name: u.Name, role: u.Role, via: "session"}, nil
 }
 
+// stillAuthorized says whether the user a live stream was opened for may still watch it, checked
+// at each heartbeat: a user removed, demoted or given a new password stops receiving the rack
+// within one heartbeat, not when its stream happens to reconnect.
+func (s *Server) stillAuthorized(r *http.Request) bool {
+	p := principalFrom(r.Context())
+	if p.via == "session" {
+		c, err := r.Cookie(sessionCookie)
+		if err != nil {
+			return false
+		}
+		sess, ok := s.sessions.get(c.Value)
+		if !ok {
+			return false // ended meanwhile: logged out, or by a request that found the user changed
+		}
+		_, fail := s.checkSession(r, c.Value, sess)
+		return fail == nil
+	}
+	u, err := s.cfg.Auth.Lookup(p.name)
+	return err == nil && mayUseDashboard(u.Role)
+}
+
 // requireUser admits authenticated users, answering JSON errors otherwise.
 func (s *Server) requireUser(h http.HandlerFunc) http.Handler {
 	return s.requireAPI(false, "", h)
@@ -413,6 +434,9 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
 				return
 			}
 		case <-tick.C:
+			if !s.stillAuthorized(r) {
+				return // the page's EventSource reconnects, is refused and goes to the login page
+			}
 			if !send(func() error { _, err := io.WriteString(w, ": ping\n\n"); return err }) {
 				return
 			}

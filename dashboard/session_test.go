@@ -1,6 +1,7 @@
 package dashboard
 
 import (
+	"bufio"
 	"encoding/json"
 	"net/http"
 	"net/url"
@@ -8,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/pirack/pirack/auth"
 )
@@ -158,6 +160,79 @@ func TestSessionFollowsUsersStore(t *testing.T) {
 			}
 			if want := map[bool]int{true: 1, false: 0}[ended]; endings != want {
 				t.Errorf("%d audit entries for the session's end, want %d", endings, want)
+			}
+		})
+	}
+}
+
+// TestLiveStreamEndsForARemovedUser: a user removed while its page (session) or script (Basic
+// auth) is watching the live stream stops receiving the rack at the next heartbeat: the stream
+// ends, and its reconnection is refused. Without the check it ran until the client left.
+func TestLiveStreamEndsForARemovedUser(t *testing.T) {
+	for _, via := range []string{"session", "basic"} {
+		t.Run(via, func(t *testing.T) {
+			users, path := realUsers(t)
+			f := newFixture(t, func(c *Config) { c.Auth = users })
+			t.Cleanup(func() { f.srv.Close() })
+			f.srv.heartbeat = 20 * time.Millisecond
+			base := serveTCP(t, f)
+			client := noRedirects(t)
+
+			req, err := http.NewRequestWithContext(t.Context(), "GET", base+"/api/events", nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if via == "session" {
+				req.AddCookie(loginTCP(t, client, base, "ops", "ops-password"))
+			} else {
+				req.SetBasicAuth("ops", "ops-password")
+			}
+			resp, err := client.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				t.Fatalf("GET /api/events: %d", resp.StatusCode)
+			}
+			lines := make(chan string)
+			go func() {
+				defer close(lines)
+				sc := bufio.NewScanner(resp.Body)
+				sc.Buffer(make([]byte, 1<<20), 1<<20)
+				for sc.Scan() {
+					lines <- sc.Text()
+				}
+			}()
+			awaitLine := func() (string, bool) {
+				select {
+				case l, ok := <-lines:
+					return l, ok
+				case <-time.After(5 * time.Second):
+					t.Fatal("the live stream neither sent anything nor ended within 5 s")
+				}
+				return "", false
+			}
+			for l, ok := awaitLine(); !strings.HasPrefix(l, ": ping"); l, ok = awaitLine() {
+				if !ok {
+					t.Fatal("the stream ended before the user was removed")
+				}
+			}
+
+			cli, err := auth.Open(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := cli.Remove("ops"); err != nil {
+				t.Fatal(err)
+			}
+			for n := 0; ; n++ {
+				if _, ok := awaitLine(); !ok {
+					break // ended
+				}
+				if n > 50 {
+					t.Fatal("the removed user's live stream still runs")
+				}
 			}
 		})
 	}
