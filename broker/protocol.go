@@ -26,6 +26,7 @@ import (
 //   - $SYS publishes, which Mochi drops unanswered (the client's inflight window fills), are
 //     acknowledged and dropped like every refused publish.
 //   - An MQTT 3.1.1 SUBACK carries only 3.1.1 codes.
+//   - An MQTT 5 CONNACK says the broker's Maximum Packet Size, which Mochi enforces unsaid.
 type protocolHook struct {
 	mqtt.HookBase
 	log  *slog.Logger
@@ -103,9 +104,18 @@ func (h *protocolHook) OnSubscribe(cl *mqtt.Client, pk packets.Packet) packets.P
 	return pk
 }
 
-// OnPacketEncode gives a SUBACK or UNSUBACK its client's id back, and keeps an MQTT 3.1.1
-// SUBACK to 3.1.1's codes (granted QoS, or 0x80).
+// OnPacketEncode gives a SUBACK or UNSUBACK its client's id back, keeps an MQTT 3.1.1
+// SUBACK to 3.1.1's codes (granted QoS, or 0x80), and adds Maximum Packet Size to an MQTT 5
+// CONNACK.
 func (h *protocolHook) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packets.Packet {
+	if pk.FixedHeader.Type == packets.Connack {
+		// Mochi enforces MaximumPacketSize but never says so: an MQTT 5 client told nothing
+		// may send any size [MQTT-3.2.2-15 leaves it no limit], and was disconnected for it.
+		if cl.Properties.ProtocolVersion == 5 && pk.ReasonCode < packets.ErrUnspecifiedError.Code && h.caps.MaximumPacketSize > 0 {
+			pk.Properties.MaximumPacketSize = h.caps.MaximumPacketSize
+		}
+		return pk
+	}
 	if pk.FixedHeader.Type != packets.Suback && pk.FixedHeader.Type != packets.Unsuback {
 		return pk
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"strings"
 	"testing"
 	"time"
 
@@ -429,4 +430,22 @@ func TestMalformedFilterRefused(t *testing.T) {
 		t.Errorf("MQTT 5 SUBACK %v, want 0x8F for each malformed filter", ack)
 	}
 
+}
+
+// An MQTT 5 client is told the broker's Maximum Packet Size in its CONNACK (Mochi enforces it
+// without saying so, and the spec reads no property as no limit); a packet over it ends the
+// connection. MQTT 3.1.1 has no such property.
+func TestV5ConnackMaximumPacketSize(t *testing.T) {
+	const max = 1024
+	b := newBroker(t, t.TempDir(), testUsers(t), true, func(c *Config) { c.MaxPacketSize = max })
+	e := &interopEnv{t: t, v5: true, addr: b.Addr(), user: "admin", pass: password}
+	c, ack := e.connect(connOpts{id: "mps-v5"})
+	if got, ok := ack.props.int(propMaxPacketSize); !ok || got != max {
+		t.Fatalf("CONNACK Maximum Packet Size %d (present %v), want %d", got, ok, max)
+	}
+	c.publish("home/fits", 1, false, strings.Repeat(".", max-64))
+	c.write(c.publishPacket("home/too-big", 1, false, strings.Repeat(".", max), c.packetID(), nil))
+	if r := disconnectReason(c.expectClosed()); r != 0x95 && r != -1 {
+		t.Errorf("packet over the maximum: DISCONNECT reason %#x, want 0x95 (packet too large) or none", r)
+	}
 }
