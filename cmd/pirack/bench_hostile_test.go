@@ -25,10 +25,10 @@ func TestBenchHostileSmall(t *testing.T) {
 	// retained metrics arrive.
 	var out, errs bytes.Buffer
 	err = run(t.Context(), []string{"bench", "hostile",
-		"--slow-viewers", "2", "--publishers", "4", "--publish-rate", "100", "--slow-for", "2500ms", "--write-timeout", "500ms", "--retain=false",
-		"--flood-rate", "100", "--legit-agents", "5", "--flood-for", "1500ms",
-		"--sessions", "40", "--filters", "150",
-		"--kills", "2", "--press-agents", "4", "--up-min", "500ms", "--up-max", "800ms"}, &out, &errs)
+		"--slow-viewers", "2", "--publishers", "4", "--publish-rate", "100", "--slow-for", "2s", "--write-timeout", "500ms", "--retain=false",
+		"--flood-rate", "100", "--legit-agents", "5", "--flood-for", "1s",
+		"--sessions", "20", "--filters", "110",
+		"--kills", "2", "--press-agents", "4", "--up-min", "400ms", "--up-max", "600ms"}, &out, &errs)
 	t.Log(out.String())
 	if err != nil {
 		t.Fatalf("bench hostile: %v\n%s", err, errs.String())
