@@ -11,7 +11,7 @@ SLOW_FUZZ       := FuzzBrokerPacket
 FUZZTIME        ?=
 DATA_DIR ?= ./pirack-data
 
-.PHONY: all run build test deps vet cross unit fuzz bench dist clean
+.PHONY: all run build test deps vet cross unit fuzz bench hostile dist clean
 
 all: build
 
@@ -77,6 +77,13 @@ BENCH      ?= .
 BENCH_PKGS ?= ./...
 bench:
 	PIRACK_BROWSER_TESTS=require $(GO) test -run '^$$' -bench '$(BENCH)' -benchmem $(BENCH_PKGS)
+
+## hostile: pirack bench hostile at its default size (about a minute on 2 cores): slow consumers,
+##          pre-CONNECT flood, session flood, SIGKILLs of pirack serve under pressing agents;
+##          figures in docs/reliability.md#hostile-clients-pirack-bench-hostile. Flags: make hostile HOSTILE_FLAGS='--kills 20'
+HOSTILE_FLAGS ?=
+hostile: build
+	./bin/pirack bench hostile $(HOSTILE_FLAGS)
 
 clean:
 	rm -rf bin dist

@@ -167,7 +167,7 @@ func (rk *Rack) ingest(m bus.Message) (refused error) {
 			changed = true
 		}
 		press := history.Event{MAC: t.MAC, Row: t.Row, Kind: history.EventButton, Detail: ev.Press + " press", By: "agent",
-			Key: fmt.Sprintf("button/%s/%d/%d", t.MAC, ev.Seq, ev.TS.UnixNano())}
+			Key: PressKey(t.MAC, ev)}
 		if m.QoS > 0 && rk.savePresses && rk.cfg.History != nil {
 			// A redelivery too: the first delivery's save may have failed. The key stores
 			// it once.
@@ -389,4 +389,11 @@ func clipLog(s string) string {
 		return s[:max] + "..."
 	}
 	return s
+}
+
+// PressKey is the event log's key of a button press (history.Event.Key): a press sent again
+// has the same one, so it is stored once. Checks from outside (`pirack bench hostile`) build
+// it to find a press in the log.
+func PressKey(mac string, ev topics.ButtonEvent) string {
+	return fmt.Sprintf("button/%s/%d/%d", mac, ev.Seq, ev.TS.UnixNano())
 }

@@ -104,3 +104,30 @@ func eventLogSQL(q EventQuery) (string, []any) {
 	sq += " ORDER BY t DESC, id DESC LIMIT ?"
 	return sq, append(args, limit)
 }
+
+// EventKeys returns the deduplication key (Event.Key) of every event of kind in the log, ""
+// for one stored without a key, in recording order. It is for checks from outside the
+// control center: `pirack bench hostile` compares the presses the broker acknowledged with
+// the keys of the presses stored, after SIGKILLs of `pirack serve`.
+func (s *Store) EventKeys(ctx context.Context, kind string) ([]string, error) {
+	if s.isClose.Load() {
+		return nil, ErrClosed
+	}
+	rows, err := s.db.QueryContext(ctx, "SELECT coalesce(dedupe, '') FROM events WHERE kind = ? ORDER BY id", kind)
+	if err != nil {
+		return nil, fmt.Errorf("history: query event keys: %w", err)
+	}
+	defer rows.Close()
+	var keys []string
+	for rows.Next() {
+		var k string
+		if err := rows.Scan(&k); err != nil {
+			return nil, fmt.Errorf("history: read event keys: %w", err)
+		}
+		keys = append(keys, k)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("history: read event keys: %w", err)
+	}
+	return keys, nil
+}

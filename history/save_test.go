@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -109,6 +110,16 @@ func TestSaveEventKey(t *testing.T) {
 	}
 	if st := s.Stats(); st.Saved != 4 || st.Events != 4 {
 		t.Errorf("Saved %d, Events %d; want 4 calls answered and 4 events stored", st.Saved, st.Events)
+	}
+	keys, err := s.EventKeys(t.Context(), EventButton)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{press(1).Key, press(2).Key}; !slices.Equal(keys, want) {
+		t.Errorf("EventKeys(button) = %q, want %q", keys, want)
+	}
+	if keys, err := s.EventKeys(t.Context(), EventOnline); err != nil || !slices.Equal(keys, []string{"", ""}) {
+		t.Errorf("EventKeys(online) = %q, %v; want two keyless events", keys, err)
 	}
 	// A board's replacement keeps its presses' keys unique.
 	if err := s.Move(t.Context(), mac, "dca632000001"); err != nil {

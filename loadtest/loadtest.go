@@ -253,15 +253,30 @@ func startRig(ctx context.Context, cfg Config) (*rig, error) {
 // startControlCenter runs a control center on the rig's data directory and broker address,
 // with the observer subscribed before MQTT is up, and returns once it is.
 func (r *rig) startControlCenter() error {
-	cc, err := controlcenter.New(controlcenter.Config{
+	cc, stop, err := runControlCenter(controlcenter.Config{
 		DataDir: r.dir, Logger: r.log, MQTTAddr: r.addr, HTTPAddr: "127.0.0.1:0", MaxClients: r.cfg.Agents + 64,
+	}, func(cc *controlcenter.ControlCenter) error {
+		return cc.Bus().Subscribe(topics.AllFilter, r.obs.ingest)
 	})
 	if err != nil {
 		return err
 	}
-	if err := cc.Bus().Subscribe(topics.AllFilter, r.obs.ingest); err != nil {
-		cc.Close()
-		return err
+	r.cc.Store(cc)
+	r.stopCC = stop
+	return nil
+}
+
+// runControlCenter builds a control center from cfg, lets before subscribe (or add users)
+// ahead of MQTT, runs it, and returns once MQTT is up; stop cancels it and waits for Run.
+func runControlCenter(cfg controlcenter.Config, before func(*controlcenter.ControlCenter) error) (cc *controlcenter.ControlCenter, stop func() error, err error) {
+	if cc, err = controlcenter.New(cfg); err != nil {
+		return nil, nil, err
+	}
+	if before != nil {
+		if err := before(cc); err != nil {
+			cc.Close()
+			return nil, nil, err
+		}
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -270,14 +285,12 @@ func (r *rig) startControlCenter() error {
 	case <-cc.Ready():
 	case err := <-done:
 		cancel()
-		return err
+		return nil, nil, err
 	}
-	r.cc.Store(cc)
-	r.stopCC = func() error {
+	return cc, func() error {
 		cancel()
 		return <-done
-	}
-	return nil
+	}, nil
 }
 
 // restart stops the control center and starts it again on the same data directory and port,

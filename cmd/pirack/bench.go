@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"strings"
 	"time"
 
 	"github.com/pirack/pirack/agent"
@@ -23,19 +24,24 @@ func registerBench(fs *flag.FlagSet, c *loadtest.Config, logLevel *string) {
 }
 
 func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	const usage = "usage: pirack bench soak|reconnect [flags]\n\n" +
+	const usage = "usage: pirack bench soak|reconnect|hostile [flags]\n\n" +
 		"  soak       N agents for a while, with presses and LED commands: lost, duplicated, latency, memory\n" +
-		"  reconnect  N agents, then restart the control center: how long until every agent is back\n\n" +
-		"Both run a control center (broker, dashboard, history) in this process on 127.0.0.1.\n"
+		"  reconnect  N agents, then restart the control center: how long until every agent is back\n" +
+		"  hostile    slow consumers, pre-CONNECT flood, session flood, SIGKILLs of pirack serve under\n" +
+		"             pressing agents: memory, refusals, presses lost or duplicated\n\n" +
+		"They run a control center (broker, dashboard, history) in this process on 127.0.0.1;\n" +
+		"hostile's SIGKILL loop runs this binary's serve as a subprocess.\n"
 	if len(args) == 0 {
 		fmt.Fprint(stderr, usage)
-		return errors.New("bench: which benchmark? soak or reconnect")
+		return errors.New("bench: which benchmark? soak, reconnect or hostile")
 	}
 	switch args[0] {
 	case "soak":
 		return runSoak(ctx, args[1:], stdout, stderr)
 	case "reconnect":
 		return runReconnectBench(ctx, args[1:], stdout, stderr)
+	case "hostile":
+		return runHostileBench(ctx, args[1:], stdout, stderr)
 	case "-h", "--help", "help":
 		fmt.Fprint(stderr, usage)
 		return flag.ErrHelp
@@ -83,4 +89,51 @@ func runReconnectBench(ctx context.Context, args []string, stdout, stderr io.Wri
 		return err
 	}
 	return loadtest.Reconnect(ctx, cfg, restarts, stdout)
+}
+
+// hostileServe, when set (tests), is the command the hostile SIGKILL loop runs as `pirack
+// serve`, with its environment: a test binary is not pirack.
+var hostileServe struct{ argv, env []string }
+
+func runHostileBench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	cfg := loadtest.DefaultHostileConfig()
+	var level, only string
+	fs := flag.NewFlagSet("bench hostile", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&only, "only", "", "comma-separated scenarios to run, of "+strings.Join(loadtest.HostileScenarios, ",")+" (default: all)")
+	fs.StringVar(&level, "log-level", "error", "debug, info, warn or error (control centers, and serve's output to stderr)")
+	fs.IntVar(&cfg.SlowViewers, "slow-viewers", cfg.SlowViewers, "slow: sessions of one viewer that subscribe to rack/# and never read")
+	fs.IntVar(&cfg.Publishers, "publishers", cfg.Publishers, "slow: simulated agents publishing metrics")
+	fs.IntVar(&cfg.PublishRate, "publish-rate", cfg.PublishRate, "slow: metrics messages a second, each publisher")
+	fs.IntVar(&cfg.PayloadBytes, "payload", cfg.PayloadBytes, "slow: bytes of each metrics payload (at most 16384, the contract's limit)")
+	fs.DurationVar(&cfg.SlowFor, "slow-for", cfg.SlowFor, "slow: how long to publish")
+	fs.DurationVar(&cfg.WriteTimeout, "write-timeout", 0, "slow: the broker's --mqtt-write-timeout (0: its default)")
+	retain := fs.Bool("retain", true, "slow: publish metrics retained, as agents do (false for race-detector runs: mochi-mqtt/server#200)")
+	fs.IntVar(&cfg.FloodRate, "flood-rate", cfg.FloodRate, "flood: silent sockets a second from 127.0.0.1")
+	fs.IntVar(&cfg.LegitAgents, "legit-agents", cfg.LegitAgents, "flood: agents connecting again and again from 127.0.0.2 meanwhile")
+	fs.DurationVar(&cfg.FloodFor, "flood-for", cfg.FloodFor, "flood: how long")
+	fs.IntVar(&cfg.Sessions, "sessions", cfg.Sessions, "sessions: persistent sessions one viewer tries to open")
+	fs.IntVar(&cfg.FiltersPerSession, "filters", cfg.FiltersPerSession, "sessions: filters each session it gets tries to subscribe to")
+	fs.IntVar(&cfg.Kills, "kills", cfg.Kills, "sigkill: SIGKILLs of pirack serve")
+	fs.IntVar(&cfg.PressAgents, "press-agents", cfg.PressAgents, "sigkill: agents pressing their buttons")
+	fs.DurationVar(&cfg.PressEvery, "press-every", cfg.PressEvery, "sigkill: time between two presses of one agent (one in flight each)")
+	fs.DurationVar(&cfg.UpMin, "up-min", cfg.UpMin, "sigkill: shortest time serve runs before a kill")
+	fs.DurationVar(&cfg.UpMax, "up-max", cfg.UpMax, "sigkill: longest time serve runs before a kill")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("bench hostile takes no arguments, got %q", fs.Args())
+	}
+	cfg.Unretained = !*retain
+	if only != "" {
+		cfg.Scenarios = strings.Split(only, ",")
+	}
+	var err error
+	if cfg.Logger, err = newLogger(stderr, level); err != nil {
+		return err
+	}
+	cfg.LogLevel, cfg.ServeLog = level, stderr
+	cfg.Serve, cfg.ServeEnv = hostileServe.argv, hostileServe.env
+	return loadtest.Hostile(ctx, cfg, stdout)
 }
