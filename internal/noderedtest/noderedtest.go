@@ -4,9 +4,9 @@
 // and the process killed when the test ends. It is for _test.go files only.
 //
 // Node-RED is not a Debian package: scripts/test-deps installs it from npm into
-// .cache/node-red at the module's root. Binary also looks in $PIRACK_NODERED, in
-// /opt/pirack-test/node-red and on PATH. When there is none (or no node to run it), the test is
-// skipped, unless PIRACK_NODERED_TESTS is "require" (CI), which fails it instead.
+// .cache/node-red at the module's root; Binary also looks in /opt/pirack-test/node-red and on
+// PATH, and PIRACK_NODERED names another one. When there is none (or no node to run it), the
+// test is skipped, unless PIRACK_NODERED_TESTS is "require" (CI), which fails it instead.
 package noderedtest
 
 import (
@@ -70,29 +70,37 @@ type NodeRED struct {
 	done chan struct{} // closed when cmd has exited
 }
 
-// Binary returns the node-red executable: $PIRACK_NODERED (the executable, or the directory
-// npm installed it into), then .cache/node-red and /opt/pirack-test/node-red (npm install
-// --prefix), then PATH. It returns "" when there is none.
+// Binary returns the node-red executable: the one $PIRACK_NODERED names (the executable, or
+// the directory npm installed it into) and no other when it is set; else the one in
+// .cache/node-red or /opt/pirack-test/node-red (npm install --prefix), else on PATH. It returns
+// "" when there is none.
 func Binary() string {
-	var prefixes []string
 	if p := os.Getenv(BinaryEnv); p != "" {
 		if fi, err := os.Stat(p); err == nil && !fi.IsDir() {
 			return p
 		}
-		prefixes = append(prefixes, p)
+		return installedIn(p)
 	}
+	prefixes := []string{"/opt/pirack-test/node-red"}
 	if root := moduleRoot(); root != "" {
-		prefixes = append(prefixes, filepath.Join(root, ".cache", "node-red"))
+		prefixes = append([]string{filepath.Join(root, ".cache", "node-red")}, prefixes...)
 	}
-	prefixes = append(prefixes, "/opt/pirack-test/node-red")
 	for _, p := range prefixes {
-		bin := filepath.Join(p, "node_modules", ".bin", "node-red")
-		if fi, err := os.Stat(bin); err == nil && fi.Mode()&0o111 != 0 {
+		if bin := installedIn(p); bin != "" {
 			return bin
 		}
 	}
 	if p, err := exec.LookPath("node-red"); err == nil {
 		return p
+	}
+	return ""
+}
+
+// installedIn returns the node-red that npm install --prefix put in dir, or "".
+func installedIn(dir string) string {
+	bin := filepath.Join(dir, "node_modules", ".bin", "node-red")
+	if fi, err := os.Stat(bin); err == nil && fi.Mode()&0o111 != 0 {
+		return bin
 	}
 	return ""
 }
@@ -127,7 +135,9 @@ func Find(t testing.TB) string {
 		return bin
 	}
 	what := "node-red not found"
-	if nodeErr != nil {
+	if p := os.Getenv(BinaryEnv); p != "" && bin == "" {
+		what = "no node-red in " + BinaryEnv + "=" + p
+	} else if nodeErr != nil {
 		what = "node (Node.js) not found"
 	}
 	fix := "run scripts/test-deps, or npm install --prefix .cache/node-red node-red@4, or set " + BinaryEnv
