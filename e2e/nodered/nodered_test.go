@@ -48,8 +48,9 @@ type piSpec struct{ mac, row, hostname string }
 
 // TestExampleFlow imports the example flow into Node-RED, connected as the automation user to
 // a running control center with two Pis, and runs what the doc promises: a press blinks that
-// Pi's LED back and notifies, the inject node locates pi-r1-03 by name, and the press that
-// ends that Locate is not blinked back. Node-RED starts once for all of it.
+// Pi's LED back and notifies, the inject node locates pi-r1-03 by name (and only warns about a
+// name no Pi has), and the press that ends that Locate is not blinked back. Node-RED starts
+// once for all of it.
 func TestExampleFlow(t *testing.T) {
 	noderedtest.Find(t)
 	flow := readFlow(t)
@@ -121,7 +122,14 @@ func TestExampleFlow(t *testing.T) {
 		p := pis[located.mac]
 		on, stop := p.led.Watch()
 		defer stop()
-		nr.Inject(t, flow.nodeID(t, "inject", "locate "+located.hostname))
+		inject := flow.nodeID(t, "inject", "locate "+located.hostname)
+		// A name no Pi has is a warning and sends nothing: the next command is the next
+		// inject's, for pi-r1-03.
+		nr.InjectString(t, inject, "pi-nowhere")
+		if warning := `no Pi named "pi-nowhere" has reported its status`; !nr.WaitLog(warning, waitLimit) {
+			t.Errorf("locating an unknown name: Node-RED did not warn %q", warning)
+		}
+		nr.Inject(t, inject)
 		cmd := rec.awaitCommand(t, located.mac)
 		if cmd.Action != topics.LEDIdentify || cmd.TimeoutS != 30 || cmd.By != automationUser {
 			t.Errorf("the flow located with %+v, want an identify of 30 s by %s", cmd, automationUser)

@@ -11,6 +11,7 @@ package noderedtest
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -263,18 +264,40 @@ func (n *NodeRED) addLog(l string) {
 // /inject/<id> of the admin API), and fails the test if Node-RED refuses.
 func (n *NodeRED) Inject(t testing.TB, id string) {
 	t.Helper()
-	req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, n.URL()+"/inject/"+id, nil)
+	n.inject(t, id, nil)
+}
+
+// InjectString triggers the inject node with that id as Inject does, with payload as the
+// string msg.payload instead of the node's own.
+func (n *NodeRED) InjectString(t testing.TB, id, payload string) {
+	t.Helper()
+	// The editor sends this body for the "inject now" of a node whose properties it changed.
+	body, err := json.Marshal(map[string]any{
+		"__user_inject_props__": []map[string]string{{"p": "payload", "v": payload, "vt": "str"}},
+	})
 	if err != nil {
 		t.Fatal(err)
+	}
+	n.inject(t, id, body)
+}
+
+func (n *NodeRED) inject(t testing.TB, id string, body []byte) {
+	t.Helper()
+	req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, n.URL()+"/inject/"+id, bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatalf("noderedtest: inject %s: %v", id, err)
 	}
 	defer resp.Body.Close()
-	body, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<10))
+	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<10))
 	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("noderedtest: inject %s: HTTP %d: %s", id, resp.StatusCode, body)
+		t.Fatalf("noderedtest: inject %s: HTTP %d: %s", id, resp.StatusCode, msg)
 	}
 }
 
