@@ -25,7 +25,7 @@ func TestBenchHostileSmall(t *testing.T) {
 	// retained metrics arrive.
 	var out, errs bytes.Buffer
 	err = run(t.Context(), []string{"bench", "hostile",
-		"--slow-viewers", "2", "--publishers", "4", "--publish-rate", "100", "--slow-for", "2s", "--write-timeout", "500ms", "--retain=false",
+		"--slow-viewers", "2", "--publishers", "4", "--publish-rate", "200", "--payload", "16000", "--slow-for", "3s", "--write-timeout", "500ms", "--retain=false",
 		"--flood-rate", "100", "--legit-agents", "5", "--flood-for", "1s",
 		"--sessions", "20", "--filters", "110",
 		"--kills", "2", "--press-agents", "4", "--up-min", "400ms", "--up-max", "600ms"}, &out, &errs)
