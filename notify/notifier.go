@@ -65,7 +65,8 @@ type Config struct {
 	// Tick is how often reminders and held-back messages are looked for; 0 means DefaultTick.
 	Tick time.Duration
 
-	senders map[string]sender // tests: replaces the senders File.Targets would build
+	senders      map[string]sender              // tests: replaces the senders File.Targets would build
+	afterAttempt func(target string, err error) // tests: called once an attempt is recorded
 }
 
 // Notifier sends alert notifications. Create it with New, run it with Run, close it with
@@ -536,15 +537,16 @@ func (n *Notifier) deliver(ctx context.Context, t *target) {
 		sctx, cancel := context.WithTimeout(ctx, sendTimeout)
 		err = t.send.Send(sctx, j.Note)
 		cancel()
-		if ctx.Err() != nil {
-			return // stopped mid-attempt: the job stays and is sent after the restart
-		}
 		now = n.cfg.Now()
-		if err == nil {
+		if err == nil { // recorded even when stopping, or it would be sent again after a restart
 			n.remove(t.name, key)
 			t.delivered(now, true)
 			n.log.Info("notification delivered", "target", t.name, "event", j.Note.Event, "rule", j.Note.Rule, "mac", j.Note.MAC)
+			n.attempted(t.name, nil)
 			continue
+		}
+		if ctx.Err() != nil {
+			return // stopped mid-attempt: the job stays and is sent after the restart
 		}
 		j.Attempts++
 		j.NextAt = now.Add(backoff.Delay(RetryBase, RetryMax, j.Attempts))
@@ -564,6 +566,14 @@ func (n *Notifier) deliver(ctx context.Context, t *target) {
 		}); err != nil {
 			n.log.Error("record a failed notification attempt", "target", t.name, "err", err)
 		}
+		n.attempted(t.name, err)
+	}
+}
+
+// attempted calls the tests' hook once an attempt is recorded.
+func (n *Notifier) attempted(name string, err error) {
+	if n.cfg.afterAttempt != nil {
+		n.cfg.afterAttempt(name, err)
 	}
 }
 
