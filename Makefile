@@ -54,10 +54,12 @@ dist:
 	@cat dist/SHA256SUMS
 
 # PIRACK_BROWSER_TESTS=require: a missing Chromium fails the browser tests instead of skipping them;
-# PIRACK_MOSQUITTO_TESTS=require does the same for a missing mosquitto (scripts/test-deps installs both),
-# PIRACK_NODERED_TESTS=require for a missing Node-RED (scripts/test-deps puts it in .cache/node-red).
+# PIRACK_MOSQUITTO_TESTS=require does the same for a missing mosquitto, PIRACK_NODERED_TESTS=require
+# for a missing Node-RED, PIRACK_SMTP_TESTS=require for a missing python3-aiosmtpd (scripts/test-deps
+# installs them all).
 unit:
-	PIRACK_BROWSER_TESTS=require PIRACK_MOSQUITTO_TESTS=require PIRACK_NODERED_TESTS=require $(GO) test -race -count=1 -timeout 10m ./...
+	PIRACK_BROWSER_TESTS=require PIRACK_MOSQUITTO_TESTS=require PIRACK_NODERED_TESTS=require PIRACK_SMTP_TESTS=require \
+		$(GO) test -race -count=1 -timeout 10m ./...
 
 ## fuzz: every fuzz target, FUZZ_EXECS runs each (make fuzz FUZZTIME=5m for a longer run)
 fuzz:

@@ -61,6 +61,9 @@ type Config struct {
 	// PowerBridgeFile maps smart plugs to rows (package powerbridge); "" means
 	// DataDir/power-bridge.json if it exists, and no plugs otherwise.
 	PowerBridgeFile string
+	// NotifyFile configures alert notifications (package notify, docs/notifications.md); ""
+	// means DataDir/notify.json if it exists, and no notifications otherwise.
+	NotifyFile string
 
 	// Tasks run beside the control center once MQTT is up: the demo's simulated Pis, a
 	// benchmark's load. At shutdown they are cancelled first and joined before any part

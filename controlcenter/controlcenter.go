@@ -28,6 +28,7 @@ import (
 	"github.com/pirack/pirack/dashboard"
 	"github.com/pirack/pirack/history"
 	"github.com/pirack/pirack/layout"
+	"github.com/pirack/pirack/notify"
 	"github.com/pirack/pirack/powerbridge"
 	"github.com/pirack/pirack/presence"
 )
@@ -49,6 +50,7 @@ const (
 	PartPowerBridge = "power-bridge" // smart plugs to row power
 	PartDashboard   = "dashboard"    // the rack's runtime: staleness, alert ticks and publishing
 	PartHTTP        = "http"         // the Control Center's web server
+	PartNotify      = "notify"       // alert notifications, when configured
 )
 
 // ControlCenter is the assembled control center. Create it with New, run it with Run.
@@ -63,6 +65,7 @@ type ControlCenter struct {
 	layout  *layout.Store
 	dash    *dashboard.Server
 	bridge  *powerbridge.Bridge
+	notify  *notify.Notifier // nil without a notification config
 	httpLn  net.Listener
 	hearing *presence.Hearing // nil on the embedded broker, which is never lost
 
@@ -143,6 +146,14 @@ func New(cfg Config) (cc *ControlCenter, err error) {
 	if cc.layout, err = layout.Open(filepath.Join(cfg.DataDir, layout.FileName)); err != nil {
 		return nil, err
 	}
+	routes := cfg.Routes
+	if cc.notify, err = openNotifier(cc); err != nil {
+		return nil, err
+	}
+	if cc.notify != nil {
+		cc.closers = append(cc.closers, cc.notify.Close)
+		routes = append(notifyRoutes(cc.notify), routes...)
+	}
 	cc.dash, err = dashboard.New(dashboard.Config{
 		Layout:        cc.layout,
 		Bus:           cc.bus,
@@ -157,7 +168,7 @@ func New(cfg Config) (cc *ControlCenter, err error) {
 		LoginLimit:    cfg.LoginLimit,
 		History:       cc.history,
 		Alerts:        engine,
-		Routes:        cfg.Routes,
+		Routes:        routes,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("start dashboard: %w", err)
@@ -265,6 +276,9 @@ func (cc *ControlCenter) Run(ctx context.Context) (err error) {
 	parts.Go(func() { fail(PartPowerBridge, cc.bridge.Run(partsCtx)) })
 	parts.Go(func() { fail(PartDashboard, cc.dash.Rack().Run(partsCtx)) })
 	parts.Go(func() { fail(PartHTTP, cc.dash.Serve(partsCtx, cc.httpLn)) })
+	if cc.notify != nil {
+		parts.Go(func() { fail(PartNotify, cc.notify.Run(partsCtx)) })
+	}
 	if cc.net != nil {
 		parts.Go(func() {
 			if err := cc.net.Connect(partsCtx); err != nil {
@@ -359,8 +373,15 @@ func (cc *ControlCenter) Parts() []string {
 	if cc.broker == nil {
 		first = PartNetworkBus
 	}
-	return []string{first, PartHistory, PartPowerBridge, PartDashboard, PartHTTP}
+	parts := []string{first, PartHistory, PartPowerBridge, PartDashboard, PartHTTP}
+	if cc.notify != nil {
+		parts = append(parts, PartNotify)
+	}
+	return parts
 }
+
+// Notifier sends alert notifications; nil when none are configured.
+func (cc *ControlCenter) Notifier() *notify.Notifier { return cc.notify }
 
 // MQTTAddr is the address agents dial: the embedded broker's TCP listener (known once Ready is
 // closed), or the foreign broker's URL.

@@ -36,6 +36,10 @@ func principalFrom(ctx context.Context) principal {
 	return p
 }
 
+// UserName is the name of the user a Config.Routes handler was called for (AccessUser,
+// AccessAdmin), so that it can log who did what; "" on a public route.
+func UserName(r *http.Request) string { return principalFrom(r.Context()).name }
+
 const sessionCookie = "pirack_session"
 
 // authFailure says why a request is not authenticated, as an HTTP status and a message.

@@ -107,3 +107,9 @@ func DecodeAlert(b []byte) (Alert, error) {
 	err := decode("alert", b, &a, func() error { return a.Validate() })
 	return a, err
 }
+
+// AlertFilters match every alert topic: a Pi's, rack/+/+/alert/+, and a row's, rack/+/alert/+.
+// Subscribe to both to follow every alert.
+func AlertFilters() []string {
+	return []string{Root + "/+/+/" + leafAlert + "/+", Root + "/+/" + leafAlert + "/+"}
+}

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"strings"
 	"testing"
+
+	"github.com/pirack/pirack/internal/mqttfilter"
 )
 
 func TestNormalizeMAC(t *testing.T) {
@@ -186,5 +188,27 @@ func TestLEDFilter(t *testing.T) {
 	got := strings.Split(LEDTopic("b827eb3f1a2c"), "/")
 	if len(got) != len(want) || got[0] != want[0] || got[2] != want[2] {
 		t.Fatalf("LEDTopic %v does not match LEDFilter %v", got, want)
+	}
+}
+
+func TestAlertFiltersMatchAlertTopics(t *testing.T) {
+	mac := "b827eb3f1a2c"
+	for _, topic := range []string{AlertTopic("r1", mac, "temp_high"), AlertTopic("r1", "", "power_band")} {
+		n := 0
+		for _, f := range AlertFilters() {
+			if mqttfilter.Match(f, topic) {
+				n++
+			}
+		}
+		if n != 1 {
+			t.Errorf("%s matches %d of AlertFilters %q, want exactly 1", topic, n, AlertFilters())
+		}
+	}
+	for _, topic := range []string{StatusTopic("r1", mac), PowerTopic("r1"), LEDTopic(mac)} {
+		for _, f := range AlertFilters() {
+			if mqttfilter.Match(f, topic) {
+				t.Errorf("%s matches alert filter %s", topic, f)
+			}
+		}
 	}
 }

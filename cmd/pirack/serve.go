@@ -34,6 +34,8 @@ type serveConfig struct {
 	WebCert, WebKey string
 	// AlertsFile is a JSON alert config laid over the defaults ("" = defaults).
 	AlertsFile string
+	// NotifyFile configures alert notifications; "" means <data-dir>/notify.json if it exists.
+	NotifyFile string
 	// StaleAfter overrides the learned 3 telemetry intervals after which a Pi shows stale.
 	StaleAfter time.Duration
 	// PowerBridgeFile maps smart plugs to rows (package powerbridge); "" means
@@ -63,6 +65,7 @@ func (c *serveConfig) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.WebCert, "web-cert", "", "TLS certificate (PEM) for the Control Center; with --web-key it serves HTTPS only")
 	fs.StringVar(&c.WebKey, "web-key", "", "TLS private key (PEM, mode 0600) for the Control Center")
 	fs.StringVar(&c.AlertsFile, "alerts", "", "JSON file changing alert thresholds, durations and rules (see docs/alerts.md); empty: defaults")
+	fs.StringVar(&c.NotifyFile, "notify", "", "JSON file sending alerts to webhooks, ntfy and e-mail (see docs/notifications.md); empty: <data-dir>/notify.json if it exists")
 	fs.DurationVar(&c.StaleAfter, "stale-after", 0, "mark a Pi stale after this long without telemetry (0: 3 of its own intervals)")
 	fs.Var(&c.AuditMaxSize, "audit-max-size", "rotate audit.log past this `size`, keeping "+strconv.Itoa(dashboard.AuditKeep)+" old files, such as 512KiB or 10MiB (0: 10MiB, -1: never)")
 	fs.IntVar(&c.LoginLimit, "login-limit", 0, "failed Control Center logins (form or HTTP Basic) one address may make per minute before it gets 429 (0: "+strconv.Itoa(dashboard.DefaultLoginLimit)+")")
@@ -118,7 +121,7 @@ func (c serveConfig) controlCenter(log *slog.Logger, stdout io.Writer) controlce
 		MQTTWSAddr: c.MQTTWSAddr, MQTTWSSAddr: c.MQTTWSSAddr,
 		HTTPAddr: c.HTTPAddr, WebCert: c.WebCert, WebKey: c.WebKey, AuditMaxBytes: int64(c.AuditMaxSize),
 		LoginLimit: c.LoginLimit,
-		AlertsFile: c.AlertsFile, StaleAfter: c.StaleAfter, PowerBridgeFile: c.PowerBridgeFile,
+		AlertsFile: c.AlertsFile, StaleAfter: c.StaleAfter, PowerBridgeFile: c.PowerBridgeFile, NotifyFile: c.NotifyFile,
 		Broker: c.Broker, BrokerLimits: c.BrokerLimits,
 	}
 	if c.Broker.URL != "" {

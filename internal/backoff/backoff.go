@@ -44,3 +44,16 @@ func (b Backoff) JitterWindow(isReconnect bool, attempt int) time.Duration {
 	}
 	return min(b.BaseJitter<<n, b.MaxJitter)
 }
+
+// Delay is an exponential backoff for retrying work that failed, such as a notification:
+// base after the first failure (failures = 1), doubling with each further one, at most max.
+func Delay(base, max time.Duration, failures int) time.Duration {
+	if failures < 1 {
+		return 0
+	}
+	d := base
+	for i := 1; i < failures && d < max; i++ {
+		d *= 2
+	}
+	return min(d, max)
+}

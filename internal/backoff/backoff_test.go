@@ -36,3 +36,22 @@ func TestJitterWindow(t *testing.T) {
 		}
 	}
 }
+
+func TestDelay(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		failures int
+		want     time.Duration
+	}{
+		{"no failure", 0, 0},
+		{"first", 1, 10 * time.Second},
+		{"second", 2, 20 * time.Second},
+		{"fourth", 4, 80 * time.Second},
+		{"capped", 10, 10 * time.Minute},
+		{"huge", 1 << 30, 10 * time.Minute},
+	} {
+		if got := Delay(10*time.Second, 10*time.Minute, tc.failures); got != tc.want {
+			t.Errorf("%s: Delay(10s, 10m, %d) = %v, want %v", tc.name, tc.failures, got, tc.want)
+		}
+	}
+}

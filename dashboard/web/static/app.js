@@ -699,3 +699,63 @@
   loadSparks();
   setInterval(loadSparks, 60000);
 })();
+
+// Notification targets on the rack page (package notify, docs/notifications.md): each target's
+// state, a failing one with its last error and next attempt, and a test-send for admins. The
+// section stays hidden when notifications are not configured (GET /api/notify answers 404).
+(() => {
+  const box = document.getElementById("notify");
+  if (!box) return;
+  const list = document.getElementById("notify-targets");
+  const testBtn = document.getElementById("notify-test");
+  const result = document.getElementById("notify-result");
+
+  const time = (s) => (s ? new Date(s).toLocaleTimeString() : "");
+
+  function render(st) {
+    list.replaceChildren();
+    for (const t of st.targets || []) {
+      const li = document.createElement("li");
+      li.dataset.ok = String(t.ok);
+      let text = t.name + " (" + t.type + "): " + (t.ok ? "ok" : "failing");
+      if (!t.ok && t.last_error) text += " — " + t.last_error;
+      if (t.pending) text += ", " + t.pending + " queued";
+      if (!t.ok && t.next_attempt_at) text += ", next try " + time(t.next_attempt_at);
+      if (t.dropped) text += ", " + t.dropped + " given up";
+      li.textContent = text;
+      list.append(li);
+    }
+    box.dataset.failing = String((st.targets || []).some((t) => !t.ok));
+    box.hidden = false;
+  }
+
+  async function refresh() {
+    try {
+      const r = await fetch("/api/notify", { credentials: "same-origin" });
+      if (r.status === 404) return; // not configured: stop polling
+      if (r.ok) render(await r.json());
+    } catch (e) { /* offline for a moment: the next poll tries again */ }
+    setTimeout(refresh, 15000);
+  }
+
+  if (testBtn) {
+    testBtn.addEventListener("click", async () => {
+      testBtn.disabled = true;
+      result.textContent = "sending…";
+      try {
+        const r = await fetch("/api/notify/test", {
+          method: "POST", credentials: "same-origin",
+          headers: { "Content-Type": "application/json" }, body: "{}",
+        });
+        const body = await r.json();
+        result.textContent = (body.results || []).map((x) => x.target + ": " + (x.ok ? "sent" : x.error)).join("; ") || body.error || "";
+      } catch (e) {
+        result.textContent = "test-send failed: " + e;
+      }
+      testBtn.disabled = false;
+      const r = await fetch("/api/notify", { credentials: "same-origin" });
+      if (r.ok) render(await r.json());
+    });
+  }
+  refresh();
+})();

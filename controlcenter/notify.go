@@ -1,0 +1,52 @@
+package controlcenter
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/pirack/pirack/dashboard"
+	"github.com/pirack/pirack/notify"
+)
+
+// openNotifier builds the notifier from Config.NotifyFile, or else <data-dir>/notify.json if
+// there is one. No file means no notifications (nil, nil).
+func openNotifier(cc *ControlCenter) (*notify.Notifier, error) {
+	cfg := cc.cfg
+	path := cfg.NotifyFile
+	if path == "" {
+		path = filepath.Join(cfg.DataDir, notify.FileName)
+		if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+			return nil, nil
+		}
+	}
+	f, err := notify.LoadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	n, err := notify.New(notify.Config{
+		Bus: cc.bus, DataDir: cfg.DataDir, File: f, Logger: cfg.Logger.With("component", "notify"),
+		// Read when a notification is built, once the listener (made after the dashboard) is open.
+		DashboardURL: func() string {
+			if cc.httpLn == nil {
+				return ""
+			}
+			return cc.HTTPURL()
+		},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("notifications (%s): %w", path, err)
+	}
+	cc.log.Info("notifications configured", "file", path, "targets", len(f.Targets))
+	return n, nil
+}
+
+// notifyRoutes mounts the notifier's status for every signed-in user and its test-send for
+// admins, behind the dashboard's authentication and cross-origin protection.
+func notifyRoutes(n *notify.Notifier) []dashboard.Route {
+	return []dashboard.Route{
+		{Pattern: "GET /api/notify", Handler: n.StatusHandler(), Access: dashboard.AccessUser},
+		{Pattern: "POST /api/notify/test", Handler: n.TestHandler(dashboard.UserName), Access: dashboard.AccessAdmin},
+	}
+}
