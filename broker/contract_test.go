@@ -182,3 +182,22 @@ func valid(topic, label string) string {
 	}
 	panic("valid: no payload for " + topic)
 }
+
+// TestConnectRefusalsLoggedOncePerMinute: a client retrying a wrong password (or a user over its
+// sessions) at the rate of password checks logs one line a minute per user and reason, not one
+// per attempt; another user's refusal still gets its own line.
+func TestConnectRefusalsLoggedOncePerMinute(t *testing.T) {
+	var logs testlog.Buffer
+	b := newBroker(t, t.TempDir(), testUsers(t), true, func(c *Config) { c.Logger = newBufferLogger(t, &logs) })
+	for range 5 {
+		if _, err := dial(t, b, "guess", "viewer", "wrong-password"); err == nil {
+			t.Fatal("a wrong password was accepted")
+		}
+	}
+	if _, err := dial(t, b, "guess", "auto", "wrong-password"); err == nil {
+		t.Fatal("a wrong password was accepted")
+	}
+	if n := strings.Count(logs.String(), "MQTT connection refused"); n != 2 {
+		t.Errorf("%d refusal lines for 5 attempts of one user and 1 of another, want 2:\n%s", n, logs.String())
+	}
+}

@@ -157,7 +157,10 @@ func (h *authHook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 	id := pk.Connect.ClientIdentifier
 	log := h.log.With("username", clip(name), "client", clip(id), "listener", cl.Net.Listener, "remote", cl.Net.Remote)
 	refuse := func(r *refusal) error {
-		log.Warn("MQTT connection refused", "reason", r.reason)
+		// Once a minute per user name and reason: a client retrying a wrong password, or a
+		// user over its sessions, at the rate of password checks would otherwise fill the log.
+		h.logLimited("refused/"+clip(name)+"/"+r.reason, slog.LevelWarn, "MQTT connection refused",
+			"username", clip(name), "client", clip(id), "listener", cl.Net.Listener, "remote", cl.Net.Remote, "reason", r.reason)
 		code := r.code
 		if cl.Properties.ProtocolVersion < 5 {
 			code = packets.Code{Code: r.v3, Reason: code.Reason} // 3.1.1 has its own CONNACK codes
