@@ -27,6 +27,7 @@ import (
 	"github.com/pirack/pirack/bus"
 	"github.com/pirack/pirack/dashboard"
 	"github.com/pirack/pirack/history"
+	"github.com/pirack/pirack/homeassistant"
 	"github.com/pirack/pirack/layout"
 	"github.com/pirack/pirack/powerbridge"
 	"github.com/pirack/pirack/presence"
@@ -49,6 +50,8 @@ const (
 	PartPowerBridge = "power-bridge" // smart plugs to row power
 	PartDashboard   = "dashboard"    // the rack's runtime: staleness, alert ticks and publishing
 	PartHTTP        = "http"         // the Control Center's web server
+	// PartHomeAssistant announces the rack to Home Assistant (Config.HomeAssistant).
+	PartHomeAssistant = "home-assistant"
 )
 
 // ControlCenter is the assembled control center. Create it with New, run it with Run.
@@ -63,6 +66,7 @@ type ControlCenter struct {
 	layout  *layout.Store
 	dash    *dashboard.Server
 	bridge  *powerbridge.Bridge
+	ha      *homeassistant.Discovery // nil unless Config.HomeAssistant
 	httpLn  net.Listener
 	hearing *presence.Hearing // nil on the embedded broker, which is never lost
 
@@ -163,6 +167,13 @@ func New(cfg Config) (cc *ControlCenter, err error) {
 		return nil, fmt.Errorf("start dashboard: %w", err)
 	}
 	cc.closers = append(cc.closers, cc.dash.Close)
+	if cfg.HomeAssistant {
+		cc.ha, err = homeassistant.New(homeassistant.Config{Bus: cc.bus, Rack: cc.dash.Rack(), ID: cfg.Broker.ClientID,
+			Logger: cfg.Logger.With("component", "homeassistant")})
+		if err != nil {
+			return nil, err
+		}
+	}
 	if cc.httpLn, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
 		return nil, fmt.Errorf("listen for the Control Center on %s: %w (is another pirack running? pick another address with --http)", cfg.HTTPAddr, err)
 	}
@@ -265,6 +276,15 @@ func (cc *ControlCenter) Run(ctx context.Context) (err error) {
 	parts.Go(func() { fail(PartPowerBridge, cc.bridge.Run(partsCtx)) })
 	parts.Go(func() { fail(PartDashboard, cc.dash.Rack().Run(partsCtx)) })
 	parts.Go(func() { fail(PartHTTP, cc.dash.Serve(partsCtx, cc.httpLn)) })
+	if cc.ha != nil {
+		parts.Go(func() {
+			select { // announcements are retained: nothing is lost by waiting for the broker
+			case <-cc.ready:
+				fail(PartHomeAssistant, cc.ha.Run(partsCtx))
+			case <-partsCtx.Done():
+			}
+		})
+	}
 	if cc.net != nil {
 		parts.Go(func() {
 			if err := cc.net.Connect(partsCtx); err != nil {
@@ -359,7 +379,11 @@ func (cc *ControlCenter) Parts() []string {
 	if cc.broker == nil {
 		first = PartNetworkBus
 	}
-	return []string{first, PartHistory, PartPowerBridge, PartDashboard, PartHTTP}
+	parts := []string{first, PartHistory, PartPowerBridge, PartDashboard, PartHTTP}
+	if cc.ha != nil {
+		parts = append(parts, PartHomeAssistant)
+	}
+	return parts
 }
 
 // MQTTAddr is the address agents dial: the embedded broker's TCP listener (known once Ready is
