@@ -6,7 +6,8 @@
 // it publish under that Pi's topics. Plug users are smart plugs (Tasmota, Shelly) measuring a
 // row's power: each is bound to its row, and publishes only to the plug topics the power bridge
 // maps to that row. The other roles are people and programs: viewers read, automations read and
-// send LED commands, admins do anything.
+// send LED commands, Home Assistant reads and sends LED commands with its own status topic,
+// admins do anything.
 package auth
 
 import (
@@ -59,12 +60,16 @@ const (
 	RoleAutomation Role = "automation"
 	// RoleViewer reads every pirack topic.
 	RoleViewer Role = "viewer"
+	// RoleHomeAssistant is Home Assistant's MQTT integration with its default settings: it
+	// reads every pirack topic and Home Assistant's discovery topics, leaves its Will and
+	// birth on homeassistant/status, and sends LED commands (its Locate button).
+	RoleHomeAssistant Role = "homeassistant"
 	// RoleAdmin may do anything, including reading $SYS.
 	RoleAdmin Role = "admin"
 )
 
 // Roles lists every role, in order of increasing power.
-var Roles = []Role{RolePlug, RoleAgent, RoleViewer, RoleAutomation, RoleAdmin}
+var Roles = []Role{RolePlug, RoleAgent, RoleViewer, RoleHomeAssistant, RoleAutomation, RoleAdmin}
 
 // ParseRole parses a role name such as "viewer".
 func ParseRole(s string) (Role, error) {
@@ -76,12 +81,12 @@ func ParseRole(s string) (Role, error) {
 }
 
 // roleNames lists the roles for error messages.
-const roleNames = "plug, agent, viewer, automation, admin"
+const roleNames = "plug, agent, viewer, homeassistant, automation, admin"
 
 // Valid reports whether r is one of Roles.
 func (r Role) Valid() bool {
 	switch r {
-	case RolePlug, RoleAgent, RoleAutomation, RoleViewer, RoleAdmin:
+	case RolePlug, RoleAgent, RoleAutomation, RoleViewer, RoleHomeAssistant, RoleAdmin:
 		return true
 	}
 	return false

@@ -25,6 +25,15 @@ func (u User) Rights(plugTopics map[string][]string) Rights {
 		return Rights{Read: []string{topics.AllFilter}}
 	case RoleAutomation:
 		return Rights{Read: []string{topics.AllFilter}, Write: []string{topics.LEDFilter}}
+	case RoleHomeAssistant:
+		// What Home Assistant's MQTT integration does with its defaults: subscribe to its
+		// discovery prefix, birth and Will on its status topic, read the Pis' topics that the
+		// discovered entities name, and press the Locate button. It may not write discovery
+		// configs: those are the control center's.
+		return Rights{
+			Read:  []string{topics.HAFilter, topics.AllFilter},
+			Write: []string{topics.HAStatusTopic, topics.LEDFilter},
+		}
 	case RoleAgent:
 		// Only the topics an agent publishes by contract, for its own row and MAC: anything
 		// else under its prefix (an alert about itself, say) would let a Pi forge the control

@@ -50,6 +50,7 @@ type Skipped struct {
 //   - admin: readwrite #, read $SYS/#;
 //   - viewer: read rack/#;
 //   - automation: read rack/#, write rack/+/led;
+//   - homeassistant: read homeassistant/# and rack/#, write homeassistant/status and rack/+/led;
 //   - agent: write its own status, metrics, button and led_state topics and its row's power,
 //     read its own LED topic;
 //   - plug: write its row's plug folders, read nothing.
@@ -118,7 +119,7 @@ type rule struct {
 // or why u is left out.
 func rules(u auth.User, plugFilters map[string][]string) (lines []rule, skip string, err error) {
 	switch u.Role {
-	case auth.RoleAdmin, auth.RoleViewer, auth.RoleAutomation:
+	case auth.RoleAdmin, auth.RoleViewer, auth.RoleAutomation, auth.RoleHomeAssistant:
 	case auth.RoleAgent:
 		if !topics.IsMAC(u.MAC) || u.Name != u.MAC || topics.ValidateRow(u.Row) != nil {
 			return nil, "", fmt.Errorf("agent user %q: MAC %q and row %q do not bind it to a Pi (is the users file hand-edited?)", u.Name, u.MAC, u.Row)

@@ -52,6 +52,10 @@ type Config struct {
 	LoginLimit int
 	// Routes are extra HTTP routes mounted beside the dashboard's (integrations).
 	Routes []dashboard.Route
+	// HomeAssistant announces every Pi to Home Assistant by MQTT discovery (package
+	// homeassistant), with Broker.ClientID naming the control center's device; false, the
+	// zero value, announces nothing.
+	HomeAssistant bool
 
 	// AlertsFile is a JSON alert config laid over the defaults; "" means the defaults.
 	AlertsFile string

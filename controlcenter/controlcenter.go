@@ -27,6 +27,7 @@ import (
 	"github.com/pirack/pirack/bus"
 	"github.com/pirack/pirack/dashboard"
 	"github.com/pirack/pirack/history"
+	"github.com/pirack/pirack/homeassistant"
 	"github.com/pirack/pirack/layout"
 	"github.com/pirack/pirack/notify"
 	"github.com/pirack/pirack/powerbridge"
@@ -51,6 +52,8 @@ const (
 	PartDashboard   = "dashboard"    // the rack's runtime: staleness, alert ticks and publishing
 	PartHTTP        = "http"         // the Control Center's web server
 	PartNotify      = "notify"       // alert notifications, when configured
+	// PartHomeAssistant announces the rack to Home Assistant (Config.HomeAssistant).
+	PartHomeAssistant = "home-assistant"
 )
 
 // ControlCenter is the assembled control center. Create it with New, run it with Run.
@@ -65,7 +68,8 @@ type ControlCenter struct {
 	layout  *layout.Store
 	dash    *dashboard.Server
 	bridge  *powerbridge.Bridge
-	notify  *notify.Notifier // nil without a notification config
+	notify  *notify.Notifier         // nil without a notification config
+	ha      *homeassistant.Discovery // nil unless Config.HomeAssistant
 	httpLn  net.Listener
 	hearing *presence.Hearing // nil on the embedded broker, which is never lost
 
@@ -174,6 +178,13 @@ func New(cfg Config) (cc *ControlCenter, err error) {
 		return nil, fmt.Errorf("start dashboard: %w", err)
 	}
 	cc.closers = append(cc.closers, cc.dash.Close)
+	if cfg.HomeAssistant {
+		cc.ha, err = homeassistant.New(homeassistant.Config{Bus: cc.bus, Rack: cc.dash.Rack(), ID: cfg.Broker.ClientID,
+			Logger: cfg.Logger.With("component", "homeassistant")})
+		if err != nil {
+			return nil, err
+		}
+	}
 	if cc.httpLn, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
 		return nil, fmt.Errorf("listen for the Control Center on %s: %w (is another pirack running? pick another address with --http)", cfg.HTTPAddr, err)
 	}
@@ -279,6 +290,15 @@ func (cc *ControlCenter) Run(ctx context.Context) (err error) {
 	if cc.notify != nil {
 		parts.Go(func() { fail(PartNotify, cc.notify.Run(partsCtx)) })
 	}
+	if cc.ha != nil {
+		parts.Go(func() {
+			select { // announcements are retained: nothing is lost by waiting for the broker
+			case <-cc.ready:
+				fail(PartHomeAssistant, cc.ha.Run(partsCtx))
+			case <-partsCtx.Done():
+			}
+		})
+	}
 	if cc.net != nil {
 		parts.Go(func() {
 			if err := cc.net.Connect(partsCtx); err != nil {
@@ -376,6 +396,9 @@ func (cc *ControlCenter) Parts() []string {
 	parts := []string{first, PartHistory, PartPowerBridge, PartDashboard, PartHTTP}
 	if cc.notify != nil {
 		parts = append(parts, PartNotify)
+	}
+	if cc.ha != nil {
+		parts = append(parts, PartHomeAssistant)
 	}
 	return parts
 }

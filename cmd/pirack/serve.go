@@ -49,6 +49,8 @@ type serveConfig struct {
 	Broker controlcenter.ExternalBroker
 	// BrokerLimits are the embedded broker's limits (0: its defaults, docs/security.md).
 	BrokerLimits broker.Limits
+	// HomeAssistant announces the Pis to Home Assistant by MQTT discovery.
+	HomeAssistant bool
 }
 
 func (c *serveConfig) register(fs *flag.FlagSet) {
@@ -84,6 +86,7 @@ func (c *serveConfig) register(fs *flag.FlagSet) {
 	fs.IntVar(&c.BrokerLimits.MaxQueuedLED, "mqtt-max-queued-led", 0, "LED commands queued for one offline Pi; later ones are dropped (0: "+strconv.Itoa(broker.DefaultMaxQueuedLED)+")")
 	fs.DurationVar(&c.BrokerLimits.ViewerSessionExpiry, "mqtt-viewer-session-expiry", 0, "how long a viewer's or plug's disconnected persistent MQTT session is kept (0: "+broker.DefaultViewerSessionExpiry.String()+"; agents', automations' and admins' are kept 7 days)")
 	fs.IntVar(&c.BrokerLimits.MaxSubscriptions, "mqtt-max-subscriptions", 0, "topic filters one MQTT session may subscribe to (0: "+strconv.Itoa(broker.DefaultMaxSubscriptions)+")")
+	fs.BoolVar(&c.HomeAssistant, "home-assistant", false, "announce every Pi to Home Assistant by MQTT discovery (docs/home-assistant.md)")
 	fs.StringVar(&c.PowerBridgeFile, "power-bridge", "", "JSON file mapping Tasmota and Shelly smart plugs to rows (docs/topics.md); empty: <data-dir>/"+powerbridge.FileName+" if it exists")
 }
 
@@ -122,7 +125,7 @@ func (c serveConfig) controlCenter(log *slog.Logger, stdout io.Writer) controlce
 		HTTPAddr: c.HTTPAddr, WebCert: c.WebCert, WebKey: c.WebKey, AuditMaxBytes: int64(c.AuditMaxSize),
 		LoginLimit: c.LoginLimit,
 		AlertsFile: c.AlertsFile, StaleAfter: c.StaleAfter, PowerBridgeFile: c.PowerBridgeFile, NotifyFile: c.NotifyFile,
-		Broker: c.Broker, BrokerLimits: c.BrokerLimits,
+		Broker: c.Broker, BrokerLimits: c.BrokerLimits, HomeAssistant: c.HomeAssistant,
 	}
 	if c.Broker.URL != "" {
 		cfg.MQTTAddr, cfg.MQTTTLSAddr = "", ""

@@ -23,7 +23,7 @@ const usersFileName = "users.json"
 const agentSecretPath = "/etc/pirack/agent.secret"
 
 const userUsage = `usage:
-  pirack user add NAME --role admin|viewer|automation [--password P] [--data-dir DIR]
+  pirack user add NAME --role admin|viewer|automation|homeassistant [--password P] [--data-dir DIR]
   pirack user add NAME --role plug --row ROW [--password P] [--data-dir DIR]
   pirack user add --role agent --mac MAC --row ROW [--password P] [--data-dir DIR] [--broker URL]
   pirack user list [--data-dir DIR]
@@ -80,7 +80,7 @@ func newUserFlagSet(name string, stderr io.Writer) (*flag.FlagSet, *string) {
 
 func runUserAdd(args []string, stdout, stderr io.Writer) error {
 	fs, dataDir := newUserFlagSet("add", stderr)
-	role := fs.String("role", "", "admin, viewer, automation, agent, or plug for a Tasmota or Shelly smart plug (required)")
+	role := fs.String("role", "", "admin, viewer, automation, homeassistant, agent, or plug for a Tasmota or Shelly smart plug (required)")
 	mac := fs.String("mac", "", "agent only: the Pi's MAC address, e.g. b8:27:eb:3f:1a:2c")
 	row := fs.String("row", "", "agent and plug (required): the Pi's row, or the row the plug measures, e.g. r1")
 	password := fs.String("password", "", "password (8-72 bytes); default: a generated one. A password given here stays in the shell history")
@@ -90,7 +90,7 @@ func runUserAdd(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	if *role == "" {
-		return errors.New("user add: --role is required (admin, viewer, automation, agent or plug)")
+		return errors.New("user add: --role is required (admin, viewer, automation, homeassistant, agent or plug)")
 	}
 	r, err := auth.ParseRole(*role)
 	if err != nil {
