@@ -52,6 +52,10 @@ type Config struct {
 	LoginLimit int
 	// Routes are extra HTTP routes mounted beside the dashboard's (integrations).
 	Routes []dashboard.Route
+	// MetricsTokenFile holds the read-only bearer token Prometheus may scrape /metrics with
+	// (package promexport), in a file readable by its owner only; "" means /metrics is for
+	// the dashboard's users only, by HTTP Basic auth.
+	MetricsTokenFile string
 
 	// AlertsFile is a JSON alert config laid over the defaults; "" means the defaults.
 	AlertsFile string

@@ -17,6 +17,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -30,6 +31,7 @@ import (
 	"github.com/pirack/pirack/layout"
 	"github.com/pirack/pirack/powerbridge"
 	"github.com/pirack/pirack/presence"
+	"github.com/pirack/pirack/promexport"
 )
 
 // Files in Config.DataDir.
@@ -126,6 +128,11 @@ func New(cfg Config) (cc *ControlCenter, err error) {
 	if err != nil {
 		return nil, err
 	}
+	// Prometheus's /metrics reads cc's parts at each scrape, once Run serves HTTP.
+	metrics, err := promexport.New(promexport.Config{Source: cc, TokenFile: cfg.MetricsTokenFile, Logger: cfg.Logger.With("component", "promexport")})
+	if err != nil {
+		return nil, err
+	}
 	plugs, err := loadPowerBridge(cfg, cc.users, cc.log)
 	if err != nil {
 		return nil, err
@@ -157,7 +164,7 @@ func New(cfg Config) (cc *ControlCenter, err error) {
 		LoginLimit:    cfg.LoginLimit,
 		History:       cc.history,
 		Alerts:        engine,
-		Routes:        cfg.Routes,
+		Routes:        append(slices.Clone(cfg.Routes), metrics.Route()),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("start dashboard: %w", err)
@@ -334,6 +341,8 @@ func (cc *ControlCenter) Ready() <-chan struct{} { return cc.ready }
 // Bus is the control center's MQTT connection. Subscribe on it between New and Run to see
 // every message from the first.
 func (cc *ControlCenter) Bus() bus.Bus { return cc.bus }
+
+var _ promexport.Source = (*ControlCenter)(nil)
 
 // Broker is the embedded broker; nil when the control center runs on a foreign broker.
 func (cc *ControlCenter) Broker() *broker.Broker { return cc.broker }
