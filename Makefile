@@ -54,9 +54,10 @@ dist:
 	@cat dist/SHA256SUMS
 
 # PIRACK_BROWSER_TESTS=require: a missing Chromium fails the browser tests instead of skipping them;
-# PIRACK_MOSQUITTO_TESTS=require does the same for a missing mosquitto (scripts/test-deps installs both).
+# PIRACK_MOSQUITTO_TESTS=require does the same for a missing mosquitto, PIRACK_PROMETHEUS_TESTS=require
+# for a missing prometheus or promtool (scripts/test-deps installs all three).
 unit:
-	PIRACK_BROWSER_TESTS=require PIRACK_MOSQUITTO_TESTS=require $(GO) test -race -count=1 -timeout 10m ./...
+	PIRACK_BROWSER_TESTS=require PIRACK_MOSQUITTO_TESTS=require PIRACK_PROMETHEUS_TESTS=require $(GO) test -race -count=1 -timeout 10m ./...
 
 ## fuzz: every fuzz target, FUZZ_EXECS runs each (make fuzz FUZZTIME=5m for a longer run)
 fuzz:
