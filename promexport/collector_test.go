@@ -4,6 +4,9 @@ import (
 	"bytes"
 	"context"
 	"flag"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -60,7 +63,7 @@ type rig struct {
 }
 
 // newRig builds the dashboard with the exporter's route mounted (routes may be nil), at t0.
-func newRig(t *testing.T, configure func(*dashboard.Config), routes ...dashboard.Route) *rig {
+func newRig(t testing.TB, configure func(*dashboard.Config), routes ...dashboard.Route) *rig {
 	t.Helper()
 	engine, err := alerts.New(alerts.DefaultConfig())
 	if err != nil {
@@ -82,7 +85,7 @@ func newRig(t *testing.T, configure func(*dashboard.Config), routes ...dashboard
 	return r
 }
 
-func (r *rig) publish(t *testing.T, topic string, p topics.Validator) {
+func (r *rig) publish(t testing.TB, topic string, p topics.Validator) {
 	t.Helper()
 	b, err := topics.Encode(p)
 	if err != nil {
@@ -225,4 +228,36 @@ pirack_history_samples_queued_total 1
 	if _, err := reg.Gather(); err != nil {
 		t.Fatalf("a pedantic registry refuses the scrape: %v", err)
 	}
+}
+
+// BenchmarkScrape1000Pis is one scrape of a rack of 1,000 Pis with every metric, through the
+// handler: read, gather, encode and gzip (docs/prometheus.md quotes it).
+func BenchmarkScrape1000Pis(b *testing.B) {
+	r := newRig(b, nil)
+	for i := range 1000 {
+		mac := fmt.Sprintf("b827eb%06x", i)
+		row := fmt.Sprintf("r%d", i/24)
+		r.publish(b, topics.StatusTopic(row, mac), online(fmt.Sprintf("pi-%d", i)))
+		r.publish(b, topics.MetricsTopic(row, mac), topics.Metrics{V: 1, Seq: 1, TS: t0,
+			Load1: ptr(0.5), Load5: ptr(0.25), Load15: ptr(0.125), CPUCount: ptr(4), CPUPercent: ptr(12.5), CPUTempC: ptr(48.5),
+			MemTotalBytes: ptr[uint64](4 << 30), MemAvailableBytes: ptr[uint64](3 << 30),
+			DiskTotalBytes: ptr[uint64](32 << 30), DiskFreeBytes: ptr[uint64](20 << 30),
+			ThrottledNow: []string{}, ThrottledSinceBoot: []string{}, NetRxBytes: ptr[uint64](1000), NetTxBytes: ptr[uint64](2000)})
+	}
+	exp, err := New(Config{Source: r.src})
+	if err != nil {
+		b.Fatal(err)
+	}
+	var size int
+	for b.Loop() {
+		w := httptest.NewRecorder()
+		req := httptest.NewRequest(http.MethodGet, Path, nil)
+		req.Header.Set("Accept-Encoding", "gzip") // as Prometheus asks
+		exp.Handler().ServeHTTP(w, req)
+		if w.Code != http.StatusOK || w.Header().Get("Content-Encoding") != "gzip" {
+			b.Fatalf("status %d, encoding %q", w.Code, w.Header().Get("Content-Encoding"))
+		}
+		size = w.Body.Len()
+	}
+	b.ReportMetric(float64(size), "gzip-bytes")
 }

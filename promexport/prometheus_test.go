@@ -141,6 +141,19 @@ func TestPrometheusScrapesControlCenter(t *testing.T) {
 			})
 		}
 	})
+	t.Run("grafana queries", func(t *testing.T) {
+		// Grafana fills these in; any value Prometheus parses will do.
+		vars := strings.NewReplacer("$row", ".*", "$__rate_interval", "1m")
+		for _, q := range grafanaQueries(t) {
+			expr := vars.Replace(q.expr)
+			if strings.HasPrefix(expr, "label_values(") { // Grafana's, not PromQL
+				continue
+			}
+			if _, err := prom.Query(t.Context(), expr); err != nil {
+				t.Errorf("%s: %v", q.where, err)
+			}
+		}
+	})
 	t.Run("promtool check metrics", func(t *testing.T) {
 		body := scrape(t, "http://"+cc.HTTPAddr()+promexport.Path)
 		if !strings.Contains(string(body), "pirack_pi_load1{") {
