@@ -55,11 +55,12 @@ dist:
 
 # PIRACK_BROWSER_TESTS=require: a missing Chromium fails the browser tests instead of skipping them;
 # PIRACK_MOSQUITTO_TESTS=require does the same for a missing mosquitto, PIRACK_NODERED_TESTS=require
-# for a missing Node-RED, PIRACK_SMTP_TESTS=require for a missing python3-aiosmtpd (scripts/test-deps
-# installs them all).
+# for a missing Node-RED, PIRACK_SMTP_TESTS=require for a missing python3-aiosmtpd,
+# PIRACK_PROMETHEUS_TESTS=require for a missing prometheus or promtool (scripts/test-deps installs
+# them all).
 unit:
 	PIRACK_BROWSER_TESTS=require PIRACK_MOSQUITTO_TESTS=require PIRACK_NODERED_TESTS=require PIRACK_SMTP_TESTS=require \
-		$(GO) test -race -count=1 -timeout 10m ./...
+		PIRACK_PROMETHEUS_TESTS=require $(GO) test -race -count=1 -timeout 10m ./...
 
 ## fuzz: every fuzz target, FUZZ_EXECS runs each (make fuzz FUZZTIME=5m for a longer run)
 fuzz:

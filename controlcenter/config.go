@@ -56,6 +56,10 @@ type Config struct {
 	// homeassistant), with Broker.ClientID naming the control center's device; false, the
 	// zero value, announces nothing.
 	HomeAssistant bool
+	// MetricsTokenFile holds the read-only bearer token Prometheus may scrape /metrics with
+	// (package promexport), in a file readable by its owner only; "" means /metrics is for
+	// the dashboard's users only, by HTTP Basic auth.
+	MetricsTokenFile string
 
 	// AlertsFile is a JSON alert config laid over the defaults; "" means the defaults.
 	AlertsFile string

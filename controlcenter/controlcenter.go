@@ -17,6 +17,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -32,6 +33,7 @@ import (
 	"github.com/pirack/pirack/notify"
 	"github.com/pirack/pirack/powerbridge"
 	"github.com/pirack/pirack/presence"
+	"github.com/pirack/pirack/promexport"
 )
 
 // Files in Config.DataDir.
@@ -133,6 +135,11 @@ func New(cfg Config) (cc *ControlCenter, err error) {
 	if err != nil {
 		return nil, err
 	}
+	// Prometheus's /metrics reads cc's parts at each scrape, once Run serves HTTP.
+	metrics, err := promexport.New(promexport.Config{Source: cc, TokenFile: cfg.MetricsTokenFile, Logger: cfg.Logger.With("component", "promexport")})
+	if err != nil {
+		return nil, err
+	}
 	plugs, err := loadPowerBridge(cfg, cc.users, cc.log)
 	if err != nil {
 		return nil, err
@@ -150,7 +157,7 @@ func New(cfg Config) (cc *ControlCenter, err error) {
 	if cc.layout, err = layout.Open(filepath.Join(cfg.DataDir, layout.FileName)); err != nil {
 		return nil, err
 	}
-	routes := cfg.Routes
+	routes := slices.Clone(cfg.Routes) // appended to below: never the caller's array
 	if cc.notify, err = openNotifier(cc); err != nil {
 		return nil, err
 	}
@@ -172,7 +179,7 @@ func New(cfg Config) (cc *ControlCenter, err error) {
 		LoginLimit:    cfg.LoginLimit,
 		History:       cc.history,
 		Alerts:        engine,
-		Routes:        routes,
+		Routes:        append(routes, metrics.Route()),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("start dashboard: %w", err)
@@ -368,6 +375,8 @@ func (cc *ControlCenter) Ready() <-chan struct{} { return cc.ready }
 // Bus is the control center's MQTT connection. Subscribe on it between New and Run to see
 // every message from the first.
 func (cc *ControlCenter) Bus() bus.Bus { return cc.bus }
+
+var _ promexport.Source = (*ControlCenter)(nil)
 
 // Broker is the embedded broker; nil when the control center runs on a foreign broker.
 func (cc *ControlCenter) Broker() *broker.Broker { return cc.broker }

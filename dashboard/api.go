@@ -104,6 +104,42 @@ func (s *Server) checkLogin(r *http.Request, via, name, pw string) (auth.User, *
 	return u, nil
 }
 
+// bearer serves next to a request whose bearer token check admits, and hands a request
+// without a bearer token to otherwise (the route's Access). Token guesses share the
+// per-address limit of password guesses, and refusals are logged and audited like them.
+func (s *Server) bearer(check func(string) bool, next, otherwise http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		scheme, token, _ := strings.Cut(r.Header.Get("Authorization"), " ")
+		if !strings.EqualFold(scheme, "Bearer") {
+			otherwise.ServeHTTP(w, r)
+			return
+		}
+		w.Header().Set("Cache-Control", "no-store")
+		ip := remoteIP(r)
+		done, refused := s.limiter.begin(ip)
+		if done == nil {
+			s.loginsLimited.Add(1)
+			if refused.first {
+				s.log.Warn("bearer tokens refused: too many failures from this address", "remote", ip, "limit_per_minute", s.cfg.LoginLimit)
+				s.record(r, AuditEntry{Action: AuditLogin, Outcome: AuditDenied, Via: "bearer",
+					Reason: "too many failed logins from this address; refused unchecked, and not audited again this minute"})
+			}
+			setRetryAfter(w, refused.retryAfter)
+			writeError(w, http.StatusTooManyRequests, "too many failed logins; wait a minute")
+			return
+		}
+		ok := check(strings.TrimSpace(token))
+		done(ok)
+		if !ok {
+			s.log.Info("bearer token refused", "remote", ip, "path", clipLog(r.URL.Path))
+			s.record(r, AuditEntry{Action: AuditLogin, Outcome: AuditDenied, Via: "bearer", Reason: "wrong bearer token"})
+			writeError(w, http.StatusUnauthorized, "wrong bearer token")
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
 // checkSession looks the session's user up again, so that removing a user or changing its
 // role or password (pirack user remove, set, passwd) takes effect on its next request, not
 // when the session expires. The users file is reread only when it changed.

@@ -56,3 +56,46 @@ func TestExtraRouteClashRefused(t *testing.T) {
 		t.Fatalf("New with a route clashing with the dashboard's = %v, want an error naming it", err)
 	}
 }
+
+// A route with a Token admits its bearer token whatever its Access, still admits the route's
+// users without one, and counts wrong tokens against the login limit like wrong passwords.
+func TestExtraRouteToken(t *testing.T) {
+	ok := http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("extra")) })
+	f := newFixture(t, func(c *Config) {
+		c.Routes = []Route{{Pattern: "GET /metrics", Handler: ok, Token: func(tok string) bool { return tok == "s3cret" }}}
+	})
+	for _, c := range []struct {
+		name string
+		opts []reqOpt
+		want int
+	}{
+		{"no credentials", nil, http.StatusUnauthorized},
+		{"right token", []reqOpt{header("Authorization", "Bearer s3cret")}, http.StatusOK},
+		{"scheme in lower case", []reqOpt{header("Authorization", "bearer s3cret")}, http.StatusOK},
+		{"viewer by Basic auth", []reqOpt{basic("viewer", "viewer-pw")}, http.StatusOK},
+		{"automation by Basic auth", []reqOpt{basic("robot", "robot-pw")}, http.StatusForbidden},
+		{"wrong token", []reqOpt{header("Authorization", "Bearer nope"), fromIP("192.0.2.7")}, http.StatusUnauthorized},
+		{"empty token", []reqOpt{header("Authorization", "Bearer"), fromIP("192.0.2.7")}, http.StatusUnauthorized},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			w := f.do(t, http.MethodGet, "/metrics", "", c.opts...)
+			if w.Code != c.want {
+				t.Fatalf("status %d, want %d; body %s", w.Code, c.want, w.Body)
+			}
+			if c.want == http.StatusOK && w.Body.String() != "extra" {
+				t.Errorf("body %q, want the route's own", w.Body)
+			}
+		})
+	}
+	// Two failures above; the limit is DefaultLoginLimit a minute per address.
+	for range DefaultLoginLimit - 2 {
+		f.do(t, http.MethodGet, "/metrics", "", header("Authorization", "Bearer guess"), fromIP("192.0.2.7"))
+	}
+	w := f.do(t, http.MethodGet, "/metrics", "", header("Authorization", "Bearer s3cret"), fromIP("192.0.2.7"))
+	if w.Code != http.StatusTooManyRequests {
+		t.Fatalf("right token after %d wrong ones from one address: status %d, want 429", DefaultLoginLimit, w.Code)
+	}
+	if got := f.srv.Rack().Stats().LoginsRateLimited; got != 1 {
+		t.Errorf("LoginsRateLimited = %d, want 1", got)
+	}
+}

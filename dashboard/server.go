@@ -106,6 +106,11 @@ type Route struct {
 	Pattern string       // an http.ServeMux pattern with its method, such as "GET /metrics"
 	Handler http.Handler // called once Access admits the request
 	Access  Access
+	// Token, when set, also admits a request carrying "Authorization: Bearer <token>" for
+	// which it returns true, whatever Access asks: a scraper's read-only token, such as
+	// Prometheus's. A refused token gets 401 and counts, as a failed login of its address,
+	// against Config.LoginLimit; a request without a bearer token goes through Access.
+	Token func(token string) bool
 }
 
 // Access says who may call a Route.
@@ -380,6 +385,9 @@ func (s *Server) routeTable() []route {
 			h = s.requireUser(h.ServeHTTP)
 		case AccessAdmin:
 			h = s.requireAdmin("", h.ServeHTTP)
+		}
+		if x.Token != nil {
+			h = s.bearer(x.Token, x.Handler, h)
 		}
 		table = append(table, route{x.Pattern, h})
 	}

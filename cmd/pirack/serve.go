@@ -51,6 +51,8 @@ type serveConfig struct {
 	BrokerLimits broker.Limits
 	// HomeAssistant announces the Pis to Home Assistant by MQTT discovery.
 	HomeAssistant bool
+	// MetricsTokenFile holds Prometheus's bearer token for /metrics ("" = Basic auth only).
+	MetricsTokenFile string
 }
 
 func (c *serveConfig) register(fs *flag.FlagSet) {
@@ -87,6 +89,7 @@ func (c *serveConfig) register(fs *flag.FlagSet) {
 	fs.DurationVar(&c.BrokerLimits.ViewerSessionExpiry, "mqtt-viewer-session-expiry", 0, "how long a viewer's or plug's disconnected persistent MQTT session is kept (0: "+broker.DefaultViewerSessionExpiry.String()+"; agents', automations' and admins' are kept 7 days)")
 	fs.IntVar(&c.BrokerLimits.MaxSubscriptions, "mqtt-max-subscriptions", 0, "topic filters one MQTT session may subscribe to (0: "+strconv.Itoa(broker.DefaultMaxSubscriptions)+")")
 	fs.BoolVar(&c.HomeAssistant, "home-assistant", false, "announce every Pi to Home Assistant by MQTT discovery (docs/home-assistant.md)")
+	fs.StringVar(&c.MetricsTokenFile, "metrics-token-file", "", "file (mode 0600) holding the bearer token Prometheus scrapes /metrics with (docs/prometheus.md); empty: dashboard users by Basic auth only")
 	fs.StringVar(&c.PowerBridgeFile, "power-bridge", "", "JSON file mapping Tasmota and Shelly smart plugs to rows (docs/topics.md); empty: <data-dir>/"+powerbridge.FileName+" if it exists")
 }
 
@@ -126,6 +129,7 @@ func (c serveConfig) controlCenter(log *slog.Logger, stdout io.Writer) controlce
 		LoginLimit: c.LoginLimit,
 		AlertsFile: c.AlertsFile, StaleAfter: c.StaleAfter, PowerBridgeFile: c.PowerBridgeFile, NotifyFile: c.NotifyFile,
 		Broker: c.Broker, BrokerLimits: c.BrokerLimits, HomeAssistant: c.HomeAssistant,
+		MetricsTokenFile: c.MetricsTokenFile,
 	}
 	if c.Broker.URL != "" {
 		cfg.MQTTAddr, cfg.MQTTTLSAddr = "", ""
