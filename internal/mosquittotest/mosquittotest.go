@@ -7,7 +7,6 @@
 package mosquittotest
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
 	"io"
@@ -22,6 +21,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pirack/pirack/internal/proctest"
 	"github.com/pirack/pirack/internal/testlog"
 )
 
@@ -104,13 +104,9 @@ type Broker struct {
 	opts Options
 	out  io.Writer // the test log
 
-	logMu    sync.Mutex
-	log      strings.Builder
-	logAdded chan struct{} // closed and replaced at each line logged
-
+	log  proctest.Log
 	mu   sync.Mutex
-	cmd  *exec.Cmd
-	done chan struct{} // closed when cmd has exited
+	proc *proctest.Proc // nil while stopped
 }
 
 // Binary returns the mosquitto binary: from PATH, else /usr/sbin/mosquitto (Debian installs it
@@ -137,14 +133,14 @@ func Start(t testing.TB, opts Options) *Broker {
 		}
 		t.Skip("mosquitto not found; install mosquitto: apt-get install mosquitto (set " + RequireEnv + "=require to fail instead)")
 	}
-	b := &Broker{t: t, bin: bin, opts: opts, out: testlog.NewWriter(t), logAdded: make(chan struct{})}
+	b := &Broker{t: t, bin: bin, opts: opts, out: testlog.NewWriter(t)}
 	t.Cleanup(b.Stop) // after the log writer's cleanup is registered, so it runs before it
 	dir := t.TempDir()
 	b.conf = filepath.Join(dir, "mosquitto.conf")
 
 	var lastErr error
 	for attempt := 0; attempt < 5; attempt++ {
-		port, err := freePort()
+		port, err := proctest.FreePort()
 		if err != nil {
 			t.Fatalf("mosquittotest: find a free port: %v", err)
 		}
@@ -156,7 +152,7 @@ func Start(t testing.TB, opts Options) *Broker {
 		if lastErr == nil {
 			return b
 		}
-		if !errors.Is(lastErr, errPortInUse) {
+		if !errors.Is(lastErr, proctest.ErrPortInUse) {
 			break
 		}
 	}
@@ -174,57 +170,23 @@ func (b *Broker) URL() string { return "tcp://" + b.Addr() }
 func (b *Broker) ConfigPath() string { return b.conf }
 
 // Log returns what the broker has logged so far, across restarts.
-func (b *Broker) Log() string {
-	b.logMu.Lock()
-	defer b.logMu.Unlock()
-	return b.log.String()
-}
+func (b *Broker) Log() string { return b.log.String() }
 
 // WaitLog waits until the broker has logged a line containing s, for at most timeout, and
 // reports whether it did. Mosquitto logs some events (a client's connection closing) before it
 // finishes handling them in the same turn of its single-threaded loop, so whatever a test sends
 // after WaitLog is handled after them.
-func (b *Broker) WaitLog(s string, timeout time.Duration) bool {
-	deadline := time.After(timeout)
-	for {
-		b.logMu.Lock()
-		found, added := strings.Contains(b.log.String(), s), b.logAdded
-		b.logMu.Unlock()
-		if found {
-			return true
-		}
-		select {
-		case <-added:
-		case <-deadline:
-			return false
-		}
-	}
-}
-
-func (b *Broker) addLog(l string) {
-	b.logMu.Lock()
-	defer b.logMu.Unlock()
-	b.log.WriteString(l + "\n")
-	close(b.logAdded)
-	b.logAdded = make(chan struct{})
-}
+func (b *Broker) WaitLog(s string, timeout time.Duration) bool { return b.log.Wait(s, timeout) }
 
 // Stop stops the broker (SIGTERM, then SIGKILL after 5 s) and waits for it to exit. Stopping a
 // stopped broker does nothing.
 func (b *Broker) Stop() {
 	b.mu.Lock()
-	cmd, done := b.cmd, b.done
-	b.cmd = nil
+	p := b.proc
+	b.proc = nil
 	b.mu.Unlock()
-	if cmd == nil {
-		return
-	}
-	_ = cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-done:
-	case <-time.After(5 * time.Second):
-		_ = cmd.Process.Kill()
-		<-done
+	if p != nil {
+		p.Stop()
 	}
 }
 
@@ -243,12 +205,12 @@ func (b *Broker) Restart() {
 func (b *Broker) Reload() {
 	b.t.Helper()
 	b.mu.Lock()
-	cmd := b.cmd
+	p := b.proc
 	b.mu.Unlock()
-	if cmd == nil {
+	if p == nil {
 		b.t.Fatal("mosquittotest: Reload of a stopped broker")
 	}
-	if err := cmd.Process.Signal(syscall.SIGHUP); err != nil {
+	if err := p.Signal(syscall.SIGHUP); err != nil {
 		b.t.Fatalf("mosquittotest: reload: %v", err)
 	}
 }
@@ -295,88 +257,26 @@ func (b *Broker) config() string {
 	return c.String()
 }
 
-var errPortInUse = errors.New("port in use")
-
-// start runs mosquitto and waits until its port accepts TCP connections, it exits, or
-// startTimeout passes.
+// start runs mosquitto and waits until it says it is running and its port accepts TCP
+// connections, it exits, or startTimeout passes.
 func (b *Broker) start() error {
-	cmd := exec.Command(b.bin, "-c", b.conf)
-	stderr, err := cmd.StderrPipe()
+	p, err := proctest.Start(exec.Command(b.bin, "-c", b.conf), proctest.Spec{
+		Name: "mosquitto", Prefix: fmt.Sprintf("mosquitto:%d: ", b.port), Out: b.out, Log: &b.log,
+		Ready: func(l string) bool { return strings.Contains(l, " running") },
+		InUse: "Address already in use", Timeout: startTimeout,
+	})
 	if err != nil {
 		return err
-	}
-	cmd.Stdout = cmd.Stderr
-	if err := cmd.Start(); err != nil {
-		return err
-	}
-	done := make(chan struct{})
-	running := make(chan struct{}, 1)
-	var inUse bool
-	logged := make(chan struct{})
-	go func() {
-		defer close(logged)
-		sc := bufio.NewScanner(stderr)
-		for sc.Scan() {
-			l := sc.Text()
-			fmt.Fprintf(b.out, "mosquitto:%d: %s", b.port, l)
-			b.addLog(l)
-			if strings.Contains(l, "Address already in use") {
-				inUse = true
-			}
-			if strings.Contains(l, " running") {
-				select {
-				case running <- struct{}{}:
-				default:
-				}
-			}
-		}
-	}()
-	go func() {
-		<-logged // the pipe is drained before Wait closes it
-		_ = cmd.Wait()
-		close(done)
-	}()
-	b.mu.Lock()
-	b.cmd, b.done = cmd, done
-	b.mu.Unlock()
-
-	fail := func(err error) error {
-		b.mu.Lock()
-		b.cmd = nil
-		b.mu.Unlock()
-		_ = cmd.Process.Kill()
-		<-done
-		return err
-	}
-	timeout := time.After(startTimeout)
-	select {
-	case <-running:
-	case <-done:
-		b.mu.Lock()
-		b.cmd = nil
-		b.mu.Unlock()
-		if inUse {
-			return fmt.Errorf("%w: %d", errPortInUse, b.port)
-		}
-		return fmt.Errorf("mosquitto exited at start (%v); its log is above", cmd.ProcessState)
-	case <-timeout:
-		return fail(fmt.Errorf("mosquitto did not start within %v; its log is above", startTimeout))
 	}
 	// "running" is logged once the listeners are open; check from outside all the same.
 	c, err := net.DialTimeout("tcp", b.Addr(), startTimeout)
 	if err != nil {
-		return fail(fmt.Errorf("mosquitto started but %s refuses connections: %w", b.Addr(), err))
+		p.Stop()
+		return fmt.Errorf("mosquitto started but %s refuses connections: %w", b.Addr(), err)
 	}
 	c.Close()
+	b.mu.Lock()
+	b.proc = p
+	b.mu.Unlock()
 	return nil
-}
-
-// freePort returns a loopback port that was free a moment ago.
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }

@@ -10,7 +10,6 @@
 package noderedtest
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/json"
 	"errors"
@@ -24,10 +23,10 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
+	"github.com/pirack/pirack/internal/proctest"
 	"github.com/pirack/pirack/internal/testlog"
 )
 
@@ -62,13 +61,9 @@ type NodeRED struct {
 	port int
 	out  io.Writer
 
-	logMu    sync.Mutex
-	log      strings.Builder
-	logAdded chan struct{} // closed and replaced at each line logged
-
+	log  proctest.Log
 	mu   sync.Mutex
-	cmd  *exec.Cmd
-	done chan struct{} // closed when cmd has exited
+	proc *proctest.Proc // nil once stopped
 }
 
 // Binary returns the node-red executable: the one $PIRACK_NODERED names (the executable, or
@@ -154,7 +149,7 @@ func Find(t testing.TB) string {
 func Start(t testing.TB, opts Options) *NodeRED {
 	t.Helper()
 	bin := Find(t)
-	n := &NodeRED{t: t, out: testlog.NewWriter(t), logAdded: make(chan struct{})}
+	n := &NodeRED{t: t, out: testlog.NewWriter(t)}
 	t.Cleanup(n.Stop) // after the log writer's cleanup is registered, so it runs before it
 	dir := t.TempDir()
 	if err := writeUserDir(dir, opts); err != nil {
@@ -162,7 +157,7 @@ func Start(t testing.TB, opts Options) *NodeRED {
 	}
 	var lastErr error
 	for attempt := 0; attempt < 5; attempt++ {
-		port, err := freePort()
+		port, err := proctest.FreePort()
 		if err != nil {
 			t.Fatalf("noderedtest: find a free port: %v", err)
 		}
@@ -171,7 +166,7 @@ func Start(t testing.TB, opts Options) *NodeRED {
 			t.Fatalf("noderedtest: %v", err)
 		}
 		lastErr = n.start(bin, dir, opts.Env)
-		if !errors.Is(lastErr, errPortInUse) {
+		if !errors.Is(lastErr, proctest.ErrPortInUse) {
 			break
 		}
 	}
@@ -227,38 +222,11 @@ func (n *NodeRED) URL() string {
 }
 
 // Log returns what Node-RED has logged so far.
-func (n *NodeRED) Log() string {
-	n.logMu.Lock()
-	defer n.logMu.Unlock()
-	return n.log.String()
-}
+func (n *NodeRED) Log() string { return n.log.String() }
 
 // WaitLog waits until Node-RED has logged a line containing s, for at most timeout, and
 // reports whether it did. Lines logged before the call count.
-func (n *NodeRED) WaitLog(s string, timeout time.Duration) bool {
-	deadline := time.After(timeout)
-	for {
-		n.logMu.Lock()
-		found, added := strings.Contains(n.log.String(), s), n.logAdded
-		n.logMu.Unlock()
-		if found {
-			return true
-		}
-		select {
-		case <-added:
-		case <-deadline:
-			return false
-		}
-	}
-}
-
-func (n *NodeRED) addLog(l string) {
-	n.logMu.Lock()
-	defer n.logMu.Unlock()
-	n.log.WriteString(l + "\n")
-	close(n.logAdded)
-	n.logAdded = make(chan struct{})
-}
+func (n *NodeRED) WaitLog(s string, timeout time.Duration) bool { return n.log.Wait(s, timeout) }
 
 // Inject triggers the inject node with that id, as its button in the editor does (POST
 // /inject/<id> of the admin API), and fails the test if Node-RED refuses.
@@ -301,27 +269,17 @@ func (n *NodeRED) inject(t testing.TB, id string, body []byte) {
 	}
 }
 
-// Stop stops Node-RED (SIGTERM, then SIGKILL after 5 s) and waits for it to exit. Stopping a
-// stopped Node-RED does nothing.
+// Stop stops Node-RED, its whole process group (node-red may be a wrapper script around node):
+// SIGTERM, then SIGKILL after 5 s. Stopping a stopped Node-RED does nothing.
 func (n *NodeRED) Stop() {
 	n.mu.Lock()
-	cmd, done := n.cmd, n.done
-	n.cmd = nil
+	p := n.proc
+	n.proc = nil
 	n.mu.Unlock()
-	if cmd == nil {
-		return
-	}
-	// The whole process group: node-red may be a wrapper script around node.
-	_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
-	select {
-	case <-done:
-	case <-time.After(5 * time.Second):
-		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-		<-done
+	if p != nil {
+		p.Stop()
 	}
 }
-
-var errPortInUse = errors.New("port in use")
 
 // start runs Node-RED and waits until its admin API listens and its flows have started, it
 // exits, or startTimeout passes.
@@ -329,72 +287,21 @@ func (n *NodeRED) start(bin, dir string, env []string) error {
 	cmd := exec.Command(bin, "--userDir", dir, "--settings", filepath.Join(dir, "settings.js"))
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), env...)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		return err
-	}
-	cmd.Stderr = cmd.Stdout
-	if err := cmd.Start(); err != nil {
-		return err
-	}
-	done := make(chan struct{})
-	running := make(chan struct{}, 1)
-	var inUse, serving, flowing bool
-	logged := make(chan struct{})
-	go func() {
-		defer close(logged)
-		sc := bufio.NewScanner(out)
-		sc.Buffer(make([]byte, 64<<10), 1<<20)
-		for sc.Scan() {
-			l := sc.Text()
-			fmt.Fprintf(n.out, "node-red:%d: %s", n.port, l)
-			n.addLog(l)
-			if strings.Contains(l, "port in use") {
-				inUse = true
-			}
+	var serving, flowing bool
+	p, err := proctest.Start(cmd, proctest.Spec{
+		Name: "node-red", Prefix: fmt.Sprintf("node-red:%d: ", n.port), Out: n.out, Log: &n.log,
+		Ready: func(l string) bool {
 			serving = serving || strings.Contains(l, "Server now running at")
 			flowing = flowing || strings.Contains(l, "Started flows")
-			if serving && flowing {
-				select {
-				case running <- struct{}{}:
-				default:
-				}
-			}
-		}
-	}()
-	go func() {
-		<-logged // the pipe is drained before Wait closes it
-		_ = cmd.Wait()
-		close(done)
-	}()
-	n.mu.Lock()
-	n.cmd, n.done = cmd, done
-	n.mu.Unlock()
-
-	select {
-	case <-running:
-		return nil
-	case <-done:
-		n.mu.Lock()
-		n.cmd = nil
-		n.mu.Unlock()
-		if inUse {
-			return fmt.Errorf("%w: %d", errPortInUse, n.port)
-		}
-		return fmt.Errorf("node-red exited at start (%v); its log is above", cmd.ProcessState)
-	case <-time.After(startTimeout):
-		n.Stop()
-		return fmt.Errorf("node-red did not start its flows within %v; its log is above", startTimeout)
-	}
-}
-
-// freePort returns a loopback port that was free a moment ago.
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+			return serving && flowing
+		},
+		InUse: "port in use", Timeout: startTimeout,
+	})
 	if err != nil {
-		return 0, err
+		return err
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
+	n.mu.Lock()
+	n.proc = p
+	n.mu.Unlock()
+	return nil
 }

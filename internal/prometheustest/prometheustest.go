@@ -8,7 +8,6 @@
 package prometheustest
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -24,10 +23,10 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
+	"github.com/pirack/pirack/internal/proctest"
 	"github.com/pirack/pirack/internal/testlog"
 )
 
@@ -63,10 +62,9 @@ type Server struct {
 	port int
 	out  io.Writer
 
+	log  proctest.Log
 	mu   sync.Mutex
-	log  strings.Builder
-	cmd  *exec.Cmd
-	done chan struct{} // closed when cmd has exited
+	proc *proctest.Proc // nil once stopped
 }
 
 // binary finds name in PATH, or fails or skips t as RequireEnv says.
@@ -97,7 +95,7 @@ func Start(t testing.TB, opts Options) *Server {
 	}
 	var lastErr error
 	for attempt := 0; attempt < 5; attempt++ {
-		port, err := freePort()
+		port, err := proctest.FreePort()
 		if err != nil {
 			t.Fatalf("prometheustest: find a free port: %v", err)
 		}
@@ -106,7 +104,7 @@ func Start(t testing.TB, opts Options) *Server {
 		if lastErr == nil {
 			return s
 		}
-		if !errors.Is(lastErr, errPortInUse) {
+		if !errors.Is(lastErr, proctest.ErrPortInUse) {
 			break
 		}
 	}
@@ -140,86 +138,32 @@ func config(opts Options) string {
 	return c.String()
 }
 
-var errPortInUse = errors.New("port in use")
-
 // start runs prometheus and waits until it says it is ready, it exits, or startTimeout passes.
 func (s *Server) start(bin, conf, data string) error {
 	cmd := exec.Command(bin, "--config.file="+conf, "--storage.tsdb.path="+data,
 		"--web.listen-address="+s.Addr(), "--log.level=info")
-	stderr, err := cmd.StderrPipe()
+	p, err := proctest.Start(cmd, proctest.Spec{
+		Name: "prometheus", Prefix: fmt.Sprintf("prometheus:%d: ", s.port), Out: s.out, Log: &s.log,
+		Ready: func(l string) bool { return strings.Contains(l, "Server is ready to receive web requests") },
+		InUse: "address already in use", Timeout: startTimeout,
+	})
 	if err != nil {
 		return err
 	}
-	cmd.Stdout = cmd.Stderr
-	if err := cmd.Start(); err != nil {
-		return err
-	}
-	done := make(chan struct{})
-	ready := make(chan struct{}, 1)
-	var inUse bool
-	logged := make(chan struct{})
-	go func() {
-		defer close(logged)
-		sc := bufio.NewScanner(stderr)
-		sc.Buffer(make([]byte, 64<<10), 1<<20)
-		for sc.Scan() {
-			l := sc.Text()
-			fmt.Fprintf(s.out, "prometheus:%d: %s", s.port, l)
-			s.mu.Lock()
-			s.log.WriteString(l + "\n")
-			s.mu.Unlock()
-			if strings.Contains(l, "address already in use") {
-				inUse = true
-			}
-			if strings.Contains(l, "Server is ready to receive web requests") {
-				select {
-				case ready <- struct{}{}:
-				default:
-				}
-			}
-		}
-	}()
-	go func() {
-		<-logged // the pipe is drained before Wait closes it
-		_ = cmd.Wait()
-		close(done)
-	}()
 	s.mu.Lock()
-	s.cmd, s.done = cmd, done
+	s.proc = p
 	s.mu.Unlock()
-
-	select {
-	case <-ready:
-		return nil
-	case <-done:
-		s.mu.Lock()
-		s.cmd = nil
-		s.mu.Unlock()
-		if inUse {
-			return fmt.Errorf("%w: %d", errPortInUse, s.port)
-		}
-		return fmt.Errorf("prometheus exited at start (%v); its log is above", cmd.ProcessState)
-	case <-time.After(startTimeout):
-		s.stop()
-		return fmt.Errorf("prometheus was not ready within %v; its log is above", startTimeout)
-	}
+	return nil
 }
 
 // stop stops the server (SIGTERM, then SIGKILL after 5 s) and waits for it to exit.
 func (s *Server) stop() {
 	s.mu.Lock()
-	cmd, done := s.cmd, s.done
-	s.cmd = nil
+	p := s.proc
+	s.proc = nil
 	s.mu.Unlock()
-	if cmd == nil {
-		return
-	}
-	_ = cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-done:
-	case <-time.After(5 * time.Second):
-		_ = cmd.Process.Kill()
-		<-done
+	if p != nil {
+		p.Stop()
 	}
 }
 
@@ -227,11 +171,7 @@ func (s *Server) stop() {
 func (s *Server) Addr() string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(s.port)) }
 
 // Log returns what the server has logged so far.
-func (s *Server) Log() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.log.String()
-}
+func (s *Server) Log() string { return s.log.String() }
 
 // Sample is one element of an instant vector.
 type Sample struct {
@@ -353,14 +293,4 @@ func CheckMetrics(t testing.TB, exposition []byte) (string, error) {
 	cmd.Stdin = bytes.NewReader(exposition)
 	out, err := cmd.CombinedOutput()
 	return string(out), err
-}
-
-// freePort returns a loopback port that was free a moment ago.
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }
