@@ -187,8 +187,11 @@ func (e *Engine) ObserveStatus(mac, row string, s topics.Status, now time.Time) 
 }
 
 // ObserveMetrics applies a Pi's metrics sample. A copy of the last sample (same seq and ts)
-// changes nothing. Metrics of a Pi that is offline (a retained sample replayed) only teach
-// presence the Pi's interval, as they do the dashboard; no rule is evaluated on them.
+// changes nothing. Metrics of a Pi that is offline, or whose presence is not known yet, only
+// teach presence the Pi's interval, as they do the dashboard; no rule is evaluated on them.
+// After a restart the retained metrics of a Pi that died hot may be replayed before its
+// retained offline status: judged, they raised an alert the status cleared a moment later,
+// and a notification went out for each. An agent always sends its birth before its metrics.
 func (e *Engine) ObserveMetrics(mac, row string, m topics.Metrics, now time.Time) []topics.Alert {
 	if !validIDs(mac, row) {
 		return nil
@@ -197,7 +200,7 @@ func (e *Engine) ObserveMetrics(mac, row string, m topics.Metrics, now time.Time
 	defer e.mu.Unlock()
 	var out []topics.Alert
 	n := e.node(mac, row, now, &out)
-	if !n.p.Metrics(m, now) || n.p.Offline() {
+	if !n.p.Metrics(m, now) || n.p.Offline() || !n.p.Known() {
 		return out
 	}
 

@@ -24,6 +24,8 @@ type harness struct {
 	e   *Engine
 	now time.Time
 	seq uint64
+	// heard is set once a status was observed: the engine evaluates no metrics before one.
+	heard bool
 }
 
 func newHarness(t *testing.T, cfg Config) *harness {
@@ -72,13 +74,21 @@ func (h *harness) sample(mutate func(*topics.Metrics)) topics.Metrics {
 	return m
 }
 
+// metrics observes a sample; a Pi not heard from yet comes online first (its birth precedes
+// its metrics, as an agent sends them).
 func (h *harness) metrics(mutate func(*topics.Metrics)) []topics.Alert {
 	h.t.Helper()
+	if !h.heard {
+		if out := h.status(topics.StateOnline, "s1"); len(out) != 0 {
+			h.t.Fatalf("the birth before the first sample raised %s", summary(out))
+		}
+	}
 	return h.check(h.e.ObserveMetrics(mac1, row1, h.sample(mutate), h.now))
 }
 
 func (h *harness) status(state, session string) []topics.Alert {
 	h.t.Helper()
+	h.heard = true
 	return h.check(h.e.ObserveStatus(mac1, row1, topics.Status{V: 1, State: state, Session: session, Hostname: "pi-r1-03"}, h.now))
 }
 
@@ -762,5 +772,27 @@ func TestHearingLost(t *testing.T) {
 	h.at(5*time.Minute + 30*time.Second)
 	if out := h.tick(); summary(out) != "offline:raised" {
 		t.Fatalf("still offline 30 s after the broker came back: got %q, want offline raised", summary(out))
+	}
+}
+
+// TestNoJudgementBeforeStatus: after a restart a Pi's retained metrics may be replayed before
+// its retained status. Judged then, a Pi that died hot raised temp_high, which its offline status
+// cleared a moment later, and both went out as notifications. Samples before any status teach
+// presence only; rules run from the first sample after the Pi is known to be online.
+func TestNoJudgementBeforeStatus(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.TempHigh.For = 0
+	h := newHarness(t, cfg)
+	hot := func(m *topics.Metrics) { m.CPUTempC = ptr(90.0) }
+	if out := h.check(h.e.ObserveMetrics(mac1, row1, h.sample(hot), h.now)); len(out) != 0 {
+		t.Fatalf("a sample before any status raised %s", summary(out))
+	}
+	if out := h.status(topics.StateOffline, "s1"); len(out) != 0 {
+		t.Fatalf("the retained offline after it gave %s, want nothing (nothing was raised)", summary(out))
+	}
+	h.at(10 * time.Second)
+	h.status(topics.StateOnline, "s2")
+	if out := h.metrics(hot); summary(out) != "temp_high:raised" {
+		t.Fatalf("a hot sample once the Pi is online gave %q, want temp_high raised", summary(out))
 	}
 }

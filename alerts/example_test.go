@@ -23,6 +23,8 @@ func Example() {
 	temp := func(c float64, at time.Duration) topics.Metrics {
 		return topics.Metrics{V: 1, Seq: uint64(at / time.Second), TS: start.Add(at), CPUTempC: &c}
 	}
+	// The Pi's birth: no metrics are judged before the engine knows the Pi is online.
+	publish(engine.ObserveStatus("b827eb3f1a2c", "r1", topics.Status{V: 1, State: topics.StateOnline, Session: "s1"}, start))
 	for _, at := range []time.Duration{0, 30 * time.Second, time.Minute} {
 		publish(engine.ObserveMetrics("b827eb3f1a2c", "r1", temp(83.4, at), start.Add(at)))
 	}

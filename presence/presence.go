@@ -230,6 +230,9 @@ func (t *Tracker) Metrics(m topics.Metrics, now time.Time) bool {
 // Interval is the learned telemetry interval, 0 until two samples have arrived.
 func (t *Tracker) Interval() time.Duration { return t.interval }
 
+// Known reports whether a status has been applied: until then the Pi's presence is unknown.
+func (t *Tracker) Known() bool { return t.state != "" }
+
 // Offline reports whether the last applied status said offline.
 func (t *Tracker) Offline() bool { return t.state == Offline }
 
