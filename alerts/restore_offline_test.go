@@ -23,7 +23,7 @@ func TestRestoreInAnyOrder(t *testing.T) {
 	hot := func(m *topics.Metrics) { m.CPUTempC = ptr(85.0) }
 	cool := func(m *topics.Metrics) { m.CPUTempC = ptr(60.0) }
 	replay := map[string]func(h *harness) []topics.Alert{
-		"alert":   func(h *harness) []topics.Alert { return h.check(h.e.Restore(raisedBefore, h.now)) },
+		"alert": func(h *harness) []topics.Alert { return h.check(h.e.Restore(raisedBefore, h.now)) },
 		// Raw: a replayed sample comes with no birth before it.
 		"metrics": func(h *harness) []topics.Alert { return h.check(h.e.ObserveMetrics(mac1, row1, h.sample(hot), h.now)) },
 		"offline": func(h *harness) []topics.Alert { return h.status(topics.StateOffline, "s1") },
