@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/pirack/pirack/auth"
 	"github.com/pirack/pirack/controlcenter"
 	"github.com/pirack/pirack/demo"
 )
@@ -62,6 +63,9 @@ func printDemoBanner(w io.Writer, cc *controlcenter.ControlCenter, sim demo.Conf
 	password := "(the one you set; see pirack user)"
 	if b, err := os.ReadFile(filepath.Join(cc.DataDir(), controlcenter.AdminPasswordFile)); err == nil {
 		password = strings.TrimSpace(string(b))
+	} else if u, ok := cc.Users().Get("admin"); !ok || u.Role != auth.RoleAdmin {
+		// Users made before the first run (a homeassistant user, say): no admin was made.
+		password = "(no admin user: pirack user add admin --role admin --data-dir " + cc.DataDir() + ")"
 	}
 	mqtt := cc.MQTTAddr()
 	host, port, _ := net.SplitHostPort(mqtt)

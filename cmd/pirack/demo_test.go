@@ -6,10 +6,14 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/pirack/pirack/auth"
+	"golang.org/x/crypto/bcrypt"
 )
 
 // TestDemoRackComesAlive runs `pirack demo` as `make run` does (smaller, on free ports) and
@@ -184,4 +188,39 @@ func readBanner(t *testing.T, r io.Reader) (url, password string) {
 		t.Fatalf("demo banner lacks the URL or the password:\n%s", b)
 	}
 	return u[1], p[1]
+}
+
+// TestDemoBannerWithoutAdmin: a data directory whose users file was made before the first run
+// (a homeassistant user added first) gets no admin; the banner says so and how to make one,
+// instead of pointing at a password that does not exist.
+func TestDemoBannerWithoutAdmin(t *testing.T) {
+	dir := t.TempDir()
+	users, err := auth.Open(filepath.Join(dir, "users.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	users.Cost = bcrypt.MinCost
+	if err := users.Add(auth.User{Name: "ha", Role: auth.RoleHomeAssistant}, "ha-password-1234"); err != nil {
+		t.Fatal(err)
+	}
+	ctx, stop := context.WithCancel(t.Context())
+	defer stop()
+	out, bannerW := io.Pipe()
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{"demo", "--data-dir", dir, "--http", "127.0.0.1:0", "--mqtt", "127.0.0.1:0",
+			"--rows", "1", "--per-row", "1", "--press-every", "0"}, bannerW, io.Discard)
+		bannerW.Close()
+	}()
+	var banner strings.Builder
+	sc := bufio.NewScanner(out)
+	for sc.Scan() && !strings.HasPrefix(sc.Text(), "Press Ctrl-C") {
+		banner.WriteString(sc.Text() + "\n")
+	}
+	go io.Copy(io.Discard, out)
+	stop()
+	<-done
+	if !strings.Contains(banner.String(), "no admin user: pirack user add admin --role admin --data-dir "+dir) {
+		t.Errorf("banner does not say there is no admin:\n%s", banner.String())
+	}
 }
