@@ -53,7 +53,13 @@ type Stats struct {
 	// AlertPublishErrors those the Bus refused.
 	AlertsDropped      uint64 `json:"alerts_dropped"`
 	AlertPublishErrors uint64 `json:"alert_publish_errors"`
+	// History is the history store's counters (samples downsampled or dropped when its
+	// writer falls behind among them), when Config.History keeps any (*history.Store does).
+	History *history.Stats `json:"history,omitempty"`
 }
+
+// historyStats is implemented by a History that counts what it did (*history.Store).
+type historyStats interface{ Stats() history.Stats }
 
 // InvalidCounts splits Stats.Invalid by reason.
 type InvalidCounts struct {
@@ -379,6 +385,10 @@ func (rk *Rack) Stats() Stats {
 		rk.httpStats(&out)
 	}
 	out.AlertsDropped, out.AlertPublishErrors = rk.alerts.counts()
+	if h, ok := rk.cfg.History.(historyStats); ok {
+		st := h.Stats()
+		out.History = &st
+	}
 	return out
 }
 

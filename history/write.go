@@ -104,7 +104,8 @@ func uptr(it *item, metric string, p *uint64) {
 }
 
 // Add queues the stored metrics of one payload from the Pi mac. It never blocks: when the queue
-// is full the payload is dropped and counted. It does no I/O (Run writes the queue), so it takes no
+// is full only the latest payload of each Pi waits for the writer, and the others are counted
+// (Stats.Downsampled). It does no I/O (Run writes the queue), so it takes no
 // context; the same holds for AddPower, AddPiPower and AddEvent.
 func (s *Store) Add(mac string, m topics.Metrics) {
 	it := item{source: mac}
@@ -162,7 +163,61 @@ func (s *Store) enqueueSample(it item, ts time.Time) {
 	case s.queue <- it:
 		s.queued.Add(n)
 	default:
+		s.overflow(it, n)
+	}
+}
+
+// overflow takes a sample that found the queue full. Dropping it could lose a Pi's every
+// sample while others fill the queue, so the latest sample of each source is held aside
+// instead, and the writer takes them with its next batch: under saturation the history keeps
+// one sample per source per commit, and counts the others as downsampled. Only past QueueSize
+// sources held (more than a rack has) is a sample dropped.
+func (s *Store) overflow(it item, n uint64) {
+	var replaced uint64
+	s.pendMu.Lock()
+	held, ok := s.pending[it.source]
+	switch {
+	case ok && held.t > it.t:
+		// A late sample (a retained one delivered again): the held one is newer.
+		s.pendMu.Unlock()
+		s.downsampled.Add(n)
+		s.logOverflow()
+		return
+	case ok:
+		replaced = uint64(popcount(held.set))
+	case len(s.pending) >= max(s.opts.QueueSize, DefaultQueueSize):
+		s.pendMu.Unlock()
 		s.drop(n)
+		return
+	case s.pending == nil:
+		s.pending = make(map[string]item)
+	}
+	s.pending[it.source] = it
+	s.pendMu.Unlock()
+	s.queued.Add(n)
+	s.downsampled.Add(replaced)
+	s.logOverflow()
+	select {
+	case s.kick <- struct{}{}:
+	default:
+	}
+}
+
+// takePending appends the samples overflow held aside to batch.
+func (s *Store) takePending(batch []item) []item {
+	s.pendMu.Lock()
+	defer s.pendMu.Unlock()
+	for src, it := range s.pending {
+		batch = append(batch, it)
+		delete(s.pending, src)
+	}
+	return batch
+}
+
+func (s *Store) logOverflow() {
+	if ok, suppressed := s.dropLog.allow(s.opts.Now(), s.opts.LogEvery); ok {
+		s.log.Warn("history queue full: keeping only the latest sample of each Pi until the writer catches up; the disk is too slow or the writer is stalled",
+			"downsampled_total", s.downsampled.Load(), "suppressed_warnings", suppressed, "queue_size", s.opts.QueueSize)
 	}
 }
 
@@ -184,7 +239,7 @@ func (s *Store) AddEvent(e Event) {
 func (s *Store) drop(n uint64) {
 	total := s.dropped.Add(n)
 	if ok, suppressed := s.dropLog.allow(s.opts.Now(), s.opts.LogEvery); ok {
-		s.log.Warn("history queue full: dropping samples; the disk is too slow or the writer is stalled",
+		s.log.Warn("history queue full: dropping events (and samples past QueueSize sources); the disk is too slow or the writer is stalled",
 			"dropped_total", total, "suppressed_warnings", suppressed, "queue_size", s.opts.QueueSize)
 	}
 }
@@ -256,6 +311,12 @@ func (s *Store) Run(ctx context.Context) error {
 			if len(batch) >= s.opts.BatchSize {
 				commit()
 			}
+		case <-s.kick:
+			// The queue overflowed: what it holds goes first, then the latest sample of
+			// each source held aside meanwhile.
+			batch, _ = s.drain(batch)
+			batch = s.takePending(batch)
+			commit()
 		case <-flush.C:
 			if len(batch) > 0 {
 				commit()
@@ -298,7 +359,7 @@ func (s *Store) drain(batch []item) ([]item, error) {
 				batch = batch[:0]
 			}
 		default:
-			return batch, first
+			return s.takePending(batch), first
 		}
 	}
 }
