@@ -150,6 +150,7 @@ type Store struct {
 	// ids caches committed series ids by (source, metric); only the writer adds to it.
 	idsMu sync.RWMutex
 	ids   map[seriesKey]int64
+	rows  []rawRow // the writer's, reused from batch to batch
 
 	queued, dropped, stale, written, failed, events atomic.Uint64
 	downsampled                                     atomic.Uint64

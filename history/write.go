@@ -1,10 +1,12 @@
 package history
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/pirack/pirack/topics"
@@ -473,8 +475,10 @@ func (s *Store) writeTx(batch []item) (written, added uint64, newIDs map[seriesK
 	}
 	defer insRaw.Close()
 
-	min1 := make(map[bucketKey]*bucket)
-	hour := make(map[bucketKey]*bucket)
+	// Samples are inserted sorted by (series, t): the b-tree pages each series ends on are
+	// then visited once per batch, in order, instead of at random, and each series' buckets
+	// come out contiguous, ready to upsert without a map.
+	rows := s.rows[:0]
 	for i := range batch {
 		it := &batch[i]
 		if it.ev != nil {
@@ -491,46 +495,43 @@ func (s *Store) writeTx(batch []item) (written, added uint64, newIDs map[seriesK
 			if it.set&(1<<m) == 0 {
 				continue
 			}
-			key := seriesKey{it.source, uint8(m)}
-			id, err := s.seriesID(ctx, tx, key, &newIDs)
+			id, err := s.seriesID(ctx, tx, seriesKey{it.source, uint8(m)}, &newIDs)
 			if err != nil {
 				return 0, 0, nil, err
 			}
-			res, err := insRaw.ExecContext(ctx, id, it.t, it.v[m])
-			if err != nil {
-				return 0, 0, nil, err
-			}
-			// A payload seen twice (a retained message redelivered after a restart) must
-			// not count twice in the aggregates.
-			if n, _ := res.RowsAffected(); n == 0 {
-				continue
-			}
-			written++
-			addBucket(min1, bucketKey{id, floorDiv(it.t, 60)}, it.v[m])
-			addBucket(hour, bucketKey{id, floorDiv(it.t, 3600)}, it.v[m])
+			rows = append(rows, rawRow{id, it.t, it.v[m]})
 		}
 	}
-	for _, tier := range []struct {
-		table   string
-		buckets map[bucketKey]*bucket
-	}{{"agg_1m", min1}, {"agg_1h", hour}} {
-		if len(tier.buckets) == 0 {
-			continue
-		}
-		up, err := tx.PrepareContext(ctx, "INSERT INTO "+tier.table+` (series, t, lo, sum, hi, n) VALUES (?, ?, ?, ?, ?, ?)
-			ON CONFLICT (series, t) DO UPDATE SET lo = min(lo, excluded.lo), sum = sum + excluded.sum,
-			hi = max(hi, excluded.hi), n = n + excluded.n`)
+	s.rows = rows[:0]
+	slices.SortFunc(rows, func(a, b rawRow) int { return cmp.Or(cmp.Compare(a.series, b.series), cmp.Compare(a.t, b.t)) })
+	min1 := aggTier{step: 60}
+	hour := aggTier{step: 3600}
+	for _, r := range rows {
+		res, err := insRaw.ExecContext(ctx, r.series, r.t, r.v)
 		if err != nil {
 			return 0, 0, nil, err
 		}
-		for k, b := range tier.buckets {
-			if _, err := up.ExecContext(ctx, k.series, k.t, b.lo, b.sum, b.hi, b.n); err != nil {
-				up.Close()
-				return 0, 0, nil, err
-			}
+		// A payload seen twice (a retained message redelivered after a restart) must
+		// not count twice in the aggregates.
+		if n, _ := res.RowsAffected(); n == 0 {
+			continue
 		}
-		up.Close()
+		written++
+		if err := min1.add(ctx, tx, r); err != nil {
+			return 0, 0, nil, err
+		}
+		if err := hour.add(ctx, tx, r); err != nil {
+			return 0, 0, nil, err
+		}
 	}
+	if err := min1.flush(ctx, tx); err != nil {
+		return 0, 0, nil, err
+	}
+	if err := hour.flush(ctx, tx); err != nil {
+		return 0, 0, nil, err
+	}
+	min1.close()
+	hour.close()
 	if err := tx.Commit(); err != nil {
 		return 0, 0, nil, err
 	}
@@ -554,13 +555,59 @@ func insertEvent(ctx context.Context, tx *sql.Tx, e Event) (added bool, err erro
 	return n > 0, nil
 }
 
-func addBucket(m map[bucketKey]*bucket, k bucketKey, v float64) {
-	b := m[k]
-	if b == nil {
-		b = new(bucket)
-		m[k] = b
+// rawRow is one sample as writeTx inserts it.
+type rawRow struct {
+	series, t int64
+	v         float64
+}
+
+// aggTier accumulates one aggregate tier's bucket over rows sorted by (series, t), and upserts
+// each bucket once it is complete.
+type aggTier struct {
+	step int64
+	up   *sql.Stmt // prepared on first use
+	key  bucketKey
+	b    bucket
+}
+
+func (a *aggTier) add(ctx context.Context, tx *sql.Tx, r rawRow) error {
+	k := bucketKey{r.series, floorDiv(r.t, a.step)}
+	if a.b.n > 0 && k != a.key {
+		if err := a.flush(ctx, tx); err != nil {
+			return err
+		}
 	}
-	b.add(v)
+	a.key = k
+	a.b.add(r.v)
+	return nil
+}
+
+func (a *aggTier) flush(ctx context.Context, tx *sql.Tx) error {
+	if a.b.n == 0 {
+		return nil
+	}
+	if a.up == nil {
+		table := "agg_1m"
+		if a.step == 3600 {
+			table = "agg_1h"
+		}
+		up, err := tx.PrepareContext(ctx, "INSERT INTO "+table+` (series, t, lo, sum, hi, n) VALUES (?, ?, ?, ?, ?, ?)
+			ON CONFLICT (series, t) DO UPDATE SET lo = min(lo, excluded.lo), sum = sum + excluded.sum,
+			hi = max(hi, excluded.hi), n = n + excluded.n`)
+		if err != nil {
+			return err
+		}
+		a.up = up
+	}
+	_, err := a.up.ExecContext(ctx, a.key.series, a.key.t, a.b.lo, a.b.sum, a.b.hi, a.b.n)
+	a.b = bucket{}
+	return err
+}
+
+func (a *aggTier) close() {
+	if a.up != nil {
+		a.up.Close()
+	}
 }
 
 // floorDiv returns the start of the step-long bucket holding t.
