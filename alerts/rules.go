@@ -12,15 +12,17 @@ import (
 )
 
 // thresholdReading compares v with a ThresholdRule. above says the rule fires over its
-// threshold (else under it); raiseAt and clearAt are the thresholds in v's terms.
-func thresholdReading(v, raiseAt, clearAt float64, above bool, unit, desc string, limit func(float64) string) reading {
+// threshold (else under it); raiseAt and clearAt are the thresholds in v's terms. desc writes
+// what was measured, for the alert's message: only when there is a transition, because
+// formatting it for every sample was most of the engine's cost on the publish path.
+func thresholdReading(v, raiseAt, clearAt float64, above bool, unit string, desc func() string, limit func(float64) string) reading {
 	rd := reading{value: ptr(round(v, 3)), raiseAt: ptr(round(raiseAt, 3)), clearAt: ptr(round(clearAt, 3)), unit: unit}
 	over, back := "over", "back under"
 	if !above {
 		over, back = "under", "back over"
 	}
-	rd.raise = func(d time.Duration) string { return desc + ", " + over + " " + limit(raiseAt) + forDuration(d) }
-	rd.clear = func(time.Duration) string { return desc + ", " + back + " " + limit(clearAt) }
+	rd.raise = func(d time.Duration) string { return desc() + ", " + over + " " + limit(raiseAt) + forDuration(d) }
+	rd.clear = func(time.Duration) string { return desc() + ", " + back + " " + limit(clearAt) }
 	switch {
 	case above && v > raiseAt, !above && v < raiseAt:
 		rd.level = levelFiring
@@ -38,7 +40,8 @@ func loadReading(r ThresholdRule, m topics.Metrics) reading {
 		return reading{}
 	}
 	cpus := float64(*m.CPUCount)
-	desc := fmt.Sprintf("load %.2f on %d CPUs", *m.Load1, *m.CPUCount)
+	load, n := *m.Load1, *m.CPUCount // not m: a closure over it would move it to the heap
+	desc := func() string { return fmt.Sprintf("load %.2f on %d CPUs", load, n) }
 	return thresholdReading(*m.Load1, r.Threshold*cpus, r.Clear*cpus, true, topics.UnitLoad, desc, num)
 }
 
@@ -48,7 +51,10 @@ func memReading(r ThresholdRule, m topics.Metrics) reading {
 		return reading{}
 	}
 	pct := 100 * float64(*m.MemAvailableBytes) / float64(*m.MemTotalBytes)
-	desc := fmt.Sprintf("memory available %.1f %% (%s of %s)", pct, bytesIEC(*m.MemAvailableBytes), bytesIEC(*m.MemTotalBytes))
+	avail, total := *m.MemAvailableBytes, *m.MemTotalBytes
+	desc := func() string {
+		return fmt.Sprintf("memory available %.1f %% (%s of %s)", pct, bytesIEC(avail), bytesIEC(total))
+	}
 	return thresholdReading(pct, r.Threshold, r.Clear, false, topics.UnitPercent, desc, percent)
 }
 
@@ -58,7 +64,8 @@ func diskReading(r ThresholdRule, m topics.Metrics) reading {
 		return reading{}
 	}
 	pct := 100 * float64(*m.DiskTotalBytes-*m.DiskFreeBytes) / float64(*m.DiskTotalBytes)
-	desc := fmt.Sprintf("root disk %.1f %% used (%s free)", pct, bytesIEC(*m.DiskFreeBytes))
+	free := *m.DiskFreeBytes
+	desc := func() string { return fmt.Sprintf("root disk %.1f %% used (%s free)", pct, bytesIEC(free)) }
 	return thresholdReading(pct, r.Threshold, r.Clear, true, topics.UnitPercent, desc, percent)
 }
 
@@ -67,7 +74,8 @@ func tempReading(r ThresholdRule, m topics.Metrics) reading {
 	if m.CPUTempC == nil {
 		return reading{}
 	}
-	desc := fmt.Sprintf("CPU at %.1f °C", *m.CPUTempC)
+	temp := *m.CPUTempC
+	desc := func() string { return fmt.Sprintf("CPU at %.1f °C", temp) }
 	return thresholdReading(*m.CPUTempC, r.Threshold, r.Clear, true, topics.UnitCelsius, desc,
 		func(v float64) string { return num(v) + " °C" })
 }

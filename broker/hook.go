@@ -363,15 +363,19 @@ func (h *authHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet
 			"username", s.user.Name, "role", s.user.Role, "client", cl.ID, "topic", clip(pk.TopicName), "qos", pk.FixedHeader.Qos, "remote", cl.Net.Remote)
 		return drop(cl, pk, packets.ErrNotAuthorized)
 	}
-	if err := contractViolation(pk); err != nil {
+	decoded, err := contractViolation(pk)
+	if err != nil {
 		h.invalid.Add(1)
 		h.logLimited("invalid/"+cl.ID, slog.LevelWarn, "MQTT publish breaks the topic contract: acknowledged and dropped, not retained nor delivered",
 			"username", s.user.Name, "client", cl.ID, "topic", clip(pk.TopicName), "reason", err, "remote", cl.Net.Remote)
 		return drop(cl, pk, packets.ErrPayloadFormatInvalid)
 	}
 	// Mochi acknowledges only after OnPublish returns: what the in-process subscribers take
-	// here is theirs before the client is told it was delivered.
-	if err := h.deliver(liveMessage(pk)); err != nil && pk.FixedHeader.Qos > 0 {
+	// here is theirs before the client is told it was delivered. They get the payload as the
+	// check decoded it, so that the dashboard does not decode it again.
+	m := liveMessage(pk)
+	m.Decoded = decoded
+	if err := h.deliver(m); err != nil && pk.FixedHeader.Qos > 0 {
 		return pk, h.refuseDelivery(cl, s, pk, err)
 	}
 	return pk, nil
@@ -389,24 +393,25 @@ func drop(cl *mqtt.Client, pk packets.Packet, code packets.Code) (packets.Packet
 	return pk, packets.CodeSuccessIgnore
 }
 
-// contractViolation says why a client's publish on a topic of the contract breaks it, or nil.
-// The broker checks what every reader would: an invalid message is never retained, queued or
-// delivered, so Home Assistant or Grafana never see a value pirack itself rejects. A topic
-// outside the contract is not checked (only plugs' own topics and admins get there, see
-// writeAllowed), nor an empty retained publish, which deletes a retained message.
-func contractViolation(pk packets.Packet) error {
+// contractViolation says why a client's publish on a topic of the contract breaks it, or nil
+// with the payload as topics decoded it (nil when it was not checked). The broker checks what
+// every reader would: an invalid message is never retained, queued or delivered, so Home
+// Assistant or Grafana never see a value pirack itself rejects. A topic outside the contract is
+// not checked (only plugs' own topics and admins get there, see writeAllowed), nor an empty
+// retained publish, which deletes a retained message.
+func contractViolation(pk packets.Packet) (decoded any, err error) {
 	t, err := topics.Parse(pk.TopicName)
 	if err != nil {
-		return nil
+		return nil, nil
 	}
 	if pk.FixedHeader.Retain && len(pk.Payload) == 0 {
-		return nil
+		return nil, nil
 	}
 	if t.Kind == topics.KindLED && pk.FixedHeader.Retain {
 		// A retained command would fire again at every reconnect; agents ignore them.
-		return fmt.Errorf("%w: LED commands must be published without the retain flag", topics.ErrInvalidPayload)
+		return nil, fmt.Errorf("%w: LED commands must be published without the retain flag", topics.ErrInvalidPayload)
 	}
-	return topics.Validate(t.Kind, pk.Payload)
+	return topics.DecodeKind(t.Kind, pk.Payload)
 }
 
 // logLimited logs at most once per logEvery for the same key, with the count held back.

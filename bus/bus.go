@@ -17,6 +17,12 @@ type Message struct {
 	// delivery it says the message came from the broker's retained store when the
 	// subscription was made, not live: a state as it was, perhaps long ago.
 	Retained bool
+	// Decoded, on delivery, is the payload as the topics decoder of the topic's kind returned
+	// it (topics.DecodeKind: a topics.Metrics for a metrics topic, and so on), when the bus
+	// already decoded and validated it: the embedded broker does for a client's publish on a
+	// topic of the contract. nil means decode Payload yourself (a network bus, an in-process
+	// publish, a retained message). Like Payload, it is the subscribers' to read, not modify.
+	Decoded any
 }
 
 // Handler receives the messages of a subscription. It may be called on a broker's or a

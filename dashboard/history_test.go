@@ -251,3 +251,17 @@ func TestNodePage(t *testing.T) {
 		t.Errorf("/static/node.js: %d", w.Code)
 	}
 }
+
+// TestHistoryStatsInAPIStats: the history's counters, the samples it downsampled when its
+// writer fell behind among them, are in /api/stats beside ingestion's.
+func TestHistoryStatsInAPIStats(t *testing.T) {
+	f, st := newHistoryFixture(t)
+	f.publish(t, topics.MetricsTopic(rowA, macA), metrics(1, 0.5))
+	flush(t, st)
+	body := f.do(t, "GET", "/api/stats", "", basic("viewer", "viewer-pw")).Body.String()
+	for _, want := range []string{`"history":{"queued":`, `"downsampled":0`, `"dropped":0`} {
+		if !strings.Contains(body, want) {
+			t.Errorf("/api/stats lacks %s: %s", want, body)
+		}
+	}
+}

@@ -53,7 +53,13 @@ type Stats struct {
 	// AlertPublishErrors those the Bus refused.
 	AlertsDropped      uint64 `json:"alerts_dropped"`
 	AlertPublishErrors uint64 `json:"alert_publish_errors"`
+	// History is the history store's counters (samples downsampled or dropped when its
+	// writer falls behind among them), when Config.History keeps any (*history.Store does).
+	History *history.Stats `json:"history,omitempty"`
 }
+
+// historyStats is implemented by a History that counts what it did (*history.Store).
+type historyStats interface{ Stats() history.Stats }
 
 // InvalidCounts splits Stats.Invalid by reason.
 type InvalidCounts struct {
@@ -111,7 +117,7 @@ func (rk *Rack) ingest(m bus.Message) (refused error) {
 	changed := false
 	switch t.Kind {
 	case topics.KindStatus:
-		st, err := topics.DecodeStatus(payload)
+		st, err := decoded(m, topics.DecodeStatus)
 		if err == nil {
 			err = checkDisplayed(st)
 		}
@@ -134,7 +140,7 @@ func (rk *Rack) ingest(m bus.Message) (refused error) {
 		}
 		rk.observe(func(e *alerts.Engine) []topics.Alert { return e.ObserveStatus(t.MAC, t.Row, st, rk.cfg.Now()) })
 	case topics.KindMetrics:
-		m, err := topics.DecodeMetrics(payload)
+		m, err := decoded(m, topics.DecodeMetrics)
 		if err != nil {
 			rk.invalid(topic, classify(payload), err)
 			return
@@ -148,7 +154,7 @@ func (rk *Rack) ingest(m bus.Message) (refused error) {
 		}
 		rk.observe(func(e *alerts.Engine) []topics.Alert { return e.ObserveMetrics(t.MAC, t.Row, m, rk.cfg.Now()) })
 	case topics.KindButton:
-		ev, err := topics.DecodeButton(payload)
+		ev, err := decoded(m, topics.DecodeButton)
 		if err != nil {
 			rk.invalid(topic, classify(payload), err)
 			return
@@ -187,7 +193,7 @@ func (rk *Rack) ingest(m bus.Message) (refused error) {
 			}
 		}
 	case topics.KindLEDState:
-		st, err := topics.DecodeLEDState(payload)
+		st, err := decoded(m, topics.DecodeLEDState)
 		if err != nil {
 			rk.invalid(topic, classify(payload), err)
 			return
@@ -196,7 +202,7 @@ func (rk *Rack) ingest(m bus.Message) (refused error) {
 			rk.stats.replays.Add(1)
 		}
 	case topics.KindPower:
-		p, err := topics.DecodePower(payload)
+		p, err := decoded(m, topics.DecodePower)
 		if err != nil {
 			rk.invalid(topic, classify(payload), err)
 			return
@@ -217,7 +223,7 @@ func (rk *Rack) ingest(m bus.Message) (refused error) {
 		// raised by an earlier run and found retained: hand them back to the engine, so that
 		// one whose condition ended while we were down is cleared instead of staying raised
 		// on MQTT for ever.
-		a, err := topics.DecodeAlert(payload)
+		a, err := decoded(m, topics.DecodeAlert)
 		if err != nil || a.State != topics.AlertRaised || !a.TS.Before(rk.started) {
 			rk.stats.ignored.Add(1)
 			return
@@ -235,6 +241,16 @@ func (rk *Rack) ingest(m bus.Message) (refused error) {
 		rk.hub.notify(t.MAC)
 	}
 	return refused
+}
+
+// decoded returns the message's payload as the bus already decoded it (the embedded broker
+// does, checking the contract), or decodes it with dec: a foreign broker's message, or one the
+// broker did not check.
+func decoded[T any](m bus.Message, dec func([]byte) (T, error)) (T, error) {
+	if v, ok := m.Decoded.(T); ok {
+		return v, nil
+	}
+	return dec(m.Payload)
 }
 
 // savePress records a button press in the event log and waits, at most PressSaveTimeout,
@@ -379,6 +395,10 @@ func (rk *Rack) Stats() Stats {
 		rk.httpStats(&out)
 	}
 	out.AlertsDropped, out.AlertPublishErrors = rk.alerts.counts()
+	if h, ok := rk.cfg.History.(historyStats); ok {
+		st := h.Stats()
+		out.History = &st
+	}
 	return out
 }
 

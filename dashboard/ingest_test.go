@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pirack/pirack/bus"
 	"github.com/pirack/pirack/topics"
 )
 
@@ -229,5 +230,24 @@ func TestLastSeenFollowsTheClock(t *testing.T) {
 	f.publish(t, topics.MetricsTopic(rowA, macA), metrics(1, 1))
 	if n := only(t, f.rack.Nodes()); !n.LastSeen.Equal(t0.Add(time.Minute)) || !n.Since.Equal(t0) {
 		t.Errorf("LastSeen %v, Since %v", n.LastSeen, n.Since)
+	}
+}
+
+// TestIngestUsesTheBrokersDecoding: a message the bus already decoded (the embedded broker,
+// checking the contract) is not decoded again: its Decoded value is what is applied. Without
+// one, the payload is decoded (TestIngest's messages come through a fake network bus).
+func TestIngestUsesTheBrokersDecoding(t *testing.T) {
+	f := newFixture(t)
+	payload, err := topics.Encode(metrics(1, 0.5))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.rack.ingest(bus.Message{Topic: topics.MetricsTopic(rowA, macA), Payload: payload, Decoded: metrics(2, 0.75)})
+	if n, ok := f.rack.node(macA); !ok || n.Metrics == nil || *n.Metrics.Load1 != 0.75 || n.Metrics.Seq != 2 {
+		t.Fatalf("node %+v: want the decoded value applied (load 0.75, seq 2), not the payload decoded again", n)
+	}
+	f.rack.ingest(bus.Message{Topic: topics.MetricsTopic(rowA, macA), Payload: payload})
+	if n, _ := f.rack.node(macA); *n.Metrics.Load1 != 0.5 {
+		t.Fatalf("load %v: want the payload decoded, 0.5", *n.Metrics.Load1)
 	}
 }

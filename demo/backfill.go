@@ -106,9 +106,9 @@ func backfillDemoHistory(ctx context.Context, cfg backfillConfig) (history.Stats
 	if err != nil {
 		return st, err
 	}
-	if lost := st.Dropped + st.Stale + st.Failed; lost > 0 {
-		return st, fmt.Errorf("history backfill lost %d samples (dropped %d, stale %d, failed %d); see the history warnings above",
-			lost, st.Dropped, st.Stale, st.Failed)
+	if lost := st.Downsampled + st.Dropped + st.Stale + st.Failed; lost > 0 {
+		return st, fmt.Errorf("history backfill lost %d samples (downsampled %d, dropped %d, stale %d, failed %d); see the history warnings above",
+			lost, st.Downsampled, st.Dropped, st.Stale, st.Failed)
 	}
 	cfg.Logger.Info("history backfill done", "samples", st.Written, "events", st.Events,
 		"took", time.Since(start).Round(time.Millisecond))

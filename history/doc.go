@@ -42,8 +42,11 @@
 // # Writes
 //
 // Add, AddPower and AddEvent never block: they put the sample on a bounded queue and return. When
-// the queue is full the sample is dropped, counted in Stats, and logged at most once per
-// LogEvery. Run owns the one writer goroutine: it commits the queue in batches (BatchSize or
+// the queue is full (the writer behind: a slow disk, a flood) samples are downsampled, not
+// dropped: only the latest sample of each source waits, held aside until the writer's next
+// commit, so no Pi's history stops while others fill the queue; those replaced are counted in
+// Stats.Downsampled. An event that finds the queue full is dropped and counted in Stats.Dropped.
+// Either is logged at most once per LogEvery. Run owns the one writer goroutine: it commits the queue in batches (BatchSize or
 // every FlushInterval, whichever comes first), runs retention, and flushes what is queued when
 // its context ends. A failed commit (a full disk, typically) is logged with what to do and
 // counted; the batch is dropped and the store keeps answering queries from what it has.

@@ -43,8 +43,9 @@ type Options struct {
 	// EventRetention is how long events are kept. 0 means 90 days.
 	EventRetention time.Duration
 
-	// QueueSize bounds the samples and events waiting for the writer; past it they are
-	// dropped and counted. 0 means DefaultQueueSize (about 16 s of 1,000 Pis at 1 s).
+	// QueueSize bounds the samples and events waiting for the writer. Past it events are
+	// dropped and counted, and samples downsampled: only the latest of each source waits
+	// (Stats.Downsampled). 0 means DefaultQueueSize (about 16 s of 1,000 Pis at 1 s).
 	QueueSize int
 	// BatchSize is the most queued items committed in one transaction. 0 means 2000.
 	BatchSize int
@@ -113,16 +114,24 @@ var (
 
 // Stats counts what happened to samples since Open. A sample is one metric value.
 type Stats struct {
-	Queued  uint64 // samples accepted by Add / AddPower
-	Dropped uint64 // samples and events dropped because the queue was full
-	Stale   uint64 // samples dropped because they were older than RawRetention
-	Written uint64 // samples committed (duplicates of a stored (series, second) excluded)
-	Failed  uint64 // samples and events lost to a failed commit (full disk, I/O error)
-	Events  uint64 // events committed (by AddEvent and SaveEvent)
+	Queued uint64 `json:"queued"` // samples accepted by Add / AddPower
+	// Downsampled counts samples not stored because the queue was full: while it is, only
+	// the latest sample of each source (a Pi, a row supply) waits for the writer, and the
+	// ones it replaces are counted here.
+	Downsampled uint64 `json:"downsampled"`
+	// Dropped counts events dropped because the queue was full, and samples of sources past
+	// the QueueSize held aside while it was.
+	Dropped uint64 `json:"dropped"`
+	Stale   uint64 `json:"stale"`   // samples dropped because they were older than RawRetention
+	Written uint64 `json:"written"` // samples committed (duplicates of a stored (series, second) excluded)
+	Failed  uint64 `json:"failed"`  // samples and events lost to a failed commit (full disk, I/O error)
+	Events  uint64 `json:"events"`  // events committed (by AddEvent and SaveEvent)
 	// Saved counts the SaveEvent calls answered with success, SaveCommits the transactions
 	// they took: Saved / SaveCommits events shared a commit. SaveFailed counts the calls
 	// answered with a commit's error (their callers still hold the events).
-	Saved, SaveCommits, SaveFailed uint64
+	Saved       uint64 `json:"saved"`
+	SaveCommits uint64 `json:"save_commits"`
+	SaveFailed  uint64 `json:"save_failed"`
 }
 
 // Store is the history database. Its methods are safe for concurrent use.
@@ -141,10 +150,18 @@ type Store struct {
 	// ids caches committed series ids by (source, metric); only the writer adds to it.
 	idsMu sync.RWMutex
 	ids   map[seriesKey]int64
+	rows  []rawRow // the writer's, reused from batch to batch
 
 	queued, dropped, stale, written, failed, events atomic.Uint64
-	saved, saveCommits, saveFailed                  atomic.Uint64
-	dropLog, failLog, saveLog                       rateLog
+	downsampled                                     atomic.Uint64
+
+	// pending holds, by source, the latest sample that found the queue full (overflow);
+	// kick tells the writer there are some.
+	pendMu                         sync.Mutex
+	pending                        map[string]item
+	kick                           chan struct{}
+	saved, saveCommits, saveFailed atomic.Uint64
+	dropLog, failLog, saveLog      rateLog
 
 	done    chan struct{} // closed by Close
 	mu      sync.Mutex
@@ -287,6 +304,7 @@ func Open(path string, opts Options) (*Store, error) {
 		flushReq:  make(chan chan error),
 		compactRq: make(chan chan error),
 		moveRq:    make(chan moveReq),
+		kick:      make(chan struct{}, 1),
 		ids:       make(map[seriesKey]int64),
 		done:      make(chan struct{}),
 	}
@@ -388,12 +406,13 @@ func (s *Store) Close() error {
 // Stats returns the counters since Open.
 func (s *Store) Stats() Stats {
 	return Stats{
-		Queued:  s.queued.Load(),
-		Dropped: s.dropped.Load(),
-		Stale:   s.stale.Load(),
-		Written: s.written.Load(),
-		Failed:  s.failed.Load(),
-		Events:  s.events.Load(),
+		Queued:      s.queued.Load(),
+		Downsampled: s.downsampled.Load(),
+		Dropped:     s.dropped.Load(),
+		Stale:       s.stale.Load(),
+		Written:     s.written.Load(),
+		Failed:      s.failed.Load(),
+		Events:      s.events.Load(),
 
 		Saved:       s.saved.Load(),
 		SaveCommits: s.saveCommits.Load(),

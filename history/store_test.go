@@ -300,7 +300,10 @@ func TestRestart(t *testing.T) {
 	}
 }
 
-func TestQueueFullDropsCounted(t *testing.T) {
+// TestQueueFullDownsamples: a sample that finds the queue full is not dropped: the latest one
+// of its source is held aside for the writer, and those it replaces are counted and logged
+// (rate-limited). An event that finds the queue full is dropped and counted.
+func TestQueueFullDownsamples(t *testing.T) {
 	clock := &fakeClock{now: t0}
 	var logs testlog.Buffer
 	// No Run: nothing drains the queue of 2.
@@ -308,30 +311,65 @@ func TestQueueFullDropsCounted(t *testing.T) {
 		o.QueueSize = 2
 		o.Logger = slog.New(slog.NewTextHandler(&logs, nil))
 	})
-	m := topics.Metrics{V: topics.Version, TS: t0, Load1: f64(1), CPUPercent: f64(2)} // 2 samples
-	for range 5 {
-		s.Add(mac, m)
+	m := func(i int) topics.Metrics { // 2 samples
+		return topics.Metrics{V: topics.Version, TS: t0.Add(time.Duration(i-10) * time.Second), Load1: f64(float64(i)), CPUPercent: f64(2)}
 	}
+	for i := range 5 {
+		s.Add(mac, m(i)) // 0 and 1 queued; 2, 3, 4 held aside in turn
+	}
+	s.Add(mac, m(3)) // older than the one held: not kept
 	s.AddEvent(Event{Kind: EventOnline})
 	st := s.Stats()
-	if st.Queued != 4 || st.Dropped != 7 {
-		t.Errorf("Queued %d Dropped %d, want 4 and 7 (3 payloads of 2 samples, 1 event)", st.Queued, st.Dropped)
+	if st.Queued != 10 || st.Downsampled != 6 || st.Dropped != 1 {
+		t.Errorf("Queued %d Downsampled %d Dropped %d, want 10, 6 (payloads 2, 3 and the late 3) and 1 (the event)",
+			st.Queued, st.Downsampled, st.Dropped)
 	}
 	if n := strings.Count(logs.String(), "history queue full"); n != 1 {
 		t.Errorf("%d queue-full warnings, want 1 (rate-limited):\n%s", n, logs.String())
 	}
-	// After LogEvery the next drop is logged again, with the count held back.
+	// After LogEvery the next one is logged again, with the count held back.
 	clock.Set(t0.Add(DefaultLogEvery))
-	s.Add(mac, m)
-	if out := logs.String(); strings.Count(out, "history queue full") != 2 || !strings.Contains(out, "suppressed_warnings=3") {
-		t.Errorf("after LogEvery, want a second warning with suppressed_warnings=3:\n%s", out)
+	s.Add(mac, m(5))
+	if out := logs.String(); strings.Count(out, "history queue full") != 2 || !strings.Contains(out, "suppressed_warnings=4") {
+		t.Errorf("after LogEvery, want a second warning with suppressed_warnings=4 (3 samples and the event held back):\n%s", out)
 	}
 
-	// Once a writer runs, the queued samples are committed.
+	// Once a writer runs, the queued samples and the latest held aside are committed.
 	startRun(t, s)
 	flush(t, s)
-	if got := s.Stats().Written; got != 2 {
-		t.Errorf("Written = %d, want 2 (the two payloads share a timestamp)", got)
+	if got := s.Stats().Written; got != 6 {
+		t.Errorf("Written = %d, want 6 (payloads 0, 1 and 5)", got)
+	}
+	pts, err := s.Series(t.Context(), mac, MetricLoad1, t0.Add(-time.Minute), t0, 100)
+	if err != nil || len(pts) != 3 || pts[2].Max != 5 {
+		t.Errorf("load_1 points %v, %v: want 3 ending with the latest sample, 5", pts, err)
+	}
+}
+
+// TestFloodKeepsEveryPi: a flood faster than the writer loses no Pi: each one's latest sample
+// is stored, and the counters account for every sample, stored or downsampled.
+func TestFloodKeepsEveryPi(t *testing.T) {
+	clock := &fakeClock{now: t0}
+	s := openStore(t, "", clock, true, func(o *Options) { o.QueueSize = 64; o.BatchSize = 16 })
+	const pis, rounds = 300, 20
+	for r := range rounds {
+		for i := range pis {
+			s.Add(fmtMAC(i), topics.Metrics{V: topics.Version, TS: t0.Add(time.Duration(r-rounds) * time.Second), Load1: f64(float64(r))})
+		}
+	}
+	flush(t, s)
+	st := s.Stats()
+	if st.Downsampled == 0 {
+		t.Fatalf("no sample downsampled (%+v): the flood did not outrun the writer", st)
+	}
+	if st.Dropped != 0 || st.Failed != 0 || st.Written+st.Downsampled != pis*rounds {
+		t.Errorf("%+v: want nothing dropped nor failed, and Written + Downsampled = %d", st, pis*rounds)
+	}
+	for i := range pis {
+		pts, err := s.Series(t.Context(), fmtMAC(i), MetricLoad1, t0.Add(-time.Minute), t0, 100)
+		if err != nil || len(pts) == 0 || pts[len(pts)-1].Max != rounds-1 {
+			t.Fatalf("Pi %d: points %v, %v: want its latest sample, %d, stored", i, pts, err, rounds-1)
+		}
 	}
 }
 

@@ -1,10 +1,12 @@
 package history
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/pirack/pirack/topics"
@@ -104,7 +106,8 @@ func uptr(it *item, metric string, p *uint64) {
 }
 
 // Add queues the stored metrics of one payload from the Pi mac. It never blocks: when the queue
-// is full the payload is dropped and counted. It does no I/O (Run writes the queue), so it takes no
+// is full only the latest payload of each Pi waits for the writer, and the others are counted
+// (Stats.Downsampled). It does no I/O (Run writes the queue), so it takes no
 // context; the same holds for AddPower, AddPiPower and AddEvent.
 func (s *Store) Add(mac string, m topics.Metrics) {
 	it := item{source: mac}
@@ -162,7 +165,61 @@ func (s *Store) enqueueSample(it item, ts time.Time) {
 	case s.queue <- it:
 		s.queued.Add(n)
 	default:
+		s.overflow(it, n)
+	}
+}
+
+// overflow takes a sample that found the queue full. Dropping it could lose a Pi's every
+// sample while others fill the queue, so the latest sample of each source is held aside
+// instead, and the writer takes them with its next batch: under saturation the history keeps
+// one sample per source per commit, and counts the others as downsampled. Only past QueueSize
+// sources held (more than a rack has) is a sample dropped.
+func (s *Store) overflow(it item, n uint64) {
+	var replaced uint64
+	s.pendMu.Lock()
+	held, ok := s.pending[it.source]
+	switch {
+	case ok && held.t > it.t:
+		// A late sample (a retained one delivered again): the held one is newer.
+		s.pendMu.Unlock()
+		s.downsampled.Add(n)
+		s.logOverflow()
+		return
+	case ok:
+		replaced = uint64(popcount(held.set))
+	case len(s.pending) >= max(s.opts.QueueSize, DefaultQueueSize):
+		s.pendMu.Unlock()
 		s.drop(n)
+		return
+	case s.pending == nil:
+		s.pending = make(map[string]item)
+	}
+	s.pending[it.source] = it
+	s.pendMu.Unlock()
+	s.queued.Add(n)
+	s.downsampled.Add(replaced)
+	s.logOverflow()
+	select {
+	case s.kick <- struct{}{}:
+	default:
+	}
+}
+
+// takePending appends the samples overflow held aside to batch.
+func (s *Store) takePending(batch []item) []item {
+	s.pendMu.Lock()
+	defer s.pendMu.Unlock()
+	for src, it := range s.pending {
+		batch = append(batch, it)
+		delete(s.pending, src)
+	}
+	return batch
+}
+
+func (s *Store) logOverflow() {
+	if ok, suppressed := s.dropLog.allow(s.opts.Now(), s.opts.LogEvery); ok {
+		s.log.Warn("history queue full: keeping only the latest sample of each Pi until the writer catches up; the disk is too slow or the writer is stalled",
+			"downsampled_total", s.downsampled.Load(), "suppressed_warnings", suppressed, "queue_size", s.opts.QueueSize)
 	}
 }
 
@@ -184,7 +241,7 @@ func (s *Store) AddEvent(e Event) {
 func (s *Store) drop(n uint64) {
 	total := s.dropped.Add(n)
 	if ok, suppressed := s.dropLog.allow(s.opts.Now(), s.opts.LogEvery); ok {
-		s.log.Warn("history queue full: dropping samples; the disk is too slow or the writer is stalled",
+		s.log.Warn("history queue full: dropping events (and samples past QueueSize sources); the disk is too slow or the writer is stalled",
 			"dropped_total", total, "suppressed_warnings", suppressed, "queue_size", s.opts.QueueSize)
 	}
 }
@@ -256,6 +313,12 @@ func (s *Store) Run(ctx context.Context) error {
 			if len(batch) >= s.opts.BatchSize {
 				commit()
 			}
+		case <-s.kick:
+			// The queue overflowed: what it holds goes first, then the latest sample of
+			// each source held aside meanwhile.
+			batch, _ = s.drain(batch)
+			batch = s.takePending(batch)
+			commit()
 		case <-flush.C:
 			if len(batch) > 0 {
 				commit()
@@ -298,7 +361,7 @@ func (s *Store) drain(batch []item) ([]item, error) {
 				batch = batch[:0]
 			}
 		default:
-			return batch, first
+			return s.takePending(batch), first
 		}
 	}
 }
@@ -412,8 +475,10 @@ func (s *Store) writeTx(batch []item) (written, added uint64, newIDs map[seriesK
 	}
 	defer insRaw.Close()
 
-	min1 := make(map[bucketKey]*bucket)
-	hour := make(map[bucketKey]*bucket)
+	// Samples are inserted sorted by (series, t): the b-tree pages each series ends on are
+	// then visited once per batch, in order, instead of at random, and each series' buckets
+	// come out contiguous, ready to upsert without a map.
+	rows := s.rows[:0]
 	for i := range batch {
 		it := &batch[i]
 		if it.ev != nil {
@@ -430,46 +495,43 @@ func (s *Store) writeTx(batch []item) (written, added uint64, newIDs map[seriesK
 			if it.set&(1<<m) == 0 {
 				continue
 			}
-			key := seriesKey{it.source, uint8(m)}
-			id, err := s.seriesID(ctx, tx, key, &newIDs)
+			id, err := s.seriesID(ctx, tx, seriesKey{it.source, uint8(m)}, &newIDs)
 			if err != nil {
 				return 0, 0, nil, err
 			}
-			res, err := insRaw.ExecContext(ctx, id, it.t, it.v[m])
-			if err != nil {
-				return 0, 0, nil, err
-			}
-			// A payload seen twice (a retained message redelivered after a restart) must
-			// not count twice in the aggregates.
-			if n, _ := res.RowsAffected(); n == 0 {
-				continue
-			}
-			written++
-			addBucket(min1, bucketKey{id, floorDiv(it.t, 60)}, it.v[m])
-			addBucket(hour, bucketKey{id, floorDiv(it.t, 3600)}, it.v[m])
+			rows = append(rows, rawRow{id, it.t, it.v[m]})
 		}
 	}
-	for _, tier := range []struct {
-		table   string
-		buckets map[bucketKey]*bucket
-	}{{"agg_1m", min1}, {"agg_1h", hour}} {
-		if len(tier.buckets) == 0 {
-			continue
-		}
-		up, err := tx.PrepareContext(ctx, "INSERT INTO "+tier.table+` (series, t, lo, sum, hi, n) VALUES (?, ?, ?, ?, ?, ?)
-			ON CONFLICT (series, t) DO UPDATE SET lo = min(lo, excluded.lo), sum = sum + excluded.sum,
-			hi = max(hi, excluded.hi), n = n + excluded.n`)
+	s.rows = rows[:0]
+	slices.SortFunc(rows, func(a, b rawRow) int { return cmp.Or(cmp.Compare(a.series, b.series), cmp.Compare(a.t, b.t)) })
+	min1 := aggTier{step: 60}
+	hour := aggTier{step: 3600}
+	for _, r := range rows {
+		res, err := insRaw.ExecContext(ctx, r.series, r.t, r.v)
 		if err != nil {
 			return 0, 0, nil, err
 		}
-		for k, b := range tier.buckets {
-			if _, err := up.ExecContext(ctx, k.series, k.t, b.lo, b.sum, b.hi, b.n); err != nil {
-				up.Close()
-				return 0, 0, nil, err
-			}
+		// A payload seen twice (a retained message redelivered after a restart) must
+		// not count twice in the aggregates.
+		if n, _ := res.RowsAffected(); n == 0 {
+			continue
 		}
-		up.Close()
+		written++
+		if err := min1.add(ctx, tx, r); err != nil {
+			return 0, 0, nil, err
+		}
+		if err := hour.add(ctx, tx, r); err != nil {
+			return 0, 0, nil, err
+		}
 	}
+	if err := min1.flush(ctx, tx); err != nil {
+		return 0, 0, nil, err
+	}
+	if err := hour.flush(ctx, tx); err != nil {
+		return 0, 0, nil, err
+	}
+	min1.close()
+	hour.close()
 	if err := tx.Commit(); err != nil {
 		return 0, 0, nil, err
 	}
@@ -493,13 +555,59 @@ func insertEvent(ctx context.Context, tx *sql.Tx, e Event) (added bool, err erro
 	return n > 0, nil
 }
 
-func addBucket(m map[bucketKey]*bucket, k bucketKey, v float64) {
-	b := m[k]
-	if b == nil {
-		b = new(bucket)
-		m[k] = b
+// rawRow is one sample as writeTx inserts it.
+type rawRow struct {
+	series, t int64
+	v         float64
+}
+
+// aggTier accumulates one aggregate tier's bucket over rows sorted by (series, t), and upserts
+// each bucket once it is complete.
+type aggTier struct {
+	step int64
+	up   *sql.Stmt // prepared on first use
+	key  bucketKey
+	b    bucket
+}
+
+func (a *aggTier) add(ctx context.Context, tx *sql.Tx, r rawRow) error {
+	k := bucketKey{r.series, floorDiv(r.t, a.step)}
+	if a.b.n > 0 && k != a.key {
+		if err := a.flush(ctx, tx); err != nil {
+			return err
+		}
 	}
-	b.add(v)
+	a.key = k
+	a.b.add(r.v)
+	return nil
+}
+
+func (a *aggTier) flush(ctx context.Context, tx *sql.Tx) error {
+	if a.b.n == 0 {
+		return nil
+	}
+	if a.up == nil {
+		table := "agg_1m"
+		if a.step == 3600 {
+			table = "agg_1h"
+		}
+		up, err := tx.PrepareContext(ctx, "INSERT INTO "+table+` (series, t, lo, sum, hi, n) VALUES (?, ?, ?, ?, ?, ?)
+			ON CONFLICT (series, t) DO UPDATE SET lo = min(lo, excluded.lo), sum = sum + excluded.sum,
+			hi = max(hi, excluded.hi), n = n + excluded.n`)
+		if err != nil {
+			return err
+		}
+		a.up = up
+	}
+	_, err := a.up.ExecContext(ctx, a.key.series, a.key.t, a.b.lo, a.b.sum, a.b.hi, a.b.n)
+	a.b = bucket{}
+	return err
+}
+
+func (a *aggTier) close() {
+	if a.up != nil {
+		a.up.Close()
+	}
 }
 
 // floorDiv returns the start of the step-long bucket holding t.

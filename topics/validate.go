@@ -6,24 +6,37 @@ import "fmt"
 // the broker makes before it retains, queues or delivers a client's message, with the decoders
 // every reader uses. An error wraps ErrInvalidPayload and says what is wrong.
 func Validate(k Kind, payload []byte) error {
+	_, err := DecodeKind(k, payload)
+	return err
+}
+
+// DecodeKind is Validate that also returns what it decoded: a Status, Metrics, ButtonEvent,
+// LEDCommand, Power, LEDState or Alert, as the decoder of kind k returns it. A reader that
+// gets the value from whoever validated the payload (the embedded broker hands it over with the
+// message, bus.Message.Decoded) need not decode the payload again.
+func DecodeKind(k Kind, payload []byte) (any, error) {
+	var v any
 	var err error
 	switch k {
 	case KindStatus:
-		_, err = DecodeStatus(payload)
+		v, err = DecodeStatus(payload)
 	case KindMetrics:
-		_, err = DecodeMetrics(payload)
+		v, err = DecodeMetrics(payload)
 	case KindButton:
-		_, err = DecodeButton(payload)
+		v, err = DecodeButton(payload)
 	case KindLED:
-		_, err = ParseLEDCommand(payload)
+		v, err = ParseLEDCommand(payload)
 	case KindPower:
-		_, err = DecodePower(payload)
+		v, err = DecodePower(payload)
 	case KindLEDState:
-		_, err = DecodeLEDState(payload)
+		v, err = DecodeLEDState(payload)
 	case KindAlert:
-		_, err = DecodeAlert(payload)
+		v, err = DecodeAlert(payload)
 	default:
 		err = fmt.Errorf("%w: no payload is defined for a topic of kind %s", ErrInvalidPayload, k)
 	}
-	return err
+	if err != nil {
+		return nil, err
+	}
+	return v, nil
 }
