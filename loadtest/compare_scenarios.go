@@ -86,10 +86,15 @@ func (c *comparer) floodOne(ctx context.Context, srv benchServer, pass string, q
 	t0 := time.Now()
 	published := publishFor(ctx, agents, c.tmpl, qos, period, d)
 	// Until deliveries stop growing: what was published is delivered, or lost.
-	// At saturation the sockets hold a backlog: wait for it at most as long as it took to
-	// publish, and count what is still undelivered then as lost.
+	// At QoS 0 saturation the sockets hold a backlog: wait for it at most as long as it took
+	// to publish, and count what is still undelivered then as lost. At QoS 1 the window
+	// bounds the backlog: wait for all of it.
 	last, lastAt := int64(-1), time.Now()
-	deadline := time.Now().Add(min(drainMax, max(3*time.Second, d)))
+	wait := min(drainMax, max(3*time.Second, d))
+	if qos > 0 {
+		wait = drainMax
+	}
+	deadline := time.Now().Add(wait)
 	var got int64
 	for time.Now().Before(deadline) {
 		if got, err = srv.delivered(ctx); err != nil {
