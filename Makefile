@@ -11,7 +11,7 @@ SLOW_FUZZ       := FuzzBrokerPacket
 FUZZTIME        ?=
 DATA_DIR ?= ./pirack-data
 
-.PHONY: all run build test deps vet cross unit fuzz bench hostile dist clean
+.PHONY: all run build test deps vet cross unit fuzz bench bench-quick bench-go hostile dist clean
 
 all: build
 
@@ -74,12 +74,26 @@ fuzz:
 	  done; \
 	done
 
-## bench: benchmarks whose results go into docs/benchmarks.md, the rack page in Chromium with
-##        1,000 Pis among them (about a minute; it needs Chromium, which make test installs).
-##        Only that one: make bench BENCH=BrowserRack1000Pis BENCH_PKGS=./e2e
+## bench: pirack serve against Mosquitto and pirack-agent against node_exporter, side by side,
+##        interleaved, 3 runs each (about 15 minutes on 2 cores): a table, and bench-results.json.
+##        Installs mosquitto and prometheus-node-exporter when missing (scripts/bench-deps).
+##        docs/benchmarks.md. Flags: make bench COMPARE_FLAGS='--only qos1-saturation --reps 5'
+## bench-quick: the same, smaller and once (under 3 minutes), into bench-quick.json
+COMPARE_FLAGS ?=
+bench: build
+	./scripts/bench-deps
+	./bin/pirack bench compare --json bench-results.json --commit "$$(git rev-parse --short HEAD 2>/dev/null)" $(COMPARE_FLAGS)
+
+bench-quick: build
+	./scripts/bench-deps
+	./bin/pirack bench compare --quick --json bench-quick.json --commit "$$(git rev-parse --short HEAD 2>/dev/null)" $(COMPARE_FLAGS)
+
+## bench-go: the Go micro-benchmarks whose results are in docs/benchmarks.md, the rack page in
+##           Chromium with 1,000 Pis among them (about a minute; it needs Chromium, which make
+##           test installs). Only that one: make bench-go BENCH=BrowserRack1000Pis BENCH_PKGS=./e2e
 BENCH      ?= .
 BENCH_PKGS ?= ./...
-bench:
+bench-go:
 	PIRACK_BROWSER_TESTS=require $(GO) test -run '^$$' -bench '$(BENCH)' -benchmem $(BENCH_PKGS)
 
 ## hostile: pirack bench hostile at its default size (about a minute on 2 cores): slow consumers,

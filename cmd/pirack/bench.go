@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 	"time"
 
@@ -24,16 +25,18 @@ func registerBench(fs *flag.FlagSet, c *loadtest.Config, logLevel *string) {
 }
 
 func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	const usage = "usage: pirack bench soak|reconnect|hostile [flags]\n\n" +
+	const usage = "usage: pirack bench soak|reconnect|hostile|compare [flags]\n\n" +
 		"  soak       N agents for a while, with presses and LED commands: lost, duplicated, latency, memory\n" +
 		"  reconnect  N agents, then restart the control center: how long until every agent is back\n" +
 		"  hostile    slow consumers, pre-CONNECT flood, session flood, SIGKILLs of pirack serve under\n" +
-		"             pressing agents: memory, refusals, presses lost or duplicated\n\n" +
+		"             pressing agents: memory, refusals, presses lost or duplicated\n" +
+		"  compare    pirack serve against Mosquitto and pirack-agent against node_exporter, side by\n" +
+		"             side, interleaved: throughput, loss, latency, CPU, memory (docs/benchmarks.md)\n\n" +
 		"They run a control center (broker, dashboard, history) in this process on 127.0.0.1;\n" +
 		"hostile's SIGKILL loop runs this binary's serve as a subprocess.\n"
 	if len(args) == 0 {
 		fmt.Fprint(stderr, usage)
-		return errors.New("bench: which benchmark? soak, reconnect or hostile")
+		return errors.New("bench: which benchmark? soak, reconnect, hostile or compare")
 	}
 	switch args[0] {
 	case "soak":
@@ -42,6 +45,8 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return runReconnectBench(ctx, args[1:], stdout, stderr)
 	case "hostile":
 		return runHostileBench(ctx, args[1:], stdout, stderr)
+	case "compare":
+		return runCompare(ctx, args[1:], stdout, stderr)
 	case "-h", "--help", "help":
 		fmt.Fprint(stderr, usage)
 		return flag.ErrHelp
@@ -136,4 +141,82 @@ func runHostileBench(ctx context.Context, args []string, stdout, stderr io.Write
 	cfg.LogLevel, cfg.ServeLog = level, stderr
 	cfg.Serve, cfg.ServeEnv = hostileServe.argv, hostileServe.env
 	return loadtest.Hostile(ctx, cfg, stdout)
+}
+
+// runCompare is `pirack bench compare`: pirack against Mosquitto and node_exporter, side by
+// side, as docs/benchmarks.md reports it.
+func runCompare(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	cfg := loadtest.DefaultCompareConfig()
+	var quick bool
+	var jsonPath, only, idle string
+	fs := flag.NewFlagSet("bench compare", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.BoolVar(&quick, "quick", false, "the short run (make bench-quick): fewer agents, shorter windows, one repetition; the flags below override it")
+	fs.StringVar(&jsonPath, "json", "bench-results.json", "file to write the results to as JSON (empty: none)")
+	fs.StringVar(&only, "only", "", "comma-separated scenarios to run, of "+strings.Join(loadtest.CompareScenarios, ",")+" (default: all)")
+	reps := fs.Int("reps", 0, "runs of each scenario on each side, interleaved (0: 3, or 1 with --quick)")
+	agents := fs.Int("agents", 0, "simulated agents in the throughput, press and Locate scenarios (0: 1000, or 200 with --quick)")
+	saturate := fs.Duration("saturate-for", 0, "publishing time at saturation (0: 8s, or 3s with --quick)")
+	paced := fs.Duration("paced-for", 0, "publishing time at a set rate (0: 10s, or 5s with --quick)")
+	fs.StringVar(&idle, "idle", "", "comma-separated fleet sizes for memory per idle connection (default: 1000,5000, or 200,1000 with --quick)")
+	presses := fs.Int("presses", 0, "presses, and Locates, timed (0: 1000, or 200 with --quick)")
+	footprint := fs.Duration("footprint-for", 0, "how long agent and node_exporter CPU is measured (0: 20s, or 8s with --quick)")
+	fs.StringVar(&cfg.Agent, "agent", "", "pirack-agent binary (default: beside this pirack)")
+	fs.StringVar(&cfg.Mosquitto, "mosquitto", "", "mosquitto binary (default: from PATH or /usr/sbin)")
+	fs.StringVar(&cfg.NodeExporter, "node-exporter", "", "node_exporter binary (default: prometheus-node-exporter from PATH)")
+	fs.StringVar(&cfg.Commit, "commit", "", "the commit measured, recorded in the JSON")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("bench compare takes no arguments, got %q", fs.Args())
+	}
+	if quick {
+		q := loadtest.QuickCompareConfig()
+		q.Agent, q.Mosquitto, q.NodeExporter, q.Commit = cfg.Agent, cfg.Mosquitto, cfg.NodeExporter, cfg.Commit
+		cfg = q
+	}
+	if *reps > 0 {
+		cfg.Reps = *reps
+	}
+	if *agents > 0 {
+		cfg.Agents = *agents
+	}
+	if *saturate > 0 {
+		cfg.SaturateFor = *saturate
+	}
+	if *paced > 0 {
+		cfg.PacedFor = *paced
+	}
+	if *presses > 0 {
+		cfg.Presses = *presses
+	}
+	if *footprint > 0 {
+		cfg.FootprintFor = *footprint
+	}
+	if idle != "" {
+		cfg.IdleAgents = nil
+		for _, s := range strings.Split(idle, ",") {
+			n, err := strconv.Atoi(strings.TrimSpace(s))
+			if err != nil {
+				return fmt.Errorf("--idle %q: %w", idle, err)
+			}
+			cfg.IdleAgents = append(cfg.IdleAgents, n)
+		}
+	}
+	if only != "" {
+		cfg.Only = strings.Split(only, ",")
+	}
+	cfg.Serve, cfg.ServeEnv = hostileServe.argv, hostileServe.env
+	res, err := loadtest.Compare(ctx, cfg, stdout)
+	if err != nil {
+		return err
+	}
+	if jsonPath != "" {
+		if err := res.WriteJSON(jsonPath); err != nil {
+			return fmt.Errorf("bench compare: write %s: %w", jsonPath, err)
+		}
+		fmt.Fprintf(stdout, "results written to %s\n", jsonPath)
+	}
+	return nil
 }
