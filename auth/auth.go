@@ -1,6 +1,7 @@
 // Package auth keeps pirack's users: who may connect to the MQTT broker or log in to the
 // dashboard, and with which role. Users live in one JSON file (conventionally
-// <data-dir>/users.json) holding bcrypt hashes, never passwords.
+// <data-dir>/users.json) holding hashes, never passwords: bcrypt for people's passwords, a fast
+// keyed hash (HMAC-SHA-256, salted) for agents' generated 120-bit secrets.
 //
 // The broker binds each agent user to one Pi: its name is the Pi's MAC, and the broker only lets
 // it publish under that Pi's topics. Plug users are smart plugs (Tasmota, Shelly) measuring a
@@ -92,7 +93,9 @@ func (r Role) Valid() bool {
 	return false
 }
 
-// User is one account. Hash is a bcrypt hash. MAC is set for agents only; Row for agents (the
+// User is one account. Hash is a bcrypt hash, or for an agent's secret of at least 20 bytes
+// $hmac-sha256$<salt>$<sum> (see agentHash); an agent stored by an earlier pirack with a bcrypt
+// hash is rehashed at its first successful Authenticate. MAC is set for agents only; Row for agents (the
 // Pi's row) and plugs (the row the plug measures). A plug user stored by a pirack that did not
 // bind plugs to rows has no Row: the broker refuses it until it is created again with one.
 //

@@ -29,11 +29,16 @@ type usersFile struct {
 
 // Users is the user store, backed by one JSON file. It is safe for concurrent use.
 //
+// People's passwords are stored as bcrypt hashes, agents' generated secrets as a fast keyed
+// hash (see agentHash for why). Authenticate rewrites the file to upgrade an agent whose
+// secret an earlier pirack hashed with bcrypt.
+//
 // Another process (the `pirack user` command) may change the file while a server runs: Get,
 // List and Authenticate notice the change and reload it, so a new agent can connect without a
 // restart. Removing a user refuses its next connection, not a connection already open.
 type Users struct {
-	// Cost is the bcrypt cost of new hashes; zero means bcrypt.DefaultCost. Tests and simulated
+	// Cost is the bcrypt cost of new hashes (people's passwords, and agent passwords shorter
+	// than a generated secret); zero means bcrypt.DefaultCost. Tests and simulated
 	// agents set bcrypt.MinCost. Set it before the first Add or Set.
 	Cost int
 	// MosquittoIterations is the PBKDF2 iteration count of the Mosquitto hash stored with each
@@ -51,6 +56,10 @@ type Users struct {
 
 	cacheMu  sync.Mutex
 	verified map[string]verifiedEntry // user name -> last password verified against its hash
+
+	upMu      sync.Mutex
+	upgrades  map[string][2]string // user name -> {bcrypt hash, fast hash}, waiting to be written
+	upWriting bool                 // a caller of upgrade is writing them
 
 	dummyOnce sync.Once
 	dummy     []byte // hash checked for unknown users, so they cost as much as known ones
@@ -164,11 +173,15 @@ func (s *Users) put(u User, password string, replace bool, cost int) error {
 		return err
 	}
 	// Hash before taking the lock: bcrypt is slow on purpose.
-	h, err := bcrypt.GenerateFromPassword([]byte(password), cost)
-	if err != nil {
-		return fmt.Errorf("hash password: %w", err)
+	if fastHashFor(u, password) {
+		u.Hash = agentHash(password)
+	} else {
+		h, err := bcrypt.GenerateFromPassword([]byte(password), cost)
+		if err != nil {
+			return fmt.Errorf("hash password: %w", err)
+		}
+		u.Hash = string(h)
 	}
-	u.Hash = string(h)
 	// Kept for `pirack broker-config mosquitto`: a bcrypt hash cannot be turned into one
 	// Mosquitto reads, and the password is only known here.
 	if u.MosquittoHash, err = MosquittoHash(password, s.MosquittoIterations); err != nil {
@@ -241,12 +254,15 @@ func (s *Users) List() []User {
 }
 
 // Authenticate checks a name and password and returns the user. An unknown user and a wrong
-// password both return ErrBadCredentials, after the same bcrypt work. Any other error means the
-// users file could not be read; callers should refuse and log it.
+// password both return ErrBadCredentials, after the same work (a fast check for a name shaped
+// like an agent's, a bcrypt one for any other). Any other error means the users file could not
+// be read; callers should refuse and log it.
 //
-// Successful checks are remembered until the user is changed, so a fleet of agents
-// reconnecting after a network blip costs one bcrypt run per agent per server lifetime, not
-// one per reconnect.
+// An agent's secret in the fast form (see agentHash) is checked directly. A bcrypt hash is
+// checked once per user per server lifetime: successful checks are remembered until the user
+// is changed. An agent stored with a bcrypt hash by an earlier pirack is rehashed to the fast
+// form at its first successful check, and the users file rewritten (see upgrade), so the next
+// restart no longer costs it a bcrypt run.
 func (s *Users) Authenticate(name, password string) (User, error) {
 	if err := s.refresh(); err != nil {
 		return User{}, err
@@ -255,8 +271,18 @@ func (s *Users) Authenticate(name, password string) (User, error) {
 	u, ok := s.users[name]
 	s.mu.RUnlock()
 	if !ok {
-		_ = bcrypt.CompareHashAndPassword(s.dummyHash(), []byte(password))
+		if looksLikeAgent(name) {
+			_ = verifyAgentHash(dummyAgentHash, password)
+		} else {
+			_ = bcrypt.CompareHashAndPassword(s.dummyHash(), []byte(password))
+		}
 		return User{}, ErrBadCredentials
+	}
+	if isAgentHash(u.Hash) {
+		if u.Role != RoleAgent || !verifyAgentHash(u.Hash, password) {
+			return User{}, ErrBadCredentials
+		}
+		return u, nil
 	}
 	sum := s.sum(name, password)
 	s.cacheMu.Lock()
@@ -271,7 +297,59 @@ func (s *Users) Authenticate(name, password string) (User, error) {
 	s.cacheMu.Lock()
 	s.verified[name] = verifiedEntry{hash: u.Hash, mac: sum}
 	s.cacheMu.Unlock()
+	if fastHashFor(u, password) {
+		s.upgrade(name, u.Hash, agentHash(password))
+	}
 	return u, nil
+}
+
+// upgrade replaces name's bcryptHash by fastHash in the users file, unless it changed meanwhile.
+// After a restart a whole fleet may pass here within seconds: rather than one rewrite of the
+// file per agent, the first caller writes, and the upgrades that arrive while it writes are
+// written together by it in the next round (a group commit, on the caller's goroutine; the
+// others return at once). A failed write is not an authentication failure: the user keeps its
+// bcrypt hash and is upgraded at its first check in a later server lifetime.
+func (s *Users) upgrade(name, bcryptHash, fastHash string) {
+	s.upMu.Lock()
+	if s.upgrades == nil {
+		s.upgrades = map[string][2]string{}
+	}
+	s.upgrades[name] = [2]string{bcryptHash, fastHash}
+	if s.upWriting {
+		s.upMu.Unlock()
+		return
+	}
+	s.upWriting = true
+	for len(s.upgrades) > 0 {
+		batch := s.upgrades
+		s.upgrades = nil
+		s.upMu.Unlock()
+		_ = s.applyUpgrades(batch)
+		s.upMu.Lock()
+	}
+	s.upWriting = false
+	s.upMu.Unlock()
+}
+
+func (s *Users) applyUpgrades(batch map[string][2]string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.reloadLocked(); err != nil { // don't overwrite another process's change
+		return err
+	}
+	next := maps.Clone(s.users)
+	changed := false
+	for name, h := range batch {
+		if u, ok := next[name]; ok && u.Hash == h[0] {
+			u.Hash = h[1]
+			next[name] = u
+			changed = true
+		}
+	}
+	if !changed {
+		return nil
+	}
+	return s.saveLocked(next)
 }
 
 // Lookup returns the user of that name, reloading the file if it changed, without checking a

@@ -26,6 +26,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
@@ -45,7 +46,7 @@ import (
 const (
 	DefaultAddr           = ":1883"
 	DefaultTLSAddr        = ":8883"
-	DefaultMaxClients     = 4096
+	DefaultMaxClients     = 16384
 	DefaultMaxPending     = 256
 	DefaultMaxPacketSize  = 64 << 10
 	DefaultConnectTimeout = 5 * time.Second
@@ -100,7 +101,11 @@ type Config struct {
 	// publish nothing. A plug user without a row (made before plugs were bound to rows) is
 	// refused at CONNECT.
 	PlugTopics map[string][]string
-	// MaxClients bounds connected clients; 0 means 4096. Mochi's default is unlimited.
+	// MaxClients bounds connected clients; 0 means 16384. Mochi's default is unlimited. A CONNECT
+	// beyond it is answered "server unavailable" (MQTT 5: "server busy") and logged, at most
+	// once per 10 s with a count. An idle agent connection takes about 40 KiB of the broker's
+	// memory (docs/benchmarks.md): 16384 of them some 650 MiB. The process needs an open-files
+	// limit above it (deploy/pirack.service sets 65536); Start warns when it is lower.
 	MaxClients int
 	// MaxPacketSize bounds an inbound packet in bytes; 0 means 64 KiB. Mochi's default is
 	// unlimited, and it allocates the buffer before authentication.
@@ -234,6 +239,7 @@ type Broker struct {
 	bySource  map[string]int           // pending sockets by source (sourceKey)
 	throttle  *logthrottle.Limiter     // log lines about hostile sockets, per source
 	slow      atomic.Int64             // clients disconnected because a write timed out
+	full      atomic.Int64             // CONNECTs refused over MaxClients
 	stopSweep chan struct{}            // closed by Close: ends sweepSessions
 	sweeper   sync.WaitGroup           // sweepSessions, from Start
 	live      map[string]*liveConn     // by client id: its latest authenticated connection
@@ -371,6 +377,9 @@ type Stats struct {
 	// SlowClientsDisconnected counts clients disconnected because a write to their socket
 	// blocked for Limits.WriteTimeout: they stopped reading.
 	SlowClientsDisconnected int64
+	// ConnectsRefusedMaxClients counts CONNECTs refused because MaxClients clients were
+	// connected.
+	ConnectsRefusedMaxClients int64
 	// MessagesDroppedQueueFull counts messages not delivered to a client because its queue
 	// (Limits.MaxWritesPending) was full.
 	MessagesDroppedQueueFull int64
@@ -385,11 +394,12 @@ func (b *Broker) Stats() Stats {
 	s := b.store.retained.stats()
 	return Stats{RetainedCommits: s.commits, RetainedCommitFailures: s.failures, RetainedPending: s.pending,
 		PublishesRefused: b.hook.refused.Load(), PublishesInvalid: b.hook.invalid.Load(),
-		LEDCommandsDropped:       b.hook.ledDropped.Load(),
-		SlowClientsDisconnected:  b.slow.Load(),
-		MessagesDroppedQueueFull: b.limits.dropped.Load(),
-		SubscriptionsRefused:     b.limits.subsRefused.Load(),
-		SessionsRefused:          b.limits.sessionRefused.Load(),
+		LEDCommandsDropped:        b.hook.ledDropped.Load(),
+		SlowClientsDisconnected:   b.slow.Load(),
+		ConnectsRefusedMaxClients: b.full.Load(),
+		MessagesDroppedQueueFull:  b.limits.dropped.Load(),
+		SubscriptionsRefused:      b.limits.subsRefused.Load(),
+		SessionsRefused:           b.limits.sessionRefused.Load(),
 	}
 }
 
@@ -405,6 +415,7 @@ func (b *Broker) Start() error {
 		return errors.New("broker: already started")
 	}
 	b.started = true
+	b.warnOpenFiles()
 	b.sweeper.Go(func() { b.sweepSessions(b.stopSweep) })
 	if !b.cfg.DisableTCP {
 		l := listeners.NewTCP(listeners.Config{Type: listeners.TypeTCP, ID: listenerTCP, Address: b.cfg.Addr})
@@ -431,6 +442,22 @@ func (b *Broker) Start() error {
 		}
 	}
 	return nil
+}
+
+// warnOpenFiles warns when the process may not open a socket for every client MaxClients
+// allows: past the open-files limit, accept fails and clients are turned away with no CONNACK.
+func (b *Broker) warnOpenFiles() {
+	var rl syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil {
+		return
+	}
+	// Sockets of connected clients and of those waiting for CONNECT, and some for files.
+	need := uint64(b.cfg.MaxClients) + uint64(b.cfg.MaxPending) + 64
+	if rl.Cur < need {
+		b.log.Warn("the open-files limit is below what the MQTT broker's client limit needs: clients past it are dropped at accept",
+			"open_files_limit", rl.Cur, "max_clients", b.cfg.MaxClients, "want_at_least", need,
+			"fix", "raise LimitNOFILE (systemd) or ulimit -n, or lower --mqtt-max-clients")
+	}
 }
 
 // listen opens l and serves it. b.mu is held.
@@ -600,6 +627,12 @@ func (b *Broker) establish(listener string, raw net.Conn) error {
 	case wc.stalled.Load():
 		b.slow.Add(1)
 		warn("slow", "MQTT client disconnected: it stopped reading (a write to it blocked)", "client", id, "write_timeout", b.cfg.WriteTimeout)
+	case errors.Is(err, packets.ErrServerBusy): // Mochi's MaximumClients, checked before any hook
+		b.full.Add(1)
+		if ok, held := b.throttle.Allow("max-clients", time.Now()); ok {
+			b.log.Warn("MQTT connection refused: the broker holds its most clients; raise --mqtt-max-clients",
+				"listener", listener, "remote", remote, "max_clients", b.cfg.MaxClients, "refused", held+1)
+		}
 	case err == nil, errors.Is(err, errRefused): // refusals are logged by the hook
 	case beforeAuth && errors.Is(err, os.ErrDeadlineExceeded):
 		warn("timeout", "MQTT connection closed: no CONNECT packet in time", "timeout", b.cfg.ConnectTimeout)

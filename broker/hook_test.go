@@ -209,8 +209,8 @@ func TestClientIDRules(t *testing.T) {
 
 func TestConfigDefaults(t *testing.T) {
 	caps := Config{}.withDefaults().capabilities()
-	if caps.MaximumClients != 4096 {
-		t.Errorf("MaximumClients %d, want 4096", caps.MaximumClients)
+	if caps.MaximumClients != DefaultMaxClients {
+		t.Errorf("MaximumClients %d, want %d", caps.MaximumClients, DefaultMaxClients)
 	}
 	if caps.MaximumPacketSize != 64<<10 {
 		t.Errorf("MaximumPacketSize %d, want 64 KiB", caps.MaximumPacketSize)

@@ -117,6 +117,7 @@ var (
 	brokerQueueFull     = def("pirack_broker_messages_dropped_queue_full_total", "Messages not delivered because the client's queue was full.", counter)
 	brokerSubsRefused   = def("pirack_broker_subscriptions_refused_total", "Topic filters refused over the per-session limit.", counter)
 	brokerSessRefused   = def("pirack_broker_sessions_refused_total", "Connections refused over the sessions a user may hold.", counter)
+	brokerFullRefused   = def("pirack_broker_connects_refused_max_clients_total", "Connections refused because the broker held its most clients (--mqtt-max-clients).", counter)
 	historyQueued       = def("pirack_history_samples_queued_total", "Samples (one metric value each) accepted for the history.", counter)
 	historyWritten      = def("pirack_history_samples_written_total", "Samples committed to the history database.", counter)
 	historyStale        = def("pirack_history_samples_stale_total", "Samples dropped for being older than the raw retention.", counter)
@@ -321,6 +322,7 @@ func collectBroker(emit emitFunc, s broker.Stats) {
 	emit(brokerQueueFull, float64(s.MessagesDroppedQueueFull))
 	emit(brokerSubsRefused, float64(s.SubscriptionsRefused))
 	emit(brokerSessRefused, float64(s.SessionsRefused))
+	emit(brokerFullRefused, float64(s.ConnectsRefusedMaxClients))
 }
 
 func collectHistory(emit emitFunc, s history.Stats) {

@@ -47,6 +47,8 @@ type serveConfig struct {
 	LoginLimit int
 	// Broker is a foreign MQTT broker to run on instead of the embedded one.
 	Broker controlcenter.ExternalBroker
+	// MaxClients bounds the embedded broker's connected clients (0: broker.DefaultMaxClients).
+	MaxClients int
 	// BrokerLimits are the embedded broker's limits (0: its defaults, docs/security.md).
 	BrokerLimits broker.Limits
 	// HomeAssistant announces the Pis to Home Assistant by MQTT discovery.
@@ -80,6 +82,7 @@ func (c *serveConfig) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.Broker.CertFile, "broker-cert", "", "client certificate (PEM) for --broker, when it asks for one")
 	fs.StringVar(&c.Broker.KeyFile, "broker-key", "", "client certificate's private key (PEM, mode 0600) for --broker")
 	fs.StringVar(&c.Broker.ClientID, "broker-client-id", controlcenter.DefaultClientID, "the control center's MQTT client id on --broker: its persistent session (one per control center)")
+	fs.IntVar(&c.MaxClients, "mqtt-max-clients", 0, "MQTT clients connected at once, agents included; beyond it a CONNECT gets \"server unavailable\" (0: "+strconv.Itoa(broker.DefaultMaxClients)+")")
 	fs.IntVar(&c.BrokerLimits.MaxPendingPerSource, "mqtt-max-pending-per-source", 0, "sockets one address (IPv6: one /64) may have waiting for their CONNECT (0: "+strconv.Itoa(broker.DefaultMaxPendingPerSource)+"; agents behind one NAT share it)")
 	fs.IntVar(&c.BrokerLimits.MaxWritesPending, "mqtt-max-queued", 0, "packets queued for one MQTT client before messages to it are dropped (0: "+strconv.Itoa(broker.DefaultMaxWritesPending)+")")
 	fs.DurationVar(&c.BrokerLimits.WriteTimeout, "mqtt-write-timeout", 0, "disconnect an MQTT client whose socket takes nothing for this long (0: "+broker.DefaultWriteTimeout.String()+")")
@@ -128,7 +131,7 @@ func (c serveConfig) controlCenter(log *slog.Logger, stdout io.Writer) controlce
 		HTTPAddr: c.HTTPAddr, WebCert: c.WebCert, WebKey: c.WebKey, AuditMaxBytes: int64(c.AuditMaxSize),
 		LoginLimit: c.LoginLimit,
 		AlertsFile: c.AlertsFile, StaleAfter: c.StaleAfter, PowerBridgeFile: c.PowerBridgeFile, NotifyFile: c.NotifyFile,
-		Broker: c.Broker, BrokerLimits: c.BrokerLimits, HomeAssistant: c.HomeAssistant,
+		Broker: c.Broker, MaxClients: c.MaxClients, BrokerLimits: c.BrokerLimits, HomeAssistant: c.HomeAssistant,
 		MetricsTokenFile: c.MetricsTokenFile,
 	}
 	if c.Broker.URL != "" {

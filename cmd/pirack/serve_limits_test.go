@@ -22,7 +22,7 @@ func TestServeBrokerLimitFlags(t *testing.T) {
 		}
 		return c, fs
 	}
-	c, fs := parse("--mqtt-max-pending-per-source=3", "--mqtt-max-queued=64", "--mqtt-write-timeout=2s",
+	c, fs := parse("--mqtt-max-clients=20000", "--mqtt-max-pending-per-source=3", "--mqtt-max-queued=64", "--mqtt-write-timeout=2s",
 		"--mqtt-max-sessions=4", "--mqtt-max-sessions-admin=5", "--mqtt-max-subscriptions=6")
 	if err := checkBrokerFlags(fs, c); err != nil {
 		t.Fatal(err)
@@ -31,6 +31,9 @@ func TestServeBrokerLimitFlags(t *testing.T) {
 		MaxSessionsPerUser: 4, MaxSessionsPerAdmin: 5, MaxSubscriptions: 6}
 	if got := c.controlCenter(nil, io.Discard).BrokerLimits; got != want {
 		t.Errorf("BrokerLimits %+v, want %+v", got, want)
+	}
+	if got := c.controlCenter(nil, io.Discard).MaxClients; got != 20000 {
+		t.Errorf("MaxClients %d, want 20000", got)
 	}
 	c, fs = parse("--broker=mqtt://example:1883", "--mqtt-max-sessions=4")
 	if err := checkBrokerFlags(fs, c); err == nil {
