@@ -111,7 +111,9 @@ func BenchmarkQoS1Publish(b *testing.B) {
 					select {
 					case <-received:
 					case <-timeout:
-						b.Fatalf("the subscriber did not get every message")
+						s := brk.Stats()
+						b.Fatalf("the subscriber did not get every message: %d dropped at its full queue, %d commits failed",
+							s.MessagesDroppedQueueFull, s.RetainedCommitFailures+brk.store.writer.stats().failures)
 					}
 				}
 				b.StopTimer()
@@ -140,6 +142,9 @@ func benchSubscriber(b *testing.B, addr string, received chan<- struct{}) net.Co
 	expectConnack(b, conn, 0)
 	if _, err := conn.Write(packet(0x82, []byte{0, 1}, str(topics.AllFilter), []byte{1})); err != nil {
 		b.Fatal(err)
+	}
+	if suback := readN(b, conn, 5); suback[0] != 0x90 || suback[4] != 1 {
+		b.Fatalf("SUBACK % x, want QoS 1 granted", suback)
 	}
 	done := make(chan struct{})
 	b.Cleanup(func() { conn.Close(); <-done })
