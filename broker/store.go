@@ -220,10 +220,16 @@ func (h *boltStore) OnUnsubscribed(cl *mqtt.Client, pk packets.Packet) {
 // OnQosPublish saves a QoS 1 or 2 message queued for a client, and waits for it: Mochi then
 // goes on to send it, or to read the publisher's next packet. The PUBACK Mochi records for a
 // client's QoS 1 publish (deleted once sent, a moment later) is not saved: see boltStore.
+//
+// A message Mochi sends again to a client that reconnected (marked DUP: a message queued for
+// the first time never is, Mochi's copy clears the flag) is already saved, or pending after a
+// failed commit; only the flag changes, so its write does not wait: a session resumed with
+// many messages queued is not one commit per message.
 func (h *boltStore) OnQosPublish(cl *mqtt.Client, pk packets.Packet, sent int64, _ int) {
 	if pk.FixedHeader.Type == packets.Puback {
 		return
 	}
+	resent := pk.FixedHeader.Type == packets.Publish && pk.FixedHeader.Dup
 	props := pk.Properties.Copy(false)
 	key := inflightKey(cl.ID, pk.PacketID)
 	h.save(key, &storage.Message{
@@ -246,7 +252,7 @@ func (h *boltStore) OnQosPublish(cl *mqtt.Client, pk packets.Packet, sent int64,
 			TopicAlias:             props.TopicAlias,
 			User:                   props.User,
 		},
-	}, true)
+	}, !resent)
 }
 
 // OnQosComplete deletes a message the client acknowledged, with the next commit: a crash that
