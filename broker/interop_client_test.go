@@ -525,11 +525,17 @@ func (c *interopClient) ping() {
 // next returns the next message.
 func (c *interopClient) next() message {
 	c.t.Helper()
+	return c.nextWithin(wait)
+}
+
+// nextWithin returns the next message, failing the test if none comes within d.
+func (c *interopClient) nextWithin(d time.Duration) message {
+	c.t.Helper()
 	select {
 	case m := <-c.msgs:
 		return m
-	case <-time.After(wait):
-		c.t.Fatalf("%s: no message within %v", c.id, wait)
+	case <-time.After(d):
+		c.t.Fatalf("%s: no message within %v", c.id, d)
 	}
 	panic("unreachable")
 }
