@@ -35,11 +35,17 @@ type rawAgent struct {
 // qos1Window is how many QoS 1 publishes one simulated agent keeps unacknowledged at once.
 const qos1Window = 8
 
+// agentSource is the loopback address agent i connects from: each Pi of a rack has its own
+// address, and the broker gives one address at most 16 sockets waiting for CONNECT
+// (--mqtt-max-pending-per-source), so 1,000 agents from 127.0.0.1 would be partly refused.
+// Linux routes all of 127.0.0.0/8 to the loopback interface.
+func agentSource(i int) string { return fmt.Sprintf("127.0.%d.%d", 1+i/250, 1+i%250) }
+
 // dialAgent connects as agent i of srv and, with led, subscribes to its LED topic at QoS 1 as
 // agents do. It returns the CONNACK code when the broker refused it.
 func dialAgent(ctx context.Context, addr string, i int, pass string, led bool) (*rawAgent, byte, error) {
 	mac := benchMAC(i)
-	c, err := dialFrom(ctx, "", addr)
+	c, err := dialFrom(ctx, agentSource(i), addr)
 	if err != nil {
 		return nil, 0, err
 	}
