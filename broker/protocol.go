@@ -20,7 +20,7 @@ import (
 //     answers a SUBSCRIBE or UNSUBSCRIBE whose id a message queued for the client took with
 //     0x91 "packet identifier in use" (not even an MQTT 3.1.1 code), without applying it. Each
 //     direction has its own ids, so Mochi is handed id 0, which it never uses, and the ack
-//     gets the client's id back.
+//     gets the client's id back. A QoS 1 publish whose id clashes is handed a free one.
 //   - Malformed filters ("rack/a#", "rack/+x"), which Mochi grants, are refused: 0x8F "topic
 //     filter invalid" for MQTT 5, 0x80 for 3.1.1.
 //   - $SYS publishes, which Mochi drops unanswered (the client's inflight window fills), are
@@ -32,8 +32,9 @@ type protocolHook struct {
 	log  *slog.Logger
 	caps *mqtt.Capabilities
 
-	mu  sync.Mutex
-	ids map[*mqtt.Client]uint16 // the id of the client's SUBSCRIBE or UNSUBSCRIBE being answered
+	mu     sync.Mutex
+	ids    map[*mqtt.Client]uint16            // the id of the client's SUBSCRIBE or UNSUBSCRIBE being answered
+	pubIDs map[*mqtt.Client]map[uint16]uint16 // a QoS 1 publish's id as Mochi saw it -> the client's
 }
 
 var _ mqtt.Hook = (*protocolHook)(nil)
@@ -51,11 +52,13 @@ func (h *protocolHook) Provides(b byte) bool {
 
 func (h *protocolHook) Init(any) error {
 	h.ids = map[*mqtt.Client]uint16{}
+	h.pubIDs = map[*mqtt.Client]map[uint16]uint16{}
 	return nil
 }
 
-// OnPacketRead takes a SUBSCRIBE's or UNSUBSCRIBE's id out of Mochi's sight, and acknowledges
-// a $SYS publish, which Mochi then drops.
+// OnPacketRead takes a SUBSCRIBE's or UNSUBSCRIBE's id out of Mochi's sight, gives a QoS 1
+// publish whose id clashes with a message waiting for the client's PUBACK another id
+// (clientPublishID), and acknowledges a $SYS publish, which Mochi then drops.
 func (h *protocolHook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
 	switch pk.FixedHeader.Type {
 	case packets.Subscribe, packets.Unsubscribe:
@@ -76,9 +79,44 @@ func (h *protocolHook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets
 			h.log.Warn("MQTT publish refused: acknowledged and dropped", "username", clip(string(cl.Properties.Username)),
 				"client", cl.ID, "topic", clip(pk.TopicName), "qos", pk.FixedHeader.Qos, "reason", "$SYS topics are the broker's", "remote", cl.Net.Remote)
 			ackRefused(cl, pk, packets.ErrNotAuthorized)
+			return pk, nil
+		}
+		if pk.FixedHeader.Qos == 1 {
+			pk.PacketID = h.clientPublishID(cl, pk.PacketID)
 		}
 	}
 	return pk, nil
+}
+
+// clientPublishID is the id Mochi is to see for a client's QoS 1 publish with id id. Mochi
+// keeps its own messages waiting for the client's PUBACK under their ids in the same map as the
+// client's publishes, and a client's publish whose id equals one of them replaced and deleted
+// it: an LED command sent to a Pi that had not acknowledged it yet when the Pi's press took the
+// same id was never sent again, and its record in broker.db was overwritten. On such a clash
+// the publish gets a free id from the top of the range (Mochi counts up from 1), and the
+// PUBACK gets the client's back (OnPacketEncode). QoS 2 keeps its id: its flow spans packets.
+func (h *protocolHook) clientPublishID(cl *mqtt.Client, id uint16) uint16 {
+	if in, ok := cl.State.Inflight.Get(id); !ok || in.FixedHeader.Type != packets.Publish {
+		return id
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	subs := h.pubIDs[cl]
+	if subs == nil {
+		subs = map[uint16]uint16{}
+		h.pubIDs[cl] = subs
+	}
+	for sub := uint16(65535); sub > 0; sub-- {
+		if _, taken := subs[sub]; taken {
+			continue
+		}
+		if _, taken := cl.State.Inflight.Get(sub); taken {
+			continue
+		}
+		subs[sub] = id
+		return sub
+	}
+	return id // every id in use: Mochi's own handling, as before
 }
 
 // isSysTopic says whether Mochi drops a publish to topic unanswered: $SYS, in any case.
@@ -116,6 +154,15 @@ func (h *protocolHook) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packet
 		}
 		return pk
 	}
+	if pk.FixedHeader.Type == packets.Puback {
+		h.mu.Lock()
+		if orig, ok := h.pubIDs[cl][pk.PacketID]; ok {
+			delete(h.pubIDs[cl], pk.PacketID)
+			pk.PacketID = orig
+		}
+		h.mu.Unlock()
+		return pk
+	}
 	if pk.FixedHeader.Type != packets.Suback && pk.FixedHeader.Type != packets.Unsuback {
 		return pk
 	}
@@ -137,10 +184,11 @@ func (h *protocolHook) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packet
 	return pk
 }
 
-// OnDisconnect forgets an id whose ack was never sent.
+// OnDisconnect forgets ids whose acks were never sent.
 func (h *protocolHook) OnDisconnect(cl *mqtt.Client, _ error, _ bool) {
 	h.mu.Lock()
 	delete(h.ids, cl)
+	delete(h.pubIDs, cl)
 	h.mu.Unlock()
 }
 

@@ -449,3 +449,55 @@ func TestV5ConnackMaximumPacketSize(t *testing.T) {
 		t.Errorf("packet over the maximum: DISCONNECT reason %#x, want 0x95 (packet too large) or none", r)
 	}
 }
+
+// TestPublishIDOfAnUnacknowledgedCommand: a Pi's own QoS 1 publish may take the id of an LED
+// command the broker sent it and it has not acknowledged yet (each side counts its own ids).
+// Mochi kept both in one map, so the Pi's publish replaced and deleted the command: after the
+// connection dropped, the command was never sent again. Now the publish is acknowledged under
+// the Pi's id and the command waits for its own PUBACK, resent on the next connection.
+func TestPublishIDOfAnUnacknowledgedCommand(t *testing.T) {
+	b := startBroker(t)
+	agent := connectPacket{id: macA, user: macA, pass: password, persistent: true}
+	conn := rawConnect(t, b.Addr(), agent)
+	expectConnack(t, conn, 0)
+	if _, err := conn.Write(subscribePacket(topics.LEDTopic(macA))); err != nil {
+		t.Fatal(err)
+	}
+	if p := readPacket(t, conn); p.kind() != 9 {
+		t.Fatalf("got %v, want SUBACK", p)
+	}
+	if err := b.Publish(context.Background(), bus.Message{Topic: topics.LEDTopic(macA), Payload: []byte("blink 2"), QoS: 1}); err != nil {
+		t.Fatal(err)
+	}
+	cmd := readPacket(t, conn)
+	if cmd.kind() != 3 {
+		t.Fatalf("got %v, want the LED command", cmd)
+	}
+	cmdID := uint16(cmd.body[2+len(topics.LEDTopic(macA))])<<8 | uint16(cmd.body[3+len(topics.LEDTopic(macA))])
+
+	// Not acknowledged; the Pi publishes its metrics, QoS 1, under the same id.
+	metrics := topics.MetricsTopic("r1", macA)
+	if _, err := conn.Write(packet(0x32, str(metrics), id16(cmdID), []byte(valid(metrics, "m")))); err != nil {
+		t.Fatal(err)
+	}
+	if ack := readPacket(t, conn); ack.kind() != 4 || ack.id() != cmdID {
+		t.Fatalf("got %v, want PUBACK for the Pi's id %d", ack, cmdID)
+	}
+	conn.Close()
+	awaitOffline(t, b, macA)
+
+	conn = rawConnect(t, b.Addr(), agent)
+	expectConnackPresent(t, conn)
+	again := readPacket(t, conn)
+	if again.kind() != 3 || !strings.Contains(string(again.body), "blink 2") {
+		t.Fatalf("after reconnecting got %v, want the unacknowledged LED command again", again)
+	}
+}
+
+// expectConnackPresent reads a CONNACK accepting a resumed session.
+func expectConnackPresent(t *testing.T, conn net.Conn) {
+	t.Helper()
+	if got := readN(t, conn, 4); !bytes.Equal(got, []byte{0x20, 2, 1, 0}) {
+		t.Fatalf("CONNACK % x, want the session present", got)
+	}
+}
