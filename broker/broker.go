@@ -53,7 +53,7 @@ const (
 	DefaultRetainedExpiry = 30 * 24 * time.Hour
 	DefaultSessionExpiry  = 7 * 24 * time.Hour
 
-	DefaultRetainedFlushInterval = 200 * time.Millisecond
+	DefaultRetainedFlushInterval = time.Second
 )
 
 // The broker's bolt databases inside Config.DataDir.
@@ -133,7 +133,7 @@ type Config struct {
 	SessionExpiry time.Duration
 	// RetainedFlushInterval is the longest a QoS 0 retained message (agents' metrics, power
 	// readings) waits in memory before it is written to retained.db, in one commit with every
-	// other change of the interval; 0 means 200 ms. A crash (SIGKILL, power cut) can lose the
+	// other change of the interval; 0 means 1 s. A crash (SIGKILL, power cut) can lose the
 	// QoS 0 retained changes of that last interval. QoS 1 retained messages (statuses, LED
 	// states, alerts) and deletions are on disk before the publisher is acknowledged.
 	RetainedFlushInterval time.Duration

@@ -431,6 +431,10 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
 
 	tick := time.NewTicker(s.heartbeat)
 	defer tick.Stop()
+	// batch fires when a batch of metrics-only changes has gathered (hub.go, metricsCoalesce).
+	batch := time.NewTimer(time.Hour)
+	batch.Stop()
+	defer batch.Stop()
 	for {
 		select {
 		case <-r.Context().Done():
@@ -438,41 +442,7 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
 		case <-c.done:
 			return
 		case <-c.wake:
-			ok := send(func() error {
-				for _, key := range c.take() {
-					if key == brokerKey {
-						if err := writeEvent(w, brokerKey, s.rack.brokerState()); err != nil {
-							return err
-						}
-						continue
-					}
-					if name, ok := strings.CutPrefix(key, "row/"); ok {
-						if row, ok := s.rack.row(name); ok {
-							if err := writeEvent(w, "row", row); err != nil {
-								return err
-							}
-						}
-						continue
-					}
-					n, ok := s.rack.node(key)
-					if !ok {
-						// Forgotten: the page drops its tile.
-						if err := writeEvent(w, "gone", struct {
-							MAC string `json:"mac"`
-						}{key}); err != nil {
-							return err
-						}
-						continue
-					}
-					if err := writeEvent(w, "node", n); err != nil {
-						return err
-					}
-				}
-				return nil
-			})
-			if !ok {
-				return
-			}
+		case <-batch.C:
 		case <-tick.C:
 			if !s.stillAuthorized(r) {
 				return // the page's EventSource reconnects, is refused and goes to the login page
@@ -480,8 +450,50 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
 			if !send(func() error { _, err := io.WriteString(w, ": ping\n\n"); return err }) {
 				return
 			}
+			continue
+		}
+		if wait := c.due(time.Now()); wait > 0 {
+			batch.Reset(wait)
+			continue
+		}
+		if !send(func() error { return s.writePending(w, c.take()) }) {
+			return
 		}
 	}
+}
+
+// writePending writes the live events of the changed keys, each with its current state.
+func (s *Server) writePending(w io.Writer, keys []string) error {
+	for _, key := range keys {
+		if key == brokerKey {
+			if err := writeEvent(w, brokerKey, s.rack.brokerState()); err != nil {
+				return err
+			}
+			continue
+		}
+		if name, ok := strings.CutPrefix(key, "row/"); ok {
+			if row, ok := s.rack.row(name); ok {
+				if err := writeEvent(w, "row", row); err != nil {
+					return err
+				}
+			}
+			continue
+		}
+		n, ok := s.rack.node(key)
+		if !ok {
+			// Forgotten: the page drops its tile.
+			if err := writeEvent(w, "gone", struct {
+				MAC string `json:"mac"`
+			}{key}); err != nil {
+				return err
+			}
+			continue
+		}
+		if err := writeEvent(w, "node", n); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // writeEvent writes one SSE event. JSON never contains a raw newline, so one data line suffices.

@@ -3,6 +3,7 @@ package dashboard
 import (
 	"errors"
 	"sync"
+	"time"
 )
 
 // errHubClosed is returned by subscribe once the server is shutting down.
@@ -12,6 +13,12 @@ var errHubClosed = errors.New("dashboard is shutting down")
 // to the same node coalesce, so only a client that is far behind on a large rack reaches it; it
 // is dropped, and its EventSource reconnects and starts again from a snapshot.
 const defaultMaxPending = 1024
+
+// metricsCoalesce is how long a live client lets metrics-only changes gather before it writes
+// them: at 1,000 Pis every 5 s, one write of up to 20 nodes every 100 ms instead of 200 writes
+// a second, and a tile's numbers are at most 0.1 s later on screen. Every other change (a
+// press, a status, an LED, an alert, the layout) is written at once, with what is pending.
+const metricsCoalesce = 100 * time.Millisecond
 
 // hub fans state changes out to live (SSE) clients. It carries only MACs: the writer reads the
 // node's current state when it sends, so updates coalesce and can never arrive out of order.
@@ -33,6 +40,8 @@ type client struct {
 	mu      sync.Mutex
 	pending []string
 	queued  map[string]bool
+	urgent  bool      // something pending must be written at once
+	since   time.Time // when pending became non-empty
 }
 
 func newHub(maxPending int) *hub {
@@ -62,12 +71,18 @@ func (h *hub) unsubscribe(c *client) {
 	}
 }
 
-// notify queues mac for every client, dropping the clients whose queue is full.
-func (h *hub) notify(mac string) {
+// notify queues mac for every client, to be written at once, dropping the clients whose queue
+// is full.
+func (h *hub) notify(mac string) { h.notifyAt(mac, true) }
+
+// notifyMetrics queues mac for a change of its numbers only, written within metricsCoalesce.
+func (h *hub) notifyMetrics(mac string) { h.notifyAt(mac, false) }
+
+func (h *hub) notifyAt(mac string, urgent bool) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	for c := range h.clients {
-		if !c.queue(mac, h.maxPending) {
+		if !c.queue(mac, h.maxPending, urgent) {
 			delete(h.clients, c)
 			close(c.done)
 			h.dropped++
@@ -94,15 +109,26 @@ func (h *hub) stats() (clients int, dropped uint64) {
 }
 
 // queue adds mac unless it is already waiting. It reports false when the queue is full.
-func (c *client) queue(mac string, max int) bool {
+// The writer is woken by an urgent change, or by the first change of a batch (it then waits
+// out metricsCoalesce, see due).
+func (c *client) queue(mac string, max int, urgent bool) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	first := len(c.pending) == 0
 	if !c.queued[mac] {
 		if len(c.pending) >= max {
 			return false
 		}
 		c.queued[mac] = true
 		c.pending = append(c.pending, mac)
+	}
+	if first {
+		c.since = time.Now()
+	}
+	if urgent {
+		c.urgent = true
+	} else if !first {
+		return true // the writer knows, and waits for the batch
 	}
 	select {
 	case c.wake <- struct{}{}:
@@ -111,12 +137,23 @@ func (c *client) queue(mac string, max int) bool {
 	return true
 }
 
+// due is how long the writer should wait before taking the queue: zero when something urgent
+// is pending or the batch is metricsCoalesce old.
+func (c *client) due(now time.Time) time.Duration {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.urgent || len(c.pending) == 0 {
+		return 0
+	}
+	return max(0, metricsCoalesce-now.Sub(c.since))
+}
+
 // take returns and empties the queue.
 func (c *client) take() []string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	macs := c.pending
-	c.pending = nil
+	c.pending, c.urgent = nil, false
 	clear(c.queued)
 	return macs
 }

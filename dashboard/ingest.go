@@ -153,6 +153,9 @@ func (rk *Rack) ingest(m bus.Message) (refused error) {
 			rk.cfg.History.Add(t.MAC, m)
 		}
 		rk.observe(func(e *alerts.Engine) []topics.Alert { return e.ObserveMetrics(t.MAC, t.Row, m, rk.cfg.Now()) })
+		rk.stats.applied.Add(1)
+		rk.hub.notifyMetrics(t.MAC)
+		return refused
 	case topics.KindButton:
 		ev, err := decoded(m, topics.DecodeButton)
 		if err != nil {
@@ -216,7 +219,7 @@ func (rk *Rack) ingest(m bus.Message) (refused error) {
 			rk.cfg.History.AddPower(t.Row, p)
 		}
 		rk.observe(func(e *alerts.Engine) []topics.Alert { return e.ObservePower(t.Row, p, rk.cfg.Now()) })
-		rk.hub.notify(rowKey(t.Row))
+		rk.hub.notifyMetrics(rowKey(t.Row))
 		return
 	case topics.KindAlert:
 		// Our own alerts come back here. Those stamped before this Rack started were

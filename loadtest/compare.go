@@ -52,6 +52,9 @@ type CompareConfig struct {
 	// Mosquitto and NodeExporter are the peers' binaries; "" looks them up in PATH and
 	// /usr/sbin. A missing node_exporter leaves its side of the footprint out.
 	Mosquitto, NodeExporter string
+	// ProfileDir, when set, receives a CPU profile of pirack serve over each throughput
+	// window (<scenario>-<run>.pprof), taken through serve's --debug-addr.
+	ProfileDir string
 	// Commit is the pirack commit measured, for the JSON ("" leaves it out).
 	Commit string
 	// Logger receives progress; nil discards it.
@@ -156,6 +159,9 @@ type comparer struct {
 	agent  string
 	mosq   string
 	nodeEx string
+	// scenario and rep name the run in progress, for profiles' file names.
+	scenario string
+	rep      int
 }
 
 // CompareScenarios are the scenario names, in the order they run.
@@ -281,6 +287,11 @@ func Compare(ctx context.Context, cfg CompareConfig, stdout io.Writer) (*Compare
 	if c.nodeEx == "" {
 		c.notes["agent"] = "no prometheus-node-exporter: its side of the footprint is missing (scripts/bench-deps installs it)"
 	}
+	if cfg.ProfileDir != "" {
+		if err := os.MkdirAll(cfg.ProfileDir, 0o755); err != nil {
+			return nil, fmt.Errorf("bench compare: %w", err)
+		}
+	}
 	raiseFileLimit()
 
 	res := &CompareResult{
@@ -310,6 +321,7 @@ func Compare(ctx context.Context, cfg CompareConfig, stdout io.Writer) (*Compare
 				return nil, err
 			}
 			t := time.Now()
+			c.scenario, c.rep = s.name, rep
 			got, err := s.run(ctx, c)
 			if err != nil {
 				return nil, fmt.Errorf("bench compare: %s, run %d: %w", s.name, rep, err)

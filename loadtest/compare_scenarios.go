@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -27,7 +28,53 @@ const (
 const eventWait = 3 * time.Second
 
 func (c *comparer) startPirack(ctx context.Context, agents, chartPis int) (*pirackServer, error) {
-	return startPirack(ctx, pirackOpts{agents: agents, chartPis: chartPis, serve: c.serve, serveEnv: c.cfg.ServeEnv})
+	return startPirack(ctx, pirackOpts{agents: agents, chartPis: chartPis, serve: c.serve, serveEnv: c.cfg.ServeEnv, debug: c.cfg.ProfileDir != ""})
+}
+
+// profile takes a CPU profile of pirack serve for d into the profile directory, in the
+// background; wait for the returned channel before stopping the server.
+func (c *comparer) profile(ctx context.Context, srv benchServer, d time.Duration) <-chan struct{} {
+	done := make(chan struct{})
+	p, ok := srv.(*pirackServer)
+	if !ok || p.debug == "" {
+		close(done)
+		return done
+	}
+	go func() {
+		defer close(done)
+		secs := max(1, int(d.Round(time.Second)/time.Second))
+		path := filepath.Join(c.cfg.ProfileDir, fmt.Sprintf("%s-%d.pprof", c.scenario, c.rep))
+		if err := fetchToFile(ctx, fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", p.debug, secs), path); err != nil {
+			c.log.Warn("CPU profile", "scenario", c.scenario, "err", err)
+			return
+		}
+		c.log.Info("CPU profile written", "file", path)
+	}()
+	return done
+}
+
+func fetchToFile(ctx context.Context, url, path string) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s: %s", url, resp.Status)
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(f, resp.Body); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }
 
 // flood runs the agents' publishing against pirack, then against Mosquitto: QoS qos, every
@@ -73,17 +120,22 @@ func (c *comparer) floodOne(ctx context.Context, srv benchServer, pass string, q
 		return nil, fmt.Errorf("%d of %d agents refused, the first: %w", refused, c.cfg.Agents, err)
 	}
 	pid := srv.pid()
+	if err := warmUp(ctx, srv, agents, c.tmpl, qos); err != nil {
+		return nil, err
+	}
+	srv.sink().reset() // before reading the count: the peer's count is its sink's
 	before, err := srv.delivered(ctx)
 	if err != nil {
 		return nil, err
 	}
-	srv.sink().reset()
 	_ = resetPeakRSS(strconv.Itoa(pid))
 	cpu0, err := readProcCPU(pid)
 	if err != nil {
 		return nil, err
 	}
 	t0 := time.Now()
+	profiled := c.profile(ctx, srv, d)
+	defer func() { <-profiled }()
 	published := publishFor(ctx, agents, c.tmpl, qos, period, d)
 	// Until deliveries stop growing: what was published is delivered, or lost.
 	// At QoS 0 saturation the sockets hold a backlog: wait for it at most as long as it took
@@ -140,6 +192,40 @@ func (c *comparer) floodOne(ctx context.Context, srv benchServer, pass string, q
 		m[kP50], m[kP99] = msOf(pct(lats, 50)), msOf(pct(lats, 99))
 	}
 	return m, nil
+}
+
+// warmUp has every agent publish one message and waits until the server delivered them: the
+// first message of a Pi creates its state (pirack: its tile, its history series, its alert
+// rules; both: its retained message), which a running rack has long done. The windows measure
+// the steady state.
+const warmUpSettle = 1500 * time.Millisecond
+
+func warmUp(ctx context.Context, srv benchServer, agents []*rawAgent, tmpl seqPayload, qos byte) error {
+	before, err := srv.delivered(ctx)
+	if err != nil {
+		return err
+	}
+	for _, a := range agents {
+		if err := a.publish(ctx, topics.MetricsTopic(benchRow, a.mac), tmpl.at(time.Now()), qos, true); err != nil {
+			return fmt.Errorf("warm-up: %w", err)
+		}
+	}
+	deadline := time.Now().Add(drainMax)
+	for time.Now().Before(deadline) {
+		got, err := srv.delivered(ctx)
+		if err != nil {
+			return err
+		}
+		if got-before >= int64(len(agents)) {
+			// pirack's history commits what it was given within a second: not in the window.
+			sleepCtx(ctx, warmUpSettle)
+			return nil
+		}
+		if !sleepCtx(ctx, 50*time.Millisecond) {
+			return ctx.Err()
+		}
+	}
+	return fmt.Errorf("warm-up: %d messages not delivered within %v", len(agents), drainMax)
 }
 
 func msOf(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }

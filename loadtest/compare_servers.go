@@ -112,6 +112,7 @@ func parseSeq(p []byte) uint64 {
 // live stream, and agents bound to their MACs.
 type pirackServer struct {
 	proc      *serveProc
+	debug     string // serve's --debug-addr, "" when not profiling
 	dir       string
 	mqtt, web string
 	admin     string
@@ -131,6 +132,7 @@ type pirackOpts struct {
 	serveEnv  []string
 	logLevel  string
 	serveLogs io.Writer
+	debug     bool // serve profiles on a loopback --debug-addr
 }
 
 func freeLoopback() (string, error) {
@@ -167,6 +169,13 @@ func startPirack(ctx context.Context, o pirackOpts) (_ *pirackServer, err error)
 	if s.web, err = freeLoopback(); err != nil {
 		return nil, err
 	}
+	args := []string{"--data-dir", dir, "--mqtt", s.mqtt, "--http", s.web}
+	if o.debug {
+		if s.debug, err = freeLoopback(); err != nil {
+			return nil, err
+		}
+		args = append(args, "--debug-addr", s.debug)
+	}
 	logw := o.serveLogs
 	if logw == nil {
 		logw = io.Discard
@@ -175,8 +184,7 @@ func startPirack(ctx context.Context, o pirackOpts) (_ *pirackServer, err error)
 	if level == "" {
 		level = "error"
 	}
-	if s.proc, err = startServe(ctx, o.serve, o.serveEnv, logw, s.mqtt,
-		"--data-dir", dir, "--mqtt", s.mqtt, "--http", s.web, "--log-level", level); err != nil {
+	if s.proc, err = startServe(ctx, o.serve, o.serveEnv, logw, s.mqtt, append(args, "--log-level", level)...); err != nil {
 		return nil, err
 	}
 	s.client = &http.Client{Timeout: 30 * time.Second}

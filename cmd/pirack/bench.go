@@ -165,6 +165,7 @@ func runCompare(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	fs.StringVar(&cfg.Mosquitto, "mosquitto", "", "mosquitto binary (default: from PATH or /usr/sbin)")
 	fs.StringVar(&cfg.NodeExporter, "node-exporter", "", "node_exporter binary (default: prometheus-node-exporter from PATH)")
 	fs.StringVar(&cfg.Commit, "commit", "", "the commit measured, recorded in the JSON")
+	fs.StringVar(&cfg.ProfileDir, "profile", "", "directory for a CPU profile of pirack serve over each throughput window (go tool pprof bin/pirack DIR/<scenario>-<run>.pprof)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -173,7 +174,7 @@ func runCompare(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	}
 	if quick {
 		q := loadtest.QuickCompareConfig()
-		q.Agent, q.Mosquitto, q.NodeExporter, q.Commit = cfg.Agent, cfg.Mosquitto, cfg.NodeExporter, cfg.Commit
+		q.Agent, q.Mosquitto, q.NodeExporter, q.Commit, q.ProfileDir = cfg.Agent, cfg.Mosquitto, cfg.NodeExporter, cfg.Commit, cfg.ProfileDir
 		cfg = q
 	}
 	if *reps > 0 {

@@ -55,6 +55,8 @@ type serveConfig struct {
 	HomeAssistant bool
 	// MetricsTokenFile holds Prometheus's bearer token for /metrics ("" = Basic auth only).
 	MetricsTokenFile string
+	// DebugAddr serves Go's pprof profiles on a loopback address ("" = off).
+	DebugAddr string
 }
 
 func (c *serveConfig) register(fs *flag.FlagSet) {
@@ -93,6 +95,7 @@ func (c *serveConfig) register(fs *flag.FlagSet) {
 	fs.IntVar(&c.BrokerLimits.MaxSubscriptions, "mqtt-max-subscriptions", 0, "topic filters one MQTT session may subscribe to (0: "+strconv.Itoa(broker.DefaultMaxSubscriptions)+")")
 	fs.BoolVar(&c.HomeAssistant, "home-assistant", false, "announce every Pi to Home Assistant by MQTT discovery (docs/home-assistant.md)")
 	fs.StringVar(&c.MetricsTokenFile, "metrics-token-file", "", "file (mode 0600) holding the bearer token Prometheus scrapes /metrics with (docs/prometheus.md); empty: dashboard users by Basic auth only")
+	fs.StringVar(&c.DebugAddr, "debug-addr", "", "serve Go's pprof profiles on this loopback address, such as 127.0.0.1:6060 (empty: off; docs/benchmarks.md)")
 	fs.StringVar(&c.PowerBridgeFile, "power-bridge", "", "JSON file mapping Tasmota and Shelly smart plugs to rows (docs/topics.md); empty: <data-dir>/"+powerbridge.FileName+" if it exists")
 }
 
@@ -117,6 +120,11 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	cc, err := controlcenter.New(cfg.controlCenter(log, stdout))
 	if err != nil {
 		return err
+	}
+	if cfg.DebugAddr != "" {
+		if err := serveDebug(ctx, cfg.DebugAddr, log); err != nil {
+			return err
+		}
 	}
 	return cc.Run(ctx)
 }
