@@ -14,7 +14,10 @@ require (
 	periph.io/x/host/v3 v3.8.5
 )
 
-require golang.org/x/text v0.43.0 // indirect
+require (
+	github.com/BurntSushi/toml v1.6.0 // indirect
+	golang.org/x/text v0.43.0 // indirect
+)
 
 require (
 	github.com/beorn7/perks v1.0.1 // indirect

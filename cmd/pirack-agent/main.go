@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/pirack/pirack/agent"
+	"github.com/pirack/pirack/config"
 	"github.com/pirack/pirack/hardware/board"
 	"github.com/pirack/pirack/hardware/button"
 	"github.com/pirack/pirack/hardware/powersensor"
@@ -34,10 +35,16 @@ func main() {
 	}
 }
 
+// notInConfig are the flags a config file and the environment do not set.
+var notInConfig = config.Skip{"version"}
+
 // passwordEnv is the environment variable that may carry the broker password instead of a file.
 const passwordEnv = "PIRACK_PASSWORD"
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) error {
+	if len(args) > 0 && args[0] == "config" {
+		return runConfig(args[1:], stdout, stderr)
+	}
 	opts, err := parseFlags(args, stderr, getenv)
 	if err != nil {
 		return err
@@ -70,21 +77,26 @@ type options struct {
 	version bool
 }
 
-// parseFlags turns the command line into the agent's and the board's configs. It reads the
-// password and TLS files, and opens no hardware.
-func parseFlags(args []string, stderr io.Writer, getenv func(string) string) (opts options, err error) {
+// rawFlags are the flags that options holds only once checked or read.
+type rawFlags struct {
+	passwordFile, power, logLevel string
+	tls                           agent.TLSFiles
+}
+
+// agentFlags defines every flag, writing into opts and x.
+func agentFlags(opts *options, x *rawFlags, stderr io.Writer) *flag.FlagSet {
 	cfg, hw := &opts.agent, &opts.board
 	fs := flag.NewFlagSet("pirack-agent", flag.ContinueOnError)
 	fs.SetOutput(stderr)
+	fs.String(config.FlagName, "", "TOML file of these settings, such as /etc/pirack/agent.toml (pirack-agent config example writes one); default: $PIRACK_CONFIG")
 	fs.StringVar(&cfg.Broker, "broker", "tcp://127.0.0.1:1883", "broker URL: tcp://host:1883, or ssl://host:8883 for TLS")
 	fs.StringVar(&cfg.MAC, "mac", "", "this Pi's MAC address (default: the MAC of the first interface that is up, not loopback, with a hardware address)")
 	fs.StringVar(&cfg.Row, "row", "", "rack row this Pi sits in, 1-32 characters of a-z, 0-9, _ or - (required)")
 	fs.StringVar(&cfg.Username, "username", "", "broker username (default: the normalised MAC)")
-	passwordFile := fs.String("password-file", "", "file holding the broker password; must not be readable by group or others (chmod 600). Or set "+passwordEnv)
-	var tlsFiles agent.TLSFiles
-	fs.StringVar(&tlsFiles.CAFile, "ca-file", "", "ssl:// only: PEM file of the CA(s) that sign the broker's certificate, such as the control host's private CA (default: the system's root CAs)")
-	fs.StringVar(&tlsFiles.CertFile, "cert-file", "", "ssl:// only: PEM client certificate of this Pi, its CN the MAC (b827eb3f1a2c), signed by the broker's --mqtt-client-ca; with it, a password is optional. Needs --key-file")
-	fs.StringVar(&tlsFiles.KeyFile, "key-file", "", "PEM private key of --cert-file; must not be readable by group or others (chmod 600)")
+	fs.StringVar(&x.passwordFile, "password-file", "", "file holding the broker password; must not be readable by group or others (chmod 600). Or set "+passwordEnv)
+	fs.StringVar(&x.tls.CAFile, "ca-file", "", "ssl:// only: PEM file of the CA(s) that sign the broker's certificate, such as the control host's private CA (default: the system's root CAs)")
+	fs.StringVar(&x.tls.CertFile, "cert-file", "", "ssl:// only: PEM client certificate of this Pi, its CN the MAC (b827eb3f1a2c), signed by the broker's --mqtt-client-ca; with it, a password is optional. Needs --key-file")
+	fs.StringVar(&x.tls.KeyFile, "key-file", "", "PEM private key of --cert-file; must not be readable by group or others (chmod 600)")
 	fs.DurationVar(&cfg.Interval, "interval", agent.DefaultInterval, "telemetry interval")
 	fs.StringVar(&hw.Backend, "gpio", board.Auto, "LED and button backend: auto (pick from the board model and /dev), rpio (/dev/gpiomem: Pi 1-4, Zero), cdev (/dev/gpiochipN: Pi 5, any board), sim (in memory) or none (telemetry only)")
 	fs.StringVar(&hw.LEDPin, "led-pin", board.DefaultLEDPin, "LED pin: a BCM number (17, bcm17, gpio17), a header pin (pin11), or none")
@@ -93,11 +105,22 @@ func parseFlags(args []string, stderr io.Writer, getenv func(string) string) (op
 	fs.DurationVar(&hw.Button.Debounce, "debounce", button.DefaultDebounce, "button debounce time: a level must hold this long to count")
 	fs.DurationVar(&hw.Button.LongPress, "long-press", button.DefaultLongPress, "hold the button this long for a long press")
 	fs.DurationVar(&hw.Button.DoublePress, "double-press", button.DefaultDoublePress, "longest gap between two presses of a double press; a single press is reported this long after release. Negative turns double presses off")
-	power := fs.String("power", "", "the row's power sensor on this Pi's I2C bus, such as ina219:bus=1,addr=0x40,shunt-ohms=0.1 (or ina226:...; optional max-amps=); empty or none: no sensor. See docs/hardware.md")
+	fs.StringVar(&x.power, "power", "", "the row's power sensor on this Pi's I2C bus, such as ina219:bus=1,addr=0x40,shunt-ohms=0.1 (or ina226:...; optional max-amps=); empty or none: no sensor. See docs/hardware.md")
 	fs.StringVar(&cfg.StoreDir, "store-dir", "", "directory keeping unsent QoS1 messages and the button press counter across restarts, such as /var/lib/pirack-agent (default: memory only)")
-	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
+	fs.StringVar(&x.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fs.BoolVar(&opts.version, "version", false, "print the version and exit")
+	return fs
+}
+
+// parseFlags turns the command line, the environment and the config file into the agent's and
+// the board's configs. It reads the password and TLS files, and opens no hardware.
+func parseFlags(args []string, stderr io.Writer, getenv func(string) string) (opts options, err error) {
+	var x rawFlags
+	fs := agentFlags(&opts, &x, stderr)
 	if err := fs.Parse(args); err != nil {
+		return opts, err
+	}
+	if err := config.Apply(fs, config.Path(fs, getenv, ""), getenv, notInConfig); err != nil {
 		return opts, err
 	}
 	if fs.NArg() > 0 {
@@ -106,46 +129,52 @@ func parseFlags(args []string, stderr io.Writer, getenv func(string) string) (op
 	if opts.version {
 		return opts, nil
 	}
+	return opts, checkOptions(&opts, x, stderr, getenv)
+}
+
+// checkOptions checks the settings and reads the files they name into opts.
+func checkOptions(opts *options, x rawFlags, stderr io.Writer, getenv func(string) string) (err error) {
+	cfg, hw := &opts.agent, &opts.board
 	if cfg.Row == "" {
-		return opts, errors.New("--row is required: the rack row this Pi sits in, such as --row=row-1")
+		return errors.New(`row is required: the rack row this Pi sits in, such as --row row-1, or row = "row-1" in the config file`)
 	}
 
 	var level slog.Level
-	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
-		return opts, fmt.Errorf("--log-level %q: want debug, info, warn or error", *logLevel)
+	if err := level.UnmarshalText([]byte(x.logLevel)); err != nil {
+		return fmt.Errorf("--log-level %q: want debug, info, warn or error", x.logLevel)
 	}
 	cfg.Logger = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 	hw.Logger = cfg.Logger
 	switch hw.Backend {
 	case board.Auto, board.RPIO, board.CDev, board.Sim, board.None:
 	default:
-		return opts, fmt.Errorf("--gpio %q: want auto, rpio, cdev, sim or none", hw.Backend)
+		return fmt.Errorf("--gpio %q: want auto, rpio, cdev, sim or none", hw.Backend)
 	}
 	if _, err := hw.Button.WithDefaults(); err != nil {
-		return opts, fmt.Errorf("%w (flags --debounce, --long-press, --double-press)", err)
+		return fmt.Errorf("%w (flags --debounce, --long-press, --double-press)", err)
 	}
-	if opts.power, err = powersensor.Parse(*power); err != nil {
-		return opts, fmt.Errorf("--power: %w", err)
+	if opts.power, err = powersensor.Parse(x.power); err != nil {
+		return fmt.Errorf("--power: %w", err)
 	}
 
-	if tlsFiles != (agent.TLSFiles{}) {
+	if x.tls != (agent.TLSFiles{}) {
 		// Checked now, so a wrong file stops the agent at start, naming the file.
-		if cfg.TLS, err = agent.LoadTLS(cfg.Broker, tlsFiles, time.Now()); err != nil {
-			return opts, fmt.Errorf("TLS flags: %w", err)
+		if cfg.TLS, err = agent.LoadTLS(cfg.Broker, x.tls, time.Now()); err != nil {
+			return fmt.Errorf("TLS flags: %w", err)
 		}
 	}
 
 	// No password is fine with a client certificate, which authenticates on its own.
 	env := getenv(passwordEnv)
 	switch {
-	case *passwordFile != "" && env != "":
-		return opts, fmt.Errorf("both --password-file and %s are set; use one", passwordEnv)
-	case *passwordFile != "":
-		if cfg.Password, err = secretfile.ReadPassword(*passwordFile, "password file"); err != nil {
-			return opts, err
+	case x.passwordFile != "" && env != "":
+		return fmt.Errorf("both --password-file and %s are set; use one", passwordEnv)
+	case x.passwordFile != "":
+		if cfg.Password, err = secretfile.ReadPassword(x.passwordFile, "password file"); err != nil {
+			return err
 		}
 	default:
 		cfg.Password = env
 	}
-	return opts, nil
+	return nil
 }

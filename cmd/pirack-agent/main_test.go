@@ -86,7 +86,7 @@ func TestParseFlags(t *testing.T) {
 		args []string
 		want string
 	}{
-		"no row":            {[]string{}, "--row is required"},
+		"no row":            {[]string{}, "row is required"},
 		"loose password":    {[]string{"--row=r", "--password-file=" + loose}, "chmod 600"},
 		"missing file":      {[]string{"--row=r", "--password-file=" + filepath.Join(dir, "nope")}, "password file"},
 		"bad gpio":          {[]string{"--row=r", "--gpio=wiringpi"}, "want auto, rpio, cdev, sim or none"},

@@ -35,6 +35,7 @@ func commands() []command {
 		{"demo", "run the control center with a simulated 24-Pi rack", runDemo},
 		{"blink", "make a Pi's LED blink so it can be found in the rack", runBlink},
 		{"user", "manage MQTT and dashboard users (add, list, remove)", runUser},
+		{"config", "write a commented config file for serve, or check one", runConfig},
 		{"broker-config", "write an external broker's users and ACL from pirack's (mosquitto)", runBrokerConfig},
 		{"bench", "soak and reconnect benchmarks with simulated agents (not for production hosts)", runBench},
 		{"version", "print the version", runVersion},

@@ -7,11 +7,13 @@ import (
 	"io"
 	"log/slog"
 	"math"
+	"os"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/pirack/pirack/broker"
+	"github.com/pirack/pirack/config"
 	"github.com/pirack/pirack/controlcenter"
 	"github.com/pirack/pirack/dashboard"
 	"github.com/pirack/pirack/powerbridge"
@@ -60,6 +62,7 @@ type serveConfig struct {
 }
 
 func (c *serveConfig) register(fs *flag.FlagSet) {
+	fs.String(config.FlagName, "", "TOML file of these settings, such as /etc/pirack/pirack.toml (pirack config example writes one); default: $PIRACK_CONFIG")
 	fs.StringVar(&c.DataDir, "data-dir", "./pirack-data", "directory for users, broker state and history")
 	fs.StringVar(&c.MQTTAddr, "mqtt", ":1883", "MQTT listen address")
 	fs.StringVar(&c.HTTPAddr, "http", ":8080", "Control Center (web) listen address")
@@ -104,7 +107,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	cfg.register(fs)
-	if err := fs.Parse(args); err != nil {
+	if err := parseSettings(fs, args, os.Getenv); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
@@ -127,6 +130,15 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 	}
 	return cc.Run(ctx)
+}
+
+// parseSettings parses the command line, then sets every flag it left out from the environment
+// or the config file (package config: flag > PIRACK_... > file > default).
+func parseSettings(fs *flag.FlagSet, args []string, getenv func(string) string) error {
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	return config.Apply(fs, config.Path(fs, getenv, ""), getenv, nil)
 }
 
 // controlCenter turns the flags into the control center's Config. With --broker, the embedded
