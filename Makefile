@@ -11,7 +11,7 @@ SLOW_FUZZ       := FuzzBrokerPacket
 FUZZTIME        ?=
 DATA_DIR ?= ./pirack-data
 
-.PHONY: all run build test deps vet cross unit fuzz bench bench-quick bench-go hostile dist clean
+.PHONY: all run build test deps vet cross unit fuzz bench bench-quick bench-go hostile dist package clean
 
 all: build
 
@@ -53,14 +53,20 @@ dist:
 	cd dist && sha256sum */pirack */pirack-agent > SHA256SUMS
 	@cat dist/SHA256SUMS
 
+## package: .deb packages of pirack (control host) and pirack-agent for armhf (ARMv6: Pi 1 and
+##          Zero up), arm64 and amd64 into dist/pkg, with nfpm (pinned in tools/go.mod); docs/deploy.md
+package:
+	rm -rf dist/pkg
+	./scripts/package dist/pkg
+
 # PIRACK_BROWSER_TESTS=require: a missing Chromium fails the browser tests instead of skipping them;
 # PIRACK_MOSQUITTO_TESTS=require does the same for a missing mosquitto, PIRACK_NODERED_TESTS=require
 # for a missing Node-RED, PIRACK_SMTP_TESTS=require for a missing python3-aiosmtpd,
-# PIRACK_PROMETHEUS_TESTS=require for a missing prometheus or promtool (scripts/test-deps installs
-# them all).
+# PIRACK_PROMETHEUS_TESTS=require for a missing prometheus or promtool, PIRACK_PACKAGE_TESTS=require
+# for missing dpkg, qemu-user-static or systemd-analyze (scripts/test-deps installs them all).
 unit:
 	PIRACK_BROWSER_TESTS=require PIRACK_MOSQUITTO_TESTS=require PIRACK_NODERED_TESTS=require PIRACK_SMTP_TESTS=require \
-		PIRACK_PROMETHEUS_TESTS=require $(GO) test -race -count=1 -timeout 10m ./...
+		PIRACK_PROMETHEUS_TESTS=require PIRACK_PACKAGE_TESTS=require $(GO) test -race -count=1 -timeout 10m ./...
 
 ## fuzz: every fuzz target, FUZZ_EXECS runs each (make fuzz FUZZTIME=5m for a longer run)
 fuzz:

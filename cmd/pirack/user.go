@@ -174,9 +174,12 @@ prompt, which does not echo it; it stays out of the shell's history:
   sudo install -d -m 700 %s
   read -rs -p 'agent password: ' s && printf '%%s\n' "$s" | sudo install -m 600 /dev/stdin %s; unset s
 
-then set PIRACK_BROKER=%s and PIRACK_ROW=%s in /etc/pirack/agent.env and start
-deploy/pirack-agent.service (docs/deploy.md, step by step). The agent runs unprivileged; to try
-it by hand first, as a user in the gpio group:
+then set broker = "%s" and row = "%s" in /etc/pirack/agent.toml (the pirack-agent package
+installs it), check and start it (docs/deploy.md, step by step):
+
+  sudo pirack-agent config check /etc/pirack/agent.toml && sudo systemctl start pirack-agent
+
+The agent runs unprivileged; to try it by hand first, as a user in the gpio group:
 
   pirack-agent --broker %s --mac %s --row %s --username %s --password-file <a copy of the secret, mode 600>
 `, name, u.Row, secret, filepath.Dir(agentSecretPath), agentSecretPath,

@@ -41,7 +41,7 @@ func TestUserAddListRemove(t *testing.T) {
 	}
 	for _, want := range []string{
 		"--broker tcp://control:1883 --mac b827eb3f1a2c --row r1 --username b827eb3f1a2c --password-file",
-		"PIRACK_BROKER=tcp://control:1883 and PIRACK_ROW=r1 in /etc/pirack/agent.env",
+		`broker = "tcp://control:1883" and row = "r1" in /etc/pirack/agent.toml`,
 		"install -m 600 /dev/stdin /etc/pirack/agent.secret",
 	} {
 		if !strings.Contains(out, want) {
