@@ -401,7 +401,7 @@ func (a *agent) shutdown(client mqtt.Client) {
 	if client.IsConnectionOpen() {
 		// Not published while disconnected: a QoS1 offline left in the store would be re-sent
 		// after the next start's birth. The Will covers that case.
-		st := topics.Status{V: topics.Version, State: topics.StateOffline, TS: a.now(), Session: a.session}
+		st := a.offlineStatus(a.now(), a.ip())
 		if tok, err := a.publish(client, topics.StatusTopic(a.row, a.mac), 1, true, st); err != nil {
 			a.log.Error("encode offline status", "err", err)
 		} else if !tok.WaitTimeout(shutdownWait) {

@@ -40,7 +40,7 @@ const (
 const connectFailedKey = "connect"
 
 func (a *agent) clientOptions() *mqtt.ClientOptions {
-	will := topics.Status{V: topics.Version, State: topics.StateOffline, Session: a.session}
+	will := a.offlineStatus(time.Time{}, "")
 	willPayload, err := topics.Encode(will)
 	if err != nil {
 		panic("agent: will status does not validate: " + err.Error()) // a bug, not an input
@@ -161,6 +161,15 @@ func (a *agent) announce(client mqtt.Client) {
 		a.await(tok, "publish birth")
 	}
 	a.log.Info("connected", "session", a.session)
+}
+
+// offlineStatus is the retained status that replaces the birth when the Pi goes: it keeps the
+// Pi's identity (hostname, model, serial, version, and the last IP when known), so that an
+// offline Pi is still known by name to anyone who subscribes later, or to a restarted control
+// center. ts is zero for the Will, made at connect, which carries no time.
+func (a *agent) offlineStatus(ts time.Time, ip string) topics.Status {
+	return topics.Status{V: topics.Version, State: topics.StateOffline, TS: ts, Session: a.session,
+		Hostname: a.cfg.Hostname, IP: ip, Model: a.cfg.Model, Serial: a.cfg.Serial, AgentVersion: buildinfo.Version()}
 }
 
 // await waits a bounded time for a token; only ever called from the agent's own goroutines.

@@ -315,3 +315,21 @@ func TestServeReturnsListenerError(t *testing.T) {
 		}
 	})
 }
+
+// A control center that starts while a Pi is offline knows it by the identity its offline
+// status carries; an offline status without one (an older agent's) leaves what is known.
+func TestOfflineStatusKeepsIdentity(t *testing.T) {
+	status := topics.StatusTopic(rowA, macA)
+	f := newFixture(t)
+	off := topics.Status{V: topics.Version, State: topics.StateOffline, TS: t0, Session: "s1",
+		Hostname: "pi-07", IP: "192.0.2.7", Model: "Raspberry Pi 4 Model B", AgentVersion: "v1"}
+	f.publish(t, status, off)
+	n := only(t, f.rack.Nodes())
+	if n.State != StateOffline || n.Hostname != "pi-07" || n.IP != "192.0.2.7" || n.Model != "Raspberry Pi 4 Model B" || n.AgentVersion != "v1" {
+		t.Fatalf("after an offline status with identity: %+v", n)
+	}
+	f.publish(t, status, statusTS(offline("s1"), t0.Add(time.Second)))
+	if n := only(t, f.rack.Nodes()); n.Hostname != "pi-07" {
+		t.Fatalf("an offline status without identity erased the hostname: %+v", n)
+	}
+}

@@ -238,6 +238,18 @@ func (r *model) setStatus(row, mac string, st topics.Status) (res statusResult, 
 		n.Hostname, n.IP, n.Model, n.Serial, n.AgentVersion = st.Hostname, st.IP, st.Model, st.Serial, st.AgentVersion
 		n.BootTime = st.BootTime
 		n.LastSeen = now
+	} else {
+		// An offline status carries the identity of the Pi's last session (agents since issue
+		// 14): after a restart of the control center, it is all there is to name the Pi.
+		for _, f := range []struct {
+			dst *string
+			v   string
+		}{{&n.Hostname, st.Hostname}, {&n.IP, st.IP},
+			{&n.Model, st.Model}, {&n.Serial, st.Serial}, {&n.AgentVersion, st.AgentVersion}} {
+			if f.v != "" {
+				*f.dst = f.v
+			}
+		}
 	}
 	r.touched(e, now)
 	return statusApplied, changed

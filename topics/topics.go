@@ -253,6 +253,13 @@ const AllFilter = Root + "/#"
 // LEDFilter matches every Pi's LED command topic, rack/+/led: what automations may send to.
 const LEDFilter = Root + "/+/" + leafLED
 
+// Filters of one kind of every Pi's retained state: what a client reads to know the rack.
+const (
+	StatusFilter   = Root + "/+/+/" + leafStatus
+	MetricsFilter  = Root + "/+/+/" + leafMetrics
+	LEDStateFilter = Root + "/+/+/" + leafLEDState
+)
+
 // AgentFilter matches every topic an agent publishes: rack/<row>/<mac>/#.
 func AgentFilter(row, mac string) string { return Root + "/" + row + "/" + mac + "/#" }
 

@@ -18,7 +18,7 @@ func main() {
 	stop()
 	if err != nil && !errors.Is(err, flag.ErrHelp) {
 		fmt.Fprintln(os.Stderr, "pirack:", err)
-		os.Exit(1)
+		os.Exit(exitStatus(err))
 	}
 }
 
@@ -33,7 +33,9 @@ func commands() []command {
 	return []command{
 		{"serve", "run the control center: MQTT broker and web dashboard", runServe},
 		{"demo", "run the control center with a simulated 24-Pi rack", runDemo},
-		{"blink", "make a Pi's LED blink so it can be found in the rack", runBlink},
+		{"nodes", "list the Pis: state, load, temperature, last report (over MQTT)", runNodes},
+		{"locate", "flash a Pi's LED until someone presses its button at the rack", runLocate},
+		{"blink", "make the LED of Pis blink, and wait for each to report it", runBlink},
 		{"user", "manage MQTT and dashboard users (add, list, remove)", runUser},
 		{"config", "write a commented config file for serve, or check one", runConfig},
 		{"broker-config", "write an external broker's users and ACL from pirack's (mosquitto)", runBrokerConfig},
