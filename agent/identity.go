@@ -1,8 +1,12 @@
 package agent
 
 import (
+	"errors"
+	"fmt"
 	"net"
 	"strings"
+
+	"github.com/pirack/pirack/topics"
 )
 
 // netIface is what identity needs of a network interface, so the choice is testable on literals.
@@ -86,4 +90,19 @@ func ipFor(ifs []netIface, mac string) string {
 		return pickIP(p)
 	}
 	return ""
+}
+
+// PrimaryMAC is the MAC an agent uses when none is given: that of the first interface that is
+// up, not loopback, with a hardware address (and the interface's name), normalised.
+func PrimaryMAC() (mac, iface string, err error) {
+	ifaces, err := systemInterfaces()
+	if err != nil {
+		return "", "", fmt.Errorf("list network interfaces: %w", err)
+	}
+	p, ok := pickPrimary(ifaces)
+	if !ok {
+		return "", "", errors.New("no network interface that is up with a hardware address; pass the MAC with --mac")
+	}
+	mac, err = topics.NormalizeMAC(p.mac)
+	return mac, p.name, err
 }

@@ -112,6 +112,9 @@ type User struct {
 	Hash          string    `json:"hash"`
 	MosquittoHash string    `json:"mosquitto_hash,omitempty"`
 	Created       time.Time `json:"created"`
+	// Pending marks an agent that enrolled itself (pirack-agent enroll) and waits for an
+	// operator's approval: on the Control Center's page, or by a press of its own button.
+	Pending bool `json:"pending,omitempty"`
 }
 
 // Password length limits. bcrypt ignores (x/crypto refuses) bytes past 72.

@@ -212,6 +212,43 @@ func (s *Users) put(u User, password string, replace bool, cost int) error {
 	return nil
 }
 
+// Update changes a user's fields other than its password (the name and hash stay), with the
+// file written once. An unknown name is an error wrapping ErrNoSuchUser.
+func (s *Users) Update(name string, change func(u *User)) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.reloadLocked(); err != nil {
+		return err
+	}
+	u, ok := s.users[name]
+	if !ok {
+		return fmt.Errorf("%w: %q", ErrNoSuchUser, clip(name))
+	}
+	change(&u)
+	u.Name, u.Hash, u.MosquittoHash = name, s.users[name].Hash, s.users[name].MosquittoHash
+	u, err := u.normalize()
+	if err != nil {
+		return err
+	}
+	next := maps.Clone(s.users)
+	next[name] = u
+	if err := s.saveLocked(next); err != nil {
+		return err
+	}
+	s.forget(name)
+	return nil
+}
+
+// SetPassword gives an existing user a new password, keeping everything else. An unknown name
+// is an error wrapping ErrNoSuchUser.
+func (s *Users) SetPassword(name, password string) error {
+	u, ok := s.Get(name)
+	if !ok {
+		return fmt.Errorf("%w: %q", ErrNoSuchUser, clip(name))
+	}
+	return s.put(u, password, true, s.cost())
+}
+
 // Remove deletes a user. An unknown name is an error wrapping ErrNoSuchUser.
 func (s *Users) Remove(name string) error {
 	s.mu.Lock()

@@ -20,6 +20,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -398,4 +399,74 @@ func wrap(s string, width int) []string {
 		line += w
 	}
 	return append(lines, line)
+}
+
+// Set writes values into the config file at path, as a person would: a key already set, or
+// commented out as in the template (`# key = ...`), is replaced where it is; another is added
+// at the end. The rest of the file (comments, other keys) is kept, and so is its mode. Values
+// are the flags' texts; fs says how to write each in TOML.
+func Set(path string, fs *flag.FlagSet, values map[string]string) error {
+	data, err := os.ReadFile(path)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("config file: %w", err)
+	}
+	mode := os.FileMode(0o644)
+	if fi, err := os.Stat(path); err == nil {
+		mode = fi.Mode().Perm()
+	}
+	lines := strings.Split(strings.TrimRight(string(data), "\n"), "\n")
+	if len(data) == 0 {
+		lines = nil
+	}
+	keys := make([]string, 0, len(values))
+	for k := range values {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, key := range keys {
+		f := fs.Lookup(key)
+		if f == nil {
+			return fmt.Errorf("config: no setting %q", key)
+		}
+		line := key + " = " + tomlValue(f, values[key])
+		set, commented := -1, -1
+		for i, l := range lines {
+			t := strings.TrimSpace(l)
+			k, _, ok := strings.Cut(strings.TrimSpace(strings.TrimPrefix(t, "#")), "=")
+			if !ok || strings.Trim(strings.TrimSpace(k), `"'`) != key {
+				continue
+			}
+			if strings.HasPrefix(t, "#") {
+				if commented < 0 {
+					commented = i
+				}
+			} else if set < 0 {
+				set = i
+			}
+		}
+		switch {
+		case set >= 0:
+			lines[set] = line
+		case commented >= 0:
+			lines[commented] = line
+		default:
+			lines = append(lines, line)
+		}
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(path), ".config-*")
+	if err != nil {
+		return fmt.Errorf("config file: %w", err)
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.WriteString(strings.Join(lines, "\n") + "\n"); err != nil {
+		tmp.Close()
+		return fmt.Errorf("config file: %w", err)
+	}
+	if err := tmp.Close(); err != nil {
+		return fmt.Errorf("config file: %w", err)
+	}
+	if err := os.Chmod(tmp.Name(), mode); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), path)
 }

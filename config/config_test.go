@@ -194,3 +194,32 @@ func TestExampleReadsBack(t *testing.T) {
 		t.Fatalf("uncommented template: %v", err)
 	}
 }
+
+// Set replaces a set key where it is, uncomments a template's key, adds a new one, and keeps
+// the rest and the mode.
+func TestSet(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "a.toml")
+	text := "# header\n\n# a name\n# name = \"default-name\"\n\n# how many\ncount = 2\n# count = 1\n"
+	if err := os.WriteFile(path, []byte(text), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	fs, _ := newTestFlags()
+	if err := Set(path, fs, map[string]string{"name": "pi", "count": "5", "wait": "3s"}); err != nil {
+		t.Fatal(err)
+	}
+	b, _ := os.ReadFile(path)
+	want := "# header\n\n# a name\nname = \"pi\"\n\n# how many\ncount = 5\n# count = 1\nwait = \"3s\"\n"
+	if string(b) != want {
+		t.Fatalf("after Set:\n%s\nwant:\n%s", b, want)
+	}
+	if fi, _ := os.Stat(path); fi.Mode().Perm() != 0o640 {
+		t.Fatalf("mode %v, want 0640", fi.Mode().Perm())
+	}
+	fs2, got := newTestFlags()
+	if err := Apply(fs2, path, envOf(nil), Skip{"version"}); err != nil || got.name != "pi" || got.count != 5 || got.wait != 3*time.Second {
+		t.Fatalf("read back %+v: %v", *got, err)
+	}
+	if err := Set(path, fs, map[string]string{"nope": "x"}); err == nil {
+		t.Fatal("Set of an unknown key: no error")
+	}
+}

@@ -18,6 +18,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -27,6 +28,7 @@ import (
 	"github.com/pirack/pirack/broker"
 	"github.com/pirack/pirack/bus"
 	"github.com/pirack/pirack/dashboard"
+	"github.com/pirack/pirack/enroll"
 	"github.com/pirack/pirack/history"
 	"github.com/pirack/pirack/homeassistant"
 	"github.com/pirack/pirack/layout"
@@ -165,7 +167,11 @@ func New(cfg Config) (cc *ControlCenter, err error) {
 		cc.closers = append(cc.closers, cc.notify.Close)
 		routes = append(notifyRoutes(cc.notify), routes...)
 	}
+	tokens := enroll.Open(cfg.DataDir)
+	routes = append(routes, dashboard.Route{Pattern: "POST /api/enroll", Access: dashboard.AccessPublic,
+		Handler: enroll.Handler(tokens, cc.users, cc.enrolPorts, cfg.Logger.With("component", "enroll"))})
 	cc.dash, err = dashboard.New(dashboard.Config{
+		Enrolment:     enroll.Approver{Users: cc.users},
 		Layout:        cc.layout,
 		Bus:           cc.bus,
 		Auth:          cc.users,
@@ -422,6 +428,26 @@ func (cc *ControlCenter) MQTTAddr() string {
 		return dialable(cc.broker.Addr())
 	}
 	return cc.cfg.Broker.URL
+}
+
+// enrolPorts is where an enrolled agent connects: the embedded broker's ports.
+func (cc *ControlCenter) enrolPorts() (mqtt, mqtts int, ok bool) {
+	if cc.broker == nil {
+		return 0, 0, false
+	}
+	port := func(addr string) int {
+		_, p, err := net.SplitHostPort(addr)
+		if err != nil {
+			return 0
+		}
+		n, _ := strconv.Atoi(p)
+		return n
+	}
+	mqtt = port(cc.broker.Addr())
+	if cc.cfg.MQTTCert != "" {
+		mqtts = port(cc.broker.TLSAddr())
+	}
+	return mqtt, mqtts, mqtt != 0
 }
 
 // HTTPAddr is the address the Control Center serves on.

@@ -350,6 +350,33 @@ func (s *Server) handleClear(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, s.rack.clearSelection(n.MAC, principalFrom(r.Context()).name))
 }
 
+// handleApprove serves POST /api/nodes/{mac}/approve: an enrolled Pi waiting for approval is
+// approved and takes its row's next free slot (409 if it is not waiting).
+func (s *Server) handleApprove(w http.ResponseWriter, r *http.Request) {
+	n, ok := s.lookup(w, r)
+	if !ok {
+		return
+	}
+	if !s.rack.pending(n.MAC) {
+		writeError(w, http.StatusConflict, displayMAC(n.MAC)+" is not waiting for approval")
+		return
+	}
+	if err := s.record(r, commandEntry(r, AuditApprove, n.MAC, nil)); err != nil {
+		writeError(w, http.StatusServiceUnavailable, auditUnavailable)
+		return
+	}
+	slot, err := s.rack.approve(n.Row, n.MAC, "approved on the page", principalFrom(r.Context()).name)
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, err.Error())
+		return
+	}
+	writeJSON(w, http.StatusOK, struct {
+		MAC  string `json:"mac"`
+		Row  string `json:"row"`
+		Slot int    `json:"slot"`
+	}{n.MAC, n.Row, slot})
+}
+
 // Limits of GET /api/audit?limit=N.
 const (
 	defaultAuditLimit = 100

@@ -19,6 +19,8 @@ const (
 	AuditLogout = "logout"
 	AuditBlink  = "blink" // an LED command
 	AuditClear  = "clear" // a selection cleared
+	// AuditApprove is an enrolled Pi approved from the page or the API.
+	AuditApprove = "approve"
 
 	AuditAllowed = "allowed" // authorised; recorded before the action is carried out
 	AuditDenied  = "denied"  // refused: bad credentials, rate limit, or a role without the right

@@ -162,6 +162,15 @@ func (rk *Rack) ingest(m bus.Message) (refused error) {
 			rk.invalid(topic, classify(payload), err)
 			return
 		}
+		// A press of a Pi waiting for approval approves it: someone at the rack chose this
+		// board. It selects nothing.
+		if rk.pending(t.MAC) {
+			if _, err := rk.approve(t.Row, t.MAC, "its button was pressed at the rack", "agent"); err != nil {
+				rk.log.Error("approve an enrolled Pi by its button", "mac", t.MAC, "err", err)
+			}
+			rk.stats.applied.Add(1)
+			return refused
+		}
 		// In assign mode a press places the Pi instead of selecting it.
 		assigning := rk.assign.get(t.Row, rk.cfg.Now()) != nil
 		res, selected := rk.state.press(t.Row, t.MAC, ev, !assigning)

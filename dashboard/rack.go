@@ -48,7 +48,9 @@ type Node struct {
 	// LastSeen is when the Control Center last heard from the Pi itself (its clock, not the Pi's).
 	LastSeen time.Time `json:"last_seen,omitzero"`
 	// Selected is set by a button press on the Pi and cleared by an operator.
-	Selected   bool      `json:"selected"`
+	Selected bool `json:"selected"`
+	// Pending is an enrolled Pi waiting for approval (Config.Enrolment).
+	Pending    bool      `json:"pending,omitempty"`
 	SelectedAt time.Time `json:"selected_at,omitzero"`
 	SelectedBy string    `json:"selected_by,omitempty"` // the press kind: short, long or double
 	// LED is what the Pi's LED is doing, as its agent last reported; nil until a report.

@@ -60,6 +60,7 @@ func (rk *Rack) Nodes() []Node {
 		nodes[i].Alerts = rk.alerts.forMAC(nodes[i].MAC)
 		p, ok := places[nodes[i].MAC]
 		placeNode(&nodes[i], p, ok)
+		nodes[i].Pending = rk.pending(nodes[i].MAC)
 	}
 	slices.SortFunc(nodes, nodeOrder(l))
 	return nodes
@@ -72,8 +73,53 @@ func (rk *Rack) node(mac string) (Node, bool) {
 		n.Alerts = rk.alerts.forMAC(mac)
 		p, placed := rk.layout.Find(mac)
 		placeNode(&n, p, placed)
+		n.Pending = rk.pending(mac)
 	}
 	return n, ok
+}
+
+// pending is whether mac enrolled itself and waits for approval.
+func (rk *Rack) pending(mac string) bool {
+	return rk.cfg.Enrolment != nil && rk.cfg.Enrolment.Pending(mac)
+}
+
+// approve approves a pending Pi and puts it into the next free slot of its row. how says who
+// approved it, for the event log.
+func (rk *Rack) approve(row, mac, how, by string) (slot int, err error) {
+	if !rk.pending(mac) {
+		return 0, fmt.Errorf("%s is not waiting for approval", displayMAC(mac))
+	}
+	if err := rk.cfg.Enrolment.Approve(mac); err != nil {
+		return 0, err
+	}
+	rk.event(history.Event{MAC: mac, Row: row, Kind: EventApproved, Detail: "enrolment approved (" + how + ")", By: by})
+	rk.log.Info("enrolled Pi approved", "mac", mac, "row", row, "how", how, "by", by)
+	if p, ok := rk.layout.Find(mac); ok {
+		rk.hub.notify(mac)
+		return p.Slot, nil // re-enrolled where it already was
+	}
+	slot = rk.nextFreeSlot(row)
+	ch, err := rk.layout.Put(row, slot, mac)
+	if err != nil {
+		rk.hub.notify(mac)
+		return 0, fmt.Errorf("approved, but not placed in row %s slot %d: %w; place it with Slot…", row, slot, err)
+	}
+	rk.placed(row, slot, mac, ch, "approved enrolment", by)
+	return slot, nil
+}
+
+// nextFreeSlot is the first slot of row holding no Pi, or one past its last.
+func (rk *Rack) nextFreeSlot(row string) int {
+	r, ok := rk.layout.Layout().Row(row)
+	if !ok {
+		return 1
+	}
+	for i, s := range r.Slots {
+		if s.MAC == "" {
+			return i + 1
+		}
+	}
+	return len(r.Slots) + 1
 }
 
 // Rows returns the rows that have Pis, a power reading or a layout, in the rack's order, with

@@ -33,6 +33,13 @@ type Authenticator interface {
 
 var _ Authenticator = (*auth.Users)(nil)
 
+// Enrolment knows the Pis that enrolled themselves and wait for an operator's approval
+// (package enroll implements it over the users file).
+type Enrolment interface {
+	Pending(mac string) bool
+	Approve(mac string) error
+}
+
 // Config configures New: the Rack and the Server on top of it. Bus and Auth are required; every
 // other zero value is usable.
 type Config struct {
@@ -58,6 +65,10 @@ type Config struct {
 	// presence.Rule.StaleAfter: when Alerts is set, its engine must have been given the same
 	// (alerts.Config.Presence), or New fails, so that a tile and its stale alert never disagree.
 	StaleAfter time.Duration
+	// Enrolment, when set, holds enrolled Pis until approved: their tiles say "pending", and
+	// a press of such a Pi's button (or the page's Approve) approves it and puts it into its
+	// row's next free slot.
+	Enrolment Enrolment
 	// Hearing, when set, says when the control center could not hear the Pis (its broker
 	// lost, on a network bus): that silence turns no Pi stale (presence.Rule.Hearing), and the
 	// page says the broker is lost. It must be the alert engine's too. nil: always hearing.
@@ -363,6 +374,7 @@ func (s *Server) routeTable() []route {
 		{"GET /api/alerts", s.requireUser(serveJSON(s.rack.Alerts))}, // the raised alerts, by row, MAC and rule
 		{"POST /api/nodes/{mac}/blink", s.requireAdmin(AuditBlink, s.handleBlink)},
 		{"POST /api/nodes/{mac}/clear", s.requireAdmin(AuditClear, s.handleClear)},
+		{"POST /api/nodes/{mac}/approve", s.requireAdmin(AuditApprove, s.handleApprove)},
 		{"POST /api/nodes/{mac}/unplace", s.requireAdmin(AuditPlace, s.handleUnplace)},
 		{"POST /api/nodes/{mac}/forget", s.requireAdmin(AuditForget, s.handleForget)},
 		{"GET /api/layout", s.requireUser(serveJSON(s.rack.layout.Layout))}, // the rows in rack order with their slots

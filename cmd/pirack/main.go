@@ -37,6 +37,7 @@ func commands() []command {
 		{"locate", "flash a Pi's LED until someone presses its button at the rack", runLocate},
 		{"blink", "make the LED of Pis blink, and wait for each to report it", runBlink},
 		{"user", "manage MQTT and dashboard users (add, list, remove)", runUser},
+		{"enroll", "issue a one-use token that enrols a new Pi (pirack-agent enroll on the Pi)", runEnroll},
 		{"config", "write a commented config file for serve, or check one", runConfig},
 		{"broker-config", "write an external broker's users and ACL from pirack's (mosquitto)", runBrokerConfig},
 		{"bench", "soak and reconnect benchmarks with simulated agents (not for production hosts)", runBench},

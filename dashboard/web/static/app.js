@@ -145,6 +145,8 @@
       seen.textContent = fmtAgo(n.last_seen);
       seen.title = n.last_seen ? new Date(n.last_seen).toLocaleString() : "";
     }
+    setData(tile, "pending", String(!!n.pending));
+    setHidden(field(tile, "pending"), !n.pending);
     setHidden(field(tile, "selected"), !n.selected);
     setText(tile, "selected", "\u2605 selected" + (n.selected_by ? " (" + n.selected_by + " press)" : "") +
       (n.selected_at ? " at " + new Date(n.selected_at).toLocaleTimeString() : ""));
@@ -527,6 +529,11 @@
       case "clear":
         if (await post(nodePath(mac) + "/clear", {}, name)) say("Selection cleared on " + name + ".");
         break;
+      case "approve": {
+        const a = await post(nodePath(mac) + "/approve", {}, name);
+        if (a) say(name + " is approved, in row " + a.row + " slot " + a.slot + ".");
+        break;
+      }
       case "inherit":
       case "dismiss":
         if (await post(rowPath(n.row) + "/slots/" + n.slot + "/previous", { inherit: action === "inherit" }, name)) {

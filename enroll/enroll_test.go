@@ -1,0 +1,70 @@
+package enroll
+
+import (
+	"errors"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pirack/pirack/auth"
+)
+
+func TestTokens(t *testing.T) {
+	dir := t.TempDir()
+	s := Open(dir)
+	for _, ttl := range []time.Duration{time.Second, 25 * time.Hour} {
+		if _, _, err := s.Issue("r1", ttl, "t"); err == nil {
+			t.Errorf("Issue with ttl %v: no error", ttl)
+		}
+	}
+	tok, exp, err := s.Issue("r1", 0, "t")
+	if err != nil || time.Until(exp) < DefaultTTL-time.Minute {
+		t.Fatalf("Issue: %q %v %v", tok, exp, err)
+	}
+	b, _ := os.ReadFile(filepath.Join(dir, FileName))
+	if strings.Contains(string(b), strings.ReplaceAll(tok, "-", "")) || strings.Contains(string(b), tok) {
+		t.Fatal("the token is stored in clear")
+	}
+	if fi, _ := os.Stat(filepath.Join(dir, FileName)); fi.Mode().Perm() != 0o600 {
+		t.Fatalf("%s mode %v, want 0600", FileName, fi.Mode().Perm())
+	}
+	if _, err := s.Redeem(" "+strings.ReplaceAll(tok, "-", " ")+" ", "b827eb000001"); err != nil {
+		t.Fatalf("a token typed with spaces: %v", err)
+	}
+	if _, err := s.Redeem(tok, "b827eb000002"); !errors.Is(err, ErrUsed) {
+		t.Fatalf("second use: %v", err)
+	}
+}
+
+// A guesser gets 10 tries per address, then 429; a control center on a foreign broker refuses.
+func TestHandlerLimits(t *testing.T) {
+	dir := t.TempDir()
+	users, err := auth.Open(filepath.Join(dir, "users.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := Handler(Open(dir), users, func() (int, int, bool) { return 1883, 0, true }, slog.New(slog.DiscardHandler))
+	post := func(h http.Handler) int {
+		r := httptest.NewRequest(http.MethodPost, "/api/enroll", strings.NewReader(`{"token":"AAAA-AAAA-AAAA-AAAA","mac":"b827eb000001"}`))
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		return w.Code
+	}
+	for i := range failLimit {
+		if code := post(h); code != http.StatusForbidden {
+			t.Fatalf("guess %d: %d, want 403", i+1, code)
+		}
+	}
+	if code := post(h); code != http.StatusTooManyRequests {
+		t.Fatalf("guess %d: %d, want 429", failLimit+1, code)
+	}
+	foreign := Handler(Open(dir), users, func() (int, int, bool) { return 0, 0, false }, slog.New(slog.DiscardHandler))
+	if code := post(foreign); code != http.StatusServiceUnavailable {
+		t.Fatalf("on a foreign broker: %d, want 503", code)
+	}
+}

@@ -1,0 +1,167 @@
+package enroll
+
+import (
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/pirack/pirack/auth"
+	"github.com/pirack/pirack/topics"
+)
+
+// Request is what `pirack-agent enroll` sends to POST /api/enroll.
+type Request struct {
+	Token    string `json:"token"`
+	MAC      string `json:"mac"`
+	Hostname string `json:"hostname,omitempty"`
+	Model    string `json:"model,omitempty"`
+}
+
+// Response is the agent's account: its user name is its MAC, and it connects to the control
+// center's MQTT port on the host it enrolled with.
+type Response struct {
+	Username string `json:"username"`
+	Password string `json:"password"`
+	Row      string `json:"row"`
+	MQTTPort int    `json:"mqtt_port"`
+	// MQTTSPort is the mqtts port, when the control center has one (0: none).
+	MQTTSPort int `json:"mqtts_port,omitempty"`
+}
+
+// Approver is the dashboard's view of pending Pis (dashboard.Enrolment), over the users file.
+type Approver struct{ Users *auth.Users }
+
+// Pending is whether mac's agent account waits for approval.
+func (a Approver) Pending(mac string) bool {
+	u, ok := a.Users.Get(mac)
+	return ok && u.Role == auth.RoleAgent && u.Pending
+}
+
+// Approve lets mac's agent account into the rack.
+func (a Approver) Approve(mac string) error {
+	return a.Users.Update(mac, func(u *auth.User) { u.Pending = false })
+}
+
+// Ports says where the embedded broker listens, for the Response; ok false means the control
+// center runs on a foreign broker, where enrolment cannot create accounts.
+type Ports func() (mqtt, mqtts int, ok bool)
+
+// Handler serves POST /api/enroll, open to anyone: the token is the credential. An address gets
+// 10 failed attempts per 10 minutes, so tokens cannot be guessed (80 bits, and short-lived).
+func Handler(store *Store, users *auth.Users, ports Ports, log *slog.Logger) http.Handler {
+	lim := &failures{m: map[string]*failWindow{}}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ip, _, _ := net.SplitHostPort(r.RemoteAddr)
+		if !lim.allowed(ip, time.Now()) {
+			w.Header().Set("Retry-After", "600")
+			writeError(w, http.StatusTooManyRequests, "too many failed enrolments from this address; wait 10 minutes")
+			return
+		}
+		mqttPort, mqttsPort, ok := ports()
+		if !ok {
+			writeError(w, http.StatusServiceUnavailable, "this control center runs on a foreign broker: add the Pi's account with pirack user add and the broker's own tools (docs/scale.md)")
+			return
+		}
+		var req Request
+		if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 4096)).Decode(&req); err != nil {
+			lim.fail(ip, time.Now())
+			writeError(w, http.StatusBadRequest, "the body must be a JSON enrolment request: "+err.Error())
+			return
+		}
+		mac, err := topics.NormalizeMAC(req.MAC)
+		if err != nil {
+			lim.fail(ip, time.Now())
+			writeError(w, http.StatusBadRequest, err.Error())
+			return
+		}
+		row, err := store.Redeem(req.Token, mac)
+		if err != nil {
+			lim.fail(ip, time.Now())
+			status := http.StatusForbidden
+			if !errors.Is(err, ErrUnknown) && !errors.Is(err, ErrExpired) && !errors.Is(err, ErrUsed) {
+				status = http.StatusInternalServerError
+			}
+			log.Warn("enrolment refused", "mac", mac, "remote", r.RemoteAddr, "err", err)
+			writeError(w, status, err.Error())
+			return
+		}
+		password := auth.GeneratePassword()
+		// A board enrolled again (a new SD card) gets a new secret and waits for approval again.
+		if err := users.Set(auth.User{Role: auth.RoleAgent, MAC: mac, Row: row, Pending: true}, password); err != nil {
+			log.Error("enrolment: cannot save the agent's account", "mac", mac, "err", err)
+			writeError(w, http.StatusInternalServerError, "the token is used, but the account could not be saved ("+err.Error()+"); issue a new token once fixed")
+			return
+		}
+		log.Info("Pi enrolled; waiting for approval", "mac", mac, "row", row, "hostname", clip(req.Hostname), "model", clip(req.Model), "remote", r.RemoteAddr)
+		w.Header().Set("Cache-Control", "no-store")
+		writeJSON(w, http.StatusOK, Response{Username: mac, Password: password, Row: row, MQTTPort: mqttPort, MQTTSPort: mqttsPort})
+	})
+}
+
+func clip(s string) string {
+	if len(s) > 64 {
+		return s[:64] + "..."
+	}
+	return s
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+func writeError(w http.ResponseWriter, status int, msg string) {
+	writeJSON(w, status, struct {
+		Error string `json:"error"`
+	}{msg})
+}
+
+// failures counts failed enrolments per address in 10-minute windows.
+type failures struct {
+	mu sync.Mutex
+	m  map[string]*failWindow
+}
+
+type failWindow struct {
+	start time.Time
+	n     int
+}
+
+const (
+	failLimit  = 10
+	failPeriod = 10 * time.Minute
+	maxWindows = 4096
+)
+
+func (f *failures) allowed(ip string, now time.Time) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	w := f.m[ip]
+	return w == nil || now.Sub(w.start) >= failPeriod || w.n < failLimit
+}
+
+func (f *failures) fail(ip string, now time.Time) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	w := f.m[ip]
+	if w == nil || now.Sub(w.start) >= failPeriod {
+		if len(f.m) >= maxWindows {
+			for k, old := range f.m {
+				if now.Sub(old.start) >= failPeriod {
+					delete(f.m, k)
+				}
+			}
+			if len(f.m) >= maxWindows {
+				return // bounded: under a flood from many addresses, stop counting new ones
+			}
+		}
+		w = &failWindow{start: now}
+		f.m[ip] = w
+	}
+	w.n++
+}
