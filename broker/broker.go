@@ -389,6 +389,10 @@ type Stats struct {
 	SessionsRefused int64
 }
 
+// Refusals are the latest CONNECTs the broker refused, the latest first: one entry per user
+// name, client id and reason, with a count; a user's entries go once it connects.
+func (b *Broker) Refusals() []Refusal { return b.hook.refusals.snapshot() }
+
 // Stats returns the broker's counters.
 func (b *Broker) Stats() Stats {
 	s := b.store.retained.stats()

@@ -54,6 +54,7 @@ type authHook struct {
 	maxQueuedLED  int                     // Config.MaxQueuedLED
 	mu            sync.RWMutex            // guards sessions
 	sessions      map[string]session      // by client id; restored sessions are added when first seen
+	refusals      refusals                // the latest refused CONNECTs, for the Control Center
 
 	// sessionAllowed, if set, refuses a user over its sessions (Broker.sessionAllowed).
 	sessionAllowed func(u auth.User, id string) *refusal
@@ -161,6 +162,7 @@ func (h *authHook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 		// user over its sessions, at the rate of password checks would otherwise fill the log.
 		h.logLimited("refused/"+clip(name)+"/"+r.reason, slog.LevelWarn, "MQTT connection refused",
 			"username", clip(name), "client", clip(id), "listener", cl.Net.Listener, "remote", cl.Net.Remote, "reason", r.reason)
+		h.refusals.record(name, id, cl.Net.Remote, r.reason, time.Now())
 		code := r.code
 		if cl.Properties.ProtocolVersion < 5 {
 			code = packets.Code{Code: r.v3, Reason: code.Reason} // 3.1.1 has its own CONNACK codes
@@ -217,6 +219,7 @@ func (h *authHook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 		return refuse(&refusal{packets.ErrServerUnavailable, v3Unavailable, "previous connection with this client id did not end"})
 	}
 	log.Info("MQTT client connected", "user", u.Name, "role", u.Role, "auth", via)
+	h.refusals.forget(u.Name)
 	return nil
 }
 
@@ -225,7 +228,15 @@ func (h *authHook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 // "certificate+password").
 func (h *authHook) authenticate(cl *mqtt.Client, pk packets.Packet) (u auth.User, via string, r *refusal) {
 	name, password := string(pk.Connect.Username), string(pk.Connect.Password)
-	badPassword := &refusal{packets.ErrBadUsernameOrPassword, v3BadPassword, "unknown user or wrong password"}
+	// The client learns only "bad user name or password"; the log and the Control Center's list
+	// of refusals say which, so that an operator can tell a Pi never registered from a wrong secret.
+	badPassword := func(name string) *refusal {
+		reason := "wrong password"
+		if _, err := h.users.Lookup(name); errors.Is(err, auth.ErrBadCredentials) {
+			reason = "unknown user"
+		}
+		return &refusal{packets.ErrBadUsernameOrPassword, v3BadPassword, reason}
+	}
 	unavailable := func(err error) *refusal {
 		h.log.Error("cannot check MQTT credentials", "error", err)
 		return &refusal{packets.ErrServerUnavailable, v3Unavailable, "users file unreadable"}
@@ -253,7 +264,7 @@ func (h *authHook) authenticate(cl *mqtt.Client, pk packets.Packet) (u auth.User
 			return u, "certificate", nil
 		}
 		if _, err := h.users.Authenticate(cn, password); errors.Is(err, auth.ErrBadCredentials) {
-			return u, "", badPassword // a password that is given must be right
+			return u, "", badPassword(cn) // a password that is given must be right
 		} else if err != nil {
 			return u, "", unavailable(err)
 		}
@@ -265,7 +276,7 @@ func (h *authHook) authenticate(cl *mqtt.Client, pk packets.Packet) (u auth.User
 	}
 	u, err := h.users.Authenticate(name, password)
 	if errors.Is(err, auth.ErrBadCredentials) {
-		return u, "", badPassword
+		return u, "", badPassword(name)
 	}
 	if err != nil {
 		return u, "", unavailable(err)

@@ -172,6 +172,7 @@ func New(cfg Config) (cc *ControlCenter, err error) {
 		Handler: enroll.Handler(tokens, cc.users, cc.enrolPorts, cfg.Logger.With("component", "enroll"))})
 	cc.dash, err = dashboard.New(dashboard.Config{
 		Enrolment:     enroll.Approver{Users: cc.users},
+		Refusals:      cc.refusals,
 		Layout:        cc.layout,
 		Bus:           cc.bus,
 		Auth:          cc.users,
@@ -428,6 +429,18 @@ func (cc *ControlCenter) MQTTAddr() string {
 		return dialable(cc.broker.Addr())
 	}
 	return cc.cfg.Broker.URL
+}
+
+// refusals are the embedded broker's refused CONNECTs, for the page; none on a foreign broker.
+func (cc *ControlCenter) refusals() []dashboard.Refused {
+	if cc.broker == nil {
+		return nil
+	}
+	var out []dashboard.Refused
+	for _, r := range cc.broker.Refusals() {
+		out = append(out, dashboard.Refused(r))
+	}
+	return out
 }
 
 // enrolPorts is where an enrolled agent connects: the embedded broker's ports.

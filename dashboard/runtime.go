@@ -108,6 +108,44 @@ func (rk *Rack) approve(row, mac, how, by string) (slot int, err error) {
 	return slot, nil
 }
 
+// Joining is the Pis that are not (yet) in the rack: enrolled ones waiting for approval,
+// clients the broker refused, and agent accounts that never connected (GET /api/enrolment).
+type Joining struct {
+	Pending   []Node      `json:"pending"`
+	Refused   []Refused   `json:"refused"`
+	NeverSeen []NeverSeen `json:"never_seen"`
+}
+
+// NeverSeen is an agent account no Pi has used since the control center started.
+type NeverSeen struct {
+	MAC     string    `json:"mac"`
+	Row     string    `json:"row"`
+	Created time.Time `json:"created"`
+	Pending bool      `json:"pending,omitempty"`
+}
+
+func (rk *Rack) enrolment() Joining {
+	e := Joining{Pending: []Node{}, Refused: []Refused{}, NeverSeen: []NeverSeen{}}
+	known := map[string]bool{}
+	for _, n := range rk.Nodes() {
+		known[n.MAC] = true
+		if n.Pending {
+			e.Pending = append(e.Pending, n)
+		}
+	}
+	if rk.cfg.Refusals != nil {
+		e.Refused = append(e.Refused, rk.cfg.Refusals()...)
+	}
+	if rk.cfg.Enrolment != nil {
+		for _, u := range rk.cfg.Enrolment.Agents() {
+			if !known[u.MAC] {
+				e.NeverSeen = append(e.NeverSeen, NeverSeen{MAC: u.MAC, Row: u.Row, Created: u.Created, Pending: u.Pending})
+			}
+		}
+	}
+	return e
+}
+
 // nextFreeSlot is the first slot of row holding no Pi, or one past its last.
 func (rk *Rack) nextFreeSlot(row string) int {
 	r, ok := rk.layout.Layout().Row(row)

@@ -38,6 +38,19 @@ var _ Authenticator = (*auth.Users)(nil)
 type Enrolment interface {
 	Pending(mac string) bool
 	Approve(mac string) error
+	// Agents are every agent account, for the Pis registered but never seen.
+	Agents() []auth.User
+}
+
+// Refused is a client the broker refused at CONNECT (broker.Refusal), for the page.
+type Refused struct {
+	Username string    `json:"username"`
+	ClientID string    `json:"client_id"`
+	Address  string    `json:"address"`
+	Reason   string    `json:"reason"`
+	First    time.Time `json:"first"`
+	Last     time.Time `json:"last"`
+	Count    int       `json:"count"`
 }
 
 // Config configures New: the Rack and the Server on top of it. Bus and Auth are required; every
@@ -69,6 +82,9 @@ type Config struct {
 	// a press of such a Pi's button (or the page's Approve) approves it and puts it into its
 	// row's next free slot.
 	Enrolment Enrolment
+	// Refusals, when set, lists the broker's latest refused CONNECTs (a Pi with an unknown MAC
+	// or a wrong secret, say), the latest first.
+	Refusals func() []Refused
 	// Hearing, when set, says when the control center could not hear the Pis (its broker
 	// lost, on a network bus): that silence turns no Pi stale (presence.Rule.Hearing), and the
 	// page says the broker is lost. It must be the alert engine's too. nil: always hearing.
@@ -375,6 +391,7 @@ func (s *Server) routeTable() []route {
 		{"POST /api/nodes/{mac}/blink", s.requireAdmin(AuditBlink, s.handleBlink)},
 		{"POST /api/nodes/{mac}/clear", s.requireAdmin(AuditClear, s.handleClear)},
 		{"POST /api/nodes/{mac}/approve", s.requireAdmin(AuditApprove, s.handleApprove)},
+		{"GET /api/enrolment", s.requireUser(serveJSON(s.rack.enrolment))},
 		{"POST /api/nodes/{mac}/unplace", s.requireAdmin(AuditPlace, s.handleUnplace)},
 		{"POST /api/nodes/{mac}/forget", s.requireAdmin(AuditForget, s.handleForget)},
 		{"GET /api/layout", s.requireUser(serveJSON(s.rack.layout.Layout))}, // the rows in rack order with their slots

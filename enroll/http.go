@@ -41,6 +41,17 @@ func (a Approver) Pending(mac string) bool {
 	return ok && u.Role == auth.RoleAgent && u.Pending
 }
 
+// Agents are every agent account.
+func (a Approver) Agents() []auth.User {
+	var out []auth.User
+	for _, u := range a.Users.List() {
+		if u.Role == auth.RoleAgent {
+			out = append(out, u)
+		}
+	}
+	return out
+}
+
 // Approve lets mac's agent account into the rack.
 func (a Approver) Approve(mac string) error {
 	return a.Users.Update(mac, func(u *auth.User) { u.Pending = false })

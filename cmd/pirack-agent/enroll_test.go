@@ -3,15 +3,22 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
+	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	paho "github.com/eclipse/paho.mqtt.golang"
+	"golang.org/x/crypto/bcrypt"
+
 	"github.com/pirack/pirack/agent"
+	"github.com/pirack/pirack/auth"
 	"github.com/pirack/pirack/controlcenter"
 	"github.com/pirack/pirack/dashboard"
 	"github.com/pirack/pirack/enroll"
@@ -50,11 +57,9 @@ func awaitNode(t *testing.T, cc *controlcenter.ControlCenter, mac, what string, 
 	return last
 }
 
-// Enrolment end to end against a real control center: a token is issued, the agent enrols with
-// it (config and secret written), connects, shows as pending, is approved by a press of its own
-// button and takes the next free slot of its row; a used, an expired and an unknown token are
-// refused with what to do.
-func TestEnrolEndToEnd(t *testing.T) {
+// startControlCenter runs a control center on a fresh data directory.
+func startControlCenter(t *testing.T) (*controlcenter.ControlCenter, string) {
+	t.Helper()
 	dir := t.TempDir()
 	cc, err := controlcenter.New(controlcenter.Config{DataDir: dir, MQTTAddr: loopbackAddr(t), HTTPAddr: loopbackAddr(t),
 		Logger: slog.New(slog.DiscardHandler)})
@@ -66,6 +71,15 @@ func TestEnrolEndToEnd(t *testing.T) {
 	go func() { done <- cc.Run(ctx) }()
 	t.Cleanup(func() { cancel(); <-done })
 	<-cc.Ready()
+	return cc, dir
+}
+
+// Enrolment end to end against a real control center: a token is issued, the agent enrols with
+// it (config and secret written), connects, shows as pending, is approved by a press of its own
+// button and takes the next free slot of its row; a used, an expired and an unknown token are
+// refused with what to do.
+func TestEnrolEndToEnd(t *testing.T) {
+	cc, dir := startControlCenter(t)
 	base := "http://" + cc.HTTPAddr()
 
 	tokens := enroll.Open(dir)
@@ -148,6 +162,74 @@ func TestEnrolEndToEnd(t *testing.T) {
 		err := enrol(c.token)
 		if err == nil || !strings.Contains(err.Error(), "the Control Center refused to enrol this Pi (403 Forbidden): "+c.says) {
 			t.Errorf("%s token: %v, want it refused saying %q", name, err, c.says)
+		}
+	}
+}
+
+// A Pi with an unknown MAC and one with a wrong secret are listed as refused, each with its
+// reason, and a registered Pi that never connected as never seen; a refused one that then gets
+// in leaves the list.
+func TestRefusedAndNeverSeenListed(t *testing.T) {
+	cc, _ := startControlCenter(t)
+	users := cc.Users()
+	users.Cost = bcrypt.MinCost
+	if err := users.SetPassword("admin", "admin-password"); err != nil { // made at the first start
+		t.Fatal(err)
+	}
+	secret := auth.GeneratePassword()
+	if err := users.Add(auth.User{Role: auth.RoleAgent, MAC: "b827eb000e02", Row: "r1"}, secret); err != nil {
+		t.Fatal(err)
+	}
+	connect := func(user, password string) error {
+		c := paho.NewClient(paho.NewClientOptions().AddBroker("tcp://" + cc.MQTTAddr()).SetClientID(user).
+			SetUsername(user).SetPassword(password).SetProtocolVersion(4).SetAutoReconnect(false).SetConnectTimeout(5 * time.Second))
+		tok := c.Connect()
+		tok.WaitTimeout(5 * time.Second)
+		if tok.Error() == nil {
+			c.Disconnect(100)
+		}
+		return tok.Error()
+	}
+	enrolment := func() dashboard.Joining {
+		t.Helper()
+		req, _ := http.NewRequest(http.MethodGet, "http://"+cc.HTTPAddr()+"/api/enrolment", nil)
+		req.SetBasicAuth("admin", "admin-password")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var j dashboard.Joining
+		if err := json.NewDecoder(resp.Body).Decode(&j); err != nil || resp.StatusCode != http.StatusOK {
+			t.Fatalf("GET /api/enrolment: %d %v", resp.StatusCode, err)
+		}
+		return j
+	}
+	if j := enrolment(); len(j.NeverSeen) != 1 || j.NeverSeen[0].MAC != "b827eb000e02" || len(j.Refused) != 0 {
+		t.Fatalf("before any attempt: %+v", j)
+	}
+	if err := connect("b827eb000e03", "whatever-password"); err == nil {
+		t.Fatal("an unknown MAC got in")
+	}
+	for range 2 {
+		if err := connect("b827eb000e02", "not-its-secret"); err == nil {
+			t.Fatal("a wrong secret got in")
+		}
+	}
+	j := enrolment()
+	reasons := map[string]string{}
+	for _, r := range j.Refused {
+		reasons[r.Username] = fmt.Sprintf("%s x%d from %s", r.Reason, r.Count, r.Address)
+	}
+	if reasons["b827eb000e03"] != "unknown user x1 from 127.0.0.1" || reasons["b827eb000e02"] != "wrong password x2 from 127.0.0.1" {
+		t.Fatalf("refused: %v", reasons)
+	}
+	if err := connect("b827eb000e02", secret); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range enrolment().Refused {
+		if r.Username == "b827eb000e02" {
+			t.Fatalf("a Pi that got in is still listed as refused: %+v", r)
 		}
 	}
 }

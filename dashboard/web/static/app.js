@@ -766,3 +766,42 @@
   }
   refresh();
 })();
+
+// "Not in the rack": clients the broker refused (a Pi with an unknown MAC or a wrong secret)
+// and agent accounts no Pi has used yet, so that neither is a silent loop. Text only: the
+// names come from whoever knocked on the broker.
+(function () {
+  const box = document.getElementById("joining");
+  const list = document.getElementById("joining-list");
+  if (!box || !list) return;
+  const when = (t) => new Date(t).toLocaleString();
+  function item(kind, text) {
+    const li = document.createElement("li");
+    li.dataset.kind = kind;
+    const b = document.createElement("strong");
+    b.textContent = kind === "refused" ? "Refused" : "Never seen";
+    li.append(b, " " + text);
+    return li;
+  }
+  function render(e) {
+    const items = [];
+    for (const r of e.refused || []) {
+      items.push(item("refused", (r.username || "(no user name)") + " from " + r.address + ": " + r.reason +
+        " (" + r.count + (r.count === 1 ? " time" : " times") + ", last " + when(r.last) + ")"));
+    }
+    for (const n of e.never_seen || []) {
+      items.push(item("never-seen", n.mac + " in row " + n.row + ", registered " + when(n.created) +
+        (n.pending ? ", enrolled and waiting for approval" : "") + ": has its agent ever started?"));
+    }
+    list.replaceChildren(...items);
+    box.hidden = items.length === 0;
+  }
+  async function refresh() {
+    try {
+      const r = await fetch("/api/enrolment", { credentials: "same-origin" });
+      if (r.ok) render(await r.json());
+    } catch (e) { /* the next poll tries again */ }
+    setTimeout(refresh, 10000);
+  }
+  refresh();
+})();
