@@ -377,6 +377,56 @@ func (s *Server) handleApprove(w http.ResponseWriter, r *http.Request) {
 	}{n.MAC, n.Row, slot})
 }
 
+// passwordChange is the body of POST /api/me/password.
+type passwordChange struct {
+	Current string `json:"current"`
+	New     string `json:"new"`
+}
+
+// handlePassword serves POST /api/me/password: the signed-in user changes their own password,
+// giving the current one (checked within the login limit, as a login is). Sessions stay open.
+func (s *Server) handlePassword(w http.ResponseWriter, r *http.Request) {
+	changer, ok := s.cfg.Auth.(PasswordChanger)
+	if !ok {
+		writeError(w, http.StatusNotImplemented, "passwords are not managed here")
+		return
+	}
+	var req passwordChange
+	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 4096)).Decode(&req); err != nil {
+		writeError(w, http.StatusBadRequest, "want {\"current\": ..., \"new\": ...}: "+err.Error())
+		return
+	}
+	p := principalFrom(r.Context())
+	if _, fail := s.checkLogin(r, "password change", p.name, req.Current); fail != nil {
+		if fail.status == http.StatusUnauthorized {
+			fail.msg = "the current password is wrong"
+		}
+		if fail.retryAfter > 0 {
+			w.Header().Set("Retry-After", strconv.Itoa(int(fail.retryAfter.Seconds()+1)))
+		}
+		writeError(w, fail.status, fail.msg)
+		return
+	}
+	if req.New == req.Current {
+		writeError(w, http.StatusBadRequest, "the new password is the current one")
+		return
+	}
+	if err := changer.SetPassword(p.name, req.New); err != nil {
+		if errors.Is(err, auth.ErrInvalidPassword) {
+			writeError(w, http.StatusBadRequest, fmt.Sprintf("the new password must be %d to %d bytes long", auth.MinPasswordLen, auth.MaxPasswordLen))
+			return
+		}
+		s.log.Error("change password", "user", p.name, "err", err)
+		writeError(w, http.StatusInternalServerError, "the password could not be saved: "+err.Error())
+		return
+	}
+	s.record(r, AuditEntry{Action: AuditPassword, Outcome: AuditAllowed, User: p.name, Role: string(p.role), Via: p.via})
+	s.log.Info("password changed", "user", p.name, "remote", remoteIP(r))
+	writeJSON(w, http.StatusOK, struct {
+		Changed bool `json:"changed"`
+	}{true})
+}
+
 // Limits of GET /api/audit?limit=N.
 const (
 	defaultAuditLimit = 100

@@ -21,6 +21,8 @@ const (
 	AuditClear  = "clear" // a selection cleared
 	// AuditApprove is an enrolled Pi approved from the page or the API.
 	AuditApprove = "approve"
+	// AuditPassword is a user changing their own password.
+	AuditPassword = "password"
 
 	AuditAllowed = "allowed" // authorised; recorded before the action is carried out
 	AuditDenied  = "denied"  // refused: bad credentials, rate limit, or a role without the right

@@ -42,6 +42,14 @@ type Enrolment interface {
 	Agents() []auth.User
 }
 
+// PasswordChanger sets a user's password; *auth.Users implements it. When Config.Auth does, a
+// signed-in user may change their own password (POST /api/me/password).
+type PasswordChanger interface {
+	SetPassword(name, password string) error
+}
+
+var _ PasswordChanger = (*auth.Users)(nil)
+
 // Refused is a client the broker refused at CONNECT (broker.Refusal), for the page.
 type Refused struct {
 	Username string    `json:"username"`
@@ -392,6 +400,7 @@ func (s *Server) routeTable() []route {
 		{"POST /api/nodes/{mac}/clear", s.requireAdmin(AuditClear, s.handleClear)},
 		{"POST /api/nodes/{mac}/approve", s.requireAdmin(AuditApprove, s.handleApprove)},
 		{"GET /api/enrolment", s.requireUser(serveJSON(s.rack.enrolment))},
+		{"POST /api/me/password", s.requireUser(s.handlePassword)},
 		{"POST /api/nodes/{mac}/unplace", s.requireAdmin(AuditPlace, s.handleUnplace)},
 		{"POST /api/nodes/{mac}/forget", s.requireAdmin(AuditForget, s.handleForget)},
 		{"GET /api/layout", s.requireUser(serveJSON(s.rack.layout.Layout))}, // the rows in rack order with their slots

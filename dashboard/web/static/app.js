@@ -805,3 +805,31 @@
   }
   refresh();
 })();
+
+// "Password…": the signed-in user changes their own password.
+(function () {
+  const open = document.getElementById("password-open");
+  const dialog = document.getElementById("password-dialog");
+  if (!open || !dialog) return;
+  const form = document.getElementById("password-form");
+  const result = document.getElementById("password-result");
+  open.addEventListener("click", () => { form.reset(); result.textContent = ""; dialog.showModal(); });
+  document.getElementById("password-cancel").addEventListener("click", () => dialog.close());
+  form.addEventListener("submit", async (e) => {
+    e.preventDefault();
+    const f = form.elements;
+    if (f.new.value !== f.again.value) { result.textContent = "The two new passwords differ."; return; }
+    try {
+      const r = await fetch("/api/me/password", {
+        method: "POST", credentials: "same-origin",
+        headers: { "Content-Type": "application/json" },
+        body: JSON.stringify({ current: f.current.value, new: f.new.value }),
+      });
+      const body = await r.json();
+      if (r.ok) { result.textContent = "Password changed."; setTimeout(() => dialog.close(), 800); }
+      else result.textContent = body.error || ("failed: " + r.status);
+    } catch (err) {
+      result.textContent = "The Control Center cannot be reached: " + err;
+    }
+  });
+})();
