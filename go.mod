@@ -16,6 +16,7 @@ require (
 
 require (
 	github.com/BurntSushi/toml v1.6.0 // indirect
+	github.com/creack/pty v1.1.24 // indirect
 	golang.org/x/text v0.43.0 // indirect
 )
 

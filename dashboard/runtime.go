@@ -218,8 +218,57 @@ func (rk *Rack) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	wg.Go(func() { rk.watchStale(ctx) })
 	wg.Go(func() { rk.publishAlerts(ctx) })
+	wg.Go(func() { rk.publishLayouts(ctx) })
 	wg.Wait()
 	return nil
+}
+
+// publishLayouts publishes each row's layout retained on rack/<row>/layout, at the start and
+// whenever the row's slots change, so that MQTT clients (pirack watch, scripts) draw the rack
+// as the page does. A row that leaves the layout has its topic deleted.
+func (rk *Rack) publishLayouts(ctx context.Context) {
+	published := map[string]topics.Layout{} // by row, without its ts
+	publish := func() {
+		l := rk.layout.Layout()
+		seen := map[string]bool{}
+		for pos, r := range l.Rows {
+			seen[r.Name] = true
+			lay := topics.Layout{V: topics.Version, Position: pos, Slots: make([]topics.LayoutSlot, len(r.Slots))}
+			for i, sl := range r.Slots {
+				lay.Slots[i] = topics.LayoutSlot{Slot: i + 1, Name: sl.Name, MAC: sl.MAC}
+			}
+			if old, ok := published[r.Name]; ok && old.Position == lay.Position && slices.Equal(old.Slots, lay.Slots) {
+				continue
+			}
+			lay.TS = rk.cfg.Now().UTC()
+			payload, err := topics.Encode(lay)
+			if err == nil {
+				err = rk.cfg.Bus.Publish(ctx, bus.Message{Topic: topics.LayoutTopic(r.Name), Payload: payload, QoS: 1, Retained: true})
+			}
+			if err != nil {
+				rk.log.Error("publish a row's layout; MQTT clients show its slots as they were", "row", r.Name, "err", err)
+				continue
+			}
+			lay.TS = time.Time{}
+			published[r.Name] = lay
+		}
+		for row := range published {
+			if !seen[row] {
+				if err := rk.cfg.Bus.Publish(ctx, bus.Message{Topic: topics.LayoutTopic(row), QoS: 1, Retained: true}); err == nil {
+					delete(published, row)
+				}
+			}
+		}
+	}
+	publish()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-rk.layout.Changed():
+			publish()
+		}
+	}
 }
 
 // watchStale pushes the Pis whose staleness changed to live clients, and ticks the alert

@@ -10,27 +10,9 @@ import (
 	"time"
 
 	"github.com/pirack/pirack/auth"
+	"github.com/pirack/pirack/enroll/enrollapi"
 	"github.com/pirack/pirack/topics"
 )
-
-// Request is what `pirack-agent enroll` sends to POST /api/enroll.
-type Request struct {
-	Token    string `json:"token"`
-	MAC      string `json:"mac"`
-	Hostname string `json:"hostname,omitempty"`
-	Model    string `json:"model,omitempty"`
-}
-
-// Response is the agent's account: its user name is its MAC, and it connects to the control
-// center's MQTT port on the host it enrolled with.
-type Response struct {
-	Username string `json:"username"`
-	Password string `json:"password"`
-	Row      string `json:"row"`
-	MQTTPort int    `json:"mqtt_port"`
-	// MQTTSPort is the mqtts port, when the control center has one (0: none).
-	MQTTSPort int `json:"mqtts_port,omitempty"`
-}
 
 // Approver is the dashboard's view of pending Pis (dashboard.Enrolment), over the users file.
 type Approver struct{ Users *auth.Users }
@@ -57,7 +39,7 @@ func (a Approver) Approve(mac string) error {
 	return a.Users.Update(mac, func(u *auth.User) { u.Pending = false })
 }
 
-// Ports says where the embedded broker listens, for the Response; ok false means the control
+// Ports says where the embedded broker listens, for the answer; ok false means the control
 // center runs on a foreign broker, where enrolment cannot create accounts.
 type Ports func() (mqtt, mqtts int, ok bool)
 
@@ -77,7 +59,7 @@ func Handler(store *Store, users *auth.Users, ports Ports, log *slog.Logger) htt
 			writeError(w, http.StatusServiceUnavailable, "this control center runs on a foreign broker: add the Pi's account with pirack user add and the broker's own tools (docs/scale.md)")
 			return
 		}
-		var req Request
+		var req enrollapi.Request
 		if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 4096)).Decode(&req); err != nil {
 			lim.fail(ip, time.Now())
 			writeError(w, http.StatusBadRequest, "the body must be a JSON enrolment request: "+err.Error())
@@ -109,7 +91,7 @@ func Handler(store *Store, users *auth.Users, ports Ports, log *slog.Logger) htt
 		}
 		log.Info("Pi enrolled; waiting for approval", "mac", mac, "row", row, "hostname", clip(req.Hostname), "model", clip(req.Model), "remote", r.RemoteAddr)
 		w.Header().Set("Cache-Control", "no-store")
-		writeJSON(w, http.StatusOK, Response{Username: mac, Password: password, Row: row, MQTTPort: mqttPort, MQTTSPort: mqttsPort})
+		writeJSON(w, http.StatusOK, enrollapi.Response{Username: mac, Password: password, Row: row, MQTTPort: mqttPort, MQTTSPort: mqttsPort})
 	})
 }
 

@@ -30,12 +30,14 @@ type Store struct {
 	mu     sync.RWMutex
 	l      Layout
 	places map[string]Place // l.Places(), kept with l: Find runs for every live node update
+
+	changed chan struct{} // capacity 1: "the layout changed since Changed was last read"
 }
 
 // Open loads the layout file at path; a missing file is an empty rack, created at the first
 // change. path "" gives a Store that is not saved anywhere.
 func Open(path string) (*Store, error) {
-	s := &Store{path: path, places: map[string]Place{}}
+	s := &Store{path: path, places: map[string]Place{}, changed: make(chan struct{}, 1)}
 	if path == "" {
 		return s, nil
 	}
@@ -87,8 +89,16 @@ func (s *Store) update(change func(l *Layout) error) error {
 		return err
 	}
 	s.l, s.places = next, next.Places()
+	select {
+	case s.changed <- struct{}{}:
+	default: // already signalled
+	}
 	return nil
 }
+
+// Changed is signalled after each change (several changes in a row may give one signal); for
+// one reader, which then reads Layout.
+func (s *Store) Changed() <-chan struct{} { return s.changed }
 
 // Put places mac in a slot (1-based) of row; see Change for what else it does.
 func (s *Store) Put(row string, slot int, mac string) (ch Change, err error) {

@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -120,6 +121,22 @@ type Pi struct {
 	Metrics  *topics.Metrics  `json:"metrics,omitempty"`
 	LastSeen time.Time        `json:"last_seen,omitzero"` // the newest sample's or status's time
 	LED      *topics.LEDState `json:"led,omitempty"`
+	Slot     int              `json:"slot,omitempty"`      // its slot in its row (rack/<row>/layout), 0 when in none
+	SlotName string           `json:"slot_name,omitempty"` // the slot's name
+}
+
+// Row is one row as its retained layout describes it.
+type Row struct {
+	Name     string
+	Position int                 // 0 for the top shelf; rows without a layout come last
+	Slots    []topics.LayoutSlot // slot 1 first
+}
+
+// Rack is everything a snapshot read: the Pis, sorted by row (in rack order), slot and MAC,
+// and the rows with their slots.
+type Rack struct {
+	Pis  []*Pi
+	Rows []Row
 }
 
 // Name is the Pi's hostname, or its MAC when it has none.
@@ -131,27 +148,26 @@ func (p *Pi) Name() string {
 }
 
 // rackFilters are the retained topics a snapshot reads.
-var rackFilters = map[string]byte{topics.StatusFilter: 1, topics.MetricsFilter: 0, topics.LEDStateFilter: 1}
+var rackFilters = map[string]byte{topics.StatusFilter: 1, topics.MetricsFilter: 0, topics.LEDStateFilter: 1, topics.LayoutFilter: 1}
 
-// Snapshot reads every Pi's retained messages: it subscribes, then waits until no retained
-// message has come for quiet (the broker sends them right after the subscription), at most the
-// client's timeout. Pis are sorted by row, then MAC.
-func (c *Client) Snapshot(ctx context.Context, quiet time.Duration) ([]*Pi, error) {
+// Snapshot reads every Pi's retained messages and the rows' layouts: it subscribes, then waits
+// until no retained message has come for quiet (the broker sends them right after the
+// subscription), at most the client's timeout.
+func (c *Client) Snapshot(ctx context.Context, quiet time.Duration) (Rack, error) {
+	st := newState()
 	var mu sync.Mutex
-	pis := map[string]*Pi{}
 	last := time.Now()
-	handler := func(_ mqtt.Client, m mqtt.Message) {
+	tok := c.c.SubscribeMultiple(rackFilters, func(_ mqtt.Client, m mqtt.Message) {
 		mu.Lock()
 		defer mu.Unlock()
 		if m.Retained() {
 			// Live messages keep coming on a busy rack; only the retained ones end.
 			last = time.Now()
 		}
-		apply(pis, m.Topic(), m.Payload())
-	}
-	tok := c.c.SubscribeMultiple(rackFilters, handler)
+		st.apply(m.Topic(), m.Payload())
+	})
 	if err := c.wait(ctx, tok, "subscribe to the rack's topics"); err != nil {
-		return nil, err
+		return Rack{}, err
 	}
 	defer c.c.Unsubscribe(filterList()...)
 	deadline := time.Now().Add(c.timeout)
@@ -164,18 +180,135 @@ func (c *Client) Snapshot(ctx context.Context, quiet time.Duration) ([]*Pi, erro
 		}
 		select {
 		case <-ctx.Done():
-			return nil, ctx.Err()
+			return Rack{}, ctx.Err()
 		case <-time.After(quiet - idle):
 		}
 	}
 	mu.Lock()
 	defer mu.Unlock()
-	out := make([]*Pi, 0, len(pis))
-	for _, p := range pis {
-		out = append(out, p)
+	return st.rack(), nil
+}
+
+// Watch calls show with the whole rack now, then again after each change, at most every
+// every, until ctx ends or the connection is lost.
+func (c *Client) Watch(ctx context.Context, every time.Duration, show func(Rack)) error {
+	st := newState()
+	var mu sync.Mutex
+	dirty := make(chan struct{}, 1)
+	tok := c.c.SubscribeMultiple(rackFilters, func(_ mqtt.Client, m mqtt.Message) {
+		mu.Lock()
+		st.apply(m.Topic(), m.Payload())
+		mu.Unlock()
+		select {
+		case dirty <- struct{}{}:
+		default:
+		}
+	})
+	if err := c.wait(ctx, tok, "subscribe to the rack's topics"); err != nil {
+		return err
 	}
-	slices.SortFunc(out, func(a, b *Pi) int { return strings.Compare(a.Row+"/"+a.MAC, b.Row+"/"+b.MAC) })
-	return out, nil
+	defer c.c.Unsubscribe(filterList()...)
+	tick := time.NewTicker(every)
+	defer tick.Stop()
+	changed := true
+	for {
+		if changed {
+			mu.Lock()
+			r := st.rack()
+			mu.Unlock()
+			show(r)
+			changed = false
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-dirty:
+			// Gather the changes of one tick into one redraw.
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-tick.C:
+			}
+			changed = true
+		case <-tick.C:
+			if !c.c.IsConnectionOpen() {
+				return fail(CannotConnect, "the connection to %s was lost", c.opts.Broker)
+			}
+			changed = true // ages ("3s ago") move on
+		}
+	}
+}
+
+// state is the rack being read: Pis by MAC, layouts by row.
+type state struct {
+	pis  map[string]*Pi
+	rows map[string]topics.Layout
+}
+
+func newState() *state { return &state{pis: map[string]*Pi{}, rows: map[string]topics.Layout{}} }
+
+// rack is the state as a Rack: every Pi with its slot, sorted as the page shows them.
+func (st *state) rack() Rack {
+	var r Rack
+	for name, l := range st.rows {
+		r.Rows = append(r.Rows, Row{Name: name, Position: l.Position, Slots: l.Slots})
+	}
+	seen := map[string]bool{}
+	for _, p := range st.pis {
+		if !seen[p.Row] {
+			seen[p.Row] = true
+			if _, ok := st.rows[p.Row]; !ok {
+				r.Rows = append(r.Rows, Row{Name: p.Row, Position: 1 << 20})
+			}
+		}
+	}
+	slices.SortFunc(r.Rows, func(a, b Row) int {
+		if a.Position != b.Position {
+			return a.Position - b.Position
+		}
+		return strings.Compare(a.Name, b.Name)
+	})
+	order := map[string]int{}
+	for i, row := range r.Rows {
+		order[row.Name] = i
+		for _, sl := range row.Slots {
+			if p := st.pis[sl.MAC]; p != nil && sl.MAC != "" {
+				p.Slot, p.SlotName = sl.Slot, sl.Name
+			}
+		}
+	}
+	for _, p := range st.pis {
+		if l, ok := st.rows[p.Row]; !ok || !inLayout(l, p.MAC) {
+			p.Slot, p.SlotName = 0, ""
+		}
+		cp := *p
+		r.Pis = append(r.Pis, &cp)
+	}
+	slot := func(p *Pi) int {
+		if p.Slot == 0 {
+			return 1 << 20
+		}
+		return p.Slot
+	}
+	slices.SortFunc(r.Pis, func(a, b *Pi) int {
+		if order[a.Row] != order[b.Row] {
+			return order[a.Row] - order[b.Row]
+		}
+		if slot(a) != slot(b) {
+			return slot(a) - slot(b)
+		}
+		return strings.Compare(a.MAC, b.MAC)
+	})
+	return r
+}
+
+func inLayout(l topics.Layout, mac string) bool {
+	for _, s := range l.Slots {
+		if s.MAC == mac {
+			return true
+		}
+	}
+	return false
 }
 
 func filterList() []string {
@@ -186,16 +319,27 @@ func filterList() []string {
 	return f
 }
 
-// apply records one retained message.
-func apply(pis map[string]*Pi, topic string, payload []byte) {
+// apply records one message.
+func (st *state) apply(topic string, payload []byte) {
 	t, err := topics.Parse(topic)
-	if err != nil || t.MAC == "" || len(payload) == 0 {
+	if err != nil {
 		return
 	}
-	p := pis[t.MAC]
+	if t.Kind == topics.KindLayout {
+		if len(payload) == 0 {
+			delete(st.rows, t.Row)
+		} else if l, err := topics.DecodeLayout(payload); err == nil {
+			st.rows[t.Row] = l
+		}
+		return
+	}
+	if t.MAC == "" || len(payload) == 0 {
+		return
+	}
+	p := st.pis[t.MAC]
 	if p == nil {
 		p = &Pi{MAC: t.MAC, Row: t.Row}
-		pis[t.MAC] = p
+		st.pis[t.MAC] = p
 	}
 	switch t.Kind {
 	case topics.KindStatus:
@@ -227,8 +371,9 @@ func apply(pis map[string]*Pi, topic string, payload []byte) {
 	}
 }
 
-// Resolve finds the Pis arg names: a MAC (any spelling), a hostname, or a row's name (every Pi
-// of that row). An unknown name is an UnknownPi error that lists what was close.
+// Resolve finds the Pis arg names: a MAC (any spelling), a slot as row/slot (r1/3), a hostname
+// or a slot's name, or a row's name (every Pi of that row). An unknown name is an UnknownPi
+// error that says what to try.
 func Resolve(pis []*Pi, arg string) ([]*Pi, error) {
 	if mac, err := topics.NormalizeMAC(arg); err == nil {
 		for _, p := range pis {
@@ -238,9 +383,21 @@ func Resolve(pis []*Pi, arg string) ([]*Pi, error) {
 		}
 		return nil, fail(UnknownPi, "no Pi with MAC %s has reported to this broker (pirack nodes lists them)", mac)
 	}
+	if row, num, ok := strings.Cut(arg, "/"); ok {
+		slot, err := strconv.Atoi(num)
+		if err != nil || slot < 1 || topics.ValidateRow(row) != nil {
+			return nil, fail(UnknownPi, "%q: a slot is row/number, such as r1/3", arg)
+		}
+		for _, p := range pis {
+			if p.Row == row && p.Slot == slot {
+				return []*Pi{p}, nil
+			}
+		}
+		return nil, fail(UnknownPi, "no Pi in slot %d of row %s (pirack nodes shows the slots)", slot, row)
+	}
 	var byName, byRow []*Pi
 	for _, p := range pis {
-		if strings.EqualFold(p.Status.Hostname, arg) {
+		if strings.EqualFold(p.Status.Hostname, arg) || (p.SlotName != "" && strings.EqualFold(p.SlotName, arg)) {
 			byName = append(byName, p)
 		}
 		if p.Row == arg {
@@ -255,7 +412,7 @@ func Resolve(pis []*Pi, arg string) ([]*Pi, error) {
 		for _, p := range byName {
 			macs = append(macs, p.MAC)
 		}
-		return nil, fail(UnknownPi, "%d Pis are called %q (%s): name one by its MAC", len(byName), arg, strings.Join(macs, ", "))
+		return nil, fail(UnknownPi, "%d Pis are called %q (%s): name one by its MAC or slot", len(byName), arg, strings.Join(macs, ", "))
 	case len(byRow) > 0:
 		return byRow, nil
 	}

@@ -55,6 +55,7 @@ var goTypeOf = map[Kind]struct {
 	KindLEDState: {"LEDState", reflect.TypeFor[LEDState]()},
 	KindPower:    {"Power", reflect.TypeFor[Power]()},
 	KindAlert:    {"Alert", reflect.TypeFor[Alert]()},
+	KindLayout:   {"Layout", reflect.TypeFor[Layout]()},
 }
 
 // channelOf gives each channel's kind; the two alert channels differ by having a MAC.
@@ -67,6 +68,7 @@ var channelOf = map[string]Kind{
 	"power":    KindPower,
 	"piAlert":  KindAlert,
 	"rowAlert": KindAlert,
+	"layout":   KindLayout,
 }
 
 type asyncAPIDoc struct {
@@ -472,7 +474,8 @@ func TestAsyncAPIChannelsMatchParse(t *testing.T) {
 		StatusTopic("r1", mac), MetricsTopic("row-a_2", mac), ButtonTopic(row32, mac), LEDTopic(mac),
 		LEDStateTopic("0", "0123456789ab"), PowerTopic("r1"), PowerTopic(mac), AlertTopic("r1", mac, "temp_high"),
 		AlertTopic("r1", "", "power_band"), AlertTopic(row32, mac, rule32), AlertTopic("alert", "", "x"),
-		AlertTopic(mac, "", "offline"), AlertTopic("r1", "", "status"),
+		AlertTopic(mac, "", "offline"), AlertTopic("r1", "", "status"), LayoutTopic("r1"), LayoutTopic(mac),
+		"rack/r1/layout/x", "rack/r1/" + mac + "/layout",
 		// not pirack topics
 		"", "rack", "rack/", "rack/r1", "Rack/r1/" + mac + "/status", "rack/r1/" + mac + "/status/",
 		"rack/R1/" + mac + "/status", "rack/" + row32 + "r/" + mac + "/status", "rack//" + mac + "/status",

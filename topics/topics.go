@@ -21,6 +21,7 @@ const (
 	leafPower    = "power"
 	leafLEDState = "led_state"
 	leafAlert    = "alert"
+	leafLayout   = "layout"
 )
 
 // Sentinel errors returned (wrapped) by the parsers and validators in this package.
@@ -48,6 +49,7 @@ const (
 	KindPower         // rack/<row>/power
 	KindLEDState      // rack/<row>/<mac>/led_state
 	KindAlert         // rack/<row>/<mac>/alert/<rule>, or rack/<row>/alert/<rule> for a row
+	KindLayout        // rack/<row>/layout
 )
 
 func (k Kind) String() string {
@@ -66,6 +68,8 @@ func (k Kind) String() string {
 		return leafLEDState
 	case KindAlert:
 		return leafAlert
+	case KindLayout:
+		return leafLayout
 	}
 	return "unknown"
 }
@@ -209,6 +213,8 @@ func (t Topic) String() string {
 		return Root + "/" + t.MAC + "/" + leafLED
 	case KindPower:
 		return Root + "/" + t.Row + "/" + leafPower
+	case KindLayout:
+		return Root + "/" + t.Row + "/" + leafLayout
 	case KindAlert:
 		if t.MAC == "" {
 			return Root + "/" + t.Row + "/" + leafAlert + "/" + t.Rule
@@ -237,6 +243,10 @@ func LEDStateTopic(row, mac string) string {
 	return Topic{Kind: KindLEDState, Row: row, MAC: mac}.String()
 }
 
+// LayoutTopic is the retained layout of a row, published by the control center:
+// rack/<row>/layout.
+func LayoutTopic(row string) string { return Topic{Kind: KindLayout, Row: row}.String() }
+
 // PowerTopic is the retained power reading of a row: rack/<row>/power.
 func PowerTopic(row string) string { return Topic{Kind: KindPower, Row: row}.String() }
 
@@ -258,6 +268,7 @@ const (
 	StatusFilter   = Root + "/+/+/" + leafStatus
 	MetricsFilter  = Root + "/+/+/" + leafMetrics
 	LEDStateFilter = Root + "/+/+/" + leafLEDState
+	LayoutFilter   = Root + "/+/" + leafLayout
 )
 
 // AgentFilter matches every topic an agent publishes: rack/<row>/<mac>/#.
@@ -288,6 +299,11 @@ func Parse(topic string) (Topic, error) {
 			return Topic{}, fmt.Errorf("topic %q: %w", clip(topic), err)
 		}
 		return Topic{Kind: KindPower, Row: parts[1]}, nil
+	case len(parts) == 3 && parts[2] == leafLayout:
+		if err := ValidateRow(parts[1]); err != nil {
+			return Topic{}, fmt.Errorf("topic %q: %w", clip(topic), err)
+		}
+		return Topic{Kind: KindLayout, Row: parts[1]}, nil
 	case len(parts) == 4 && parts[2] == leafAlert:
 		// "alert" is never a MAC, so this cannot be confused with rack/<row>/<mac>/<leaf>.
 		if err := ValidateRow(parts[1]); err != nil {

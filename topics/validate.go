@@ -32,6 +32,8 @@ func DecodeKind(k Kind, payload []byte) (any, error) {
 		v, err = DecodeLEDState(payload)
 	case KindAlert:
 		v, err = DecodeAlert(payload)
+	case KindLayout:
+		v, err = DecodeLayout(payload)
 	default:
 		err = fmt.Errorf("%w: no payload is defined for a topic of kind %s", ErrInvalidPayload, k)
 	}

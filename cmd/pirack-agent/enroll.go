@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -22,7 +21,7 @@ import (
 
 	"github.com/pirack/pirack/agent"
 	"github.com/pirack/pirack/config"
-	"github.com/pirack/pirack/enroll"
+	"github.com/pirack/pirack/enroll/enrollapi"
 )
 
 // runEnroll is `pirack-agent enroll CONTROL-CENTER TOKEN`: it trades a token from `pirack
@@ -74,30 +73,9 @@ func runEnroll(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		}
 		client.Transport = &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}
 	}
-	body, _ := json.Marshal(enroll.Request{Token: fs.Arg(1), MAC: *mac, Hostname: host, Model: model})
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, base.JoinPath("/api/enroll").String(), bytes.NewReader(body))
+	acct, err := enrollapi.Enrol(ctx, client, base, enrollapi.Request{Token: fs.Arg(1), MAC: *mac, Hostname: host, Model: model})
 	if err != nil {
 		return err
-	}
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := client.Do(req)
-	if err != nil {
-		return fmt.Errorf("cannot reach the Control Center at %s: %w; check the address (pirack enroll prints it) and that port is open", base, err)
-	}
-	defer resp.Body.Close()
-	raw, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
-	if resp.StatusCode != http.StatusOK {
-		var e struct {
-			Error string `json:"error"`
-		}
-		if json.Unmarshal(raw, &e) != nil || e.Error == "" {
-			e.Error = strings.TrimSpace(string(raw))
-		}
-		return fmt.Errorf("the Control Center refused to enrol this Pi (%s): %s", resp.Status, e.Error)
-	}
-	var acct enroll.Response
-	if err := json.Unmarshal(raw, &acct); err != nil || acct.Password == "" || acct.MQTTPort == 0 {
-		return fmt.Errorf("the Control Center at %s answered something else than an enrolment (%v); is that pirack?", base, err)
 	}
 
 	if err := writeSecret(*secretPath, acct.Password); err != nil {

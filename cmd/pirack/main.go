@@ -34,6 +34,7 @@ func commands() []command {
 		{"serve", "run the control center: MQTT broker and web dashboard", runServe},
 		{"demo", "run the control center with a simulated 24-Pi rack", runDemo},
 		{"nodes", "list the Pis: state, load, temperature, last report (over MQTT)", runNodes},
+		{"watch", "the rack live in the terminal, row by row and slot by slot (over MQTT)", runWatch},
 		{"locate", "flash a Pi's LED until someone presses its button at the rack", runLocate},
 		{"blink", "make the LED of Pis blink, and wait for each to report it", runBlink},
 		{"user", "manage MQTT and dashboard users (add, list, remove)", runUser},

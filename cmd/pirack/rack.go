@@ -95,7 +95,7 @@ func runNodes(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	cf.register(fs, "viewer")
 	asJSON := fs.Bool("json", false, "print the Pis as JSON, with every field of their status and metrics")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: pirack nodes [flags] [PI|ROW ...]\n\nLists the Pis with their state, load, temperature and last report, from the broker's\nretained messages. PI is a MAC or a hostname, ROW a row's name.\n\nflags:")
+		fmt.Fprintln(stderr, "usage: pirack nodes [flags] [PI|ROW ...]\n\nLists the Pis with their state, load, temperature and last report, from the broker's\nretained messages. PI is a MAC, a slot (r1/3), a hostname or a slot's name; ROW a row's name.\n\nflags:")
 		fs.PrintDefaults()
 	}
 	if err := parseTool(fs, args); err != nil {
@@ -106,10 +106,11 @@ func runNodes(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	defer c.Close()
-	pis, err := c.Snapshot(ctx, snapshotQuiet)
+	rack, err := c.Snapshot(ctx, snapshotQuiet)
 	if err != nil {
 		return err
 	}
+	pis := rack.Pis
 	if fs.NArg() > 0 {
 		var picked []*rackclient.Pi
 		for _, arg := range fs.Args() {
@@ -135,9 +136,9 @@ func runNodes(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	now := time.Now()
 	w := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(w, "ROW\tMAC\tNAME\tSTATE\tLOAD\tTEMP\tMEM\tDISK\tLAST SEEN\tAGENT")
+	fmt.Fprintln(w, "ROW\tSLOT\tMAC\tNAME\tSTATE\tLOAD\tTEMP\tMEM\tDISK\tLAST SEEN\tAGENT")
 	for _, p := range pis {
-		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", p.Row, p.MAC, p.Name(), state(p, now),
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", p.Row, slotText(p), p.MAC, p.Name(), state(p, now),
 			metric(p, func(m *topics.Metrics) string { return num(m.Load1, 2, "") }),
 			metric(p, func(m *topics.Metrics) string { return num(m.CPUTempC, 1, " °C") }),
 			metric(p, func(m *topics.Metrics) string { return used(m.MemTotalBytes, m.MemAvailableBytes) }),
@@ -159,6 +160,16 @@ func state(p *rackclient.Pi, now time.Time) string {
 		return "stale"
 	}
 	return "online"
+}
+
+func slotText(p *rackclient.Pi) string {
+	if p.Slot == 0 {
+		return "-"
+	}
+	if p.SlotName != "" {
+		return strconv.Itoa(p.Slot) + " " + p.SlotName
+	}
+	return strconv.Itoa(p.Slot)
 }
 
 func metric(p *rackclient.Pi, f func(*topics.Metrics) string) string {
@@ -210,13 +221,13 @@ func sendToTargets(ctx context.Context, cf clientFlags, targets []string, cmd fu
 		return err
 	}
 	defer c.Close()
-	pis, err := c.Snapshot(ctx, snapshotQuiet)
+	rack, err := c.Snapshot(ctx, snapshotQuiet)
 	if err != nil {
 		return err
 	}
 	var picked []*rackclient.Pi
 	for _, arg := range targets {
-		got, err := rackclient.Resolve(pis, arg)
+		got, err := rackclient.Resolve(rack.Pis, arg)
 		if err != nil {
 			return err
 		}
@@ -250,7 +261,7 @@ func runBlink(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	period := fs.Duration("period", topics.DefaultBlinkPeriodMS*time.Millisecond, "one on+off cycle")
 	wait := fs.Duration("wait", 5*time.Second, "how long to wait for the Pi to report its LED blinking")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: pirack blink [flags] PI|ROW ...\n\nMakes the LED of each Pi blink so it can be found in the rack, and waits for each Pi to\nreport that it does. PI is a MAC or a hostname, ROW a row's name (every Pi of it).\n\nflags:")
+		fmt.Fprintln(stderr, "usage: pirack blink [flags] PI|ROW ...\n\nMakes the LED of each Pi blink so it can be found in the rack, and waits for each Pi to\nreport that it does. PI is a MAC, a slot (r1/3), a hostname or a slot's name; ROW a row's\nname (every Pi of it).\n\nflags:")
 		fs.PrintDefaults()
 	}
 	if err := parseTool(fs, args); err != nil {
@@ -280,7 +291,7 @@ func runLocate(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	timeout := fs.Duration("for", 10*time.Minute, "how long the LED flashes while nobody presses the Pi's button (at most 1h)")
 	wait := fs.Duration("wait", 5*time.Second, "how long to wait for the Pi to report its LED flashing")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: pirack locate [flags] PI\n\nFlashes the Pi's LED until someone presses its button at the rack (or --for runs out),\nprinting when the LED started and when the button was pressed. PI is a MAC or a hostname.\n\nflags:")
+		fmt.Fprintln(stderr, "usage: pirack locate [flags] PI\n\nFlashes the Pi's LED until someone presses its button at the rack (or --for runs out),\nprinting when the LED started and when the button was pressed. PI is a MAC, a slot (r1/3),\na hostname or a slot's name.\n\nflags:")
 		fs.PrintDefaults()
 	}
 	if err := parseTool(fs, args); err != nil {

@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/creack/pty"
+
 	"github.com/pirack/pirack/agent"
 	"github.com/pirack/pirack/hardware/sim"
 	"github.com/pirack/pirack/rackclient"
@@ -215,4 +217,93 @@ func TestTerminalTools(t *testing.T) {
 			t.Fatalf("locate: %v, stderr %s", err, errs.String())
 		}
 	})
+}
+
+// pirack watch in a pseudo-terminal: it draws the rack row by row and slot by slot, and redraws
+// in place when a Pi changes (a slot named, a Pi going offline); Ctrl-C ends it cleanly.
+func TestWatchRedraws(t *testing.T) {
+	rig := newRestartRig(t, "")
+	run := rig.open(t)
+	run.serve(t)
+	p := runRackPi(t, rig, "b827eb0000b1")
+	if _, err := run.cc.Layout().Put("r1", 2, p.mac); err != nil {
+		t.Fatal(err)
+	}
+	cmd := pirackCLI(t, restartViewerPassword, "watch", "--broker", "tcp://"+rig.mqttAddr, "--username", restartViewer, "--every", "200ms")
+	tty, err := pty.Start(cmd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tty.Close()
+	var mu sync.Mutex
+	var screen strings.Builder
+	go func() {
+		buf := make([]byte, 4096)
+		for {
+			n, err := tty.Read(buf)
+			mu.Lock()
+			screen.Write(buf[:n])
+			mu.Unlock()
+			if err != nil {
+				return
+			}
+		}
+	}()
+	// lastFrame is what the terminal shows now: the text after the last clear.
+	lastFrame := func() string {
+		mu.Lock()
+		defer mu.Unlock()
+		frames := strings.Split(screen.String(), clearScreen)
+		if len(frames) < 2 {
+			return ""
+		}
+		return frames[len(frames)-2] // the last complete one
+	}
+	await := func(what string, cond func(string) bool) string {
+		t.Helper()
+		deadline := time.Now().Add(restartWait)
+		for time.Now().Before(deadline) {
+			if f := lastFrame(); cond(f) {
+				return f
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		t.Fatalf("watch never showed %s; last frame:\n%s", what, lastFrame())
+		return ""
+	}
+	line := func(frame, prefix string) string {
+		for _, l := range strings.Split(frame, "\n") {
+			if strings.HasPrefix(strings.TrimSpace(strings.ReplaceAll(l, "\r", "")), prefix) {
+				return l
+			}
+		}
+		return ""
+	}
+	f := await("the Pi online in slot 2", func(f string) bool {
+		l := line(f, "#2")
+		return strings.Contains(f, "Row r1") && strings.Contains(l, "pi-00b1") && strings.Contains(l, "online") && strings.Contains(l, "°C")
+	})
+	if !strings.Contains(line(f, "#1"), "-- empty --") {
+		t.Errorf("slot 1 is not drawn empty:\n%s", f)
+	}
+	if err := run.cc.Layout().Name("r1", 2, "db"); err != nil {
+		t.Fatal(err)
+	}
+	await("slot 2 named db", func(f string) bool { return strings.Contains(line(f, "#2"), "db") })
+	p.stop()
+	await("the Pi offline", func(f string) bool { return strings.Contains(line(f, "#2"), "OFFLINE") })
+
+	if err := cmd.Process.Signal(os.Interrupt); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("watch ended with %v on Ctrl-C", err)
+		}
+	case <-time.After(restartWait):
+		t.Fatal("watch did not end on Ctrl-C")
+	}
 }
