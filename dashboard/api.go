@@ -315,26 +315,136 @@ func (s *Server) handleBlink(w http.ResponseWriter, r *http.Request) {
 		IssuedAt:  now,
 		ExpiresAt: now.Add(s.cfg.CommandTTL),
 	}.WithDefaults()
-	payload, err := topics.Encode(cmd)
-	if err != nil {
-		writeError(w, http.StatusBadRequest, err.Error())
+	if err := s.sendLED(r, n, AuditBlink, cmd); err != nil {
+		writeError(w, err.status, err.msg)
 		return
 	}
-	entry := commandEntry(r, AuditBlink, n.MAC, map[string]any{
-		"action": cmd.Action, "count": cmd.Count, "period_ms": cmd.PeriodMS,
+	writeJSON(w, http.StatusAccepted, cmd)
+}
+
+// sendLED audits cmd for n, then publishes it and records it on the rack. A failure says what
+// to answer.
+func (s *Server) sendLED(r *http.Request, n Node, action string, cmd topics.LEDCommand) *authFailure {
+	payload, err := topics.Encode(cmd)
+	if err != nil {
+		return &authFailure{status: http.StatusBadRequest, msg: err.Error()}
+	}
+	entry := commandEntry(r, action, n.MAC, map[string]any{
+		"action": cmd.Action, "count": cmd.Count, "period_ms": cmd.PeriodMS, "timeout_s": cmd.TimeoutS,
 		"issued_at": cmd.IssuedAt, "expires_at": cmd.ExpiresAt,
 	})
 	if err := s.record(r, entry); err != nil {
-		writeError(w, http.StatusServiceUnavailable, auditUnavailable)
-		return
+		return &authFailure{status: http.StatusServiceUnavailable, msg: auditUnavailable}
 	}
 	if err := s.rack.locate(r.Context(), n, cmd, payload); err != nil {
 		entry.Outcome, entry.Reason = AuditFailed, clipLog("publish: "+err.Error())
 		s.record(r, entry)
-		writeError(w, http.StatusBadGateway, "could not publish the LED command to the broker; try again")
+		return &authFailure{status: http.StatusBadGateway, msg: "could not publish the LED command to the broker; try again"}
+	}
+	return nil
+}
+
+// locateRequest is the optional body of the locate endpoints.
+type locateRequest struct {
+	// ForS is how long the LED flashes if nobody presses the Pi's button: 1 to 3600 s, 0 for
+	// "until found" (3600 s, the most an agent takes).
+	ForS int `json:"for_s"`
+}
+
+// locateCommand reads a locate request and makes the identify command of the signed-in user.
+func (s *Server) locateCommand(w http.ResponseWriter, r *http.Request) (topics.LEDCommand, bool) {
+	var req locateRequest
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBodyBytes))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil && !errors.Is(err, io.EOF) {
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("body must be empty or JSON like {\"for_s\": 600}: %v", err))
+		return topics.LEDCommand{}, false
+	}
+	if req.ForS < 0 || req.ForS > maxLocateS {
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("for_s %d: want 1 to %d seconds, or 0 for until found", req.ForS, maxLocateS))
+		return topics.LEDCommand{}, false
+	}
+	if req.ForS == 0 {
+		req.ForS = maxLocateS
+	}
+	now := s.cfg.Now().UTC()
+	return topics.LEDCommand{Action: topics.LEDIdentify, TimeoutS: req.ForS, By: principalFrom(r.Context()).name,
+		IssuedAt: now, ExpiresAt: now.Add(s.cfg.CommandTTL)}.WithDefaults(), true
+}
+
+// maxLocateS is the longest locate, the most an agent's identify runs (topics.LEDCommand).
+const maxLocateS = 3600
+
+// handleLocate serves POST /api/nodes/{mac}/locate: the Pi's LED flashes until someone presses
+// its button at the rack, or for_s runs out.
+func (s *Server) handleLocate(w http.ResponseWriter, r *http.Request) {
+	n, ok := s.lookup(w, r)
+	if !ok {
+		return
+	}
+	cmd, ok := s.locateCommand(w, r)
+	if !ok {
+		return
+	}
+	if fail := s.sendLED(r, n, AuditLocate, cmd); fail != nil {
+		writeError(w, fail.status, fail.msg)
 		return
 	}
 	writeJSON(w, http.StatusAccepted, cmd)
+}
+
+// handleLocateStop serves POST /api/nodes/{mac}/locate/stop: the LED goes off, the note goes.
+func (s *Server) handleLocateStop(w http.ResponseWriter, r *http.Request) {
+	n, ok := s.lookup(w, r)
+	if !ok {
+		return
+	}
+	now := s.cfg.Now().UTC()
+	cmd := topics.LEDCommand{Action: topics.LEDOff, By: principalFrom(r.Context()).name, IssuedAt: now,
+		ExpiresAt: now.Add(s.cfg.CommandTTL)}.WithDefaults()
+	if fail := s.sendLED(r, n, AuditLocate, cmd); fail != nil {
+		writeError(w, fail.status, fail.msg)
+		return
+	}
+	writeJSON(w, http.StatusAccepted, cmd)
+}
+
+// handleLocateMany serves POST /api/rows/{row}/locate (every Pi of the row) and POST
+// /api/locate/selected (every selected Pi): each online Pi's LED flashes until found. It
+// answers with the Pis it was sent to; offline ones are skipped, and listed.
+func (s *Server) handleLocateMany(w http.ResponseWriter, r *http.Request) {
+	row := r.PathValue("row")
+	cmd, ok := s.locateCommand(w, r)
+	if !ok {
+		return
+	}
+	var sent, skipped []string
+	for _, n := range s.rack.Nodes() {
+		if (row != "" && n.Row != row) || (row == "" && !n.Selected) {
+			continue
+		}
+		if n.State == StateOffline {
+			skipped = append(skipped, n.MAC)
+			continue
+		}
+		if fail := s.sendLED(r, n, AuditLocate, cmd); fail != nil {
+			writeError(w, fail.status, fail.msg)
+			return
+		}
+		sent = append(sent, n.MAC)
+	}
+	if len(sent) == 0 && len(skipped) == 0 {
+		what := "no Pi is selected"
+		if row != "" {
+			what = "row " + clipLog(row) + " has no Pi"
+		}
+		writeError(w, http.StatusNotFound, what)
+		return
+	}
+	writeJSON(w, http.StatusAccepted, struct {
+		Sent    []string `json:"sent"`
+		Offline []string `json:"offline,omitempty"`
+	}{sent, skipped})
 }
 
 // handleClear serves POST /api/nodes/{mac}/clear: the operator has dealt with the selected Pi.

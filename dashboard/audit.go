@@ -18,6 +18,8 @@ const (
 	AuditLogin  = "login"
 	AuditLogout = "logout"
 	AuditBlink  = "blink" // an LED command
+	// AuditLocate is a locate (identify until found) started or stopped.
+	AuditLocate = "locate"
 	AuditClear  = "clear" // a selection cleared
 	// AuditApprove is an enrolled Pi approved from the page or the API.
 	AuditApprove = "approve"

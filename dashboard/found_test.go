@@ -15,8 +15,8 @@ func TestLocateThenFound(t *testing.T) {
 	f := newFixture(t)
 	f.publish(t, topics.StatusTopic(rowA, macA), online("pi-a", "s"))
 	c := f.login(t, "admin", "admin-pw")
-	if w := f.do(t, "POST", "/api/nodes/"+macA+"/blink", "", withCookie(c)); w.Code != http.StatusAccepted {
-		t.Fatalf("blink: %d %s", w.Code, w.Body)
+	if w := f.do(t, "POST", "/api/nodes/"+macA+"/locate", "", withCookie(c)); w.Code != http.StatusAccepted {
+		t.Fatalf("locate: %d %s", w.Code, w.Body)
 	}
 	n, _ := f.rack.node(macA)
 	if n.Locate == nil || n.Locate.By != "admin" || !n.Locate.At.Equal(t0) || !n.Locate.FoundAt.IsZero() {
@@ -39,7 +39,87 @@ func TestLocateThenFound(t *testing.T) {
 		t.Fatalf("after the found press: %+v, want found 42 s after the Locate", n.Locate)
 	}
 	page := f.do(t, "GET", "/", "", withCookie(c)).Body.String()
-	if !strings.Contains(page, "found 42s after admin&#39;s Locate") {
+	if !strings.Contains(page, "Found at the rack 42 s after admin&#39;s Locate") {
 		t.Errorf("the tile does not say the Pi was found and how long it took")
+	}
+}
+
+// Locate as a job: identify until found (at most an hour), Stop (the LED goes off and the note
+// goes), a locate that runs out says so and its note goes after locateKeep, a whole row at once
+// (offline Pis skipped), and viewers may not.
+func TestLocateJob(t *testing.T) {
+	f := newFixture(t)
+	f.publish(t, topics.StatusTopic(rowA, macA), online("pi-a", "s"))
+	f.publish(t, topics.StatusTopic(rowA, macB), online("pi-b", "s"))
+	c := f.login(t, "admin", "admin-pw")
+	sent := func() topics.LEDCommand {
+		t.Helper()
+		msgs := f.bus.Published()
+		cmd, err := topics.ParseLEDCommand(msgs[len(msgs)-1].Payload)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return cmd
+	}
+
+	if w := f.do(t, "POST", "/api/nodes/"+macA+"/locate", `{"for_s": 4000}`, withCookie(c)); w.Code != http.StatusBadRequest {
+		t.Fatalf("for_s over an hour: %d", w.Code)
+	}
+	if w := f.do(t, "POST", "/api/nodes/"+macA+"/locate", "", withCookie(c)); w.Code != http.StatusAccepted {
+		t.Fatalf("locate: %d %s", w.Code, w.Body)
+	}
+	if cmd := sent(); cmd.Action != topics.LEDIdentify || cmd.TimeoutS != 3600 || cmd.By != "admin" {
+		t.Fatalf("sent %+v, want identify for 3600 s by admin", cmd)
+	}
+	if n, _ := f.rack.node(macA); !n.Locate.running() || locateText(n.Locate) != "Locating for admin: press its button when found" {
+		t.Fatalf("while locating: %+v %q", n.Locate, locateText(n.Locate))
+	}
+
+	// Stop: an off command, and the note goes.
+	if w := f.do(t, "POST", "/api/nodes/"+macA+"/locate/stop", "", withCookie(c)); w.Code != http.StatusAccepted {
+		t.Fatalf("stop: %d %s", w.Code, w.Body)
+	}
+	if cmd := sent(); cmd.Action != topics.LEDOff {
+		t.Fatalf("stop sent %+v, want off", cmd)
+	}
+	if n, _ := f.rack.node(macA); n.Locate != nil {
+		t.Fatalf("after Stop the note stays: %+v", n.Locate)
+	}
+
+	// A locate whose LED stops by itself ran out.
+	f.do(t, "POST", "/api/nodes/"+macA+"/locate", `{"for_s": 60}`, withCookie(c))
+	f.publish(t, topics.LEDStateTopic(rowA, macA), topics.LEDState{V: 1, TS: t0.Add(time.Second), State: topics.LEDStateBlinking, Action: topics.LEDIdentify, By: "admin"})
+	f.clock.Advance(61 * time.Second)
+	f.publish(t, topics.LEDStateTopic(rowA, macA), topics.LEDState{V: 1, TS: t0.Add(61 * time.Second), State: topics.LEDStateOff})
+	n, _ := f.rack.node(macA)
+	if got := locateText(n.Locate); got != "admin's Locate ran out after 1 min 1 s, not found" {
+		t.Fatalf("ran out: %q (%+v)", got, n.Locate)
+	}
+	f.clock.Advance(locateKeep)
+	f.rack.tick()
+	if n, _ := f.rack.node(macA); n.Locate != nil {
+		t.Fatalf("an ended locate's note outlived locateKeep: %+v", n.Locate)
+	}
+
+	// A whole row: online Pis only.
+	f.publish(t, topics.StatusTopic(rowA, macB), statusTS(offline("s"), t0.Add(time.Hour)))
+	w := f.do(t, "POST", "/api/rows/"+rowA+"/locate", "", withCookie(c))
+	if w.Code != http.StatusAccepted || !strings.Contains(w.Body.String(), `"sent":["`+macA+`"]`) || !strings.Contains(w.Body.String(), `"offline":["`+macB+`"]`) {
+		t.Fatalf("row locate: %d %s", w.Code, w.Body)
+	}
+	viewer := f.login(t, "viewer", "viewer-pw")
+	if w := f.do(t, "POST", "/api/nodes/"+macA+"/locate", "", withCookie(viewer)); w.Code != http.StatusForbidden {
+		t.Fatalf("a viewer's locate: %d, want 403", w.Code)
+	}
+}
+
+func TestFmtDuration(t *testing.T) {
+	for d, want := range map[time.Duration]string{
+		42 * time.Second: "42 s", 3*time.Minute + 12*time.Second: "3 min 12 s", 5 * time.Minute: "5 min",
+		time.Hour: "1 h", time.Hour + 5*time.Minute + 30*time.Second: "1 h 5 min", 499 * time.Millisecond: "0 s",
+	} {
+		if got := fmtDuration(d); got != want {
+			t.Errorf("fmtDuration(%v) = %q, want %q", d, got, want)
+		}
 	}
 }

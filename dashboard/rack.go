@@ -70,12 +70,25 @@ type Node struct {
 
 // Locate is an operator's search for a Pi: who asked, when, and when the board was found.
 type Locate struct {
-	By      string    `json:"by"`
-	At      time.Time `json:"at"`
+	By     string    `json:"by"`
+	At     time.Time `json:"at"`
+	Action string    `json:"action,omitempty"` // topics.LEDBlink (a few flashes) or LEDIdentify (until found)
+	// Until is when the LED stops by itself, if nobody finds the Pi first.
+	Until   time.Time `json:"until,omitzero"`
 	FoundAt time.Time `json:"found_at,omitzero"`
 	// FoundAfterS is how long finding it took, in seconds, by the dashboard's clock.
 	FoundAfterS float64 `json:"found_after_s,omitempty"`
+	// EndedAt is when the LED stopped; zero while it runs. A found Pi's locate ends when found.
+	EndedAt time.Time `json:"ended_at,omitzero"`
+	// EndedBy is who stopped it ("" when it ran out or was found).
+	EndedBy string `json:"ended_by,omitempty"`
 }
+
+// running is whether the LED is still locating the Pi.
+func (l *Locate) running() bool { return l != nil && l.EndedAt.IsZero() }
+
+// locateKeep is how long a found or run-out locate stays on its tile once ended.
+const locateKeep = 10 * time.Minute
 
 // LED is a Pi's LED as reported on topics.LEDStateTopic.
 type LED struct {
@@ -287,6 +300,20 @@ func (r *model) setLED(row, mac string, st topics.LEDState) bool {
 		return false
 	}
 	e.node.LED = &LED{State: st.State, Action: st.Action, By: st.By, Until: st.Until, TS: st.TS}
+	// The LED stopped: the locate it was doing ended (found, run out, or replaced by another
+	// command). A blink's note goes; a locate's stays a while to say how it ended.
+	if l := e.node.Locate; l.running() && st.State != topics.LEDStateBlinking && now.Sub(l.At) > time.Second {
+		if l.Action == topics.LEDIdentify {
+			ended := *l
+			ended.EndedAt = now
+			if st.Action == topics.LEDOff || st.Action == topics.LEDOn {
+				ended.EndedBy = st.By
+			}
+			e.node.Locate = &ended
+		} else {
+			e.node.Locate = nil
+		}
+	}
 	e.node.LastSeen = now
 	r.touched(e, now)
 	return true
@@ -363,7 +390,9 @@ func (r *model) press(row, mac string, ev topics.ButtonEvent, sel bool) (res pre
 	}
 	e.recordPress(id)
 	if l := e.node.Locate; ev.Found && l != nil && l.FoundAt.IsZero() {
-		e.node.Locate = &Locate{By: l.By, At: l.At, FoundAt: now, FoundAfterS: now.Sub(l.At).Seconds()}
+		found := *l
+		found.FoundAt, found.FoundAfterS, found.EndedAt = now, now.Sub(l.At).Seconds(), now
+		e.node.Locate = &found
 	}
 	if sel {
 		selected = !e.node.Selected
@@ -374,8 +403,9 @@ func (r *model) press(row, mac string, ev topics.ButtonEvent, sel bool) (res pre
 	return res, selected
 }
 
-// locate records that by asked the node's LED to blink. It returns false for an unknown MAC.
-func (r *model) locate(mac, by string) bool {
+// locate records that by asked the node's LED to blink or identify for d. It returns false for
+// an unknown MAC.
+func (r *model) locate(mac, by, action string, d time.Duration) bool {
 	now := r.now()
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -383,9 +413,45 @@ func (r *model) locate(mac, by string) bool {
 	if !ok {
 		return false
 	}
-	e.node.Locate = &Locate{By: by, At: now}
+	e.node.Locate = &Locate{By: by, At: now, Action: action, Until: now.Add(d)}
 	r.touched(e, now)
 	return true
+}
+
+// stopLocate records that by stopped the node's locate: its note goes at once.
+func (r *model) stopLocate(mac string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	e, ok := r.nodes[mac]
+	if !ok || e.node.Locate == nil {
+		return false
+	}
+	e.node.Locate = nil
+	r.touched(e, r.now())
+	return true
+}
+
+// expireLocates drops the notes of locates that ended locateKeep ago, and ends those whose LED
+// should long have stopped (an agent that went away mid-locate). It returns the nodes changed.
+func (r *model) expireLocates(now time.Time) []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var changed []string
+	for mac, e := range r.nodes {
+		l := e.node.Locate
+		switch {
+		case l == nil:
+		case !l.EndedAt.IsZero() && now.Sub(l.EndedAt) >= locateKeep:
+			e.node.Locate = nil
+			changed = append(changed, mac)
+		case l.running() && !l.Until.IsZero() && now.Sub(l.Until) >= time.Minute:
+			ended := *l
+			ended.EndedAt = l.Until
+			e.node.Locate = &ended
+			changed = append(changed, mac)
+		}
+	}
+	return changed
 }
 
 // remove forgets a node and returns the row it was in; false for an unknown MAC.

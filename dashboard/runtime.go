@@ -300,6 +300,9 @@ func (rk *Rack) tick() {
 	}
 	rk.observe(func(e *alerts.Engine) []topics.Alert { return e.Tick(rk.cfg.Now()) })
 	rk.expireAssign(rk.cfg.Now())
+	for _, mac := range rk.state.expireLocates(rk.cfg.Now()) {
+		rk.hub.notify(mac)
+	}
 }
 
 // brokerKey is the live stream's key for the broker's state (node keys are MACs, row keys
@@ -326,12 +329,25 @@ func (rk *Rack) locate(ctx context.Context, n Node, cmd topics.LEDCommand, paylo
 		rk.log.Error("publish LED command", "mac", n.MAC, "err", err)
 		return err
 	}
-	rk.log.Info("LED command sent", "mac", n.MAC, "action", cmd.Action, "count", cmd.Count, "by", cmd.By)
-	if rk.state.locate(n.MAC, cmd.By) {
-		rk.hub.notify(n.MAC)
+	rk.log.Info("LED command sent", "mac", n.MAC, "action", cmd.Action, "count", cmd.Count, "timeout_s", cmd.TimeoutS, "by", cmd.By)
+	detail := fmt.Sprintf("%s %d times every %d ms", cmd.Action, cmd.Count, cmd.PeriodMS)
+	switch cmd.Action {
+	case topics.LEDIdentify:
+		detail = "identify until found, at most " + fmtDuration(cmd.Duration())
+		if rk.state.locate(n.MAC, cmd.By, cmd.Action, cmd.Duration()) {
+			rk.hub.notify(n.MAC)
+		}
+	case topics.LEDBlink:
+		if rk.state.locate(n.MAC, cmd.By, cmd.Action, cmd.Duration()) {
+			rk.hub.notify(n.MAC)
+		}
+	case topics.LEDOff:
+		detail = "stop"
+		if rk.state.stopLocate(n.MAC) {
+			rk.hub.notify(n.MAC)
+		}
 	}
-	rk.event(history.Event{MAC: n.MAC, Row: n.Row, Kind: history.EventLocate, By: cmd.By,
-		Detail: fmt.Sprintf("%s %d times every %d ms", cmd.Action, cmd.Count, cmd.PeriodMS)})
+	rk.event(history.Event{MAC: n.MAC, Row: n.Row, Kind: history.EventLocate, By: cmd.By, Detail: detail})
 	return nil
 }
 

@@ -397,6 +397,10 @@ func (s *Server) routeTable() []route {
 		{"GET /api/rows", s.requireUser(serveJSON(s.rack.Rows))},     // every row with its slots, power and alerts
 		{"GET /api/alerts", s.requireUser(serveJSON(s.rack.Alerts))}, // the raised alerts, by row, MAC and rule
 		{"POST /api/nodes/{mac}/blink", s.requireAdmin(AuditBlink, s.handleBlink)},
+		{"POST /api/nodes/{mac}/locate", s.requireAdmin(AuditLocate, s.handleLocate)},
+		{"POST /api/nodes/{mac}/locate/stop", s.requireAdmin(AuditLocate, s.handleLocateStop)},
+		{"POST /api/rows/{row}/locate", s.requireAdmin(AuditLocate, s.handleLocateMany)},
+		{"POST /api/locate/selected", s.requireAdmin(AuditLocate, s.handleLocateMany)},
 		{"POST /api/nodes/{mac}/clear", s.requireAdmin(AuditClear, s.handleClear)},
 		{"POST /api/nodes/{mac}/approve", s.requireAdmin(AuditApprove, s.handleApprove)},
 		{"GET /api/enrolment", s.requireUser(serveJSON(s.rack.enrolment))},

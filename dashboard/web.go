@@ -32,6 +32,7 @@ func parseTemplates() (*template.Template, error) {
 		"fmtPerPi":    fmtPerPi,
 		"ledText":     ledText,
 		"locateText":  locateText,
+		"locating":    func(l *Locate) bool { return l.running() },
 		"tile":        func(n *Node, canCommand bool) tileView { return tileView{*n, canCommand} },
 		"slot":        func(sl RowSlot, canCommand bool) slotView { return slotView{sl, canCommand} },
 		"rowhead":     func(r Row, canCommand bool) rowHeadView { return rowHeadView{r, canCommand} },
@@ -350,10 +351,35 @@ func locateText(l *Locate) string {
 	switch {
 	case l == nil:
 		return ""
-	case l.FoundAt.IsZero():
-		return "Locate sent by " + l.By
+	case !l.FoundAt.IsZero():
+		return "Found at the rack " + fmtDuration(time.Duration(l.FoundAfterS*float64(time.Second))) + " after " + l.By + "'s Locate"
+	case !l.EndedAt.IsZero() && l.EndedBy != "":
+		return l.By + "'s Locate stopped by " + l.EndedBy + ", not found"
+	case !l.EndedAt.IsZero():
+		return l.By + "'s Locate ran out after " + fmtDuration(l.EndedAt.Sub(l.At)) + ", not found"
+	case l.Action == topics.LEDIdentify:
+		return "Locating for " + l.By + ": press its button when found"
 	}
-	return fmt.Sprintf("found %s after %s's Locate", (time.Duration(l.FoundAfterS * float64(time.Second))).Round(time.Second), l.By)
+	return "Blinking for " + l.By
+}
+
+// fmtDuration writes d for people: "42 s", "3 min 12 s", "1 h 5 min". Twin of fmtDuration in
+// app.js: first render and live updates must say the same.
+func fmtDuration(d time.Duration) string {
+	s := int(d.Round(time.Second) / time.Second)
+	switch {
+	case s < 60:
+		return fmt.Sprintf("%d s", s)
+	case s < 3600:
+		if s%60 == 0 {
+			return fmt.Sprintf("%d min", s/60)
+		}
+		return fmt.Sprintf("%d min %d s", s/60, s%60)
+	}
+	if s/60%60 == 0 {
+		return fmt.Sprintf("%d h", s/3600)
+	}
+	return fmt.Sprintf("%d h %d min", s/3600, s/60%60)
 }
 
 // foundText describes a found press for the event log.

@@ -290,6 +290,7 @@ func runLocate(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	cf.register(fs, "admin")
 	timeout := fs.Duration("for", 10*time.Minute, "how long the LED flashes while nobody presses the Pi's button (at most 1h)")
 	wait := fs.Duration("wait", 5*time.Second, "how long to wait for the Pi to report its LED flashing")
+	stop := fs.Bool("stop", false, "stop the Pi's locate (anyone's): its LED goes off")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: pirack locate [flags] PI\n\nFlashes the Pi's LED until someone presses its button at the rack (or --for runs out),\nprinting when the LED started and when the button was pressed. PI is a MAC, a slot (r1/3),\na hostname or a slot's name.\n\nflags:")
 		fs.PrintDefaults()
@@ -303,6 +304,16 @@ func runLocate(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	if *timeout < time.Second || *timeout > time.Hour {
 		return fmt.Errorf("--for %v: want 1s to 1h", *timeout)
+	}
+	if *stop {
+		off := func(by string) topics.LEDCommand {
+			now := time.Now().UTC()
+			return topics.LEDCommand{Action: topics.LEDOff, IssuedAt: now, ExpiresAt: now.Add(*wait), By: by}.WithDefaults()
+		}
+		return sendToTargets(ctx, cf, fs.Args(), off, func(_ *rackclient.Client, s rackclient.Sent) error {
+			_, err := fmt.Fprintf(stdout, "%s %s (%s): locate stopped, LED off\n", s.Pi.Row, s.Pi.MAC, s.Pi.Name())
+			return err
+		}, *wait, stderr)
 	}
 	build := func(by string) topics.LEDCommand {
 		now := time.Now().UTC()

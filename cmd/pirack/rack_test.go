@@ -217,6 +217,30 @@ func TestTerminalTools(t *testing.T) {
 			t.Fatalf("locate: %v, stderr %s", err, errs.String())
 		}
 	})
+
+	t.Run("locate, then stop it", func(t *testing.T) {
+		cmd := pirackCLI(t, restartAdminPassword, "locate", "--broker", broker, "--username", restartAdmin, "--for", "1m", "b827eb0000a1")
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		defer cmd.Process.Kill()
+		deadline := time.Now().Add(restartWait)
+		for !online.led.On() && time.Now().Before(deadline) {
+			time.Sleep(20 * time.Millisecond)
+		}
+		out, errs, status := runCLI(t, restartAdminPassword, "locate", "--stop", "--broker", broker, "--username", restartAdmin, "pi-00a1")
+		if status != 0 || !strings.Contains(out, "locate stopped, LED off") {
+			t.Fatalf("locate --stop: exit %d\n%s%s", status, out, errs)
+		}
+		if online.led.On() {
+			t.Fatal("locate --stop reported the LED off, but it is on")
+		}
+		// The first locate ends: the LED stopped without a press.
+		var exit *exec.ExitError
+		if err := cmd.Wait(); !errors.As(err, &exit) || exit.ExitCode() != exitNotFound {
+			t.Fatalf("the stopped locate ended with %v, want exit %d", err, exitNotFound)
+		}
+	})
 }
 
 // pirack watch in a pseudo-terminal: it draws the rack row by row and slot by slot, and redraws

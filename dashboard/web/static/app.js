@@ -87,11 +87,21 @@
     else if (l.action) t += " (" + l.action + ")";
     return t;
   }
-  // locateText: twin of locateText in web.go.
+  // fmtDuration and locateText: twins of fmtDuration and locateText in web.go.
+  function fmtDuration(ms) {
+    const s = Math.round(ms / 1000);
+    if (s < 60) return s + " s";
+    if (s < 3600) return Math.floor(s / 60) + " min" + (s % 60 ? " " + (s % 60) + " s" : "");
+    const m = Math.floor(s / 60) % 60;
+    return Math.floor(s / 3600) + " h" + (m ? " " + m + " min" : "");
+  }
   function locateText(l) {
     if (!l) return "";
-    if (!l.found_at) return "Locate sent by " + l.by;
-    return "found " + Math.round(l.found_after_s) + "s after " + l.by + "'s Locate";
+    if (l.found_at) return "Found at the rack " + fmtDuration(l.found_after_s * 1000) + " after " + l.by + "'s Locate";
+    if (l.ended_at && l.ended_by) return l.by + "'s Locate stopped by " + l.ended_by + ", not found";
+    if (l.ended_at) return l.by + "'s Locate ran out after " + fmtDuration(new Date(l.ended_at) - new Date(l.at)) + ", not found";
+    if (l.action === "identify") return "Locating for " + l.by + ": press its button when found";
+    return "Blinking for " + l.by;
   }
 
   // Writing only what changed: each element remembers what was last written to it.
@@ -161,6 +171,7 @@
     setHidden(loc, !n.locate);
     setData(loc, "found", n.locate ? String(!!n.locate.found_at) : "");
     setText(tile, "locate", locateText(n.locate));
+    setHidden(field(tile, "locate_stop"), !(n.locate && !n.locate.ended_at));
     setHidden(field(tile, "previous"), !n.previous);
     setText(tile, "previous_mac", displayMAC(n.previous || ""));
     const alerts = n.alerts || [];
@@ -529,6 +540,12 @@
       case "clear":
         if (await post(nodePath(mac) + "/clear", {}, name)) say("Selection cleared on " + name + ".");
         break;
+      case "locate":
+        if (await post(nodePath(mac) + "/locate", {}, name)) say("Locating " + name + ": its LED flashes until someone presses its button.");
+        break;
+      case "locate-stop":
+        if (await post(nodePath(mac) + "/locate/stop", {}, name)) say("Locate of " + name + " stopped.");
+        break;
       case "approve": {
         const a = await post(nodePath(mac) + "/approve", {}, name);
         if (a) say(name + " is approved, in row " + a.row + " slot " + a.slot + ".");
@@ -549,6 +566,11 @@
   async function rowCommand(row, action, target) {
     const r = rows.get(row) || { slots: [] };
     switch (action) {
+      case "row-locate": {
+        const a = await post(rowPath(row) + "/locate", {}, "Row " + row);
+        if (a) say("Locating the " + a.sent.length + " Pis of row " + row + (a.offline && a.offline.length ? " (" + a.offline.length + " offline skipped)" : "") + ".");
+        break;
+      }
       case "assign":
         if (await post(rowPath(row) + "/assign", { from: 1 }, "Row " + row)) {
           say("Row " + row + ": press the Pis' buttons left to right; each takes the next slot.");

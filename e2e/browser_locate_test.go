@@ -1,0 +1,66 @@
+package e2e
+
+import (
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+	"github.com/pirack/pirack/dashboard"
+)
+
+// Locate as a job in Chromium: Locate flashes the Pi's LED until its button is pressed at the
+// rack, and the tile then says it was found, by whose Locate and how long it took; Stop ends
+// another locate, and its note goes.
+func TestBrowserLocateUntilFound(t *testing.T) {
+	r := newRig(t)
+	ctx := browser(t)
+	p := r.startPi(t, "b827eb00f0a1", "r1", r.mqttAddr)
+	r.awaitNode(t, p.mac, "online", func(n dashboard.Node) bool { return n.State == dashboard.StateOnline })
+	logIn(t, ctx, r.url)
+	sel := tileSel(p.mac)
+	note := `document.querySelector('` + sel + ` [data-field="locate"]')`
+	stop := `document.querySelector('` + sel + ` [data-field="locate_stop"]')`
+
+	before := p.led.Transitions()
+	step(t, ctx, "Locate", waitLimit,
+		chromedp.Click(sel+` button[data-action="locate"]`, chromedp.ByQuery),
+		pollTrue(note+`.textContent === "Locating for admin: press its button when found" && !`+note+`.hidden`),
+		pollTrue(`!`+stop+`.hidden`),
+	)
+	deadline := time.Now().Add(waitLimit)
+	for p.led.Transitions()-before < 3 {
+		if time.Now().After(deadline) {
+			t.Fatal("Locate clicked, but the LED does not flash")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	p.button.Press("short") // found at the rack
+	step(t, ctx, "found", waitLimit,
+		pollTrue(note+`.textContent.startsWith("Found at the rack ") && `+note+`.textContent.endsWith(" after admin's Locate")`),
+		pollTrue(stop+`.hidden`),
+	)
+	for p.led.On() {
+		if time.Now().After(deadline) {
+			t.Fatal("found, but the LED stays on")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+
+	step(t, ctx, "Locate, then Stop", waitLimit,
+		chromedp.Click(sel+` button[data-action="locate"]`, chromedp.ByQuery),
+		pollTrue(note+`.textContent.startsWith("Locating for admin")`),
+		chromedp.Click(sel+` button[data-action="locate-stop"]`, chromedp.ByQuery),
+		pollTrue(note+`.hidden`),
+	)
+	deadline = time.Now().Add(waitLimit)
+	for {
+		n := r.rack().Nodes()
+		if len(n) == 1 && n[0].LED != nil && n[0].LED.State == "off" && n[0].LED.Action == "off" && !p.led.On() {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("Stop clicked, but the LED does not report off: %+v", n[0].LED)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
