@@ -99,7 +99,9 @@ func (c *HostCollector) Collect(ctx context.Context) (topics.Metrics, error) {
 	if u, err := disk.UsageWithContext(ctx, diskPath); err != nil {
 		fail("disk usage of "+diskPath, err)
 	} else {
-		m.DiskTotalBytes, m.DiskFreeBytes = ptr(u.Total), ptr(min(u.Free, u.Total))
+		// gopsutil's Free is the blocks available to users and Used the size minus every free
+		// block, as df counts them.
+		m.DiskTotalBytes, m.DiskFreeBytes, m.DiskUsedBytes = ptr(u.Total), ptr(min(u.Free, u.Total)), ptr(min(u.Used, u.Total))
 	}
 	if zones, err := readThermalZones(c.sysRoot()); err != nil {
 		fail("cpu temperature", err)

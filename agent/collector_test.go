@@ -3,9 +3,11 @@ package agent
 import (
 	"context"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -262,5 +264,44 @@ func TestSimCollector(t *testing.T) {
 	idleMem, mem0 := *a[0].MemAvailableBytes, *a[len(a)-1].MemAvailableBytes
 	if idleMem == mem0 {
 		t.Error("available memory never drifted")
+	}
+}
+
+// The agent's disk and memory figures mean what df and free print on this machine: "disk used"
+// is df's Use% (reserved blocks left out), "memory available" is free's available column.
+func TestDiskAndMemoryAsDfAndFree(t *testing.T) {
+	df, err := exec.Command("df", "-P", "-B1", "/").Output()
+	if err != nil {
+		t.Skipf("no df: %v", err)
+	}
+	fields := strings.Fields(strings.Split(strings.TrimSpace(string(df)), "\n")[1])
+	dfUsed, _ := strconv.ParseUint(fields[2], 10, 64)
+	dfAvail, _ := strconv.ParseUint(fields[3], 10, 64)
+	dfPct, _ := strconv.Atoi(strings.TrimSuffix(fields[4], "%"))
+	m, err := new(HostCollector).Collect(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	pct, ok := m.DiskUsedPercent()
+	if !ok || m.DiskUsedBytes == nil {
+		t.Fatalf("no disk figures: %+v", m)
+	}
+	// df rounds its percentage up; files change between the two reads by a little.
+	if pct > float64(dfPct)+0.5 || pct < float64(dfPct)-1.5 {
+		t.Errorf("disk used %.1f %%, df says %d %% (used %d, avail %d)", pct, dfPct, dfUsed, dfAvail)
+	}
+	within := func(a, b uint64) bool { d := int64(a) - int64(b); return d < 64<<20 && d > -64<<20 }
+	if !within(*m.DiskUsedBytes, dfUsed) || !within(*m.DiskFreeBytes, dfAvail) {
+		t.Errorf("disk used/free %d/%d, df %d/%d", *m.DiskUsedBytes, *m.DiskFreeBytes, dfUsed, dfAvail)
+	}
+	free, err := exec.Command("free", "-b").Output()
+	if err != nil {
+		t.Skipf("no free: %v", err)
+	}
+	mem := strings.Fields(strings.Split(string(free), "\n")[1]) // Mem: total used free shared buff/cache available
+	total, _ := strconv.ParseUint(mem[1], 10, 64)
+	avail, _ := strconv.ParseUint(mem[6], 10, 64)
+	if *m.MemTotalBytes != total || !within(*m.MemAvailableBytes, avail) {
+		t.Errorf("memory total/available %d/%d, free says %d/%d", *m.MemTotalBytes, *m.MemAvailableBytes, total, avail)
 	}
 }

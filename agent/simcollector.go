@@ -136,6 +136,7 @@ func (s *SimCollector) Collect(context.Context) (topics.Metrics, error) {
 		MemAvailableBytes: &memAvail,
 		DiskTotalBytes:    ptr(uint64(simDiskTotal)),
 		DiskFreeBytes:     &diskFree,
+		DiskUsedBytes:     ptr(uint64(s.diskUsed)),
 		UptimeS:           &up,
 		NetRxBytes:        &rx,
 		NetTxBytes:        &tx,

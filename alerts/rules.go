@@ -58,12 +58,12 @@ func memReading(r ThresholdRule, m topics.Metrics) reading {
 	return thresholdReading(pct, r.Threshold, r.Clear, false, topics.UnitPercent, desc, percent)
 }
 
-// diskReading: the root filesystem's used space as a percentage of its size.
+// diskReading: the root filesystem's use as df says it (Metrics.DiskUsedPercent).
 func diskReading(r ThresholdRule, m topics.Metrics) reading {
-	if m.DiskFreeBytes == nil || m.DiskTotalBytes == nil || *m.DiskTotalBytes == 0 {
+	pct, ok := m.DiskUsedPercent()
+	if !ok {
 		return reading{}
 	}
-	pct := 100 * float64(*m.DiskTotalBytes-*m.DiskFreeBytes) / float64(*m.DiskTotalBytes)
 	free := *m.DiskFreeBytes
 	desc := func() string { return fmt.Sprintf("root disk %.1f %% used (%s free)", pct, bytesIEC(free)) }
 	return thresholdReading(pct, r.Threshold, r.Clear, true, topics.UnitPercent, desc, percent)

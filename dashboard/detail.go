@@ -17,7 +17,7 @@ const (
 	ChartCPU        = "cpu_percent"       // CPU busy, %
 	ChartTemp       = "cpu_temp_c"        // CPU temperature, °C
 	ChartMemUsed    = "mem_used_percent"  // memory in use: 100 - available / total
-	ChartDiskUsed   = "disk_used_percent" // root filesystem in use: 100 - free / total
+	ChartDiskUsed   = "disk_used_percent" // root filesystem in use, as df's Use%: used / (used + free)
 	ChartRowWatts   = "row_watts"         // the watts of the Pi's row supply
 	chartPoints     = 300                 // points per chart: 12 s buckets over 1 h, 5 min over 24 h, 34 min over 7 d
 	defaultEventMax = 100
@@ -86,7 +86,7 @@ func (s *Server) handleSeries(w http.ResponseWriter, r *http.Request) {
 	case ChartMemUsed:
 		pts, err = usedPercent(r.Context(), h, mac, history.MetricMemAvailable, history.MetricMemTotal, from, to)
 	case ChartDiskUsed:
-		pts, err = usedPercent(r.Context(), h, mac, history.MetricDiskFree, history.MetricDiskTotal, from, to)
+		pts, err = diskPercent(r.Context(), h, mac, from, to)
 	case ChartRowWatts:
 		n, known := s.rack.state.node(mac)
 		if !known {
@@ -132,6 +132,41 @@ func usedPercent(ctx context.Context, h HistoryReader, mac, free, total string, 
 		}
 		pct := func(v float64) float64 { return min(max(100*(1-v/tot), 0), 100) }
 		out = append(out, history.Point{T: p.T, Min: pct(p.Max), Avg: pct(p.Avg), Max: pct(p.Min)})
+	}
+	return out, nil
+}
+
+// diskPercent is the root filesystem's use as df says it (topics.Metrics.DiskUsedPercent):
+// used / (used + free); for a Pi whose agent stores no used bytes, 1 - free / total.
+func diskPercent(ctx context.Context, h HistoryReader, mac string, from, to time.Time) ([]history.Point, error) {
+	us, err := h.Series(ctx, mac, history.MetricDiskUsed, from, to, chartPoints)
+	if err != nil || len(us) == 0 {
+		if err != nil {
+			return nil, err
+		}
+		return usedPercent(ctx, h, mac, history.MetricDiskFree, history.MetricDiskTotal, from, to)
+	}
+	fs, err := h.Series(ctx, mac, history.MetricDiskFree, from, to, chartPoints)
+	if err != nil {
+		return nil, err
+	}
+	free := make(map[int64]history.Point, len(fs))
+	for _, p := range fs {
+		free[p.T.Unix()] = p
+	}
+	pct := func(used, free float64) float64 {
+		if used+free <= 0 {
+			return 0
+		}
+		return min(max(100*used/(used+free), 0), 100)
+	}
+	out := make([]history.Point, 0, len(us))
+	for _, u := range us {
+		f, ok := free[u.T.Unix()]
+		if !ok {
+			continue
+		}
+		out = append(out, history.Point{T: u.T, Min: pct(u.Min, f.Max), Avg: pct(u.Avg, f.Avg), Max: pct(u.Max, f.Min)})
 	}
 	return out, nil
 }

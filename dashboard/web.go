@@ -282,10 +282,13 @@ func fmtMem(m *topics.Metrics) string {
 }
 
 func fmtDisk(m *topics.Metrics) string {
-	if m == nil || m.DiskTotalBytes == nil || m.DiskFreeBytes == nil || *m.DiskTotalBytes == 0 {
+	if m == nil || m.DiskTotalBytes == nil {
 		return dash
 	}
-	used := float64(*m.DiskTotalBytes-*m.DiskFreeBytes) / float64(*m.DiskTotalBytes) * 100
+	used, ok := m.DiskUsedPercent()
+	if !ok {
+		return dash
+	}
 	return fmt.Sprintf("%.0f%% used of %s", used, bytesIEC(*m.DiskTotalBytes))
 }
 

@@ -21,6 +21,7 @@ const (
 	MetricMemTotal     = "mem_total_bytes"
 	MetricDiskFree     = "disk_free_bytes"
 	MetricDiskTotal    = "disk_total_bytes"
+	MetricDiskUsed     = "disk_used_bytes"
 	MetricVolts        = "volts"
 	MetricAmps         = "amps"
 	MetricWatts        = "watts"
@@ -30,7 +31,7 @@ const (
 // stores names).
 var metricNames = [...]string{
 	MetricLoad1, MetricCPUPercent, MetricCPUTempC, MetricMemAvailable, MetricMemTotal,
-	MetricDiskFree, MetricDiskTotal, MetricVolts, MetricAmps, MetricWatts,
+	MetricDiskFree, MetricDiskTotal, MetricVolts, MetricAmps, MetricWatts, MetricDiskUsed,
 }
 
 const numMetrics = len(metricNames)
@@ -118,6 +119,7 @@ func (s *Store) Add(mac string, m topics.Metrics) {
 	uptr(&it, MetricMemTotal, m.MemTotalBytes)
 	uptr(&it, MetricDiskFree, m.DiskFreeBytes)
 	uptr(&it, MetricDiskTotal, m.DiskTotalBytes)
+	uptr(&it, MetricDiskUsed, m.DiskUsedBytes)
 	s.enqueueSample(it, m.TS)
 }
 

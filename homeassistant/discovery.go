@@ -206,7 +206,8 @@ func piConfig(p pi, ccID, version string) ([]byte, error) {
 	}
 	if p.Has.has(hasDisk) {
 		sensor("disk_used", "Disk used",
-			fields("(100 * (1 - value_json.disk_free_bytes / value_json.disk_total_bytes)) | round(1)", "disk_total_bytes", "disk_free_bytes"),
+			// df's Use%: used / (used + free); an agent without disk_used_bytes: 1 - free / total.
+			fields("(100 * (value_json.disk_used_bytes / (value_json.disk_used_bytes + value_json.disk_free_bytes)) if value_json.disk_used_bytes is defined else 100 * (1 - value_json.disk_free_bytes / value_json.disk_total_bytes)) | round(1)", "disk_total_bytes", "disk_free_bytes"),
 			component{UnitOfMeasurement: "%", SuggestedDisplayPrecision: ptr(1), Icon: "mdi:harddisk"})
 		sensor("disk_free", "Disk free",
 			fields("(value_json.disk_free_bytes / "+strconv.Itoa(gib)+") | round(2)", "disk_free_bytes"),

@@ -63,7 +63,8 @@ var (
 	piMemTotal = def("pirack_pi_memory_total_bytes", "Memory installed.", gauge, piLabels...)
 	piMemAvail = def("pirack_pi_memory_available_bytes", "Memory available to programs without swapping.", gauge, piLabels...)
 	piDisk     = def("pirack_pi_disk_total_bytes", "Size of the root filesystem.", gauge, piLabels...)
-	piDiskFree = def("pirack_pi_disk_free_bytes", "Free space on the root filesystem.", gauge, piLabels...)
+	piDiskFree = def("pirack_pi_disk_free_bytes", "Space on the root filesystem available to users (df's Avail).", gauge, piLabels...)
+	piDiskUsed = def("pirack_pi_disk_used_bytes", "Space used on the root filesystem (df's Used; Use% is used / (used + free)).", gauge, piLabels...)
 	piThrottle = def("pirack_pi_throttled", "1 while the firmware reports the flag (under_voltage, freq_capped, throttled, soft_temp_limit), else 0; absent when the Pi does not read them.", gauge,
 		piLabelsAnd("flag")...)
 	piThrottleBoot = def("pirack_pi_throttled_since_boot", "1 when the firmware has reported the flag since boot, else 0; absent when the Pi does not read them.", gauge,
@@ -225,7 +226,7 @@ func collectPis(emit emitFunc, nodes []dashboard.Node) {
 		for _, f := range []struct {
 			f *family
 			v *uint64
-		}{{piMemTotal, m.MemTotalBytes}, {piMemAvail, m.MemAvailableBytes}, {piDisk, m.DiskTotalBytes}, {piDiskFree, m.DiskFreeBytes},
+		}{{piMemTotal, m.MemTotalBytes}, {piMemAvail, m.MemAvailableBytes}, {piDisk, m.DiskTotalBytes}, {piDiskFree, m.DiskFreeBytes}, {piDiskUsed, m.DiskUsedBytes},
 			{piNetRx, m.NetRxBytes}, {piNetTx, m.NetTxBytes}} {
 			if f.v != nil {
 				emit(f.f, float64(*f.v), l...)

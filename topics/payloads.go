@@ -77,7 +77,10 @@ type Metrics struct {
 	MemTotalBytes     *uint64 `json:"mem_total_bytes,omitempty"`
 	MemAvailableBytes *uint64 `json:"mem_available_bytes,omitempty"`
 	DiskTotalBytes    *uint64 `json:"disk_total_bytes,omitempty"` // root filesystem
-	DiskFreeBytes     *uint64 `json:"disk_free_bytes,omitempty"`  // root filesystem
+	DiskFreeBytes     *uint64 `json:"disk_free_bytes,omitempty"`  // root filesystem, available to users (df's Avail)
+	// DiskUsedBytes is the root filesystem's used space as df counts it (size minus all free
+	// blocks): reserved blocks are neither used nor available, so df's Use% is used/(used+free).
+	DiskUsedBytes *uint64 `json:"disk_used_bytes,omitempty"`
 
 	// ThrottledNow and ThrottledSinceBoot are the Pi firmware's throttling flags (Throttle*
 	// constants): absent when not read, an empty list when read and clear.
@@ -135,7 +138,28 @@ func (m Metrics) Validate() error {
 	if m.DiskTotalBytes != nil && m.DiskFreeBytes != nil && *m.DiskFreeBytes > *m.DiskTotalBytes {
 		return invalid("disk_free_bytes %d exceeds disk_total_bytes %d", *m.DiskFreeBytes, *m.DiskTotalBytes)
 	}
+	if m.DiskTotalBytes != nil && m.DiskUsedBytes != nil && *m.DiskUsedBytes > *m.DiskTotalBytes {
+		return invalid("disk_used_bytes %d exceeds disk_total_bytes %d", *m.DiskUsedBytes, *m.DiskTotalBytes)
+	}
 	return nil
+}
+
+// DiskUsedPercent is the root filesystem's use as df prints it (Use%): used / (used + free),
+// which leaves the blocks reserved for root out. Without disk_used_bytes (an agent before it),
+// it is the share of the size not free: higher, by the reserved blocks. ok is false when the
+// sample has no disk figures.
+func (m Metrics) DiskUsedPercent() (pct float64, ok bool) {
+	switch {
+	case m.DiskFreeBytes == nil:
+		return 0, false
+	case m.DiskUsedBytes != nil:
+		if sum := *m.DiskUsedBytes + *m.DiskFreeBytes; sum > 0 {
+			return 100 * float64(*m.DiskUsedBytes) / float64(sum), true
+		}
+	case m.DiskTotalBytes != nil && *m.DiskTotalBytes > 0:
+		return 100 * float64(*m.DiskTotalBytes-*m.DiskFreeBytes) / float64(*m.DiskTotalBytes), true
+	}
+	return 0, false
 }
 
 // Throttling flags carried by Metrics.ThrottledNow and ThrottledSinceBoot, as the Raspberry Pi

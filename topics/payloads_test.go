@@ -229,3 +229,24 @@ func TestEncodeRefusesInvalid(t *testing.T) {
 		t.Fatalf("Encode of a press without ts = %v, want ErrInvalidPayload", err)
 	}
 }
+
+// Disk use as df prints it: used / (used + free); without used bytes, the older 1 - free/total.
+func TestDiskUsedPercent(t *testing.T) {
+	u := func(v uint64) *uint64 { return &v }
+	// A 100 GiB filesystem with 5 GiB reserved: 16 used, 79 available.
+	m := Metrics{DiskTotalBytes: u(100 << 30), DiskFreeBytes: u(79 << 30), DiskUsedBytes: u(16 << 30)}
+	if pct, ok := m.DiskUsedPercent(); !ok || int(pct*10) != 168 {
+		t.Errorf("df-style = %.2f %v, want 16.8 (16 of 95)", pct, ok)
+	}
+	m.DiskUsedBytes = nil
+	if pct, ok := m.DiskUsedPercent(); !ok || int(pct) != 21 {
+		t.Errorf("without used bytes = %.2f %v, want 21 (1 - 79/100)", pct, ok)
+	}
+	if _, ok := (Metrics{}).DiskUsedPercent(); ok {
+		t.Error("no disk figures, yet a percentage")
+	}
+	bad := Metrics{V: 1, TS: time.Now(), DiskTotalBytes: u(10), DiskUsedBytes: u(11)}
+	if err := bad.Validate(); err == nil {
+		t.Error("disk_used_bytes over disk_total_bytes validates")
+	}
+}

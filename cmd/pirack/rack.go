@@ -142,7 +142,12 @@ func runNodes(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			metric(p, func(m *topics.Metrics) string { return num(m.Load1, 2, "") }),
 			metric(p, func(m *topics.Metrics) string { return num(m.CPUTempC, 1, " °C") }),
 			metric(p, func(m *topics.Metrics) string { return used(m.MemTotalBytes, m.MemAvailableBytes) }),
-			metric(p, func(m *topics.Metrics) string { return used(m.DiskTotalBytes, m.DiskFreeBytes) }),
+			metric(p, func(m *topics.Metrics) string {
+				if pct, ok := m.DiskUsedPercent(); ok {
+					return strconv.Itoa(int(pct+0.5)) + " %"
+				}
+				return "-"
+			}),
 			ago(p.LastSeen, now), orDash(p.Status.AgentVersion))
 	}
 	return w.Flush()

@@ -48,9 +48,15 @@
     const free = bytesIEC(m.mem_available_bytes) + " free";
     return m.mem_total_bytes == null ? free : free + " of " + bytesIEC(m.mem_total_bytes);
   }
+  // fmtDisk: twin of fmtDisk and Metrics.DiskUsedPercent (df's Use%) in Go.
   function fmtDisk(m) {
-    if (!m || !m.disk_total_bytes || m.disk_free_bytes == null) return dash;
-    const used = (m.disk_total_bytes - m.disk_free_bytes) / m.disk_total_bytes * 100;
+    if (!m || m.disk_total_bytes == null || m.disk_free_bytes == null) return dash;
+    let used;
+    if (m.disk_used_bytes != null && m.disk_used_bytes + m.disk_free_bytes > 0) {
+      used = m.disk_used_bytes / (m.disk_used_bytes + m.disk_free_bytes) * 100;
+    } else if (m.disk_total_bytes > 0) {
+      used = (m.disk_total_bytes - m.disk_free_bytes) / m.disk_total_bytes * 100;
+    } else return dash;
     return used.toFixed(0) + "% used of " + bytesIEC(m.disk_total_bytes);
   }
   function fmtTemp(m) {
