@@ -494,7 +494,9 @@ type passwordChange struct {
 }
 
 // handlePassword serves POST /api/me/password: the signed-in user changes their own password,
-// giving the current one (checked within the login limit, as a login is). Sessions stay open.
+// giving the current one (checked within the login limit, as a login is). The session that
+// changed it stays signed in; the user's other sessions end (a stolen cookie dies with the old
+// password).
 func (s *Server) handlePassword(w http.ResponseWriter, r *http.Request) {
 	changer, ok := s.cfg.Auth.(PasswordChanger)
 	if !ok {
@@ -529,6 +531,11 @@ func (s *Server) handlePassword(w http.ResponseWriter, r *http.Request) {
 		s.log.Error("change password", "user", p.name, "err", err)
 		writeError(w, http.StatusInternalServerError, "the password could not be saved: "+err.Error())
 		return
+	}
+	if c, err := r.Cookie(sessionCookie); err == nil && p.via == "session" {
+		if u, err := s.cfg.Auth.Lookup(p.name); err == nil {
+			s.sessions.keep(c.Value, u.Hash)
+		}
 	}
 	s.record(r, AuditEntry{Action: AuditPassword, Outcome: AuditAllowed, User: p.name, Role: string(p.role), Via: p.via})
 	s.log.Info("password changed", "user", p.name, "remote", remoteIP(r))

@@ -69,6 +69,17 @@ func (s *sessions) get(id string) (session, bool) {
 	return v, true
 }
 
+// keep updates session id to the user's new password hash: the session that changed the
+// password stays, while the user's other sessions end at their next request.
+func (s *sessions) keep(id, hash string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if v, ok := s.m[id]; ok {
+		v.hash = hash
+		s.m[id] = v
+	}
+}
+
 func (s *sessions) delete(id string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
 	paho "github.com/eclipse/paho.mqtt.golang"
 
@@ -68,6 +69,15 @@ func TestBrowserApproveRefusedPassword(t *testing.T) {
 		pollTrue(`document.getElementById("password-result").textContent === "Password changed."`),
 		chromedp.Text(`#password-result`, &said, chromedp.ByQuery),
 	)
+	var status int
+	step(t, ctx, "still signed in after the change", waitLimit,
+		chromedp.Evaluate(`fetch("/api/stats", {credentials: "same-origin"}).then((r) => r.status)`, &status, func(p *runtime.EvaluateParams) *runtime.EvaluateParams {
+			return p.WithAwaitPromise(true)
+		}),
+	)
+	if status != 200 {
+		t.Fatalf("after changing the password, the page's session gets %d", status)
+	}
 	deadline := time.Now().Add(waitLimit)
 	for {
 		if _, err := r.users.Authenticate(adminUser, newPassword); err == nil {
