@@ -144,24 +144,24 @@ func (s *Server) bearer(check func(string) bool, next, otherwise http.Handler) h
 // role or password (pirack user remove, set, passwd) takes effect on its next request, not
 // when the session expires. The users file is reread only when it changed.
 func (s *Server) checkSession(r *http.Request, id string, sess session) (principal, *authFailure) {
-	u, err := s.cfg.Auth.Lookup(sess.user)
+	u, err := s.cfg.Auth.Lookup(sess.User)
 	if err != nil && !errors.Is(err, auth.ErrBadCredentials) {
-		s.log.Error("look up session user", "user", sess.user, "err", err)
+		s.log.Error("look up session user", "user", sess.User, "err", err)
 		return principal{}, &authFailure{status: http.StatusServiceUnavailable, msg: "could not check the session's user; see the server log"}
 	}
 	var why string
 	switch {
 	case err != nil:
 		why = "user removed"
-	case u.Hash != sess.hash:
+	case pwTag(u.Hash) != sess.Hash:
 		why = "password changed, or user made again"
 	case !mayUseDashboard(u.Role):
 		why = fmt.Sprintf("role is now %s", u.Role)
 	}
 	if why != "" {
 		s.sessions.delete(id)
-		s.log.Info("session ended", "user", sess.user, "reason", why, "remote", remoteIP(r))
-		s.record(r, AuditEntry{Action: AuditLogout, Outcome: AuditAllowed, User: sess.user, Role: string(sess.role), Via: "session", Reason: "session ended: " + why})
+		s.log.Info("session ended", "user", sess.User, "reason", why, "remote", remoteIP(r))
+		s.record(r, AuditEntry{Action: AuditLogout, Outcome: AuditAllowed, User: sess.User, Role: string(sess.Role), Via: "session", Reason: "session ended: " + why})
 		return principal{}, &authFailure{status: http.StatusUnauthorized, msg: "your session has ended (" + why + "); sign in again at /login"}
 	}
 	return principal{name: u.Name, role: u.Role, via: "session"}, nil

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"path/filepath"
 	"sync/atomic"
 	"time"
 
@@ -99,7 +100,8 @@ type Config struct {
 	Hearing *presence.Hearing
 	// AuditDir is where the audit log, AuditFile, is appended to: one JSON line per login,
 	// logout and command, synced before the command is carried out. "" means audit entries
-	// go to Logger only.
+	// go to Logger only. Login sessions are kept there too (SessionsFile), so that a restart
+	// signs nobody out; "" keeps them in memory.
 	AuditDir string
 	// AuditMaxBytes is the size past which the audit log is rotated, before the entry that
 	// would cross it: audit.log becomes audit.log.1, and AuditKeep rotated files are kept.
@@ -277,7 +279,7 @@ func New(cfg Config) (*Server, error) {
 		cfg:           cfg,
 		log:           cfg.Logger,
 		rack:          rk,
-		sessions:      newSessions(cfg.Now),
+		sessions:      newSessions(cfg.Now, sessionsPath(cfg.AuditDir), cfg.Logger.With("component", "sessions")),
 		limiter:       newLoginLimiter(cfg.Now, cfg.LoginLimit),
 		audit:         alog,
 		tls:           tlsConfig,
@@ -311,6 +313,15 @@ func (rk *Rack) subscribe(b bus.Bus) error {
 		return cb.SubscribeChecked(topics.AllFilter, rk.ingest)
 	}
 	return b.Subscribe(topics.AllFilter, func(m bus.Message) { _ = rk.ingest(m) })
+}
+
+// sessionsPath is where sessions are kept: beside the audit log, in the data directory; "" (no
+// directory) keeps them in memory.
+func sessionsPath(dir string) string {
+	if dir == "" {
+		return ""
+	}
+	return filepath.Join(dir, SessionsFile)
 }
 
 // Close closes the audit log; commands are refused afterwards when Config.AuditDir is set.

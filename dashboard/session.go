@@ -2,8 +2,15 @@ package dashboard
 
 import (
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"log/slog"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"sync"
 	"time"
 
@@ -16,23 +23,62 @@ const sessionTTL = 12 * time.Hour
 
 // session is what a session cookie stands for.
 type session struct {
-	user    string
-	role    auth.Role // at login; each request uses the role the users store holds now
-	hash    string    // the user's password hash at login: a new password ends the session
-	expires time.Time
+	User    string    `json:"user"`
+	Role    auth.Role `json:"role"`    // at login; each request uses the role the users store holds now
+	Hash    string    `json:"pw"`      // SHA-256 of the user's password hash at login: a new password ends the session
+	Expires time.Time `json:"expires"` //
 }
 
-// sessions keeps login sessions in memory: a restart logs everybody out, which is acceptable for
-// a control host and keeps secrets off the disk.
+// SessionsFile is where sessions survive a restart, inside the data directory.
+const SessionsFile = "sessions.json"
+
+// sessions keeps login sessions in memory and, when path is set, in a file, so that a restart
+// of the control center signs nobody out (a wall display included). The file holds each
+// session by the SHA-256 of its id, never the id itself: reading it does not give a usable
+// cookie. It is written atomically, mode 0600, at each login and logout.
 type sessions struct {
-	now func() time.Time
+	now  func() time.Time
+	path string // "" keeps sessions in memory only
+	log  *slog.Logger
 
 	mu sync.Mutex
-	m  map[string]session
+	m  map[string]session // by SHA-256 of the id, hex
 }
 
-func newSessions(now func() time.Time) *sessions {
-	return &sessions{now: now, m: make(map[string]session)}
+func newSessions(now func() time.Time, path string, log *slog.Logger) *sessions {
+	s := &sessions{now: now, path: path, log: log, m: make(map[string]session)}
+	if path == "" {
+		return s
+	}
+	b, err := os.ReadFile(path)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+	case err != nil:
+		log.Warn("cannot read the saved sessions; everybody signs in again", "file", path, "err", err)
+	default:
+		if err := json.Unmarshal(b, &s.m); err != nil {
+			log.Warn("saved sessions unreadable; everybody signs in again", "file", path, "err", err)
+			s.m = make(map[string]session)
+		}
+	}
+	now2 := now()
+	for k, v := range s.m {
+		if !now2.Before(v.Expires) {
+			delete(s.m, k)
+		}
+	}
+	return s
+}
+
+func sessionKey(id string) string {
+	sum := sha256.Sum256([]byte(id))
+	return hex.EncodeToString(sum[:])
+}
+
+// pwTag is what a session remembers of the user's password hash.
+func pwTag(hash string) string {
+	sum := sha256.Sum256([]byte(hash))
+	return hex.EncodeToString(sum[:])
 }
 
 // create starts a session and returns its id: 32 random bytes, base64url-encoded.
@@ -46,24 +92,26 @@ func (s *sessions) create(u auth.User) (string, time.Time) {
 	defer s.mu.Unlock()
 	// Sweep expired sessions here, the only place the map grows.
 	for k, v := range s.m {
-		if !now.Before(v.expires) {
+		if !now.Before(v.Expires) {
 			delete(s.m, k)
 		}
 	}
-	s.m[id] = session{user: u.Name, role: u.Role, hash: u.Hash, expires: exp}
+	s.m[sessionKey(id)] = session{User: u.Name, Role: u.Role, Hash: pwTag(u.Hash), Expires: exp}
+	s.saveLocked()
 	return id, exp
 }
 
 // get returns the live session for id.
 func (s *sessions) get(id string) (session, bool) {
+	k := sessionKey(id)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	v, ok := s.m[id]
+	v, ok := s.m[k]
 	if !ok {
 		return session{}, false
 	}
-	if !s.now().Before(v.expires) {
-		delete(s.m, id)
+	if !s.now().Before(v.Expires) {
+		delete(s.m, k)
 		return session{}, false
 	}
 	return v, true
@@ -72,18 +120,59 @@ func (s *sessions) get(id string) (session, bool) {
 // keep updates session id to the user's new password hash: the session that changed the
 // password stays, while the user's other sessions end at their next request.
 func (s *sessions) keep(id, hash string) {
+	k := sessionKey(id)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if v, ok := s.m[id]; ok {
-		v.hash = hash
-		s.m[id] = v
+	if v, ok := s.m[k]; ok {
+		v.Hash = pwTag(hash)
+		s.m[k] = v
+		s.saveLocked()
 	}
 }
 
 func (s *sessions) delete(id string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	delete(s.m, id)
+	if _, ok := s.m[sessionKey(id)]; ok {
+		delete(s.m, sessionKey(id))
+		s.saveLocked()
+	}
+}
+
+// saveLocked writes the sessions file; a failure is logged (sessions then last only until the
+// next restart). s.mu is held.
+func (s *sessions) saveLocked() {
+	if s.path == "" {
+		return
+	}
+	b, err := json.Marshal(s.m)
+	if err == nil {
+		err = writeFileAtomic(s.path, b, 0o600)
+	}
+	if err != nil {
+		s.log.Warn("cannot save the sessions; a restart will sign everybody out", "file", s.path, "err", err)
+	}
+}
+
+// writeFileAtomic writes b to path through a temporary file and a rename.
+func writeFileAtomic(path string, b []byte, mode os.FileMode) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), ".tmp-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if err := tmp.Chmod(mode); err != nil {
+		tmp.Close()
+		return err
+	}
+	if _, err := tmp.Write(b); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), path)
 }
 
 // Failed-login limits: per remote IPv4 address or IPv6 /64, a fixed window. Small and simple on

@@ -237,3 +237,32 @@ func TestLiveStreamEndsForARemovedUser(t *testing.T) {
 		})
 	}
 }
+
+// Sessions survive a restart of the control center: a second Server on the same directory
+// admits the cookie, the file never holds it, and a logout is remembered too.
+func TestSessionsSurviveRestart(t *testing.T) {
+	dir := t.TempDir()
+	f := newFixture(t, func(c *Config) { c.AuditDir = dir })
+	c := f.login(t, "viewer", "viewer-pw")
+	b, err := os.ReadFile(filepath.Join(dir, SessionsFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(b), c.Value) {
+		t.Fatal("the sessions file holds the cookie itself")
+	}
+	if fi, _ := os.Stat(filepath.Join(dir, SessionsFile)); fi.Mode().Perm() != 0o600 {
+		t.Fatalf("sessions file mode %v, want 0600", fi.Mode().Perm())
+	}
+	again := newFixture(t, func(cfg *Config) { cfg.AuditDir = dir })
+	if w := again.do(t, "GET", "/api/nodes", "", withCookie(c)); w.Code != http.StatusOK {
+		t.Fatalf("after a restart, the session gets %d", w.Code)
+	}
+	if w := again.do(t, "POST", "/logout", "", withCookie(c)); w.Code != http.StatusSeeOther {
+		t.Fatalf("logout: %d", w.Code)
+	}
+	third := newFixture(t, func(cfg *Config) { cfg.AuditDir = dir })
+	if w := third.do(t, "GET", "/api/nodes", "", withCookie(c)); w.Code != http.StatusUnauthorized {
+		t.Fatalf("a logged-out session came back after a restart: %d", w.Code)
+	}
+}

@@ -228,7 +228,7 @@ func (s *Server) handleLogout(w http.ResponseWriter, r *http.Request) {
 	if c, err := r.Cookie(sessionCookie); err == nil {
 		if sess, ok := s.sessions.get(c.Value); ok {
 			// Logging out is always allowed: a failed audit write is logged and counted only.
-			s.record(r, AuditEntry{Action: AuditLogout, Outcome: AuditAllowed, User: sess.user, Role: string(sess.role), Via: "session"})
+			s.record(r, AuditEntry{Action: AuditLogout, Outcome: AuditAllowed, User: sess.User, Role: string(sess.Role), Via: "session"})
 		}
 		s.sessions.delete(c.Value)
 	}

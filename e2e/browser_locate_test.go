@@ -64,3 +64,22 @@ func TestBrowserLocateUntilFound(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// A restart of the control center signs nobody out: the page reloads on the rack, not the
+// login form (a wall display stays up).
+func TestBrowserSessionSurvivesRestart(t *testing.T) {
+	r := newRig(t)
+	ctx := browser(t)
+	logIn(t, ctx, r.url)
+	r.kill(t)
+	r.restart(t)
+	var path string
+	step(t, ctx, "reload after the restart", waitLimit,
+		chromedp.Navigate(r.url+"/"),
+		chromedp.WaitVisible(`#rack`, chromedp.ByQuery),
+		chromedp.Evaluate(`location.pathname`, &path),
+	)
+	if path != "/" {
+		t.Fatalf("after a restart the page is %s, want the rack", path)
+	}
+}
