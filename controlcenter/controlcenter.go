@@ -171,22 +171,23 @@ func New(cfg Config) (cc *ControlCenter, err error) {
 	routes = append(routes, dashboard.Route{Pattern: "POST /api/enroll", Access: dashboard.AccessPublic,
 		Handler: enroll.Handler(tokens, cc.users, cc.enrolPorts, cfg.Logger.With("component", "enroll"))})
 	cc.dash, err = dashboard.New(dashboard.Config{
-		Enrolment:     enroll.Approver{Users: cc.users},
-		Refusals:      cc.refusals,
-		Layout:        cc.layout,
-		Bus:           cc.bus,
-		Auth:          cc.users,
-		Logger:        cfg.Logger.With("component", "dashboard"),
-		TLSCertFile:   cfg.WebCert,
-		TLSKeyFile:    cfg.WebKey,
-		StaleAfter:    cfg.StaleAfter,
-		Hearing:       cc.hearing,
-		AuditDir:      cfg.DataDir, // audit.log sits with the users it names
-		AuditMaxBytes: cfg.AuditMaxBytes,
-		LoginLimit:    cfg.LoginLimit,
-		History:       cc.history,
-		Alerts:        engine,
-		Routes:        append(routes, metrics.Route()),
+		Enrolment:       enroll.Approver{Users: cc.users},
+		Refusals:        cc.refusals,
+		Layout:          cc.layout,
+		Bus:             cc.bus,
+		Auth:            cc.users,
+		Logger:          cfg.Logger.With("component", "dashboard"),
+		TLSCertFile:     cfg.WebCert,
+		TLSKeyFile:      cfg.WebKey,
+		StaleAfter:      cfg.StaleAfter,
+		SelectionExpiry: cfg.SelectionExpiry,
+		Hearing:         cc.hearing,
+		AuditDir:        cfg.DataDir, // audit.log sits with the users it names
+		AuditMaxBytes:   cfg.AuditMaxBytes,
+		LoginLimit:      cfg.LoginLimit,
+		History:         cc.history,
+		Alerts:          engine,
+		Routes:          append(routes, metrics.Route()),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("start dashboard: %w", err)

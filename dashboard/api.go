@@ -544,6 +544,22 @@ func (s *Server) handlePassword(w http.ResponseWriter, r *http.Request) {
 	}{true})
 }
 
+// handleClearAll serves POST /api/selection/clear: every selection is cleared at once.
+func (s *Server) handleClearAll(w http.ResponseWriter, r *http.Request) {
+	macs := s.rack.state.selectedBefore(time.Time{})
+	if err := s.record(r, commandEntry(r, AuditClear, "", map[string]any{"all": true, "count": len(macs)})); err != nil {
+		writeError(w, http.StatusServiceUnavailable, auditUnavailable)
+		return
+	}
+	by := principalFrom(r.Context()).name
+	for _, mac := range macs {
+		s.rack.clearSelection(mac, by)
+	}
+	writeJSON(w, http.StatusOK, struct {
+		Cleared int `json:"cleared"`
+	}{len(macs)})
+}
+
 // Limits of GET /api/audit?limit=N.
 const (
 	defaultAuditLimit = 100

@@ -123,3 +123,36 @@ func TestFmtDuration(t *testing.T) {
 		}
 	}
 }
+
+// Selections clear themselves SelectionExpiry after their press, and all at once on request.
+func TestSelectionsExpireAndClearAll(t *testing.T) {
+	f := newFixture(t, func(c *Config) { c.SelectionExpiry = 10 * time.Minute })
+	for _, mac := range []string{macA, macB} {
+		f.publish(t, topics.StatusTopic(rowA, mac), online("pi", "s"))
+	}
+	f.publish(t, topics.ButtonTopic(rowA, macA), press(1))
+	f.clock.Advance(5 * time.Minute)
+	f.publish(t, topics.ButtonTopic(rowA, macB), press(1))
+	f.clock.Advance(5*time.Minute + time.Second)
+	f.rack.tick()
+	if a, _ := f.rack.node(macA); a.Selected {
+		t.Fatal("a selection outlived SelectionExpiry")
+	}
+	if b, _ := f.rack.node(macB); !b.Selected {
+		t.Fatal("a younger selection was cleared too")
+	}
+	f.publish(t, topics.ButtonTopic(rowA, macA), press(2))
+	c := f.login(t, "admin", "admin-pw")
+	w := f.do(t, "POST", "/api/selection/clear", "", withCookie(c))
+	if w.Code != http.StatusOK || !strings.Contains(w.Body.String(), `"cleared":2`) {
+		t.Fatalf("clear all: %d %s", w.Code, w.Body)
+	}
+	for _, n := range f.rack.Nodes() {
+		if n.Selected {
+			t.Fatalf("%s still selected after clear all", n.MAC)
+		}
+	}
+	if w := f.do(t, "POST", "/api/selection/clear", "", withCookie(f.login(t, "viewer", "viewer-pw"))); w.Code != http.StatusForbidden {
+		t.Fatalf("a viewer's clear all: %d", w.Code)
+	}
+}

@@ -480,6 +480,20 @@ func (r *model) clearSelection(mac string) (Node, bool) {
 	return r.view(e, now), true
 }
 
+// selectedBefore returns the selected nodes, and those selected before cutoff (all when cutoff
+// is zero), in one look.
+func (r *model) selectedBefore(cutoff time.Time) []string {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	var macs []string
+	for mac, e := range r.nodes {
+		if e.node.Selected && (cutoff.IsZero() || e.node.SelectedAt.Before(cutoff)) {
+			macs = append(macs, mac)
+		}
+	}
+	return macs
+}
+
 // sweep finds the nodes whose staleness changed since live clients were last told, records
 // that they are being told now, and returns their MACs and how many went stale.
 func (r *model) sweep() (changed []string, wentStale int) {

@@ -303,6 +303,11 @@ func (rk *Rack) tick() {
 	for _, mac := range rk.state.expireLocates(rk.cfg.Now()) {
 		rk.hub.notify(mac)
 	}
+	if d := rk.cfg.SelectionExpiry; d > 0 {
+		for _, mac := range rk.state.selectedBefore(rk.cfg.Now().Add(-d)) {
+			rk.clearSelection(mac, "expiry after "+fmtDuration(d))
+		}
+	}
 }
 
 // brokerKey is the live stream's key for the broker's state (node keys are MACs, row keys

@@ -91,6 +91,9 @@ type Config struct {
 	// a press of such a Pi's button (or the page's Approve) approves it and puts it into its
 	// row's next free slot.
 	Enrolment Enrolment
+	// SelectionExpiry clears a selection this long after its press; 0 means
+	// DefaultSelectionExpiry, negative never.
+	SelectionExpiry time.Duration
 	// Refusals, when set, lists the broker's latest refused CONNECTs (a Pi with an unknown MAC
 	// or a wrong secret, say), the latest first.
 	Refusals func() []Refused
@@ -167,6 +170,7 @@ const (
 
 // Defaults applied by New.
 const (
+	DefaultSelectionExpiry  = time.Hour
 	DefaultCommandTTL       = 2 * time.Minute
 	DefaultPressSaveTimeout = 5 * time.Second
 )
@@ -178,6 +182,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.Now == nil {
 		c.Now = time.Now
+	}
+	if c.SelectionExpiry == 0 {
+		c.SelectionExpiry = DefaultSelectionExpiry
 	}
 	if c.CommandTTL <= 0 {
 		c.CommandTTL = DefaultCommandTTL
@@ -413,6 +420,7 @@ func (s *Server) routeTable() []route {
 		{"POST /api/rows/{row}/locate", s.requireAdmin(AuditLocate, s.handleLocateMany)},
 		{"POST /api/locate/selected", s.requireAdmin(AuditLocate, s.handleLocateMany)},
 		{"POST /api/nodes/{mac}/clear", s.requireAdmin(AuditClear, s.handleClear)},
+		{"POST /api/selection/clear", s.requireAdmin(AuditClear, s.handleClearAll)},
 		{"POST /api/nodes/{mac}/approve", s.requireAdmin(AuditApprove, s.handleApprove)},
 		{"GET /api/enrolment", s.requireUser(serveJSON(s.rack.enrolment))},
 		{"POST /api/me/password", s.requireUser(s.handlePassword)},

@@ -83,3 +83,38 @@ func TestBrowserSessionSurvivesRestart(t *testing.T) {
 		t.Fatalf("after a restart the page is %s, want the rack", path)
 	}
 }
+
+// A selection made by a press clears itself after the control center's selection expiry, on
+// the page too; "Clear N selections" clears every selection at once.
+func TestBrowserSelectionsExpireAndClear(t *testing.T) {
+	const expiry = 6 * time.Second
+	r := newRig(t, func(_ *testing.T, r *rig) { r.base.SelectionExpiry = expiry })
+	ctx := browser(t)
+	a := r.startPi(t, "b827eb00f0b1", "r1", r.mqttAddr)
+	b := r.startPi(t, "b827eb00f0b2", "r1", r.mqttAddr)
+	c := r.startPi(t, "b827eb00f0b3", "r1", r.mqttAddr)
+	for _, p := range []*pi{a, b, c} {
+		r.awaitNode(t, p.mac, "online", func(n dashboard.Node) bool { return n.State == dashboard.StateOnline })
+	}
+	logIn(t, ctx, r.url)
+	selected := func(p *pi) string { return `document.querySelector('` + tileSel(p.mac) + `').dataset.selected` }
+	a.button.Press("short")
+	step(t, ctx, "selected by its press", waitLimit, pollTrue(selected(a)+` === "true"`))
+	step(t, ctx, "the selection expires", waitLimit, pollTrue(selected(a)+` === "false"`))
+
+	b.button.Press("short")
+	c.button.Press("short")
+	pressed := time.Now()
+	step(t, ctx, "both selected", waitLimit,
+		pollTrue(selected(b)+` === "true" && `+selected(c)+` === "true"`),
+		pollTrue(`!document.getElementById("clear-selections").hidden`),
+	)
+	// Cleared by the button, well before the expiry would.
+	step(t, ctx, "clear both at once", expiry/2,
+		chromedp.Click(`#clear-selections`, chromedp.ByQuery),
+		pollTrue(selected(b)+` === "false" && `+selected(c)+` === "false"`),
+	)
+	if time.Since(pressed) >= expiry {
+		t.Fatalf("the check took %v, past the %v expiry: it proves nothing about the button", time.Since(pressed), expiry)
+	}
+}

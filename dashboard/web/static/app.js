@@ -712,6 +712,22 @@
   }
   filterInput.addEventListener("input", () => { filterText = filterInput.value.trim().toLowerCase(); applyFilter(); });
   document.getElementById("find").addEventListener("submit", (e) => e.preventDefault());
+  // "Clear N selections": every selection at once (they also expire by themselves).
+  const clearAll = document.getElementById("clear-selections");
+  function countSelected() {
+    if (!clearAll) return;
+    let n = 0;
+    for (const node of nodes.values()) if (node.selected) n++;
+    document.getElementById("selected-count").textContent = String(n);
+    clearAll.hidden = n < 2;
+  }
+  if (clearAll) {
+    clearAll.addEventListener("click", async () => {
+      const a = await post("/api/selection/clear", {}, "Selections");
+      if (a) say(a.cleared + " selections cleared.");
+    });
+    setInterval(countSelected, 1000);
+  }
   problemsButton.addEventListener("click", () => {
     problemsOnly = !problemsOnly;
     problemsButton.setAttribute("aria-pressed", String(problemsOnly));
