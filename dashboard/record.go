@@ -173,10 +173,21 @@ func (a *alertState) active() []topics.Alert {
 		out = append(out, l...)
 	}
 	a.mu.Unlock()
-	slices.SortFunc(out, func(x, y topics.Alert) int {
-		return cmp.Or(cmp.Compare(x.Row, y.Row), cmp.Compare(x.MAC, y.MAC), cmp.Compare(x.Rule, y.Rule))
-	})
+	slices.SortFunc(out, alertOrder)
 	return out
+}
+
+// alertOrder sorts alerts as an operator reads them: critical first, then the oldest, then by
+// place. Twin of alertOrder in app.js.
+func alertOrder(x, y topics.Alert) int {
+	sev := func(a topics.Alert) int {
+		if a.Severity == topics.SeverityCritical {
+			return 0
+		}
+		return 1
+	}
+	return cmp.Or(cmp.Compare(sev(x), sev(y)), x.Since.Compare(y.Since),
+		cmp.Compare(x.Row, y.Row), cmp.Compare(x.MAC, y.MAC), cmp.Compare(x.Rule, y.Rule))
 }
 
 // publishAlerts publishes queued transitions, retained at QoS 1, until ctx is done; then it

@@ -33,6 +33,8 @@ func parseTemplates() (*template.Template, error) {
 		"ledText":     ledText,
 		"locateText":  locateText,
 		"locating":    func(l *Locate) bool { return l.running() },
+		"alertFor":    func(since time.Time) string { return alertFor(since, time.Now()) },
+		"worstAlert":  worstAlert,
 		"tile":        func(n *Node, canCommand bool) tileView { return tileView{*n, canCommand} },
 		"slot":        func(sl RowSlot, canCommand bool) slotView { return slotView{sl, canCommand} },
 		"rowhead":     func(r Row, canCommand bool) rowHeadView { return rowHeadView{r, canCommand} },
@@ -364,6 +366,27 @@ func locateText(l *Locate) string {
 		return "Locating for " + l.By + ": press its button when found"
 	}
 	return "Blinking for " + l.By
+}
+
+// worstAlert is the severity a tile's stripe shows: critical, warning, or "" (twin in app.js).
+func worstAlert(alerts []topics.Alert) string {
+	worst := ""
+	for _, a := range alerts {
+		if a.Severity == topics.SeverityCritical {
+			return topics.SeverityCritical
+		}
+		worst = topics.SeverityWarning
+	}
+	return worst
+}
+
+// alertFor is how long an alert's condition has lasted, for the banner: "for 3 min 12 s". Twin
+// of alertFor in app.js, which keeps it running.
+func alertFor(since, now time.Time) string {
+	if since.IsZero() {
+		return ""
+	}
+	return "for " + fmtDuration(max(0, now.Sub(since)))
 }
 
 // fmtDuration writes d for people: "42 s", "3 min 12 s", "1 h 5 min". Twin of fmtDuration in

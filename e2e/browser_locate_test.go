@@ -1,6 +1,8 @@
 package e2e
 
 import (
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -117,4 +119,45 @@ func TestBrowserSelectionsExpireAndClear(t *testing.T) {
 	if time.Since(pressed) >= expiry {
 		t.Fatalf("the check took %v, past the %v expiry: it proves nothing about the button", time.Since(pressed), expiry)
 	}
+}
+
+// Alerts an operator can act on: the banner puts the oldest first and says for how long, live;
+// the tab title counts them; the tile's stripe shows its worst alert; and losing the control
+// center puts a page-wide banner up, gone when it is back.
+func TestBrowserAlertsAndLostControlCenter(t *testing.T) {
+	r := newRig(t, withAlerts(t, flowAlerts))
+	ctx := browser(t)
+	a := r.startPi(t, "b827eb00f0c1", "r1", r.mqttAddr)
+	b := r.startPi(t, "b827eb00f0c2", "r1", r.mqttAddr)
+	for _, p := range []*pi{a, b} {
+		r.awaitNode(t, p.mac, "online", func(n dashboard.Node) bool { return n.State == dashboard.StateOnline })
+	}
+	logIn(t, ctx, r.url)
+	a.stop()
+	time.Sleep(1100 * time.Millisecond) // a's alert is older by a second
+	b.stop()
+	banner := `document.querySelectorAll("#alert-list li")`
+	var first, forText, title, worst string
+	step(t, ctx, "two offline alerts, oldest first", waitLimit,
+		pollTrue(banner+`.length === 2`),
+		chromedp.Evaluate(banner+`[0].dataset.mac`, &first),
+		chromedp.Evaluate(`document.title`, &title),
+		chromedp.Evaluate(`document.querySelector('`+tileSel(a.mac)+`').dataset.worst`, &worst),
+		chromedp.Evaluate(banner+`[0].querySelector('[data-field="for"]').textContent`, &forText),
+	)
+	if first != a.mac || !strings.HasPrefix(title, "(2) ") || worst == "" || !strings.HasPrefix(forText, "for ") {
+		t.Fatalf("first %s (want %s), title %q, worst %q, duration %q", first, a.mac, title, worst, forText)
+	}
+	step(t, ctx, "the duration runs", 15*time.Second,
+		pollTrue(banner+`[0].querySelector('[data-field="for"]').textContent !== `+strconv.Quote(forText)),
+	)
+
+	r.kill(t)
+	step(t, ctx, "a page-wide banner once the control center is gone", waitLimit,
+		pollTrue(`!document.getElementById("lost").hidden`),
+	)
+	r.restart(t)
+	step(t, ctx, "gone again once it is back", waitLimit,
+		pollTrue(`document.getElementById("lost").hidden && document.getElementById("live").dataset.live === "on"`),
+	)
 }

@@ -185,6 +185,7 @@
     if (tile.dataset.alertKey !== alertKey) {
       tile.dataset.alertKey = alertKey;
       setData(tile, "alerts", String(alerts.length));
+      setData(tile, "worst", alerts.some((a) => a.severity === "critical") ? "critical" : alerts.length ? "warning" : "");
       fillAlertItems(field(tile, "alerts"), alerts);
     }
     const detail = field(tile, "detail");
@@ -226,12 +227,24 @@
     }
   }
 
-  // The banner lists every raised alert.
+  // alertOrder and alertFor: twins of alertOrder (record.go) and alertFor (web.go).
+  function alertOrder(a, b) {
+    const sev = (x) => (x.severity === "critical" ? 0 : 1);
+    return sev(a) - sev(b) || (new Date(a.since || 0) - new Date(b.since || 0)) ||
+      (a.row + a.mac + a.rule).localeCompare(b.row + b.mac + b.rule);
+  }
+  function alertFor(since) {
+    if (!since) return "";
+    return "for " + fmtDuration(Math.max(0, Date.now() - new Date(since)));
+  }
+  const baseTitle = document.title.replace(/^\(\d+\) /, "");
+
+  // The banner lists every raised alert, the worst and oldest first.
   function drawBanner() {
     const all = [];
     for (const r of rows.values()) all.push(...(r.alerts || []));
     for (const n of nodes.values()) all.push(...(n.alerts || []));
-    all.sort((a, b) => (a.row + a.mac + a.rule).localeCompare(b.row + b.mac + b.rule));
+    all.sort(alertOrder);
     const key = all.map((a) => a.row + a.mac + a.rule + a.message + (a.hostname || "")).join("\n");
     if (alertList.dataset.key === key) return;
     alertList.dataset.key = key;
@@ -247,8 +260,12 @@
       where.textContent = a.hostname || (a.mac ? displayMAC(a.mac) : "row " + a.row);
       where.setAttribute("href", a.mac ? "/nodes/" + encodeURIComponent(a.mac) : "#");
       setText(li, "message", a.message);
+      const dur = field(li, "for");
+      dur.dataset.since = a.since || "";
+      dur.textContent = alertFor(a.since);
       alertList.append(li);
     }
+    document.title = (all.length ? "(" + all.length + ") " : "") + baseTitle;
     document.getElementById("alert-count").textContent = all.length;
     alertBox.dataset.count = String(all.length);
     alertBox.hidden = all.length === 0;
@@ -456,6 +473,31 @@
     streamState = state;
     streamText = text;
     showLive();
+    showLost();
+  }
+  // A page-wide banner once the control center has been unreachable for a few seconds: the
+  // tiles below are what was last heard, not the rack now.
+  const lostBanner = document.getElementById("lost");
+  let lostSince = null;
+  let lostTimer = null;
+  function showLost() {
+    if (!lostBanner) return;
+    const lost = streamState !== "on" && streamText !== "connecting\u2026";
+    if (!lost) {
+      lostSince = null;
+      clearTimeout(lostTimer);
+      lostTimer = null;
+      lostBanner.hidden = true;
+      return;
+    }
+    if (!lostSince) lostSince = new Date();
+    if (!lostTimer) {
+      lostTimer = setTimeout(() => {
+        lostBanner.textContent = "The control center cannot be reached since " + lostSince.toLocaleTimeString() +
+          ": the rack below is as it was then. Retrying…";
+        lostBanner.hidden = false;
+      }, 3000);
+    }
   }
   function showLive() {
     if (streamState === "on" && brokerLostSince) {
@@ -670,6 +712,10 @@
   });
 
   setInterval(() => {
+    for (const d of alertList.querySelectorAll('[data-field="for"]')) {
+      const text = alertFor(d.dataset.since);
+      if (d.textContent !== text) d.textContent = text;
+    }
     for (const t of rack.querySelectorAll('time[data-field="last_seen"]')) {
       const text = fmtAgo(t.getAttribute("datetime"));
       if (t.textContent !== text) t.textContent = text;
