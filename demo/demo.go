@@ -29,6 +29,11 @@ type Config struct {
 	Rows, PerRow int           // the rack's shape; 0 means 3 rows of 8
 	Interval     time.Duration // telemetry period of each simulated Pi; 0 means 2 s
 	PressEvery   time.Duration // mean time between simulated button presses; 0 means none
+	// NoTroubles keeps every simulated Pi healthy. By default one Pi gets into trouble every
+	// TroubleEvery (0: DefaultTroubleEvery) for TroubleFor (0: DefaultTroubleFor), troubles
+	// taken in turn, so that every state and alert shows within minutes.
+	NoTroubles               bool
+	TroubleEvery, TroubleFor time.Duration
 	// Backfill writes a week of simulated history on a data directory's first run.
 	Backfill bool
 	Logger   *slog.Logger // nil discards
@@ -43,6 +48,12 @@ func (c Config) withDefaults() Config {
 	}
 	if c.Interval <= 0 {
 		c.Interval = 2 * time.Second
+	}
+	if c.TroubleEvery <= 0 {
+		c.TroubleEvery = DefaultTroubleEvery
+	}
+	if c.TroubleFor <= 0 {
+		c.TroubleFor = DefaultTroubleFor
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
@@ -95,6 +106,9 @@ func Task(cfg Config) controlcenter.Task {
 		if cfg.PressEvery > 0 {
 			wg.Go(func() { pressButtons(ctx, pis, cfg.PressEvery) })
 		}
+		if !cfg.NoTroubles {
+			wg.Go(func() { makeTrouble(ctx, pis, cfg.TroubleEvery, cfg.TroubleFor, log) })
+		}
 		wg.Go(func() { simulateRowPower(ctx, cc.Bus(), log, cfg.Rows, cfg.PerRow, cfg.Interval) })
 		wg.Wait()
 		return nil
@@ -107,6 +121,7 @@ type pi struct {
 	seed                             uint64
 	led                              *sim.LED
 	button                           *sim.Button
+	trouble                          *troubleState
 }
 
 // newPis returns the simulated Pis of a rack of rows x perRow, row by row, each with a fresh
@@ -119,7 +134,7 @@ func newPis(rows, perRow int) []*pi {
 				mac: fmt.Sprintf("b827eb%02x%02x%02x", 0xd0, r, s), row: fmt.Sprintf("r%d", r),
 				hostname: fmt.Sprintf("pi-r%d-%02d", r, s), ip: fmt.Sprintf("10.0.%d.%d", r, 10+s),
 				password: auth.GeneratePassword(), seed: uint64(r*100 + s),
-				led: new(sim.LED), button: new(sim.Button),
+				led: new(sim.LED), button: new(sim.Button), trouble: newTroubleState(),
 			})
 		}
 	}
@@ -153,22 +168,55 @@ func place(lay *layout.Store, pis []*pi, perRow int) error {
 	return nil
 }
 
+// run runs the Pi's agent until ctx is done; while the Pi is "off the network" (a trouble) its
+// agent is stopped, and it starts again once the trouble ends, as a Pi that was unplugged.
 func (p *pi) run(ctx context.Context, brokerAddr string, interval time.Duration, log *slog.Logger) {
-	err := agent.Run(ctx, agent.Config{
+	cfg := agent.Config{
 		Broker:    "tcp://" + brokerAddr,
 		MAC:       p.mac,
 		Row:       p.row,
 		Password:  p.password,
 		Interval:  interval,
-		Collector: agent.NewSimCollector(p.seed, nil),
+		Collector: troubledCollector{SimCollector: agent.NewSimCollector(p.seed, nil), state: p.trouble},
 		LED:       p.led,
 		Button:    p.button,
 		Hostname:  p.hostname,
 		IP:        p.ip,
 		Logger:    log.With("component", "agent"),
-	})
-	if err != nil {
-		log.Error("simulated agent stopped", "mac", p.mac, "err", err)
+	}
+	for ctx.Err() == nil {
+		actx, cancel := context.WithCancel(ctx)
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			if err := agent.Run(actx, cfg); err != nil {
+				log.Error("simulated agent stopped", "mac", p.mac, "err", err)
+			}
+		}()
+		for { // until ctx ends or the Pi goes off the network
+			t, changed := p.trouble.get()
+			if t == troubleOffline {
+				break
+			}
+			select {
+			case <-ctx.Done():
+			case <-changed:
+				continue
+			}
+			break
+		}
+		cancel()
+		<-done
+		for { // off the network until the trouble ends
+			t, changed := p.trouble.get()
+			if t != troubleOffline || ctx.Err() != nil {
+				break
+			}
+			select {
+			case <-ctx.Done():
+			case <-changed:
+			}
+		}
 	}
 }
 
