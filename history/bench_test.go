@@ -237,6 +237,7 @@ func BenchmarkDiskPerPi(b *testing.B) {
 			*m.Load1 = float64(i%400) / 100
 			m.MemAvailableBytes = u64(3<<30 + uint64(i*4096))
 			m.DiskFreeBytes = u64(21<<30 - uint64(i*4096))
+			m.DiskUsedBytes = u64(9<<30 + uint64(i*4096)) // as agents send it since issue 15
 			for p := range pis {
 				s.Add(fmtMAC(p), m)
 			}
