@@ -8,6 +8,7 @@ import (
 
 	"github.com/pirack/pirack/dashboard"
 	"github.com/pirack/pirack/notify"
+	"github.com/pirack/pirack/topics"
 )
 
 // openNotifier builds the notifier from Config.NotifyFile, or else <data-dir>/notify.json if
@@ -27,6 +28,8 @@ func openNotifier(cc *ControlCenter) (*notify.Notifier, error) {
 	}
 	n, err := notify.New(notify.Config{
 		Bus: cc.bus, DataDir: cfg.DataDir, File: f, Logger: cfg.Logger.With("component", "notify"),
+		// The dashboard holds what operators decided; it is built after the notifier.
+		Held: func(a topics.Alert) bool { return cc.dash != nil && cc.dash.Rack().Held(a) },
 		// Read when a notification is built, once the listener (made after the dashboard) is open.
 		DashboardURL: func() string {
 			if cc.httpLn == nil {

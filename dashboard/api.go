@@ -560,6 +560,110 @@ func (s *Server) handleClearAll(w http.ResponseWriter, r *http.Request) {
 	}{len(macs)})
 }
 
+// ackRequest is the body of POST /api/alerts/ack.
+type ackRequest struct {
+	Row  string `json:"row"`
+	MAC  string `json:"mac"` // "" for a row's own alert
+	Rule string `json:"rule"`
+	Note string `json:"note"`
+	// ForS silences the alert for that long (seconds); 0 acknowledges it until it clears.
+	ForS int `json:"for_s"`
+	// Undo takes the acknowledgement back.
+	Undo bool `json:"undo"`
+}
+
+// handleAck serves POST /api/alerts/ack: someone is on it (a note says what), or it is
+// silenced for for_s; either way it stops counting and notifying until it clears (or the
+// silence ends).
+func (s *Server) handleAck(w http.ResponseWriter, r *http.Request) {
+	var req ackRequest
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBodyBytes))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil {
+		writeError(w, http.StatusBadRequest, `want {"row": "r1", "mac": "...", "rule": "temp_high", "note": "...", "for_s": 0}: `+err.Error())
+		return
+	}
+	if req.ForS < 0 || req.ForS > 7*24*3600 || len(req.Note) > 200 {
+		writeError(w, http.StatusBadRequest, "for_s is 0 (until it clears) to 604800 (a week); a note is at most 200 bytes")
+		return
+	}
+	raised := false
+	for _, a := range s.rack.Alerts() {
+		if a.Row == req.Row && a.MAC == req.MAC && a.Rule == req.Rule {
+			raised = true
+		}
+	}
+	if !raised && !req.Undo {
+		writeError(w, http.StatusNotFound, "no such alert is raised (it may have cleared)")
+		return
+	}
+	if err := s.record(r, commandEntry(r, AuditAck, req.MAC, map[string]any{"row": req.Row, "rule": req.Rule, "note": req.Note, "for_s": req.ForS, "undo": req.Undo})); err != nil {
+		writeError(w, http.StatusServiceUnavailable, auditUnavailable)
+		return
+	}
+	key := alertKey(req.Row, req.MAC, req.Rule)
+	if req.Undo {
+		s.rack.holds.unack(key)
+	} else {
+		now := s.cfg.Now().UTC()
+		ack := Ack{By: principalFrom(r.Context()).name, Note: req.Note, At: now}
+		if req.ForS > 0 {
+			ack.Until = now.Add(time.Duration(req.ForS) * time.Second)
+		}
+		s.rack.holds.ack(key, ack)
+	}
+	s.rack.holdChanged(req.Row, req.MAC)
+	writeJSON(w, http.StatusOK, struct {
+		Held bool `json:"held"`
+	}{!req.Undo})
+}
+
+// maintenanceRequest is the body of the maintenance endpoints.
+type maintenanceRequest struct {
+	On   bool   `json:"on"`
+	Note string `json:"note"`
+}
+
+// handleMaintenance serves POST /api/nodes/{mac}/maintenance and POST
+// /api/rows/{row}/maintenance: {"on": true, "note": "..."} holds back every alert of the Pi or
+// row (shown as such, not counted, not notified) until {"on": false}.
+func (s *Server) handleMaintenance(w http.ResponseWriter, r *http.Request) {
+	var req maintenanceRequest
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBodyBytes))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil || len(req.Note) > 200 {
+		writeError(w, http.StatusBadRequest, `want {"on": true, "note": "..."} (a note of at most 200 bytes)`)
+		return
+	}
+	var key, row, mac string
+	if name := r.PathValue("row"); name != "" {
+		if _, ok := s.rack.row(name); !ok {
+			writeError(w, http.StatusNotFound, "no row "+clipLog(name))
+			return
+		}
+		key, row = rowKey(name), name
+	} else {
+		n, ok := s.lookup(w, r)
+		if !ok {
+			return
+		}
+		key, row, mac = n.MAC, n.Row, n.MAC
+	}
+	if err := s.record(r, commandEntry(r, AuditMaintenance, mac, map[string]any{"row": row, "on": req.On, "note": req.Note})); err != nil {
+		writeError(w, http.StatusServiceUnavailable, auditUnavailable)
+		return
+	}
+	var m *Maintenance
+	if req.On {
+		m = &Maintenance{By: principalFrom(r.Context()).name, Note: req.Note, At: s.cfg.Now().UTC()}
+	}
+	s.rack.holds.setMaintenance(key, m)
+	s.rack.holdChanged(row, mac)
+	writeJSON(w, http.StatusOK, struct {
+		Maintenance *Maintenance `json:"maintenance"`
+	}{m})
+}
+
 // Limits of GET /api/audit?limit=N.
 const (
 	defaultAuditLimit = 100

@@ -23,6 +23,10 @@ const (
 	AuditClear  = "clear" // a selection cleared
 	// AuditApprove is an enrolled Pi approved from the page or the API.
 	AuditApprove = "approve"
+	// AuditAck is an alert acknowledged, silenced, or un-acknowledged.
+	AuditAck = "ack"
+	// AuditMaintenance is a Pi or row put into maintenance, or taken out.
+	AuditMaintenance = "maintenance"
 	// AuditPassword is a user changing their own password.
 	AuditPassword = "password"
 

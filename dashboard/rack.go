@@ -50,9 +50,13 @@ type Node struct {
 	// Selected is set by a button press on the Pi and cleared by an operator.
 	Selected bool `json:"selected"`
 	// Pending is an enrolled Pi waiting for approval (Config.Enrolment).
-	Pending    bool      `json:"pending,omitempty"`
-	SelectedAt time.Time `json:"selected_at,omitzero"`
-	SelectedBy string    `json:"selected_by,omitempty"` // the press kind: short, long or double
+	Pending bool `json:"pending,omitempty"`
+	// Acks are its alerts that someone acknowledged or silenced, by rule; Maintenance is set
+	// while it is in maintenance (holds.go).
+	Acks        map[string]Ack `json:"acks,omitempty"`
+	Maintenance *Maintenance   `json:"maintenance,omitempty"`
+	SelectedAt  time.Time      `json:"selected_at,omitzero"`
+	SelectedBy  string         `json:"selected_by,omitempty"` // the press kind: short, long or double
 	// LED is what the Pi's LED is doing, as its agent last reported; nil until a report.
 	LED *LED `json:"led,omitempty"`
 	// Locate is the last Locate sent to the Pi and, once someone at the rack pressed its
@@ -116,6 +120,9 @@ type Row struct {
 	PowerAt    time.Time      `json:"power_at,omitzero"` // when the reading arrived, by the Control Center's clock
 	WattsPerPi *float64       `json:"watts_per_pi,omitempty"`
 	Alerts     []topics.Alert `json:"alerts,omitempty"`
+	// Acks and Maintenance: as Node's, for the row's own alerts and the whole row.
+	Acks        map[string]Ack `json:"acks,omitempty"`
+	Maintenance *Maintenance   `json:"maintenance,omitempty"`
 }
 
 // Online reports whether the Pi's agent is connected and its telemetry is current.

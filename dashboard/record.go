@@ -115,6 +115,9 @@ func (rk *Rack) observe(call func(e *alerts.Engine) []topics.Alert) {
 	}
 	a.mu.Unlock()
 	for _, al := range out {
+		if al.State == topics.AlertCleared {
+			rk.holds.cleared(al, rk.cfg.Now())
+		}
 		rk.event(history.Event{MAC: al.MAC, Row: al.Row, Kind: EventAlert, By: "system",
 			Detail: clipLog(fmt.Sprintf("%s %s: %s", al.Rule, al.State, al.Message))})
 		if al.MAC != "" {

@@ -33,6 +33,7 @@ type Rack struct {
 	alerts *alertState
 	layout *layout.Store
 	assign assigner
+	holds  *holds // acknowledged, silenced, in maintenance
 
 	// started is when New ran: alerts stamped earlier come from a previous run.
 	started time.Time
@@ -61,6 +62,7 @@ func (rk *Rack) Nodes() []Node {
 		p, ok := places[nodes[i].MAC]
 		placeNode(&nodes[i], p, ok)
 		nodes[i].Pending = rk.pending(nodes[i].MAC)
+		rk.holdsOf(&nodes[i])
 	}
 	slices.SortFunc(nodes, nodeOrder(l))
 	return nodes
@@ -74,9 +76,35 @@ func (rk *Rack) node(mac string) (Node, bool) {
 		p, placed := rk.layout.Find(mac)
 		placeNode(&n, p, placed)
 		n.Pending = rk.pending(mac)
+		rk.holdsOf(&n)
 	}
 	return n, ok
 }
+
+// holdsOf fills in a node's acknowledged alerts and maintenance.
+func (rk *Rack) holdsOf(n *Node) {
+	n.Acks = rk.holds.acksOf(n.Alerts, rk.cfg.Now())
+	n.Maintenance = rk.holds.maintenance(n.MAC)
+}
+
+// holdChanged tells live clients about a hold on a Pi (mac) or on a row (mac ""): a row's
+// maintenance holds every Pi of it.
+func (rk *Rack) holdChanged(row, mac string) {
+	if mac != "" {
+		rk.hub.notify(mac)
+		return
+	}
+	rk.hub.notify(rowKey(row))
+	for _, n := range rk.state.list() {
+		if n.Row == row {
+			rk.hub.notify(n.MAC)
+		}
+	}
+}
+
+// Held is whether an alert is held back: acknowledged, silenced, or its Pi or row in
+// maintenance. The notifier sends nothing for a held alert.
+func (rk *Rack) Held(a topics.Alert) bool { return rk.holds.held(a, rk.cfg.Now()) }
 
 // pending is whether mac enrolled itself and waits for approval.
 func (rk *Rack) pending(mac string) bool {
@@ -204,6 +232,8 @@ func (rk *Rack) completeRow(r *Row, l layout.Layout) {
 		r.Position = len(l.Rows) // after the described rows, by name (see Rows)
 	}
 	r.Assign = rk.assign.get(r.Name, rk.cfg.Now())
+	r.Acks = rk.holds.acksOf(r.Alerts, rk.cfg.Now())
+	r.Maintenance = rk.holds.maintenance(rowKey(r.Name))
 }
 
 // Alerts returns the raised alerts, sorted by row, MAC and rule; none when alerts are off.

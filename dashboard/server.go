@@ -280,6 +280,7 @@ func New(cfg Config) (*Server, error) {
 		alerts:  newAlertState(cfg.Alerts),
 		layout:  lay,
 		assign:  assigner{rows: make(map[string]*Assign)},
+		holds:   openHolds(holdsPath(cfg.AuditDir), cfg.Logger.With("component", "holds")),
 		started: cfg.Now(),
 	}
 	s := &Server{
@@ -421,6 +422,9 @@ func (s *Server) routeTable() []route {
 		{"POST /api/locate/selected", s.requireAdmin(AuditLocate, s.handleLocateMany)},
 		{"POST /api/nodes/{mac}/clear", s.requireAdmin(AuditClear, s.handleClear)},
 		{"POST /api/selection/clear", s.requireAdmin(AuditClear, s.handleClearAll)},
+		{"POST /api/alerts/ack", s.requireAdmin(AuditAck, s.handleAck)},
+		{"POST /api/nodes/{mac}/maintenance", s.requireAdmin(AuditMaintenance, s.handleMaintenance)},
+		{"POST /api/rows/{row}/maintenance", s.requireAdmin(AuditMaintenance, s.handleMaintenance)},
 		{"POST /api/nodes/{mac}/approve", s.requireAdmin(AuditApprove, s.handleApprove)},
 		{"GET /api/enrolment", s.requireUser(serveJSON(s.rack.enrolment))},
 		{"POST /api/me/password", s.requireUser(s.handlePassword)},

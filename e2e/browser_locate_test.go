@@ -161,3 +161,50 @@ func TestBrowserAlertsAndLostControlCenter(t *testing.T) {
 		pollTrue(`document.getElementById("lost").hidden && document.getElementById("live").dataset.live === "on"`),
 	)
 }
+
+// Acknowledge, silence and maintenance in Chromium: an acknowledged alert says who and why and
+// stops counting (tab title included), Undo brings it back; a Pi in maintenance holds its
+// alert back and its tile says so.
+func TestBrowserAckSilenceMaintenance(t *testing.T) {
+	r := newRig(t, withAlerts(t, flowAlerts))
+	ctx := browser(t)
+	a := r.startPi(t, "b827eb00f0d1", "r1", r.mqttAddr)
+	b := r.startPi(t, "b827eb00f0d2", "r1", r.mqttAddr)
+	for _, p := range []*pi{a, b} {
+		r.awaitNode(t, p.mac, "online", func(n dashboard.Node) bool { return n.State == dashboard.StateOnline })
+	}
+	logIn(t, ctx, r.url)
+	a.stop()
+	b.stop()
+	li := func(p *pi) string { return `document.querySelector('#alert-list li[data-mac="` + p.mac + `"]')` }
+	var title, held string
+	step(t, ctx, "two live alerts", waitLimit,
+		pollTrue(`document.getElementById("alert-count").textContent === "2"`),
+		chromedp.SendKeys(`#hold-note`, "swapping its SD card", chromedp.ByQuery),
+		chromedp.Click(`#alert-list li[data-mac="`+a.mac+`"] button[data-alert-action="ack"]`, chromedp.ByQuery),
+		pollTrue(li(a)+`.dataset.held === "acknowledged"`),
+		pollTrue(`document.getElementById("alert-count").textContent === "1"`),
+		chromedp.Evaluate(li(a)+`.querySelector('[data-field="held"]').textContent`, &held),
+		chromedp.Evaluate(`document.title`, &title),
+	)
+	if held != "· acknowledged by admin: swapping its SD card" || !strings.HasPrefix(title, "(1) ") {
+		t.Fatalf("held %q, title %q", held, title)
+	}
+	step(t, ctx, "silence the other, then undo", waitLimit,
+		chromedp.Click(`#alert-list li[data-mac="`+b.mac+`"] button[data-alert-action="silence"]`, chromedp.ByQuery),
+		pollTrue(li(b)+`.dataset.held === "silenced"`),
+		pollTrue(`document.getElementById("alert-count").textContent === "0" && !document.title.startsWith("(")`),
+		chromedp.Click(`#alert-list li[data-mac="`+b.mac+`"] button[data-alert-action="unack"]`, chromedp.ByQuery),
+		pollTrue(li(b)+`.dataset.held === "" && document.getElementById("alert-count").textContent === "1"`),
+	)
+	if !r.rack().Held(r.rack().Alerts()[0]) && !r.rack().Held(r.rack().Alerts()[1]) {
+		t.Fatal("the rack holds neither alert back, yet one is acknowledged")
+	}
+	step(t, ctx, "maintenance on the unacknowledged Pi", waitLimit,
+		chromedp.Click(tileSel(b.mac)+` button[data-action="maintenance"]`, chromedp.ByQuery),
+		pollTrue(`!document.querySelector('`+tileSel(b.mac)+` [data-field="maintenance"]').hidden`),
+		pollTrue(li(b)+`.dataset.held === "maintenance" && document.getElementById("alert-count").textContent === "0"`),
+		chromedp.Click(tileSel(b.mac)+` button[data-action="maintenance"]`, chromedp.ByQuery),
+		pollTrue(li(b)+`.dataset.held === "" && document.querySelector('`+tileSel(b.mac)+` [data-field="maintenance"]').hidden`),
+	)
+}

@@ -64,6 +64,10 @@ type Config struct {
 	Location *time.Location
 	// Tick is how often reminders and held-back messages are looked for; 0 means DefaultTick.
 	Tick time.Duration
+	// Held, when set, says an alert is held back by an operator (acknowledged, silenced, its
+	// Pi or row in maintenance): nothing is sent for it while it is; if it is still raised once
+	// released, the next tick sends it.
+	Held func(topics.Alert) bool
 
 	senders      map[string]sender              // tests: replaces the senders File.Targets would build
 	afterAttempt func(target string, err error) // tests: called once an attempt is recorded
@@ -345,6 +349,11 @@ func (n *Notifier) apply(tx *bolt.Tx, m bus.Message, now time.Time, woken map[*t
 func (n *Notifier) evaluate(tx *bolt.Tx, key []byte, rec record, now time.Time, woken map[*target]bool) error {
 	targets := n.routed(rec.Alert)
 	event, done := n.pol.decide(rec, len(targets) > 0, now)
+	if event != "" && event != EventResolved && n.cfg.Held != nil && n.cfg.Held(rec.Alert) {
+		n.log.Debug("notification held back: the alert is acknowledged, silenced or in maintenance", "event", event,
+			"rule", rec.Alert.Rule, "row", rec.Alert.Row, "mac", rec.Alert.MAC)
+		event, done = "", false
+	}
 	if event != "" {
 		note := fromAlert(rec.Alert, event, newID(), n.linkBase())
 		for _, t := range targets {

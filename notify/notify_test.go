@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -384,6 +385,39 @@ func TestRepeatAndQuietHours(t *testing.T) {
 		synctest.Wait()
 		if fs.count() != 2 || fs.delivered()[1].Event != EventReminder {
 			t.Fatalf("2 h later: %d sent, want a reminder", fs.count())
+		}
+		cancel()
+		<-done
+		n.Close()
+	})
+}
+
+// An alert an operator holds back (acknowledged, silenced, in maintenance) is not notified
+// while it is held; released while still raised, the next tick sends it.
+func TestHeldAlertsWait(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		fs := &fakeSender{}
+		b := &dashboardtest.Bus{}
+		var held atomic.Bool
+		held.Store(true)
+		n := mustNew(t, Config{Bus: b, DataDir: t.TempDir(), senders: map[string]sender{"hook": fs}, Location: time.UTC,
+			Held: func(a topics.Alert) bool { return held.Load() && a.Rule == "temp_high" },
+			File: File{Targets: map[string]Target{"hook": {Type: TypeWebhook, URL: "http://127.0.0.1:1/"}}}})
+		ctx, cancel := context.WithCancel(t.Context())
+		done := make(chan error)
+		go func() { done <- n.Run(ctx) }()
+		publish(t, b, tempAlert(time.Now(), false))
+		synctest.Wait()
+		time.Sleep(3 * DefaultTick)
+		synctest.Wait()
+		if fs.count() != 0 {
+			t.Fatalf("a held alert was notified %d times", fs.count())
+		}
+		held.Store(false)
+		time.Sleep(DefaultTick)
+		synctest.Wait()
+		if fs.count() != 1 || fs.delivered()[0].Event != EventRaised {
+			t.Fatalf("released: %d sent, want the raise", fs.count())
 		}
 		cancel()
 		<-done

@@ -161,6 +161,10 @@
       seen.textContent = fmtAgo(n.last_seen);
       seen.title = n.last_seen ? new Date(n.last_seen).toLocaleString() : "";
     }
+    setData(tile, "maintenance", n.maintenance ? "on" : "");
+    setHidden(field(tile, "maintenance"), !n.maintenance);
+    setText(tile, "maintenance", n.maintenance ? "In maintenance (" + n.maintenance.by + (n.maintenance.note ? ": " + n.maintenance.note : "") + "): alerts held back" : "");
+    setText(tile, "maintenance_button", n.maintenance ? "End maintenance" : "Maintenance");
     setData(tile, "pending", String(!!n.pending));
     setHidden(field(tile, "pending"), !n.pending);
     setHidden(field(tile, "selected"), !n.selected);
@@ -220,6 +224,8 @@
     setHidden(field(sec, "assign"), !r.assign);
     setData(sec, "assign", r.assign ? "on" : "");
     setText(sec, "assign_next", r.assign ? String(r.assign.next) : "");
+    setData(sec, "maintenance", r.maintenance ? "on" : "");
+    setText(sec, "row_maintenance_button", r.maintenance ? "End maintenance" : "Maintenance");
     const alertKey = (r.alerts || []).map((a) => a.rule + a.message).join("\n");
     if (sec.dataset.alertKey !== alertKey) {
       sec.dataset.alertKey = alertKey;
@@ -240,16 +246,36 @@
   const baseTitle = document.title.replace(/^\(\d+\) /, "");
 
   // The banner lists every raised alert, the worst and oldest first.
+  // holdOf says whether an alert is held back by an operator, and how, from its Pi's or row's
+  // acks and maintenance (holds.go).
+  function holdOf(a) {
+    const owner = a.mac ? nodes.get(a.mac) : rows.get(a.row);
+    const ack = owner && owner.acks && owner.acks[a.rule];
+    const row = rows.get(a.row);
+    const maint = (a.mac && owner && owner.maintenance) || (row && row.maintenance);
+    if (maint) return { kind: "maintenance", text: "in maintenance (" + maint.by + (maint.note ? ": " + maint.note : "") + ")" };
+    if (ack && ack.until) return { kind: "silenced", text: "silenced by " + ack.by + " until " + new Date(ack.until).toLocaleTimeString() + (ack.note ? ": " + ack.note : "") };
+    if (ack) return { kind: "acknowledged", text: "acknowledged by " + ack.by + (ack.note ? ": " + ack.note : "") };
+    return null;
+  }
+  const holdNoteInput = document.getElementById("hold-note");
+  function holdNote() { return holdNoteInput ? holdNoteInput.value.trim() : ""; }
+  const canCommand = document.body.dataset.canCommand === "true";
+
+  // The banner lists every raised alert, the worst and oldest first; held ones (acknowledged,
+  // silenced, in maintenance) say so and do not count.
   function drawBanner() {
     const all = [];
     for (const r of rows.values()) all.push(...(r.alerts || []));
     for (const n of nodes.values()) all.push(...(n.alerts || []));
     all.sort(alertOrder);
-    const key = all.map((a) => a.row + a.mac + a.rule + a.message + (a.hostname || "")).join("\n");
+    const holds = all.map(holdOf);
+    const key = all.map((a, i) => a.row + a.mac + a.rule + a.message + (a.hostname || "") + (holds[i] ? holds[i].text : "")).join("\n");
     if (alertList.dataset.key === key) return;
     alertList.dataset.key = key;
     alertList.replaceChildren();
-    for (const a of all) {
+    let live = 0;
+    all.forEach((a, i) => {
       const li = alertTemplate.content.firstElementChild.cloneNode(true);
       li.dataset.severity = a.severity;
       li.dataset.rule = a.rule;
@@ -263,13 +289,37 @@
       const dur = field(li, "for");
       dur.dataset.since = a.since || "";
       dur.textContent = alertFor(a.since);
+      const h = holds[i];
+      li.dataset.held = h ? h.kind : "";
+      setText(li, "held", h ? "· " + h.text : "");
+      if (!h) live++;
+      if (canCommand && (!h || h.kind !== "maintenance")) {
+        for (const [action, label] of h ? [["unack", "Undo"]] : [["ack", "Ack"], ["silence", "Silence 1 h"]]) {
+          const b = document.createElement("button");
+          b.type = "button";
+          b.dataset.alertAction = action;
+          b.textContent = label;
+          li.append(" ", b);
+        }
+      }
       alertList.append(li);
-    }
-    document.title = (all.length ? "(" + all.length + ") " : "") + baseTitle;
-    document.getElementById("alert-count").textContent = all.length;
-    alertBox.dataset.count = String(all.length);
+    });
+    document.title = (live ? "(" + live + ") " : "") + baseTitle;
+    document.getElementById("alert-count").textContent = live;
+    alertBox.dataset.count = String(live);
     alertBox.hidden = all.length === 0;
   }
+  alertList.addEventListener("click", async (e) => {
+    const b = e.target.closest("button[data-alert-action]");
+    if (!b) return;
+    const li = b.closest("li");
+    const body = { row: li.dataset.row, mac: li.dataset.mac, rule: li.dataset.rule, note: holdNote() };
+    if (b.dataset.alertAction === "silence") body.for_s = 3600;
+    if (b.dataset.alertAction === "unack") body.undo = true;
+    if (await post("/api/alerts/ack", body, "Alert")) {
+      say(b.dataset.alertAction === "unack" ? "The alert counts again." : "Alert held back: it no longer counts or notifies.");
+    }
+  });
 
   function summary() {
     let online = 0;
@@ -591,6 +641,11 @@
       case "locate":
         if (await post(nodePath(mac) + "/locate", {}, name)) say("Locating " + name + ": its LED flashes until someone presses its button.");
         break;
+      case "maintenance": {
+        const on = !n.maintenance;
+        if (await post(nodePath(mac) + "/maintenance", { on, note: holdNote() }, name)) say(name + (on ? " is in maintenance: its alerts are held back." : " is out of maintenance."));
+        break;
+      }
       case "locate-stop":
         if (await post(nodePath(mac) + "/locate/stop", {}, name)) say("Locate of " + name + " stopped.");
         break;
@@ -614,6 +669,11 @@
   async function rowCommand(row, action, target) {
     const r = rows.get(row) || { slots: [] };
     switch (action) {
+      case "row-maintenance": {
+        const on = !r.maintenance;
+        if (await post(rowPath(row) + "/maintenance", { on, note: holdNote() }, "Row " + row)) say("Row " + row + (on ? " is in maintenance: its alerts are held back." : " is out of maintenance."));
+        break;
+      }
       case "row-locate": {
         const a = await post(rowPath(row) + "/locate", {}, "Row " + row);
         if (a) say("Locating the " + a.sent.length + " Pis of row " + row + (a.offline && a.offline.length ? " (" + a.offline.length + " offline skipped)" : "") + ".");
