@@ -321,6 +321,18 @@ func TestDeliveredInOrder(t *testing.T) {
 	}
 	connect(t, b)
 	agent := pahoClient(t, url, "", mac, false)
+	// The bus subscribes after it connects: wait until a probe press arrives, so the broker
+	// holds the subscription before the link is cut (else the presses meanwhile have nowhere
+	// to be queued, and the test measures that race instead of the order).
+	const probe = 1000
+	await(t, agent.Publish(topics.ButtonTopic(row, mac), 1, false, buttonPayload(t, probe)), "publish the probe")
+	for seq := uint64(0); seq != probe; {
+		select {
+		case seq = <-got:
+		case <-time.After(wait):
+			t.Fatal("the probe press never arrived: the bus did not subscribe")
+		}
+	}
 	p.Cut()
 	eventually(t, "connection lost", func() bool { return !b.Connected() })
 	const n = 200
@@ -332,12 +344,16 @@ func TestDeliveredInOrder(t *testing.T) {
 		await(t, tok, "publish a press")
 	}
 	p.Restore()
-	for want := uint64(1); want <= n; want++ {
+	for want := uint64(1); want <= n; {
 		select {
 		case seq := <-got:
+			if seq == probe {
+				continue // the probe again: its PUBACK may have died with the link
+			}
 			if seq != want {
 				t.Fatalf("press %d arrived where %d was due: delivery reordered", seq, want)
 			}
+			want++
 		case <-time.After(wait):
 			t.Fatalf("only %d of %d presses arrived", want-1, n)
 		}
