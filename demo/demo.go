@@ -109,7 +109,7 @@ func Task(cfg Config) controlcenter.Task {
 		if !cfg.NoTroubles {
 			wg.Go(func() { makeTrouble(ctx, pis, cfg.TroubleEvery, cfg.TroubleFor, log) })
 		}
-		wg.Go(func() { simulateRowPower(ctx, cc.Bus(), log, cfg.Rows, cfg.PerRow, cfg.Interval) })
+		wg.Go(func() { simulateRowPower(ctx, cc.Bus(), log, pis, cfg.Rows, cfg.PerRow, cfg.Interval) })
 		wg.Wait()
 		return nil
 	}
@@ -236,7 +236,7 @@ func pressButtons(ctx context.Context, pis []*pi, mean time.Duration) {
 // simulateRowPower publishes each row's supply reading, as an INA219 on one Pi of the row
 // would: the original rack drew about 15 W per row of 8, under 2 W per Pi, and its 5 V rail sags
 // a little with the current.
-func simulateRowPower(ctx context.Context, b bus.Bus, log *slog.Logger, rows, perRow int, every time.Duration) {
+func simulateRowPower(ctx context.Context, b bus.Bus, log *slog.Logger, pis []*pi, rows, perRow int, every time.Duration) {
 	tick := time.NewTicker(every)
 	defer tick.Stop()
 	for {
@@ -244,9 +244,18 @@ func simulateRowPower(ctx context.Context, b bus.Bus, log *slog.Logger, rows, pe
 		case <-ctx.Done():
 			return
 		case now := <-tick.C:
+			sagging := map[string]bool{}
+			for _, p := range pis {
+				if t, _ := p.trouble.get(); t == troubleRowPower {
+					sagging[p.row] = true
+				}
+			}
 			for r := 1; r <= rows; r++ {
 				watts := round2(float64(perRow) * (1.45 + 0.35*rand.Float64()))
 				volts := round2(5.15 - 0.012*watts/5)
+				if sagging[fmt.Sprintf("r%d", r)] { // a failing supply: less power, low voltage
+					watts, volts = round2(watts*0.55), round2(volts-0.45)
+				}
 				amps := round2(watts / volts)
 				p := topics.Power{V: topics.Version, TS: now.UTC(), Volts: &volts, Amps: &amps, Watts: &watts, Source: "sim"}
 				payload, err := topics.Encode(p)

@@ -14,7 +14,8 @@ import (
 
 // trouble is something that goes wrong with a simulated Pi, so a newcomer sees every state and
 // alert of the Control Center within minutes: a Pi running hot, short of voltage, filling its
-// disk, hung (no telemetry: stale), or dropping off the network and coming back.
+// disk, hung (no telemetry: stale), dropping off the network and coming back, or its row's
+// supply sagging (the row's watts and volts drop, as when a PSU fails).
 type trouble string
 
 const (
@@ -23,10 +24,11 @@ const (
 	troubleDiskFull     trouble = "disk filling up"
 	troubleStale        trouble = "hung (no telemetry)"
 	troubleOffline      trouble = "off the network"
+	troubleRowPower     trouble = "its row's supply sagging"
 )
 
 // troubles are taken in turn.
-var troubles = []trouble{troubleHot, troubleStale, troubleUnderVoltage, troubleOffline, troubleDiskFull}
+var troubles = []trouble{troubleHot, troubleStale, troubleUnderVoltage, troubleOffline, troubleRowPower, troubleDiskFull}
 
 // Default pace of the troubles: one starts every TroubleEvery, each lasts TroubleFor (longer
 // than the alerts' one-minute "for", so they are raised), so one or two Pis are in trouble at

@@ -23,8 +23,8 @@ func loopback(t *testing.T) string {
 }
 
 // The demo shows what goes wrong: with its pace sped up, the control center sees each trouble
-// in turn on the simulated Pis (hot, under-voltage, a full disk, stale, offline), and each Pi
-// recovers afterwards.
+// in turn on the simulated Pis (hot, under-voltage, a full disk, stale, offline, a row's
+// supply sagging).
 func TestDemoTroublesShowEveryState(t *testing.T) {
 	cfg := Config{Rows: 1, PerRow: 4, Interval: 200 * time.Millisecond, TroubleEvery: 1500 * time.Millisecond, TroubleFor: 3 * time.Second}
 	cc, err := controlcenter.New(controlcenter.Config{DataDir: t.TempDir(), MQTTAddr: loopback(t), HTTPAddr: loopback(t),
@@ -42,6 +42,11 @@ func TestDemoTroublesShowEveryState(t *testing.T) {
 	for len(seen) < len(troubles) {
 		if time.Now().After(deadline) {
 			t.Fatalf("in 90 s the page showed only %v of the troubles %v", seen, troubles)
+		}
+		for _, row := range cc.Rack().Rows() {
+			if row.Power != nil && row.Power.Volts != nil && *row.Power.Volts < 4.8 {
+				seen[troubleRowPower] = true
+			}
 		}
 		for _, n := range cc.Rack().Nodes() {
 			m := n.Metrics
