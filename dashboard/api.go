@@ -144,6 +144,9 @@ func (s *Server) bearer(check func(string) bool, next, otherwise http.Handler) h
 // role or password (pirack user remove, set, passwd) takes effect on its next request, not
 // when the session expires. The users file is reread only when it changed.
 func (s *Server) checkSession(r *http.Request, id string, sess session) (principal, *authFailure) {
+	if strings.HasPrefix(sess.User, kioskPrefix) {
+		return s.checkKiosk(id, sess)
+	}
 	u, err := s.cfg.Auth.Lookup(sess.User)
 	if err != nil && !errors.Is(err, auth.ErrBadCredentials) {
 		s.log.Error("look up session user", "user", sess.User, "err", err)
@@ -172,7 +175,7 @@ func (s *Server) checkSession(r *http.Request, id string, sess session) (princip
 // within one heartbeat, not when its stream happens to reconnect.
 func (s *Server) stillAuthorized(r *http.Request) bool {
 	p := principalFrom(r.Context())
-	if p.via == "session" {
+	if p.via == "session" || p.via == "kiosk" {
 		c, err := r.Cookie(sessionCookie)
 		if err != nil {
 			return false

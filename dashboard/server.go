@@ -219,6 +219,7 @@ type Server struct {
 	log      *slog.Logger
 	rack     *Rack
 	sessions *sessions
+	kiosks   *kiosks // read-only links for wall displays
 	limiter  *loginLimiter
 	audit    auditor
 	tls      *tls.Config // nil: plain HTTP
@@ -288,6 +289,7 @@ func New(cfg Config) (*Server, error) {
 		log:           cfg.Logger,
 		rack:          rk,
 		sessions:      newSessions(cfg.Now, sessionsPath(cfg.AuditDir), cfg.Logger.With("component", "sessions")),
+		kiosks:        openKiosks(kioskPath(cfg.AuditDir), cfg.Logger.With("component", "kiosk")),
 		limiter:       newLoginLimiter(cfg.Now, cfg.LoginLimit),
 		audit:         alog,
 		tls:           tlsConfig,
@@ -404,6 +406,7 @@ func (s *Server) routeTable() []route {
 		{"POST /login", http.HandlerFunc(s.handleLogin)},
 		{"POST /logout", http.HandlerFunc(s.handleLogout)},
 		{"GET /{$}", s.requirePage(s.handleRack)},
+		{"GET /kiosk/{token}", http.HandlerFunc(s.handleKioskOpen)},
 		{"GET /nodes/{mac}", s.requirePage(s.handleNodePage)},
 		{"GET /events", s.requirePage(s.handleEventLogPage)},
 
@@ -428,6 +431,8 @@ func (s *Server) routeTable() []route {
 		{"POST /api/nodes/{mac}/approve", s.requireAdmin(AuditApprove, s.handleApprove)},
 		{"GET /api/enrolment", s.requireUser(serveJSON(s.rack.enrolment))},
 		{"POST /api/me/password", s.requireUser(s.handlePassword)},
+		{"POST /api/kiosk", s.requireAdmin(AuditKiosk, s.handleKiosk)},
+		{"GET /api/kiosk", s.requireAdmin("", serveJSON(s.kiosks.list))},
 		{"POST /api/nodes/{mac}/unplace", s.requireAdmin(AuditPlace, s.handleUnplace)},
 		{"POST /api/nodes/{mac}/forget", s.requireAdmin(AuditForget, s.handleForget)},
 		{"GET /api/layout", s.requireUser(serveJSON(s.rack.layout.Layout))}, // the rows in rack order with their slots

@@ -130,6 +130,18 @@ func (s *sessions) keep(id, hash string) {
 	}
 }
 
+// extend makes session id last d from now (a kiosk's).
+func (s *sessions) extend(id string, d time.Duration) {
+	k := sessionKey(id)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if v, ok := s.m[k]; ok {
+		v.Expires = s.now().Add(d)
+		s.m[k] = v
+		s.saveLocked()
+	}
+}
+
 func (s *sessions) delete(id string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -208,3 +208,52 @@ func TestBrowserAckSilenceMaintenance(t *testing.T) {
 		pollTrue(li(b)+`.dataset.held === "" && document.querySelector('`+tileSel(b.mac)+` [data-field="maintenance"]').hidden`),
 	)
 }
+
+// A kiosk link: an admin makes one on the page; a wall display that opens it sees the rack,
+// read-only, with nobody's password, across a restart of the control center; revoked, the
+// display is back at the login page.
+func TestBrowserKioskLink(t *testing.T) {
+	r := newRig(t)
+	ctx := browser(t)
+	p := r.startPi(t, "b827eb00f0e1", "r1", r.mqttAddr)
+	r.awaitNode(t, p.mac, "online", func(n dashboard.Node) bool { return n.State == dashboard.StateOnline })
+	logIn(t, ctx, r.url)
+	var link string
+	step(t, ctx, "make a kiosk link", waitLimit,
+		chromedp.Click(`#kiosk-new`, chromedp.ByQuery),
+		pollTrue(`(document.getElementById("notice").dataset.kiosk || "") !== ""`),
+		chromedp.Evaluate(`document.getElementById("notice").dataset.kiosk`, &link),
+	)
+	wall := browser(t) // another browser: the display, with no session of its own
+	var buttons int
+	var who string
+	step(t, wall, "the display opens the link", waitLimit,
+		chromedp.Navigate(link),
+		chromedp.WaitVisible(`#rack `+tileSel(p.mac), chromedp.ByQuery),
+		chromedp.Evaluate(`document.querySelectorAll('article.tile button[data-action]').length`, &buttons),
+		chromedp.Text(`.whoami span`, &who, chromedp.ByQuery),
+	)
+	if buttons != 0 || !strings.HasPrefix(who, "kiosk:display-") {
+		t.Fatalf("the kiosk sees %d command buttons and signs in as %q; want none, read-only", buttons, who)
+	}
+	r.kill(t)
+	r.restart(t)
+	step(t, wall, "still there after a restart", waitLimit,
+		chromedp.Navigate(r.url+"/"),
+		chromedp.WaitVisible(`#rack`, chromedp.ByQuery),
+	)
+	name := strings.TrimPrefix(who, "kiosk:")
+	name = strings.Fields(name)[0]
+	if code, body := r.post(t, "/api/kiosk", `{"name": "`+name+`", "revoke": true}`); code != 200 {
+		t.Fatalf("revoke: %d %s", code, body)
+	}
+	var path string
+	step(t, wall, "revoked: back at the login page", waitLimit,
+		chromedp.Navigate(r.url+"/"),
+		chromedp.WaitVisible(`input[name=password]`, chromedp.ByQuery),
+		chromedp.Evaluate(`location.pathname`, &path),
+	)
+	if path != "/login" {
+		t.Fatalf("after the revocation the display is at %s", path)
+	}
+}

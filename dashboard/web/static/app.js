@@ -983,3 +983,22 @@
     }
   });
 })();
+
+// "Kiosk link": a read-only link for a wall display, shown once.
+(function () {
+  const btn = document.getElementById("kiosk-new");
+  const notice = document.getElementById("notice");
+  if (!btn) return;
+  btn.addEventListener("click", async () => {
+    const name = "display-" + Date.now().toString(36);
+    const r = await fetch("/api/kiosk", {
+      method: "POST", credentials: "same-origin",
+      headers: { "Content-Type": "application/json" }, body: JSON.stringify({ name }),
+    });
+    const body = await r.json();
+    notice.textContent = r.ok ? "Kiosk link " + body.name + " (shown once; open it on the display): " + location.origin + body.path :
+      "No kiosk link: " + (body.error || r.status);
+    notice.dataset.kiosk = r.ok ? location.origin + body.path : "";
+    notice.hidden = false;
+  });
+})();
