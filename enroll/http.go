@@ -71,6 +71,14 @@ func Handler(store *Store, users *auth.Users, ports Ports, log *slog.Logger) htt
 			writeError(w, http.StatusBadRequest, err.Error())
 			return
 		}
+		// A token enrols a new board, never takes over a registered one: that would give its
+		// holder the Pi's identity and lock the real board out.
+		if u, ok := users.Get(mac); ok && !u.Pending {
+			lim.fail(ip, time.Now())
+			log.Warn("enrolment refused: the MAC is registered", "mac", mac, "remote", r.RemoteAddr)
+			writeError(w, http.StatusConflict, "a Pi with MAC "+mac+" is registered already; to enrol this board again, remove its account first (pirack user remove "+mac+")")
+			return
+		}
 		row, err := store.Redeem(req.Token, mac)
 		if err != nil {
 			lim.fail(ip, time.Now())
@@ -83,7 +91,8 @@ func Handler(store *Store, users *auth.Users, ports Ports, log *slog.Logger) htt
 			return
 		}
 		password := auth.GeneratePassword()
-		// A board enrolled again (a new SD card) gets a new secret and waits for approval again.
+		// A board that enrolled but was not approved yet may enrol again (a new SD card): a new
+		// secret, still waiting for approval.
 		if err := users.Set(auth.User{Role: auth.RoleAgent, MAC: mac, Row: row, Pending: true}, password); err != nil {
 			log.Error("enrolment: cannot save the agent's account", "mac", mac, "err", err)
 			writeError(w, http.StatusInternalServerError, "the token is used, but the account could not be saved ("+err.Error()+"); issue a new token once fixed")

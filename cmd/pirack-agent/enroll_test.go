@@ -100,11 +100,12 @@ func TestEnrolEndToEnd(t *testing.T) {
 	}
 	const mac = "b827eb000e01"
 	var out, errs bytes.Buffer
-	enrol := func(token string) error {
+	enrolAs := func(mac, token string) error {
 		out.Reset()
-		return run(t.Context(), []string{"enroll", "--config", cfgPath, "--secret", secretPath, "--mac", "b8:27:eb:00:0e:01",
+		return run(t.Context(), []string{"enroll", "--config", cfgPath, "--secret", secretPath, "--mac", mac,
 			"--start=false", base, token}, &out, &errs, noEnv)
 	}
+	enrol := func(token string) error { return enrolAs("b8:27:eb:00:0e:01", token) }
 	if err := enrol(token); err != nil {
 		t.Fatalf("enroll: %v\n%s", err, errs.String())
 	}
@@ -146,6 +147,15 @@ func TestEnrolEndToEnd(t *testing.T) {
 		t.Fatalf("users file after approval: %+v %v", u, ok)
 	}
 
+	// The approved Pi's MAC cannot be enrolled again with a fresh token: that would take its
+	// identity over.
+	fresh, _, err := tokens.Issue("r2", 10*time.Minute, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := enrol(fresh); err == nil || !strings.Contains(err.Error(), "(409 Conflict): a Pi with MAC "+mac+" is registered already") {
+		t.Errorf("enrolling a registered MAC: %v", err)
+	}
 	for name, c := range map[string]struct{ token, says string }{
 		"used":    {token, "enrolment token already used: by " + mac},
 		"unknown": {"AAAA-BBBB-CCCC-DDDD", "unknown enrolment token"},
@@ -159,7 +169,7 @@ func TestEnrolEndToEnd(t *testing.T) {
 			return tok
 		}(), "enrolment token expired"},
 	} {
-		err := enrol(c.token)
+		err := enrolAs("b8:27:eb:00:0e:09", c.token) // another board: the token is what is refused
 		if err == nil || !strings.Contains(err.Error(), "the Control Center refused to enrol this Pi (403 Forbidden): "+c.says) {
 			t.Errorf("%s token: %v, want it refused saying %q", name, err, c.says)
 		}
