@@ -83,6 +83,11 @@ type Config struct {
 	// Power is the row's power sensor, on the Pi that has it wired. Its readings are published,
 	// retained, on the row's power topic every Interval. nil means none.
 	Power PowerSensor
+	// System, when set, lets the control center shut this Pi down or reboot it
+	// (rack/<mac>/system, topics.SystemCommand): it is called with the action once the command
+	// is checked (not retained, not expired). nil refuses every such command with a log line:
+	// the agent's default (pirack-agent --allow-system-commands sets RunSystemctl).
+	System func(action string) error
 	// StoreDir keeps the queue of button presses not yet acknowledged by the broker
 	// (presses.queue) and the press counter (button.seq), so that presses made while the
 	// broker was unreachable survive an agent restart and sequence numbers keep growing. ""

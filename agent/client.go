@@ -11,6 +11,7 @@ import (
 	"math/rand/v2"
 	"net/url"
 	"os"
+	"os/exec"
 	"strings"
 	"sync"
 	"time"
@@ -88,6 +89,7 @@ func (a *agent) clientOptions() *mqtt.ClientOptions {
 func (a *agent) newClient() mqtt.Client {
 	client := mqtt.NewClient(a.clientOptions())
 	client.AddRoute(topics.LEDTopic(a.mac), a.onLED)
+	client.AddRoute(topics.SystemTopic(a.mac), a.onSystem)
 	return client
 }
 
@@ -143,6 +145,7 @@ func (a *agent) publish(client mqtt.Client, topic string, qos byte, retained boo
 func (a *agent) announce(client mqtt.Client) {
 	// Subscribed on every connection, not only the first: the broker may have lost the session.
 	a.await(client.Subscribe(topics.LEDTopic(a.mac), 1, a.onLED), "subscribe to LED commands")
+	a.await(client.Subscribe(topics.SystemTopic(a.mac), 1, a.onSystem), "subscribe to system commands")
 	birth := topics.Status{
 		V:            topics.Version,
 		State:        topics.StateOnline,
@@ -219,6 +222,47 @@ func (a *agent) onLED(_ mqtt.Client, m mqtt.Message) {
 	if a.leds != nil {
 		a.leds.put(cmd)
 	}
+}
+
+// onSystem takes a shutdown or reboot command: checked, then handed to Config.System, which
+// stops this agent with the system (its clean stop publishes "offline").
+func (a *agent) onSystem(_ mqtt.Client, m mqtt.Message) {
+	if m.Retained() {
+		a.logLimited("system/retained", slog.LevelWarn, "ignoring a retained system command; the control center never retains them")
+		return
+	}
+	cmd, err := topics.DecodeSystemCommand(m.Payload())
+	if err != nil {
+		a.logLimited("system/invalid", slog.LevelWarn, "dropping invalid system command", "err", err)
+		return
+	}
+	if cmd.Expired(a.now()) {
+		a.log.Warn("ignoring expired system command: it waited too long for this Pi", "action", cmd.Action, "by", cmd.By, "expires_at", cmd.ExpiresAt)
+		return
+	}
+	if a.cfg.System == nil {
+		a.log.Warn("system command refused: this agent does not take them (pirack-agent --allow-system-commands)", "action", cmd.Action, "by", cmd.By)
+		return
+	}
+	a.log.Warn("system command: "+cmd.Action+" now", "by", cmd.By)
+	if err := a.cfg.System(cmd.Action); err != nil {
+		a.log.Error("system command failed; see docs/deploy.md for the privilege it needs", "action", cmd.Action, "err", err)
+	}
+}
+
+// RunSystemctl carries a system command out with `systemctl poweroff` or `systemctl reboot`,
+// which an unprivileged agent may run through the polkit rule the pirack-agent package installs
+// (deploy/50-pirack-agent.rules).
+func RunSystemctl(action string) error {
+	verb := map[string]string{topics.SystemShutdown: "poweroff", topics.SystemReboot: "reboot"}[action]
+	if verb == "" {
+		return fmt.Errorf("unknown system action %q", action)
+	}
+	out, err := exec.Command("systemctl", verb).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("systemctl %s: %v: %s", verb, err, strings.TrimSpace(string(out)))
+	}
+	return nil
 }
 
 // ledStateLoop publishes the LED driver's state reports, retained, and the current state again

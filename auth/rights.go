@@ -39,7 +39,7 @@ func (u User) Rights(plugTopics map[string][]string) Rights {
 		// else under its prefix (an alert about itself, say) would let a Pi forge the control
 		// center's voice. The row's supply is read by whichever Pi of the row has the sensor.
 		return Rights{
-			Read: []string{topics.LEDTopic(u.MAC)},
+			Read: []string{topics.LEDTopic(u.MAC), topics.SystemTopic(u.MAC)},
 			Write: []string{
 				topics.StatusTopic(u.Row, u.MAC), topics.MetricsTopic(u.Row, u.MAC), topics.ButtonTopic(u.Row, u.MAC),
 				topics.LEDStateTopic(u.Row, u.MAC), topics.PowerTopic(u.Row),

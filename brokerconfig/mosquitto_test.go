@@ -45,6 +45,7 @@ topic write rack/r1/b827eb3f1a2c/button
 topic write rack/r1/b827eb3f1a2c/led_state
 topic write rack/r1/power
 topic read rack/b827eb3f1a2c/led
+topic read rack/b827eb3f1a2c/system
 
 # plug, row r1
 user plug-r1

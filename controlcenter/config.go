@@ -66,6 +66,9 @@ type Config struct {
 	// StaleAfter is how long a Pi may go without telemetry before it is stale; 0 means 3 of
 	// its own learned intervals (dashboard.Config.StaleAfter).
 	StaleAfter time.Duration
+	// RemoteSystem lets admins shut Pis down and reboot them from the page
+	// (dashboard.Config.RemoteSystem); off by default.
+	RemoteSystem bool
 	// SelectionExpiry clears a Pi's selection this long after its press
 	// (dashboard.Config.SelectionExpiry: 0 means an hour, negative never).
 	SelectionExpiry time.Duration

@@ -181,6 +181,7 @@ func New(cfg Config) (cc *ControlCenter, err error) {
 		TLSKeyFile:      cfg.WebKey,
 		StaleAfter:      cfg.StaleAfter,
 		SelectionExpiry: cfg.SelectionExpiry,
+		RemoteSystem:    cfg.RemoteSystem,
 		Hearing:         cc.hearing,
 		AuditDir:        cfg.DataDir, // audit.log sits with the users it names
 		AuditMaxBytes:   cfg.AuditMaxBytes,

@@ -14,6 +14,8 @@ import (
 
 	"github.com/pirack/pirack/audit"
 	"github.com/pirack/pirack/auth"
+	"github.com/pirack/pirack/bus"
+	"github.com/pirack/pirack/history"
 	"github.com/pirack/pirack/topics"
 )
 
@@ -665,6 +667,77 @@ func (s *Server) handleMaintenance(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, struct {
 		Maintenance *Maintenance `json:"maintenance"`
 	}{m})
+}
+
+// systemRequest is the body of POST /api/nodes/{mac}/system.
+type systemRequest struct {
+	Action string `json:"action"` // topics.SystemShutdown or SystemReboot
+	// Confirm must repeat the Pi's hostname (or its MAC when it has none): a shutdown is not
+	// something to send to the wrong tile by a slip.
+	Confirm string `json:"confirm"`
+}
+
+// systemTTL is how long a shutdown or reboot may wait for its Pi.
+const systemTTL = time.Minute
+
+// handleSystem serves POST /api/nodes/{mac}/system: {"action": "shutdown", "confirm":
+// "<hostname>"} shuts the Pi down (or reboots it), through its agent, when this control center
+// allows it. Every attempt is audited, refusals included.
+func (s *Server) handleSystem(w http.ResponseWriter, r *http.Request) {
+	n, ok := s.lookup(w, r)
+	if !ok {
+		return
+	}
+	var req systemRequest
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBodyBytes))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil {
+		writeError(w, http.StatusBadRequest, `want {"action": "shutdown" or "reboot", "confirm": "<the Pi's hostname>"}`)
+		return
+	}
+	entry := commandEntry(r, AuditSystem, n.MAC, map[string]any{"action": clipAudit(req.Action)})
+	deny := func(status int, why string) {
+		entry.Outcome, entry.Reason = AuditDenied, why
+		s.record(r, entry)
+		writeError(w, status, why)
+	}
+	name := n.Hostname
+	if name == "" {
+		name = n.MAC
+	}
+	switch {
+	case !s.cfg.RemoteSystem:
+		deny(http.StatusForbidden, "remote shutdown and reboot are off on this control center (pirack serve --remote-system, docs/control-center.md)")
+		return
+	case req.Action != topics.SystemShutdown && req.Action != topics.SystemReboot:
+		deny(http.StatusBadRequest, "action "+strconv.Quote(clipLog(req.Action))+": want shutdown or reboot")
+		return
+	case req.Confirm != name:
+		deny(http.StatusBadRequest, "confirm must repeat the Pi's name, "+strconv.Quote(name)+", to shut down or reboot it")
+		return
+	case n.State == StateOffline:
+		deny(http.StatusConflict, displayMAC(n.MAC)+" is offline: there is nothing to shut down")
+		return
+	}
+	now := s.cfg.Now().UTC()
+	cmd := topics.SystemCommand{V: topics.Version, Action: req.Action, IssuedAt: now, ExpiresAt: now.Add(systemTTL), By: principalFrom(r.Context()).name}
+	payload, err := topics.Encode(cmd)
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, err.Error())
+		return
+	}
+	if err := s.record(r, entry); err != nil {
+		writeError(w, http.StatusServiceUnavailable, auditUnavailable)
+		return
+	}
+	if err := s.cfg.Bus.Publish(r.Context(), bus.Message{Topic: topics.SystemTopic(n.MAC), Payload: payload, QoS: 1}); err != nil {
+		entry.Outcome, entry.Reason = AuditFailed, clipLog("publish: "+err.Error())
+		s.record(r, entry)
+		writeError(w, http.StatusBadGateway, "could not publish the command to the broker; try again")
+		return
+	}
+	s.rack.event(history.Event{MAC: n.MAC, Row: n.Row, Kind: EventSystem, By: cmd.By, Detail: cmd.Action + " requested"})
+	writeJSON(w, http.StatusAccepted, cmd)
 }
 
 // Limits of GET /api/audit?limit=N.

@@ -27,6 +27,8 @@ const (
 	AuditAck = "ack"
 	// AuditMaintenance is a Pi or row put into maintenance, or taken out.
 	AuditMaintenance = "maintenance"
+	// AuditSystem is a Pi shut down or rebooted remotely, or the attempt.
+	AuditSystem = "system"
 	// AuditKiosk is a kiosk link made or revoked.
 	AuditKiosk = "kiosk"
 	// AuditPassword is a user changing their own password.

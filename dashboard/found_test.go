@@ -156,3 +156,46 @@ func TestSelectionsExpireAndClearAll(t *testing.T) {
 		t.Fatalf("a viewer's clear all: %d", w.Code)
 	}
 }
+
+// Remote shutdown: refused, with a clear message and an audit entry, on a control center that
+// does not allow it, to a viewer, without the Pi's name repeated; allowed, it publishes a
+// command that expires within a minute.
+func TestSystemCommandRefusals(t *testing.T) {
+	for _, allowed := range []bool{false, true} {
+		dir := t.TempDir()
+		f := newFixture(t, func(c *Config) { c.RemoteSystem = allowed; c.AuditDir = dir })
+		f.publish(t, topics.StatusTopic(rowA, macA), online("pi-a", "s"))
+		admin := f.login(t, "admin", "admin-pw")
+		body := `{"action": "shutdown", "confirm": "pi-a"}`
+		if !allowed {
+			w := f.do(t, "POST", "/api/nodes/"+macA+"/system", body, withCookie(admin))
+			if w.Code != http.StatusForbidden || !strings.Contains(w.Body.String(), "remote shutdown and reboot are off on this control center") {
+				t.Fatalf("disabled: %d %s", w.Code, w.Body)
+			}
+			if log := f.do(t, "GET", "/api/audit", "", withCookie(admin)).Body.String(); !strings.Contains(log, "remote shutdown and reboot are off") {
+				t.Fatalf("the refusal is not audited:\n%s", log)
+			}
+			continue
+		}
+		if w := f.do(t, "POST", "/api/nodes/"+macA+"/system", body, withCookie(f.login(t, "viewer", "viewer-pw"))); w.Code != http.StatusForbidden {
+			t.Fatalf("a viewer's shutdown: %d", w.Code)
+		}
+		if w := f.do(t, "POST", "/api/nodes/"+macA+"/system", `{"action": "shutdown", "confirm": "pi-b"}`, withCookie(admin)); w.Code != http.StatusBadRequest || !strings.Contains(w.Body.String(), `confirm must repeat the Pi's name, \"pi-a\"`) {
+			t.Fatalf("wrong confirmation: %d %s", w.Code, w.Body)
+		}
+		w := f.do(t, "POST", "/api/nodes/"+macA+"/system", body, withCookie(admin))
+		if w.Code != http.StatusAccepted {
+			t.Fatalf("allowed: %d %s", w.Code, w.Body)
+		}
+		msgs := f.bus.Published()
+		last := msgs[len(msgs)-1]
+		cmd, err := topics.DecodeSystemCommand(last.Payload)
+		if err != nil || last.Topic != topics.SystemTopic(macA) || cmd.Action != topics.SystemShutdown || cmd.By != "admin" || cmd.ExpiresAt.Sub(cmd.IssuedAt) != time.Minute {
+			t.Fatalf("published %s %+v %v", last.Topic, cmd, err)
+		}
+		log := f.do(t, "GET", "/api/audit", "", withCookie(admin)).Body.String()
+		if strings.Count(log, `"action":"system"`) < 3 || !strings.Contains(log, "confirm must repeat") {
+			t.Fatalf("the audit log lacks the refused and the allowed attempts:\n%s", log)
+		}
+	}
+}

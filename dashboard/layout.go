@@ -20,6 +20,7 @@ const (
 	EventPlaced    = "placed"    // a Pi was put into a slot (Detail says which, and how)
 	EventForgotten = "forgotten" // a removed Pi was forgotten
 	EventApproved  = "approved"  // an enrolled Pi was approved
+	EventSystem    = "system"    // a shutdown or reboot was sent
 )
 
 // assignIdle ends an assign mode nobody used for this long: an operator who walked away

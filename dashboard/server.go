@@ -91,6 +91,9 @@ type Config struct {
 	// a press of such a Pi's button (or the page's Approve) approves it and puts it into its
 	// row's next free slot.
 	Enrolment Enrolment
+	// RemoteSystem lets admins shut Pis down and reboot them from the page and the API
+	// (POST /api/nodes/{mac}/system). Off by default; the Pi's agent must allow it too.
+	RemoteSystem bool
 	// SelectionExpiry clears a selection this long after its press; 0 means
 	// DefaultSelectionExpiry, negative never.
 	SelectionExpiry time.Duration
@@ -429,6 +432,7 @@ func (s *Server) routeTable() []route {
 		{"POST /api/nodes/{mac}/maintenance", s.requireAdmin(AuditMaintenance, s.handleMaintenance)},
 		{"POST /api/rows/{row}/maintenance", s.requireAdmin(AuditMaintenance, s.handleMaintenance)},
 		{"POST /api/nodes/{mac}/approve", s.requireAdmin(AuditApprove, s.handleApprove)},
+		{"POST /api/nodes/{mac}/system", s.requireAdmin(AuditSystem, s.handleSystem)},
 		{"GET /api/enrolment", s.requireUser(serveJSON(s.rack.enrolment))},
 		{"POST /api/me/password", s.requireUser(s.handlePassword)},
 		{"POST /api/kiosk", s.requireAdmin(AuditKiosk, s.handleKiosk)},

@@ -97,6 +97,7 @@ var packageFiles = map[string][]wantFile{
 		{"-rwxr-xr-x", "./usr/bin/pirack-agent"},
 		{"-rw-r--r--", "./lib/systemd/system/pirack-agent.service"},
 		{"-rw-r--r--", "./etc/pirack/agent.toml"},
+		{"-rw-r--r--", "./usr/share/polkit-1/rules.d/50-pirack-agent.rules"},
 	},
 }
 

@@ -56,6 +56,7 @@ var goTypeOf = map[Kind]struct {
 	KindPower:    {"Power", reflect.TypeFor[Power]()},
 	KindAlert:    {"Alert", reflect.TypeFor[Alert]()},
 	KindLayout:   {"Layout", reflect.TypeFor[Layout]()},
+	KindSystem:   {"SystemCommand", reflect.TypeFor[SystemCommand]()},
 }
 
 // channelOf gives each channel's kind; the two alert channels differ by having a MAC.
@@ -69,6 +70,7 @@ var channelOf = map[string]Kind{
 	"piAlert":  KindAlert,
 	"rowAlert": KindAlert,
 	"layout":   KindLayout,
+	"system":   KindSystem,
 }
 
 type asyncAPIDoc struct {
@@ -474,7 +476,7 @@ func TestAsyncAPIChannelsMatchParse(t *testing.T) {
 		StatusTopic("r1", mac), MetricsTopic("row-a_2", mac), ButtonTopic(row32, mac), LEDTopic(mac),
 		LEDStateTopic("0", "0123456789ab"), PowerTopic("r1"), PowerTopic(mac), AlertTopic("r1", mac, "temp_high"),
 		AlertTopic("r1", "", "power_band"), AlertTopic(row32, mac, rule32), AlertTopic("alert", "", "x"),
-		AlertTopic(mac, "", "offline"), AlertTopic("r1", "", "status"), LayoutTopic("r1"), LayoutTopic(mac),
+		AlertTopic(mac, "", "offline"), AlertTopic("r1", "", "status"), LayoutTopic("r1"), LayoutTopic(mac), SystemTopic(mac), "rack/r1/system",
 		"rack/r1/layout/x", "rack/r1/" + mac + "/layout",
 		// not pirack topics
 		"", "rack", "rack/", "rack/r1", "Rack/r1/" + mac + "/status", "rack/r1/" + mac + "/status/",

@@ -22,6 +22,7 @@ const (
 	leafLEDState = "led_state"
 	leafAlert    = "alert"
 	leafLayout   = "layout"
+	leafSystem   = "system"
 )
 
 // Sentinel errors returned (wrapped) by the parsers and validators in this package.
@@ -50,6 +51,7 @@ const (
 	KindLEDState      // rack/<row>/<mac>/led_state
 	KindAlert         // rack/<row>/<mac>/alert/<rule>, or rack/<row>/alert/<rule> for a row
 	KindLayout        // rack/<row>/layout
+	KindSystem        // rack/<mac>/system
 )
 
 func (k Kind) String() string {
@@ -70,6 +72,8 @@ func (k Kind) String() string {
 		return leafAlert
 	case KindLayout:
 		return leafLayout
+	case KindSystem:
+		return leafSystem
 	}
 	return "unknown"
 }
@@ -211,6 +215,8 @@ func (t Topic) String() string {
 		return Root + "/" + t.Row + "/" + t.MAC + "/" + t.Kind.String()
 	case KindLED:
 		return Root + "/" + t.MAC + "/" + leafLED
+	case KindSystem:
+		return Root + "/" + t.MAC + "/" + leafSystem
 	case KindPower:
 		return Root + "/" + t.Row + "/" + leafPower
 	case KindLayout:
@@ -242,6 +248,9 @@ func LEDTopic(mac string) string { return Topic{Kind: KindLED, MAC: mac}.String(
 func LEDStateTopic(row, mac string) string {
 	return Topic{Kind: KindLEDState, Row: row, MAC: mac}.String()
 }
+
+// SystemTopic is where a Pi's agent takes shutdown and reboot commands: rack/<mac>/system.
+func SystemTopic(mac string) string { return Topic{Kind: KindSystem, MAC: mac}.String() }
 
 // LayoutTopic is the retained layout of a row, published by the control center:
 // rack/<row>/layout.
@@ -299,6 +308,11 @@ func Parse(topic string) (Topic, error) {
 			return Topic{}, fmt.Errorf("topic %q: %w", clip(topic), err)
 		}
 		return Topic{Kind: KindPower, Row: parts[1]}, nil
+	case len(parts) == 3 && parts[2] == leafSystem:
+		if !IsMAC(parts[1]) {
+			return Topic{}, fmt.Errorf("%w in %q: want 12 lowercase hex digits", ErrInvalidMAC, clip(topic))
+		}
+		return Topic{Kind: KindSystem, MAC: parts[1]}, nil
 	case len(parts) == 3 && parts[2] == leafLayout:
 		if err := ValidateRow(parts[1]); err != nil {
 			return Topic{}, fmt.Errorf("topic %q: %w", clip(topic), err)

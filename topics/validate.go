@@ -34,6 +34,8 @@ func DecodeKind(k Kind, payload []byte) (any, error) {
 		v, err = DecodeAlert(payload)
 	case KindLayout:
 		v, err = DecodeLayout(payload)
+	case KindSystem:
+		v, err = DecodeSystemCommand(payload)
 	default:
 		err = fmt.Errorf("%w: no payload is defined for a topic of kind %s", ErrInvalidPayload, k)
 	}

@@ -84,6 +84,7 @@ type options struct {
 type rawFlags struct {
 	passwordFile, power, logLevel string
 	tls                           agent.TLSFiles
+	allowSystem                   bool
 }
 
 // agentFlags defines every flag, writing into opts and x.
@@ -111,6 +112,7 @@ func agentFlags(opts *options, x *rawFlags, stderr io.Writer) *flag.FlagSet {
 	fs.StringVar(&x.power, "power", "", "the row's power sensor on this Pi's I2C bus, such as ina219:bus=1,addr=0x40,shunt-ohms=0.1 (or ina226:...; optional max-amps=); empty or none: no sensor. See docs/hardware.md")
 	fs.StringVar(&cfg.StoreDir, "store-dir", "", "directory keeping unsent QoS1 messages and the button press counter across restarts, such as /var/lib/pirack-agent (default: memory only)")
 	fs.StringVar(&x.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	fs.BoolVar(&x.allowSystem, "allow-system-commands", false, "let the control center shut this Pi down or reboot it (its admins, when the control center allows it; needs the polkit rule the package installs, docs/deploy.md)")
 	fs.BoolVar(&opts.version, "version", false, "print the version and exit")
 	return fs
 }
@@ -138,6 +140,9 @@ func parseFlags(args []string, stderr io.Writer, getenv func(string) string) (op
 // checkOptions checks the settings and reads the files they name into opts.
 func checkOptions(opts *options, x rawFlags, stderr io.Writer, getenv func(string) string) (err error) {
 	cfg, hw := &opts.agent, &opts.board
+	if x.allowSystem {
+		cfg.System = agent.RunSystemctl
+	}
 	if cfg.Row == "" {
 		return errors.New(`row is required: the rack row this Pi sits in, such as --row row-1, or row = "row-1" in the config file`)
 	}

@@ -42,6 +42,8 @@ type serveConfig struct {
 	StaleAfter time.Duration
 	// SelectionExpiry clears a selection this long after its press (0: an hour; negative: never).
 	SelectionExpiry time.Duration
+	// RemoteSystem lets admins shut Pis down and reboot them from the page.
+	RemoteSystem bool
 	// PowerBridgeFile maps smart plugs to rows (package powerbridge); "" means
 	// <data-dir>/power-bridge.json if it exists, and no plugs otherwise.
 	PowerBridgeFile string
@@ -80,6 +82,7 @@ func (c *serveConfig) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.AlertsFile, "alerts", "", "JSON file changing alert thresholds, durations and rules (see docs/alerts.md); empty: defaults")
 	fs.StringVar(&c.NotifyFile, "notify", "", "JSON file sending alerts to webhooks, ntfy and e-mail (see docs/notifications.md); empty: <data-dir>/notify.json if it exists")
 	fs.DurationVar(&c.StaleAfter, "stale-after", 0, "mark a Pi stale after this long without telemetry (0: 3 of its own intervals)")
+	fs.BoolVar(&c.RemoteSystem, "remote-system", false, "let admins shut Pis down and reboot them from the page (each Pi's agent must allow it too: --allow-system-commands)")
 	fs.DurationVar(&c.SelectionExpiry, "selection-expiry", 0, "clear a Pi's selection this long after its button press (0: 1h; -1s: never)")
 	fs.Var(&c.AuditMaxSize, "audit-max-size", "rotate audit.log past this `size`, keeping "+strconv.Itoa(dashboard.AuditKeep)+" old files, such as 512KiB or 10MiB (0: 10MiB, -1: never)")
 	fs.IntVar(&c.LoginLimit, "login-limit", 0, "failed Control Center logins (form or HTTP Basic) one address may make per minute before it gets 429 (0: "+strconv.Itoa(dashboard.DefaultLoginLimit)+")")
@@ -153,7 +156,7 @@ func (c serveConfig) controlCenter(log *slog.Logger, stdout io.Writer) controlce
 		MQTTWSAddr: c.MQTTWSAddr, MQTTWSSAddr: c.MQTTWSSAddr,
 		HTTPAddr: c.HTTPAddr, WebCert: c.WebCert, WebKey: c.WebKey, AuditMaxBytes: int64(c.AuditMaxSize),
 		LoginLimit: c.LoginLimit,
-		AlertsFile: c.AlertsFile, StaleAfter: c.StaleAfter, SelectionExpiry: c.SelectionExpiry, PowerBridgeFile: c.PowerBridgeFile, NotifyFile: c.NotifyFile,
+		AlertsFile: c.AlertsFile, StaleAfter: c.StaleAfter, SelectionExpiry: c.SelectionExpiry, RemoteSystem: c.RemoteSystem, PowerBridgeFile: c.PowerBridgeFile, NotifyFile: c.NotifyFile,
 		Broker: c.Broker, MaxClients: c.MaxClients, BrokerLimits: c.BrokerLimits, HomeAssistant: c.HomeAssistant,
 		MetricsTokenFile: c.MetricsTokenFile,
 	}

@@ -1,0 +1,88 @@
+package e2e
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	paho "github.com/eclipse/paho.mqtt.golang"
+
+	"github.com/pirack/pirack/agent"
+	"github.com/pirack/pirack/auth"
+	"github.com/pirack/pirack/bus"
+	"github.com/pirack/pirack/dashboard"
+	"github.com/pirack/pirack/topics"
+)
+
+// Remote shutdown end to end: an admin's shutdown reaches an agent that allows it, which runs
+// its system hook (systemctl poweroff on a Pi; here the test stops the agent as the system
+// would) and goes offline through its clean stop. An agent that does not allow it, an expired
+// command and an automation user's command are not carried out.
+func TestRemoteShutdown(t *testing.T) {
+	r := newRig(t, func(_ *testing.T, r *rig) { r.base.RemoteSystem = true })
+	ran := make(chan string, 4)
+	hook := func(c *agent.Config) { c.System = func(action string) error { ran <- action; return nil } }
+	willing := r.startPi(t, "b827eb00a0a1", "r1", r.mqttAddr, hook)
+	unwilling := r.startPi(t, "b827eb00a0a2", "r1", r.mqttAddr)
+	for _, p := range []*pi{willing, unwilling} {
+		r.awaitNode(t, p.mac, "online", func(n dashboard.Node) bool { return n.State == dashboard.StateOnline })
+	}
+	nothingRan := func(what string) {
+		t.Helper()
+		select {
+		case a := <-ran:
+			t.Fatalf("%s: the agent ran %q", what, a)
+		case <-time.After(time.Second):
+		}
+	}
+
+	// An expired command (it waited too long, say for a Pi that was off) is ignored.
+	now := time.Now().UTC()
+	old, err := topics.Encode(topics.SystemCommand{V: 1, Action: topics.SystemShutdown, IssuedAt: now.Add(-10 * time.Minute), ExpiresAt: now.Add(-9 * time.Minute), By: "admin"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.publish(t, bus.Message{Topic: topics.SystemTopic(willing.mac), Payload: old, QoS: 1})
+	nothingRan("an expired command")
+
+	// An automation user may send LED commands, not this: the broker drops it.
+	r.addUser(t, auth.User{Name: "nodered", Role: auth.RoleAutomation}, "automation-password")
+	c := paho.NewClient(paho.NewClientOptions().AddBroker("tcp://" + r.mqttAddr).SetClientID("nodered-1").
+		SetUsername("nodered").SetPassword("automation-password").SetProtocolVersion(4))
+	if tok := c.Connect(); !tok.WaitTimeout(waitLimit) || tok.Error() != nil {
+		t.Fatalf("automation connect: %v", tok.Error())
+	}
+	fresh, _ := topics.Encode(topics.SystemCommand{V: 1, Action: topics.SystemShutdown, IssuedAt: now, ExpiresAt: now.Add(time.Minute), By: "nodered"})
+	c.Publish(topics.SystemTopic(willing.mac), 1, false, fresh).WaitTimeout(waitLimit)
+	c.Disconnect(100)
+	nothingRan("an automation user's command")
+
+	// An agent without --allow-system-commands refuses an admin's shutdown and stays up.
+	if code, body := r.post(t, "/api/nodes/"+unwilling.mac+"/system", `{"action": "shutdown", "confirm": "pi-`+unwilling.mac[8:]+`"}`); code != 202 {
+		t.Fatalf("shutdown of the unwilling Pi: %d %s", code, body)
+	}
+	nothingRan("an agent that does not allow it")
+	for _, n := range r.rack().Nodes() {
+		if n.MAC == unwilling.mac && n.State != dashboard.StateOnline {
+			t.Fatalf("the unwilling Pi went %s", n.State)
+		}
+	}
+
+	// The willing one shuts down: its hook runs, then the system stops the agent.
+	if code, body := r.post(t, "/api/nodes/"+willing.mac+"/system", `{"action": "shutdown", "confirm": "pi-`+willing.mac[8:]+`"}`); code != 202 {
+		t.Fatalf("shutdown: %d %s", code, body)
+	}
+	select {
+	case a := <-ran:
+		if a != topics.SystemShutdown {
+			t.Fatalf("the agent ran %q, want shutdown", a)
+		}
+	case <-time.After(waitLimit):
+		t.Fatal("the shutdown never reached the agent")
+	}
+	willing.stop() // what systemctl poweroff does to the service
+	n := r.awaitNode(t, willing.mac, "offline", func(n dashboard.Node) bool { return n.State == dashboard.StateOffline })
+	if !strings.HasPrefix(n.Hostname, "pi-") {
+		t.Errorf("the offline Pi lost its name: %+v", n)
+	}
+}
