@@ -115,6 +115,8 @@ type rackPage struct {
 	User       string
 	Role       string
 	CanCommand bool
+	// RemoteSystem offers Shut down… on the tiles (Config.RemoteSystem).
+	RemoteSystem bool
 	Rows       []rowView
 	Alerts     []topics.Alert
 	Online     int
@@ -128,7 +130,7 @@ type rackPage struct {
 // handleRack serves GET /: the rack, one tile per Pi, grouped by row. The script then keeps it
 // live from /api/events; the page is complete without it.
 func (s *Server) handleRack(w http.ResponseWriter, r *http.Request, p principal) {
-	page := rackPage{User: p.name, Role: string(p.role), CanCommand: p.canCommand()}
+	page := rackPage{User: p.name, Role: string(p.role), CanCommand: p.canCommand(), RemoteSystem: s.cfg.RemoteSystem && p.canCommand()}
 	byRow := make(map[string][]Node)
 	for _, n := range s.rack.Nodes() {
 		byRow[n.Row] = append(byRow[n.Row], n)

@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/chromedp"
 	paho "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/pirack/pirack/agent"
@@ -84,5 +85,63 @@ func TestRemoteShutdown(t *testing.T) {
 	n := r.awaitNode(t, willing.mac, "offline", func(n dashboard.Node) bool { return n.State == dashboard.StateOffline })
 	if !strings.HasPrefix(n.Hostname, "pi-") {
 		t.Errorf("the offline Pi lost its name: %+v", n)
+	}
+}
+
+// Shut down from the page: the tile's Shut down… asks for the Pi's name, refuses a wrong one
+// with the reason, and with the right one the agent runs its shutdown and the tile goes
+// offline. Without --remote-system the button is not there.
+func TestBrowserShutdown(t *testing.T) {
+	r := newRig(t, func(_ *testing.T, r *rig) { r.base.RemoteSystem = true })
+	ctx := browser(t)
+	ran := make(chan string, 1)
+	p := r.startPi(t, "b827eb00a0b1", "r1", r.mqttAddr, func(c *agent.Config) {
+		c.System = func(action string) error { ran <- action; return nil }
+	})
+	r.awaitNode(t, p.mac, "online", func(n dashboard.Node) bool { return n.State == dashboard.StateOnline })
+	logIn(t, ctx, r.url)
+	sel := tileSel(p.mac)
+	var said string
+	step(t, ctx, "a wrong name is refused", waitLimit,
+		chromedp.Click(sel+` button[data-action="system"]`, chromedp.ByQuery),
+		chromedp.WaitVisible(`#system-dialog input[name="confirm"]`, chromedp.ByQuery),
+		chromedp.SendKeys(`#system-dialog input[name="confirm"]`, "pi-other", chromedp.ByQuery),
+		chromedp.Click(`#system-dialog button[value="shutdown"]`, chromedp.ByQuery),
+		pollTrue(`document.getElementById("system-result").textContent !== ""`),
+		chromedp.Text(`#system-result`, &said, chromedp.ByQuery),
+	)
+	if !strings.Contains(said, "confirm must repeat the Pi's name") {
+		t.Fatalf("a wrong name: %q", said)
+	}
+	step(t, ctx, "the right name shuts it down", waitLimit,
+		chromedp.SetValue(`#system-dialog input[name="confirm"]`, "pi-"+p.mac[8:], chromedp.ByQuery),
+		chromedp.Click(`#system-dialog button[value="shutdown"]`, chromedp.ByQuery),
+		pollTrue(`document.getElementById("system-result").textContent.startsWith("Shutting down")`),
+	)
+	select {
+	case a := <-ran:
+		if a != topics.SystemShutdown {
+			t.Fatalf("ran %q", a)
+		}
+	case <-time.After(waitLimit):
+		t.Fatal("the page's shutdown never reached the agent")
+	}
+	p.stop()
+	step(t, ctx, "the tile goes offline", waitLimit,
+		pollTrue(`document.querySelector('`+sel+`').dataset.state === "offline"`),
+	)
+
+	plain := newRig(t)
+	ctx2 := browser(t)
+	q := plain.startPi(t, "b827eb00a0b2", "r1", plain.mqttAddr)
+	plain.awaitNode(t, q.mac, "online", func(n dashboard.Node) bool { return n.State == dashboard.StateOnline })
+	logIn(t, ctx2, plain.url)
+	var shown bool
+	step(t, ctx2, "no Shut down… without --remote-system", waitLimit,
+		chromedp.WaitVisible(tileSel(q.mac), chromedp.ByQuery),
+		chromedp.Evaluate(`(() => { const b = document.querySelector('`+tileSel(q.mac)+` button[data-action="system"]'); return !!b && b.offsetParent !== null; })()`, &shown),
+	)
+	if shown {
+		t.Fatal("Shut down… is offered on a control center without --remote-system")
 	}
 }

@@ -646,6 +646,17 @@
         if (await post(nodePath(mac) + "/maintenance", { on, note: holdNote() }, name)) say(name + (on ? " is in maintenance: its alerts are held back." : " is out of maintenance."));
         break;
       }
+      case "system": {
+        const d = document.getElementById("system-dialog");
+        if (!d) break;
+        d.dataset.mac = mac;
+        d.dataset.name = n.hostname || mac;
+        document.getElementById("system-name").textContent = n.hostname || displayMAC(mac);
+        document.getElementById("system-form").reset();
+        document.getElementById("system-result").textContent = "";
+        d.showModal();
+        break;
+      }
       case "locate-stop":
         if (await post(nodePath(mac) + "/locate/stop", {}, name)) say("Locate of " + name + " stopped.");
         break;
@@ -1000,5 +1011,29 @@
       "No kiosk link: " + (body.error || r.status);
     notice.dataset.kiosk = r.ok ? location.origin + body.path : "";
     notice.hidden = false;
+  });
+})();
+
+// "Shut down…": a Pi shut down or rebooted through its agent, its name typed to confirm.
+(function () {
+  const d = document.getElementById("system-dialog");
+  if (!d) return;
+  const form = document.getElementById("system-form");
+  const result = document.getElementById("system-result");
+  document.getElementById("system-cancel").addEventListener("click", () => d.close());
+  form.addEventListener("submit", async (e) => {
+    e.preventDefault();
+    const action = e.submitter ? e.submitter.value : "shutdown";
+    const r = await fetch("/api/nodes/" + encodeURIComponent(d.dataset.mac) + "/system", {
+      method: "POST", credentials: "same-origin", headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ action, confirm: form.elements.confirm.value.trim() }),
+    });
+    const body = await r.json();
+    if (r.ok) {
+      result.textContent = (action === "shutdown" ? "Shutting down " : "Rebooting ") + d.dataset.name + ": its tile goes offline when the agent stops.";
+      setTimeout(() => d.close(), 1500);
+    } else {
+      result.textContent = body.error || ("failed: " + r.status);
+    }
   });
 })();
