@@ -117,14 +117,14 @@ type rackPage struct {
 	CanCommand bool
 	// RemoteSystem offers Shut down… on the tiles (Config.RemoteSystem).
 	RemoteSystem bool
-	Rows       []rowView
-	Alerts     []topics.Alert
-	Online     int
-	Total      int
-	Blank      *Node // rendered into a <template> the script clones for Pis that appear later
-	BlankSlot  RowSlot
-	BlankRow   Row
-	BlankAlert topics.Alert
+	Rows         []rowView
+	Alerts       []topics.Alert
+	Online       int
+	Total        int
+	Blank        *Node // rendered into a <template> the script clones for Pis that appear later
+	BlankSlot    RowSlot
+	BlankRow     Row
+	BlankAlert   topics.Alert
 }
 
 // handleRack serves GET /: the rack, one tile per Pi, grouped by row. The script then keeps it
