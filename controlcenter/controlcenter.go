@@ -170,6 +170,8 @@ func New(cfg Config) (cc *ControlCenter, err error) {
 	tokens := enroll.Open(cfg.DataDir)
 	routes = append(routes, dashboard.Route{Pattern: "POST /api/enroll", Access: dashboard.AccessPublic,
 		Handler: enroll.Handler(tokens, cc.users, cc.enrolPorts, cfg.Logger.With("component", "enroll"))})
+	routes = append(routes, dashboard.Route{Pattern: "POST /api/enroll/tokens", Access: dashboard.AccessAdmin,
+		Handler: enroll.TokenHandler(tokens, dashboard.UserName, cfg.Logger.With("component", "enroll"))})
 	cc.dash, err = dashboard.New(dashboard.Config{
 		Enrolment:       enroll.Approver{Users: cc.users},
 		Refusals:        cc.refusals,

@@ -1,6 +1,8 @@
 package e2e
 
 import (
+	"net/http"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -10,6 +12,8 @@ import (
 	paho "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/pirack/pirack/auth"
+	"github.com/pirack/pirack/dashboard"
+	"github.com/pirack/pirack/enroll/enrollapi"
 	"github.com/pirack/pirack/hardware/sim"
 )
 
@@ -88,4 +92,48 @@ func TestBrowserApproveRefusedPassword(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// "Add a Pi" on the page issues a token that enrols a new Pi of the chosen row (traded over
+// HTTP as pirack-agent enroll does), and "Locate selected" locates every selected Pi.
+func TestBrowserAddAPiAndLocateSelected(t *testing.T) {
+	r := newRig(t)
+	ctx := browser(t)
+	a := r.startPi(t, "b827eb00e0b1", "r1", r.mqttAddr)
+	b := r.startPi(t, "b827eb00e0b2", "r1", r.mqttAddr)
+	for _, p := range []*pi{a, b} {
+		r.awaitNode(t, p.mac, "online", func(n dashboard.Node) bool { return n.State == dashboard.StateOnline })
+	}
+	logIn(t, ctx, r.url)
+	var command string
+	step(t, ctx, "issue a token for row r2", waitLimit,
+		chromedp.Click(`#enrol-open`, chromedp.ByQuery),
+		chromedp.WaitVisible(`#enrol-dialog input[name="row"]`, chromedp.ByQuery),
+		chromedp.SetValue(`#enrol-dialog input[name="row"]`, "r2", chromedp.ByQuery),
+		chromedp.Click(`#enrol-dialog button[value="issue"]`, chromedp.ByQuery),
+		pollTrue(`document.getElementById("enrol-command").textContent.startsWith("sudo pirack-agent enroll ")`),
+		chromedp.Text(`#enrol-command`, &command, chromedp.ByQuery),
+		chromedp.Click(`#enrol-cancel`, chromedp.ByQuery),
+	)
+	f := strings.Fields(command) // sudo pirack-agent enroll <url> <token>
+	base, err := url.Parse(f[3])
+	if err != nil {
+		t.Fatalf("command %q: %v", command, err)
+	}
+	acct, err := enrollapi.Enrol(t.Context(), http.DefaultClient, base, enrollapi.Request{Token: f[4], MAC: "b827eb00e0c1"})
+	if err != nil || acct.Row != "r2" {
+		t.Fatalf("enrol with the page's token: %+v %v", acct, err)
+	}
+	if u, ok := r.users.Get("b827eb00e0c1"); !ok || !u.Pending || u.Row != "r2" {
+		t.Fatalf("the enrolled account: %+v %v", u, ok)
+	}
+
+	a.button.Press("short")
+	b.button.Press("short")
+	step(t, ctx, "locate the selected Pis", waitLimit,
+		pollTrue(`!document.getElementById("locate-selected").hidden`),
+		pollTrue(`document.querySelector('`+tileSel(b.mac)+`').dataset.selected === "true"`),
+		chromedp.Click(`#locate-selected`, chromedp.ByQuery),
+		pollTrue(`["`+a.mac+`", "`+b.mac+`"].every((m) => document.querySelector('article.tile[data-mac="' + m + '"] [data-field="locate"]').textContent.startsWith("Locating for admin"))`),
+	)
 }

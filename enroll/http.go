@@ -167,3 +167,43 @@ func (f *failures) fail(ip string, now time.Time) {
 	}
 	w.n++
 }
+
+// tokenRequest is the body of POST /api/enroll/tokens.
+type tokenRequest struct {
+	Row  string `json:"row"`
+	TTLS int    `json:"ttl_s"` // 0: DefaultTTL
+}
+
+// TokenHandler serves POST /api/enroll/tokens for admins (the dashboard checks): {"row": "r1"}
+// issues a token as `pirack enroll` does and answers it with the command to run on the Pi.
+// base is the Control Center's address as this request reached it.
+func TokenHandler(store *Store, by func(*http.Request) string, log *slog.Logger) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var req tokenRequest
+		if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 4096)).Decode(&req); err != nil {
+			writeError(w, http.StatusBadRequest, `want {"row": "r1"} (and "ttl_s", 60 to 86400)`)
+			return
+		}
+		if err := topics.ValidateRow(req.Row); err != nil {
+			writeError(w, http.StatusBadRequest, "row: "+err.Error())
+			return
+		}
+		token, exp, err := store.Issue(req.Row, time.Duration(req.TTLS)*time.Second, by(r))
+		if err != nil {
+			writeError(w, http.StatusBadRequest, err.Error())
+			return
+		}
+		scheme := "http"
+		if r.TLS != nil {
+			scheme = "https"
+		}
+		log.Info("enrolment token issued", "row", req.Row, "by", by(r), "expires", exp)
+		w.Header().Set("Cache-Control", "no-store")
+		writeJSON(w, http.StatusOK, struct {
+			Token   string    `json:"token"`
+			Row     string    `json:"row"`
+			Expires time.Time `json:"expires"`
+			Command string    `json:"command"`
+		}{token, req.Row, exp, "sudo pirack-agent enroll " + scheme + "://" + r.Host + " " + token})
+	})
+}

@@ -837,6 +837,14 @@
     for (const node of nodes.values()) if (node.selected) n++;
     document.getElementById("selected-count").textContent = String(n);
     clearAll.hidden = n < 2;
+    document.getElementById("locate-selected").hidden = n < 1;
+  }
+  const locateSelected = document.getElementById("locate-selected");
+  if (locateSelected) {
+    locateSelected.addEventListener("click", async () => {
+      const a = await post("/api/locate/selected", {}, "Selected Pis");
+      if (a) say("Locating " + a.sent.length + " selected Pis" + (a.offline && a.offline.length ? " (" + a.offline.length + " offline skipped)" : "") + ".");
+    });
   }
   if (clearAll) {
     clearAll.addEventListener("click", async () => {
@@ -1033,6 +1041,33 @@
       result.textContent = (action === "shutdown" ? "Shutting down " : "Rebooting ") + d.dataset.name + ": its tile goes offline when the agent stops.";
       setTimeout(() => d.close(), 1500);
     } else {
+      result.textContent = body.error || ("failed: " + r.status);
+    }
+  });
+})();
+
+// "Add a Pi": a one-use enrolment token for a row, and the command to run on the new Pi.
+(function () {
+  const open = document.getElementById("enrol-open");
+  const d = document.getElementById("enrol-dialog");
+  if (!open || !d) return;
+  const form = document.getElementById("enrol-form");
+  const cmd = document.getElementById("enrol-command");
+  const result = document.getElementById("enrol-result");
+  open.addEventListener("click", () => { cmd.textContent = ""; result.textContent = ""; d.showModal(); });
+  document.getElementById("enrol-cancel").addEventListener("click", () => d.close());
+  form.addEventListener("submit", async (e) => {
+    e.preventDefault();
+    const r = await fetch("/api/enroll/tokens", {
+      method: "POST", credentials: "same-origin", headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ row: form.elements.row.value.trim() }),
+    });
+    const body = await r.json();
+    if (r.ok) {
+      cmd.textContent = body.command;
+      result.textContent = "Valid until " + new Date(body.expires).toLocaleTimeString() + ", for one Pi of row " + body.row + ".";
+    } else {
+      cmd.textContent = "";
       result.textContent = body.error || ("failed: " + r.status);
     }
   });
