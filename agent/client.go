@@ -245,8 +245,16 @@ func (a *agent) onSystem(_ mqtt.Client, m mqtt.Message) {
 		return
 	}
 	a.log.Warn("system command: "+cmd.Action+" now", "by", cmd.By)
+	if cmd.Action == topics.SystemShutdown && a.driver != nil {
+		a.driver.haltLit.Store(true)
+		a.leds.put(shutdownPattern(cmd.By, a.now().UTC()))
+	}
 	if err := a.cfg.System(cmd.Action); err != nil {
 		a.log.Error("system command failed; see docs/deploy.md for the privilege it needs", "action", cmd.Action, "err", err)
+		if cmd.Action == topics.SystemShutdown && a.driver != nil {
+			a.driver.haltLit.Store(false) // not halting after all
+			a.leds.put(topics.LEDCommand{Action: topics.LEDOff, By: cmd.By + " (shutdown failed)", IssuedAt: a.now().UTC()})
+		}
 	}
 }
 

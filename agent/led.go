@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"log/slog"
+	"sync/atomic"
 	"time"
 
 	"github.com/pirack/pirack/hardware"
@@ -36,6 +37,10 @@ func (m *mailbox[T]) put(v T) {
 // command replaces the running one at once, and a found acknowledgement (a button press)
 // stops a running blink or identify.
 type ledDriver struct {
+	// haltLit is set once the Pi is shutting down: the LED is left lit when the driver
+	// stops, the Pi's "safe to pull" (docs/hardware.md).
+	haltLit atomic.Bool
+
 	led  hardware.LED
 	cmds <-chan topics.LEDCommand
 	acks chan chan bool // found requests; the reply says whether a blink was stopped
@@ -51,6 +56,12 @@ func newLEDDriver(led hardware.LED, cmds <-chan topics.LEDCommand, report func(t
 		report = func(topics.LEDState) {}
 	}
 	return &ledDriver{led: led, cmds: cmds, acks: make(chan chan bool), report: report, now: now, log: log}
+}
+
+// shutdownPattern is what the LED does while the Pi shuts down: a fast flicker, unlike any
+// locate; the driver leaves it lit steadily once the agent stops.
+func shutdownPattern(by string, now time.Time) topics.LEDCommand {
+	return topics.LEDCommand{Action: topics.LEDIdentify, PeriodMS: 200, TimeoutS: 600, By: by + " (shutdown)", IssuedAt: now}
 }
 
 // found acknowledges a running blink or identify: the LED goes back to its steady state. It
@@ -128,7 +139,7 @@ func (d *ledDriver) run(ctx context.Context) {
 	reportSteady()
 	defer func() {
 		stopTimer()
-		set(false) // nobody is left to turn it off later
+		set(d.haltLit.Load()) // off: nobody is left to turn it off later; lit: halted
 	}()
 
 	for {

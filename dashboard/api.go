@@ -14,8 +14,6 @@ import (
 
 	"github.com/pirack/pirack/audit"
 	"github.com/pirack/pirack/auth"
-	"github.com/pirack/pirack/bus"
-	"github.com/pirack/pirack/history"
 	"github.com/pirack/pirack/topics"
 )
 
@@ -465,6 +463,20 @@ func (s *Server) handleClear(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, s.rack.clearSelection(n.MAC, principalFrom(r.Context()).name))
 }
 
+// handleSelect serves POST /api/nodes/{mac}/select: an operator picked the Pi on the page, as
+// a press of its button would.
+func (s *Server) handleSelect(w http.ResponseWriter, r *http.Request) {
+	n, ok := s.lookup(w, r)
+	if !ok {
+		return
+	}
+	if err := s.record(r, commandEntry(r, AuditSelect, n.MAC, nil)); err != nil {
+		writeError(w, http.StatusServiceUnavailable, auditUnavailable)
+		return
+	}
+	writeJSON(w, http.StatusOK, s.rack.selectNode(n.MAC, principalFrom(r.Context()).name))
+}
+
 // handleApprove serves POST /api/nodes/{mac}/approve: an enrolled Pi waiting for approval is
 // approved and takes its row's next free slot (409 if it is not waiting).
 func (s *Server) handleApprove(w http.ResponseWriter, r *http.Request) {
@@ -719,24 +731,17 @@ func (s *Server) handleSystem(w http.ResponseWriter, r *http.Request) {
 		deny(http.StatusConflict, displayMAC(n.MAC)+" is offline: there is nothing to shut down")
 		return
 	}
-	now := s.cfg.Now().UTC()
-	cmd := topics.SystemCommand{V: topics.Version, Action: req.Action, IssuedAt: now, ExpiresAt: now.Add(systemTTL), By: principalFrom(r.Context()).name}
-	payload, err := topics.Encode(cmd)
-	if err != nil {
-		writeError(w, http.StatusInternalServerError, err.Error())
-		return
-	}
 	if err := s.record(r, entry); err != nil {
 		writeError(w, http.StatusServiceUnavailable, auditUnavailable)
 		return
 	}
-	if err := s.cfg.Bus.Publish(r.Context(), bus.Message{Topic: topics.SystemTopic(n.MAC), Payload: payload, QoS: 1}); err != nil {
+	cmd, err := s.rack.sendSystem(r.Context(), n.MAC, n.Row, req.Action, principalFrom(r.Context()).name)
+	if err != nil {
 		entry.Outcome, entry.Reason = AuditFailed, clipLog("publish: "+err.Error())
 		s.record(r, entry)
 		writeError(w, http.StatusBadGateway, "could not publish the command to the broker; try again")
 		return
 	}
-	s.rack.event(history.Event{MAC: n.MAC, Row: n.Row, Kind: EventSystem, By: cmd.By, Detail: cmd.Action + " requested"})
 	writeJSON(w, http.StatusAccepted, cmd)
 }
 

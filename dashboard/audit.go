@@ -20,7 +20,8 @@ const (
 	AuditBlink  = "blink" // an LED command
 	// AuditLocate is a locate (identify until found) started or stopped.
 	AuditLocate = "locate"
-	AuditClear  = "clear" // a selection cleared
+	AuditClear  = "clear"  // a selection cleared
+	AuditSelect = "select" // a Pi selected on the page
 	// AuditApprove is an enrolled Pi approved from the page or the API.
 	AuditApprove = "approve"
 	// AuditAck is an alert acknowledged, silenced, or un-acknowledged.
@@ -29,6 +30,8 @@ const (
 	AuditMaintenance = "maintenance"
 	// AuditSystem is a Pi shut down or rebooted remotely, or the attempt.
 	AuditSystem = "system"
+	// AuditRemoval: a safe removal started, confirmed off by hand, or cancelled.
+	AuditRemoval = "removal"
 	// AuditKiosk is a kiosk link made or revoked.
 	AuditKiosk = "kiosk"
 	// AuditPassword is a user changing their own password.

@@ -131,6 +131,7 @@ func (rk *Rack) ingest(m bus.Message) (refused error) {
 			rk.log.Debug("ignoring status older than the one shown", "topic", topic, "state", st.State, "session", st.Session)
 			break
 		}
+		rk.removalStatus(t.MAC, st)
 		if presence {
 			kind := history.EventOnline
 			if st.State == topics.StateOffline {
@@ -171,9 +172,11 @@ func (rk *Rack) ingest(m bus.Message) (refused error) {
 			rk.stats.applied.Add(1)
 			return refused
 		}
-		// In assign mode a press places the Pi instead of selecting it.
+		// In assign mode a press places the Pi instead of selecting it; during a safe
+		// removal it confirms the board, or puts the replacement into the freed slot.
 		assigning := rk.assign.get(t.Row, rk.cfg.Now()) != nil
-		res, selected := rk.state.press(t.Row, t.MAC, ev, !assigning)
+		removing := rk.removalWants(t.Row, t.MAC)
+		res, selected := rk.state.press(t.Row, t.MAC, ev, !assigning && !removing)
 		switch res {
 		case pressDuplicate:
 			rk.stats.duplicates.Add(1)
@@ -200,7 +203,10 @@ func (rk *Rack) ingest(m bus.Message) (refused error) {
 			if ev.Found {
 				rk.event(history.Event{MAC: t.MAC, Row: t.Row, Kind: history.EventFound, Detail: foundText(rk.state, t.MAC), By: "agent"})
 			}
-			if assigning {
+			switch {
+			case removing:
+				rk.removalPress(t.Row, t.MAC)
+			case assigning:
 				rk.assignPress(t.Row, t.MAC)
 			}
 		}
@@ -228,6 +234,7 @@ func (rk *Rack) ingest(m bus.Message) (refused error) {
 			rk.cfg.History.AddPower(t.Row, p)
 		}
 		rk.observe(func(e *alerts.Engine) []topics.Alert { return e.ObservePower(t.Row, p, rk.cfg.Now()) })
+		rk.removalPower(t.Row, p)
 		rk.hub.notifyMetrics(rowKey(t.Row))
 		return
 	case topics.KindAlert:

@@ -21,6 +21,7 @@ const (
 	EventForgotten = "forgotten" // a removed Pi was forgotten
 	EventApproved  = "approved"  // an enrolled Pi was approved
 	EventSystem    = "system"    // a shutdown or reboot was sent
+	EventRemoval   = "removal"   // a step of a safe removal (removal.go)
 )
 
 // assignIdle ends an assign mode nobody used for this long: an operator who walked away

@@ -57,6 +57,8 @@ type Node struct {
 	Maintenance *Maintenance   `json:"maintenance,omitempty"`
 	SelectedAt  time.Time      `json:"selected_at,omitzero"`
 	SelectedBy  string         `json:"selected_by,omitempty"` // the press kind: short, long or double
+	// SelectedUser is who selected it on the page (a click on its tile); "" for a press.
+	SelectedUser string `json:"selected_user,omitempty"`
 	// LED is what the Pi's LED is doing, as its agent last reported; nil until a report.
 	LED *LED `json:"led,omitempty"`
 	// Locate is the last Locate sent to the Pi and, once someone at the rack pressed its
@@ -70,6 +72,8 @@ type Node struct {
 	Slot     int    `json:"slot,omitempty"`
 	SlotName string `json:"slot_name,omitempty"`
 	Previous string `json:"previous,omitempty"`
+	// Removal is the Pi's safe removal while one runs, and for a while after (removal.go).
+	Removal *Removal `json:"removal,omitempty"`
 }
 
 // Locate is an operator's search for a Pi: who asked, when, and when the board was found.
@@ -403,7 +407,7 @@ func (r *model) press(row, mac string, ev topics.ButtonEvent, sel bool) (res pre
 	}
 	if sel {
 		selected = !e.node.Selected
-		e.node.Selected, e.node.SelectedAt, e.node.SelectedBy = true, now, ev.Press
+		e.node.Selected, e.node.SelectedAt, e.node.SelectedBy, e.node.SelectedUser = true, now, ev.Press, ""
 	}
 	e.node.LastSeen = now
 	r.touched(e, now)
@@ -473,6 +477,24 @@ func (r *model) remove(mac string) (string, bool) {
 	return e.node.Row, true
 }
 
+// selectByUser selects a node on a user's behalf (a click on its tile). It returns the node,
+// whether it was newly selected, and false for an unknown MAC.
+func (r *model) selectByUser(mac, user string) (n Node, selected, ok bool) {
+	now := r.now()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	e, ok := r.nodes[mac]
+	if !ok {
+		return Node{}, false, false
+	}
+	if !e.node.Selected {
+		selected = true
+		e.node.Selected, e.node.SelectedAt, e.node.SelectedBy, e.node.SelectedUser = true, now, "", user
+		r.touched(e, now)
+	}
+	return r.view(e, now), selected, true
+}
+
 // clearSelection unselects a node. It returns the node and false for an unknown MAC.
 func (r *model) clearSelection(mac string) (Node, bool) {
 	now := r.now()
@@ -482,7 +504,7 @@ func (r *model) clearSelection(mac string) (Node, bool) {
 	if !ok {
 		return Node{}, false
 	}
-	e.node.Selected, e.node.SelectedAt, e.node.SelectedBy = false, time.Time{}, ""
+	e.node.Selected, e.node.SelectedAt, e.node.SelectedBy, e.node.SelectedUser = false, time.Time{}, "", ""
 	r.touched(e, now)
 	return r.view(e, now), true
 }

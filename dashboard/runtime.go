@@ -34,6 +34,10 @@ type Rack struct {
 	layout *layout.Store
 	assign assigner
 	holds  *holds // acknowledged, silenced, in maintenance
+	// removals are the safe removals running; audit writes an audit entry for what the rack
+	// does on an admin's behalf (a removal's shutdown).
+	removals removals
+	audit    func(AuditEntry) error
 
 	// started is when New ran: alerts stamped earlier come from a previous run.
 	started time.Time
@@ -63,6 +67,7 @@ func (rk *Rack) Nodes() []Node {
 		placeNode(&nodes[i], p, ok)
 		nodes[i].Pending = rk.pending(nodes[i].MAC)
 		rk.holdsOf(&nodes[i])
+		rk.removalOf(&nodes[i])
 	}
 	slices.SortFunc(nodes, nodeOrder(l))
 	return nodes
@@ -77,6 +82,7 @@ func (rk *Rack) node(mac string) (Node, bool) {
 		placeNode(&n, p, placed)
 		n.Pending = rk.pending(mac)
 		rk.holdsOf(&n)
+		rk.removalOf(&n)
 	}
 	return n, ok
 }
@@ -125,6 +131,10 @@ func (rk *Rack) approve(row, mac, how, by string) (slot int, err error) {
 	if p, ok := rk.layout.Find(mac); ok {
 		rk.hub.notify(mac)
 		return p.Slot, nil // re-enrolled where it already was
+	}
+	if slot, from := rk.removalSlot(row); slot > 0 {
+		rk.replaceInto(row, slot, from, mac, "approved enrolment", by)
+		return slot, nil
 	}
 	slot = rk.nextFreeSlot(row)
 	ch, err := rk.layout.Put(row, slot, mac)
@@ -330,6 +340,7 @@ func (rk *Rack) tick() {
 	}
 	rk.observe(func(e *alerts.Engine) []topics.Alert { return e.Tick(rk.cfg.Now()) })
 	rk.expireAssign(rk.cfg.Now())
+	rk.tickRemovals(rk.cfg.Now())
 	for _, mac := range rk.state.expireLocates(rk.cfg.Now()) {
 		rk.hub.notify(mac)
 	}
@@ -384,6 +395,18 @@ func (rk *Rack) locate(ctx context.Context, n Node, cmd topics.LEDCommand, paylo
 	}
 	rk.event(history.Event{MAC: n.MAC, Row: n.Row, Kind: history.EventLocate, By: cmd.By, Detail: detail})
 	return nil
+}
+
+// selectNode selects a Pi on behalf of user, and returns the node as it is now.
+func (rk *Rack) selectNode(mac, user string) Node {
+	n, selected, _ := rk.state.selectByUser(mac, user)
+	if selected {
+		rk.hub.notify(n.MAC)
+		rk.event(history.Event{MAC: n.MAC, Row: n.Row, Kind: history.EventSelect, Detail: "selected on the page", By: user})
+		rk.log.Info("selected on the page", "mac", n.MAC, "by", user)
+	}
+	n, _ = rk.node(mac)
+	return n
 }
 
 // clearSelection clears a Pi's selection on behalf of by, and returns the node as it is now.

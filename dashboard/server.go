@@ -277,15 +277,16 @@ func New(cfg Config) (*Server, error) {
 		lay, _ = layout.Open("") // in memory: cannot fail
 	}
 	rk := &Rack{
-		cfg:     cfg,
-		log:     cfg.Logger,
-		state:   newModel(cfg.Now, rule),
-		hub:     newHub(defaultMaxPending),
-		alerts:  newAlertState(cfg.Alerts),
-		layout:  lay,
-		assign:  assigner{rows: make(map[string]*Assign)},
-		holds:   openHolds(holdsPath(cfg.AuditDir), cfg.Logger.With("component", "holds")),
-		started: cfg.Now(),
+		cfg:      cfg,
+		log:      cfg.Logger,
+		state:    newModel(cfg.Now, rule),
+		hub:      newHub(defaultMaxPending),
+		alerts:   newAlertState(cfg.Alerts),
+		layout:   lay,
+		assign:   assigner{rows: make(map[string]*Assign)},
+		removals: removals{m: make(map[string]*Removal)},
+		holds:    openHolds(holdsPath(cfg.AuditDir), cfg.Logger.With("component", "holds")),
+		started:  cfg.Now(),
 	}
 	s := &Server{
 		cfg:           cfg,
@@ -300,6 +301,14 @@ func New(cfg Config) (*Server, error) {
 		heartbeat:     heartbeatInterval,
 		bodyTimeout:   bodyReadTimeout,
 		secureCookies: cfg.SecureCookies || tlsConfig != nil,
+	}
+	rk.audit = func(e AuditEntry) error {
+		e.ID, e.Time = audit.NewID(), cfg.Now().UTC()
+		err := alog.Append(e)
+		if err != nil {
+			s.auditErrors.Add(1)
+		}
+		return err
 	}
 	rk.httpStats = func(st *Stats) {
 		st.AuditErrors, st.AuditRotateErrors = s.auditErrors.Load(), s.audit.RotateFailures()
@@ -426,6 +435,7 @@ func (s *Server) routeTable() []route {
 		{"POST /api/nodes/{mac}/locate/stop", s.requireAdmin(AuditLocate, s.handleLocateStop)},
 		{"POST /api/rows/{row}/locate", s.requireAdmin(AuditLocate, s.handleLocateMany)},
 		{"POST /api/locate/selected", s.requireAdmin(AuditLocate, s.handleLocateMany)},
+		{"POST /api/nodes/{mac}/select", s.requireAdmin(AuditSelect, s.handleSelect)},
 		{"POST /api/nodes/{mac}/clear", s.requireAdmin(AuditClear, s.handleClear)},
 		{"POST /api/selection/clear", s.requireAdmin(AuditClear, s.handleClearAll)},
 		{"POST /api/alerts/ack", s.requireAdmin(AuditAck, s.handleAck)},
@@ -433,6 +443,9 @@ func (s *Server) routeTable() []route {
 		{"POST /api/rows/{row}/maintenance", s.requireAdmin(AuditMaintenance, s.handleMaintenance)},
 		{"POST /api/nodes/{mac}/approve", s.requireAdmin(AuditApprove, s.handleApprove)},
 		{"POST /api/nodes/{mac}/system", s.requireAdmin(AuditSystem, s.handleSystem)},
+		{"POST /api/nodes/{mac}/removal", s.requireAdmin(AuditRemoval, s.handleRemoval)},
+		{"POST /api/nodes/{mac}/removal/off", s.requireAdmin(AuditRemoval, s.handleRemovalStep("off"))},
+		{"POST /api/nodes/{mac}/removal/cancel", s.requireAdmin(AuditRemoval, s.handleRemovalStep("cancel"))},
 		{"GET /api/enrolment", s.requireUser(serveJSON(s.rack.enrolment))},
 		{"POST /api/me/password", s.requireUser(s.handlePassword)},
 		{"POST /api/kiosk", s.requireAdmin(AuditKiosk, s.handleKiosk)},

@@ -23,6 +23,7 @@ import (
 	"github.com/pirack/pirack/hardware/powersensor"
 	"github.com/pirack/pirack/internal/buildinfo"
 	"github.com/pirack/pirack/internal/secretfile"
+	"github.com/pirack/pirack/topics"
 )
 
 func main() {
@@ -63,6 +64,17 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 	defer hw.Close()
 	cfg := opts.agent
 	cfg.LED, cfg.Button = hw.LED, hw.Button
+	if system := cfg.System; system != nil {
+		cfg.System = func(action string) error {
+			halting := action == topics.SystemShutdown
+			hw.LeaveLEDLit(halting) // safe to pull once halted
+			err := system(action)
+			if err != nil {
+				hw.LeaveLEDLit(false)
+			}
+			return err
+		}
+	}
 	if opts.power.Chip != "" {
 		p := newPowerSensor(opts.power, cfg.Logger)
 		p.start()

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"sync/atomic"
 
 	"github.com/pirack/pirack/hardware"
 	"github.com/pirack/pirack/hardware/button"
@@ -65,7 +66,14 @@ type Board struct {
 	Button hardware.Button
 
 	closers []io.Closer
+	halted  atomic.Bool // LeaveLEDLit was called
 }
+
+// LeaveLEDLit(true) makes Close leave the LED lit and its line as it is: the Pi is halting,
+// and a steadily lit LED tells the operator at the rack that it may be pulled. A GPIO output
+// keeps its level while the SoC is halted, until the power goes. LeaveLEDLit(false) undoes it
+// (the shutdown failed).
+func (b *Board) LeaveLEDLit(yes bool) { b.halted.Store(yes) }
 
 // Open opens the LED and button cfg describes. It returns an error for a pin or a timing that
 // makes no sense, and for a backend that cannot open its GPIO; with Auto, a machine without
@@ -178,8 +186,15 @@ func pinString(p *header.Pin) string {
 	return p.String()
 }
 
-// Close releases the lines and switches the LED off. It may be called more than once.
+// Close releases the lines and switches the LED off (see LeaveLEDLit). It may be called more
+// than once.
 func (b *Board) Close() error {
+	if b.halted.Load() {
+		if b.LED != nil {
+			return b.LED.Set(true) // the lines are released by the process's exit
+		}
+		return nil
+	}
 	var errs []error
 	for _, c := range b.closers {
 		errs = append(errs, c.Close())

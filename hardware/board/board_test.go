@@ -254,3 +254,22 @@ func TestClose(t *testing.T) {
 		t.Errorf("second Close = %v", err)
 	}
 }
+
+// After LeaveLEDLit(true), as when the Pi shuts down, Close leaves the LED lit: the rack's
+// "safe to pull". LeaveLEDLit(false) (the shutdown failed) restores the usual switch-off.
+func TestLeaveLEDLit(t *testing.T) {
+	for _, lit := range []bool{true, false} {
+		b, err := Open(Config{Backend: Sim, LEDPin: DefaultLEDPin, ButtonPin: DefaultButtonPin})
+		if err != nil {
+			t.Fatal(err)
+		}
+		b.LeaveLEDLit(true)
+		b.LeaveLEDLit(lit)
+		if err := b.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if on := b.LED.(*sim.LED).On(); on != lit {
+			t.Errorf("LeaveLEDLit(%v): after Close the LED is on=%v", lit, on)
+		}
+	}
+}

@@ -17,6 +17,7 @@
   const alertList = document.getElementById("alert-list");
   const alertTemplate = document.getElementById("alert-template");
   const dialog = document.getElementById("edit-dialog");
+  const canCommand = document.body.dataset.canCommand === "true";
 
   const nodes = new Map(); // mac -> node, as last received
   const rows = new Map(); // row name -> row, as last received
@@ -101,6 +102,16 @@
     const m = Math.floor(s / 60) % 60;
     return Math.floor(s / 3600) + " h" + (m ? " " + m + " min" : "");
   }
+  // removalTitle: twin of removalTitle (removal.go).
+  function removalTitle(x) {
+    if (!x) return "";
+    switch (x.step) {
+      case "safe": return "SAFE TO PULL";
+      case "replaced": return "Removed and replaced";
+      case "ended": return "Removal ended";
+    }
+    return "Removing (started by " + x.by + ")";
+  }
   function locateText(l) {
     if (!l) return "";
     if (l.found_at) return "Found at the rack " + fmtDuration(l.found_after_s * 1000) + " after " + l.by + "'s Locate";
@@ -168,8 +179,18 @@
     setData(tile, "pending", String(!!n.pending));
     setHidden(field(tile, "pending"), !n.pending);
     setHidden(field(tile, "selected"), !n.selected);
-    setText(tile, "selected", "\u2605 selected" + (n.selected_by ? " (" + n.selected_by + " press)" : "") +
+    setText(tile, "selected", "\u2605 selected" + (n.selected_user ? " by " + n.selected_user + " on the page" : n.selected_by ? " (" + n.selected_by + " press)" : "") +
       (n.selected_at ? " at " + new Date(n.selected_at).toLocaleTimeString() : ""));
+    setData(tile, "clickable", String(canCommand && !n.selected));
+    const rm = n.removal;
+    const panel = field(tile, "removal");
+    setHidden(panel, !rm);
+    setData(panel, "step", rm ? rm.step : "");
+    setData(tile, "removal", rm ? rm.step : "");
+    setText(tile, "removal_title", removalTitle(rm));
+    setText(tile, "removal_note", rm ? rm.note : "");
+    setHidden(field(tile, "removal_off"), !(rm && rm.needs_check));
+    setHidden(field(tile, "removal_cancel"), !(rm && rm.step !== "replaced" && rm.step !== "ended"));
     setHidden(field(tile, "clear_button"), !n.selected);
     const led = field(tile, "led");
     const ledState = n.led ? n.led.state : "";
@@ -260,7 +281,6 @@
   }
   const holdNoteInput = document.getElementById("hold-note");
   function holdNote() { return holdNoteInput ? holdNoteInput.value.trim() : ""; }
-  const canCommand = document.body.dataset.canCommand === "true";
 
   // The banner lists every raised alert, the worst and oldest first; held ones (acknowledged,
   // silenced, in maintenance) say so and do not count.
@@ -657,6 +677,15 @@
         d.showModal();
         break;
       }
+      case "removal":
+        if (await post(nodePath(mac) + "/removal", {}, name)) say("Removing " + name + ": press its button at the rack (its LED flashes) to shut it down.");
+        break;
+      case "removal-off":
+        if (await post(nodePath(mac) + "/removal/off", {}, name)) say(name + " is safe to pull.");
+        break;
+      case "removal-cancel":
+        if (await post(nodePath(mac) + "/removal/cancel", {}, name)) say("Removal of " + name + " cancelled.");
+        break;
       case "locate-stop":
         if (await post(nodePath(mac) + "/locate/stop", {}, name)) say("Locate of " + name + " stopped.");
         break;
@@ -775,7 +804,15 @@
 
   rack.addEventListener("click", (e) => {
     const btn = e.target.closest("button[data-action]");
-    if (!btn) return;
+    if (!btn) {
+      // A click on a tile, not on one of its controls, selects it, as a press at the rack does.
+      const tile = e.target.closest("article.tile");
+      if (!canCommand || !tile || tile.dataset.selected === "true" || e.target.closest("a, button, input, dialog") ||
+        String(window.getSelection()).length > 0) return;
+      const name = nameOf(tile.dataset.mac);
+      post(nodePath(tile.dataset.mac) + "/select", {}, name).then((a) => { if (a) say(name + " is selected."); });
+      return;
+    }
     const tile = btn.closest("article.tile");
     if (tile) { tileCommand(tile.dataset.mac, btn.dataset.action); return; }
     const sec = btn.closest("section.row");
