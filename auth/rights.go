@@ -1,6 +1,10 @@
 package auth
 
-import "github.com/pirack/pirack/topics"
+import (
+	"slices"
+
+	"github.com/pirack/pirack/topics"
+)
 
 // Rights are what a user may do over MQTT, as topic filters: Read for subscriptions and the
 // messages delivered to them, Write for publishes (and a Will). pirack's own broker decides by
@@ -14,10 +18,32 @@ type Rights struct {
 // match it.
 const SysFilter = "$SYS/#"
 
-// Rights returns u's rights. plugTopics maps each row to the topic filters its smart plugs
-// publish to (powerbridge.File.PublishFilters); a plug user may write its own row's. A plug
-// without a row, or an unknown role, has no rights.
-func (u User) Rights(plugTopics map[string][]string) Rights {
+// PlugTopics are, by row, the rights of that row's smart plug users: Write the plug's own
+// topics (its device folder, where it reports), Read its command topics when pirack may switch
+// its relay (powerbridge.File.PlugTopics).
+type PlugTopics map[string]Rights
+
+// Clone copies p, so that changing the original later changes no rights.
+func (p PlugTopics) Clone() PlugTopics {
+	out := make(PlugTopics, len(p))
+	for row, r := range p {
+		out[row] = Rights{Read: slices.Clone(r.Read), Write: slices.Clone(r.Write)}
+	}
+	return out
+}
+
+// Filters are every filter of p's rows, read and written.
+func (p PlugTopics) Filters() map[string][]string {
+	out := make(map[string][]string, len(p))
+	for row, r := range p {
+		out[row] = append(slices.Clone(r.Write), r.Read...)
+	}
+	return out
+}
+
+// Rights returns u's rights. plugs are the rights of each row's smart plugs; a plug user has
+// its own row's. A plug without a row, or an unknown role, has no rights.
+func (u User) Rights(plugs PlugTopics) Rights {
 	switch u.Role {
 	case RoleAdmin:
 		return Rights{Read: []string{"#", SysFilter}, Write: []string{"#"}}
@@ -46,13 +72,14 @@ func (u User) Rights(plugTopics map[string][]string) Rights {
 			},
 		}
 	case RolePlug:
-		// A plug reads nothing (pirack never commands plugs) and writes only its own row's
-		// plug topics, never a pirack topic: the bridge republishes a reading under the
-		// contract after checking it.
+		// A plug writes only its own row's plug topics, never a pirack topic (the bridge
+		// republishes a reading under the contract after checking it), and reads its relay's
+		// command topic only when pirack may switch it.
 		if u.Row == "" {
 			return Rights{}
 		}
-		return Rights{Write: append([]string(nil), plugTopics[u.Row]...)}
+		p := plugs[u.Row]
+		return Rights{Read: slices.Clone(p.Read), Write: slices.Clone(p.Write)}
 	}
 	return Rights{}
 }

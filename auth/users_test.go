@@ -445,7 +445,7 @@ func TestSetWithCost(t *testing.T) {
 }
 
 func TestRights(t *testing.T) {
-	plugs := map[string][]string{"r1": {"tele/rack-r1/#"}}
+	plugs := PlugTopics{"r1": {Write: []string{"tele/rack-r1/#"}}}
 	agent := User{Name: "b827eb3f1a2c", Role: RoleAgent, MAC: "b827eb3f1a2c", Row: "r1"}
 	for _, c := range []struct {
 		name        string
@@ -471,7 +471,7 @@ func TestRights(t *testing.T) {
 	}
 	r := User{Role: RolePlug, Row: "r1"}.Rights(plugs)
 	r.Write[0] = "changed"
-	if plugs["r1"][0] != "tele/rack-r1/#" {
+	if plugs["r1"].Write[0] != "tele/rack-r1/#" {
 		t.Error("Rights hands out the caller's plug filters: a change to them changed the map")
 	}
 }

@@ -22,7 +22,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -93,14 +92,15 @@ type Config struct {
 	// Users authenticates every MQTT connection. Required.
 	Users *auth.Users
 	// PlugTopics are, by row, the MQTT topic filters a user of role plug (a smart plug
-	// measuring a row's power) may publish to and leave its Will on: a plug user of row r1 only
-	// those of PlugTopics["r1"]. The power bridge's configuration names them
-	// (powerbridge.File.PublishFilters). A key must be a valid row name; a filter may not begin
+	// measuring a row's power) may publish to and leave its Will on (Write), and subscribe to
+	// (Read: its relay's commands, when pirack may switch it): a plug user of row r1 only those
+	// of PlugTopics["r1"]. The power bridge's configuration names them
+	// (powerbridge.File.PlugTopics). A key must be a valid row name; a filter may not begin
 	// with a wildcard, "$" or the pirack root, and no plug may ever publish under the pirack
 	// root whatever the filters say. A row without an entry, and nil, mean its plug users may
-	// publish nothing. A plug user without a row (made before plugs were bound to rows) is
-	// refused at CONNECT.
-	PlugTopics map[string][]string
+	// do nothing. A plug user without a row (made before plugs were bound to rows) is refused
+	// at CONNECT.
+	PlugTopics auth.PlugTopics
 	// MaxClients bounds connected clients; 0 means 16384. Mochi's default is unlimited. A CONNECT
 	// beyond it is answered "server unavailable" (MQTT 5: "server busy") and logged, at most
 	// once per 10 s with a count. An idle agent connection takes about 40 KiB of the broker's
@@ -279,7 +279,7 @@ func New(cfg Config) (*Broker, error) {
 	if cfg.WSSAddr != "" && cfg.TLS == nil {
 		return nil, errors.New("broker: Config.WSSAddr needs Config.TLS, whose certificate and key it serves")
 	}
-	for row, filters := range cfg.PlugTopics {
+	for row, filters := range cfg.PlugTopics.Filters() {
 		if err := topics.ValidateRow(row); err != nil {
 			return nil, fmt.Errorf("broker: Config.PlugTopics: %w", err)
 		}
@@ -310,7 +310,7 @@ func New(cfg Config) (*Broker, error) {
 		// on an SD card.
 		SysTopicResendInterval: 10,
 	})
-	b.hook = &authHook{users: cfg.Users, policy: policy{plugTopics: clonePlugTopics(cfg.PlugTopics)}, log: cfg.Logger, srv: b.srv,
+	b.hook = &authHook{users: cfg.Users, policy: policy{plugTopics: cfg.PlugTopics.Clone()}, log: cfg.Logger, srv: b.srv,
 		maxQueuedLED:  cfg.MaxQueuedLED,
 		authenticated: b.authenticated, deliver: b.subs.deliver}
 
@@ -768,15 +768,6 @@ func (b *Broker) wsConnState(c net.Conn, state http.ConnState) {
 	case http.StateHijacked, http.StateClosed:
 		b.release(c)
 	}
-}
-
-// clonePlugTopics copies m, so that the caller changing its map later changes no rights.
-func clonePlugTopics(m map[string][]string) map[string][]string {
-	out := make(map[string][]string, len(m))
-	for row, filters := range m {
-		out[row] = slices.Clone(filters)
-	}
-	return out
 }
 
 // checkPlugFilter refuses a PlugTopics filter that is malformed or could match a pirack topic

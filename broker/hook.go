@@ -537,13 +537,14 @@ func (h *authHook) holderLocked(id string) (session, bool) {
 // policy is who may do what: each role's fixed rights, and the topics plug users may publish to,
 // by row (Config.PlugTopics).
 type policy struct {
-	plugTopics map[string][]string
+	plugTopics auth.PlugTopics
 }
 
 // readAllowed says whether u may subscribe to filter (or receive a message on that topic name):
-// it lies within one of u's read filters (auth.User.Rights). A plug reads nothing: a refused
-// subscription (a Tasmota subscribing to its cmnd/ topics, a Shelly to its rpc topic) only
-// costs a failure code in the SUBACK, and the plug stays connected.
+// it lies within one of u's read filters (auth.User.Rights). A plug reads only its relay's
+// command topic, and only when pirack may switch it: another refused subscription (a Tasmota
+// subscribing to its group topic, a Shelly to its rpc topic) only costs a failure code in the
+// SUBACK, and the plug stays connected.
 func (p policy) readAllowed(u auth.User, filter string) bool {
 	filter = unshare(filter)
 	for _, r := range u.Rights(p.plugTopics).Read {

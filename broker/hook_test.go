@@ -31,9 +31,9 @@ var (
 
 // testPolicy is the matrix's policy: rows r1 and r2 each have a Tasmota, as the power bridge
 // would configure for tele/rack-r1/SENSOR and tele/rack-r2/SENSOR; row r3 has no plug.
-var testPolicy = policy{plugTopics: map[string][]string{
-	"r1": {"tele/rack-r1/#"},
-	"r2": {"tele/rack-r2/#"},
+var testPolicy = policy{plugTopics: auth.PlugTopics{
+	"r1": {Write: []string{"tele/rack-r1/#"}},
+	"r2": {Write: []string{"tele/rack-r2/#"}},
 }}
 
 // matrixColumns are the topic patterns of the authorization matrix.
@@ -116,7 +116,7 @@ func TestAuthorizationEdges(t *testing.T) {
 	automation := auth.User{Name: "a", Role: auth.RoleAutomation}
 	admin := auth.User{Name: "root", Role: auth.RoleAdmin}
 	plug := auth.User{Name: "plug", Role: auth.RolePlug, Row: "r1"}
-	everything := func(row string) policy { return policy{plugTopics: map[string][]string{row: {"#"}}} }
+	everything := func(row string) policy { return policy{plugTopics: auth.PlugTopics{row: {Write: []string{"#"}}}} }
 	for _, tc := range []struct {
 		name   string
 		policy policy // the zero value unless set
@@ -155,8 +155,8 @@ func TestAuthorizationEdges(t *testing.T) {
 		{"plug with a filter of everything: a Shelly", everything("r1"), plug, "shellies/plug-1/relay/0/power", false, true},
 		{"plug with a filter of everything for another row", everything("r2"), plug, "shellies/plug-1/relay/0/power", false, false},
 		{"plug without a row, filters for the empty row", everything(""), userPlugNo, "shellies/plug-1/relay/0/power", false, false},
-		{"plug with a filter under the root", policy{plugTopics: map[string][]string{"r1": {topics.AllFilter}}}, plug, topics.PowerTopic("r1"), false, false},
-		{"plug Shelly gen2", policy{plugTopics: map[string][]string{"r1": {"shellyplusplugs-a8032ab1/#"}}}, plug, "shellyplusplugs-a8032ab1/events/rpc", false, true},
+		{"plug with a filter under the root", policy{plugTopics: auth.PlugTopics{"r1": {Write: []string{topics.AllFilter}}}}, plug, topics.PowerTopic("r1"), false, false},
+		{"plug Shelly gen2", policy{plugTopics: auth.PlugTopics{"r1": {Write: []string{"shellyplusplugs-a8032ab1/#"}}}}, plug, "shellyplusplugs-a8032ab1/events/rpc", false, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if got := tc.policy.readAllowed(tc.user, tc.topic); got != tc.read {
@@ -334,7 +334,7 @@ func TestPlugTopicsChecked(t *testing.T) {
 				row = "r2"
 			}
 			b, err := New(Config{Addr: "127.0.0.1:0", DataDir: t.TempDir(), Users: users, Logger: discardLogger(),
-				PlugTopics: map[string][]string{"r1": {"shellies/ok/#"}, row: {"shellies/ok2/#", tc.filter}}})
+				PlugTopics: auth.PlugTopics{"r1": {Write: []string{"shellies/ok/#"}}, row: {Write: []string{"shellies/ok2/#", tc.filter}}}})
 			if b != nil {
 				defer b.Close()
 			}
@@ -351,7 +351,7 @@ func TestPlugTopicsChecked(t *testing.T) {
 	}
 	t.Run("empty row", func(t *testing.T) {
 		b, err := New(Config{Addr: "127.0.0.1:0", DataDir: t.TempDir(), Users: users, Logger: discardLogger(),
-			PlugTopics: map[string][]string{"": {"tele/rack-r1/#"}}})
+			PlugTopics: auth.PlugTopics{"": {Write: []string{"tele/rack-r1/#"}}}})
 		if b != nil {
 			defer b.Close()
 		}

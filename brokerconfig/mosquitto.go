@@ -41,9 +41,9 @@ type Skipped struct {
 	Reason string
 }
 
-// GenerateMosquitto returns the Mosquitto password and ACL files for users. plugFilters are the
-// filters each row's plug may publish to, by row (powerbridge.File.PublishFilters); nil means no
-// plugs.
+// GenerateMosquitto returns the Mosquitto password and ACL files for users. plugs are the
+// filters each row's plug may publish to and read, by row (powerbridge.File.PlugTopics); nil
+// means no plugs.
 //
 // Each user gets exact topic lines in its own "user" block, built from its role, MAC and row:
 //
@@ -53,7 +53,8 @@ type Skipped struct {
 //   - homeassistant: read homeassistant/# and rack/#, write homeassistant/status and rack/+/led;
 //   - agent: write its own status, metrics, button and led_state topics and its row's power,
 //     read its own LED topic;
-//   - plug: write its row's plug folders, read nothing.
+//   - plug: write its row's plug folders, read its relay's command topic when pirack may
+//     switch it.
 //
 // No "pattern" lines are used: a pattern applies to every user whatever its role (a viewer or a
 // plug whose name looks like a MAC would gain that Pi's rights), while the per-user lines are
@@ -63,7 +64,7 @@ type Skipped struct {
 // (Skipped), which the embedded broker refuses at CONNECT too. A user or a plug filter that
 // cannot be written safely into the files (a name or topic with a line break, say, from a
 // hand-edited file) is an error: nothing is generated.
-func GenerateMosquitto(users []auth.User, plugFilters map[string][]string) (Mosquitto, error) {
+func GenerateMosquitto(users []auth.User, plugs auth.PlugTopics) (Mosquitto, error) {
 	users = slices.Clone(users)
 	slices.SortFunc(users, func(a, b auth.User) int { return strings.Compare(a.Name, b.Name) })
 
@@ -74,7 +75,7 @@ func GenerateMosquitto(users []auth.User, plugFilters map[string][]string) (Mosq
 		if err := checkName(u.Name); err != nil {
 			return Mosquitto{}, err
 		}
-		lines, reason, err := rules(u, plugFilters)
+		lines, reason, err := rules(u, plugs)
 		if err != nil {
 			return Mosquitto{}, err
 		}
@@ -117,7 +118,7 @@ type rule struct {
 
 // rules returns u's ACL lines, from the rights pirack's broker enforces (auth.User.Rights),
 // or why u is left out.
-func rules(u auth.User, plugFilters map[string][]string) (lines []rule, skip string, err error) {
+func rules(u auth.User, plugs auth.PlugTopics) (lines []rule, skip string, err error) {
 	switch u.Role {
 	case auth.RoleAdmin, auth.RoleViewer, auth.RoleAutomation, auth.RoleHomeAssistant:
 	case auth.RoleAgent:
@@ -132,7 +133,7 @@ func rules(u auth.User, plugFilters map[string][]string) (lines []rule, skip str
 		if err := topics.ValidateRow(u.Row); err != nil {
 			return nil, "", fmt.Errorf("plug user %q: %w", u.Name, err)
 		}
-		for _, f := range plugFilters[u.Row] {
+		for _, f := range plugs.Filters()[u.Row] {
 			if err := checkPlugFilter(f); err != nil {
 				return nil, "", fmt.Errorf("plug folder %q of row %s: %w", f, u.Row, err)
 			}
@@ -141,7 +142,7 @@ func rules(u auth.User, plugFilters map[string][]string) (lines []rule, skip str
 		return nil, "unknown role " + strings.ToValidUTF8(string(u.Role), "?") + ": it has no rights", nil
 	}
 	// A filter both read and written is one "readwrite" line, in the order the rights give.
-	r := u.Rights(plugFilters)
+	r := u.Rights(plugs)
 	access := map[string]string{}
 	var order []string
 	for _, f := range r.Write {

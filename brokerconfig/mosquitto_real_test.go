@@ -78,7 +78,7 @@ func startRack(t *testing.T) *rack {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m, err := brokerconfig.GenerateMosquitto(list, plugs.PublishFilters())
+	m, err := brokerconfig.GenerateMosquitto(list, plugs.PlugTopics())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -22,7 +22,7 @@ func TestGenerateMosquitto(t *testing.T) {
 		{Name: "plug-old", Role: auth.RolePlug, MosquittoHash: h},
 		{Name: "legacy", Role: auth.RoleAdmin},
 	}
-	m, err := GenerateMosquitto(users, map[string][]string{"r1": {"tele/rack-r1/#"}, "r2": {"shellies/x/#"}})
+	m, err := GenerateMosquitto(users, auth.PlugTopics{"r1": {Write: []string{"tele/rack-r1/#"}}, "r2": {Write: []string{"shellies/x/#"}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -85,7 +85,7 @@ func TestGenerateMosquittoRefusesUnsafeInput(t *testing.T) {
 	for _, tc := range []struct {
 		name  string
 		users []auth.User
-		plugs map[string][]string
+		plugs auth.PlugTopics
 	}{
 		{"name with a newline", []auth.User{{Name: "a\nuser x", Role: auth.RoleViewer, MosquittoHash: h}}, nil},
 		{"name with a colon", []auth.User{{Name: "a:b", Role: auth.RoleViewer, MosquittoHash: h}}, nil},
@@ -94,11 +94,11 @@ func TestGenerateMosquittoRefusesUnsafeInput(t *testing.T) {
 		{"agent not bound", []auth.User{{Name: "b827eb3f1a2c", Role: auth.RoleAgent, MAC: "b827eb3f1a2d", Row: "r1", MosquittoHash: h}}, nil},
 		{"agent row a topic", []auth.User{{Name: "b827eb3f1a2c", Role: auth.RoleAgent, MAC: "b827eb3f1a2c", Row: "r1/#", MosquittoHash: h}}, nil},
 		{"plug filter with a newline", []auth.User{{Name: "p", Role: auth.RolePlug, Row: "r1", MosquittoHash: h}},
-			map[string][]string{"r1": {"tele/x/#\ntopic readwrite #"}}},
+			auth.PlugTopics{"r1": {Write: []string{"tele/x/#\ntopic readwrite #"}}}},
 		{"plug filter under rack", []auth.User{{Name: "p", Role: auth.RolePlug, Row: "r1", MosquittoHash: h}},
-			map[string][]string{"r1": {"rack/#"}}},
+			auth.PlugTopics{"r1": {Write: []string{"rack/#"}}}},
 		{"plug filter a wildcard", []auth.User{{Name: "p", Role: auth.RolePlug, Row: "r1", MosquittoHash: h}},
-			map[string][]string{"r1": {"#"}}},
+			auth.PlugTopics{"r1": {Write: []string{"#"}}}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if m, err := GenerateMosquitto(tc.users, tc.plugs); err == nil {

@@ -246,7 +246,7 @@ func (cc *ControlCenter) openBus(plugs powerbridge.File) error {
 		return nil
 	}
 	bcfg := broker.Config{Addr: cfg.MQTTAddr, WSAddr: cfg.MQTTWSAddr, WSSAddr: cfg.MQTTWSSAddr, DataDir: cfg.DataDir,
-		Users: cc.users, MaxClients: cfg.MaxClients, Logger: cfg.Logger.With("component", "broker"), PlugTopics: plugs.PublishFilters(),
+		Users: cc.users, MaxClients: cfg.MaxClients, Logger: cfg.Logger.With("component", "broker"), PlugTopics: plugs.PlugTopics(),
 		Limits: cfg.BrokerLimits}
 	if cfg.MQTTCert != "" || cfg.MQTTKey != "" {
 		bcfg.TLS = &broker.TLSConfig{Addr: cfg.MQTTTLSAddr, CertFile: cfg.MQTTCert, KeyFile: cfg.MQTTKey, ClientCAFile: cfg.MQTTClientCA}

@@ -70,7 +70,7 @@ func loadPowerBridge(cfg Config, users *auth.Users, log *slog.Logger) (powerbrid
 // earlier pirack), which the broker refuses; a plug user whose row has no plug in the file,
 // which may publish nothing; and a row of the file whose plug no plug user may publish for.
 func checkPlugUsers(f powerbridge.File, path string, users []auth.User, log *slog.Logger) {
-	filters := f.PublishFilters()
+	filters := f.PlugTopics().Filters()
 	covered := map[string]bool{} // plug folders some plug user may publish to
 	for _, u := range users {
 		if u.Role != auth.RolePlug {

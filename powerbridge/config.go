@@ -11,6 +11,7 @@ import (
 	"strings"
 	"unicode/utf8"
 
+	"github.com/pirack/pirack/auth"
 	"github.com/pirack/pirack/topics"
 )
 
@@ -61,6 +62,10 @@ type Plug struct {
 	// Channel is the relay or meter of a multi-channel Shelly Gen1 device (a 2.5, an EM); 0 is
 	// the first. Other types name their channel in Topic (Gen2) or sum all (Tasmota).
 	Channel int `json:"channel,omitempty"`
+	// Switch lets admins switch the plug's relay from the page and the API: off, on, or a
+	// power cycle of the row (package powerctl). The plug may then read its command topic
+	// (Relay). Off by default: a plug that feeds the control host too must never be switched.
+	Switch bool `json:"switch,omitempty"`
 }
 
 // String is the mapping as logged at start: "row r1 <- tasmota tele/rack-r1/SENSOR".
@@ -169,6 +174,11 @@ func (p Plug) validate() error {
 	default:
 		return fmt.Errorf("unknown type %q: want %s, %s (Gen2, Gen3, Plus and Pro devices) or %s", clip(p.Type), TypeTasmota, TypeShellyGen2, TypeShellyGen1)
 	}
+	if p.Switch {
+		if _, err := p.Relay(); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 
@@ -245,18 +255,27 @@ func (p Plug) source() string {
 	return p.Type + " " + p.Topic
 }
 
-// PublishFilters are the MQTT filters a user of role plug may publish to, by the user's row
-// (broker Config.PlugTopics): the device folder of that row's plug, such as tele/rack-r1/#,
-// shellyplusplugs-a8032ab1/# or shellies/shellyplug-s-7AB3C1/#. Granting the whole folder
-// keeps the broker from logging a refusal for every STATE or status message the plug sends
-// besides the one the bridge reads, and covers the plug's Will. A row without a plug has no
-// entry, so its plug users may publish nothing. A multi-channel Shelly Gen1 feeding two rows
-// appears under both: it is one device, logged in as one of those rows' users. The file is
-// validated.
-func (f File) PublishFilters() map[string][]string {
-	out := map[string][]string{}
+// PlugTopics are the rights of a user of role plug, by the user's row (broker
+// Config.PlugTopics). Write is the device folder of that row's plug, such as tele/rack-r1/#
+// (and a Tasmota's stat/rack-r1/#, where it answers commands), shellyplusplugs-a8032ab1/# or
+// shellies/shellyplug-s-7AB3C1/#: granting the whole folder keeps the broker from logging a
+// refusal for every STATE or status message the plug sends besides the one the bridge reads,
+// and covers the plug's Will. Read is the relay's command filter, for a plug with Switch only.
+// A row without a plug has no entry, so its plug users may do nothing. A multi-channel Shelly
+// Gen1 feeding two rows appears under both: it is one device, logged in as one of those rows'
+// users. The file is validated.
+func (f File) PlugTopics() auth.PlugTopics {
+	out := auth.PlugTopics{}
 	for _, p := range f.Plugs {
-		out[p.Row] = append(out[p.Row], p.folder()) // one plug per row: Validate
+		r := out[p.Row] // one plug per row: Validate
+		r.Write = append(r.Write, p.folder())
+		if p.Type == TypeTasmota && strings.HasPrefix(p.Topic, "tele/") && strings.Count(p.Topic, "/") == 2 {
+			r.Write = append(r.Write, "stat/"+p.tasmotaTopic()+"/#")
+		}
+		if relay, err := p.Relay(); err == nil && p.Switch {
+			r.Read = append(r.Read, relay.Subscribe)
+		}
+		out[p.Row] = r
 	}
 	return out
 }

@@ -2,12 +2,14 @@ package powerbridge
 
 import (
 	"errors"
-	"maps"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/pirack/pirack/auth"
 )
 
 func TestLoadFileExample(t *testing.T) {
@@ -27,28 +29,89 @@ func TestLoadFileExample(t *testing.T) {
 		t.Errorf("mappings %q, want %q", mappings, want)
 	}
 	// Each row's plug's whole device folder: its Will (tele/rack-r1/LWT, <prefix>/online) lies
-	// there.
-	if got, want := f.PublishFilters(), map[string][]string{
-		"r1": {"tele/rack-r1/#"},
-		"r2": {"shellyplusplugs-a8032ab1/#"},
-		"r3": {"shellies/shellyplug-s-7AB3C1/#"},
-	}; !maps.EqualFunc(got, want, slices.Equal) {
-		t.Errorf("PublishFilters() = %q, want %q", got, want)
+	// there; a Tasmota's answers to commands go to stat/. Plugs pirack may not switch read
+	// nothing.
+	if got, want := f.PlugTopics(), (auth.PlugTopics{
+		"r1": {Write: []string{"tele/rack-r1/#", "stat/rack-r1/#"}},
+		"r2": {Write: []string{"shellyplusplugs-a8032ab1/#"}},
+		"r3": {Write: []string{"shellies/shellyplug-s-7AB3C1/#"}},
+	}); !reflect.DeepEqual(got, want) {
+		t.Errorf("PlugTopics() = %q, want %q", got, want)
+	}
+}
+
+// A plug pirack may switch reads its relay's command topic, and only that; each type's
+// commands and reports are its firmware's. A meter without a relay, or a Tasmota whose
+// FullTopic is not the default, cannot be switched.
+func TestSwitchablePlugs(t *testing.T) {
+	f, err := ParseFile([]byte(`{"plugs":[
+		{"row":"r1","type":"tasmota","topic":"tele/rack-r1/SENSOR","switch":true},
+		{"row":"r2","type":"shelly-gen2","topic":"shellyplusplugs-a8032ab1/status/switch:0","switch":true},
+		{"row":"r3","type":"shelly-gen1","topic":"shellies/shelly25-C45BBE","channel":1,"switch":true}]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := auth.PlugTopics{
+		"r1": {Read: []string{"cmnd/rack-r1/#"}, Write: []string{"tele/rack-r1/#", "stat/rack-r1/#"}},
+		"r2": {Read: []string{"shellyplusplugs-a8032ab1/command/#"}, Write: []string{"shellyplusplugs-a8032ab1/#"}},
+		"r3": {Read: []string{"shellies/shelly25-C45BBE/relay/1/command"}, Write: []string{"shellies/shelly25-C45BBE/#"}},
+	}
+	if got := f.PlugTopics(); !reflect.DeepEqual(got, want) {
+		t.Errorf("PlugTopics() = %q, want %q", got, want)
+	}
+	for _, c := range []struct {
+		plug                           int
+		command, state, off, on, cycle string
+	}{
+		{0, "cmnd/rack-r1/POWER", "stat/rack-r1/POWER", "OFF", "ON", "Power 0; Delay 50; Power 1"},
+		{1, "shellyplusplugs-a8032ab1/command/switch:0", "shellyplusplugs-a8032ab1/status/switch:0", "off", "on", "off,5"},
+		{2, "shellies/shelly25-C45BBE/relay/1/command", "shellies/shelly25-C45BBE/relay/1", "off", "on", ""},
+	} {
+		r, err := f.Plugs[c.plug].Relay()
+		if err != nil {
+			t.Fatal(err)
+		}
+		cycle := ""
+		if r.CycleOff != nil {
+			cycle = r.CycleOff(5)
+		}
+		if r.Command != c.command || r.State != c.state || r.Off != c.off || r.On != c.on || cycle != c.cycle {
+			t.Errorf("plug %d: %+v (cycle %q)", c.plug, r, cycle)
+		}
+	}
+	for payload, want := range map[string]int{`ON`: 1, `OFF`: 0, `on`: 1, `off`: 0, `{"id":0,"output":true,"apower":4.2}`: 1,
+		`{"id":0,"output":false}`: 0, `{"id":0,"apower":4.2}`: -1, `garbage`: -1} {
+		on, ok := Relay{}.ParseState([]byte(payload))
+		got := -1
+		if ok {
+			got = map[bool]int{false: 0, true: 1}[on]
+		}
+		if got != want {
+			t.Errorf("ParseState(%s) = %d, want %d", payload, got, want)
+		}
+	}
+	for _, bad := range []string{
+		`{"plugs":[{"row":"r1","type":"shelly-gen2","topic":"shellypmmini-1/status/pm1:0","switch":true}]}`,
+		`{"plugs":[{"row":"r1","type":"tasmota","topic":"racks/r1/tele/SENSOR","switch":true}]}`,
+	} {
+		if _, err := ParseFile([]byte(bad)); err == nil || !errors.Is(err, ErrInvalidConfig) {
+			t.Errorf("%s: accepted (%v)", bad, err)
+		}
 	}
 }
 
 // One two-channel Shelly feeding two rows is one device, with one MQTT login: the user of
 // either row may publish its folder.
-func TestPublishFiltersSharedDevice(t *testing.T) {
+func TestPlugTopicsSharedDevice(t *testing.T) {
 	f, err := ParseFile([]byte(`{"plugs":[
 		{"row":"r1","type":"shelly-gen1","topic":"shellies/shelly25-C45BBE","channel":0},
 		{"row":"r2","type":"shelly-gen1","topic":"shellies/shelly25-C45BBE","channel":1}]}`))
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := map[string][]string{"r1": {"shellies/shelly25-C45BBE/#"}, "r2": {"shellies/shelly25-C45BBE/#"}}
-	if got := f.PublishFilters(); !maps.EqualFunc(got, want, slices.Equal) {
-		t.Errorf("PublishFilters() = %q, want %q", got, want)
+	want := auth.PlugTopics{"r1": {Write: []string{"shellies/shelly25-C45BBE/#"}}, "r2": {Write: []string{"shellies/shelly25-C45BBE/#"}}}
+	if got := f.PlugTopics(); !reflect.DeepEqual(got, want) {
+		t.Errorf("PlugTopics() = %q, want %q", got, want)
 	}
 }
 

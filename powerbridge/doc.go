@@ -19,5 +19,5 @@
 // Readings are stamped with the control center's clock when they arrive: plugs' clocks and
 // time zones are unreliable (Tasmota's "Time" is local time without a zone, and a plug without
 // NTP starts at 1970). The broker lets users of role plug publish only to the plug topics the
-// file names (File.PublishFilters), never under the pirack root.
+// file names (File.PlugTopics), never under the pirack root.
 package powerbridge

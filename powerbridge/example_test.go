@@ -19,11 +19,14 @@ func ExampleParseFile() {
 	for _, p := range f.Plugs {
 		fmt.Println(p)
 	}
-	fmt.Println(f.PublishFilters())
+	for _, row := range []string{"r1", "r2"} {
+		fmt.Println(row, "may publish", f.PlugTopics()[row].Write)
+	}
 	// Output:
 	// row r1 <- tasmota tele/rack-r1/SENSOR
 	// row r2 <- shelly-gen2 shellyplusplugs-a8032ab1/status/switch:0
-	// map[r1:[tele/rack-r1/#] r2:[shellyplusplugs-a8032ab1/#]]
+	// r1 may publish [tele/rack-r1/# stat/rack-r1/#]
+	// r2 may publish [shellyplusplugs-a8032ab1/#]
 }
 
 // A Tasmota plug's SENSOR message, summed over its channels.

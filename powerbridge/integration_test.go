@@ -60,7 +60,7 @@ func newRig(t *testing.T) *rig {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := broker.New(broker.Config{Addr: "127.0.0.1:0", DataDir: dir, Users: users, PlugTopics: file.PublishFilters(),
+	b, err := broker.New(broker.Config{Addr: "127.0.0.1:0", DataDir: dir, Users: users, PlugTopics: file.PlugTopics(),
 		Logger: log.With("component", "broker")})
 	if err != nil {
 		t.Fatal(err)

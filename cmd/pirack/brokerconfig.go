@@ -63,7 +63,7 @@ func runBrokerConfig(_ context.Context, args []string, stdout, stderr io.Writer)
 	if err != nil {
 		return fmt.Errorf("broker-config mosquitto: %w", err)
 	}
-	m, err := brokerconfig.GenerateMosquitto(users.List(), plugs.PublishFilters())
+	m, err := brokerconfig.GenerateMosquitto(users.List(), plugs.PlugTopics())
 	if err != nil {
 		return fmt.Errorf("broker-config mosquitto: %w", err)
 	}
