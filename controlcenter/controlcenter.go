@@ -34,6 +34,7 @@ import (
 	"github.com/pirack/pirack/layout"
 	"github.com/pirack/pirack/notify"
 	"github.com/pirack/pirack/powerbridge"
+	"github.com/pirack/pirack/powerctl"
 	"github.com/pirack/pirack/presence"
 	"github.com/pirack/pirack/promexport"
 )
@@ -152,6 +153,14 @@ func New(cfg Config) (cc *ControlCenter, err error) {
 	if cc.bridge, err = powerbridge.New(powerbridge.Config{Bus: cc.bus, File: plugs, Logger: cfg.Logger.With("component", "powerbridge")}); err != nil {
 		return nil, err
 	}
+	var power dashboard.PowerSwitch // nil unless something can be switched
+	if slices.ContainsFunc(plugs.Plugs, func(p powerbridge.Plug) bool { return p.Switch }) || len(plugs.Ports) > 0 {
+		pc, err := powerctl.New(powerctl.Config{Bus: cc.bus, File: plugs, Logger: cfg.Logger.With("component", "powerctl")})
+		if err != nil {
+			return nil, err
+		}
+		power = pc
+	}
 	if cc.history, err = history.Open(filepath.Join(cfg.DataDir, HistoryFile), history.Options{Logger: cfg.Logger.With("component", "history")}); err != nil {
 		return nil, err
 	}
@@ -184,6 +193,7 @@ func New(cfg Config) (cc *ControlCenter, err error) {
 		StaleAfter:      cfg.StaleAfter,
 		SelectionExpiry: cfg.SelectionExpiry,
 		RemoteSystem:    cfg.RemoteSystem,
+		Power:           power,
 		Hearing:         cc.hearing,
 		AuditDir:        cfg.DataDir, // audit.log sits with the users it names
 		AuditMaxBytes:   cfg.AuditMaxBytes,

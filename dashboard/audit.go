@@ -32,6 +32,8 @@ const (
 	AuditSystem = "system"
 	// AuditRemoval: a safe removal started, confirmed off by hand, or cancelled.
 	AuditRemoval = "removal"
+	// AuditPower is a row's or a Pi's power switched (off, on, cycle).
+	AuditPower = "power"
 	// AuditKiosk is a kiosk link made or revoked.
 	AuditKiosk = "kiosk"
 	// AuditPassword is a user changing their own password.

@@ -6,6 +6,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/pirack/pirack/powerctl"
 	"github.com/pirack/pirack/presence"
 	"github.com/pirack/pirack/topics"
 )
@@ -74,6 +75,8 @@ type Node struct {
 	Previous string `json:"previous,omitempty"`
 	// Removal is the Pi's safe removal while one runs, and for a while after (removal.go).
 	Removal *Removal `json:"removal,omitempty"`
+	// PowerSwitch is the Pi's own power switch (a USB hub port), nil when it has none.
+	PowerSwitch *powerctl.State `json:"power_switch,omitempty"`
 }
 
 // Locate is an operator's search for a Pi: who asked, when, and when the board was found.
@@ -127,6 +130,8 @@ type Row struct {
 	// Acks and Maintenance: as Node's, for the row's own alerts and the whole row.
 	Acks        map[string]Ack `json:"acks,omitempty"`
 	Maintenance *Maintenance   `json:"maintenance,omitempty"`
+	// PowerSwitch is the row's smart plug relay, nil when it cannot be switched.
+	PowerSwitch *powerctl.State `json:"power_switch,omitempty"`
 }
 
 // Online reports whether the Pi's agent is connected and its telemetry is current.

@@ -68,6 +68,7 @@ func (rk *Rack) Nodes() []Node {
 		nodes[i].Pending = rk.pending(nodes[i].MAC)
 		rk.holdsOf(&nodes[i])
 		rk.removalOf(&nodes[i])
+		rk.powerOf(&nodes[i])
 	}
 	slices.SortFunc(nodes, nodeOrder(l))
 	return nodes
@@ -83,6 +84,7 @@ func (rk *Rack) node(mac string) (Node, bool) {
 		n.Pending = rk.pending(mac)
 		rk.holdsOf(&n)
 		rk.removalOf(&n)
+		rk.powerOf(&n)
 	}
 	return n, ok
 }
@@ -233,6 +235,11 @@ func (rk *Rack) row(name string) (Row, bool) {
 // completeRow adds what the rack model does not hold: alerts, slots, position, assign mode.
 func (rk *Rack) completeRow(r *Row, l layout.Layout) {
 	r.Alerts = rk.alerts.forRow(r.Name)
+	if rk.cfg.Power != nil {
+		if st, ok := rk.cfg.Power.Row(r.Name); ok {
+			r.PowerSwitch = &st
+		}
+	}
 	r.Slots = []RowSlot{}
 	if lr, ok := l.Row(r.Name); ok {
 		r.Slots = rowSlots(lr)

@@ -94,6 +94,9 @@ type Config struct {
 	// RemoteSystem lets admins shut Pis down and reboot them from the page and the API
 	// (POST /api/nodes/{mac}/system). Off by default; the Pi's agent must allow it too.
 	RemoteSystem bool
+	// Power, when set, lets admins switch rows' smart plugs and Pis' hub ports (POST
+	// /api/rows/{row}/power, /api/nodes/{mac}/power); nil: nothing can be switched.
+	Power PowerSwitch
 	// SelectionExpiry clears a selection this long after its press; 0 means
 	// DefaultSelectionExpiry, negative never.
 	SelectionExpiry time.Duration
@@ -444,6 +447,8 @@ func (s *Server) routeTable() []route {
 		{"POST /api/nodes/{mac}/approve", s.requireAdmin(AuditApprove, s.handleApprove)},
 		{"POST /api/nodes/{mac}/system", s.requireAdmin(AuditSystem, s.handleSystem)},
 		{"POST /api/nodes/{mac}/removal", s.requireAdmin(AuditRemoval, s.handleRemoval)},
+		{"POST /api/nodes/{mac}/power", s.requireAdmin(AuditPower, s.handleNodePower)},
+		{"POST /api/rows/{row}/power", s.requireAdmin(AuditPower, s.handleRowPower)},
 		{"POST /api/nodes/{mac}/removal/off", s.requireAdmin(AuditRemoval, s.handleRemovalStep("off"))},
 		{"POST /api/nodes/{mac}/removal/cancel", s.requireAdmin(AuditRemoval, s.handleRemovalStep("cancel"))},
 		{"GET /api/enrolment", s.requireUser(serveJSON(s.rack.enrolment))},

@@ -30,6 +30,7 @@ func parseTemplates() (*template.Template, error) {
 		"isoTime":        isoTime,
 		"fmtPower":       fmtPower,
 		"fmtPerPi":       fmtPerPi,
+		"switchText":     switchText,
 		"ledText":        ledText,
 		"locateText":     locateText,
 		"locating":       func(l *Locate) bool { return l.running() },

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"regexp"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -47,8 +48,36 @@ const maxChannel = 15
 // File is the bridge's configuration file:
 //
 //	{"plugs":[{"row":"r1","type":"tasmota","topic":"tele/rack-r1/SENSOR"}]}
+//
+// Ports, optional, are the USB hub ports with per-port power switching that single Pis hang
+// off (see HubPort): package powerctl switches them.
 type File struct {
-	Plugs []Plug `json:"plugs"`
+	Plugs []Plug    `json:"plugs"`
+	Ports []HubPort `json:"ports,omitempty"`
+}
+
+// HubPort is one Pi powered from a port of a USB hub that can switch its ports' power, on the
+// control host: uhubctl -l <Hub> -p <Port>.
+type HubPort struct {
+	MAC  string `json:"mac"`  // the Pi's MAC, as its agent reports it (colons allowed)
+	Hub  string `json:"hub"`  // the hub's location, as uhubctl lists it: 1-1, 2-1.4
+	Port int    `json:"port"` // the port, 1 to 127
+}
+
+// hubLocation is what uhubctl prints as a hub's location: bus-port[.port...].
+var hubLocation = regexp.MustCompile(`^[0-9]{1,3}(-[0-9]{1,3}(\.[0-9]{1,3}){0,6})?$`)
+
+func (h HubPort) validate() error {
+	if _, err := topics.NormalizeMAC(h.MAC); err != nil {
+		return fmt.Errorf("mac: %w", err)
+	}
+	if !hubLocation.MatchString(h.Hub) {
+		return fmt.Errorf("hub %q: want the hub's location as uhubctl lists it, such as 1-1 or 2-1.4", clip(h.Hub))
+	}
+	if h.Port < 1 || h.Port > 127 {
+		return fmt.Errorf("port %d: want 1 to 127, as uhubctl numbers the hub's ports", h.Port)
+	}
+	return nil
 }
 
 // Plug maps one smart plug to the row it feeds.
@@ -108,8 +137,25 @@ func ParseFile(b []byte) (File, error) {
 	return f, nil
 }
 
-// Validate checks every plug and that no two share a row or a topic.
+// Validate checks every plug and that no two share a row or a topic, and every hub port and
+// that no Pi or port is named twice.
 func (f File) Validate() error {
+	macs, ports := map[string]int{}, map[string]int{}
+	for i, h := range f.Ports {
+		if err := h.validate(); err != nil {
+			return fmt.Errorf("%w: ports[%d]: %w", ErrInvalidConfig, i, err)
+		}
+		mac, _ := topics.NormalizeMAC(h.MAC)
+		if j, dup := macs[mac]; dup {
+			return fmt.Errorf("%w: ports[%d]: Pi %s is already on ports[%d]; a Pi has one port", ErrInvalidConfig, i, clip(h.MAC), j)
+		}
+		macs[mac] = i
+		key := h.Hub + " " + strconv.Itoa(h.Port)
+		if j, dup := ports[key]; dup {
+			return fmt.Errorf("%w: ports[%d]: hub %s port %d is already ports[%d]'s", ErrInvalidConfig, i, h.Hub, h.Port, j)
+		}
+		ports[key] = i
+	}
 	rows := map[string]int{}
 	sources := map[string]int{}
 	for i, p := range f.Plugs {

@@ -14,11 +14,13 @@ type Relay struct {
 	Command, Subscribe string
 	// State is the topic the plug reports its relay on; ParseState reads it.
 	State string
-	// Off, On are the command payloads. CycleOff, when not nil, makes the plug itself switch
-	// off and back on after the given whole seconds, so that a row is powered again even if
-	// the control center runs on it; nil means pirack sends off, waits and sends on.
-	Off, On  string
-	CycleOff func(seconds int) string
+	// Off, On are the command payloads. CycleOff, when not nil, is the payload (on
+	// CycleTopic) that makes the plug itself switch off and back on after the given whole
+	// seconds, so that the row is powered again even if the control center loses the plug
+	// meanwhile; nil means pirack sends off, waits and sends on.
+	Off, On    string
+	CycleTopic string
+	CycleOff   func(seconds int) string
 }
 
 // Relay returns how to switch p's relay: Tasmota's cmnd/<topic>/POWER (its default FullTopic
@@ -32,14 +34,14 @@ func (p Plug) Relay() (Relay, error) {
 		}
 		t := p.tasmotaTopic()
 		return Relay{Command: "cmnd/" + t + "/POWER", Subscribe: "cmnd/" + t + "/#", State: "stat/" + t + "/POWER", Off: "OFF", On: "ON",
-			CycleOff: func(s int) string { return "Power 0; Delay " + strconv.Itoa(10*s) + "; Power 1" }}, nil
+			CycleTopic: "cmnd/" + t + "/Backlog", CycleOff: func(s int) string { return "Power 0; Delay " + strconv.Itoa(10*s) + "; Power 1" }}, nil
 	case TypeShellyGen2:
 		prefix, component, _ := gen2Parts(p.Topic)
 		if !strings.HasPrefix(component, "switch:") {
 			return Relay{}, fmt.Errorf("topic %q: a %s is a meter without a relay: it cannot be switched (drop \"switch\")", clip(p.Topic), component)
 		}
 		return Relay{Command: prefix + "/command/" + component, Subscribe: prefix + "/command/#", State: p.Topic, Off: "off", On: "on",
-			CycleOff: func(s int) string { return "off," + strconv.Itoa(s) }}, nil
+			CycleTopic: prefix + "/command/" + component, CycleOff: func(s int) string { return "off," + strconv.Itoa(s) }}, nil
 	case TypeShellyGen1:
 		base := p.Topic + "/relay/" + strconv.Itoa(p.Channel)
 		return Relay{Command: base + "/command", Subscribe: base + "/command", State: base, Off: "off", On: "on"}, nil

@@ -102,6 +102,11 @@
     const m = Math.floor(s / 60) % 60;
     return Math.floor(s / 3600) + " h" + (m ? " " + m + " min" : "");
   }
+  // switchText: twin of switchText (power.go).
+  function switchText(st) {
+    if (!st || st.on == null) return "";
+    return st.on ? "\u00b7 plug on" : "\u00b7 plug OFF";
+  }
   // removalTitle: twin of removalTitle (removal.go).
   function removalTitle(x) {
     if (!x) return "";
@@ -182,6 +187,7 @@
     setText(tile, "selected", "\u2605 selected" + (n.selected_user ? " by " + n.selected_user + " on the page" : n.selected_by ? " (" + n.selected_by + " press)" : "") +
       (n.selected_at ? " at " + new Date(n.selected_at).toLocaleTimeString() : ""));
     setData(tile, "clickable", String(canCommand && !n.selected));
+    setHidden(field(tile, "power_button"), !n.power_switch);
     const rm = n.removal;
     const panel = field(tile, "removal");
     setHidden(panel, !rm);
@@ -242,6 +248,8 @@
     setText(sec, "power_text", fmtPower(r.power));
     const w = r.power && r.power.watts;
     setText(sec, "per_pi", w != null && pis > 0 ? (w / pis).toFixed(1) + " W per Pi" : "");
+    setText(sec, "switch_state", switchText(r.power_switch));
+    setHidden(field(sec, "row_power_button"), !r.power_switch);
     setHidden(field(sec, "assign"), !r.assign);
     setData(sec, "assign", r.assign ? "on" : "");
     setText(sec, "assign_next", r.assign ? String(r.assign.next) : "");
@@ -677,6 +685,9 @@
         d.showModal();
         break;
       }
+      case "power":
+        openPower("/api/nodes/" + encodeURIComponent(mac) + "/power", name, n.hostname || mac);
+        break;
       case "removal":
         if (await post(nodePath(mac) + "/removal", {}, name)) say("Removing " + name + ": press its button at the rack (its LED flashes) to shut it down.");
         break;
@@ -706,6 +717,19 @@
     }
   }
 
+  // openPower opens the power dialog for a row or a Pi (path is its endpoint); confirm is the
+  // name to type.
+  function openPower(path, title, confirm) {
+    const d = document.getElementById("power-dialog");
+    if (!d) return;
+    d.dataset.path = path;
+    document.getElementById("power-name").textContent = title;
+    document.getElementById("power-confirm-name").textContent = confirm;
+    document.getElementById("power-form").reset();
+    document.getElementById("power-result").textContent = "";
+    d.showModal();
+  }
+
   async function rowCommand(row, action, target) {
     const r = rows.get(row) || { slots: [] };
     switch (action) {
@@ -714,6 +738,9 @@
         if (await post(rowPath(row) + "/maintenance", { on, note: holdNote() }, "Row " + row)) say("Row " + row + (on ? " is in maintenance: its alerts are held back." : " is out of maintenance."));
         break;
       }
+      case "row-power":
+        openPower(rowPath(row) + "/power", "row " + row, row);
+        break;
       case "row-locate": {
         const a = await post(rowPath(row) + "/locate", {}, "Row " + row);
         if (a) say("Locating the " + a.sent.length + " Pis of row " + row + (a.offline && a.offline.length ? " (" + a.offline.length + " offline skipped)" : "") + ".");
@@ -1076,6 +1103,31 @@
     const body = await r.json();
     if (r.ok) {
       result.textContent = (action === "shutdown" ? "Shutting down " : "Rebooting ") + d.dataset.name + ": its tile goes offline when the agent stops.";
+      setTimeout(() => d.close(), 1500);
+    } else {
+      result.textContent = body.error || ("failed: " + r.status);
+    }
+  });
+})();
+
+// "Power…": a row's smart plug or a Pi's hub port switched, the name typed to switch it off.
+(function () {
+  const d = document.getElementById("power-dialog");
+  if (!d) return;
+  const form = document.getElementById("power-form");
+  const result = document.getElementById("power-result");
+  document.getElementById("power-cancel").addEventListener("click", () => d.close());
+  form.addEventListener("submit", async (e) => {
+    e.preventDefault();
+    const action = e.submitter ? e.submitter.value : "cycle";
+    result.textContent = action === "cycle" ? "Power-cycling\u2026" : "Switching " + action + "\u2026";
+    const r = await fetch(d.dataset.path, {
+      method: "POST", credentials: "same-origin", headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ action, confirm: form.elements.confirm.value.trim() }),
+    });
+    const body = await r.json().catch(() => ({}));
+    if (r.ok) {
+      result.textContent = "Done: the power is " + (body.on ? "on" : "off") + " (" + body.via + ").";
       setTimeout(() => d.close(), 1500);
     } else {
       result.textContent = body.error || ("failed: " + r.status);
