@@ -53,7 +53,8 @@ type Role string
 const (
 	// RolePlug is a smart plug that measures a row's power (see package powerbridge). It is
 	// bound to that row (User.Row) and may publish only to the plug topics the power bridge maps
-	// to its row, never under the pirack root, and may read nothing.
+	// to its row, never under the pirack root, and may read only its relay's command topic
+	// when pirack may switch it (auth.PlugTopics).
 	RolePlug Role = "plug"
 	// RoleAgent is a Pi's agent: it publishes its own topics and reads its own LED commands.
 	RoleAgent Role = "agent"

@@ -10,7 +10,7 @@ import (
 
 // Viewers' and plugs' sessions are kept a day (Limits.ViewerSessionExpiry): those roles receive
 // nothing that must wait for them (a viewer's watcher catches up from the retained messages; a
-// plug reads nothing), and 16 sessions a user kept for a week would be memory and disk held
+// plug reads at most its relay's commands, sent at QoS 0: now or never), and 16 sessions a user kept for a week would be memory and disk held
 // for nothing.
 
 // sessionSweepEvery is how often disconnected sessions are checked against their role's expiry.

@@ -195,8 +195,10 @@ func (c *Controller) SwitchRow(ctx context.Context, row, action string) (State, 
 	}
 	rl.busy.Lock()
 	defer rl.busy.Unlock()
+	// QoS 0: a command is carried out now or never. Queued for a plug that is away, an "off"
+	// would cut a row's power whenever the plug came back.
 	publish := func(topic, payload string) error {
-		err := c.cfg.Bus.Publish(ctx, bus.Message{Topic: topic, Payload: []byte(payload), QoS: 1})
+		err := c.cfg.Bus.Publish(ctx, bus.Message{Topic: topic, Payload: []byte(payload), QoS: 0})
 		if err != nil {
 			return fmt.Errorf("row %s: publish %s: %w", row, topic, err)
 		}
