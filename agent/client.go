@@ -225,8 +225,9 @@ func (a *agent) onLED(_ mqtt.Client, m mqtt.Message) {
 }
 
 // onSystem takes a shutdown or reboot command: checked, then handed to Config.System, which
-// stops this agent with the system (its clean stop publishes "offline").
-func (a *agent) onSystem(_ mqtt.Client, m mqtt.Message) {
+// stops this agent with the system (its clean stop publishes "offline"). What it did is
+// reported on its system_result topic, so the control center can tell the operator at once.
+func (a *agent) onSystem(client mqtt.Client, m mqtt.Message) {
 	if m.Retained() {
 		a.logLimited("system/retained", slog.LevelWarn, "ignoring a retained system command; the control center never retains them")
 		return
@@ -236,12 +237,22 @@ func (a *agent) onSystem(_ mqtt.Client, m mqtt.Message) {
 		a.logLimited("system/invalid", slog.LevelWarn, "dropping invalid system command", "err", err)
 		return
 	}
+	result := func(outcome, reason string) {
+		r := topics.SystemResult{V: topics.Version, TS: a.now().UTC(), Action: cmd.Action, IssuedAt: cmd.IssuedAt, By: cmd.By, Outcome: outcome, Reason: reason}
+		// Not waited for: this runs on paho's router, and the message goes out before the
+		// "offline" of the clean stop that follows a shutdown.
+		if _, err := a.publish(client, topics.SystemResultTopic(a.row, a.mac), 1, false, r); err != nil {
+			a.log.Warn("system result not sent", "err", err)
+		}
+	}
 	if cmd.Expired(a.now()) {
 		a.log.Warn("ignoring expired system command: it waited too long for this Pi", "action", cmd.Action, "by", cmd.By, "expires_at", cmd.ExpiresAt)
+		result(topics.SystemRefused, "expired at "+cmd.ExpiresAt.UTC().Format(time.RFC3339)+" before it reached the Pi (it was offline or unreachable)")
 		return
 	}
 	if a.cfg.System == nil {
 		a.log.Warn("system command refused: this agent does not take them (pirack-agent --allow-system-commands)", "action", cmd.Action, "by", cmd.By)
+		result(topics.SystemRefused, "this Pi's agent does not take system commands: start it with --allow-system-commands (docs/deploy.md)")
 		return
 	}
 	a.log.Warn("system command: "+cmd.Action+" now", "by", cmd.By)
@@ -249,13 +260,23 @@ func (a *agent) onSystem(_ mqtt.Client, m mqtt.Message) {
 		a.driver.haltLit.Store(true)
 		a.leds.put(shutdownPattern(cmd.By, a.now().UTC()))
 	}
+	result(topics.SystemRunning, "")
 	if err := a.cfg.System(cmd.Action); err != nil {
 		a.log.Error("system command failed; see docs/deploy.md for the privilege it needs", "action", cmd.Action, "err", err)
+		result(topics.SystemFailed, clipReason(err.Error())+" (docs/deploy.md: the polkit rule the package installs)")
 		if cmd.Action == topics.SystemShutdown && a.driver != nil {
 			a.driver.haltLit.Store(false) // not halting after all
 			a.leds.put(topics.LEDCommand{Action: topics.LEDOff, By: cmd.By + " (shutdown failed)", IssuedAt: a.now().UTC()})
 		}
 	}
+}
+
+// clipReason bounds an error for a SystemResult's reason.
+func clipReason(s string) string {
+	if len(s) > 180 {
+		return s[:180] + "..."
+	}
+	return s
 }
 
 // RunSystemctl carries a system command out with `systemctl poweroff` or `systemctl reboot`,

@@ -68,7 +68,7 @@ func (u User) Rights(plugs PlugTopics) Rights {
 			Read: []string{topics.LEDTopic(u.MAC), topics.SystemTopic(u.MAC)},
 			Write: []string{
 				topics.StatusTopic(u.Row, u.MAC), topics.MetricsTopic(u.Row, u.MAC), topics.ButtonTopic(u.Row, u.MAC),
-				topics.LEDStateTopic(u.Row, u.MAC), topics.PowerTopic(u.Row),
+				topics.LEDStateTopic(u.Row, u.MAC), topics.PowerTopic(u.Row), topics.SystemResultTopic(u.Row, u.MAC),
 			},
 		}
 	case RolePlug:

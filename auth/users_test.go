@@ -455,7 +455,7 @@ func TestRights(t *testing.T) {
 		{"admin", User{Role: RoleAdmin}, "# $SYS/#", "#"},
 		{"viewer", User{Role: RoleViewer}, "rack/#", ""},
 		{"automation", User{Role: RoleAutomation}, "rack/#", "rack/+/led"},
-		{"agent", agent, "rack/b827eb3f1a2c/led rack/b827eb3f1a2c/system", "rack/r1/b827eb3f1a2c/status rack/r1/b827eb3f1a2c/metrics rack/r1/b827eb3f1a2c/button rack/r1/b827eb3f1a2c/led_state rack/r1/power"},
+		{"agent", agent, "rack/b827eb3f1a2c/led rack/b827eb3f1a2c/system", "rack/r1/b827eb3f1a2c/status rack/r1/b827eb3f1a2c/metrics rack/r1/b827eb3f1a2c/button rack/r1/b827eb3f1a2c/led_state rack/r1/power rack/r1/b827eb3f1a2c/system_result"},
 		{"plug", User{Role: RolePlug, Row: "r1"}, "", "tele/rack-r1/#"},
 		{"plug of a row without plugs", User{Role: RolePlug, Row: "r2"}, "", ""},
 		{"plug without a row", User{Role: RolePlug}, "", ""},

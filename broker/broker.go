@@ -101,6 +101,11 @@ type Config struct {
 	// do nothing. A plug user without a row (made before plugs were bound to rows) is refused
 	// at CONNECT.
 	PlugTopics auth.PlugTopics
+	// CommandRefused, when set, is told of a refused publish on a command topic (an LED or
+	// system command) by a client that may not send it, such as an automation user trying a
+	// shutdown: the control center audits it. At most one call per user and topic every
+	// limitLogEvery, the rest counted in Suppressed. It must not block.
+	CommandRefused func(RefusedCommand)
 	// MaxClients bounds connected clients; 0 means 16384. Mochi's default is unlimited. A CONNECT
 	// beyond it is answered "server unavailable" (MQTT 5: "server busy") and logged, at most
 	// once per 10 s with a count. An idle agent connection takes about 40 KiB of the broker's
@@ -311,7 +316,7 @@ func New(cfg Config) (*Broker, error) {
 		SysTopicResendInterval: 10,
 	})
 	b.hook = &authHook{users: cfg.Users, policy: policy{plugTopics: cfg.PlugTopics.Clone()}, log: cfg.Logger, srv: b.srv,
-		maxQueuedLED:  cfg.MaxQueuedLED,
+		maxQueuedLED:  cfg.MaxQueuedLED, commandRefused: cfg.CommandRefused,
 		authenticated: b.authenticated, deliver: b.subs.deliver}
 
 	// The auth hook goes first: Mochi runs OnPublish hooks in order and stops at the first that
@@ -768,6 +773,12 @@ func (b *Broker) wsConnState(c net.Conn, state http.ConnState) {
 	case http.StateHijacked, http.StateClosed:
 		b.release(c)
 	}
+}
+
+// RefusedCommand is a command the broker refused (Config.CommandRefused).
+type RefusedCommand struct {
+	Username, Role, ClientID, Topic, Address string
+	Suppressed                               int // refusals of the same since the last call
 }
 
 // checkPlugFilter refuses a PlugTopics filter that is malformed or could match a pirack topic

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"strconv"
 	"strings"
 	"sync"
@@ -48,13 +49,15 @@ type authHook struct {
 	authenticated func(*mqtt.Client) bool // tells the broker; false: refuse after all
 	deliver       func(bus.Message) error // to the in-process subscribers; an error: they refused it
 	limit         *logthrottle.Limiter    // for lines a hostile client could repeat at will
-	refused       atomic.Int64            // publishes refused for the sender's rights
-	invalid       atomic.Int64            // publishes refused for breaking the topic contract
-	ledDropped    atomic.Int64            // LED commands not queued for a Pi (maxQueuedLED)
-	maxQueuedLED  int                     // Config.MaxQueuedLED
-	mu            sync.RWMutex            // guards sessions
-	sessions      map[string]session      // by client id; restored sessions are added when first seen
-	refusals      refusals                // the latest refused CONNECTs, for the Control Center
+	// commandRefused is Config.CommandRefused; nil when unset.
+	commandRefused func(RefusedCommand)
+	refused        atomic.Int64       // publishes refused for the sender's rights
+	invalid        atomic.Int64       // publishes refused for breaking the topic contract
+	ledDropped     atomic.Int64       // LED commands not queued for a Pi (maxQueuedLED)
+	maxQueuedLED   int                // Config.MaxQueuedLED
+	mu             sync.RWMutex       // guards sessions
+	sessions       map[string]session // by client id; restored sessions are added when first seen
+	refusals       refusals           // the latest refused CONNECTs, for the Control Center
 
 	// sessionAllowed, if set, refuses a user over its sessions (Broker.sessionAllowed).
 	sessionAllowed func(u auth.User, id string) *refusal
@@ -372,6 +375,7 @@ func (h *authHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet
 		h.refused.Add(1)
 		h.log.Warn("MQTT publish refused: acknowledged and dropped",
 			"username", s.user.Name, "role", s.user.Role, "client", cl.ID, "topic", clip(pk.TopicName), "qos", pk.FixedHeader.Qos, "remote", cl.Net.Remote)
+		h.reportRefusedCommand(cl, s.user, pk.TopicName)
 		return drop(cl, pk, packets.ErrNotAuthorized)
 	}
 	decoded, err := contractViolation(pk)
@@ -390,6 +394,27 @@ func (h *authHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet
 		return pk, h.refuseDelivery(cl, s, pk, err)
 	}
 	return pk, nil
+}
+
+// reportRefusedCommand tells Config.CommandRefused of a refused LED or system command, at most
+// once per user and topic every limitLogEvery.
+func (h *authHook) reportRefusedCommand(cl *mqtt.Client, u auth.User, topic string) {
+	if h.commandRefused == nil {
+		return
+	}
+	t, err := topics.Parse(topic)
+	if err != nil || (t.Kind != topics.KindLED && t.Kind != topics.KindSystem) {
+		return
+	}
+	ok, suppressed := h.limit.Allow("command-refused/"+u.Name+"/"+topic, time.Now())
+	if !ok {
+		return
+	}
+	host, _, err := net.SplitHostPort(cl.Net.Remote)
+	if err != nil {
+		host = cl.Net.Remote
+	}
+	h.commandRefused(RefusedCommand{Username: clip(u.Name), Role: string(u.Role), ClientID: clip(cl.ID), Topic: clip(topic), Address: host, Suppressed: suppressed})
 }
 
 // drop acknowledges a refused publish and drops it. An MQTT 3.1.1 client gets Mochi's plain

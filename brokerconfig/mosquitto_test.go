@@ -44,6 +44,7 @@ topic write rack/r1/b827eb3f1a2c/metrics
 topic write rack/r1/b827eb3f1a2c/button
 topic write rack/r1/b827eb3f1a2c/led_state
 topic write rack/r1/power
+topic write rack/r1/b827eb3f1a2c/system_result
 topic read rack/b827eb3f1a2c/led
 topic read rack/b827eb3f1a2c/system
 

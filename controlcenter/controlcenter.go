@@ -257,7 +257,9 @@ func (cc *ControlCenter) openBus(plugs powerbridge.File) error {
 	}
 	bcfg := broker.Config{Addr: cfg.MQTTAddr, WSAddr: cfg.MQTTWSAddr, WSSAddr: cfg.MQTTWSSAddr, DataDir: cfg.DataDir,
 		Users: cc.users, MaxClients: cfg.MaxClients, Logger: cfg.Logger.With("component", "broker"), PlugTopics: plugs.PlugTopics(),
-		Limits: cfg.BrokerLimits}
+		Limits: cfg.BrokerLimits,
+		// Set in New before Run starts the listeners, so never nil when a client is refused.
+		CommandRefused: func(c broker.RefusedCommand) { cc.dash.AuditRefusedCommand(dashboard.RefusedCommand(c)) }}
 	if cfg.MQTTCert != "" || cfg.MQTTKey != "" {
 		bcfg.TLS = &broker.TLSConfig{Addr: cfg.MQTTTLSAddr, CertFile: cfg.MQTTCert, KeyFile: cfg.MQTTKey, ClientCAFile: cfg.MQTTClientCA}
 	}

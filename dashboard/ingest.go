@@ -219,6 +219,15 @@ func (rk *Rack) ingest(m bus.Message) (refused error) {
 		if changed = rk.state.setLED(t.Row, t.MAC, st); !changed {
 			rk.stats.replays.Add(1)
 		}
+	case topics.KindSystemResult:
+		res, err := decoded(m, topics.DecodeSystemResult)
+		if err != nil {
+			rk.invalid(topic, classify(payload), err)
+			return
+		}
+		rk.systemResult(t.Row, t.MAC, res)
+		rk.stats.applied.Add(1)
+		return
 	case topics.KindPower:
 		p, err := decoded(m, topics.DecodePower)
 		if err != nil {

@@ -270,36 +270,36 @@ func (rk *Rack) rowPis(row string) int {
 // removalShutdown sends the shutdown of a confirmed removal, audited in the name of the admin
 // who started it; without remote shutdown, the note asks for it by hand.
 func (rk *Rack) removalShutdown(x Removal) {
-	note := ""
-	switch {
-	case !rk.cfg.RemoteSystem:
-		note = "confirmed. Remote shutdown is off on this control center: shut it down yourself (sudo poweroff on the Pi); waiting for it to go offline"
-	default:
-		entry := AuditEntry{Action: AuditSystem, Outcome: AuditAllowed, User: x.By, Via: "safe removal, confirmed by a press at the rack", MAC: x.MAC,
-			Params: map[string]any{"action": topics.SystemShutdown}}
-		if err := rk.audit(entry); err != nil {
-			note = "confirmed, but not shut down: " + auditUnavailable
-			break
+	note := func(text string, sent bool) {
+		if y, ok := rk.removals.update(x.MAC, func(y *Removal) bool {
+			if y.Step != RemovalShutdown {
+				return false
+			}
+			y.Note = text
+			if sent {
+				y.ShutdownAt = rk.cfg.Now()
+			}
+			return true
+		}); ok {
+			rk.removalChanged(*y, "")
 		}
-		if _, err := rk.sendSystem(context.Background(), x.MAC, x.Row, topics.SystemShutdown, x.By); err != nil {
-			entry.Outcome, entry.Reason = AuditFailed, clipLog("publish: "+err.Error())
-			rk.audit(entry)
-			note = "confirmed, but the shutdown could not be sent: the broker refused it. Shut it down yourself (sudo poweroff), or cancel and start again"
-			break
-		}
-		note = "confirmed; shutting down: waiting for it to go offline"
 	}
-	if y, ok := rk.removals.update(x.MAC, func(y *Removal) bool {
-		if y.Step != RemovalShutdown {
-			return false
-		}
-		y.Note = note
-		if rk.cfg.RemoteSystem {
-			y.ShutdownAt = rk.cfg.Now()
-		}
-		return true
-	}); ok {
-		rk.removalChanged(*y, "")
+	if !rk.cfg.RemoteSystem {
+		note("confirmed. Remote shutdown is off on this control center: shut it down yourself (sudo poweroff on the Pi); waiting for it to go offline", false)
+		return
+	}
+	entry := AuditEntry{Action: AuditSystem, Outcome: AuditAllowed, User: x.By, Via: "safe removal, confirmed by a press at the rack", MAC: x.MAC,
+		Params: map[string]any{"action": topics.SystemShutdown}}
+	if err := rk.audit(entry); err != nil {
+		note("confirmed, but not shut down: "+auditUnavailable, false)
+		return
+	}
+	// Said before the send: the agent's answer (a refusal, say) may come back at once.
+	note("confirmed; shutting down: waiting for it to go offline", true)
+	if _, err := rk.sendSystem(context.Background(), x.MAC, x.Row, topics.SystemShutdown, x.By); err != nil {
+		entry.Outcome, entry.Reason = AuditFailed, clipLog("publish: "+err.Error())
+		rk.audit(entry)
+		note("confirmed, but the shutdown could not be sent: the broker refused it. Shut it down yourself (sudo poweroff), or cancel and start again", false)
 	}
 }
 
@@ -312,6 +312,7 @@ func (rk *Rack) sendSystem(ctx context.Context, mac, row, action, by string) (to
 	if err != nil {
 		return cmd, err
 	}
+	rk.sentSystem.add(mac, cmd.IssuedAt, now) // before the publish: the result may come back at once
 	if err := rk.cfg.Bus.Publish(ctx, bus.Message{Topic: topics.SystemTopic(mac), Payload: payload, QoS: 1}); err != nil {
 		return cmd, err
 	}

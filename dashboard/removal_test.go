@@ -186,6 +186,25 @@ func TestRemovalDoubtsAndManualShutdown(t *testing.T) {
 		}
 		f.removal(t, macA, func(x *Removal) bool { return x.Step == RemovalEnded && strings.Contains(x.Note, "cancelled by admin") })
 	})
+	t.Run("the agent refuses", func(t *testing.T) {
+		f, c := removalFixture(t, true)
+		f.do(t, "POST", "/api/nodes/"+macA+"/removal", "", withCookie(c))
+		f.publish(t, topics.ButtonTopic(rowA, macA), found(1))
+		f.removal(t, macA, func(x *Removal) bool { return !x.ShutdownAt.IsZero() })
+		cmd := f.systemCommands(macA)[0]
+		res := topics.SystemResult{V: 1, TS: t0, Action: cmd.Action, By: cmd.By, Outcome: topics.SystemRefused, Reason: "made up"}
+		res.IssuedAt = cmd.IssuedAt.Add(time.Second) // a command this control center never sent
+		f.publish(t, topics.SystemResultTopic(rowA, macA), res)
+		if x := f.removal(t, macA, func(*Removal) bool { return true }); strings.Contains(x.Note, "made up") {
+			t.Fatalf("a result for a command never sent was taken: %q", x.Note)
+		}
+		res.IssuedAt, res.Reason = cmd.IssuedAt, "this Pi's agent does not take system commands: start it with --allow-system-commands (docs/deploy.md)"
+		f.publish(t, topics.SystemResultTopic(rowA, macA), res)
+		x := f.removal(t, macA, func(x *Removal) bool { return strings.HasPrefix(x.Note, "the Pi did not shut down") })
+		if x.Step != RemovalShutdown || !strings.Contains(x.Note, "--allow-system-commands") || !strings.Contains(x.Note, "sudo poweroff") {
+			t.Fatalf("refused: %+v", x)
+		}
+	})
 	t.Run("already offline", func(t *testing.T) {
 		f, c := removalFixture(t, true)
 		f.publish(t, topics.StatusTopic(rowA, macA), offline("s"))

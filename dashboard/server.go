@@ -280,16 +280,17 @@ func New(cfg Config) (*Server, error) {
 		lay, _ = layout.Open("") // in memory: cannot fail
 	}
 	rk := &Rack{
-		cfg:      cfg,
-		log:      cfg.Logger,
-		state:    newModel(cfg.Now, rule),
-		hub:      newHub(defaultMaxPending),
-		alerts:   newAlertState(cfg.Alerts),
-		layout:   lay,
-		assign:   assigner{rows: make(map[string]*Assign)},
-		removals: removals{m: make(map[string]*Removal)},
-		holds:    openHolds(holdsPath(cfg.AuditDir), cfg.Logger.With("component", "holds")),
-		started:  cfg.Now(),
+		cfg:        cfg,
+		log:        cfg.Logger,
+		state:      newModel(cfg.Now, rule),
+		hub:        newHub(defaultMaxPending),
+		alerts:     newAlertState(cfg.Alerts),
+		layout:     lay,
+		assign:     assigner{rows: make(map[string]*Assign)},
+		removals:   removals{m: make(map[string]*Removal)},
+		sentSystem: sentSystem{m: make(map[string][]time.Time)},
+		holds:      openHolds(holdsPath(cfg.AuditDir), cfg.Logger.With("component", "holds")),
+		started:    cfg.Now(),
 	}
 	s := &Server{
 		cfg:           cfg,

@@ -18,14 +18,20 @@ import (
 // Remote shutdown end to end: an admin's shutdown reaches an agent that allows it, which runs
 // its system hook (systemctl poweroff on a Pi; here the test stops the agent as the system
 // would) and goes offline through its clean stop. An agent that does not allow it, an expired
-// command and an automation user's command are not carried out.
+// command and an automation user's command are not carried out, and each refusal is in the
+// audit log with its reason: the agents report theirs on system_result, the broker its own.
 func TestRemoteShutdown(t *testing.T) {
 	r := newRig(t, func(_ *testing.T, r *rig) { r.base.RemoteSystem = true })
 	ran := make(chan string, 4)
 	hook := func(c *agent.Config) { c.System = func(action string) error { ran <- action; return nil } }
 	willing := r.startPi(t, "b827eb00a0a1", "r1", r.mqttAddr, hook)
 	unwilling := r.startPi(t, "b827eb00a0a2", "r1", r.mqttAddr)
-	for _, p := range []*pi{willing, unwilling} {
+	// A Pi whose clock runs 2 minutes ahead sees every command as expired (as one does that
+	// was queued while the Pi was away).
+	late := r.startPi(t, "b827eb00a0a3", "r1", r.mqttAddr, hook, func(c *agent.Config) {
+		c.Now = func() time.Time { return time.Now().Add(2 * time.Minute) }
+	})
+	for _, p := range []*pi{willing, unwilling, late} {
 		r.awaitNode(t, p.mac, "online", func(n dashboard.Node) bool { return n.State == dashboard.StateOnline })
 	}
 	nothingRan := func(what string) {
@@ -63,6 +69,38 @@ func TestRemoteShutdown(t *testing.T) {
 		t.Fatalf("shutdown of the unwilling Pi: %d %s", code, body)
 	}
 	nothingRan("an agent that does not allow it")
+	if code, body := r.post(t, "/api/nodes/"+late.mac+"/system", `{"action": "shutdown", "confirm": "pi-`+late.mac[8:]+`"}`); code != 202 {
+		t.Fatalf("shutdown of the late Pi: %d %s", code, body)
+	}
+	nothingRan("an expired command")
+	audited := func(what string, match func(dashboard.AuditEntry) bool) {
+		t.Helper()
+		deadline := time.Now().Add(waitLimit)
+		for {
+			var entries []dashboard.AuditEntry
+			r.getJSON(t, "/api/audit", &entries)
+			for _, e := range entries {
+				if match(e) {
+					return
+				}
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("no audit entry for %s in %+v", what, entries)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	audited("the automation user's shutdown", func(e dashboard.AuditEntry) bool {
+		return e.Action == dashboard.AuditSystem && e.Outcome == dashboard.AuditDenied && e.User == "nodered" && e.MAC == willing.mac &&
+			strings.Contains(e.Reason, "role automation may not send this command")
+	})
+	audited("the unwilling agent's refusal", func(e dashboard.AuditEntry) bool {
+		return e.Action == dashboard.AuditSystem && e.Outcome == dashboard.AuditDenied && e.User == "admin" && e.MAC == unwilling.mac &&
+			strings.Contains(e.Reason, "--allow-system-commands")
+	})
+	audited("the expired command", func(e dashboard.AuditEntry) bool {
+		return e.Action == dashboard.AuditSystem && e.Outcome == dashboard.AuditDenied && e.MAC == late.mac && strings.Contains(e.Reason, "expired at")
+	})
 	for _, n := range r.rack().Nodes() {
 		if n.MAC == unwilling.mac && n.State != dashboard.StateOnline {
 			t.Fatalf("the unwilling Pi went %s", n.State)
@@ -81,6 +119,9 @@ func TestRemoteShutdown(t *testing.T) {
 	case <-time.After(waitLimit):
 		t.Fatal("the shutdown never reached the agent")
 	}
+	audited("the shutdown carried out", func(e dashboard.AuditEntry) bool {
+		return e.Action == dashboard.AuditSystem && e.Outcome == dashboard.AuditAllowed && e.MAC == willing.mac && strings.HasPrefix(e.Via, "agent ")
+	})
 	willing.stop() // what systemctl poweroff does to the service
 	n := r.awaitNode(t, willing.mac, "offline", func(n dashboard.Node) bool { return n.State == dashboard.StateOffline })
 	if !strings.HasPrefix(n.Hostname, "pi-") {

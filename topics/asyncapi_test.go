@@ -48,29 +48,31 @@ var goTypeOf = map[Kind]struct {
 	schema string
 	typ    reflect.Type
 }{
-	KindStatus:   {"Status", reflect.TypeFor[Status]()},
-	KindMetrics:  {"Metrics", reflect.TypeFor[Metrics]()},
-	KindButton:   {"ButtonEvent", reflect.TypeFor[ButtonEvent]()},
-	KindLED:      {"LEDCommand", reflect.TypeFor[LEDCommand]()},
-	KindLEDState: {"LEDState", reflect.TypeFor[LEDState]()},
-	KindPower:    {"Power", reflect.TypeFor[Power]()},
-	KindAlert:    {"Alert", reflect.TypeFor[Alert]()},
-	KindLayout:   {"Layout", reflect.TypeFor[Layout]()},
-	KindSystem:   {"SystemCommand", reflect.TypeFor[SystemCommand]()},
+	KindStatus:       {"Status", reflect.TypeFor[Status]()},
+	KindMetrics:      {"Metrics", reflect.TypeFor[Metrics]()},
+	KindButton:       {"ButtonEvent", reflect.TypeFor[ButtonEvent]()},
+	KindLED:          {"LEDCommand", reflect.TypeFor[LEDCommand]()},
+	KindLEDState:     {"LEDState", reflect.TypeFor[LEDState]()},
+	KindPower:        {"Power", reflect.TypeFor[Power]()},
+	KindAlert:        {"Alert", reflect.TypeFor[Alert]()},
+	KindLayout:       {"Layout", reflect.TypeFor[Layout]()},
+	KindSystem:       {"SystemCommand", reflect.TypeFor[SystemCommand]()},
+	KindSystemResult: {"SystemResult", reflect.TypeFor[SystemResult]()},
 }
 
 // channelOf gives each channel's kind; the two alert channels differ by having a MAC.
 var channelOf = map[string]Kind{
-	"status":   KindStatus,
-	"metrics":  KindMetrics,
-	"button":   KindButton,
-	"led":      KindLED,
-	"ledState": KindLEDState,
-	"power":    KindPower,
-	"piAlert":  KindAlert,
-	"rowAlert": KindAlert,
-	"layout":   KindLayout,
-	"system":   KindSystem,
+	"status":       KindStatus,
+	"metrics":      KindMetrics,
+	"button":       KindButton,
+	"led":          KindLED,
+	"ledState":     KindLEDState,
+	"power":        KindPower,
+	"piAlert":      KindAlert,
+	"rowAlert":     KindAlert,
+	"layout":       KindLayout,
+	"system":       KindSystem,
+	"systemResult": KindSystemResult,
 }
 
 type asyncAPIDoc struct {

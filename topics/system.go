@@ -53,3 +53,47 @@ func DecodeSystemCommand(b []byte) (SystemCommand, error) {
 	err := decode("system", b, &c, func() error { return c.Validate() })
 	return c, err
 }
+
+// Outcomes carried by SystemResult.Outcome.
+const (
+	SystemRunning = "running" // the agent handed it to the system: the Pi goes down now
+	SystemRefused = "refused" // not carried out: expired, or the agent does not take them
+	SystemFailed  = "failed"  // the agent tried and the system refused (a missing privilege)
+)
+
+// SystemResult is the payload of rack/<row>/<mac>/system_result: what an agent did with a
+// system command, so that the control center can tell the operator (and its audit log) at
+// once instead of waiting for a Pi that will not go down. QoS 1, not retained.
+type SystemResult struct {
+	V        int       `json:"v"`
+	TS       time.Time `json:"ts"`
+	Action   string    `json:"action"`    // the command's
+	IssuedAt time.Time `json:"issued_at"` // the command's, which identifies it
+	By       string    `json:"by"`        // the command's
+	Outcome  string    `json:"outcome"`   // SystemRunning, SystemRefused or SystemFailed
+	Reason   string    `json:"reason,omitempty"`
+}
+
+// Validate checks the outcome, the action and the strings.
+func (r SystemResult) Validate() error {
+	if err := checkVersion(r.V); err != nil {
+		return err
+	}
+	if r.Outcome != SystemRunning && r.Outcome != SystemRefused && r.Outcome != SystemFailed {
+		return invalid("outcome %q: want %s, %s or %s", clip(r.Outcome), SystemRunning, SystemRefused, SystemFailed)
+	}
+	if r.Action != SystemShutdown && r.Action != SystemReboot {
+		return invalid("action %q: want %s or %s", clip(r.Action), SystemShutdown, SystemReboot)
+	}
+	if r.TS.IsZero() {
+		return invalid("ts is required")
+	}
+	return checkStrings(field{"by", r.By, 64}, field{"reason", r.Reason, 256})
+}
+
+// DecodeSystemResult parses and validates a system result.
+func DecodeSystemResult(b []byte) (SystemResult, error) {
+	var r SystemResult
+	err := decode("system_result", b, &r, func() error { return r.Validate() })
+	return r, err
+}

@@ -14,15 +14,16 @@ const Root = "rack"
 
 // Topic leaf names.
 const (
-	leafStatus   = "status"
-	leafMetrics  = "metrics"
-	leafButton   = "button"
-	leafLED      = "led"
-	leafPower    = "power"
-	leafLEDState = "led_state"
-	leafAlert    = "alert"
-	leafLayout   = "layout"
-	leafSystem   = "system"
+	leafStatus       = "status"
+	leafMetrics      = "metrics"
+	leafButton       = "button"
+	leafLED          = "led"
+	leafPower        = "power"
+	leafLEDState     = "led_state"
+	leafSystemResult = "system_result"
+	leafAlert        = "alert"
+	leafLayout       = "layout"
+	leafSystem       = "system"
 )
 
 // Sentinel errors returned (wrapped) by the parsers and validators in this package.
@@ -42,16 +43,17 @@ type Kind int
 
 // The topics of the v1 contract.
 const (
-	KindUnknown  Kind = iota
-	KindStatus        // rack/<row>/<mac>/status
-	KindMetrics       // rack/<row>/<mac>/metrics
-	KindButton        // rack/<row>/<mac>/button
-	KindLED           // rack/<mac>/led
-	KindPower         // rack/<row>/power
-	KindLEDState      // rack/<row>/<mac>/led_state
-	KindAlert         // rack/<row>/<mac>/alert/<rule>, or rack/<row>/alert/<rule> for a row
-	KindLayout        // rack/<row>/layout
-	KindSystem        // rack/<mac>/system
+	KindUnknown      Kind = iota
+	KindStatus            // rack/<row>/<mac>/status
+	KindMetrics           // rack/<row>/<mac>/metrics
+	KindButton            // rack/<row>/<mac>/button
+	KindLED               // rack/<mac>/led
+	KindPower             // rack/<row>/power
+	KindLEDState          // rack/<row>/<mac>/led_state
+	KindAlert             // rack/<row>/<mac>/alert/<rule>, or rack/<row>/alert/<rule> for a row
+	KindLayout            // rack/<row>/layout
+	KindSystem            // rack/<mac>/system
+	KindSystemResult      // rack/<row>/<mac>/system_result
 )
 
 func (k Kind) String() string {
@@ -74,6 +76,8 @@ func (k Kind) String() string {
 		return leafLayout
 	case KindSystem:
 		return leafSystem
+	case KindSystemResult:
+		return leafSystemResult
 	}
 	return "unknown"
 }
@@ -211,7 +215,7 @@ type Topic struct {
 // String builds the topic name. It is the inverse of Parse.
 func (t Topic) String() string {
 	switch t.Kind {
-	case KindStatus, KindMetrics, KindButton, KindLEDState:
+	case KindStatus, KindMetrics, KindButton, KindLEDState, KindSystemResult:
 		return Root + "/" + t.Row + "/" + t.MAC + "/" + t.Kind.String()
 	case KindLED:
 		return Root + "/" + t.MAC + "/" + leafLED
@@ -251,6 +255,12 @@ func LEDStateTopic(row, mac string) string {
 
 // SystemTopic is where a Pi's agent takes shutdown and reboot commands: rack/<mac>/system.
 func SystemTopic(mac string) string { return Topic{Kind: KindSystem, MAC: mac}.String() }
+
+// SystemResultTopic is where an agent says what it did with a system command:
+// rack/<row>/<mac>/system_result.
+func SystemResultTopic(row, mac string) string {
+	return Topic{Kind: KindSystemResult, Row: row, MAC: mac}.String()
+}
 
 // LayoutTopic is the retained layout of a row, published by the control center:
 // rack/<row>/layout.
@@ -349,6 +359,8 @@ func Parse(topic string) (Topic, error) {
 			k = KindButton
 		case leafLEDState:
 			k = KindLEDState
+		case leafSystemResult:
+			k = KindSystemResult
 		default:
 			return Topic{}, fmt.Errorf("%w: %q", ErrUnknownTopic, clip(topic))
 		}

@@ -36,6 +36,8 @@ func DecodeKind(k Kind, payload []byte) (any, error) {
 		v, err = DecodeLayout(payload)
 	case KindSystem:
 		v, err = DecodeSystemCommand(payload)
+	case KindSystemResult:
+		v, err = DecodeSystemResult(payload)
 	default:
 		err = fmt.Errorf("%w: no payload is defined for a topic of kind %s", ErrInvalidPayload, k)
 	}
