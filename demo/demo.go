@@ -109,7 +109,7 @@ func Task(cfg Config) controlcenter.Task {
 		if !cfg.NoTroubles {
 			wg.Go(func() { makeTrouble(ctx, pis, cfg.TroubleEvery, cfg.TroubleFor, log) })
 		}
-		wg.Go(func() { simulateRowPower(ctx, cc.Bus(), log, pis, cfg.Rows, cfg.PerRow, cfg.Interval) })
+		wg.Go(func() { simulateRowPower(ctx, cc.Bus(), log, pis, cfg.Rows, cfg.Interval) })
 		wg.Wait()
 		return nil
 	}
@@ -183,6 +183,7 @@ func (p *pi) run(ctx context.Context, brokerAddr string, interval time.Duration,
 		Hostname:  p.hostname,
 		IP:        p.ip,
 		Logger:    log.With("component", "agent"),
+		System:    func(action string) error { go p.powerOff(action, log); return nil },
 	}
 	for ctx.Err() == nil {
 		actx, cancel := context.WithCancel(ctx)
@@ -195,7 +196,7 @@ func (p *pi) run(ctx context.Context, brokerAddr string, interval time.Duration,
 		}()
 		for { // until ctx ends or the Pi goes off the network
 			t, changed := p.trouble.get()
-			if t == troubleOffline {
+			if t == troubleOffline || t == troubleHalted {
 				break
 			}
 			select {
@@ -209,7 +210,7 @@ func (p *pi) run(ctx context.Context, brokerAddr string, interval time.Duration,
 		<-done
 		for { // off the network until the trouble ends
 			t, changed := p.trouble.get()
-			if t != troubleOffline || ctx.Err() != nil {
+			if (t != troubleOffline && t != troubleHalted) || ctx.Err() != nil {
 				break
 			}
 			select {
@@ -217,6 +218,22 @@ func (p *pi) run(ctx context.Context, brokerAddr string, interval time.Duration,
 			case <-changed:
 			}
 		}
+	}
+}
+
+// powerOff is what the simulated Pi's system does with a shutdown or a reboot: its agent stops
+// (cleanly: offline, LED left lit for a shutdown), it draws no power, and it comes back after
+// haltedFor (as if pulled and plugged back in) or rebootFor.
+func (p *pi) powerOff(action string, log *slog.Logger) {
+	off := haltedFor
+	if action == topics.SystemReboot {
+		off = rebootFor
+	}
+	log.Info("demo: a Pi goes down", "pi", p.hostname, "action", action, "for", off)
+	p.trouble.set(troubleHalted)
+	time.Sleep(off)
+	if t, _ := p.trouble.get(); t == troubleHalted {
+		p.trouble.set("")
 	}
 }
 
@@ -236,7 +253,7 @@ func pressButtons(ctx context.Context, pis []*pi, mean time.Duration) {
 // simulateRowPower publishes each row's supply reading, as an INA219 on one Pi of the row
 // would: the original rack drew about 15 W per row of 8, under 2 W per Pi, and its 5 V rail sags
 // a little with the current.
-func simulateRowPower(ctx context.Context, b bus.Bus, log *slog.Logger, pis []*pi, rows, perRow int, every time.Duration) {
+func simulateRowPower(ctx context.Context, b bus.Bus, log *slog.Logger, pis []*pi, rows int, every time.Duration) {
 	tick := time.NewTicker(every)
 	defer tick.Stop()
 	for {
@@ -245,13 +262,18 @@ func simulateRowPower(ctx context.Context, b bus.Bus, log *slog.Logger, pis []*p
 			return
 		case now := <-tick.C:
 			sagging := map[string]bool{}
+			powered := map[string]int{} // a shut-down Pi draws nothing
 			for _, p := range pis {
-				if t, _ := p.trouble.get(); t == troubleRowPower {
+				t, _ := p.trouble.get()
+				if t == troubleRowPower {
 					sagging[p.row] = true
+				}
+				if t != troubleHalted {
+					powered[p.row]++
 				}
 			}
 			for r := 1; r <= rows; r++ {
-				watts := round2(float64(perRow) * (1.45 + 0.35*rand.Float64()))
+				watts := round2(float64(powered[fmt.Sprintf("r%d", r)]) * (1.45 + 0.35*rand.Float64()))
 				volts := round2(5.15 - 0.012*watts/5)
 				if sagging[fmt.Sprintf("r%d", r)] { // a failing supply: less power, low voltage
 					watts, volts = round2(watts*0.55), round2(volts-0.45)

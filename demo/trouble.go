@@ -25,6 +25,17 @@ const (
 	troubleStale        trouble = "hung (no telemetry)"
 	troubleOffline      trouble = "off the network"
 	troubleRowPower     trouble = "its row's supply sagging"
+	// troubleHalted is not a trouble taken in turn but a Pi shut down from the control center
+	// (its agent allows it): off until haltedFor has passed, as if it were pulled and plugged
+	// back in; a reboot is off for rebootFor.
+	troubleHalted trouble = "shut down"
+)
+
+// How long a simulated Pi stays off after a shutdown, and after a reboot (variables for the
+// tests).
+var (
+	haltedFor = 3 * time.Minute
+	rebootFor = 15 * time.Second
 )
 
 // troubles are taken in turn.
@@ -125,7 +136,7 @@ func makeTrouble(ctx context.Context, pis []*pi, every, last time.Duration, log 
 		mu.Lock()
 		var free []*pi
 		for _, p := range pis {
-			if !busy[p] {
+			if cur, _ := p.trouble.get(); !busy[p] && cur == "" {
 				free = append(free, p)
 			}
 		}

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pirack/pirack/bus"
 	"github.com/pirack/pirack/controlcenter"
 	"github.com/pirack/pirack/dashboard"
 	"github.com/pirack/pirack/topics"
@@ -68,4 +69,68 @@ func TestDemoTroublesShowEveryState(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+}
+
+// A simulated Pi takes a shutdown as a real one with --allow-system-commands would: its agent
+// stops cleanly, its row draws about one Pi less, and (the demo's stand-in for a board pulled
+// and plugged back) it comes back after a while.
+func TestDemoShutdown(t *testing.T) {
+	haltedFor = 2 * time.Second
+	t.Cleanup(func() { haltedFor = 3 * time.Minute })
+	cfg := Config{Rows: 1, PerRow: 4, Interval: 100 * time.Millisecond, NoTroubles: true}
+	cc, err := controlcenter.New(controlcenter.Config{DataDir: t.TempDir(), MQTTAddr: loopback(t), HTTPAddr: loopback(t),
+		Logger: slog.New(slog.DiscardHandler), RemoteSystem: true, Tasks: []controlcenter.Task{Task(cfg)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- cc.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+
+	await := func(what string, cond func() bool) {
+		t.Helper()
+		deadline := time.Now().Add(20 * time.Second)
+		for !cond() {
+			if time.Now().After(deadline) {
+				t.Fatalf("not within 20 s: %s", what)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	state := func(mac string) string {
+		for _, n := range cc.Rack().Nodes() {
+			if n.MAC == mac {
+				return n.State
+			}
+		}
+		return ""
+	}
+	watts := func() float64 {
+		if rows := cc.Rack().Rows(); len(rows) == 1 && rows[0].Power != nil && rows[0].Power.Watts != nil {
+			return *rows[0].Power.Watts
+		}
+		return 0
+	}
+	mac := newPis(1, 4)[0].mac
+	await("all four online", func() bool {
+		n := 0
+		for _, x := range cc.Rack().Nodes() {
+			if x.State == dashboard.StateOnline {
+				n++
+			}
+		}
+		return n == 4 && watts() > 4*1.4
+	})
+	now := time.Now().UTC()
+	payload, err := topics.Encode(topics.SystemCommand{V: 1, Action: topics.SystemShutdown, IssuedAt: now, ExpiresAt: now.Add(time.Minute), By: "admin"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cc.Bus().Publish(ctx, bus.Message{Topic: topics.SystemTopic(mac), Payload: payload, QoS: 1}); err != nil {
+		t.Fatal(err)
+	}
+	await("offline after the shutdown", func() bool { return state(mac) == dashboard.StateOffline })
+	await("the row draws for three Pis", func() bool { return watts() > 0 && watts() <= 3*1.8 })
+	await("back after the off time", func() bool { return state(mac) == dashboard.StateOnline })
 }

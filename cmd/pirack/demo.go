@@ -26,6 +26,10 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	// connecting at info level would scroll it away.
 	fs.Lookup("log-level").DefValue = "warn"
 	cfg.LogLevel = "warn"
+	// The simulated Pis take shutdowns (and come back a few minutes later), so the safe
+	// removal can be tried end to end.
+	fs.Lookup("remote-system").DefValue = "true"
+	cfg.RemoteSystem = true
 	fs.IntVar(&sim.Rows, "rows", 3, "rows in the simulated rack")
 	fs.IntVar(&sim.PerRow, "per-row", 8, "Pis per row")
 	fs.DurationVar(&sim.Interval, "interval", 2*time.Second, "telemetry period of each simulated Pi")
