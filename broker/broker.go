@@ -316,7 +316,7 @@ func New(cfg Config) (*Broker, error) {
 		SysTopicResendInterval: 10,
 	})
 	b.hook = &authHook{users: cfg.Users, policy: policy{plugTopics: cfg.PlugTopics.Clone()}, log: cfg.Logger, srv: b.srv,
-		maxQueuedLED:  cfg.MaxQueuedLED, commandRefused: cfg.CommandRefused,
+		maxQueuedLED: cfg.MaxQueuedLED, commandRefused: cfg.CommandRefused,
 		authenticated: b.authenticated, deliver: b.subs.deliver}
 
 	// The auth hook goes first: Mochi runs OnPublish hooks in order and stops at the first that
