@@ -416,6 +416,9 @@ func (a *agent) publishMetrics(ctx context.Context, client mqtt.Client, seq uint
 		a.logLimited("metrics/"+err.Error(), slog.LevelWarn, "some readings failed and are left out", "err", err)
 	}
 	m.V, m.Seq, m.TS = topics.Version, seq, a.now()
+	if n := trimToFit(&m); n > 0 {
+		a.logLimited("metrics/trimmed", slog.LevelWarn, "metrics sample too big for the contract: list entries left out (containers first)", "dropped", n, "limit_bytes", topics.MaxPayload)
+	}
 	if _, err := a.publish(client, topics.MetricsTopic(a.row, a.mac), 0, true, m); err != nil {
 		a.logLimited("metrics/invalid", slog.LevelError, "metrics sample does not validate; not published", "err", err)
 	}

@@ -4,19 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math"
-	"net"
 	"path/filepath"
 	"sync"
 	"time"
 
-	"github.com/shirou/gopsutil/v4/cpu"
-	"github.com/shirou/gopsutil/v4/disk"
 	"github.com/shirou/gopsutil/v4/host"
 	"github.com/shirou/gopsutil/v4/load"
-	"github.com/shirou/gopsutil/v4/mem"
-	gnet "github.com/shirou/gopsutil/v4/net"
 
+	"github.com/pirack/pirack/agent/hoststat"
 	"github.com/pirack/pirack/agent/pihealth"
 	"github.com/pirack/pirack/topics"
 )
@@ -40,9 +35,14 @@ type HostCollector struct {
 	SysRoot string
 	// DiskPath is the filesystem whose size is reported. "" means "/".
 	DiskPath string
+	// ProcRoot is where procfs is mounted, for the figures of package hoststat. "" means
+	// "/proc".
+	ProcRoot string
+	// Engine, when set, reads the Pi's containers (pirack-agent --containers).
+	Engine *hoststat.Engine
 
-	mu      sync.Mutex
-	lastCPU *cpu.TimesStat // previous sample, for CPU % since the last call
+	mu       sync.Mutex
+	lastHost *hostSample // the previous sample, for rates and CPU % since the last call
 }
 
 func (c *HostCollector) sysRoot() string {
@@ -57,8 +57,8 @@ func (c *HostCollector) pi() pihealth.Reader {
 	return pihealth.Reader{Root: filepath.Dir(c.sysRoot())}
 }
 
-// Collect implements Collector. CPU % is measured since the previous call, so the first call
-// leaves it out rather than block to measure.
+// Collect implements Collector. Rates and CPU % are measured since the previous call, so the
+// first call leaves them out rather than block to measure.
 func (c *HostCollector) Collect(ctx context.Context) (topics.Metrics, error) {
 	var m topics.Metrics
 	var errs []error
@@ -69,39 +69,14 @@ func (c *HostCollector) Collect(ctx context.Context) (topics.Metrics, error) {
 	} else {
 		m.Load1, m.Load5, m.Load15 = ptr(l.Load1), ptr(l.Load5), ptr(l.Load15)
 	}
-	if n, err := cpu.CountsWithContext(ctx, true); err != nil {
-		fail("cpu count", err)
-	} else if n > 0 {
-		m.CPUCount = ptr(n)
-	}
-	if t, err := cpu.TimesWithContext(ctx, false); err != nil {
-		fail("cpu times", err)
-	} else if len(t) > 0 {
-		c.mu.Lock()
-		prev := c.lastCPU
-		c.lastCPU = &t[0]
-		c.mu.Unlock()
-		if prev != nil {
-			if p, ok := cpuPercent(*prev, t[0]); ok {
-				m.CPUPercent = ptr(p)
-			}
-		}
-	}
-	if v, err := mem.VirtualMemoryWithContext(ctx); err != nil {
-		fail("memory", err)
-	} else {
-		m.MemTotalBytes, m.MemAvailableBytes = ptr(v.Total), ptr(min(v.Available, v.Total))
-	}
 	diskPath := c.DiskPath
 	if diskPath == "" {
 		diskPath = "/"
 	}
-	if u, err := disk.UsageWithContext(ctx, diskPath); err != nil {
+	if total, used, free, err := hoststat.Usage(diskPath); err != nil {
 		fail("disk usage of "+diskPath, err)
 	} else {
-		// gopsutil's Free is the blocks available to users and Used the size minus every free
-		// block, as df counts them.
-		m.DiskTotalBytes, m.DiskFreeBytes, m.DiskUsedBytes = ptr(u.Total), ptr(min(u.Free, u.Total)), ptr(min(u.Used, u.Total))
+		m.DiskTotalBytes, m.DiskFreeBytes, m.DiskUsedBytes = ptr(total), ptr(min(free, total)), ptr(min(used, total))
 	}
 	if zones, err := readThermalZones(c.sysRoot()); err != nil {
 		fail("cpu temperature", err)
@@ -122,12 +97,7 @@ func (c *HostCollector) Collect(ctx context.Context) (topics.Metrics, error) {
 	} else {
 		m.UptimeS = ptr(up)
 	}
-	if counters, err := gnet.IOCountersWithContext(ctx, true); err != nil {
-		fail("network counters", err)
-	} else {
-		rx, tx := sumNetCounters(counters, loopbackNames())
-		m.NetRxBytes, m.NetTxBytes = ptr(rx), ptr(tx)
-	}
+	c.collectHost(ctx, &m, fail)
 	return m, errors.Join(errs...)
 }
 
@@ -158,52 +128,6 @@ func (c *HostCollector) Serial() string {
 		return ""
 	}
 	return serial
-}
-
-// cpuPercent is the busy share of CPU time between two cumulative samples, as gopsutil and top
-// compute it: guest time is already counted in user time, and iowait counts as idle.
-func cpuPercent(prev, cur cpu.TimesStat) (float64, bool) {
-	all := func(t cpu.TimesStat) (total, busy float64) {
-		total = t.User + t.System + t.Idle + t.Nice + t.Iowait + t.Irq + t.Softirq + t.Steal
-		return total, total - t.Idle - t.Iowait
-	}
-	t0, b0 := all(prev)
-	t1, b1 := all(cur)
-	if t1 <= t0 {
-		return 0, false // no time passed, or the counters went backwards
-	}
-	p := (b1 - b0) / (t1 - t0) * 100
-	if math.IsNaN(p) {
-		return 0, false
-	}
-	return min(max(p, 0), 100), true
-}
-
-// loopbackNames lists the loopback interfaces by name; "lo" is assumed if listing fails.
-func loopbackNames() map[string]bool {
-	out := map[string]bool{"lo": true}
-	ifs, err := net.Interfaces()
-	if err != nil {
-		return out
-	}
-	for _, i := range ifs {
-		if i.Flags&net.FlagLoopback != 0 {
-			out[i.Name] = true
-		}
-	}
-	return out
-}
-
-// sumNetCounters adds up received and sent bytes over all interfaces but loopback ones.
-func sumNetCounters(counters []gnet.IOCountersStat, loopback map[string]bool) (rx, tx uint64) {
-	for _, c := range counters {
-		if loopback[c.Name] {
-			continue
-		}
-		rx += c.BytesRecv
-		tx += c.BytesSent
-	}
-	return rx, tx
 }
 
 func ptr[T any](v T) *T { return &v }

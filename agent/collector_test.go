@@ -12,9 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/shirou/gopsutil/v4/cpu"
-	gnet "github.com/shirou/gopsutil/v4/net"
-
 	"github.com/pirack/pirack/topics"
 )
 
@@ -112,39 +109,6 @@ func TestHostCollectorOnThisMachine(t *testing.T) {
 	}
 	if bt, err := c.BootTime(t.Context()); err != nil || bt.After(time.Now()) || bt.Before(time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)) {
 		t.Errorf("BootTime = %v, %v", bt, err)
-	}
-}
-
-func TestCPUPercent(t *testing.T) {
-	prev := cpu.TimesStat{User: 100, System: 50, Idle: 800, Iowait: 50}
-	for _, tc := range []struct {
-		name string
-		cur  cpu.TimesStat
-		want float64
-		ok   bool
-	}{
-		{"quarter busy", cpu.TimesStat{User: 120, System: 55, Idle: 870, Iowait: 55}, 25, true},
-		{"iowait is idle", cpu.TimesStat{User: 100, System: 50, Idle: 800, Iowait: 150}, 0, true},
-		{"no time passed", prev, 0, false},
-		{"counters went back", cpu.TimesStat{User: 1}, 0, false},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			got, ok := cpuPercent(prev, tc.cur)
-			if got != tc.want || ok != tc.ok {
-				t.Errorf("cpuPercent = %v, %v; want %v, %v", got, ok, tc.want, tc.ok)
-			}
-		})
-	}
-}
-
-func TestSumNetCountersSkipsLoopback(t *testing.T) {
-	rx, tx := sumNetCounters([]gnet.IOCountersStat{
-		{Name: "lo", BytesRecv: 1000, BytesSent: 1000},
-		{Name: "eth0", BytesRecv: 10, BytesSent: 20},
-		{Name: "wlan0", BytesRecv: 1, BytesSent: 2},
-	}, map[string]bool{"lo": true})
-	if rx != 11 || tx != 22 {
-		t.Errorf("rx, tx = %d, %d; want 11, 22", rx, tx)
 	}
 }
 

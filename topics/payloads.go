@@ -90,6 +90,23 @@ type Metrics struct {
 	UptimeS    *uint64 `json:"uptime_s,omitempty"`
 	NetRxBytes *uint64 `json:"net_rx_bytes,omitempty"` // all interfaces but loopback, since boot
 	NetTxBytes *uint64 `json:"net_tx_bytes,omitempty"`
+
+	// Every number a Pi has (hoststats.go), each present only when read.
+	CPUPercentCores []float64 `json:"cpu_percent_cores,omitzero"` // per core, as cpu_percent
+	CPUFreqMHz      *float64  `json:"cpu_freq_mhz,omitempty"`     // the first core's current clock
+	Procs           *int      `json:"procs,omitempty"`            // processes
+	// Memory as free splits it: used (total - available), the page cache (Cached +
+	// SReclaimable) and buffers, and swap.
+	MemUsedBytes    *uint64      `json:"mem_used_bytes,omitempty"`
+	MemCachedBytes  *uint64      `json:"mem_cached_bytes,omitempty"`
+	MemBuffersBytes *uint64      `json:"mem_buffers_bytes,omitempty"`
+	SwapTotalBytes  *uint64      `json:"swap_total_bytes,omitempty"`
+	SwapUsedBytes   *uint64      `json:"swap_used_bytes,omitempty"`
+	Temps           []Temp       `json:"temps,omitzero"`
+	Net             []NetIface   `json:"net,omitzero"`
+	Disks           []DiskIO     `json:"disks,omitzero"`
+	Filesystems     []Filesystem `json:"filesystems,omitzero"`
+	Containers      []Container  `json:"containers,omitzero"`
 }
 
 // Validate checks versions and physical ranges, so a broken sensor or a hostile publisher
@@ -141,7 +158,7 @@ func (m Metrics) Validate() error {
 	if m.DiskTotalBytes != nil && m.DiskUsedBytes != nil && *m.DiskUsedBytes > *m.DiskTotalBytes {
 		return invalid("disk_used_bytes %d exceeds disk_total_bytes %d", *m.DiskUsedBytes, *m.DiskTotalBytes)
 	}
-	return nil
+	return m.validateHost()
 }
 
 // DiskUsedPercent is the root filesystem's use as df prints it (Use%): used / (used + free),

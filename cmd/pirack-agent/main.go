@@ -13,10 +13,12 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
 	"github.com/pirack/pirack/agent"
+	"github.com/pirack/pirack/agent/hoststat"
 	"github.com/pirack/pirack/config"
 	"github.com/pirack/pirack/hardware/board"
 	"github.com/pirack/pirack/hardware/button"
@@ -97,6 +99,7 @@ type rawFlags struct {
 	passwordFile, power, logLevel string
 	tls                           agent.TLSFiles
 	allowSystem                   bool
+	containers                    string
 }
 
 // agentFlags defines every flag, writing into opts and x.
@@ -124,6 +127,7 @@ func agentFlags(opts *options, x *rawFlags, stderr io.Writer) *flag.FlagSet {
 	fs.StringVar(&x.power, "power", "", "the row's power sensor on this Pi's I2C bus, such as ina219:bus=1,addr=0x40,shunt-ohms=0.1 (or ina226:...; optional max-amps=); empty or none: no sensor. See docs/hardware.md")
 	fs.StringVar(&cfg.StoreDir, "store-dir", "", "directory keeping unsent QoS1 messages and the button press counter across restarts, such as /var/lib/pirack-agent (default: memory only)")
 	fs.StringVar(&x.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	fs.StringVar(&x.containers, "containers", "auto", "Docker or Podman containers to report, read-only through the engine's API socket: auto (the first of "+strings.Join(hoststat.DefaultSockets, ", ")+" that exists), none, or the socket's path. The agent needs read access to it: docs/deploy.md")
 	fs.BoolVar(&x.allowSystem, "allow-system-commands", false, "let the control center shut this Pi down or reboot it (its admins, when the control center allows it; needs the polkit rule the package installs, docs/deploy.md)")
 	fs.BoolVar(&opts.version, "version", false, "print the version and exit")
 	return fs
@@ -154,6 +158,19 @@ func checkOptions(opts *options, x rawFlags, stderr io.Writer, getenv func(strin
 	cfg, hw := &opts.agent, &opts.board
 	if x.allowSystem {
 		cfg.System = agent.RunSystemctl
+	}
+	if cfg.Collector == nil {
+		hc := new(agent.HostCollector)
+		switch x.containers {
+		case "none":
+		case "auto":
+			if s := hoststat.FindEngine(hoststat.DefaultSockets); s != "" {
+				hc.Engine = hoststat.NewEngine(s)
+			}
+		default:
+			hc.Engine = hoststat.NewEngine(x.containers)
+		}
+		cfg.Collector = hc
 	}
 	if cfg.Row == "" {
 		return errors.New(`row is required: the rack row this Pi sits in, such as --row row-1, or row = "row-1" in the config file`)
