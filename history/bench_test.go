@@ -5,6 +5,9 @@ import (
 	"database/sql"
 	"fmt"
 	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -18,19 +21,59 @@ var piMetrics = []string{
 	MetricDiskFree, MetricDiskTotal,
 }
 
+// hostPi is the payload of a Pi 5 with an NVMe drive on Ethernet and Wi-Fi: the host series
+// it adds (37) to the seven above.
+func hostPi() topics.Metrics {
+	r := f64(1500)
+	return topics.Metrics{
+		CPUFreqMHz: f64(2400), Procs: new(int), MemUsedBytes: u64(1 << 30), MemCachedBytes: u64(2 << 30), MemBuffersBytes: u64(60 << 20),
+		SwapTotalBytes: u64(200 << 20), SwapUsedBytes: u64(0), CPUPercentCores: []float64{3, 5, 1, 12},
+		Temps: []topics.Temp{{Sensor: "cpu-thermal", C: 51}, {Sensor: "nvme Composite", C: 39}},
+		Net: []topics.NetIface{{Name: "eth0", RxBytesPerS: r, TxBytesPerS: r, RxPacketsPerS: r, TxPacketsPerS: r},
+			{Name: "wlan0", RxBytesPerS: r, TxBytesPerS: r, RxPacketsPerS: r, TxPacketsPerS: r}},
+		Disks: []topics.DiskIO{{Name: "mmcblk0", ReadBytesPerS: r, WriteBytesPerS: r, BusyPercent: f64(1)},
+			{Name: "nvme0n1", ReadBytesPerS: r, WriteBytesPerS: r, BusyPercent: f64(1)}},
+		Filesystems: []topics.Filesystem{{Mount: "/", TotalBytes: 32 << 30, UsedBytes: 9 << 30, FreeBytes: 21 << 30},
+			{Mount: "/boot/firmware", TotalBytes: 512 << 20, UsedBytes: 60 << 20, FreeBytes: 450 << 20},
+			{Mount: "/mnt/ssd", TotalBytes: 500 << 30, UsedBytes: 100 << 30, FreeBytes: 400 << 30}},
+	}
+}
+
+// hostPiMetrics are the names of hostPi's series.
+func hostPiMetrics() []string {
+	var out []string
+	for _, x := range hostSeries(hostPi()) {
+		out = append(out, x.metric)
+	}
+	return out
+}
+
 // fixture creates at path, in bulk and inside SQLite, the history nPis Pis have at now once
 // every tier is full at the default retention: a raw row per interval for 24 h, a 1-minute row
 // for 7 days, a 1-hour row for 90 days, for each of the seven Pi metrics. It writes without a
 // journal (the file is thrown away on failure) and returns the store opened on it.
 func fixture(tb testing.TB, path string, nPis int, now time.Time, interval time.Duration) *Store {
 	tb.Helper()
-	return bulkFixture(tb, path, nPis, now, func(tx *sql.Tx) {
+	return fixtureOf(tb, path, nPis, now, interval, piMetrics)
+}
+
+// fixtureOf is fixture with the given series per Pi.
+func fixtureOf(tb testing.TB, path string, nPis int, now time.Time, interval time.Duration, metrics []string) *Store {
+	tb.Helper()
+	return bulkFixtureOf(tb, path, nPis, now, metrics, func(tx *sql.Tx) {
 		// Values shaped like the real ones: fractions stay REAL (8 bytes), byte counts are
-		// integers SQLite stores in 6. Series ids were given in piMetrics order, so (id-1)%7 is
-		// the metric and 3 and above are byte counts. Arithmetic instead of random(): it is
-		// several times cheaper, and the fixture is then the same on every run.
-		const value = `CASE WHEN (s.id - 1) % 7 >= 3 THEN 3000000000 + (ts.t * 7919 + s.id * 104729) % 1000000000
-		ELSE ((ts.t / 5 * 7919 + s.id * 104729) % 100000) / 1000.0 END`
+		// integers SQLite stores in 6. Series ids were given in metrics order, so
+		// (id-1)%len(metrics) is the metric; those named *_bytes are byte counts. Arithmetic
+		// instead of random(): it is several times cheaper, and the fixture is then the same on
+		// every run.
+		var counts []string
+		for i, m := range metrics {
+			if strings.Contains(m, "_bytes") && !strings.Contains(m, "_per_s") {
+				counts = append(counts, strconv.Itoa(i))
+			}
+		}
+		value := fmt.Sprintf(`CASE WHEN (s.id - 1) %% %d IN (%s) THEN 3000000000 + (ts.t * 7919 + s.id * 104729) %% 1000000000
+		ELSE ((ts.t / 5 * 7919 + s.id * 104729) %% 100000) / 1000.0 END`, len(metrics), strings.Join(counts, ","))
 		end := now.Unix()
 		// Rows go in key order, so every insert appends to the b-tree's right edge: the fastest
 		// way in, and it packs pages fully (the writer's time-ordered inserts leave them a little
@@ -62,6 +105,11 @@ func fixture(tb testing.TB, path string, nPis int, now time.Time, interval time.
 // transaction, and returns the store opened on it at now.
 func bulkFixture(tb testing.TB, path string, nPis int, now time.Time, fill func(tx *sql.Tx)) *Store {
 	tb.Helper()
+	return bulkFixtureOf(tb, path, nPis, now, piMetrics, fill)
+}
+
+func bulkFixtureOf(tb testing.TB, path string, nPis int, now time.Time, metrics []string, fill func(tx *sql.Tx)) *Store {
+	tb.Helper()
 	db, err := sql.Open("sqlite", "file:"+path+"?_pragma=journal_mode(OFF)&_pragma=synchronous(OFF)")
 	if err != nil {
 		tb.Fatal(err)
@@ -77,7 +125,7 @@ func bulkFixture(tb testing.TB, path string, nPis int, now time.Time, fill func(
 		tb.Fatal(err)
 	}
 	for i := range nPis {
-		for _, m := range piMetrics {
+		for _, m := range metrics {
 			if _, err := tx.Exec("INSERT INTO series (source, metric) VALUES (?, ?)", fmtMAC(i), m); err != nil {
 				tb.Fatal(err)
 			}
@@ -116,7 +164,8 @@ func fileBytes(tb testing.TB, s *Store) int64 {
 func BenchmarkSeries7Days100Pis(b *testing.B) {
 	now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 	start := time.Now()
-	s := fixture(b, filepath.Join(b.TempDir(), "history.db"), 100, now, 5*time.Second)
+	// Every Pi with its host series too (a Pi 5 with NVMe, Ethernet and Wi-Fi: 44 series).
+	s := fixtureOf(b, filepath.Join(b.TempDir(), "history.db"), 100, now, 5*time.Second, append(slices.Clone(piMetrics), hostPiMetrics()...))
 	defer s.Close()
 	b.Logf("fixture: 100 Pis in %v, %.0f MB", time.Since(start).Round(time.Millisecond), float64(fileBytes(b, s))/1e6)
 
@@ -135,12 +184,16 @@ func BenchmarkSeries7Days100Pis(b *testing.B) {
 			var n int
 			i := 0
 			for b.Loop() {
-				pts, err := s.Series(b.Context(), fmtMAC(i%100), MetricCPUTempC, now.Add(-c.span), now, c.maxPoints)
+				metric := MetricCPUTempC
+				if i%2 == 1 {
+					metric = PerDevice(MetricNetRx, "eth0") // a host series as often
+				}
+				pts, err := s.Series(b.Context(), fmtMAC(i%100), metric, now.Add(-c.span), now, c.maxPoints)
 				if err != nil {
 					b.Fatal(err)
 				}
 				n = len(pts)
-				i += 37
+				i += 37 // odd: the metric alternates
 			}
 			b.ReportMetric(float64(n), "points")
 		})
@@ -213,10 +266,25 @@ func BenchmarkAddEnqueue(b *testing.B) {
 // full ("full"), and after 6 more hours of the real writer with retention running every 5
 // minutes ("churned"), which adds the page fragmentation of time-ordered inserts and deletes.
 func BenchmarkDiskPerPi(b *testing.B) {
+	for _, c := range []struct {
+		name string
+		host bool
+	}{{"fixed-7", false}, {"with-host-44", true}} {
+		b.Run(c.name, func(b *testing.B) { diskPerPi(b, c.host) })
+	}
+}
+
+// diskPerPi measures the file per Pi with the seven fixed series, or with a Pi 5's host
+// series as well (hostPi).
+func diskPerPi(b *testing.B, host bool) {
 	const pis = 10
 	start := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	metrics := piMetrics
+	if host {
+		metrics = append(slices.Clone(piMetrics), hostPiMetrics()...)
+	}
 	for b.Loop() {
-		s := fixture(b, filepath.Join(b.TempDir(), "history.db"), pis, start, 5*time.Second)
+		s := fixtureOf(b, filepath.Join(b.TempDir(), "history.db"), pis, start, 5*time.Second, metrics)
 		b.ReportMetric(float64(fileBytes(b, s))/pis/1e6, "MB/pi-full")
 		s.Close()
 
@@ -230,6 +298,11 @@ func BenchmarkDiskPerPi(b *testing.B) {
 		go func() { done <- s.Run(ctx) }()
 		m := topics.Metrics{V: topics.Version, Load1: f64(0.42), CPUPercent: f64(13.7), CPUTempC: f64(51.3),
 			MemTotalBytes: u64(4 << 30), DiskTotalBytes: u64(32 << 30)}
+		if host {
+			h := hostPi()
+			h.V, h.Load1, h.CPUPercent, h.CPUTempC, h.MemTotalBytes, h.DiskTotalBytes = m.V, m.Load1, m.CPUPercent, m.CPUTempC, m.MemTotalBytes, m.DiskTotalBytes
+			m = h
+		}
 		for i := 1; i <= 6*720; i++ {
 			now := start.Add(time.Duration(i) * 5 * time.Second)
 			clock.Set(now)

@@ -28,16 +28,20 @@
 // retention, on a timer in Run (and on demand through Compact). Deleted pages are reused by new
 // rows, so the file stops growing once every tier is full.
 //
-// Seven series are stored per Pi: load_1, cpu_percent, cpu_temp_c, mem_available_bytes,
-// mem_total_bytes, disk_free_bytes, disk_total_bytes (the totals let a chart show a percentage);
-// three per row supply: volts, amps, watts.
+// A fixed set of series is stored per Pi: load_1, cpu_percent, cpu_temp_c, mem_available_bytes,
+// mem_total_bytes, disk_free_bytes, disk_total_bytes, disk_used_bytes (the totals let a chart
+// show a percentage); three per row supply: volts, amps, watts. Agents that send the host
+// figures (topics/hoststats.go) add their host series (hostseries.go): the clock, processes,
+// memory split and swap, and per device "<metric>@<device>": each core, sensor, interface
+// (rates, errors, drops), block device, filesystem and container, with the same tiers.
 //
 // Disk use is bounded by retention. Measured at the defaults with every tier full
-// (BenchmarkDiskPerPi): 6.7 MB per Pi, of which raw 2.8 MB (23 bytes a sample), 1-minute
-// aggregates 3.2 MB and 1-hour aggregates 0.7 MB (46 bytes a bucket); a row supply's three
-// series take about 2.9 MB. 100 Pis: about 0.7 GB; 1,000 Pis: about 7 GB. Raw use scales with
-// RawRetention divided by the agent's interval; MinuteRetention is the largest lever (2 days
-// instead of 7 saves 2.3 MB per Pi).
+// (BenchmarkDiskPerPi): 6.7 MB per Pi with the fixed series, of which raw 2.8 MB (23 bytes a
+// sample), 1-minute aggregates 3.2 MB and 1-hour aggregates 0.7 MB (46 bytes a bucket); a row
+// supply's three series take about 2.9 MB. A Pi 5 sending its host series (NVMe, Ethernet and
+// Wi-Fi, three filesystems: 44 series in all) takes 43 MB: 100 such Pis about 4.3 GB, 1,000
+// about 43 GB. Raw use scales with RawRetention divided by the agent's interval;
+// MinuteRetention is the largest lever (2 days instead of 7 saves about a third).
 //
 // # Writes
 //

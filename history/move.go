@@ -80,7 +80,7 @@ func (s *Store) move(ctx context.Context, from, to string) error {
 
 // moveTx moves from's rows to to and records the event. It returns the id that each moved
 // metric has under to, and how many events moved.
-func (s *Store) moveTx(ctx context.Context, from, to string) (moved map[uint8]int64, events int64, err error) {
+func (s *Store) moveTx(ctx context.Context, from, to string) (moved map[string]int64, events int64, err error) {
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return nil, 0, err
@@ -112,7 +112,7 @@ func (s *Store) moveTx(ctx context.Context, from, to string) (moved map[uint8]in
 		return nil, 0, err
 	}
 
-	moved = make(map[uint8]int64, len(old))
+	moved = make(map[string]int64, len(old))
 	for _, sr := range old {
 		var toID int64
 		err := tx.QueryRowContext(ctx, "SELECT id FROM series WHERE source = ? AND metric = ?", to, sr.metric).Scan(&toID)
@@ -147,8 +147,8 @@ func (s *Store) moveTx(ctx context.Context, from, to string) (moved map[uint8]in
 				return nil, 0, fmt.Errorf("delete old series %s: %w", sr.metric, err)
 			}
 		}
-		if m, ok := metricIndex[sr.metric]; ok {
-			moved[m] = toID
+		if KnownMetric(sr.metric) {
+			moved[sr.metric] = toID
 		}
 	}
 

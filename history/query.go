@@ -114,8 +114,7 @@ func (s *Store) Series(ctx context.Context, source, metric string, from, to time
 	if s.isClose.Load() {
 		return nil, ErrClosed
 	}
-	m, ok := metricIndex[metric]
-	if !ok {
+	if !KnownMetric(metric) {
 		return nil, fmt.Errorf("%w %q", ErrUnknownMetric, metric)
 	}
 	if to.Before(from) {
@@ -124,7 +123,7 @@ func (s *Store) Series(ctx context.Context, source, metric string, from, to time
 	if maxPoints <= 0 {
 		maxPoints = DefaultMaxPoints
 	}
-	id, ok, err := s.lookupSeries(ctx, seriesKey{source, m})
+	id, ok, err := s.lookupSeries(ctx, seriesKey{source, metric})
 	if err != nil || !ok {
 		return nil, err
 	}
@@ -145,12 +144,12 @@ func (s *Store) lookupSeries(ctx context.Context, key seriesKey) (int64, bool, e
 		return id, true, nil
 	}
 	err := s.db.QueryRowContext(ctx, "SELECT id FROM series WHERE source = ? AND metric = ?",
-		key.source, metricNames[key.metric]).Scan(&id)
+		key.source, key.metric).Scan(&id)
 	if errors.Is(err, sql.ErrNoRows) {
 		return 0, false, nil
 	}
 	if err != nil {
-		return 0, false, fmt.Errorf("history: look up series %s %s: %w", key.source, metricNames[key.metric], err)
+		return 0, false, fmt.Errorf("history: look up series %s %s: %w", key.source, key.metric, err)
 	}
 	return id, true, nil
 }

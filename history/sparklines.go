@@ -25,7 +25,7 @@ func (s *Store) Sparklines(ctx context.Context, metric string, from, to time.Tim
 	if s.isClose.Load() {
 		return nil, ErrClosed
 	}
-	if _, ok := metricIndex[metric]; !ok {
+	if !KnownMetric(metric) {
 		return nil, fmt.Errorf("%w %q", ErrUnknownMetric, metric)
 	}
 	if buckets < 1 || buckets > MaxSparkBuckets {

@@ -174,7 +174,7 @@ type Store struct {
 
 type seriesKey struct {
 	source string
-	metric uint8
+	metric string
 }
 
 // schema is created on first Open. The sample tables are clustered by (series, t) WITHOUT
@@ -373,8 +373,8 @@ func (s *Store) loadSeries(ctx context.Context) error {
 		if err := rows.Scan(&id, &source, &metric); err != nil {
 			return err
 		}
-		if m, ok := metricIndex[metric]; ok {
-			s.ids[seriesKey{source, m}] = id
+		if KnownMetric(metric) {
+			s.ids[seriesKey{source, metric}] = id
 		}
 	}
 	return rows.Err()

@@ -85,8 +85,18 @@ type item struct {
 	t      int64 // unix seconds
 	set    uint16
 	v      [numMetrics]float64
+	extra  []named // the host series (hostseries.go); nil for most payloads of older agents
 	ev     *Event
 }
+
+// named is one sample of a series outside the fixed set.
+type named struct {
+	metric string
+	v      float64
+}
+
+// samples is how many samples it holds.
+func (it *item) samples() uint64 { return uint64(popcount(it.set) + len(it.extra)) }
 
 func (it *item) put(metric string, v float64) {
 	i := metricIndex[metric]
@@ -120,6 +130,7 @@ func (s *Store) Add(mac string, m topics.Metrics) {
 	uptr(&it, MetricDiskFree, m.DiskFreeBytes)
 	uptr(&it, MetricDiskTotal, m.DiskTotalBytes)
 	uptr(&it, MetricDiskUsed, m.DiskUsedBytes)
+	it.extra = hostSeries(m)
 	s.enqueueSample(it, m.TS)
 }
 
@@ -146,10 +157,10 @@ func (s *Store) addPower(source string, p topics.Power) {
 func RowSource(row string) string { return "row/" + row }
 
 func (s *Store) enqueueSample(it item, ts time.Time) {
-	if it.set == 0 || it.source == "" || s.isClose.Load() {
+	if (it.set == 0 && len(it.extra) == 0) || it.source == "" || s.isClose.Load() {
 		return
 	}
-	n := uint64(popcount(it.set))
+	n := it.samples()
 	now := s.opts.Now()
 	switch {
 	case ts.IsZero() || ts.After(now.Add(s.opts.FutureSkew)):
@@ -188,7 +199,7 @@ func (s *Store) overflow(it item, n uint64) {
 		s.logOverflow()
 		return
 	case ok:
-		replaced = uint64(popcount(held.set))
+		replaced = held.samples()
 	case len(s.pending) >= max(s.opts.QueueSize, DefaultQueueSize):
 		s.pendMu.Unlock()
 		s.drop(n)
@@ -497,11 +508,18 @@ func (s *Store) writeTx(batch []item) (written, added uint64, newIDs map[seriesK
 			if it.set&(1<<m) == 0 {
 				continue
 			}
-			id, err := s.seriesID(ctx, tx, seriesKey{it.source, uint8(m)}, &newIDs)
+			id, err := s.seriesID(ctx, tx, seriesKey{it.source, metricNames[m]}, &newIDs)
 			if err != nil {
 				return 0, 0, nil, err
 			}
 			rows = append(rows, rawRow{id, it.t, it.v[m]})
+		}
+		for _, x := range it.extra {
+			id, err := s.seriesID(ctx, tx, seriesKey{it.source, x.metric}, &newIDs)
+			if err != nil {
+				return 0, 0, nil, err
+			}
+			rows = append(rows, rawRow{id, it.t, x.v})
 		}
 	}
 	s.rows = rows[:0]
@@ -632,7 +650,7 @@ func (s *Store) seriesID(ctx context.Context, tx *sql.Tx, key seriesKey, newIDs 
 	if id, ok := (*newIDs)[key]; ok {
 		return id, nil
 	}
-	name := metricNames[key.metric]
+	name := key.metric
 	if _, err := tx.ExecContext(ctx, "INSERT OR IGNORE INTO series (source, metric) VALUES (?, ?)", key.source, name); err != nil {
 		return 0, err
 	}
