@@ -54,6 +54,14 @@ type SimCollector struct {
 	tempC    float64
 	rx, tx   float64
 	cpuPct   float64
+
+	// The host figures (hostSim) draw from their own generator, so that the readings above
+	// stay what they were for a seed.
+	hrng           *rand.Rand
+	nvme, docker   bool // this board has an NVMe drive, runs containers
+	prevAt         time.Time
+	prevRx, prevTx float64
+	prevDisk       float64
 }
 
 // NewSimCollector returns a simulated board seeded with seed (use a different one per Pi, such
@@ -75,6 +83,8 @@ func NewSimCollector(seed uint64, now func() time.Time) *SimCollector {
 	s.tempC = 42 + 33*min(s.idleLoad/simCores, 1) // already warm at its usual load, so the first sample is not a dip
 	s.rx = float64(rng.Int64N(5 * gib))
 	s.tx = float64(rng.Int64N(1 * gib))
+	s.hrng = rand.New(rand.NewPCG(seed^0x5bd1e995, seed))
+	s.nvme, s.docker = seed%3 == 0, seed%4 == 1
 	return s
 }
 
@@ -125,7 +135,7 @@ func (s *SimCollector) Collect(context.Context) (topics.Metrics, error) {
 	memAvail := uint64(s.memAvail)
 	diskFree := uint64(simDiskTotal - s.diskUsed)
 	rx, tx := uint64(s.rx), uint64(s.tx)
-	return topics.Metrics{
+	m := topics.Metrics{
 		Load1:             ptr(round2(s.load[0])),
 		Load5:             ptr(round2(s.load[1])),
 		Load15:            ptr(round2(s.load[2])),
@@ -140,7 +150,82 @@ func (s *SimCollector) Collect(context.Context) (topics.Metrics, error) {
 		UptimeS:           &up,
 		NetRxBytes:        &rx,
 		NetTxBytes:        &tx,
-	}, nil
+	}
+	s.hostSim(&m, now)
+	return m, nil
+}
+
+// hostSim adds the host figures of a Pi 4: each core, the clock, processes, memory split, the
+// SoC's sensor (and an NVMe drive's on some boards), eth0 and the SD card with their rates
+// since the previous call, the root and boot filesystems (and the NVMe's), and on some boards
+// a few containers.
+func (s *SimCollector) hostSim(m *topics.Metrics, now time.Time) {
+	r := s.hrng
+	dt := now.Sub(s.prevAt).Seconds()
+	first := s.prevAt.IsZero() || dt <= 0
+	defer func() { s.prevAt, s.prevRx, s.prevTx, s.prevDisk = now, s.rx, s.tx, s.diskUsed }()
+
+	cores := make([]float64, simCores)
+	for i := range cores {
+		cores[i] = round2(min(100, max(0, s.cpuPct+r.NormFloat64()*6)))
+	}
+	if !first {
+		m.CPUPercentCores = cores
+	}
+	freq := 600.0
+	if s.cpuPct > 15 {
+		freq = 1500
+	}
+	m.CPUFreqMHz = &freq
+	procs := 120 + int(s.runnable*8) + r.IntN(10)
+	m.Procs = &procs
+	total := float64(s.memTotal)
+	used, cached, buffers := uint64(total-s.memAvail), uint64(s.memAvail*0.55), uint64(total*0.02)
+	swapTotal, swapUsed := uint64(100<<20), uint64(float64(100<<20)*max(0, 0.6-s.memAvail/total))
+	m.MemUsedBytes, m.MemCachedBytes, m.MemBuffersBytes, m.SwapTotalBytes, m.SwapUsedBytes = &used, &cached, &buffers, &swapTotal, &swapUsed
+	m.Temps = []topics.Temp{{Sensor: "cpu-thermal", C: math.Round(s.tempC*10) / 10}}
+	if s.nvme {
+		m.Temps = append(m.Temps, topics.Temp{Sensor: "nvme Composite", C: math.Round((s.tempC-12)*10) / 10})
+	}
+	eth := topics.NetIface{Name: "eth0", RxDrops: uint64(s.rx / 5e7)}
+	sd := topics.DiskIO{Name: "mmcblk0"}
+	if !first {
+		rx, tx := (s.rx-s.prevRx)/dt, (s.tx-s.prevTx)/dt
+		eth.RxBytesPerS, eth.TxBytesPerS = ptr(round2(rx)), ptr(round2(tx))
+		eth.RxPacketsPerS, eth.TxPacketsPerS = ptr(round2(rx/900)), ptr(round2(tx/600))
+		w := (s.diskUsed-s.prevDisk)/dt*4 + 2000*r.Float64()
+		sd.WriteBytesPerS, sd.WritesPerS = ptr(round2(w)), ptr(round2(w/16384))
+		sd.ReadBytesPerS, sd.ReadsPerS = ptr(round2(s.cpuPct*400*r.Float64())), ptr(round2(s.cpuPct/10*r.Float64()))
+		sd.BusyPercent = ptr(round2(min(100, w/2e5+s.cpuPct/50)))
+	}
+	m.Net = []topics.NetIface{eth}
+	m.Disks = []topics.DiskIO{sd}
+	m.Filesystems = []topics.Filesystem{
+		{Mount: "/", Device: "/dev/mmcblk0p2", Type: "ext4", TotalBytes: simDiskTotal, UsedBytes: uint64(s.diskUsed), FreeBytes: simDiskTotal - uint64(s.diskUsed)},
+		{Mount: "/boot/firmware", Device: "/dev/mmcblk0p1", Type: "vfat", TotalBytes: 535_805_952, UsedBytes: 66_191_360, FreeBytes: 469_614_592},
+	}
+	if s.nvme {
+		nv := topics.DiskIO{Name: "nvme0n1"}
+		if !first {
+			nv.ReadBytesPerS, nv.WriteBytesPerS, nv.BusyPercent = ptr(round2(3e5*r.Float64())), ptr(round2(1e5*r.Float64())), ptr(round2(2*r.Float64()))
+		}
+		m.Disks = append(m.Disks, nv)
+		m.Filesystems = append(m.Filesystems, topics.Filesystem{Mount: "/mnt/nvme", Device: "/dev/nvme0n1p1", Type: "ext4",
+			TotalBytes: 250_000_000_000, UsedBytes: 41_000_000_000, FreeBytes: 196_300_000_000})
+	}
+	if s.docker {
+		cpu := func(v float64) *float64 {
+			if first {
+				return nil
+			}
+			return ptr(round2(v))
+		}
+		m.Containers = []topics.Container{
+			{ID: "3f2a9c1e7b40", Name: "node-exporter", Image: "prom/node-exporter:v1.8.2", State: "running", CPUPercent: cpu(0.5 + r.Float64()), MemBytes: ptr(uint64(14e6 + 2e6*r.Float64()))},
+			{ID: "8d41b07c2e95", Name: "web", Image: "nginx:1.27-alpine", State: "running", CPUPercent: cpu(s.cpuPct / 4 * r.Float64()), MemBytes: ptr(uint64(9e6 + 4e6*r.Float64()))},
+			{ID: "c7e0f3a2d118", Name: "backup", Image: "restic/restic:0.17.3", State: "exited"},
+		}
+	}
 }
 
 // step advances the simulation by dt seconds.
