@@ -58,7 +58,7 @@ func nodeField(n Node, field string) (string, bool) {
 var (
 	rawTag          = regexp.MustCompile(`(?i)<\s*(img|script|b)\b`)
 	scriptURL       = regexp.MustCompile(`(?i)(href|src|action|formaction)\s*=\s*["']?\s*javascript:`)
-	appScriptTags   = []string{`<script src="/static/spark.js" defer>`, `<script src="/static/app.js" defer>`}
+	appScriptTags   = []string{`<script src="/static/fmt.js" defer>`, `<script src="/static/spark.js" defer>`, `<script src="/static/app.js" defer>`}
 	statusTopicA    = topics.StatusTopic(rowA, macA)
 	invalidCounters = func(s Stats) map[string]uint64 {
 		return map[string]uint64{

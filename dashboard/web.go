@@ -21,15 +21,8 @@ var web embed.FS
 func parseTemplates() (*template.Template, error) {
 	return template.New("").Funcs(template.FuncMap{
 		"displayMAC":     displayMAC,
-		"fmtLoad":        fmtLoad,
-		"fmtMem":         fmtMem,
-		"fmtDisk":        fmtDisk,
-		"fmtTemp":        fmtTemp,
-		"fmtThrottle":    fmtThrottle,
 		"fmtTime":        fmtTime,
 		"isoTime":        isoTime,
-		"fmtPower":       fmtPower,
-		"fmtPerPi":       fmtPerPi,
 		"switchText":     switchText,
 		"ledText":        ledText,
 		"locateText":     locateText,
@@ -260,99 +253,13 @@ func (s *Server) render(w http.ResponseWriter, status int, name string, data any
 	_, _ = w.Write([]byte(b.String()))
 }
 
-// The formatters below have twins in web/static/app.js, which re-renders tiles live; keep
-// them in step.
+// The sentences below (not numbers: those are written by web/static/fmt.js alone) have twins
+// in web/static/app.js, which re-renders tiles live; keep them in step.
 
 // displayMAC is topics.DisplayMAC, named for the templates.
 var displayMAC = topics.DisplayMAC
 
 const dash = "–"
-
-func fmtLoad(m *topics.Metrics) string {
-	if m == nil || m.Load1 == nil {
-		return dash
-	}
-	if m.CPUCount == nil {
-		return fmt.Sprintf("%.2f", *m.Load1)
-	}
-	return fmt.Sprintf("%.2f / %d cores", *m.Load1, *m.CPUCount)
-}
-
-func fmtMem(m *topics.Metrics) string {
-	if m == nil || m.MemAvailableBytes == nil {
-		return dash
-	}
-	if m.MemTotalBytes == nil {
-		return bytesIEC(*m.MemAvailableBytes) + " free"
-	}
-	return bytesIEC(*m.MemAvailableBytes) + " free of " + bytesIEC(*m.MemTotalBytes)
-}
-
-func fmtDisk(m *topics.Metrics) string {
-	if m == nil || m.DiskTotalBytes == nil {
-		return dash
-	}
-	used, ok := m.DiskUsedPercent()
-	if !ok {
-		return dash
-	}
-	return fmt.Sprintf("%.0f%% used of %s", used, bytesIEC(*m.DiskTotalBytes))
-}
-
-func fmtTemp(m *topics.Metrics) string {
-	if m == nil || m.CPUTempC == nil {
-		return dash
-	}
-	return fmt.Sprintf("%.1f °C", *m.CPUTempC)
-}
-
-// fmtThrottle is the firmware's throttling flags in words: "under voltage now; throttled
-// since boot", "none" when the Pi reports none, a dash when it reports nothing (not a Pi).
-func fmtThrottle(m *topics.Metrics) string {
-	if m == nil || (m.ThrottledNow == nil && m.ThrottledSinceBoot == nil) {
-		return dash
-	}
-	words := func(flags []string) string {
-		return strings.ReplaceAll(strings.Join(flags, ", "), "_", " ")
-	}
-	var parts []string
-	if len(m.ThrottledNow) > 0 {
-		parts = append(parts, words(m.ThrottledNow)+" now")
-	}
-	if len(m.ThrottledSinceBoot) > 0 {
-		parts = append(parts, words(m.ThrottledSinceBoot)+" since boot")
-	}
-	if len(parts) == 0 {
-		return "none"
-	}
-	return strings.Join(parts, "; ")
-}
-
-// fmtPower is a row header's reading: "41.2 W · 5.08 V".
-func fmtPower(p *topics.Power) string {
-	if p == nil {
-		return "no power reading"
-	}
-	var parts []string
-	if p.Watts != nil {
-		parts = append(parts, fmt.Sprintf("%.1f W", *p.Watts))
-	}
-	if p.Volts != nil {
-		parts = append(parts, fmt.Sprintf("%.2f V", *p.Volts))
-	}
-	if p.Amps != nil && p.Watts == nil {
-		parts = append(parts, fmt.Sprintf("%.2f A", *p.Amps))
-	}
-	return strings.Join(parts, " · ")
-}
-
-// fmtPerPi is a row's watts per Pi: "5.2 W per Pi".
-func fmtPerPi(w *float64) string {
-	if w == nil {
-		return ""
-	}
-	return fmt.Sprintf("%.1f W per Pi", *w)
-}
 
 // ledText says what the LED does in words, so that the blinking is not shown by animation
 // alone: "LED blinking (blink by admin)".
@@ -447,18 +354,4 @@ func isoTime(t time.Time) string {
 		return ""
 	}
 	return t.UTC().Format(time.RFC3339)
-}
-
-// bytesIEC formats a byte count with binary units, one decimal.
-func bytesIEC(n uint64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := uint64(unit), 0
-	for m := n / unit; m >= unit && exp < 4; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTP"[exp])
 }

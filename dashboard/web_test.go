@@ -52,7 +52,7 @@ func TestRackPage(t *testing.T) {
 		`data-row="r1"`, `data-row="r2"`, // grouped by row
 		"pi-a", "b8:27:eb:3f:1a:2c", // hostname, MAC
 		">online<", ">offline<", // presence as text, not only colour
-		"0.42 / 4 cores", "3.0 GiB free of 4.0 GiB", "25% used of 32.0 GiB", "48.3 °C", // metrics
+		`<dd data-field="load"></dd>`,                    // numbers are written by static/fmt.js alone, from the live stream
 		`data-selected="true"`, "selected (short press)", // the pressed Pi
 		`data-action="blink"`, `data-action="clear"`,
 		`<span id="online-count">1</span> of <span id="total-count">2</span>`,
@@ -130,22 +130,8 @@ func TestLoginPageRedirectsWhenSignedIn(t *testing.T) {
 	}
 }
 
-func TestFormatters(t *testing.T) {
-	for _, tt := range []struct{ got, want string }{
-		{bytesIEC(0), "0 B"},
-		{bytesIEC(1023), "1023 B"},
-		{bytesIEC(1536), "1.5 KiB"},
-		{bytesIEC(4 << 30), "4.0 GiB"},
-		{displayMAC(macA), "b8:27:eb:3f:1a:2c"},
-		{fmtLoad(nil), dash},
-		{fmtDisk(&topics.Metrics{}), dash},
-		{fmtThrottle(&topics.Metrics{}), dash}, // not a Pi: no flags reported
-		{fmtThrottle(&topics.Metrics{ThrottledNow: []string{}, ThrottledSinceBoot: []string{}}), "none"},
-		{fmtThrottle(&topics.Metrics{ThrottledNow: []string{topics.ThrottleUnderVoltage, topics.ThrottleThrottled},
-			ThrottledSinceBoot: []string{topics.ThrottleSoftTempLimit}}), "under voltage, throttled now; soft temp limit since boot"},
-	} {
-		if tt.got != tt.want {
-			t.Errorf("got %q, want %q", tt.got, tt.want)
-		}
+func TestDisplayMAC(t *testing.T) {
+	if got := displayMAC(macA); got != "b8:27:eb:3f:1a:2c" {
+		t.Errorf("displayMAC = %q", got)
 	}
 }

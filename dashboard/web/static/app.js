@@ -27,66 +27,11 @@
   const members = new Map(); // row name -> Set of MACs reporting that row
   const sparks = new Map(); // mac -> values of the last hour, for the tile's sparkline
 
-  // Formatters: twins of the Go ones in web.go; keep them in step.
-  const dash = "\u2013";
-  function displayMAC(mac) {
-    return mac && mac.length === 12 ? mac.match(/../g).join(":") : mac;
-  }
-  function bytesIEC(n) {
-    if (n < 1024) return n + " B";
-    const units = "KMGTP";
-    let exp = -1;
-    do { n /= 1024; exp++; } while (n >= 1024 && exp < 4);
-    return n.toFixed(1) + " " + units[exp] + "iB";
-  }
-  function fmtLoad(m) {
-    if (!m || m.load_1 == null) return dash;
-    const l = m.load_1.toFixed(2);
-    return m.cpu_count == null ? l : l + " / " + m.cpu_count + " cores";
-  }
-  function fmtMem(m) {
-    if (!m || m.mem_available_bytes == null) return dash;
-    const free = bytesIEC(m.mem_available_bytes) + " free";
-    return m.mem_total_bytes == null ? free : free + " of " + bytesIEC(m.mem_total_bytes);
-  }
-  // fmtDisk: twin of fmtDisk and Metrics.DiskUsedPercent (df's Use%) in Go.
-  function fmtDisk(m) {
-    if (!m || m.disk_total_bytes == null || m.disk_free_bytes == null) return dash;
-    let used;
-    if (m.disk_used_bytes != null && m.disk_used_bytes + m.disk_free_bytes > 0) {
-      used = m.disk_used_bytes / (m.disk_used_bytes + m.disk_free_bytes) * 100;
-    } else if (m.disk_total_bytes > 0) {
-      used = (m.disk_total_bytes - m.disk_free_bytes) / m.disk_total_bytes * 100;
-    } else return dash;
-    return used.toFixed(0) + "% used of " + bytesIEC(m.disk_total_bytes);
-  }
-  function fmtTemp(m) {
-    return !m || m.cpu_temp_c == null ? dash : m.cpu_temp_c.toFixed(1) + " \u00b0C";
-  }
-  function fmtThrottle(m) {
-    if (!m || (m.throttled_now == null && m.throttled_since_boot == null)) return dash;
-    const words = (f) => f.join(", ").replaceAll("_", " ");
-    const parts = [];
-    if (m.throttled_now && m.throttled_now.length) parts.push(words(m.throttled_now) + " now");
-    if (m.throttled_since_boot && m.throttled_since_boot.length) parts.push(words(m.throttled_since_boot) + " since boot");
-    return parts.length ? parts.join("; ") : "none";
-  }
-  function fmtAgo(iso) {
-    if (!iso) return "never";
-    const s = Math.max(0, Math.round((Date.now() - Date.parse(iso)) / 1000));
-    if (s < 60) return s + " s ago";
-    if (s < 3600) return Math.floor(s / 60) + " min ago";
-    if (s < 86400) return Math.floor(s / 3600) + " h ago";
-    return new Date(iso).toLocaleString();
-  }
-  function fmtPower(p) {
-    if (!p) return "no power reading";
-    const parts = [];
-    if (p.watts != null) parts.push(p.watts.toFixed(1) + " W");
-    if (p.volts != null) parts.push(p.volts.toFixed(2) + " V");
-    if (p.amps != null && p.watts == null) parts.push(p.amps.toFixed(2) + " A");
-    return parts.join(" \u00b7 ");
-  }
+  // Units and rounding: the one formatter (fmt.js). The server sends numbers, never their
+  // text, so the first render and every live update write the same words.
+  const F = window.pirackFmt;
+  const dash = F.dash, displayMAC = F.displayMAC, fmtAgo = F.ago;
+  const fmtLoad = F.load, fmtMem = F.mem, fmtDisk = F.disk, fmtTemp = F.temp, fmtThrottle = F.throttle, fmtPower = F.power;
   function ledText(l) {
     if (!l) return "";
     let t = "LED " + l.state;
@@ -94,14 +39,8 @@
     else if (l.action) t += " (" + l.action + ")";
     return t;
   }
-  // fmtDuration and locateText: twins of fmtDuration and locateText in web.go.
-  function fmtDuration(ms) {
-    const s = Math.round(ms / 1000);
-    if (s < 60) return s + " s";
-    if (s < 3600) return Math.floor(s / 60) + " min" + (s % 60 ? " " + (s % 60) + " s" : "");
-    const m = Math.floor(s / 60) % 60;
-    return Math.floor(s / 3600) + " h" + (m ? " " + m + " min" : "");
-  }
+  // locateText: twin of locateText in web.go (a sentence, not a number).
+  const fmtDuration = F.duration;
   // switchText: twin of switchText (power.go).
   function switchText(st) {
     if (!st || st.on == null) return "";
@@ -246,8 +185,7 @@
     const pis = (members.get(name) || new Set()).size;
     setText(sec, "row", name);
     setText(sec, "power_text", fmtPower(r.power));
-    const w = r.power && r.power.watts;
-    setText(sec, "per_pi", w != null && pis > 0 ? (w / pis).toFixed(1) + " W per Pi" : "");
+    setText(sec, "per_pi", F.perPi(r.power && r.power.watts, pis));
     setText(sec, "switch_state", switchText(r.power_switch));
     setHidden(field(sec, "row_power_button"), !r.power_switch);
     setHidden(field(sec, "assign"), !r.assign);
