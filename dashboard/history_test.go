@@ -222,7 +222,7 @@ func TestNodePage(t *testing.T) {
 	body := w.Body.String()
 	for _, want := range []string{
 		`data-mac="` + macA + `"`, `data-history="true"`, "b8:27:eb:3f:1a:2c", "Raspberry Pi 4 Model B", "0.1.0",
-		"10.0.0.7", "2026-03-01 11:00:00", `data-metric="load_1"`, `data-metric="row_watts"`,
+		"10.0.0.7", "2026-03-01 11:00:00", `id="charts"`, `data-range="90d"`, `src="/static/vendor/uplot/uPlot.iife.min.js"`,
 		`id="event-log"`, `src="/static/node.js"`, "&lt;img src=x onerror=alert(1)&gt;",
 	} {
 		if !strings.Contains(body, want) {

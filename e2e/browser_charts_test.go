@@ -1,0 +1,150 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"math"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/cdproto/input"
+	"github.com/chromedp/chromedp"
+
+	"github.com/pirack/pirack/dashboard"
+	"github.com/pirack/pirack/topics"
+)
+
+// The Pi page's charts in Chromium, over an hour of history with known values: a chart for
+// each number the Pi sends (its cores, sensors, interface, disk, filesystems); hovering shows
+// the value under the cursor in the legend, in every chart at once; the caption agrees with
+// the points the API gives for what is shown; dragging zooms every chart to the span, with
+// finer points; a range button and Reset zoom bring the range back.
+func TestBrowserCharts(t *testing.T) {
+	r := newRig(t)
+	p := r.startPi(t, "b827eb00e0a1", "r1", r.mqttAddr)
+	r.awaitNode(t, p.mac, "host figures", func(n dashboard.Node) bool {
+		return n.Metrics != nil && len(n.Metrics.Temps) > 0 && len(n.Metrics.Net) > 0 && len(n.Metrics.CPUPercentCores) > 0
+	})
+	p.stop() // its last figures stay on the rack; its history stops moving under the test
+	// An hour of load, one sample every 10 s: a saw from 0 to 3.5.
+	h := r.cc.History()
+	now := time.Now()
+	for i := 360; i > 0; i-- {
+		load := float64(i%8) / 2
+		h.Add(p.mac, topics.Metrics{V: 1, TS: now.Add(-time.Duration(i) * 10 * time.Second), Load1: &load})
+	}
+	if err := h.Flush(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+
+	ctx := browser(t)
+	logIn(t, ctx, r.url)
+	step(t, ctx, "the charts load", waitLimit,
+		chromedp.Navigate(r.url+"/nodes/"+p.mac),
+		pollTrue(`document.body.dataset.charts === "ready"`),
+	)
+	var metrics []string
+	if err := chromedp.Run(ctx, chromedp.Evaluate(`[...document.querySelectorAll("figure.chart")].map((f) => f.dataset.metric)`, &metrics)); err != nil {
+		t.Fatal(err)
+	}
+	joined := strings.Join(metrics, " ")
+	for _, want := range []string{"load_1", "cpu_core_percent@3", "temp_c@cpu-thermal", "net_rx_bytes_per_s@eth0", "disk_write_bytes_per_s@mmcblk0", "fs_used_percent@/", "mem_cached_bytes", "row_watts"} {
+		if !strings.Contains(joined, want) {
+			t.Errorf("no chart of %s among %q", want, metrics)
+		}
+	}
+
+	// The caption of the load chart against the points the API gives for the chart's request.
+	var shown struct {
+		Caption string
+		URL     string
+	}
+	if err := chromedp.Run(ctx, chromedp.Evaluate(`(() => { const c = window.pirackCharts[0]; return {caption: c.fig.dataset.caption, url: c.urls[0]}; })()`, &shown)); err != nil {
+		t.Fatal(err)
+	}
+	var resp dashboard.SeriesResponse
+	if code := r.getJSON(t, shown.URL, &resp); code != 200 || resp.Metric != "load_1" || len(resp.Points) < 30 {
+		t.Fatalf("%s: %d, %d points of %q", shown.URL, code, len(resp.Points), resp.Metric)
+	}
+	lo, hi, sum := math.Inf(1), math.Inf(-1), 0.0
+	for _, pt := range resp.Points {
+		lo, hi, sum = min(lo, pt.Min), max(hi, pt.Max), sum+pt.Avg
+	}
+	want := fmt.Sprintf("min %s, average %s, max %s", jsFmt(t, ctx, lo, ""), jsFmt(t, ctx, sum/float64(len(resp.Points)), ""), jsFmt(t, ctx, hi, ""))
+	if !strings.HasPrefix(shown.Caption, "Over the last hour: ") || !strings.HasSuffix(shown.Caption, want) {
+		t.Errorf("caption %q, want it to end with %q (from the API's %d points)", shown.Caption, want, len(resp.Points))
+	}
+
+	// Hover the middle of the load chart: its legend shows the value at the cursor, and the
+	// other charts' cursors follow.
+	var box []float64
+	if err := chromedp.Run(ctx, chromedp.Evaluate(`(() => { const r = window.pirackCharts[0].u.over.getBoundingClientRect(); return [r.left, r.top, r.width, r.height]; })()`, &box)); err != nil {
+		t.Fatal(err)
+	}
+	x, y := box[0]+box[2]*0.5, box[1]+box[3]*0.5
+	var hover struct {
+		Legend, Want string
+		Idx          *int
+		Synced       bool
+	}
+	step(t, ctx, "hover", waitLimit,
+		chromedp.MouseEvent(input.MouseMoved, x, y),
+		pollTrue(`window.pirackCharts[0].u.cursor.idx != null`),
+		chromedp.Evaluate(`(() => { const c = window.pirackCharts[0], i = c.u.cursor.idx;
+			return {legend: c.fig.querySelector(".u-legend .u-series:nth-child(2) .u-value").textContent,
+				want: pirackFmt.value(c.u.data[1][i], ""), idx: i, synced: window.pirackCharts[1].u.cursor.left > 0}; })()`, &hover),
+	)
+	if hover.Idx == nil || hover.Legend == "" || hover.Legend != hover.Want || !hover.Synced {
+		t.Errorf("hover: legend %q, want %q (index %v, other chart's cursor following %v)", hover.Legend, hover.Want, hover.Idx, hover.Synced)
+	}
+	t.Logf("caption %q; hover legend %q; %d charts", shown.Caption, hover.Legend, len(metrics))
+	if *updateScreenshot {
+		var png []byte
+		step(t, ctx, "screenshot", 10*time.Second, chromedp.EmulateViewport(1400, 900), chromedp.FullScreenshot(&png, 100))
+		if err := os.WriteFile("../docs/img/pi-charts.png", png, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// Drag from a quarter to three quarters across: every chart zooms to that half hour.
+	var zoomed struct{ Min, Max float64 }
+	step(t, ctx, "zoom", waitLimit,
+		chromedp.MouseEvent(input.MousePressed, box[0]+box[2]*0.25, y, chromedp.ButtonLeft),
+		chromedp.MouseEvent(input.MouseMoved, box[0]+box[2]*0.5, y, chromedp.ButtonLeft),
+		chromedp.MouseEvent(input.MouseMoved, box[0]+box[2]*0.75, y, chromedp.ButtonLeft),
+		chromedp.MouseEvent(input.MouseReleased, box[0]+box[2]*0.75, y, chromedp.ButtonLeft),
+		pollTrue(`document.body.dataset.zoom === "on" && !document.getElementById("zoom-reset").hidden`),
+		pollTrue(`window.pirackCharts.every((c) => c.u.scales.x.max - c.u.scales.x.min < 2400) && window.pirackCharts[0].fig.dataset.caption.startsWith("Over from ")`),
+		chromedp.Evaluate(`({min: window.pirackCharts[5].u.scales.x.min, max: window.pirackCharts[5].u.scales.x.max})`, &zoomed),
+	)
+	span := zoomed.Max - zoomed.Min
+	t.Logf("zoomed to %.0f s", span)
+	if span < 1500 || span > 2100 {
+		t.Errorf("zoomed to %.0f s, want about half of the hour", span)
+	}
+
+	var wide float64
+	step(t, ctx, "7 d, then back", waitLimit,
+		chromedp.Click(`button[data-range="7d"]`, chromedp.ByQuery),
+		pollTrue(`document.body.dataset.zoom === undefined && window.pirackCharts[0].u.scales.x.max - window.pirackCharts[0].u.scales.x.min > 6.9 * 86400`),
+		pollTrue(`window.pirackCharts[0].fig.dataset.caption.startsWith("Over the last 7 days: ")`),
+		chromedp.Evaluate(`window.pirackCharts[0].u.scales.x.max - window.pirackCharts[0].u.scales.x.min`, &wide),
+	)
+	if wide > 7*86400+60 {
+		t.Errorf("7 d shows %.0f s", wide)
+	}
+}
+
+// jsFmt is the page's own formatter for v in unit.
+func jsFmt(t *testing.T, ctx context.Context, v float64, unit string) string {
+	t.Helper()
+	b, _ := json.Marshal(v)
+	var s string
+	if err := chromedp.Run(ctx, chromedp.Evaluate(fmt.Sprintf(`pirackFmt.value(%s, %q)`, b, unit), &s)); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
