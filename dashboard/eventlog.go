@@ -193,6 +193,12 @@ type eventLogPage struct {
 	Older   string // the link to the next page back, "" when there is none
 }
 
+// handleFleetPage serves GET /fleet: every Pi in one table, filled and kept live by
+// web/static/fleet.js from the live stream.
+func (s *Server) handleFleetPage(w http.ResponseWriter, r *http.Request, p principal) {
+	s.render(w, http.StatusOK, "fleet.html", struct{ User, Role string }{p.name, string(p.role)})
+}
+
 // handleEventLogPage serves GET /events: the first page of the log, rendered so it is complete
 // without the script; web/static/events.js then adds new entries live and pages back in place.
 func (s *Server) handleEventLogPage(w http.ResponseWriter, r *http.Request, p principal) {

@@ -425,6 +425,7 @@ func (s *Server) routeTable() []route {
 		{"GET /kiosk/{token}", http.HandlerFunc(s.handleKioskOpen)},
 		{"GET /nodes/{mac}", s.requirePage(s.handleNodePage)},
 		{"GET /events", s.requirePage(s.handleEventLogPage)},
+		{"GET /fleet", s.requirePage(s.handleFleetPage)},
 
 		{"GET /api/log", s.requireUser(s.handleLog)},
 		{"GET /api/sparklines", s.requireUser(s.handleSparklines)},

@@ -302,6 +302,7 @@
     const empty = document.getElementById("empty");
     if (empty) empty.remove();
     sec = rowTemplate.content.firstElementChild.cloneNode(true);
+    sec.id = "row-" + name;
     sec.dataset.row = name;
     sections.set(name, sec);
     rack.append(sec);
