@@ -199,6 +199,12 @@ func (s *Server) handleFleetPage(w http.ResponseWriter, r *http.Request, p princ
 	s.render(w, http.StatusOK, "fleet.html", struct{ User, Role string }{p.name, string(p.role)})
 }
 
+// handleComparePage serves GET /compare?macs=a,b or ?row=r1: one metric of several Pis on one
+// chart, drawn by web/static/compare.js.
+func (s *Server) handleComparePage(w http.ResponseWriter, r *http.Request, p principal) {
+	s.render(w, http.StatusOK, "compare.html", struct{ User, Role string }{p.name, string(p.role)})
+}
+
 // handleEventLogPage serves GET /events: the first page of the log, rendered so it is complete
 // without the script; web/static/events.js then adds new entries live and pages back in place.
 func (s *Server) handleEventLogPage(w http.ResponseWriter, r *http.Request, p principal) {

@@ -426,6 +426,7 @@ func (s *Server) routeTable() []route {
 		{"GET /nodes/{mac}", s.requirePage(s.handleNodePage)},
 		{"GET /events", s.requirePage(s.handleEventLogPage)},
 		{"GET /fleet", s.requirePage(s.handleFleetPage)},
+		{"GET /compare", s.requirePage(s.handleComparePage)},
 
 		{"GET /api/log", s.requireUser(s.handleLog)},
 		{"GET /api/sparklines", s.requireUser(s.handleSparklines)},

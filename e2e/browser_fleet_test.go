@@ -105,4 +105,58 @@ func TestBrowserFleet1000(t *testing.T) {
 	if href != "/nodes/"+mac(42) {
 		t.Errorf("node-0042 links to %q", href)
 	}
+	step(t, ctx, "compare the shown Pis", waitLimit,
+		chromedp.Click(`#fleet-compare`, chromedp.ByQuery),
+		chromedp.WaitVisible(`body.compare-page .compare-chart`, chromedp.ByQuery),
+		pollTrue(`location.pathname === "/compare" && !!window.pirackCompare && window.pirackCompare.pis.length === 24 &&
+			window.pirackCompare.pis.every((p) => p.name.startsWith("node-00"))`),
+	)
+}
+
+// Compare in Chromium: three Pis' load over the last hour on one chart, a line each, named,
+// with each one's average in the caption; a row's Pis by ?row=.
+func TestBrowserCompare(t *testing.T) {
+	r := newRig(t)
+	macs := []string{"b827eb00c1a1", "b827eb00c1a2", "b827eb00c1a3"}
+	h := r.cc.History()
+	now := time.Now()
+	for k, m := range macs {
+		row := "r1"
+		if k == 2 {
+			row = "r2"
+		}
+		st, _ := topics.Encode(topics.Status{V: 1, State: topics.StateOnline, TS: now, Session: "s", Hostname: fmt.Sprintf("cmp-%d", k)})
+		r.publish(t, bus.Message{Topic: topics.StatusTopic(row, m), Payload: st, QoS: 1, Retained: true})
+		for i := 120; i > 0; i-- {
+			load := float64(k + 1)
+			h.Add(m, topics.Metrics{V: 1, TS: now.Add(-time.Duration(i) * 20 * time.Second), Load1: &load})
+		}
+	}
+	if err := h.Flush(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	r.awaitNode(t, macs[2], "known", func(dashboard.Node) bool { return true })
+	ctx := browser(t)
+	logIn(t, ctx, r.url)
+	var caption string
+	var labels []string
+	step(t, ctx, "three Pis on one chart", waitLimit,
+		chromedp.Navigate(r.url+"/compare?metric=load_1&macs="+strings.Join(macs, ",")),
+		pollTrue(`document.body.dataset.compare === "load_1 1h" && window.pirackCompare.u.series.length === 4`),
+		chromedp.Evaluate(`window.pirackCompare.u.series.slice(1).map((s) => s.label)`, &labels),
+		chromedp.Text(`.compare-chart [data-field="caption"]`, &caption, chromedp.ByQuery),
+	)
+	if strings.Join(labels, ",") != "cmp-0,cmp-1,cmp-2" ||
+		caption != "cmp-0 average 1.00, max 1.00; cmp-1 average 2.00, max 2.00; cmp-2 average 3.00, max 3.00" {
+		t.Errorf("lines %q, caption %q", labels, caption)
+	}
+	var row string
+	step(t, ctx, "a row", waitLimit,
+		chromedp.Navigate(r.url+"/compare?row=r1"),
+		pollTrue(`window.pirackCompare.u && window.pirackCompare.u.series.length === 3`),
+		chromedp.Text(`#compare-what`, &row, chromedp.ByQuery),
+	)
+	if row != "row r1" {
+		t.Errorf("compare row r1 says %q", row)
+	}
 }

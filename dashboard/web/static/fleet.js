@@ -171,6 +171,10 @@
     render();
   });
   form.addEventListener("input", () => render());
+  document.getElementById("fleet-compare").addEventListener("click", () => {
+    const shown = order.filter((mac) => !rows.get(mac).hidden).slice(0, 24);
+    location.assign("/compare?macs=" + shown.join(","));
+  });
   form.addEventListener("submit", (e) => e.preventDefault());
 
   function connect() {
