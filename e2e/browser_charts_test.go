@@ -13,6 +13,7 @@ import (
 	"github.com/chromedp/cdproto/input"
 	"github.com/chromedp/chromedp"
 
+	"github.com/pirack/pirack/bus"
 	"github.com/pirack/pirack/dashboard"
 	"github.com/pirack/pirack/topics"
 )
@@ -147,4 +148,48 @@ func jsFmt(t *testing.T, ctx context.Context, v float64, unit string) string {
 		t.Fatal(err)
 	}
 	return s
+}
+
+// The same value reads the same on a tile's first render and after a live update: one
+// formatter writes both (static/fmt.js), whatever the value went through in between.
+func TestBrowserSameTextFirstAndLive(t *testing.T) {
+	r := newRig(t)
+	const mac, row = "b827eb00e0b1", "r1"
+	send := func(load, temp float64, avail uint64) {
+		t.Helper()
+		st, _ := topics.Encode(topics.Status{V: 1, State: topics.StateOnline, TS: time.Now(), Session: "s", Hostname: "same"})
+		total, dtotal, dfree, dused := uint64(4<<30), uint64(32<<30), uint64(20<<30), uint64(11<<30)
+		cpus := 4
+		m, err := topics.Encode(topics.Metrics{V: 1, TS: time.Now(), Load1: &load, CPUCount: &cpus, CPUTempC: &temp, MemTotalBytes: &total, MemAvailableBytes: &avail,
+			DiskTotalBytes: &dtotal, DiskFreeBytes: &dfree, DiskUsedBytes: &dused})
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.publish(t, bus.Message{Topic: topics.StatusTopic(row, mac), Payload: st, QoS: 1, Retained: true})
+		r.publish(t, bus.Message{Topic: topics.MetricsTopic(row, mac), Payload: m, QoS: 1, Retained: true})
+	}
+	send(0.4567, 48.25, 3<<30+123456789)
+	r.awaitNode(t, mac, "metrics", func(n dashboard.Node) bool { return n.Metrics != nil })
+	ctx := browser(t)
+	logIn(t, ctx, r.url)
+	texts := `[...document.querySelectorAll('` + tileSel(mac) + ` dd[data-field]')].map((d) => d.dataset.field + "=" + d.textContent).join("|")`
+	var first, changed, again string
+	step(t, ctx, "first render", waitLimit,
+		pollTrue(`document.querySelector('`+tileSel(mac)+` [data-field="load"]').textContent !== ""`),
+		chromedp.Evaluate(texts, &first),
+	)
+	send(2.5, 71.0, 1<<30)
+	step(t, ctx, "a live update", waitLimit,
+		pollTrue(`document.querySelector('`+tileSel(mac)+` [data-field="load"]').textContent.startsWith("2.50")`),
+		chromedp.Evaluate(texts, &changed),
+	)
+	send(0.4567, 48.25, 3<<30+123456789)
+	step(t, ctx, "the first values again", waitLimit,
+		pollTrue(`document.querySelector('`+tileSel(mac)+` [data-field="load"]').textContent.startsWith("0.46")`),
+		chromedp.Evaluate(texts, &again),
+	)
+	if first != again || first == changed || !strings.Contains(first, "load=0.46 / 4 cores") || !strings.Contains(first, "temp=48.3 °C") ||
+		!strings.Contains(first, "mem=3.1 GiB free of 4.0 GiB") || !strings.Contains(first, "disk=35% used of 32.0 GiB") {
+		t.Errorf("first render %q\nlive update with the same values %q\n(in between %q)", first, again, changed)
+	}
 }
