@@ -29,7 +29,7 @@ func TestBrowserCharts(t *testing.T) {
 	r.awaitNode(t, p.mac, "host figures", func(n dashboard.Node) bool {
 		return n.Metrics != nil && len(n.Metrics.Temps) > 0 && len(n.Metrics.Net) > 0 && len(n.Metrics.CPUPercentCores) > 0
 	})
-	p.stop() // its last figures stay on the rack; its history stops moving under the test
+	p.stop()                           // its last figures stay on the rack; its history stops moving under the test
 	time.Sleep(200 * time.Millisecond) // its last samples, still in the broker, reach the history
 	// An hour of load, one sample every 10 s: a saw from 0 to 3.5.
 	h := r.cc.History()
