@@ -155,7 +155,13 @@ func New(cfg Config) (cc *ControlCenter, err error) {
 	}
 	var power dashboard.PowerSwitch // nil unless something can be switched
 	if slices.ContainsFunc(plugs.Plugs, func(p powerbridge.Plug) bool { return p.Switch }) || len(plugs.Ports) > 0 {
-		pc, err := powerctl.New(powerctl.Config{Bus: cc.bus, File: plugs, Logger: cfg.Logger.With("component", "powerctl")})
+		pc, err := powerctl.New(powerctl.Config{Bus: cc.bus, File: plugs, Logger: cfg.Logger.With("component", "powerctl"),
+			// Reports come once the broker runs, after New has set cc.dash.
+			OnChange: func(row string) {
+				if cc.dash != nil { // nil for a retained report met at subscription, within New
+					cc.dash.Rack().NotifyRow(row)
+				}
+			}})
 		if err != nil {
 			return nil, err
 		}

@@ -405,6 +405,9 @@ func (rk *Rack) locate(ctx context.Context, n Node, cmd topics.LEDCommand, paylo
 	return nil
 }
 
+// NotifyRow tells live clients that a row changed outside ingestion (its plug's relay).
+func (rk *Rack) NotifyRow(row string) { rk.hub.notify(rowKey(row)) }
+
 // selectNode selects a Pi on behalf of user, and returns the node as it is now.
 func (rk *Rack) selectNode(mac, user string) Node {
 	n, selected, _ := rk.state.selectByUser(mac, user)

@@ -52,8 +52,11 @@ type Config struct {
 	// CycleOff is how long a power cycle leaves the power off; 0 is DefaultCycleOff.
 	CycleOff time.Duration
 	// Wait is how long a plug has to report its relay after a command; 0 is DefaultWait.
-	Wait   time.Duration
-	Logger *slog.Logger
+	Wait time.Duration
+	// OnChange, when set, is called with a row whose plug reported its relay switched (from
+	// pirack, the plug's own button, or its app), so that pages follow. It must not block.
+	OnChange func(row string)
+	Logger   *slog.Logger
 }
 
 // State is a switch as last known.
@@ -84,6 +87,8 @@ type relay struct {
 	reports int           // counts reports, so a wait can tell new ones from old
 	changed chan struct{} // closed and replaced at each report
 	busy    sync.Mutex    // one command at a time
+
+	onChange func(row string) // Config.OnChange
 }
 
 // hubSwitch is one Pi's hub port.
@@ -124,7 +129,7 @@ func New(cfg Config) (*Controller, error) {
 		if err != nil {
 			return nil, fmt.Errorf("powerctl: row %s: %w", p.Row, err)
 		}
-		rl := &relay{plug: p, r: r, state: State{Via: p.Type}, changed: make(chan struct{})}
+		rl := &relay{plug: p, r: r, state: State{Via: p.Type}, changed: make(chan struct{}), onChange: cfg.OnChange}
 		if err := cfg.Bus.Subscribe(r.State, rl.take); err != nil {
 			return nil, fmt.Errorf("powerctl: subscribe to %s for row %s: %w", r.State, p.Row, err)
 		}
@@ -146,11 +151,15 @@ func (rl *relay) take(m bus.Message) {
 		return // a status without the relay (a Gen2 meter update, say)
 	}
 	rl.mu.Lock()
-	defer rl.mu.Unlock()
+	switched := rl.state.On == nil || *rl.state.On != on
 	rl.state.On, rl.state.At = &on, time.Now()
 	rl.reports++
 	close(rl.changed)
 	rl.changed = make(chan struct{})
+	rl.mu.Unlock()
+	if switched && rl.onChange != nil {
+		rl.onChange(rl.plug.Row)
+	}
 }
 
 // Row returns the state of row's switch, and false when the row has none.

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -38,7 +39,7 @@ const file = `{"plugs":[
 
 // newController starts the embedded broker with the plugs' rights as `pirack serve` gives them,
 // and a Controller on it with short timings.
-func newController(t *testing.T, uhubctl string) (*powerctl.Controller, string) {
+func newController(t *testing.T, uhubctl string, mods ...func(*powerctl.Config)) (*powerctl.Controller, string) {
 	t.Helper()
 	log := slog.New(slog.NewTextHandler(testlog.NewWriter(t), &slog.HandlerOptions{Level: slog.LevelDebug}))
 	dir := t.TempDir()
@@ -61,7 +62,11 @@ func newController(t *testing.T, uhubctl string) (*powerctl.Controller, string) 
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { b.Close() })
-	c, err := powerctl.New(powerctl.Config{Bus: b, File: f, Uhubctl: uhubctl, CycleOff: time.Second, Wait: 2 * time.Second, Logger: log.With("component", "powerctl")})
+	cfg := powerctl.Config{Bus: b, File: f, Uhubctl: uhubctl, CycleOff: time.Second, Wait: 2 * time.Second, Logger: log.With("component", "powerctl")}
+	for _, m := range mods {
+		m(&cfg)
+	}
+	c, err := powerctl.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -100,7 +105,11 @@ func report(c paho.Client, topic, payload string) {
 // cycles on the device. A plug that does not answer is an error that says what to check, and a
 // row whose plug may not be switched cannot be.
 func TestSwitchRowPlugs(t *testing.T) {
-	c, addr := newController(t, "")
+	var mu sync.Mutex
+	var changes []string // rows whose relay was reported switched: pages are told
+	c, addr := newController(t, "", func(cfg *powerctl.Config) {
+		cfg.OnChange = func(row string) { mu.Lock(); changes = append(changes, row); mu.Unlock() }
+	})
 	got := make(chan string, 20) // the commands the plugs received
 	tasmota := func(cl paho.Client, topic, payload string) {
 		got <- topic + " " + payload
@@ -192,6 +201,14 @@ func TestSwitchRowPlugs(t *testing.T) {
 		}
 	}
 
+	mu.Lock()
+	told := strings.Join(changes, " ")
+	mu.Unlock()
+	// r1: off, on, then the cycle's off and on; r2: off, then the cycle's on (it was off
+	// already); r3: the cycle's off and on.
+	if told != "r1 r1 r1 r1 r2 r2 r3 r3" {
+		t.Errorf("relay changes told: %q", told)
+	}
 	if _, err := c.SwitchRow(ctx, "r4", powerctl.Off); !errors.Is(err, powerctl.ErrNotSwitchable) {
 		t.Errorf("a plug without switch: %v", err)
 	}
