@@ -85,6 +85,7 @@ type relay struct {
 	mu      sync.Mutex
 	state   State
 	reports int           // counts reports, so a wait can tell new ones from old
+	history [16]bool      // the last reports, by number modulo 16
 	changed chan struct{} // closed and replaced at each report
 	busy    sync.Mutex    // one command at a time
 
@@ -154,6 +155,7 @@ func (rl *relay) take(m bus.Message) {
 	switched := rl.state.On == nil || *rl.state.On != on
 	rl.state.On, rl.state.At = &on, time.Now()
 	rl.reports++
+	rl.history[rl.reports%len(rl.history)] = on
 	close(rl.changed)
 	rl.changed = make(chan struct{})
 	rl.mu.Unlock()
@@ -220,22 +222,26 @@ func (c *Controller) SwitchRow(ctx context.Context, row, action string) (State, 
 		if err := publish(rl.r.Command, map[string]string{On: rl.r.On, Off: rl.r.Off}[action]); err != nil {
 			return State{}, err
 		}
-		return rl.await(ctx, from, action == On, c.cfg.Wait, row)
+		st, _, err := rl.await(ctx, from, action == On, c.cfg.Wait, row)
+		return st, err
 	case rl.r.CycleOff != nil:
 		from := rl.seen()
 		if err := publish(rl.r.CycleTopic, rl.r.CycleOff(int(c.cfg.CycleOff.Round(time.Second)/time.Second))); err != nil {
 			return State{}, err
 		}
-		if _, err := rl.await(ctx, from, false, c.cfg.Wait, row); err != nil {
+		_, off, err := rl.await(ctx, from, false, c.cfg.Wait, row)
+		if err != nil {
 			return State{}, err
 		}
-		return rl.await(ctx, rl.seen(), true, c.cfg.CycleOff+c.cfg.Wait, row)
+		// The "on" must come after that "off" (a plug may report both at once).
+		st, _, err := rl.await(ctx, off, true, c.cfg.CycleOff+c.cfg.Wait, row)
+		return st, err
 	default: // a Shelly Gen1 cannot time it: off, wait, on
 		from := rl.seen()
 		if err := publish(rl.r.Command, rl.r.Off); err != nil {
 			return State{}, err
 		}
-		if _, err := rl.await(ctx, from, false, c.cfg.Wait, row); err != nil {
+		if _, _, err := rl.await(ctx, from, false, c.cfg.Wait, row); err != nil {
 			return State{}, err
 		}
 		select {
@@ -247,7 +253,8 @@ func (c *Controller) SwitchRow(ctx context.Context, row, action string) (State, 
 		if err := publish(rl.r.Command, rl.r.On); err != nil {
 			return State{}, fmt.Errorf("row %s is OFF, and switching it on failed: %w", row, err)
 		}
-		return rl.await(ctx, from, true, c.cfg.Wait, row)
+		st, _, err := rl.await(ctx, from, true, c.cfg.Wait, row)
+		return st, err
 	}
 }
 
@@ -258,25 +265,34 @@ func (rl *relay) seen() int {
 	return rl.reports
 }
 
-// await waits up to d for a report after the from-th saying the relay is on (or off).
-func (rl *relay) await(ctx context.Context, from int, on bool, d time.Duration, row string) (State, error) {
+// await waits up to d for a report after the from-th saying the relay is on (or off), and
+// returns it with its number. Every report is looked at, not only the latest: a plug may send
+// "off" and "on" back to back.
+func (rl *relay) await(ctx context.Context, from int, on bool, d time.Duration, row string) (State, int, error) {
 	timer := time.NewTimer(d)
 	defer timer.Stop()
 	for {
 		rl.mu.Lock()
 		st, n, changed := rl.state, rl.reports, rl.changed
+		at := -1
+		for k := max(from+1, n-len(rl.history)+1); k <= n; k++ { // older ones are overwritten
+			if rl.history[k%len(rl.history)] == on {
+				at = k
+				break
+			}
+		}
 		rl.mu.Unlock()
-		if n > from && st.On != nil && *st.On == on {
-			return st, nil
+		if at > 0 {
+			return st, at, nil
 		}
 		select {
 		case <-changed:
 		case <-timer.C:
 			want := map[bool]string{true: "on", false: "off"}[on]
-			return st, fmt.Errorf("row %s: the %s plug did not report its relay %s within %s: check that it is connected to this broker as a plug user of row %s, and (Shelly Gen2) that MQTT control is enabled; see docs/hardware.md",
+			return st, 0, fmt.Errorf("row %s: the %s plug did not report its relay %s within %s: check that it is connected to this broker as a plug user of row %s, and (Shelly Gen2) that MQTT control is enabled; see docs/hardware.md",
 				row, rl.plug.Type, want, d, row)
 		case <-ctx.Done():
-			return st, ctx.Err()
+			return st, 0, ctx.Err()
 		}
 	}
 }

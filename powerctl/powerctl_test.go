@@ -270,3 +270,20 @@ func TestSwitchPiHubPort(t *testing.T) {
 		t.Fatalf("a failing uhubctl: %v", err)
 	}
 }
+
+// A plug that reports "off" and "on" back to back (its timer is short, or the reports queued
+// up) still completes a cycle: the "on" after the "off" counts even if both arrived before the
+// controller looked.
+func TestCycleReportsBackToBack(t *testing.T) {
+	c, addr := newController(t, "")
+	fakePlug(t, addr, "plug-r1", "cmnd/rack-r1/#", func(cl paho.Client, topic, payload string) {
+		cl.Publish("stat/rack-r1/POWER", 1, false, "OFF")
+		cl.Publish("stat/rack-r1/POWER", 1, false, "ON")
+	})
+	for range 20 {
+		st, err := c.SwitchRow(context.Background(), "r1", powerctl.Cycle)
+		if err != nil || st.On == nil || !*st.On {
+			t.Fatalf("cycle with back-to-back reports: %+v %v", st, err)
+		}
+	}
+}
