@@ -100,8 +100,19 @@ func Task(cfg Config) controlcenter.Task {
 				}
 			})
 		}
-		for _, p := range pis {
-			wg.Go(func() { p.run(ctx, cc.MQTTAddr(), cfg.Interval, log) })
+		for i, p := range pis {
+			// A few at a time, as a rack powering up would: all at once from one address they
+			// would meet the broker's limit of CONNECTs pending per source, and a newcomer's
+			// first screen would be refusal warnings.
+			start := time.Duration(i) * 25 * time.Millisecond
+			wg.Go(func() {
+				select {
+				case <-ctx.Done():
+					return
+				case <-time.After(start):
+				}
+				p.run(ctx, cc.MQTTAddr(), cfg.Interval, log)
+			})
 		}
 		if cfg.PressEvery > 0 {
 			wg.Go(func() { pressButtons(ctx, pis, cfg.PressEvery) })
