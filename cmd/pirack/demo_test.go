@@ -140,14 +140,29 @@ func TestDemoRackComesAlive(t *testing.T) {
 			Kind string `json:"kind"`
 		} `json:"events"`
 	}
-	getJSON("/api/log?kind=online&limit=100", &log)
+	// The log is written in batches: the last Pis' online events may still be on their way.
 	online := map[string]bool{}
-	for _, e := range log.Events {
-		online[e.MAC] = e.Kind == "online" || online[e.MAC]
-	}
-	for mac := range alive {
-		if !online[mac] {
-			t.Errorf("the event log has no online event for %s: %+v", mac, log.Events)
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		getJSON("/api/log?kind=online&limit=100", &log)
+		for _, e := range log.Events {
+			online[e.MAC] = e.Kind == "online" || online[e.MAC]
+		}
+		missing := 0
+		for mac := range alive {
+			if !online[mac] {
+				missing++
+			}
+		}
+		if missing == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			for mac := range alive {
+				if !online[mac] {
+					t.Errorf("the event log has no online event for %s: %+v", mac, log.Events)
+				}
+			}
+			break
 		}
 	}
 
