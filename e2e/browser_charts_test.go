@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"net/url"
 	"os"
 	"strings"
 	"testing"
@@ -118,9 +119,21 @@ func TestBrowserCharts(t *testing.T) {
 		}
 	}
 
-	// Drag from a quarter to three quarters across: every chart zooms to that half hour.
+	// Drag from a quarter to three quarters across: every chart zooms to that half hour. The
+	// zoom's finer points are held back until the 7-day range below has loaded: answers that
+	// come after a newer load began must not be drawn over it (a slow link, a quick click).
+	slow := holdRequests(t, ctx, "*/series?*", func(u string) bool {
+		q, err := url.Parse(u)
+		if err != nil {
+			return false
+		}
+		from, _ := time.Parse(time.RFC3339, q.Query().Get("from"))
+		to, _ := time.Parse(time.RFC3339, q.Query().Get("to"))
+		return to.Sub(from) < 50*time.Minute
+	})
 	var zoomed struct{ Min, Max float64 }
 	step(t, ctx, "zoom", waitLimit,
+		chromedp.Evaluate(`performance.setResourceTimingBufferSize(100000)`, nil), // the answers are counted below
 		chromedp.MouseEvent(input.MousePressed, box[0]+box[2]*0.25, y, chromedp.ButtonLeft),
 		chromedp.MouseEvent(input.MouseMoved, box[0]+box[2]*0.5, y, chromedp.ButtonLeft),
 		chromedp.MouseEvent(input.MouseMoved, box[0]+box[2]*0.75, y, chromedp.ButtonLeft),
@@ -144,6 +157,28 @@ func TestBrowserCharts(t *testing.T) {
 	)
 	if wide > 7*86400+60 {
 		t.Errorf("7 d shows %.0f s", wide)
+	}
+
+	// Now the zoom's answers arrive: the charts keep showing the 7 days.
+	const seriesDone = `performance.getEntriesByType("resource").filter((e) => e.name.includes("/series?")).length`
+	var before int
+	step(t, ctx, "count the answers", waitLimit, chromedp.Evaluate(seriesDone, &before))
+	var lines int
+	step(t, ctx, "count the lines", waitLimit, chromedp.Evaluate(`window.pirackCharts.reduce((n, c) => n + c.spec.lines.length, 0)`, &lines))
+	held := slow.release(t)
+	if held != lines {
+		t.Fatalf("the zoom asked for %d series, want one load: %d (a series per line of each chart)", held, lines)
+	}
+	step(t, ctx, "the zoom's late answers", waitLimit,
+		pollTrue(fmt.Sprintf("%s >= %d", seriesDone, before+held)),
+		chromedp.Sleep(200*time.Millisecond), // the page's handlers after the last answer
+	)
+	var after float64
+	var caption string
+	step(t, ctx, "7 d still", waitLimit, chromedp.Evaluate(`window.pirackCharts.map((c) => c.u.scales.x.max - c.u.scales.x.min).reduce((a, b) => Math.min(a, b))`, &after),
+		chromedp.Evaluate(`window.pirackCharts[0].fig.dataset.caption`, &caption))
+	if after < 6.9*86400 || !strings.HasPrefix(caption, "Over the last 7 days: ") {
+		t.Errorf("after the zoom's %d late answers, a chart shows %.0f s, caption %q: want the 7 days", held, after, caption)
 	}
 }
 

@@ -9,9 +9,11 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/fetch"
 	"github.com/chromedp/chromedp"
 
 	"github.com/pirack/pirack/agent"
@@ -528,4 +530,51 @@ func locate(t *testing.T, ctx context.Context, p *pi) {
 	if got := p.led.Transitions() - flashes; got != topics.DefaultBlinkCount || p.led.On() {
 		t.Errorf("Locate flashed %s's LED %d times and left it on=%v; want %d flashes and off", p.mac, got, p.led.On(), topics.DefaultBlinkCount)
 	}
+}
+
+// heldRequests holds back the page's requests that a test picks, so that their answers can be
+// made to arrive late and out of order, as on a slow link.
+type heldRequests struct {
+	ctx  context.Context
+	mu   sync.Mutex
+	held []fetch.RequestID
+}
+
+// holdRequests intercepts the requests matching pattern (the wildcards of the DevTools Fetch
+// domain): those for which hold is true wait for release, the others go on at once.
+func holdRequests(t testing.TB, ctx context.Context, pattern string, hold func(url string) bool) *heldRequests {
+	t.Helper()
+	h := &heldRequests{ctx: ctx}
+	chromedp.ListenTarget(ctx, func(ev any) {
+		e, ok := ev.(*fetch.EventRequestPaused)
+		if !ok {
+			return
+		}
+		if hold(e.Request.URL) {
+			h.mu.Lock()
+			h.held = append(h.held, e.RequestID)
+			h.mu.Unlock()
+			return
+		}
+		go chromedp.Run(ctx, fetch.ContinueRequest(e.RequestID)) // not from the listener: it would wait on itself
+	})
+	if err := chromedp.Run(ctx, fetch.Enable().WithPatterns([]*fetch.RequestPattern{{URLPattern: pattern}})); err != nil {
+		t.Fatal(err)
+	}
+	return h
+}
+
+// release lets the requests held so far go on, and says how many there were.
+func (h *heldRequests) release(t testing.TB) int {
+	t.Helper()
+	h.mu.Lock()
+	held := h.held
+	h.held = nil
+	h.mu.Unlock()
+	for _, id := range held {
+		if err := chromedp.Run(h.ctx, fetch.ContinueRequest(id)); err != nil {
+			t.Fatalf("let a held request go: %v", err)
+		}
+	}
+	return len(held)
 }

@@ -30,7 +30,12 @@
     document.getElementById("compare-what").textContent = row ? "row " + row : pis.length + " Pis";
   }
 
+  // loads counts the loads: an older load's answers that arrive after a newer one began (the
+  // metric or range changed meanwhile) are dropped.
+  let loads = 0;
+
   async function load() {
+    const n = ++loads;
     const metric = form.elements.metric.value;
     const unit = metric.includes("percent") ? "%" : metric.endsWith("_c") ? "\u00b0C" : metric.includes("bytes_per_s") ? "B/s" : metric.includes("mhz") ? "MHz" : "";
     const to = Date.now(), from = to - spans[range];
@@ -38,6 +43,7 @@
     const q = "metric=" + encodeURIComponent(metric) + "&points=" + points + "&from=" + new Date(from).toISOString() + "&to=" + new Date(to).toISOString();
     const bodies = await Promise.all(pis.map((p) => fetch("/api/nodes/" + encodeURIComponent(p.mac) + "/series?" + q, { credentials: "same-origin" })
       .then((r) => (r.ok ? r.json() : { points: [] })).catch(() => ({ points: [] }))));
+    if (n !== loads) return;
     const times = [...new Set(bodies.flatMap((b) => b.points.map((p) => Date.parse(p.t) / 1000)))].sort((a, b) => a - b);
     const data = [times];
     for (const b of bodies) {

@@ -134,12 +134,17 @@
     return body;
   }
 
-  async function loadChart(c, s) {
+  // loaded counts the loads: a load's answers that come back after a newer load began (a range
+  // clicked while a zoom's points are on their way) are dropped, not drawn over the newer one.
+  let loaded = 0;
+
+  async function loadChart(c, s, n) {
     const points = Math.min(2000, Math.max(60, Math.round(c.u.width / 2)));
     const note = c.fig.querySelector('[data-field="note"]');
     c.urls = [];
     try {
       const bodies = await Promise.all(c.spec.lines.map((l) => fetchSeries(c, l.metric, points, s)));
+      if (n !== loaded) return;
       const cols = bodies.map((b) => columns(b.points));
       const data = c.spec.band ? [cols[0].t, cols[0].avg, cols[0].lo, cols[0].hi] : join(cols);
       c.u.setData(data);
@@ -148,7 +153,7 @@
       note.textContent = data[0].length ? "" : "No data in this range.";
       caption(c.fig, c.spec, c.u);
     } catch (err) {
-      note.textContent = "Could not load: " + err.message;
+      if (n === loaded) note.textContent = "Could not load: " + err.message;
     }
   }
 
@@ -208,12 +213,14 @@
   }
 
   function loadAll() {
-    const s = span();
-    return Promise.all(charts.map((c) => loadChart(c, s)));
+    const s = span(), n = ++loaded;
+    return Promise.all(charts.map((c) => loadChart(c, s, n)));
   }
 
   function zoomTo(from, to) {
     if (to - from < 60000) to = from + 60000;
+    // A drag on one chart selects on every chart it is synced with: one load, not one each.
+    if (zoom && Math.abs(zoom.from - from) < 1000 && Math.abs(zoom.to - to) < 1000) return;
     zoom = { from, to };
     zoomOut.hidden = false;
     document.body.dataset.zoom = "on";
