@@ -88,7 +88,11 @@ func (c *HostCollector) collectHost(ctx context.Context, m *topics.Metrics, fail
 	} else {
 		for _, t := range temps[:min(len(temps), topics.MaxListLen)] {
 			if t.C >= -60 && t.C <= 200 {
-				m.Temps = append(m.Temps, topics.Temp{Sensor: clipName(t.Sensor), C: t.C})
+				tt := topics.Temp{Sensor: clipName(t.Sensor), C: t.C}
+				if t.MaxC > 0 {
+					tt.MaxC = &t.MaxC
+				}
+				m.Temps = append(m.Temps, tt)
 			}
 		}
 	}

@@ -185,7 +185,7 @@ func (s *SimCollector) hostSim(m *topics.Metrics, now time.Time) {
 	m.MemUsedBytes, m.MemCachedBytes, m.MemBuffersBytes, m.SwapTotalBytes, m.SwapUsedBytes = &used, &cached, &buffers, &swapTotal, &swapUsed
 	m.Temps = []topics.Temp{{Sensor: "cpu-thermal", C: math.Round(s.tempC*10) / 10}}
 	if s.nvme {
-		m.Temps = append(m.Temps, topics.Temp{Sensor: "nvme Composite", C: math.Round((s.tempC-12)*10) / 10})
+		m.Temps = append(m.Temps, topics.Temp{Sensor: "nvme Composite", C: math.Round((s.tempC-12)*10) / 10, MaxC: ptr(82.85)})
 	}
 	eth := topics.NetIface{Name: "eth0", RxDrops: uint64(s.rx / 5e7)}
 	sd := topics.DiskIO{Name: "mmcblk0"}

@@ -79,6 +79,14 @@ type ThrottledRule struct {
 	IgnoreSinceBoot bool `json:"ignore_since_boot,omitempty"`
 }
 
+// SensorRule raises when a temperature sensor reaches the limit its hardware reports
+// (topics.Temp.MaxC: an NVMe drive's warning temperature), and clears ClearMarginC under it.
+// The limit is the drive's own: an NVMe drive is done at 70-85 °C where the SoC runs to 85.
+type SensorRule struct {
+	Base
+	ClearMarginC float64 `json:"clear_margin_c"`
+}
+
 // PowerBand is a fixed band of watts for one row. A nil bound is not checked.
 type PowerBand struct {
 	MinW *float64 `json:"min_w,omitempty"`
@@ -112,9 +120,10 @@ type Config struct {
 	Stale     StaleRule     `json:"stale"`
 	LoadHigh  ThresholdRule `json:"load_high"` // load_1 per CPU (load_1 / cpu_count)
 	MemLow    ThresholdRule `json:"mem_low"`   // percent of memory available
-	DiskFull  ThresholdRule `json:"disk_full"` // percent of the root filesystem used
+	DiskFull  ThresholdRule `json:"disk_full"` // percent used of the fullest filesystem
 	TempHigh  ThresholdRule `json:"temp_high"` // CPU temperature, °C
 	Throttled ThrottledRule `json:"throttled"`
+	SensorHot SensorRule    `json:"sensor_hot"` // every sensor with a limit of its own (an NVMe drive)
 	PowerBand PowerBandRule `json:"power_band"`
 	// Presence is when a Pi is stale, for the stale rule. It is not read from the alert
 	// config file: it is the one presence setting of the control center, and must be the one
@@ -136,6 +145,7 @@ func DefaultConfig() Config {
 		Throttled: ThrottledRule{
 			Base: Base{Severity: topics.SeverityWarning, ClearFor: Duration(5 * time.Minute)},
 		},
+		SensorHot: SensorRule{Base: Base{Severity: topics.SeverityWarning, For: Duration(time.Minute)}, ClearMarginC: 5},
 		PowerBand: PowerBandRule{
 			Base:   Base{Severity: topics.SeverityWarning, For: Duration(2 * time.Minute)},
 			Window: Duration(time.Hour), WarmUp: Duration(10 * time.Minute), MinSamples: 30,
@@ -250,6 +260,10 @@ func (c Config) Validate() error {
 	threshold(RuleDiskFull, c.DiskFull, 0, 100, true, "percent used")
 	threshold(RuleTempHigh, c.TempHigh, -60, 200, true, "°C")
 	base(RuleThrottled, c.Throttled.Base)
+	base(RuleSensorHot, c.SensorHot.Base)
+	if m := c.SensorHot.ClearMarginC; math.IsNaN(m) || m < 0 || m > 50 {
+		bad("sensor_hot.clear_margin_c %g: want 0 to 50 °C", m)
+	}
 
 	p := c.PowerBand
 	base(RulePowerBand, p.Base)
@@ -316,6 +330,8 @@ func (c *Config) base(id ruleID) Base {
 		return c.TempHigh.Base
 	case ruleThrottled:
 		return c.Throttled.Base
+	case ruleSensorHot:
+		return c.SensorHot.Base
 	case rulePowerBand:
 		return c.PowerBand.Base
 	}

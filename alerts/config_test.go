@@ -84,6 +84,7 @@ func TestConfigInvalid(t *testing.T) {
 		{"clear above threshold", `{"temp_high":{"threshold":80,"clear":85}}`, []string{"temp_high.clear 85: must not be above threshold 80"}},
 		{"clear below threshold for mem", `{"mem_low":{"threshold":10,"clear":5}}`, []string{"mem_low.clear 5: must not be below threshold 10"}},
 		{"percent out of range", `{"disk_full":{"threshold":100,"clear":95}}`, []string{"disk_full.threshold 100"}},
+		{"sensor margin", `{"sensor_hot":{"clear_margin_c":-2}}`, []string{"sensor_hot.clear_margin_c -2: want 0 to 50"}},
 		{"zero load", `{"load_high":{"threshold":0,"clear":0}}`, []string{"load_high.threshold 0", "load_high.clear 0"}},
 		{"stale intervals moved", `{"stale":{"intervals":5}}`, []string{"stale.intervals: the stale threshold is no longer an alert setting", "--stale-after"}},
 		{"stale default interval moved", `{"stale":{"intervals":5,"default_interval":"10s"}}`, []string{"stale.intervals:", "stale.default_interval:", "--stale-after"}},

@@ -14,10 +14,12 @@
 //	stale       the Pi is stale (package presence) (*)         0      a new sample arrives                     warning
 //	load_high   load_1 over 1.0 x cpu_count                    5m     load_1 under 0.9 x cpu_count             warning
 //	mem_low     memory available under 10 %                    1m     available over 15 %                      warning
-//	disk_full   root filesystem over 90 % used                 1m     under 85 % used                          warning
+//	disk_full   the fullest filesystem over 90 % used (root    1m     under 85 % used                          warning
+//	            disk or any of Metrics.Filesystems)
 //	temp_high   cpu_temp_c over 80 °C                          1m     under 75 °C                              critical
 //	throttled   any throttled_now flag, or under_voltage       0      throttled_now read with no flag for 5m   warning
 //	            newly seen in throttled_since_boot (**)
+//	sensor_hot  a sensor at or over its own limit (Temp.MaxC)  1m     5 °C under it (clear_margin_c)           warning
 //	power_band  the row's watts outside its band (***)         2m     back inside the band by 0.5 W            warning
 //
 // (*) The condition is package presence's, under Config.Presence: the one the dashboard's

@@ -20,6 +20,7 @@ const (
 	RuleDiskFull  = "disk_full"
 	RuleTempHigh  = "temp_high"
 	RuleThrottled = "throttled"
+	RuleSensorHot = "sensor_hot"
 	RulePowerBand = "power_band" // a row's alert: its topic has no MAC
 )
 
@@ -34,12 +35,13 @@ const (
 	ruleDiskFull
 	ruleTempHigh
 	ruleThrottled
+	ruleSensorHot
 	rulePowerBand
 	numRules
 )
 
 var ruleNames = [numRules]string{
-	RuleOffline, RuleStale, RuleLoadHigh, RuleMemLow, RuleDiskFull, RuleTempHigh, RuleThrottled, RulePowerBand,
+	RuleOffline, RuleStale, RuleLoadHigh, RuleMemLow, RuleDiskFull, RuleTempHigh, RuleThrottled, RuleSensorHot, RulePowerBand,
 }
 
 // Rules returns the names of all rules, in the order the package evaluates them.
@@ -214,6 +216,7 @@ func (e *Engine) ObserveMetrics(mac, row string, m topics.Metrics, now time.Time
 		{ruleDiskFull, diskReading(e.cfg.DiskFull, m)},
 		{ruleTempHigh, tempReading(e.cfg.TempHigh, m)},
 		{ruleThrottled, e.throttledReading(n, m)},
+		{ruleSensorHot, sensorReading(e.cfg.SensorHot, m)},
 	} {
 		e.step(n, r.id, r.rd, now, &out)
 	}

@@ -135,6 +135,17 @@ func TestThresholdRules(t *testing.T) {
 	disk := func(m *topics.Metrics, v *float64) { // v: percent used
 		m.DiskFreeBytes = ptr(uint64(1000 - *v*10))
 	}
+	ssd := func(m *topics.Metrics, v *float64) { // v: percent used of a data drive; the root disk stays at 50 %
+		if v != nil {
+			m.Filesystems = []topics.Filesystem{{Mount: "/", Device: "/dev/mmcblk0p2", Type: "ext4", TotalBytes: 1000, UsedBytes: 500, FreeBytes: 500},
+				{Mount: "/mnt/ssd", Device: "/dev/sda1", Type: "ext4", TotalBytes: 1000, UsedBytes: uint64(*v * 10), FreeBytes: uint64(1000 - *v*10)}}
+		}
+	}
+	nvme := func(m *topics.Metrics, v *float64) { // v: an NVMe drive at v °C, limit 70 °C; the SoC's sensor has none
+		if v != nil {
+			m.Temps = []topics.Temp{{Sensor: "cpu-thermal", C: 50}, {Sensor: "nvme Composite", C: *v, MaxC: ptr(70.0)}, {Sensor: "nvme Sensor 2", C: 40}}
+		}
+	}
 	const raised, cleared = "raised", "cleared"
 	tests := []struct {
 		name  string
@@ -166,6 +177,12 @@ func TestThresholdRules(t *testing.T) {
 			s(0, 95, ""), s(time.Minute, 91, raised), s(2*time.Minute, 88, ""), s(3*time.Minute, 80, cleared)}},
 		{"disk at 90 % is not over 90 %", RuleDiskFull, disk, []step{
 			s(0, 90, ""), s(time.Hour, 90, "")}},
+		{"a full data drive is a full disk", RuleDiskFull, ssd, []step{
+			s(0, 95, ""), s(time.Minute, 91, raised), s(2*time.Minute, 88, ""), s(3*time.Minute, 84, cleared)}},
+		{"a sensor at its own limit", RuleSensorHot, nvme, []step{
+			s(0, 70, ""), s(30*time.Second, 72, ""), s(time.Minute, 71, raised), s(2*time.Minute, 66, ""), s(3*time.Minute, 64.9, cleared)}},
+		{"a sensor under its limit, hotter than the SoC's alert", RuleSensorHot, nvme, []step{
+			s(0, 69.9, ""), s(time.Hour, 69.9, "")}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -235,6 +252,13 @@ func TestMessages(t *testing.T) {
 			"memory available 7.3 % (300 MiB of 4.0 GiB), under 10 % for 5 min"},
 		{"disk", func(m *topics.Metrics) { m.DiskTotalBytes, m.DiskFreeBytes = ptr(uint64(32<<30)), ptr(uint64(2<<30)) },
 			"root disk 93.8 % used (2.0 GiB free), over 90 % for 5 min"},
+		{"data drive", func(m *topics.Metrics) {
+			m.Filesystems = []topics.Filesystem{{Mount: "/srv/usb ssd", Device: "/dev/sda1", Type: "ext4", TotalBytes: 500 << 30, UsedBytes: 480 << 30, FreeBytes: 20 << 30}}
+		}, "disk /srv/usb ssd 96.0 % used (20.0 GiB free), over 90 % for 5 min"},
+		{"sensor", func(m *topics.Metrics) {
+			m.Temps = []topics.Temp{{Sensor: "nvme Composite", C: 84.2, MaxC: ptr(82.85)}}
+		},
+			"nvme Composite at 84.2 °C, at or over its limit of 82.85 °C for 5 min"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

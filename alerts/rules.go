@@ -58,15 +58,60 @@ func memReading(r ThresholdRule, m topics.Metrics) reading {
 	return thresholdReading(pct, r.Threshold, r.Clear, false, topics.UnitPercent, desc, percent)
 }
 
-// diskReading: the root filesystem's use as df says it (Metrics.DiskUsedPercent).
+// diskReading: the fullest filesystem, as df says it: the root filesystem
+// (Metrics.DiskUsedPercent) and each of Metrics.Filesystems (a USB SSD, an NVMe drive), so that
+// a full data drive raises the alert as a full SD card does. The message names the mount.
 func diskReading(r ThresholdRule, m topics.Metrics) reading {
+	mount, free := "/", uint64(0)
 	pct, ok := m.DiskUsedPercent()
+	if ok {
+		free = *m.DiskFreeBytes
+	}
+	for _, f := range m.Filesystems {
+		if f.UsedBytes+f.FreeBytes == 0 {
+			continue
+		}
+		if p := f.UsedPercent(); !ok || p > pct {
+			mount, pct, free, ok = f.Mount, p, f.FreeBytes, true
+		}
+	}
 	if !ok {
 		return reading{}
 	}
-	free := *m.DiskFreeBytes
-	desc := func() string { return fmt.Sprintf("root disk %.1f %% used (%s free)", pct, bytesIEC(free)) }
+	desc := func() string {
+		what := "root disk"
+		if mount != "/" {
+			what = "disk " + mount
+		}
+		return fmt.Sprintf("%s %.1f %% used (%s free)", what, pct, bytesIEC(free))
+	}
 	return thresholdReading(pct, r.Threshold, r.Clear, true, topics.UnitPercent, desc, percent)
+}
+
+// sensorReading: the sensor closest to (or furthest over) the limit its hardware reports
+// (Temp.MaxC: an NVMe drive's warning temperature). It fires at the limit and clears
+// ClearMarginC under it; sensors without a limit are not judged.
+func sensorReading(r SensorRule, m topics.Metrics) reading {
+	var worst *topics.Temp
+	for i, t := range m.Temps {
+		if t.MaxC != nil && (worst == nil || t.C-*t.MaxC > worst.C-*worst.MaxC) {
+			worst = &m.Temps[i]
+		}
+	}
+	if worst == nil {
+		return reading{}
+	}
+	sensor, c, limit := worst.Sensor, worst.C, *worst.MaxC
+	desc := func() string { return fmt.Sprintf("%s at %.1f °C", sensor, c) }
+	rd := thresholdReading(c, limit, limit-r.ClearMarginC, true, topics.UnitCelsius, desc,
+		func(v float64) string { return num(v) + " °C" })
+	if c == limit { // at the limit counts: the hardware's own warning is at it
+		rd.level = levelFiring
+	}
+	rd.raise = func(d time.Duration) string {
+		return desc() + ", at or over its limit of " + num(limit) + " °C" + forDuration(d)
+	}
+	return rd
 }
 
 // tempReading: the CPU temperature.

@@ -109,6 +109,12 @@ func (c troubledCollector) Collect(ctx context.Context) (topics.Metrics, error) 
 			total := *m.DiskTotalBytes
 			used, free := total/100*93, total/100*2
 			m.DiskUsedBytes, m.DiskFreeBytes = &used, &free
+			m.Filesystems = slices.Clone(m.Filesystems)
+			for i, f := range m.Filesystems {
+				if f.Mount == "/" {
+					m.Filesystems[i].UsedBytes, m.Filesystems[i].FreeBytes = used, free
+				}
+			}
 		}
 	}
 	return m, err

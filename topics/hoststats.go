@@ -14,10 +14,13 @@ import (
 const MaxListLen = 64
 
 // Temp is one temperature sensor: a thermal zone (cpu-thermal), a hwmon chip's input
-// (nvme Composite, rp1_adc), by the name the kernel gives it.
+// (nvme Composite, rp1_adc), by the name the kernel gives it. MaxC is the highest temperature
+// the hardware itself says it should run at (hwmon's temp*_max, else temp*_crit: an NVMe
+// drive's warning temperature), when it says one.
 type Temp struct {
-	Sensor string  `json:"sensor"`
-	C      float64 `json:"c"`
+	Sensor string   `json:"sensor"`
+	C      float64  `json:"c"`
+	MaxC   *float64 `json:"max_c,omitempty"`
 }
 
 // NetIface is one network interface (loopback left out). The rates are over the last
@@ -112,6 +115,9 @@ func (m Metrics) validateHost() error {
 		}
 		if bad(t.C, -60, 200) {
 			return invalid("temps %q: %v °C: want -60 to 200", clip(t.Sensor), t.C)
+		}
+		if t.MaxC != nil && bad(*t.MaxC, 0, 200) {
+			return invalid("temps %q: max_c %v °C: want 0 to 200", clip(t.Sensor), *t.MaxC)
 		}
 	}
 	for _, n := range m.Net {

@@ -341,16 +341,21 @@ func (r Root) CPUFreqMHz() (mhz float64, ok bool, err error) {
 	return float64(khz) / 1000, true, nil
 }
 
-// Temp is one temperature sensor's reading.
+// Temp is one temperature sensor's reading. MaxC, when the hardware reports it, is the
+// highest temperature it should run at (0: not reported).
 type Temp struct {
 	Sensor string
 	C      float64
+	MaxC   float64
 }
 
 // Temps reads every thermal zone (by its type: cpu-thermal) and every hwmon chip's
 // temperature inputs (by chip name and label: "nvme Composite"), leaving out a hwmon chip that
 // is a thermal zone seen already (the Pi's cpu_thermal). A sensor that cannot be read (a
-// sleeping NVMe drive answers with an error) is skipped.
+// sleeping NVMe drive answers with an error) is skipped. A hwmon input's limit is its
+// temp*_max (an NVMe drive's warning temperature), else its temp*_crit; a thermal zone's trip
+// points are left alone: the SoC's are where the firmware throttles, which temp_high and the
+// throttled flags already cover.
 func (r Root) Temps() ([]Temp, error) {
 	var out []Temp
 	zones, _ := filepath.Glob(r.sys("class/thermal/thermal_zone*"))
@@ -377,13 +382,20 @@ func (r Root) Temps() ([]Temp, error) {
 			if !ok {
 				continue
 			}
-			sensor := name
-			if label := readTrim(strings.TrimSuffix(in, "_input") + "_label"); label != "" {
+			sensor, base := name, strings.TrimSuffix(in, "_input")
+			if label := readTrim(base + "_label"); label != "" {
 				sensor += " " + label
 			} else if len(inputs) > 1 {
 				sensor += " " + strings.TrimSuffix(filepath.Base(in), "_input")
 			}
-			out = append(out, Temp{Sensor: sensor, C: c})
+			// Drives with no limit set report nonsense such as 65261.85 °C (0xffff kelvin).
+			limit, ok := readMilli(base + "_max")
+			if !ok || limit <= 0 || limit > 200 {
+				if limit, ok = readMilli(base + "_crit"); !ok || limit <= 0 || limit > 200 {
+					limit = 0
+				}
+			}
+			out = append(out, Temp{Sensor: sensor, C: c, MaxC: limit})
 		}
 	}
 	return out, nil
