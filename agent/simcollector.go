@@ -151,57 +151,78 @@ func (s *SimCollector) Collect(context.Context) (topics.Metrics, error) {
 		NetRxBytes:        &rx,
 		NetTxBytes:        &tx,
 	}
-	s.hostSim(&m, now)
+	dt = now.Sub(s.prevAt).Seconds()
+	h := SimHost{CPUPercent: s.cpuPct, TempC: s.tempC, Runnable: s.runnable, MemAvail: s.memAvail, DiskUsed: s.diskUsed, RxBytes: s.rx}
+	if h.First = s.prevAt.IsZero() || dt <= 0; !h.First {
+		h.RxPerS, h.TxPerS, h.DiskGrowthPerS = (s.rx-s.prevRx)/dt, (s.tx-s.prevTx)/dt, (s.diskUsed-s.prevDisk)/dt
+	}
+	s.prevAt, s.prevRx, s.prevTx, s.prevDisk = now, s.rx, s.tx, s.diskUsed
+	s.addHost(&m, h)
 	return m, nil
 }
 
-// hostSim adds the host figures of a Pi 4: each core, the clock, processes, memory split, the
-// SoC's sensor (and an NVMe drive's on some boards), eth0 and the SD card with their rates
-// since the previous call, the root and boot filesystems (and the NVMe's), and on some boards
-// a few containers.
-func (s *SimCollector) hostSim(m *topics.Metrics, now time.Time) {
-	r := s.hrng
-	dt := now.Sub(s.prevAt).Seconds()
-	first := s.prevAt.IsZero() || dt <= 0
-	defer func() { s.prevAt, s.prevRx, s.prevTx, s.prevDisk = now, s.rx, s.tx, s.diskUsed }()
+// SimHost is the state a simulated Pi's host figures follow: the live simulation's, or the
+// demo's backfilled week's.
+type SimHost struct {
+	CPUPercent, TempC, Runnable float64
+	MemAvail, DiskUsed          float64 // bytes
+	RxBytes                     float64 // received since boot
+	// First leaves the rates and per-core figures out, as an agent's first sample does;
+	// otherwise they are over the interval before.
+	First                          bool
+	RxPerS, TxPerS, DiskGrowthPerS float64
+}
 
+// AddHostFigures adds to m the host figures this board would report in state h.
+func (s *SimCollector) AddHostFigures(m *topics.Metrics, h SimHost) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.addHost(m, h)
+}
+
+// addHost adds the host figures of a Pi 4: each core, the clock, processes, memory split, the
+// SoC's sensor (and an NVMe drive's on some boards), eth0 and the SD card with their rates,
+// the root and boot filesystems (and the NVMe's), and on some boards a few containers.
+func (s *SimCollector) addHost(m *topics.Metrics, h SimHost) {
+	r := s.hrng
+	first := h.First
 	cores := make([]float64, simCores)
 	for i := range cores {
-		cores[i] = round2(min(100, max(0, s.cpuPct+r.NormFloat64()*6)))
+		cores[i] = round2(min(100, max(0, h.CPUPercent+r.NormFloat64()*6)))
 	}
 	if !first {
 		m.CPUPercentCores = cores
 	}
 	freq := 600.0
-	if s.cpuPct > 15 {
+	if h.CPUPercent > 15 {
 		freq = 1500
 	}
 	m.CPUFreqMHz = &freq
-	procs := 120 + int(s.runnable*8) + r.IntN(10)
+	procs := 120 + int(h.Runnable*8) + r.IntN(10)
 	m.Procs = &procs
 	total := float64(s.memTotal)
-	used, cached, buffers := uint64(total-s.memAvail), uint64(s.memAvail*0.55), uint64(total*0.02)
-	swapTotal, swapUsed := uint64(100<<20), uint64(float64(100<<20)*max(0, 0.6-s.memAvail/total))
+	used, cached, buffers := uint64(total-h.MemAvail), uint64(h.MemAvail*0.55), uint64(total*0.02)
+	swapTotal, swapUsed := uint64(100<<20), uint64(float64(100<<20)*max(0, 0.6-h.MemAvail/total))
 	m.MemUsedBytes, m.MemCachedBytes, m.MemBuffersBytes, m.SwapTotalBytes, m.SwapUsedBytes = &used, &cached, &buffers, &swapTotal, &swapUsed
-	m.Temps = []topics.Temp{{Sensor: "cpu-thermal", C: math.Round(s.tempC*10) / 10}}
+	m.Temps = []topics.Temp{{Sensor: "cpu-thermal", C: math.Round(h.TempC*10) / 10}}
 	if s.nvme {
-		m.Temps = append(m.Temps, topics.Temp{Sensor: "nvme Composite", C: math.Round((s.tempC-12)*10) / 10, MaxC: ptr(82.85)})
+		m.Temps = append(m.Temps, topics.Temp{Sensor: "nvme Composite", C: math.Round((h.TempC-12)*10) / 10, MaxC: ptr(82.85)})
 	}
-	eth := topics.NetIface{Name: "eth0", RxDrops: uint64(s.rx / 5e7)}
+	eth := topics.NetIface{Name: "eth0", RxDrops: uint64(h.RxBytes / 5e7)}
 	sd := topics.DiskIO{Name: "mmcblk0"}
 	if !first {
-		rx, tx := (s.rx-s.prevRx)/dt, (s.tx-s.prevTx)/dt
+		rx, tx := h.RxPerS, h.TxPerS
 		eth.RxBytesPerS, eth.TxBytesPerS = ptr(round2(rx)), ptr(round2(tx))
 		eth.RxPacketsPerS, eth.TxPacketsPerS = ptr(round2(rx/900)), ptr(round2(tx/600))
-		w := (s.diskUsed-s.prevDisk)/dt*4 + 2000*r.Float64()
+		w := max(h.DiskGrowthPerS, 0)*4 + 2000*r.Float64()
 		sd.WriteBytesPerS, sd.WritesPerS = ptr(round2(w)), ptr(round2(w/16384))
-		sd.ReadBytesPerS, sd.ReadsPerS = ptr(round2(s.cpuPct*400*r.Float64())), ptr(round2(s.cpuPct/10*r.Float64()))
-		sd.BusyPercent = ptr(round2(min(100, w/2e5+s.cpuPct/50)))
+		sd.ReadBytesPerS, sd.ReadsPerS = ptr(round2(h.CPUPercent*400*r.Float64())), ptr(round2(h.CPUPercent/10*r.Float64()))
+		sd.BusyPercent = ptr(round2(min(100, w/2e5+h.CPUPercent/50)))
 	}
 	m.Net = []topics.NetIface{eth}
 	m.Disks = []topics.DiskIO{sd}
 	m.Filesystems = []topics.Filesystem{
-		{Mount: "/", Device: "/dev/mmcblk0p2", Type: "ext4", TotalBytes: simDiskTotal, UsedBytes: uint64(s.diskUsed), FreeBytes: simDiskTotal - uint64(s.diskUsed)},
+		{Mount: "/", Device: "/dev/mmcblk0p2", Type: "ext4", TotalBytes: simDiskTotal, UsedBytes: uint64(h.DiskUsed), FreeBytes: simDiskTotal - uint64(h.DiskUsed)},
 		{Mount: "/boot/firmware", Device: "/dev/mmcblk0p1", Type: "vfat", TotalBytes: 535_805_952, UsedBytes: 66_191_360, FreeBytes: 469_614_592},
 	}
 	if s.nvme {
@@ -222,7 +243,7 @@ func (s *SimCollector) hostSim(m *topics.Metrics, now time.Time) {
 		}
 		m.Containers = []topics.Container{
 			{ID: "3f2a9c1e7b40", Name: "node-exporter", Image: "prom/node-exporter:v1.8.2", State: "running", CPUPercent: cpu(0.5 + r.Float64()), MemBytes: ptr(uint64(14e6 + 2e6*r.Float64()))},
-			{ID: "8d41b07c2e95", Name: "web", Image: "nginx:1.27-alpine", State: "running", CPUPercent: cpu(s.cpuPct / 4 * r.Float64()), MemBytes: ptr(uint64(9e6 + 4e6*r.Float64()))},
+			{ID: "8d41b07c2e95", Name: "web", Image: "nginx:1.27-alpine", State: "running", CPUPercent: cpu(h.CPUPercent / 4 * r.Float64()), MemBytes: ptr(uint64(9e6 + 4e6*r.Float64()))},
 			{ID: "c7e0f3a2d118", Name: "backup", Image: "restic/restic:0.17.3", State: "exited"},
 		}
 	}

@@ -165,39 +165,57 @@ func writeBackfill(ctx context.Context, cfg backfillConfig, rows []*rowWeek) (st
 	for _, r := range rows {
 		byName[r.name] = r
 	}
-	weeks := make([]*piWeek, len(cfg.Pis))
-	for i, pi := range cfg.Pis {
-		weeks[i] = newPiWeek(pi, cfg.End, cfg.span())
-		weeks[i].row = byName[pi.row]
-		for _, e := range weeks[i].events {
-			store.AddEvent(e)
-		}
-		if err := queued(len(weeks[i].events)); err != nil {
-			return st, err
-		}
-	}
-	for _, t := range backfillTimes(cfg.End, cfg.Bands) {
-		for _, r := range rows {
-			r.watts = 0
-		}
-		n := len(rows)
-		for _, w := range weeks {
-			m, watts, online := w.at(t)
-			w.row.watts += watts
-			if online {
-				store.Add(w.pi.mac, m)
-				n++
+	// Two passes over the same week: first the figures the rack view and the first charts show
+	// (load, temperature, memory, disk, the rows' power), then the host figures (each core,
+	// sensor, interface, disk and filesystem), which are five times as many series. The walk
+	// is the same in both: each pass starts from the same seeds.
+	times := backfillTimes(cfg.End, cfg.Bands)
+	for _, host := range []bool{false, true} {
+		weeks := make([]*piWeek, len(cfg.Pis))
+		for i, pi := range cfg.Pis {
+			weeks[i] = newPiWeek(pi, cfg.End, cfg.span())
+			weeks[i].row = byName[pi.row]
+			if host {
+				continue
+			}
+			for _, e := range weeks[i].events {
+				store.AddEvent(e)
+			}
+			if err := queued(len(weeks[i].events)); err != nil {
+				return st, err
 			}
 		}
-		for _, r := range rows {
-			store.AddPower(r.name, r.at(t))
+		for _, t := range times {
+			for _, r := range rows {
+				r.watts = 0
+			}
+			n := 0
+			for _, w := range weeks {
+				m, watts, online := w.at(t)
+				w.row.watts += watts
+				switch {
+				case !online:
+					continue
+				case host:
+					store.Add(w.pi.mac, w.hostAt(m))
+				default:
+					store.Add(w.pi.mac, m)
+				}
+				n++
+			}
+			if !host {
+				for _, r := range rows {
+					store.AddPower(r.name, r.at(t))
+				}
+				n += len(rows)
+			}
+			if err := queued(n); err != nil {
+				return st, err
+			}
 		}
-		if err := queued(n); err != nil {
+		if err := flush(); err != nil {
 			return st, err
 		}
-	}
-	if err := flush(); err != nil {
-		return st, err
 	}
 	if err := cfg.Live.Compact(ctx); err != nil {
 		return st, fmt.Errorf("history backfill: compact: %w", err)
@@ -227,6 +245,14 @@ type piWeek struct {
 	row *rowWeek
 	rng *rand.Rand
 	end time.Time
+
+	// sim writes the host figures from the walk, as the live simulation does from its own;
+	// hrng is the walk of the traffic, apart from rng so that the other figures do not depend
+	// on whether the host figures are written.
+	sim     *agent.SimCollector
+	hrng    *rand.Rand
+	rxBytes float64 // received since boot, going down as the walk goes back
+	hostAge time.Time
 
 	// Where the live simulation starts.
 	load0, temp0, memFrac0, memTotal, disk0, diskTotal float64
@@ -261,6 +287,7 @@ func newPiWeek(pi *pi, end time.Time, span time.Duration) *piWeek {
 	rng := rand.New(rand.NewPCG(pi.seed, pi.seed^0x243f6a8885a308d3)) // not the simulator's stream
 	w := &piWeek{
 		pi: pi, rng: rng, end: end, prev: end, busyFrom: end,
+		sim: sim, hrng: rand.New(rand.NewPCG(pi.seed^0x13198a2e03707344, pi.seed)), rxBytes: 3e9, hostAge: end,
 		load0:     max(*m.Load1, 0.05),
 		memTotal:  float64(*m.MemTotalBytes),
 		disk0:     float64(*m.DiskFreeBytes),
@@ -385,6 +412,24 @@ func (w *piWeek) at(t time.Time) (m topics.Metrics, watts float64, online bool) 
 		MemTotalBytes: &memTotal, MemAvailableBytes: &memAvail,
 		DiskTotalBytes: &diskTotal, DiskFreeBytes: &diskFree,
 	}, watts, true
+}
+
+// hostAt returns the host figures of the Pi in the state m (from at, for the same time): the
+// same shapes as the live simulation's, with traffic following the load.
+func (w *piWeek) hostAt(m topics.Metrics) topics.Metrics {
+	dt := max(w.hostAge.Sub(m.TS).Seconds(), 1)
+	w.hostAge = m.TS
+	load := *m.Load1
+	rx := 2000 + 25000*load*(0.5+w.hrng.Float64())
+	tx := 1000 + 10000*load*(0.5+w.hrng.Float64())
+	w.rxBytes = max(w.rxBytes-rx*dt, 0)
+	h := topics.Metrics{V: topics.Version, TS: m.TS}
+	w.sim.AddHostFigures(&h, agent.SimHost{
+		CPUPercent: *m.CPUPercent, TempC: *m.CPUTempC, Runnable: load,
+		MemAvail: float64(*m.MemAvailableBytes), DiskUsed: float64(*m.DiskTotalBytes - *m.DiskFreeBytes), RxBytes: w.rxBytes,
+		RxPerS: rx, TxPerS: tx, DiskGrowthPerS: w.fill,
+	})
+	return h
 }
 
 // rowWeek is a row supply's history: the sum of its Pis' draw, on a 5 V rail that sags a

@@ -4,6 +4,7 @@ import (
 	"math"
 	"path/filepath"
 	"runtime/debug"
+	"strconv"
 	"testing"
 	"time"
 
@@ -92,6 +93,20 @@ func TestDemoHistoryBackfill(t *testing.T) {
 		within(pi.mac+" memory available", week(pi.mac, history.MetricMemAvailable), 0.15*memTotal, 0.9*memTotal)
 		diskTotal := week(pi.mac, history.MetricDiskTotal)[0].Avg
 		within(pi.mac+" disk free", week(pi.mac, history.MetricDiskFree), 0.02*diskTotal, 0.98*diskTotal)
+
+		// The host figures have the week too, consistent with the figures above: the SoC's
+		// sensor is the CPU temperature, the root filesystem's free space the disk's.
+		for core := range 4 {
+			within(pi.mac+" core", week(pi.mac, history.PerDevice(history.MetricCoreCPU, strconv.Itoa(core))), 0, 100)
+		}
+		sensor := week(pi.mac, history.PerDevice(history.MetricTemp, "cpu-thermal"))
+		if len(sensor) != len(temp) || mean(sensor) != mean(temp) {
+			t.Errorf("%s: cpu-thermal's week (%d points, mean %.2f) is not the CPU temperature's (%d, %.2f)", pi.mac, len(sensor), mean(sensor), len(temp), mean(temp))
+		}
+		within(pi.mac+" eth0", week(pi.mac, history.PerDevice(history.MetricNetRx, "eth0")), 1000, 1e6)
+		within(pi.mac+" SD writes", week(pi.mac, history.PerDevice(history.MetricDiskWrite, "mmcblk0")), 0, 1e7)
+		within(pi.mac+" root free", week(pi.mac, history.PerDevice(history.MetricFSFree, "/")), 0.02*diskTotal, 0.98*diskTotal)
+		within(pi.mac+" memory used", week(pi.mac, history.MetricMemUsed), 0.1*memTotal, 0.85*memTotal)
 	}
 	for _, row := range []string{"r1", "r2"} {
 		watts := week(history.RowSource(row), history.MetricWatts)

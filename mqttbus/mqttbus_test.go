@@ -321,16 +321,19 @@ func TestDeliveredInOrder(t *testing.T) {
 	}
 	connect(t, b)
 	agent := pahoClient(t, url, "", mac, false)
-	// The bus subscribes after it connects: wait until a probe press arrives, so the broker
-	// holds the subscription before the link is cut (else the presses meanwhile have nowhere
-	// to be queued, and the test measures that race instead of the order).
+	// The bus subscribes after it connects: send probe presses until one arrives, so the
+	// broker holds the subscription before the link is cut (else the presses meanwhile have
+	// nowhere to be queued, and the test measures that race instead of the order). A probe
+	// sent before the subscription is dropped by the broker: hence more than one.
 	const probe = 1000
-	await(t, agent.Publish(topics.ButtonTopic(row, mac), 1, false, buttonPayload(t, probe)), "publish the probe")
+	deadline := time.After(wait)
 	for seq := uint64(0); seq != probe; {
+		await(t, agent.Publish(topics.ButtonTopic(row, mac), 1, false, buttonPayload(t, probe)), "publish the probe")
 		select {
 		case seq = <-got:
-		case <-time.After(wait):
-			t.Fatal("the probe press never arrived: the bus did not subscribe")
+		case <-time.After(100 * time.Millisecond):
+		case <-deadline:
+			t.Fatal("no probe press arrived: the bus did not subscribe")
 		}
 	}
 	p.Cut()
