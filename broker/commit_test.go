@@ -117,7 +117,7 @@ func TestQoS1PublishesShareCommits(t *testing.T) {
 	}
 	wg.Wait()
 	after := b.store.writer.stats()
-	commits, writes := after.commits-before.commits, after.writes-before.writes
+	commits, writes := after.commits-before.commits, after.changes-before.changes
 	t.Logf("%d presses: %d writes to broker.db in %d commits", agents*presses, writes, commits)
 	if writes < agents*presses {
 		t.Errorf("%d writes for %d queued presses", writes, agents*presses)

@@ -22,13 +22,6 @@ import (
 // (the same JSON the bolt hook wrote, so records move between the files unchanged).
 var retainedBucket = []byte("retained")
 
-// Bounds of the retry delay after a failed commit, and of how often a failure that persists is
-// logged again.
-const (
-	maxRetainedRetry     = 10 * time.Second
-	retainedFailLogEvery = time.Minute
-)
-
 // retainedConfig configures a retainedStore.
 type retainedConfig struct {
 	// Path is the retained.db file.
@@ -48,12 +41,11 @@ type retainedConfig struct {
 }
 
 // retainedStore keeps the broker's retained messages in their own bolt file and writes them by
-// group commit: a change only marks its topic dirty, and a writer goroutine saves every dirty
-// topic (the latest message of each, or its deletion) in one transaction, one fsync, at most
-// Interval after the first change. Mochi's bolt hook instead commits each retained message on
-// its own, with an fsync each: 1,000 agents publishing metrics every 5 s made 200 commits a
-// second, more than an SD card can sync. Pending state is one map entry per topic, whatever
-// the rate of updates.
+// group commit (groupCommit): a change only marks its topic dirty, and the writer saves every
+// dirty topic (the latest message of each, or its deletion) in one transaction, one fsync, at
+// most Interval after the first change. Mochi's bolt hook instead commits each retained message
+// on its own, with an fsync each: 1,000 agents publishing metrics every 5 s made 200 commits a
+// second, more than an SD card can sync.
 //
 // A publisher that must not lose its message (QoS 1 or 2, or a deletion) waits, in mark, for
 // the commit that takes it, as it waited for its own commit before; publishers that arrive
@@ -61,38 +53,17 @@ type retainedConfig struct {
 // PUBACK, and only QoS 0 retained messages (metrics, power) can be lost by a crash: those of
 // the last Interval.
 type retainedStore struct {
-	cfg  retainedConfig
-	db   *bbolt.DB
-	log  *slog.Logger
-	stop chan struct{} // closed by close: the writer commits what is left and returns
-	wake chan struct{} // capacity 1: something the writer waits for has changed
-	done chan struct{} // closed when the writer has returned
+	*groupCommit[struct{}]
+	cfg retainedConfig
+	db  *bbolt.DB
+	log *slog.Logger
 
-	closeOnce sync.Once
-	closeErr  error
+	dbClose  sync.Once
+	closeErr error
 
 	// failCommit, if set, fails commits with its error before they write anything (tests).
 	failCommit atomic.Pointer[error]
-
-	mu       sync.Mutex
-	dirty    map[string]struct{} // topics changed since the last commit began
-	since    time.Time           // when dirty became non-empty
-	urgent   bool                // a publisher waits for the next commit
-	next     *commitRound        // the commit that will take dirty
-	closed   bool                // the final commit has begun: later changes are not saved
-	failing  bool                // the last commit failed
-	retryAt  time.Time           // when failing, the next attempt
-	backoff  time.Duration       // when failing, the wait after the next failure
-	failedAt time.Time           // when the current run of failures began
-	loggedAt time.Time           // when the current run of failures was last logged
-	commits  int64               // commits that succeeded
-	failures int64               // commits that failed
 }
-
-// commitRound is one commit; done is closed once it has succeeded or failed.
-type commitRound struct{ done chan struct{} }
-
-func newRound() *commitRound { return &commitRound{done: make(chan struct{})} }
 
 // openRetainedStore opens (or creates) cfg.Path, moves into it the retained messages that an
 // earlier pirack left in Mochi's bolt file legacyPath (bucket legacyBucket), and starts the
@@ -118,12 +89,15 @@ func openRetainedStore(cfg retainedConfig, opts *bbolt.Options, legacyPath, lega
 	if n > 0 {
 		cfg.Logger.Info("moved retained messages to their own file", "count", n, "from", legacyPath, "to", cfg.Path)
 	}
-	s := &retainedStore{
-		cfg: cfg, db: db, log: cfg.Logger,
-		stop: make(chan struct{}), wake: make(chan struct{}, 1), done: make(chan struct{}),
-		dirty: map[string]struct{}{}, next: newRound(),
-	}
-	go s.run()
+	s := &retainedStore{cfg: cfg, db: db, log: cfg.Logger}
+	s.groupCommit = newGroupCommit(groupCommitConfig[struct{}]{
+		Interval: cfg.Interval, Commit: s.commit, Logger: cfg.Logger, File: cfg.Path, Counted: "topics",
+		Lost: "retained messages could not be saved at shutdown and are lost; agents publish them again when they reconnect",
+		Failing: "cannot save retained messages to disk; they are kept in memory and retried, but a crash or power cut " +
+			"would lose them: free space on the data directory's file system or check the disk",
+		Recovered:   "retained messages are saved to disk again",
+		afterCommit: cfg.afterCommit,
+	})
 	return s, nil
 }
 
@@ -184,136 +158,8 @@ func migrateRetained(dst *bbolt.DB, legacyPath, legacyBucket string, opts *bbolt
 // returns only once a commit that includes the change has ended, unless commits are failing:
 // then publishers are not held up, and the change is saved when a retry succeeds.
 func (s *retainedStore) mark(topic string, wait bool) {
-	s.mu.Lock()
-	if s.closed {
-		s.mu.Unlock()
+	if !s.change(topic, struct{}{}, wait) {
 		s.log.Warn("retained message changed after the broker's store was closed: not saved", "topic", clip(topic))
-		return
-	}
-	wake := false
-	if len(s.dirty) == 0 {
-		s.since, wake = time.Now(), true
-	}
-	s.dirty[topic] = struct{}{}
-	wait = wait && !s.failing
-	if wait && !s.urgent {
-		s.urgent, wake = true, true
-	}
-	r := s.next
-	s.mu.Unlock()
-
-	if wake {
-		select {
-		case s.wake <- struct{}{}:
-		default:
-		}
-	}
-	if wait {
-		<-r.done
-	}
-}
-
-// run is the writer: it commits the dirty topics when they are due, until close.
-func (s *retainedStore) run() {
-	defer close(s.done)
-	timer := time.NewTimer(time.Hour)
-	timer.Stop()
-	for {
-		due, pending := s.due()
-		if wait := time.Until(due); !pending || wait > 0 {
-			var fire <-chan time.Time
-			if pending {
-				timer.Reset(wait)
-				fire = timer.C
-			}
-			select {
-			case <-s.wake:
-				continue // a new first change or an urgent one: compute the time again
-			case <-fire:
-			case <-s.stop:
-				timer.Stop()
-				s.flush(true)
-				return
-			}
-		}
-		s.flush(false)
-	}
-}
-
-// due says when the next commit should run, and whether there is anything to commit.
-func (s *retainedStore) due() (time.Time, bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	switch {
-	case len(s.dirty) == 0:
-		return time.Time{}, false
-	case s.failing:
-		return s.retryAt, true
-	case s.urgent:
-		return time.Time{}, true // now
-	default:
-		return s.since.Add(s.cfg.Interval), true
-	}
-}
-
-// flush commits every dirty topic in one transaction. A failed commit keeps its topics dirty
-// for a retry, after a delay that doubles up to maxRetainedRetry. final marks the store closed
-// first, so no change can come after this commit unseen.
-func (s *retainedStore) flush(final bool) {
-	s.mu.Lock()
-	s.closed = s.closed || final
-	topics, r := s.dirty, s.next
-	s.dirty, s.next, s.urgent = map[string]struct{}{}, newRound(), false
-	s.mu.Unlock()
-
-	var err error
-	if len(topics) > 0 {
-		err = s.commit(topics)
-	}
-
-	s.mu.Lock()
-	var recovered, logFailure bool
-	var failedFor time.Duration
-	var failedAttempts int64
-	now := time.Now()
-	if err == nil {
-		if len(topics) > 0 {
-			s.commits++
-		}
-		if recovered = s.failing; recovered {
-			failedFor = now.Sub(s.failedAt)
-		}
-		s.failing = false
-	} else {
-		s.failures++
-		maps.Copy(s.dirty, topics) // the current message of each is saved at the retry
-		if !s.failing {
-			s.failing, s.failedAt, s.backoff, s.loggedAt = true, now, s.cfg.Interval, time.Time{}
-		}
-		s.retryAt = now.Add(s.backoff)
-		s.backoff = min(2*s.backoff, maxRetainedRetry)
-		if logFailure = now.Sub(s.loggedAt) >= retainedFailLogEvery; logFailure {
-			s.loggedAt = now
-		}
-	}
-	failedAttempts = s.failures
-	pending := len(s.dirty)
-	s.mu.Unlock()
-	close(r.done)
-
-	switch {
-	case err != nil && final:
-		s.log.Error("retained messages could not be saved at shutdown and are lost; agents publish them again when they reconnect",
-			"file", s.cfg.Path, "topics", pending, "error", err)
-	case err != nil && logFailure:
-		s.log.Error("cannot save retained messages to disk; they are kept in memory and retried, but a crash or power cut "+
-			"would lose them: free space on the data directory's file system or check the disk",
-			"file", s.cfg.Path, "topics", pending, "failed_commits", failedAttempts, "error", err)
-	case recovered:
-		s.log.Info("retained messages are saved to disk again", "file", s.cfg.Path, "failing_for", failedFor.Round(time.Millisecond))
-	}
-	if s.cfg.afterCommit != nil && len(topics) > 0 {
-		s.cfg.afterCommit(len(topics), err)
 	}
 }
 
@@ -403,24 +249,9 @@ func (s *retainedStore) load() ([]storage.Message, error) {
 	return msgs, nil
 }
 
-// retainedStats are the store's counters.
-type retainedStats struct {
-	commits, failures int64
-	pending           int
-}
-
-func (s *retainedStore) stats() retainedStats {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return retainedStats{commits: s.commits, failures: s.failures, pending: len(s.dirty)}
-}
-
 // close commits what is pending, stops the writer and closes the file. It is idempotent.
 func (s *retainedStore) close() error {
-	s.closeOnce.Do(func() {
-		close(s.stop)
-		<-s.done
-		s.closeErr = s.db.Close()
-	})
+	s.groupCommit.close()
+	s.dbClose.Do(func() { s.closeErr = s.db.Close() })
 	return s.closeErr
 }
