@@ -37,7 +37,7 @@ func runBrokerConfig(_ context.Context, args []string, stdout, stderr io.Writer)
 	}
 	fs := flag.NewFlagSet("broker-config mosquitto", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	dataDir := fs.String("data-dir", "./pirack-data", "data directory; users are read from <data-dir>/"+usersFileName)
+	dataDir := dataDirFlag(fs, "the control center's data directory; users are read from <data-dir>/"+usersFileName)
 	out := fs.String("out", "", "directory to write passwd and acl into, e.g. /etc/mosquitto/pirack (required)")
 	bridgeFile := fs.String("power-bridge", "", "JSON file mapping smart plugs to rows, as for serve; empty: <data-dir>/"+powerbridge.FileName+" if it exists")
 	pos, err := parseInterspersed(fs, args[1:])
@@ -51,6 +51,9 @@ func runBrokerConfig(_ context.Context, args []string, stdout, stderr io.Writer)
 		return errors.New("broker-config mosquitto: --out is required: the directory for passwd and acl, e.g. --out /etc/mosquitto/pirack")
 	}
 
+	if *dataDir, err = resolveDataDir(*dataDir, stderr); err != nil {
+		return err
+	}
 	usersPath := filepath.Join(*dataDir, usersFileName)
 	if _, err := os.Stat(usersPath); err != nil {
 		return fmt.Errorf("broker-config mosquitto: %w (wrong --data-dir?)", err)

@@ -17,7 +17,7 @@ import (
 func runEnroll(_ context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("enroll", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	dataDir := fs.String("data-dir", "./pirack-data", "the control center's data directory (run as its user: sudo -u pirack pirack enroll ...)")
+	dataDir := dataDirFlag(fs, "the control center's data directory (run as its user: sudo -u pirack pirack enroll ...)")
 	row := fs.String("row", "", "the row the new Pi sits in (required)")
 	ttl := fs.Duration("ttl", enroll.DefaultTTL, "how long the token may be used (1m to 24h); it works once")
 	host, _ := os.Hostname()
@@ -36,6 +36,11 @@ func runEnroll(_ context.Context, args []string, stdout, stderr io.Writer) error
 	if err := topics.ValidateRow(*row); err != nil {
 		return fmt.Errorf("--row %q: %w", *row, err)
 	}
+	dir, err := resolveDataDir(*dataDir, stderr)
+	if err != nil {
+		return err
+	}
+	*dataDir = dir
 	if _, err := os.Stat(*dataDir); err != nil {
 		return fmt.Errorf("data directory: %w (give the control center's, with --data-dir)", err)
 	}

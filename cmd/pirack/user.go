@@ -30,7 +30,10 @@ const userUsage = `usage:
   pirack user remove NAME [--data-dir DIR]
   pirack user passwd NAME [--password P] [--data-dir DIR]
 
-A running 'pirack serve' on the same data directory picks up changes at the next connection.`
+Without --data-dir, the data directory is the one pirack serve uses: $PIRACK_DATA_DIR, else the
+data-dir of its config file ($PIRACK_CONFIG, else /etc/pirack/pirack.toml on a packaged install),
+else ./pirack-data; the command says which it took. A running 'pirack serve' on the same data
+directory picks up changes at the next connection.`
 
 // runUser manages the users file: add, list, remove.
 func runUser(_ context.Context, args []string, stdout, stderr io.Writer) error {
@@ -74,8 +77,19 @@ func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
 func newUserFlagSet(name string, stderr io.Writer) (*flag.FlagSet, *string) {
 	fs := flag.NewFlagSet("user "+name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	dataDir := fs.String("data-dir", "./pirack-data", "data directory; users are kept in <data-dir>/"+usersFileName)
+	dataDir := dataDirFlag(fs, "the control center's data directory; users are kept in <data-dir>/"+usersFileName)
 	return fs, dataDir
+}
+
+// parseUserFlags parses a user command's flags and positional arguments, and resolves its
+// data directory (see resolveDataDir).
+func parseUserFlags(fs *flag.FlagSet, dataDir *string, args []string, stderr io.Writer) ([]string, error) {
+	pos, err := parseInterspersed(fs, args)
+	if err != nil {
+		return nil, err
+	}
+	*dataDir, err = resolveDataDir(*dataDir, stderr)
+	return pos, err
 }
 
 func runUserAdd(args []string, stdout, stderr io.Writer) error {
@@ -85,7 +99,7 @@ func runUserAdd(args []string, stdout, stderr io.Writer) error {
 	row := fs.String("row", "", "agent and plug (required): the Pi's row, or the row the plug measures, e.g. r1")
 	password := fs.String("password", "", "password (8-72 bytes); default: a generated one. A password given here stays in the shell history")
 	brokerURL := fs.String("broker", "", "agent only: broker URL to print for the agent; default tcp://<this host>:1883")
-	pos, err := parseInterspersed(fs, args)
+	pos, err := parseUserFlags(fs, dataDir, args, stderr)
 	if err != nil {
 		return err
 	}
@@ -189,7 +203,7 @@ The agent runs unprivileged; to try it by hand first, as a user in the gpio grou
 
 func runUserList(args []string, stdout, stderr io.Writer) error {
 	fs, dataDir := newUserFlagSet("list", stderr)
-	pos, err := parseInterspersed(fs, args)
+	pos, err := parseUserFlags(fs, dataDir, args, stderr)
 	if err != nil {
 		return err
 	}
@@ -215,7 +229,7 @@ func runUserList(args []string, stdout, stderr io.Writer) error {
 
 func runUserRemove(args []string, stdout, stderr io.Writer) error {
 	fs, dataDir := newUserFlagSet("remove", stderr)
-	pos, err := parseInterspersed(fs, args)
+	pos, err := parseUserFlags(fs, dataDir, args, stderr)
 	if err != nil {
 		return err
 	}
@@ -238,7 +252,7 @@ func runUserRemove(args []string, stdout, stderr io.Writer) error {
 func runUserPasswd(args []string, stdout, stderr io.Writer) error {
 	fs, dataDir := newUserFlagSet("passwd", stderr)
 	password := fs.String("password", "", "the new password (8-72 bytes); default: a generated one. A password given here stays in the shell history")
-	pos, err := parseInterspersed(fs, args)
+	pos, err := parseUserFlags(fs, dataDir, args, stderr)
 	if err != nil {
 		return err
 	}
