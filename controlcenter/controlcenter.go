@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -180,13 +181,15 @@ func New(cfg Config) (cc *ControlCenter, err error) {
 	}
 	if cc.notify != nil {
 		cc.closers = append(cc.closers, cc.notify.Close)
-		routes = append(notifyRoutes(cc.notify), routes...)
+		routes = append(cc.notifyRoutes(cc.notify), routes...)
 	}
 	tokens := enroll.Open(cfg.DataDir)
 	routes = append(routes, dashboard.Route{Pattern: "POST /api/enroll", Access: dashboard.AccessPublic,
 		Handler: enroll.Handler(tokens, cc.users, cc.enrolPorts, cfg.Logger.With("component", "enroll"))})
 	routes = append(routes, dashboard.Route{Pattern: "POST /api/enroll/tokens", Access: dashboard.AccessAdmin,
-		Handler: enroll.TokenHandler(tokens, dashboard.UserName, cfg.Logger.With("component", "enroll"))})
+		Handler: enroll.TokenHandler(tokens, dashboard.UserName, func(r *http.Request, row string, ttl time.Duration) error {
+			return cc.dash.AuditAction(r, dashboard.AuditToken, map[string]any{"row": row, "ttl_s": int(ttl.Seconds())})
+		}, dashboard.AuditUnavailable, cfg.Logger.With("component", "enroll"))})
 	cc.dash, err = dashboard.New(dashboard.Config{
 		Enrolment:       enroll.Approver{Users: cc.users},
 		Refusals:        cc.refusals,

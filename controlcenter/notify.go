@@ -1,8 +1,10 @@
 package controlcenter
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 
@@ -46,10 +48,25 @@ func openNotifier(cc *ControlCenter) (*notify.Notifier, error) {
 }
 
 // notifyRoutes mounts the notifier's status for every signed-in user and its test-send for
-// admins, behind the dashboard's authentication and cross-origin protection.
-func notifyRoutes(n *notify.Notifier) []dashboard.Route {
+// admins (audited), behind the dashboard's authentication and cross-origin protection.
+func (cc *ControlCenter) notifyRoutes(n *notify.Notifier) []dashboard.Route {
 	return []dashboard.Route{
 		{Pattern: "GET /api/notify", Handler: n.StatusHandler(), Access: dashboard.AccessUser},
-		{Pattern: "POST /api/notify/test", Handler: n.TestHandler(dashboard.UserName), Access: dashboard.AccessAdmin},
+		{Pattern: "POST /api/notify/test", Handler: cc.audited(dashboard.AuditNotifyTest, n.TestHandler(dashboard.UserName)), Access: dashboard.AccessAdmin},
 	}
+}
+
+// audited writes an allowed audit entry of action before h runs, as the dashboard does for its
+// own commands, and refuses the request (503) when the audit log cannot be written.
+func (cc *ControlCenter) audited(action string, h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if err := cc.dash.AuditAction(r, action, nil); err != nil {
+			cc.log.Error("not done: the audit log cannot be written", "action", action, "user", dashboard.UserName(r), "err", err)
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusServiceUnavailable)
+			json.NewEncoder(w).Encode(map[string]string{"error": dashboard.AuditUnavailable})
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
 }

@@ -105,4 +105,9 @@ func TestNotificationsFromTheDataDir(t *testing.T) {
 	if b := next(); !strings.Contains(string(b), `"event":"test"`) || !strings.Contains(string(b), "sent by admin") {
 		t.Errorf("test-send body %s", b)
 	}
+	// Like every admin POST, the test-send is in the audit log.
+	if code, body := do("GET", "/api/audit", "admin", "admin-password", nil); code != 200 ||
+		!strings.Contains(body, `"action":"notify_test","outcome":"allowed","user":"admin"`) {
+		t.Errorf("audit log after the test-send: %d %s", code, body)
+	}
 }

@@ -240,6 +240,16 @@ func (s *Server) record(r *http.Request, e AuditEntry) error {
 	return err
 }
 
+// AuditAction writes an allowed audit entry for an action of a Config.Routes handler by the
+// request's user, before it is carried out: issuing an enrolment token. A non-nil error means
+// the entry is not durable and the action must not be done (AuditUnavailable says so).
+func (s *Server) AuditAction(r *http.Request, action string, params map[string]any) error {
+	return s.record(r, commandEntry(r, action, "", params))
+}
+
+// AuditUnavailable is the answer to an action that could not be audited, and so was not done.
+const AuditUnavailable = auditUnavailable
+
 // commandEntry is the audit entry of a command by the request's principal.
 func commandEntry(r *http.Request, action, mac string, params map[string]any) AuditEntry {
 	p := principalFrom(r.Context())

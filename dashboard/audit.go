@@ -38,6 +38,10 @@ const (
 	AuditKiosk = "kiosk"
 	// AuditPassword is a user changing their own password.
 	AuditPassword = "password"
+	// AuditToken is an enrolment token issued from the page or the API (POST /api/enroll/tokens).
+	AuditToken = "token"
+	// AuditNotifyTest is a test notification sent from the page (POST /api/notify/test).
+	AuditNotifyTest = "notify_test"
 
 	AuditAllowed = "allowed" // authorised; recorded before the action is carried out
 	AuditDenied  = "denied"  // refused: bad credentials, rate limit, or a role without the right

@@ -3,6 +3,7 @@ package e2e
 import (
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -126,6 +127,16 @@ func TestBrowserAddAPiAndLocateSelected(t *testing.T) {
 	}
 	if u, ok := r.users.Get("b827eb00e0c1"); !ok || !u.Pending || u.Row != "r2" {
 		t.Fatalf("the enrolled account: %+v %v", u, ok)
+	}
+	// A token lets a Pi join the rack: its issue is in the audit log, with who and for which row.
+	var entries []dashboard.AuditEntry
+	if code := r.getJSON(t, "/api/audit", &entries); code != 200 {
+		t.Fatalf("GET /api/audit: %d", code)
+	}
+	if !slices.ContainsFunc(entries, func(e dashboard.AuditEntry) bool {
+		return e.Action == dashboard.AuditToken && e.Outcome == dashboard.AuditAllowed && e.User == adminUser && e.Params["row"] == "r2"
+	}) {
+		t.Errorf("no audit entry for the token issued from the page: %+v", entries)
 	}
 
 	a.button.Press("short")

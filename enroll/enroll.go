@@ -70,14 +70,22 @@ func (s *Store) now() time.Time {
 // alphabet is Crockford's base 32: no I, L, O or U to misread.
 const alphabet = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 
+// checkTTL refuses a token life out of bounds.
+func checkTTL(ttl time.Duration) error {
+	if ttl < time.Minute || ttl > MaxTTL {
+		return fmt.Errorf("a token lives 1 minute to %v, not %v", MaxTTL, ttl)
+	}
+	return nil
+}
+
 // Issue makes a token for a Pi of row, valid for ttl (0: DefaultTTL), and returns it with its
 // expiry. by is who asked, for the audit.
 func (s *Store) Issue(row string, ttl time.Duration, by string) (string, time.Time, error) {
 	if ttl == 0 {
 		ttl = DefaultTTL
 	}
-	if ttl < time.Minute || ttl > MaxTTL {
-		return "", time.Time{}, fmt.Errorf("a token lives 1 minute to %v, not %v", MaxTTL, ttl)
+	if err := checkTTL(ttl); err != nil {
+		return "", time.Time{}, err
 	}
 	b := make([]byte, 16)
 	rand.Read(b)

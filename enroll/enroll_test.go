@@ -2,11 +2,13 @@ package enroll
 
 import (
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -42,6 +44,36 @@ func TestTokens(t *testing.T) {
 }
 
 // A guesser gets 10 tries per address, then 429; a control center on a foreign broker refuses.
+// A token issued from the page is audited first; when the audit log cannot be written, no
+// token is issued, and an invalid life is refused before anything is recorded.
+func TestTokenHandlerAudits(t *testing.T) {
+	store := Open(t.TempDir())
+	var audited []string
+	auditErr := error(nil)
+	h := TokenHandler(store, func(*http.Request) string { return "alice" }, func(_ *http.Request, row string, ttl time.Duration) error {
+		audited = append(audited, fmt.Sprintf("%s %v", row, ttl))
+		return auditErr
+	}, "not done: unaudited", slog.New(slog.DiscardHandler))
+	post := func(body string) *httptest.ResponseRecorder {
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, httptest.NewRequest(http.MethodPost, "/api/enroll/tokens", strings.NewReader(body)))
+		return w
+	}
+	if w := post(`{"row": "r2"}`); w.Code != http.StatusOK || !strings.Contains(w.Body.String(), `"token"`) {
+		t.Fatalf("issue: %d %s", w.Code, w.Body)
+	}
+	if w := post(`{"row": "r2", "ttl_s": 5}`); w.Code != http.StatusBadRequest {
+		t.Fatalf("a 5 s token: %d %s, want 400", w.Code, w.Body)
+	}
+	auditErr = errors.New("disk full")
+	if w := post(`{"row": "r3"}`); w.Code != http.StatusServiceUnavailable || !strings.Contains(w.Body.String(), "unaudited") {
+		t.Fatalf("with the audit log failing: %d %s, want 503", w.Code, w.Body)
+	}
+	if want := []string{"r2 30m0s", "r3 30m0s"}; !slices.Equal(audited, want) {
+		t.Errorf("audited %q, want %q (the refused life not at all)", audited, want)
+	}
+}
+
 func TestHandlerLimits(t *testing.T) {
 	dir := t.TempDir()
 	users, err := auth.Open(filepath.Join(dir, "users.json"))

@@ -176,8 +176,10 @@ type tokenRequest struct {
 
 // TokenHandler serves POST /api/enroll/tokens for admins (the dashboard checks): {"row": "r1"}
 // issues a token as `pirack enroll` does and answers it with the command to run on the Pi.
-// base is the Control Center's address as this request reached it.
-func TokenHandler(store *Store, by func(*http.Request) string, log *slog.Logger) http.Handler {
+// audit records the issue before it is made (a token lets a Pi join the rack): when it fails,
+// no token is issued and the answer is 503 with unaudited as its message.
+func TokenHandler(store *Store, by func(*http.Request) string, audit func(r *http.Request, row string, ttl time.Duration) error,
+	unaudited string, log *slog.Logger) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		var req tokenRequest
 		if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 4096)).Decode(&req); err != nil {
@@ -188,7 +190,20 @@ func TokenHandler(store *Store, by func(*http.Request) string, log *slog.Logger)
 			writeError(w, http.StatusBadRequest, "row: "+err.Error())
 			return
 		}
-		token, exp, err := store.Issue(req.Row, time.Duration(req.TTLS)*time.Second, by(r))
+		ttl := time.Duration(req.TTLS) * time.Second
+		if ttl == 0 {
+			ttl = DefaultTTL
+		}
+		if err := checkTTL(ttl); err != nil {
+			writeError(w, http.StatusBadRequest, err.Error())
+			return
+		}
+		if err := audit(r, req.Row, ttl); err != nil {
+			log.Error("enrolment token not issued: the audit log cannot be written", "row", req.Row, "by", by(r), "err", err)
+			writeError(w, http.StatusServiceUnavailable, unaudited)
+			return
+		}
+		token, exp, err := store.Issue(req.Row, ttl, by(r))
 		if err != nil {
 			writeError(w, http.StatusBadRequest, err.Error())
 			return
