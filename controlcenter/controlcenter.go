@@ -186,7 +186,7 @@ func New(cfg Config) (cc *ControlCenter, err error) {
 	tokens := enroll.Open(cfg.DataDir)
 	routes = append(routes, dashboard.Route{Pattern: "POST /api/enroll", Access: dashboard.AccessPublic,
 		Handler: enroll.Handler(tokens, cc.users, cc.enrolPorts, cfg.Logger.With("component", "enroll"))})
-	routes = append(routes, dashboard.Route{Pattern: "POST /api/enroll/tokens", Access: dashboard.AccessAdmin,
+	routes = append(routes, dashboard.Route{Pattern: "POST /api/enroll/tokens", Access: dashboard.AccessAdmin, Audit: dashboard.AuditToken,
 		Handler: enroll.TokenHandler(tokens, dashboard.UserName, func(r *http.Request, row string, ttl time.Duration) error {
 			return cc.dash.AuditAction(r, dashboard.AuditToken, map[string]any{"row": row, "ttl_s": int(ttl.Seconds())})
 		}, dashboard.AuditUnavailable, cfg.Logger.With("component", "enroll"))})

@@ -52,7 +52,8 @@ func openNotifier(cc *ControlCenter) (*notify.Notifier, error) {
 func (cc *ControlCenter) notifyRoutes(n *notify.Notifier) []dashboard.Route {
 	return []dashboard.Route{
 		{Pattern: "GET /api/notify", Handler: n.StatusHandler(), Access: dashboard.AccessUser},
-		{Pattern: "POST /api/notify/test", Handler: cc.audited(dashboard.AuditNotifyTest, n.TestHandler(dashboard.UserName)), Access: dashboard.AccessAdmin},
+		{Pattern: "POST /api/notify/test", Handler: cc.audited(dashboard.AuditNotifyTest, n.TestHandler(dashboard.UserName)),
+			Access: dashboard.AccessAdmin, Audit: dashboard.AuditNotifyTest},
 	}
 }
 

@@ -105,9 +105,11 @@ func TestNotificationsFromTheDataDir(t *testing.T) {
 	if b := next(); !strings.Contains(string(b), `"event":"test"`) || !strings.Contains(string(b), "sent by admin") {
 		t.Errorf("test-send body %s", b)
 	}
-	// Like every admin POST, the test-send is in the audit log.
-	if code, body := do("GET", "/api/audit", "admin", "admin-password", nil); code != 200 ||
-		!strings.Contains(body, `"action":"notify_test","outcome":"allowed","user":"admin"`) {
-		t.Errorf("audit log after the test-send: %d %s", code, body)
+	// Like every admin POST, the test-send is in the audit log, and so is the viewer's refused one.
+	code, body := do("GET", "/api/audit", "admin", "admin-password", nil)
+	for _, want := range []string{`"action":"notify_test","outcome":"allowed","user":"admin"`, `"action":"notify_test","outcome":"denied","user":"viewer"`} {
+		if code != 200 || !strings.Contains(body, want) {
+			t.Errorf("audit log after the test-sends lacks %s: %d %s", want, code, body)
+		}
 	}
 }

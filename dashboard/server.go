@@ -157,6 +157,9 @@ type Route struct {
 	// Prometheus's. A refused token gets 401 and counts, as a failed login of its address,
 	// against Config.LoginLimit; a request without a bearer token goes through Access.
 	Token func(token string) bool
+	// Audit, on an AccessAdmin route, is the audit action a refused call (not an admin) is
+	// recorded under; the handler records what it allows (Server.AuditAction).
+	Audit string
 }
 
 // Access says who may call a Route.
@@ -479,7 +482,7 @@ func (s *Server) routeTable() []route {
 		case AccessUser:
 			h = s.requireUser(h.ServeHTTP)
 		case AccessAdmin:
-			h = s.requireAdmin("", h.ServeHTTP)
+			h = s.requireAdmin(x.Audit, h.ServeHTTP)
 		}
 		if x.Token != nil {
 			h = s.bearer(x.Token, x.Handler, h)
