@@ -236,3 +236,53 @@ func TestBrowserSameTextFirstAndLive(t *testing.T) {
 		t.Errorf("first render %q\nlive update with the same values %q\n(in between %q)", first, again, changed)
 	}
 }
+
+// A sensor that reports its limit (an NVMe drive's max_c) has it drawn on the Temperatures
+// chart as a dashed line inside the y range, and named in the caption.
+func TestBrowserSensorLimit(t *testing.T) {
+	r := newRig(t)
+	const mac, row = "b827eb00e0c9", "r1"
+	st, _ := topics.Encode(topics.Status{V: 1, State: topics.StateOnline, TS: time.Now(), Session: "s", Hostname: "nvme-pi"})
+	r.publish(t, bus.Message{Topic: topics.StatusTopic(row, mac), Payload: st, QoS: 1, Retained: true})
+	limit := 70.0
+	for i := range 3 {
+		m, err := topics.Encode(topics.Metrics{V: 1, Seq: uint64(i + 1), TS: time.Now(), Temps: []topics.Temp{
+			{Sensor: "cpu-thermal", C: 48 + float64(i)}, {Sensor: "nvme Composite", C: 41 + float64(i), MaxC: &limit}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.publish(t, bus.Message{Topic: topics.MetricsTopic(row, mac), Payload: m, QoS: 1})
+		time.Sleep(20 * time.Millisecond)
+	}
+	r.awaitNode(t, mac, "temps", func(n dashboard.Node) bool { return n.Metrics != nil && len(n.Metrics.Temps) == 2 })
+	if err := r.cc.History().Flush(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	ctx := browser(t)
+	logIn(t, ctx, r.url)
+	var got struct {
+		Caption string
+		YMax    float64
+		Red     bool
+	}
+	step(t, ctx, "the temperatures chart", waitLimit,
+		chromedp.Navigate(r.url+"/nodes/"+mac),
+		pollTrue(`document.body.dataset.charts === "ready" && window.pirackCharts.some((c) => c.spec.title === "Temperatures" && c.fig.dataset.caption)`),
+		chromedp.Evaluate(`(() => {
+			const c = window.pirackCharts.find((c) => c.spec.title === "Temperatures"), u = c.u;
+			const y = Math.round(u.valToPos(70, "y", true)), ctx = u.ctx;
+			let red = false; // a dash of the limit line somewhere along it
+			for (let x = u.bbox.left + 2; x < u.bbox.left + u.bbox.width && !red; x += 3) {
+				for (let dy = -1; dy <= 1; dy++) {
+					const [r, g, b] = ctx.getImageData(x, y + dy, 1, 1).data;
+					if (r > 180 && r > g + 60 && r > b + 60) { red = true; break; }
+				}
+			}
+			return {caption: c.fig.dataset.caption, ymax: u.scales.y.max, red};
+		})()`, &got),
+	)
+	want := "(limits: nvme Composite " + jsFmt(t, ctx, 70, "\u00b0C") + ")"
+	if !strings.HasSuffix(got.Caption, want) || got.YMax < 70 || !got.Red {
+		t.Errorf("Temperatures chart: caption %q (want it to end with %q), y up to %v, limit line drawn %v", got.Caption, want, got.YMax, got.Red)
+	}
+}

@@ -62,6 +62,9 @@ func browser(t testing.TB, extra ...chromedp.ExecAllocatorOption) context.Contex
 		chromedp.Flag("disable-sync", true),
 		chromedp.Flag("disable-quic", true),
 		chromedp.WindowSize(1400, 1000),
+		// Chromium's start is slow on a loaded 2-core machine (the default 20 s was met once
+		// while another test run shared it).
+		chromedp.WSURLReadTimeout(time.Minute),
 	)
 	opts = append(opts, extra...)
 	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)

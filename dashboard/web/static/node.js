@@ -34,8 +34,11 @@
         { label: "used", metric: "mem_used_bytes" }, { label: "cache", metric: "mem_cached_bytes" },
         { label: "buffers", metric: "mem_buffers_bytes" }, { label: "swap used", metric: "swap_used_bytes" }]);
     }
-    if (m.temps && m.temps.length) many("Temperatures", "\u00b0C", m.temps.map((t) => ({ label: t.sensor, metric: "temp_c@" + t.sensor })));
-    else one("CPU temperature", "cpu_temp_c", "\u00b0C");
+    if (m.temps && m.temps.length) {
+      many("Temperatures", "\u00b0C", m.temps.map((t) => ({ label: t.sensor, metric: "temp_c@" + t.sensor })));
+      // The limits the hardware reports (an NVMe drive's), drawn dashed: the sensor_hot alert's.
+      out[out.length - 1].limits = m.temps.filter((t) => t.max_c != null).map((t) => ({ label: t.sensor, value: t.max_c }));
+    } else one("CPU temperature", "cpu_temp_c", "\u00b0C");
     if (m.cpu_freq_mhz != null) one("CPU clock", "cpu_freq_mhz", "MHz");
     for (const n of m.net || []) {
       many("Network " + n.name, "B/s", [{ label: "received", metric: "net_rx_bytes_per_s@" + n.name }, { label: "sent", metric: "net_tx_bytes_per_s@" + n.name }]);
@@ -76,8 +79,13 @@
         const from = u.posToVal(u.select.left, "x"), to = u.posToVal(u.select.left + u.select.width, "x");
         u.setSelect({ left: 0, width: 0, top: 0, height: 0 }, false);
         zoomTo(from * 1000, to * 1000);
-      }], setScale: [(u, key) => { if (key === "x") caption(fig, spec, u); }] },
+      }], setScale: [(u, key) => { if (key === "x") caption(fig, spec, u); }], draw: [(u) => drawLimits(u, spec)] },
     };
+    if (spec.limits && spec.limits.length) {
+      // The y range takes in the limits, so that a line far above the readings is still seen.
+      const top = Math.max(...spec.limits.map((l) => l.value));
+      opts.scales.y = { range: (u, lo, hi) => (lo == null ? [0, top + 5] : [Math.floor(lo - 2), Math.ceil(Math.max(hi, top) + 2)]) };
+    }
     if (spec.band) {
       // min and max as hidden lines with the band between them: the bucket's spread.
       series.push({ label: "min", stroke: "transparent", value: (u, v) => fmt(v), show: true, points: { show: false } },
@@ -85,6 +93,28 @@
       opts.bands = [{ series: [3, 2], fill: "#58a6ff33" }];
     }
     return new uPlot(opts, [[]].concat(series.slice(1).map(() => [])), plot);
+  }
+
+  // drawLimits draws each limit of spec as a dashed line across the plot, labelled.
+  function drawLimits(u, spec) {
+    if (!spec.limits || !spec.limits.length) return;
+    const ctx = u.ctx, { left, top, width, height } = u.bbox;
+    ctx.save();
+    ctx.strokeStyle = "#ff7b72";
+    ctx.fillStyle = "#ff7b72";
+    ctx.lineWidth = 1;
+    ctx.setLineDash([6, 4]);
+    ctx.font = "12px system-ui";
+    for (const l of spec.limits) {
+      const y = Math.round(u.valToPos(l.value, "y", true));
+      if (y < top || y > top + height) continue;
+      ctx.beginPath();
+      ctx.moveTo(left, y + 0.5); // on a pixel row, not between two
+      ctx.lineTo(left + width, y + 0.5);
+      ctx.stroke();
+      ctx.fillText("limit of " + l.label, left + 4, y - 4);
+    }
+    ctx.restore();
   }
 
   // table turns a series response into uPlot columns, with a null where buckets are missing
@@ -183,6 +213,9 @@
     } else {
       const parts = spec.lines.map((l, k) => { const s = stats(u.data[k + 1]); return s ? l.label + " average " + fmt(s.avg) + ", max " + fmt(s.max) : null; }).filter(Boolean);
       text = parts.length ? "Over " + span + ": " + parts.join("; ") : "";
+    }
+    if (text && spec.limits && spec.limits.length) {
+      text += " (limits: " + spec.limits.map((l) => l.label + " " + fmt(l.value)).join(", ") + ")";
     }
     cap.textContent = text;
     fig.dataset.caption = text;
