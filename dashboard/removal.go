@@ -2,9 +2,15 @@ package dashboard
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
+	"maps"
 	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
 	"sync"
 	"time"
 
@@ -80,10 +86,89 @@ const (
 	removalKeep = 10 * time.Minute
 )
 
-// removals holds the running removals by MAC.
+// RemovalsFile keeps the removals in the data directory, so that a restart of the control
+// center in the middle of one (the press at the rack still to come, the Pi on its way down,
+// its slot waiting for the new board) carries on where it was.
+const RemovalsFile = "removals.json"
+
+// removals holds the running removals by MAC, saved to a file at each change (path "" keeps
+// them in memory).
 type removals struct {
+	path string
+	log  *slog.Logger
+
 	mu sync.Mutex
 	m  map[string]*Removal
+}
+
+// openRemovals reads the removals saved at path; a file that cannot be read is logged and
+// the rack starts without them.
+func openRemovals(path string, log *slog.Logger) *removals {
+	rs := &removals{path: path, log: log, m: make(map[string]*Removal)}
+	if path == "" {
+		return rs
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		if !errors.Is(err, os.ErrNotExist) {
+			log.Warn("cannot read the safe removals in progress; they are forgotten: start them again on the page", "file", path, "err", err)
+		}
+		return rs
+	}
+	var list []*Removal
+	if err := json.Unmarshal(b, &list); err != nil {
+		log.Warn("safe removals in progress unreadable; they are forgotten: start them again on the page", "file", path, "err", err)
+		return rs
+	}
+	for _, x := range list {
+		if x != nil && topics.IsMAC(x.MAC) {
+			rs.m[x.MAC] = x
+		}
+	}
+	return rs
+}
+
+func removalsPath(dir string) string {
+	if dir == "" {
+		return ""
+	}
+	return filepath.Join(dir, RemovalsFile)
+}
+
+// saveLocked writes the file; a failure is logged (the removals then last until a restart).
+func (rs *removals) saveLocked() {
+	if rs.path == "" {
+		return
+	}
+	list := make([]*Removal, 0, len(rs.m))
+	for _, mac := range slices.Sorted(maps.Keys(rs.m)) {
+		list = append(list, rs.m[mac])
+	}
+	b, err := json.MarshalIndent(list, "", "  ")
+	if err == nil {
+		err = writeFileAtomic(rs.path, b, 0o600)
+	}
+	if err != nil {
+		rs.log.Warn("cannot save the safe removals in progress; a restart would forget them", "file", rs.path, "err", err)
+	}
+}
+
+// put starts (or replaces) a removal.
+func (rs *removals) put(x *Removal) {
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
+	rs.m[x.MAC] = x
+	rs.saveLocked()
+}
+
+// drop forgets the removals of macs.
+func (rs *removals) drop(macs []string) {
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
+	for _, mac := range macs {
+		delete(rs.m, mac)
+	}
+	rs.saveLocked()
 }
 
 // get returns a copy of mac's removal, nil when there is none.
@@ -105,6 +190,7 @@ func (rs *removals) update(mac string, change func(x *Removal) bool) (*Removal, 
 	if !ok || !change(x) {
 		return nil, false
 	}
+	rs.saveLocked()
 	c := *x
 	return &c, true
 }
@@ -118,6 +204,9 @@ func (rs *removals) each(change func(x *Removal) bool) []Removal {
 		if change(x) {
 			out = append(out, *x)
 		}
+	}
+	if len(out) > 0 {
+		rs.saveLocked()
 	}
 	return out
 }
@@ -151,11 +240,9 @@ func (rk *Rack) startRemoval(n Node, by string, locate func() error) (*Removal, 
 			return nil, err
 		}
 		x.Step = RemovalLocate
-		x.Note = "its LED flashes: press its button at the rack to confirm this is the board to remove"
+		x.Note = locateNote
 	}
-	rk.removals.mu.Lock()
-	rk.removals.m[n.MAC] = x
-	rk.removals.mu.Unlock()
+	rk.removals.put(x)
 	rk.removalChanged(*x, "removal started")
 	return x, nil
 }
@@ -320,13 +407,28 @@ func (rk *Rack) sendSystem(ctx context.Context, mac, row, action, by string) (to
 	return cmd, nil
 }
 
+// Notes of a removal waiting for the press at the rack.
+const (
+	locateNote = "its LED flashes: press its button at the rack to confirm this is the board to remove"
+	lostNote   = "it lost its connection before the press at the rack (a network blip, or the control center restarting): " +
+		"its LED keeps flashing while it runs, and a press reaches the control center once it is back; if it does not come back, check it at the rack"
+)
+
 // removalStatus follows a removed Pi's presence: offline moves it to verification; back
-// online ends the removal.
+// online ends the removal. Before the press at the rack, only a clean stop (someone shut it
+// down by hand) moves it on: a lost connection (a Will, which a restart of the control center
+// also leaves retained) only changes the note until the Pi is back.
 func (rk *Rack) removalStatus(mac string, st topics.Status) {
 	now := rk.cfg.Now()
 	detail := ""
 	x, ok := rk.removals.update(mac, func(x *Removal) bool {
 		switch {
+		case x.Step == RemovalLocate && st.State == topics.StateOffline && st.TS.IsZero():
+			x.Note = lostNote
+			return true
+		case x.Step == RemovalLocate && st.State == topics.StateOnline && x.Note == lostNote:
+			x.Note = locateNote
+			return true
 		case st.State == topics.StateOffline && (x.Step == RemovalShutdown || x.Step == RemovalLocate):
 			x.Step, x.OfflineAt, x.CleanStop = RemovalVerify, now, !st.TS.IsZero()
 			detail = "offline"
@@ -447,11 +549,7 @@ func (rk *Rack) tickRemovals(now time.Time) {
 		rk.removalChanged(x, detail)
 	}
 	if len(gone) > 0 {
-		rk.removals.mu.Lock()
-		for _, mac := range gone {
-			delete(rk.removals.m, mac)
-		}
-		rk.removals.mu.Unlock()
+		rk.removals.drop(gone)
 		for _, mac := range gone {
 			rk.hub.notify(mac)
 		}

@@ -1,7 +1,9 @@
 package dashboard
 
 import (
+	"log/slog"
 	"net/http"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -216,4 +218,48 @@ func TestRemovalDoubtsAndManualShutdown(t *testing.T) {
 			t.Fatalf("an offline Pi: %+v", x)
 		}
 	})
+}
+
+// Before the press at the rack, a lost connection (a Will, which a restart of the control
+// center also leaves retained) does not move the removal on: the note says so until the Pi is
+// back. A clean stop (shut down by hand) does.
+func TestRemovalLocateSurvivesALostConnection(t *testing.T) {
+	f, c := removalFixture(t, true)
+	if w := f.do(t, "POST", "/api/nodes/"+macA+"/removal", "", withCookie(c)); w.Code != http.StatusAccepted {
+		t.Fatalf("removal: %d %s", w.Code, w.Body)
+	}
+	f.publish(t, topics.StatusTopic(rowA, macA), topics.Status{V: 1, State: topics.StateOffline, Session: "s"}) // a Will: no ts
+	x := f.removal(t, macA, func(x *Removal) bool { return x != nil && x.Note == lostNote })
+	if x.Step != RemovalLocate {
+		t.Fatalf("after a lost connection: %+v", x)
+	}
+	f.publish(t, topics.StatusTopic(rowA, macA), online("pi-a", "s2"))
+	f.removal(t, macA, func(x *Removal) bool { return x.Step == RemovalLocate && x.Note == locateNote })
+	f.publish(t, topics.StatusTopic(rowA, macA), offline("s2"))
+	f.removal(t, macA, func(x *Removal) bool { return x.Step == RemovalVerify && x.CleanStop })
+}
+
+// A removal in progress is kept in removals.json, so a restart of the control center carries
+// it on (TestRemovalAcrossARestart does it end to end).
+func TestRemovalsFile(t *testing.T) {
+	dir := t.TempDir()
+	log := slog.New(slog.DiscardHandler)
+	rs := openRemovals(removalsPath(dir), log)
+	rs.put(&Removal{MAC: macA, Row: rowA, Slot: 2, By: "admin", At: t0, Step: RemovalLocate, Note: locateNote})
+	rs.put(&Removal{MAC: macB, Row: rowA, By: "admin", At: t0, Step: RemovalSafe})
+	rs.update(macB, func(x *Removal) bool { x.Step = RemovalEnded; return true })
+	again := openRemovals(removalsPath(dir), log)
+	if len(again.m) != 2 || again.get(macA).Slot != 2 || again.get(macB).Step != RemovalEnded {
+		t.Fatalf("after reopening: %+v", again.m)
+	}
+	again.drop([]string{macB})
+	if third := openRemovals(removalsPath(dir), log); len(third.m) != 1 || third.get(macA) == nil {
+		t.Fatalf("after dropping one: %+v", third.m)
+	}
+	if err := os.WriteFile(removalsPath(dir), []byte("{"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if broken := openRemovals(removalsPath(dir), log); len(broken.m) != 0 {
+		t.Fatalf("an unreadable file gave %+v", broken.m)
+	}
 }

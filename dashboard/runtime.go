@@ -36,7 +36,7 @@ type Rack struct {
 	holds  *holds // acknowledged, silenced, in maintenance
 	// removals are the safe removals running; audit writes an audit entry for what the rack
 	// does on an admin's behalf (a removal's shutdown).
-	removals   removals
+	removals   *removals
 	sentSystem sentSystem // system commands sent, for their results
 	audit      func(AuditEntry) error
 

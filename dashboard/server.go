@@ -290,7 +290,7 @@ func New(cfg Config) (*Server, error) {
 		alerts:     newAlertState(cfg.Alerts),
 		layout:     lay,
 		assign:     assigner{rows: make(map[string]*Assign)},
-		removals:   removals{m: make(map[string]*Removal)},
+		removals:   openRemovals(removalsPath(cfg.AuditDir), cfg.Logger.With("component", "removal")),
 		sentSystem: sentSystem{m: make(map[string][]time.Time)},
 		holds:      openHolds(holdsPath(cfg.AuditDir), cfg.Logger.With("component", "holds")),
 		started:    cfg.Now(),
