@@ -163,19 +163,6 @@ func startPirack(ctx context.Context, o pirackOpts) (_ *pirackServer, err error)
 			return nil, err
 		}
 	}
-	if s.mqtt, err = freeLoopback(); err != nil {
-		return nil, err
-	}
-	if s.web, err = freeLoopback(); err != nil {
-		return nil, err
-	}
-	args := []string{"--data-dir", dir, "--mqtt", s.mqtt, "--http", s.web}
-	if o.debug {
-		if s.debug, err = freeLoopback(); err != nil {
-			return nil, err
-		}
-		args = append(args, "--debug-addr", s.debug)
-	}
 	logw := o.serveLogs
 	if logw == nil {
 		logw = io.Discard
@@ -184,8 +171,28 @@ func startPirack(ctx context.Context, o pirackOpts) (_ *pirackServer, err error)
 	if level == "" {
 		level = "error"
 	}
-	if s.proc, err = startServe(ctx, o.serve, o.serveEnv, logw, s.mqtt, append(args, "--log-level", level)...); err != nil {
-		return nil, err
+	// A port found free may be taken by another process before serve binds it (tests of other
+	// packages run alongside): then again, on other ports.
+	for attempt := 1; ; attempt++ {
+		if s.mqtt, err = freeLoopback(); err != nil {
+			return nil, err
+		}
+		if s.web, err = freeLoopback(); err != nil {
+			return nil, err
+		}
+		args := []string{"--data-dir", dir, "--mqtt", s.mqtt, "--http", s.web, "--log-level", level}
+		if o.debug {
+			if s.debug, err = freeLoopback(); err != nil {
+				return nil, err
+			}
+			args = append(args, "--debug-addr", s.debug)
+		}
+		if s.proc, err = startServe(ctx, o.serve, o.serveEnv, logw, s.mqtt, args...); err == nil {
+			break
+		}
+		if attempt == 3 || !strings.Contains(err.Error(), "address already in use") {
+			return nil, err
+		}
 	}
 	s.client = &http.Client{Timeout: 30 * time.Second}
 	sseCtx, cancel := context.WithCancel(ctx)
