@@ -37,6 +37,7 @@ func commands() []command {
 		{"watch", "the rack live in the terminal, row by row and slot by slot (over MQTT)", runWatch},
 		{"locate", "flash a Pi's LED until someone presses its button at the rack", runLocate},
 		{"blink", "make the LED of Pis blink, and wait for each to report it", runBlink},
+		{"remove", "take a Pi out of the rack safely: press at the rack, shutdown, SAFE TO PULL, replacement (over HTTP)", runRemove},
 		{"user", "manage MQTT and dashboard users (add, list, remove)", runUser},
 		{"enroll", "issue a one-use token that enrols a new Pi (pirack-agent enroll on the Pi)", runEnroll},
 		{"config", "write a commented config file for serve, or check one", runConfig},

@@ -48,6 +48,7 @@ const (
 // center share, so that agents reconnect to the new run by themselves.
 type restartRig struct {
 	dir, mqttAddr, alertsFile string
+	remoteSystem              bool // pirack serve --remote-system
 	users                     *auth.Users
 	logs                      testlog.Writer
 }
@@ -100,7 +101,7 @@ func (r *restartRig) open(t *testing.T) *ccRun {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := serveConfig{DataDir: r.dir, MQTTAddr: r.mqttAddr, HTTPAddr: "127.0.0.1:0", LogLevel: "info", AlertsFile: r.alertsFile}
+	cfg := serveConfig{DataDir: r.dir, MQTTAddr: r.mqttAddr, HTTPAddr: "127.0.0.1:0", LogLevel: "info", AlertsFile: r.alertsFile, RemoteSystem: r.remoteSystem}
 	started := time.Now()
 	cc, err := controlcenter.New(cfg.controlCenter(log, io.Discard))
 	if err != nil {
