@@ -113,6 +113,35 @@ func TestLocateJob(t *testing.T) {
 	}
 }
 
+// A locate this dashboard did not start (pirack locate, Node-RED, or one running across a
+// restart of the control center) is known from the Pi's LED report: the tile says who is
+// locating it, and the press that finds it is timed from when the LED started. An identify
+// already over (a replayed report) is not one.
+func TestLocateFromElsewhere(t *testing.T) {
+	f := newFixture(t)
+	f.publish(t, topics.StatusTopic(rowA, macA), online("pi-a", "s"))
+	f.publish(t, topics.StatusTopic(rowA, macB), online("pi-b", "s"))
+	f.publish(t, topics.LEDStateTopic(rowA, macB), topics.LEDState{V: 1, TS: t0.Add(-2 * time.Hour), State: topics.LEDStateBlinking,
+		Action: topics.LEDIdentify, By: "alice", Until: t0.Add(-time.Hour)})
+	if n, _ := f.rack.node(macB); n.Locate != nil {
+		t.Fatalf("an identify over an hour ago made a locate: %+v", n.Locate)
+	}
+
+	f.publish(t, topics.LEDStateTopic(rowA, macA), topics.LEDState{V: 1, TS: t0, State: topics.LEDStateBlinking,
+		Action: topics.LEDIdentify, By: "nodered", Until: t0.Add(10 * time.Minute)})
+	n, _ := f.rack.node(macA)
+	if !n.Locate.running() || locateText(n.Locate) != "Locating for nodered: press its button when found" {
+		t.Fatalf("from the LED report: %+v %q", n.Locate, locateText(n.Locate))
+	}
+	f.clock.Advance(75 * time.Second)
+	found := press(1)
+	found.Found = true
+	f.publish(t, topics.ButtonTopic(rowA, macA), found)
+	if n, _ = f.rack.node(macA); n.Locate == nil || n.Locate.FoundAfterS != 75 {
+		t.Fatalf("found: %+v, want 75 s after the LED started", n.Locate)
+	}
+}
+
 func TestFmtDuration(t *testing.T) {
 	for d, want := range map[time.Duration]string{
 		42 * time.Second: "42 s", 3*time.Minute + 12*time.Second: "3 min 12 s", 5 * time.Minute: "5 min",

@@ -316,6 +316,16 @@ func (r *model) setLED(row, mac string, st topics.LEDState) bool {
 		return false
 	}
 	e.node.LED = &LED{State: st.State, Action: st.Action, By: st.By, Until: st.Until, TS: st.TS}
+	// An identify this dashboard did not start (pirack locate in a terminal, an automation, or
+	// one running across a restart of the control center) is a locate too: its tile says so,
+	// and the press that finds the Pi is timed from when the LED started.
+	if e.node.Locate == nil && st.State == topics.LEDStateBlinking && st.Action == topics.LEDIdentify && st.Until.After(now) {
+		at := st.TS
+		if at.After(now) { // the Pi's clock runs ahead: the LED started no later than now
+			at = now
+		}
+		e.node.Locate = &Locate{By: st.By, At: at, Action: topics.LEDIdentify, Until: st.Until}
+	}
 	// The LED stopped: the locate it was doing ended (found, run out, or replaced by another
 	// command). A blink's note goes; a locate's stays a while to say how it ended.
 	if l := e.node.Locate; l.running() && st.State != topics.LEDStateBlinking && now.Sub(l.At) > time.Second {
