@@ -84,9 +84,12 @@ func NewSimCollector(seed uint64, now func() time.Time) *SimCollector {
 	s.rx = float64(rng.Int64N(5 * gib))
 	s.tx = float64(rng.Int64N(1 * gib))
 	s.hrng = rand.New(rand.NewPCG(seed^0x5bd1e995, seed))
-	s.nvme, s.docker = seed%3 == 0, seed%4 == 1
+	s.nvme, s.docker = SimHasNVMe(seed), seed%4 == 1
 	return s
 }
+
+// SimHasNVMe reports whether the simulated board of seed has an NVMe drive (a third of them do).
+func SimHasNVMe(seed uint64) bool { return seed%3 == 0 }
 
 // Model implements the optional model lookup Config.Model falls back to.
 func (s *SimCollector) Model() string { return SimModel }

@@ -3,6 +3,7 @@ package demo
 import (
 	"context"
 	"log/slog"
+	"math"
 	"math/rand/v2"
 	"slices"
 	"sync"
@@ -14,8 +15,9 @@ import (
 
 // trouble is something that goes wrong with a simulated Pi, so a newcomer sees every state and
 // alert of the Control Center within minutes: a Pi running hot, short of voltage, filling its
-// disk, hung (no telemetry: stale), dropping off the network and coming back, or its row's
-// supply sagging (the row's watts and volts drop, as when a PSU fails).
+// disk, hung (no telemetry: stale), dropping off the network and coming back, its row's
+// supply sagging (the row's watts and volts drop, as when a PSU fails), or its NVMe drive over
+// the limit the drive reports (sensor_hot).
 type trouble string
 
 const (
@@ -25,6 +27,7 @@ const (
 	troubleStale        trouble = "hung (no telemetry)"
 	troubleOffline      trouble = "off the network"
 	troubleRowPower     trouble = "its row's supply sagging"
+	troubleDriveHot     trouble = "its NVMe drive over its limit" // only a Pi with an NVMe drive
 	// troubleHalted is not a trouble taken in turn but a Pi shut down from the control center
 	// (its agent allows it): off until haltedFor has passed, as if it were pulled and plugged
 	// back in; a reboot is off for rebootFor.
@@ -39,7 +42,7 @@ var (
 )
 
 // troubles are taken in turn.
-var troubles = []trouble{troubleHot, troubleStale, troubleUnderVoltage, troubleOffline, troubleRowPower, troubleDiskFull}
+var troubles = []trouble{troubleHot, troubleStale, troubleUnderVoltage, troubleOffline, troubleRowPower, troubleDiskFull, troubleDriveHot}
 
 // Default pace of the troubles: one starts every TroubleEvery, each lasts TroubleFor (longer
 // than the alerts' one-minute "for", so they are raised), so one or two Pis are in trouble at
@@ -104,6 +107,13 @@ func (c troubledCollector) Collect(ctx context.Context) (topics.Metrics, error) 
 		if !slices.Contains(m.ThrottledSinceBoot, topics.ThrottleUnderVoltage) {
 			m.ThrottledSinceBoot = append(slices.Clone(m.ThrottledSinceBoot), topics.ThrottleUnderVoltage)
 		}
+	case troubleDriveHot:
+		m.Temps = slices.Clone(m.Temps)
+		for i, s := range m.Temps {
+			if s.MaxC != nil {
+				m.Temps[i].C = math.Round((*s.MaxC+1+3*rand.Float64())*10) / 10
+			}
+		}
 	case troubleDiskFull:
 		if m.DiskTotalBytes != nil {
 			total := *m.DiskTotalBytes
@@ -142,6 +152,9 @@ func makeTrouble(ctx context.Context, pis []*pi, every, last time.Duration, log 
 		mu.Lock()
 		var free []*pi
 		for _, p := range pis {
+			if t == troubleDriveHot && !agent.SimHasNVMe(p.seed) {
+				continue
+			}
 			if cur, _ := p.trouble.get(); !busy[p] && cur == "" {
 				free = append(free, p)
 			}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"net"
+	"slices"
 	"testing"
 	"time"
 
@@ -25,7 +26,7 @@ func loopback(t *testing.T) string {
 
 // The demo shows what goes wrong: with its pace sped up, the control center sees each trouble
 // in turn on the simulated Pis (hot, under-voltage, a full disk, stale, offline, a row's
-// supply sagging).
+// supply sagging, an NVMe drive over its limit).
 func TestDemoTroublesShowEveryState(t *testing.T) {
 	cfg := Config{Rows: 1, PerRow: 4, Interval: 200 * time.Millisecond, TroubleEvery: 1500 * time.Millisecond, TroubleFor: 3 * time.Second}
 	cc, err := controlcenter.New(controlcenter.Config{DataDir: t.TempDir(), MQTTAddr: loopback(t), HTTPAddr: loopback(t),
@@ -59,6 +60,8 @@ func TestDemoTroublesShowEveryState(t *testing.T) {
 			case m == nil:
 			case m.CPUTempC != nil && *m.CPUTempC >= 84:
 				seen[troubleHot] = true
+			case slices.ContainsFunc(m.Temps, func(s topics.Temp) bool { return s.MaxC != nil && s.C > *s.MaxC }):
+				seen[troubleDriveHot] = true
 			case len(m.ThrottledNow) == 1 && m.ThrottledNow[0] == topics.ThrottleUnderVoltage:
 				seen[troubleUnderVoltage] = true
 			default:

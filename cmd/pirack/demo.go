@@ -34,7 +34,7 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	fs.IntVar(&sim.PerRow, "per-row", 8, "Pis per row")
 	fs.DurationVar(&sim.Interval, "interval", 2*time.Second, "telemetry period of each simulated Pi")
 	fs.DurationVar(&sim.PressEvery, "press-every", 20*time.Second, "mean time between simulated button presses (0: none)")
-	troubles := fs.Bool("troubles", true, "put a simulated Pi in trouble now and then (hot, under-voltage, disk filling, hung, off the network, a row's supply sagging), so every alert shows; false keeps them healthy")
+	troubles := fs.Bool("troubles", true, "put a simulated Pi in trouble now and then (hot, under-voltage, disk filling, hung, off the network, a row's supply sagging, an NVMe drive over its limit), so every alert shows; false keeps them healthy")
 	if err := parseSettings(fs, args, os.Getenv); err != nil {
 		return err
 	}
