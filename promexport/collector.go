@@ -69,6 +69,13 @@ var (
 		piLabelsAnd("flag")...)
 	piThrottleBoot = def("pirack_pi_throttled_since_boot", "1 when the firmware has reported the flag since boot, else 0; absent when the Pi does not read them.", gauge,
 		piLabelsAnd("flag")...)
+	// Each sensor and real filesystem (issue 16's host figures), labelled as the Pi names them.
+	piTemp      = def("pirack_pi_temperature_celsius", "Each temperature sensor the Pi reads (thermal zones, hwmon chips such as an NVMe drive).", gauge, append(piLabels[:len(piLabels):len(piLabels)], "sensor")...)
+	piTempLimit = def("pirack_pi_temperature_limit_celsius", "The highest temperature a sensor's hardware says it should run at (hwmon temp*_max, else temp*_crit), when it says one: the sensor_hot alert's limit.", gauge, append(piLabels[:len(piLabels):len(piLabels)], "sensor")...)
+	piFSSize    = def("pirack_pi_filesystem_size_bytes", "Size of each real filesystem mounted on the Pi (not tmpfs or overlay).", gauge, append(piLabels[:len(piLabels):len(piLabels)], "mountpoint", "device", "fstype")...)
+	piFSAvail   = def("pirack_pi_filesystem_avail_bytes", "Space on each filesystem available to users (df's Avail).", gauge, append(piLabels[:len(piLabels):len(piLabels)], "mountpoint", "device", "fstype")...)
+	piFSUsed    = def("pirack_pi_filesystem_used_bytes", "Space used on each filesystem (df's Used; Use% is used / (used + avail), as the disk_full alert counts it).", gauge, append(piLabels[:len(piLabels):len(piLabels)], "mountpoint", "device", "fstype")...)
+
 	piNetRx = def("pirack_pi_network_receive_bytes_total", "Bytes received on every interface but loopback, since boot.", counter, piLabels...)
 	piNetTx = def("pirack_pi_network_transmit_bytes_total", "Bytes sent on every interface but loopback, since boot.", counter, piLabels...)
 )
@@ -231,6 +238,30 @@ func collectPis(emit emitFunc, nodes []dashboard.Node) {
 			if f.v != nil {
 				emit(f.f, float64(*f.v), l...)
 			}
+		}
+		// A name twice in one payload (the contract does not forbid it) would make two series
+		// of the same labels, which fails the whole scrape: the first one is kept.
+		seen := map[string]bool{}
+		for _, s := range m.Temps {
+			if seen[s.Sensor] {
+				continue
+			}
+			seen[s.Sensor] = true
+			emit(piTemp, s.C, with(s.Sensor)...)
+			if s.MaxC != nil {
+				emit(piTempLimit, *s.MaxC, with(s.Sensor)...)
+			}
+		}
+		clear(seen)
+		for _, fs := range m.Filesystems {
+			if seen[fs.Mount] {
+				continue
+			}
+			seen[fs.Mount] = true
+			lv := with(fs.Mount, fs.Device, fs.Type)
+			emit(piFSSize, float64(fs.TotalBytes), lv...)
+			emit(piFSAvail, float64(fs.FreeBytes), lv...)
+			emit(piFSUsed, float64(fs.UsedBytes), lv...)
 		}
 		// nil: the agent does not read the flags (not a Pi); empty: read, and clear.
 		for _, t := range []struct {

@@ -119,7 +119,10 @@ func (r *rig) fill(t *testing.T) {
 		MemTotalBytes: ptr[uint64](4 << 30), MemAvailableBytes: ptr[uint64](3 << 30),
 		DiskTotalBytes: ptr[uint64](32 << 30), DiskFreeBytes: ptr[uint64](20 << 30),
 		ThrottledNow: []string{topics.ThrottleUnderVoltage}, ThrottledSinceBoot: []string{topics.ThrottleUnderVoltage, topics.ThrottleThrottled},
-		UptimeS: ptr[uint64](3600), NetRxBytes: ptr[uint64](1000), NetTxBytes: ptr[uint64](2000)})
+		UptimeS: ptr[uint64](3600), NetRxBytes: ptr[uint64](1000), NetTxBytes: ptr[uint64](2000),
+		Temps: []topics.Temp{{Sensor: "cpu-thermal", C: 48.5}, {Sensor: "nvme Composite", C: 41.85, MaxC: ptr(82.85)}},
+		Filesystems: []topics.Filesystem{{Mount: "/", Device: "/dev/mmcblk0p2", Type: "ext4", TotalBytes: 32 << 30, UsedBytes: 11 << 30, FreeBytes: 20 << 30},
+			{Mount: "/mnt/ssd", Device: "/dev/sda1", Type: "ext4", TotalBytes: 500 << 30, UsedBytes: 100 << 30, FreeBytes: 375 << 30}}})
 	r.publish(t, topics.StatusTopic("r1", macB), online("pi-b"))
 	r.publish(t, topics.MetricsTopic("r1", macB), topics.Metrics{V: 1, Seq: 1, TS: t0, Load1: ptr(1.5)})
 	r.publish(t, topics.StatusTopic("r2", macC), topics.Status{V: 1, State: topics.StateOffline, TS: t0})

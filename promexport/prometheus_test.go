@@ -154,6 +154,31 @@ func TestPrometheusScrapesControlCenter(t *testing.T) {
 			}
 		}
 	})
+	t.Run("the docs' queries", func(t *testing.T) {
+		// Every query docs/prometheus.md offers (its promql blocks, a comment after each) is
+		// one Prometheus runs.
+		doc, err := os.ReadFile("../docs/prometheus.md")
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for _, block := range strings.Split(string(doc), "```promql\n")[1:] {
+			block, _, _ = strings.Cut(block, "```")
+			for _, line := range strings.Split(strings.TrimSpace(block), "\n") {
+				expr, _, _ := strings.Cut(line, "#")
+				if expr = strings.TrimSpace(expr); expr == "" {
+					continue
+				}
+				n++
+				if _, err := prom.Query(t.Context(), expr); err != nil {
+					t.Errorf("docs/prometheus.md: %s: %v", expr, err)
+				}
+			}
+		}
+		if n < 5 {
+			t.Fatalf("found %d queries in docs/prometheus.md's promql blocks", n)
+		}
+	})
 	t.Run("promtool check metrics", func(t *testing.T) {
 		body := scrape(t, "http://"+cc.HTTPAddr()+promexport.Path)
 		if !strings.Contains(string(body), "pirack_pi_load1{") {

@@ -398,6 +398,15 @@ func (r Root) Temps() ([]Temp, error) {
 			out = append(out, Temp{Sensor: sensor, C: c, MaxC: limit})
 		}
 	}
+	// Two drives of a kind have the same chip name and labels ("nvme Composite" twice on a
+	// dual-NVMe board): the second is "nvme Composite #2", so that each keeps a history and
+	// an alert of its own.
+	count := map[string]int{}
+	for i := range out {
+		if count[out[i].Sensor]++; count[out[i].Sensor] > 1 {
+			out[i].Sensor += " #" + strconv.Itoa(count[out[i].Sensor])
+		}
+	}
 	return out, nil
 }
 

@@ -157,7 +157,7 @@ overlay /var/lib/docker/overlay2/x/merged overlay rw 0 0
 // Every sensor: the Pi's thermal zone (and not its hwmon twin), an NVMe drive's labelled
 // inputs, the RP1's ADC; one that cannot be read is skipped. A limit is temp*_max, else
 // temp*_crit, and none when the drive reports 0xffff kelvin (no limit set), as real NVMe
-// drives do for their extra sensors.
+// drives do for their extra sensors. A second drive's sensors of the same name are told apart.
 func TestTemps(t *testing.T) {
 	r := fixture(t, map[string]string{
 		"sys/class/thermal/thermal_zone0/type":  "cpu-thermal\n",
@@ -175,6 +175,9 @@ func TestTemps(t *testing.T) {
 		"sys/class/hwmon/hwmon2/name":           "rp1_adc\n",
 		"sys/class/hwmon/hwmon2/temp1_input":    "55000\n",
 		"sys/class/hwmon/hwmon2/temp1_crit":     "85000\n",
+		"sys/class/hwmon/hwmon4/name":           "nvme\n", // a second drive
+		"sys/class/hwmon/hwmon4/temp1_input":    "36000\n",
+		"sys/class/hwmon/hwmon4/temp1_label":    "Composite\n",
 		"sys/class/hwmon/hwmon3/name":           "drivetemp\n",
 		"sys/class/hwmon/hwmon3/temp1_input":    "", // asleep
 		"sys/devices/system/cpu/cpu0/cpufreq/x": "",
@@ -183,7 +186,7 @@ func TestTemps(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []Temp{{"cpu-thermal", 51.25, 0}, {"nvme Composite", 38.85, 82.85}, {"nvme Sensor 1", 41.85, 0}, {"rp1_adc", 55, 85}}
+	want := []Temp{{"cpu-thermal", 51.25, 0}, {"nvme Composite", 38.85, 82.85}, {"nvme Sensor 1", 41.85, 0}, {"rp1_adc", 55, 85}, {"nvme Composite #2", 36, 0}}
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("got %+v", got)
 	}
