@@ -75,7 +75,7 @@ func grafanaQueries(t *testing.T) []grafanaQuery {
 // carry in its legends, and shows the rack overview the docs promise.
 func TestGrafanaDashboardUsesExportedNames(t *testing.T) {
 	names := promexport.MetricNames()
-	labels := []string{"row", "slot", "mac", "name", "hostname", "model", "agent_version", "state", "flag", "rule", "severity", "reason", "job", "instance"}
+	labels := []string{"row", "slot", "mac", "name", "hostname", "model", "agent_version", "state", "flag", "rule", "severity", "reason", "job", "instance", "sensor", "mountpoint", "device", "fstype"}
 	used := map[string]bool{}
 	for _, q := range grafanaQueries(t) {
 		if strings.TrimSpace(q.expr) == "" {
