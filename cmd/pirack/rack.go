@@ -72,17 +72,22 @@ func parseTool(fs *flag.FlagSet, args []string) error {
 }
 
 func (c *clientFlags) dial(ctx context.Context) (*rackclient.Client, error) {
-	password := ""
-	if c.passwordFile != "" {
-		p, err := secretfile.ReadPassword(c.passwordFile, "password file")
-		if err != nil {
-			return nil, err
-		}
-		password = p
-	} else if password = os.Getenv("PIRACK_PASSWORD"); password == "" {
-		return nil, errors.New("no password: pass --password-file or set PIRACK_PASSWORD")
+	password, err := toolPassword(c.passwordFile)
+	if err != nil {
+		return nil, err
 	}
 	return rackclient.Dial(ctx, rackclient.Options{Broker: c.broker, Username: c.username, Password: password, Timeout: c.timeout})
+}
+
+// toolPassword is a terminal tool's password: from file when given, else $PIRACK_PASSWORD.
+func toolPassword(file string) (string, error) {
+	if file != "" {
+		return secretfile.ReadPassword(file, "password file")
+	}
+	if p := os.Getenv("PIRACK_PASSWORD"); p != "" {
+		return p, nil
+	}
+	return "", errors.New("no password: pass --password-file or set PIRACK_PASSWORD")
 }
 
 // snapshotQuiet is how long after the last retained message a snapshot ends.

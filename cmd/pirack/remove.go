@@ -9,12 +9,10 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"os"
 	"strings"
 	"time"
 
 	"github.com/pirack/pirack/dashboard"
-	"github.com/pirack/pirack/internal/secretfile"
 	"github.com/pirack/pirack/rackclient"
 )
 
@@ -52,15 +50,9 @@ flags:`)
 	if *until != "safe" && *until != "replaced" {
 		return fmt.Errorf("--until %q: want safe or replaced", *until)
 	}
-	password := ""
-	if *passwordFile != "" {
-		p, err := secretfile.ReadPassword(*passwordFile, "password file")
-		if err != nil {
-			return err
-		}
-		password = p
-	} else if password = os.Getenv("PIRACK_PASSWORD"); password == "" {
-		return errors.New("no password: pass --password-file or set PIRACK_PASSWORD")
+	password, err := toolPassword(*passwordFile)
+	if err != nil {
+		return err
 	}
 	u, err := url.Parse(strings.TrimSuffix(*base, "/"))
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
